@@ -1,0 +1,30 @@
+# The README's two commands are the contract: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SEEDS ?= 20000
+MINUTES ?= 30
+
+.PHONY: venv run test soak lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check zraft supervisors tests bench
+	$(PY) -m pytest -q -m "not slow"
+
+soak: $(STAMP)
+	$(PY) -m zraft.testing.sweep --seeds $(SEEDS) --steps 2000
+
+lint: $(STAMP)
+	$(PY) -m ruff check zraft supervisors tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,148 @@
+"""Messages between Raft peers, and the events a core reports to its driver.
+
+Every message is a NamedTuple whose first three fields are ``term``, ``src`` and ``dst``
+(peer ids). The transport encodes a message as ``[type_code, *fields]`` (see ``MESSAGE_CODES``);
+names follow zraft_lib's records (``vote_request``, ``append_entries``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from zraft.core.entries import Entry, SnapshotMeta
+
+
+class VoteRequest(NamedTuple):
+    """RequestVote, or a PreVote probe when ``prevote`` (the sender's term is not bumped)."""
+
+    term: int
+    src: str
+    dst: str
+    last_index: int
+    last_term: int
+    prevote: bool = False
+
+
+class VoteReply(NamedTuple):
+    """Answer to a VoteRequest. ``removed`` tells a candidate that a committed configuration
+    no longer contains it and that its log predates that configuration: it must stop."""
+
+    term: int
+    src: str
+    dst: str
+    granted: bool
+    prevote: bool = False
+    removed: bool = False
+
+
+class AppendEntries(NamedTuple):
+    """AppendEntries; an empty ``entries`` list is a heartbeat. ``epoch`` is zraft_lib's read
+    epoch: followers echo it so the leader can confirm leadership for pending reads."""
+
+    term: int
+    src: str
+    dst: str
+    prev_index: int
+    prev_term: int
+    entries: list[Entry]
+    commit: int
+    epoch: int
+
+
+class AppendReply(NamedTuple):
+    """Answer to AppendEntries or InstallSnapshot.
+
+    On success ``index`` is the highest index known to match the leader's log
+    (``prev_index + len(entries)``, or the snapshot index). On a reject ``index`` is the
+    rejected ``prev_index`` and ``hint_index``/``hint_term`` let the leader skip back fast:
+    the follower's last index on a gap, else the last index whose term is at most
+    ``hint_term`` (etcd's findConflictByTerm). ``epoch`` echoes the request's epoch.
+    """
+
+    term: int
+    src: str
+    dst: str
+    success: bool
+    index: int
+    hint_index: int
+    hint_term: int
+    epoch: int
+
+
+class InstallSnapshot(NamedTuple):
+    """A snapshot has arrived: the node delivers this to the follower's core once the snapshot
+    files sent by leader ``src`` (in ``term``) are on disk and verified. The follower answers
+    with an AppendReply whose ``index`` is ``meta.index``."""
+
+    term: int
+    src: str
+    dst: str
+    meta: SnapshotMeta
+    epoch: int
+
+
+Message = VoteRequest | VoteReply | AppendEntries | AppendReply | InstallSnapshot
+
+# Wire type codes (stable: never renumber; add new codes at the end).
+MESSAGE_CODES: dict[type, int] = {
+    VoteRequest: 1,
+    VoteReply: 2,
+    AppendEntries: 3,
+    AppendReply: 4,
+    InstallSnapshot: 5,
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Events: things the core tells its driver in Ready.events. Plain data, no behaviour.
+
+
+class RoleChanged(NamedTuple):
+    """The role, term or known leader changed. ``role`` is one of ``follower``,
+    ``precandidate``, ``candidate``, ``leader``."""
+
+    role: str
+    term: int
+    leader: str | None
+
+
+class ConfigChangeResult(NamedTuple):
+    """Outcome of ``change_config``: ``error`` is ``None`` on success, else one of
+    ``not_stable``, ``newer_exists``, ``process_prev_change``, ``leader_changed``,
+    ``timeout``, ``not_leader``. ``leader`` is the known leader (for redirects)."""
+
+    ctx: Any
+    error: str | None
+    config_index: int
+    config: Any
+    leader: str | None
+
+
+class ReadState(NamedTuple):
+    """A read confirmed by a quorum: answer it once the state machine applied ``index``."""
+
+    ctx: Any
+    index: int
+
+
+class ReadFailed(NamedTuple):
+    """A read that cannot be answered here: ``error`` is ``not_leader`` or ``leader_changed``;
+    ``leader`` is the known leader, if any."""
+
+    ctx: Any
+    error: str
+    leader: str | None
+
+
+class SnapshotNeeded(NamedTuple):
+    """Leader: follower ``peer`` is behind the first retained log index; send it the local
+    snapshot described by ``meta`` out of band, then report ``snapshot_failed`` on failure."""
+
+    peer: str
+    meta: SnapshotMeta
+
+
+class Removed(NamedTuple):
+    """This peer is not part of a committed configuration any more: stop it for good."""
+
+    config_index: int
