@@ -1,0 +1,204 @@
+"""Node configuration: TOML -> frozen dataclasses, zraft_lib's defaults, clear errors.
+
+Every zraft_lib parameter keeps its name (SPEC section 9); the node adds its listen address,
+the cluster cookie, the backend allowlist and lager-style logging. ``load_config`` raises
+``ConfigError`` whose message is one line saying what is wrong; ``python -m zraft.node``
+prints it and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration problem, with a one-line message naming the key."""
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    """zraft_lib's application environment (names and defaults as in zraft_lib)."""
+
+    election_timeout: int = 500  # ms; election timer random in [1.5, 2.5) x this
+    request_timeout: int = 0  # ms; 0 = 2 x election_timeout (zraft_lib's default)
+    snapshot_listener_port: int = 0  # 0 = any free port
+    snapshot_listener_addr: str = "127.0.0.1"  # zraft_lib: 0.0.0.0; loopback is safer
+    snapshot_backup: bool = False
+    max_segment_size: int = 10485760
+    max_log_count: int = 1000
+    tick_ms: int = 0  # 0 = election_timeout / 10
+    max_inflight: int = 256  # AppendEntries messages in flight per follower
+    max_batch_bytes: int = 1048576  # byte cap of one AppendEntries
+
+    @property
+    def effective_request_timeout(self) -> int:
+        return self.request_timeout or 2 * self.election_timeout
+
+    @property
+    def effective_tick_ms(self) -> int:
+        return self.tick_ms or max(1, self.election_timeout // 10)
+
+    @property
+    def election_ticks(self) -> int:
+        return max(2, round(self.election_timeout / self.effective_tick_ms))
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """lager's handlers: console, error and crash logs, rotated by size and count."""
+
+    dir: str = "log"
+    level: str = "info"
+    console: bool = False  # also log to stderr
+    console_log: str = "console.log"
+    error_log: str = "error.log"
+    crash_log: str = "crash.log"
+    size: int = 10485760
+    count: int = 5
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    listen: str = "127.0.0.1:7000"
+    cookie: str = ""
+    cookie_file: str = ""
+    backends: tuple[str, ...] = ("dict",)
+    log_dir: str = "data"
+    snapshot_dir: str = "data"
+    fault_injection: bool = True  # accept authenticated partition/heal admin messages
+    raft: RaftConfig = field(default_factory=RaftConfig)
+    logging: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def resolved_cookie(self) -> bytes:
+        """The cookie bytes: ``cookie`` if set, else the first line of ``cookie_file``."""
+        if self.cookie:
+            return self.cookie.encode()
+        if self.cookie_file:
+            try:
+                text = Path(self.cookie_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cookie_file {self.cookie_file!r}: {exc.strerror}") from None
+            if not text:
+                raise ConfigError(f"cookie_file {self.cookie_file!r} is empty")
+            return text.encode()
+        raise ConfigError("no cookie: set node.cookie or node.cookie_file")
+
+
+_SECTIONS: dict[str, type] = {"raft": RaftConfig, "logging": LogConfig}
+
+
+def _check_type(section: str, key: str, value: Any, expected: Any) -> Any:
+    where = f"{section}.{key}" if section else key
+    if expected in ("int", int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+    elif expected in ("bool", bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+    elif expected in ("str", str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+    elif str(expected).startswith("tuple"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        value = tuple(value)
+    return value
+
+
+def _build(cls: type, section: str, raw: dict[str, Any]) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _SECTIONS and cls is NodeConfig:
+            continue
+        if key not in known:
+            where = f"{section}.{key}" if section else key
+            raise ConfigError(f"unknown key {where!r}")
+        kwargs[key] = _check_type(section, key, value, known[key].type)
+    return cls(**kwargs)
+
+
+def parse_config(raw: dict[str, Any]) -> NodeConfig:
+    """Build a NodeConfig from a TOML-shaped dict with ``[node]``, ``[raft]``, ``[logging]``."""
+    unknown = set(raw) - {"node", "raft", "logging"}
+    if unknown:
+        raise ConfigError(f"unknown section {sorted(unknown)[0]!r}")
+    for name in ("node", "raft", "logging"):
+        if name in raw and not isinstance(raw[name], dict):
+            raise ConfigError(f"[{name}] must be a table")
+    node = _build(NodeConfig, "node", raw.get("node", {}))
+    raft = _build(RaftConfig, "raft", raw.get("raft", {}))
+    logging_cfg = _build(LogConfig, "logging", raw.get("logging", {}))
+    cfg = replace(node, raft=raft, logging=logging_cfg)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: NodeConfig) -> None:
+    """Check relations and ranges; raise ConfigError with one line on the first problem."""
+    host, sep, port = cfg.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"node.listen must be host:port (port 1..65535), got {cfg.listen!r}")
+    r = cfg.raft
+    if r.election_timeout < 10:
+        raise ConfigError(f"raft.election_timeout must be >= 10 ms, got {r.election_timeout}")
+    if r.request_timeout < 0:
+        raise ConfigError(f"raft.request_timeout must be >= 0, got {r.request_timeout}")
+    if r.tick_ms < 0 or (r.tick_ms and r.tick_ms * 2 > r.election_timeout):
+        raise ConfigError("raft.tick_ms must be 0 (auto) or at most election_timeout / 2")
+    if not 0 <= r.snapshot_listener_port < 65536:
+        raise ConfigError(f"raft.snapshot_listener_port out of range: {r.snapshot_listener_port}")
+    if r.max_segment_size < 4096:
+        raise ConfigError(f"raft.max_segment_size must be >= 4096, got {r.max_segment_size}")
+    if r.max_log_count < 1:
+        raise ConfigError(f"raft.max_log_count must be >= 1, got {r.max_log_count}")
+    if r.max_inflight < 1 or r.max_batch_bytes < 1024:
+        raise ConfigError("raft.max_inflight must be >= 1 and raft.max_batch_bytes >= 1024")
+    if cfg.logging.level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError(f"logging.level must be debug/info/warning/error: {cfg.logging.level!r}")
+    if cfg.logging.size < 1024 or cfg.logging.count < 0:
+        raise ConfigError("logging.size must be >= 1024 and logging.count >= 0")
+    if not cfg.backends:
+        raise ConfigError("node.backends must name at least one allowed backend")
+    cfg.resolved_cookie()
+
+
+def ensure_dirs(cfg: NodeConfig) -> None:
+    """Create the data and log directories; raise ConfigError if one is not writable."""
+    for key, path in (("node.log_dir", cfg.log_dir), ("node.snapshot_dir", cfg.snapshot_dir),
+                      ("logging.dir", cfg.logging.dir)):
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{key} {path!r} cannot be created: {exc.strerror}") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"{key} {path!r} is not writable")
+
+
+def load_config(path: str | os.PathLike[str], **overrides: Any) -> NodeConfig:
+    """Read a TOML file; ``overrides`` replace [node] keys (used by command-line flags)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r}: {exc.strerror}") from None
+    node = dict(raw.get("node", {}))
+    node.update({k: v for k, v in overrides.items() if v is not None})
+    raw["node"] = node
+    return parse_config(raw)

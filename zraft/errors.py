@@ -1,0 +1,117 @@
+"""The ZRaftError hierarchy, one class per zraft_lib error, with stable wire codes.
+
+"Raft said no" travels as these exceptions; "the backend returned X" is a value.
+Each class has a ``code`` (the zraft_lib atom) used on the wire; ``error_from_code`` maps back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ZRaftError(Exception):
+    """Root of every error zraft raises."""
+
+    code = "error"
+
+    def __init__(self, message: str = "", **details: Any) -> None:
+        super().__init__(message or self.code)
+        self.details = details
+
+
+class Timeout(ZRaftError):
+    """No answer within the deadline: the operation may or may not have been applied."""
+
+    code = "timeout"
+
+
+class AllFailed(ZRaftError):
+    """No peer of the cluster answered (zraft_lib's ``all_failed``)."""
+
+    code = "all_failed"
+
+
+class Unreachable(ZRaftError):
+    """The peer's node could not be reached, or it hosts no such peer (zraft_lib ``noproc``)."""
+
+    code = "noproc"
+
+
+class NotLeader(ZRaftError):
+    """The peer is not the leader; ``leader`` is its best guess (may be None)."""
+
+    code = "not_leader"
+
+    def __init__(self, message: str = "", leader: str | None = None, **details: Any) -> None:
+        super().__init__(message or f"not leader (leader: {leader})", **details)
+        self.leader = leader
+
+
+class LeaderChanged(ZRaftError):
+    code = "leader_changed"
+
+
+class Loading(ZRaftError):
+    code = "loading"
+
+
+class PeersChanged(ZRaftError):
+    code = "peers_changed"
+
+
+class NotStable(ZRaftError):
+    code = "not_stable"
+
+
+class NewerExists(ZRaftError):
+    code = "newer_exists"
+
+
+class ProcessPrevChange(ZRaftError):
+    code = "process_prev_change"
+
+
+class AlreadyPresent(ZRaftError):
+    code = "already_present"
+
+
+class Initialized(ZRaftError):
+    code = "initialized"
+
+
+class SessionExpired(ZRaftError):
+    code = "session_expired"
+
+
+class BackendError(ZRaftError):
+    code = "backend_error"
+
+
+class BadRequest(ZRaftError):
+    code = "bad_request"
+
+
+class NoPeers(ZRaftError):
+    code = "no_peers"
+
+
+_BY_CODE: dict[str, type[ZRaftError]] = {
+    cls.code: cls
+    for cls in (
+        Timeout, AllFailed, Unreachable, NotLeader, LeaderChanged, Loading, PeersChanged,
+        NotStable, NewerExists, ProcessPrevChange, AlreadyPresent, Initialized,
+        SessionExpired, BackendError, BadRequest, NoPeers,
+    )
+}
+
+
+def error_from_code(code: str, message: str = "", **details: Any) -> ZRaftError:
+    """Build the exception for a wire error code; unknown codes become a plain ZRaftError."""
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        err = ZRaftError(message or code, **details)
+        err.code = code
+        return err
+    if cls is NotLeader:
+        return NotLeader(message, leader=details.pop("leader", None), **details)
+    return cls(message, **details)
