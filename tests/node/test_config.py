@@ -1,0 +1,91 @@
+"""Node configuration: defaults are zraft_lib's, bad input gives one clear line."""
+
+from __future__ import annotations
+
+import pytest
+
+from zraft.config import ConfigError, NodeConfig, RaftConfig, ensure_dirs, load_config, parse_config
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_zraft_lib_defaults() -> None:
+    raft = RaftConfig()
+    assert raft.election_timeout == 500
+    assert raft.effective_request_timeout == 1000
+    assert raft.max_segment_size == 10485760
+    assert raft.max_log_count == 1000
+    assert raft.snapshot_listener_port == 0
+    assert raft.snapshot_backup is False
+    assert raft.election_ticks == 10
+
+
+def test_full_file_round_trip(tmp_path) -> None:
+    cfg = load_config(write(tmp_path, """
+[node]
+listen = "127.0.0.1:7101"
+cookie = "secret"
+backends = ["dict"]
+log_dir = "d1"
+[raft]
+election_timeout = 300
+max_log_count = 50
+snapshot_backup = true
+[logging]
+level = "debug"
+count = 2
+"""))
+    assert cfg.port == 7101 and cfg.host == "127.0.0.1"
+    assert cfg.raft.election_timeout == 300 and cfg.raft.effective_request_timeout == 600
+    assert cfg.raft.snapshot_backup is True and cfg.logging.count == 2
+    assert cfg.resolved_cookie() == b"secret"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[node]\ncookie="c"\nbogus = 1\n', "unknown key 'node.bogus'"),
+        ('[raft]\nelection_timeout = "fast"\n[node]\ncookie="c"\n',
+         "raft.election_timeout must be an integer"),
+        ('[node]\ncookie="c"\nlisten = "nowhere"\n', "node.listen"),
+        ('[node]\nlisten = "127.0.0.1:7000"\n', "no cookie"),
+        ('[sundry]\nx=1\n', "unknown section 'sundry'"),
+        ('[node\n', "config file"),
+        ('[raft]\nsnapshot_backup = 1\n[node]\ncookie="c"\n', "must be true or false"),
+    ],
+)
+def test_bad_config_names_the_problem(tmp_path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_cookie_file_and_overrides(tmp_path) -> None:
+    (tmp_path / "cookie").write_text("from-file\n")
+    cfg = load_config(write(tmp_path, f'[node]\ncookie_file = "{tmp_path / "cookie"}"\n'),
+                      listen="127.0.0.1:7200")
+    assert cfg.resolved_cookie() == b"from-file" and cfg.port == 7200
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("/nonexistent/node.toml")
+
+
+def test_unwritable_dir_is_reported(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cfg = parse_config({"node": {"cookie": "c", "log_dir": str(blocker / "sub")}})
+    with pytest.raises(ConfigError, match=r"node\.log_dir"):
+        ensure_dirs(cfg)
+
+
+def test_node_config_is_frozen() -> None:
+    cfg = NodeConfig(cookie="c")
+    with pytest.raises(AttributeError):
+        cfg.listen = "x"  # type: ignore[misc]
