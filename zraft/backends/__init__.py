@@ -1,0 +1,1 @@
+"""Backends shipped with zraft. ``zraft.backends.dict.DictBackend`` is the reference one."""

@@ -1,0 +1,293 @@
+"""The reference key/value backend (zraft_lib's zraft_dict_backend).
+
+Commands (msgpack-decoded lists):
+
+- writes: ``[k, v]`` or ``["put", k, v]`` store v and answer ``"ok"``; ``["delete", k]``
+  answers ``"ok"``, or ``NOT_FOUND`` if k was absent; ``["cas", k, expected, new]`` stores
+  ``new`` only if the current value equals ``expected`` and answers ``"ok"``, otherwise
+  ``["cas_failed", current]``. ``expected`` / ``current`` may be ``NOT_FOUND`` ("absent"),
+  and ``new`` may be ``NOT_FOUND`` (delete if it still holds ``expected``). Equality is
+  msgpack equality: ``1``, ``1.0`` and ``True`` differ.
+  A two-element write whose first item is ``"delete"`` is a delete: store the key
+  ``"delete"`` with ``["put", "delete", v]``.
+- queries: ``k`` or ``["get", k]`` answer the value or ``NOT_FOUND`` and watch k;
+  ``["list", prefix]`` answers ``[[k, v], ...]`` for the keys of the prefix's type (str or
+  bytes) starting with it, sorted, and watches the prefix (a new key under it fires too).
+  A key that is itself a list starting with "get"/"list" must be read with ``["get", k]``.
+  A callable query (in-process ``query_local`` only) gets a read-only mapping of the data.
+
+Keys are any hashable msgpack value; arrays become tuples. Maps cannot be keys and
+``NOT_FOUND`` cannot be stored: those commands raise ``BadCommand``.
+
+Temporary (session-owned) data: a write through ``apply_in_session`` makes the key owned by
+the session; ``expire_session`` deletes every owned key and returns them in the order they
+were acquired. A later plain write or delete makes the key permanent again / forgets it.
+
+Snapshots are async and copy-on-write: ``snapshot()`` hands the job the current tables and
+marks them shared; the next mutation copies them first, so the job's view never changes.
+File ``<dir>/state``: magic, a msgpack stream (header, data records ``[k, v]``, owner
+records ``[sid, [keys...]]``), then a CRC-32 of the stream; ``install_snapshot`` verifies
+all of it and raises ``SnapshotCorrupted`` otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from zraft.fsm.backend import ApplyResult, BadCommand, QueryResult, SnapshotCorrupted, SnapshotJob
+from zraft.fsm.codec import NOT_FOUND, hashable, packb, packer, unpacker
+
+STATE_FILE = "state"
+_MAGIC = b"ZRDICT\x00\x01"
+_CRC = struct.Struct(">I")
+_FORMAT_VERSION = 1
+
+Key = Hashable
+
+
+class DictBackend:
+    """A dictionary with session-owned (temporary) keys. See the module docstring."""
+
+    def __init__(self) -> None:
+        self.peer_id: str | None = None
+        self._data: dict[Key, Any] = {}
+        self._owner: dict[Key, str] = {}
+        # session id -> its keys in acquisition order (a dict used as an ordered set)
+        self._owned: dict[str, dict[Key, None]] = {}
+        # True while a snapshot job may still read the current tables (copy before writing)
+        self._shared = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def init(self, peer_id: str) -> None:
+        self.peer_id = peer_id
+        self._data, self._owner, self._owned, self._shared = {}, {}, {}, False
+
+    # ---------------------------------------------------------------- reads
+
+    def query(self, query: Any) -> Any:
+        if callable(query):
+            return query(MappingProxyType(self._data))
+        if isinstance(query, (list, tuple)) and len(query) == 2:
+            op, arg = query
+            if op == "get":
+                key = _key(arg)
+                return QueryResult(self._data.get(key, NOT_FOUND), (key,))
+            if op == "list":
+                return self._list(arg)
+        key = _key(query)
+        return QueryResult(self._data.get(key, NOT_FOUND), (key,))
+
+    def _list(self, prefix: Any) -> QueryResult:
+        if not isinstance(prefix, (str, bytes)):
+            raise BadCommand("list prefix must be str or bytes")
+        kind = type(prefix)
+        keys = sorted(k for k in self._data if type(k) is kind and k.startswith(prefix))
+        return QueryResult([[k, self._data[k]] for k in keys], (), (prefix,))
+
+    def get(self, key: Any, default: Any = NOT_FOUND) -> Any:
+        """Direct read for tests and tools (not through the state machine)."""
+        return self._data.get(_key(key), default)
+
+    def items(self) -> list[tuple[Key, Any]]:
+        return list(self._data.items())
+
+    def owner_of(self, key: Any) -> str | None:
+        return self._owner.get(_key(key))
+
+    def temporary_count(self) -> int:
+        return len(self._owner)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # ---------------------------------------------------------------- writes
+
+    def apply(self, command: Any) -> ApplyResult:
+        return self._write(command, None)
+
+    def apply_in_session(self, command: Any, session_id: str) -> ApplyResult:
+        return self._write(command, session_id)
+
+    def expire_session(self, session_id: str) -> list[Key]:
+        owned = self._owned.get(session_id)
+        if not owned:
+            return []
+        self._unshare()
+        keys = list(self._owned.pop(session_id))
+        for key in keys:
+            del self._data[key]
+            del self._owner[key]
+        return keys
+
+    def _write(self, command: Any, session_id: str | None) -> ApplyResult:
+        if not isinstance(command, (list, tuple)):
+            raise BadCommand("a dict backend write is a list")
+        size = len(command)
+        if size == 2 and command[0] == "delete":
+            return self._delete(_key(command[1]))
+        if size == 2:
+            return self._put(_key(command[0]), command[1], session_id)
+        if size == 3 and command[0] == "put":
+            return self._put(_key(command[1]), command[2], session_id)
+        if size == 4 and command[0] == "cas":
+            return self._cas(_key(command[1]), command[2], command[3], session_id)
+        raise BadCommand(f"unknown dict backend write of {size} items")
+
+    def _put(self, key: Key, value: Any, session_id: str | None) -> ApplyResult:
+        if value is NOT_FOUND:
+            raise BadCommand("NOT_FOUND cannot be stored")
+        self._unshare()
+        self._disown(key)
+        self._data[key] = value
+        if session_id is not None:
+            self._owner[key] = session_id
+            self._owned.setdefault(session_id, {})[key] = None
+        return ApplyResult("ok", (key,))
+
+    def _delete(self, key: Key) -> ApplyResult:
+        if key not in self._data:
+            return ApplyResult(NOT_FOUND, ())
+        self._unshare()
+        self._disown(key)
+        del self._data[key]
+        return ApplyResult("ok", (key,))
+
+    def _cas(self, key: Key, expected: Any, new: Any, session_id: str | None) -> ApplyResult:
+        current = self._data.get(key, NOT_FOUND)
+        if not _same(current, expected):
+            return ApplyResult(["cas_failed", current], ())
+        if new is NOT_FOUND:
+            return self._delete(key) if current is not NOT_FOUND else ApplyResult("ok", ())
+        return self._put(key, new, session_id)
+
+    def _disown(self, key: Key) -> None:
+        owner = self._owner.pop(key, None)
+        if owner is not None:
+            keys = self._owned[owner]
+            del keys[key]
+            if not keys:
+                del self._owned[owner]
+
+    def _unshare(self) -> None:
+        """Copy-on-write: a snapshot job still reads the current tables, so copy them."""
+        if self._shared:
+            self._data = dict(self._data)
+            self._owner = dict(self._owner)
+            self._owned = {sid: dict(keys) for sid, keys in self._owned.items()}
+            self._shared = False
+
+    # ---------------------------------------------------------------- snapshots
+
+    def snapshot(self) -> SnapshotJob:
+        self._shared = True
+        return SnapshotJob("async", _state_writer(self._data, self._owned))
+
+    def snapshot_done(self) -> None:
+        pass
+
+    def snapshot_failed(self, reason: str) -> None:
+        pass
+
+    def install_snapshot(self, directory: Path) -> None:
+        data, owned = read_state(Path(directory) / STATE_FILE)
+        owner = {key: sid for sid, keys in owned.items() for key in keys}
+        self._data, self._owner, self._owned, self._shared = data, owner, owned, False
+
+
+def _key(raw: Any) -> Key:
+    if raw is NOT_FOUND:
+        raise BadCommand("NOT_FOUND cannot be a key")
+    try:
+        return hashable(raw)
+    except TypeError as exc:
+        raise BadCommand(f"bad key: {exc}") from None
+
+
+def _same(current: Any, expected: Any) -> bool:
+    if current is NOT_FOUND or expected is NOT_FOUND:
+        return current is expected
+    try:
+        return packb(current) == packb(expected)
+    except (TypeError, ValueError):
+        return False
+
+
+def _state_writer(
+    data: dict[Key, Any], owned: dict[str, dict[Key, None]]
+) -> Callable[[Path], None]:
+    """The snapshot job: writes an immutable view (the caller never mutates these again)."""
+
+    def write(directory: Path) -> None:
+        pack = packer()
+        crc = 0
+        with open(Path(directory) / STATE_FILE, "wb") as out:
+            out.write(_MAGIC)
+            chunk = pack.pack([_FORMAT_VERSION, len(data), len(owned)])
+            for key, value in data.items():
+                chunk += pack.pack([key, value])
+                if len(chunk) >= 1 << 16:
+                    crc = zlib.crc32(chunk, crc)
+                    out.write(chunk)
+                    chunk = b""
+            for sid, keys in owned.items():
+                chunk += pack.pack([sid, list(keys)])
+            crc = zlib.crc32(chunk, crc)
+            out.write(chunk)
+            out.write(_CRC.pack(crc))
+            out.flush()
+            os.fsync(out.fileno())
+
+    return write
+
+
+def read_state(path: Path) -> tuple[dict[Key, Any], dict[str, dict[Key, None]]]:
+    """Read and verify a ``state`` file; raises SnapshotCorrupted with the reason."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SnapshotCorrupted(f"cannot read dict snapshot {path}: {exc}") from exc
+    if len(raw) < len(_MAGIC) + _CRC.size or not raw.startswith(_MAGIC):
+        raise SnapshotCorrupted(f"{path} is not a dict backend snapshot (bad header)")
+    body = raw[len(_MAGIC) : -_CRC.size]
+    (crc,) = _CRC.unpack(raw[-_CRC.size :])
+    if zlib.crc32(body) != crc:
+        raise SnapshotCorrupted(f"{path} is corrupted (checksum mismatch)")
+    try:
+        stream = unpacker()
+        stream.feed(body)
+        version, n_data, n_owned = next(stream)
+        if version != _FORMAT_VERSION:
+            raise SnapshotCorrupted(f"{path}: unsupported format version {version!r}")
+        data: dict[Key, Any] = {}
+        for _ in range(n_data):
+            key, value = next(stream)
+            data[hashable(key)] = value
+        owned: dict[str, dict[Key, None]] = {}
+        for _ in range(n_owned):
+            sid, keys = next(stream)
+            owned[sid] = {hashable(key): None for key in keys}
+        trailing = True
+        try:
+            next(stream)
+        except StopIteration:
+            trailing = False
+        if trailing:
+            raise SnapshotCorrupted(f"{path}: trailing data")
+    except SnapshotCorrupted:
+        raise
+    except Exception as exc:
+        raise SnapshotCorrupted(f"{path} is corrupted ({type(exc).__name__}: {exc})") from exc
+    for sid, keys in owned.items():
+        if not isinstance(sid, str) or any(key not in data for key in keys):
+            raise SnapshotCorrupted(f"{path}: owner table does not match the data")
+    return data, owned
+
+
+__all__ = ["STATE_FILE", "DictBackend", "read_state"]

@@ -1,0 +1,409 @@
+"""StateMachine: applies committed entries to a Backend, the session table and the watches.
+
+Pure: no threads, no clocks, no I/O of its own. The driver (``zraft/actors``) hands it
+committed entries and reads, and acts on what it returns; snapshot files are written by
+``SnapshotImage.write`` wherever the driver chooses (see ``zraft.fsm.snapshot``).
+
+Rules:
+- Entries are applied once, in index order: entries at or below ``applied_index`` are
+  skipped, a gap raises ``ValueError`` (a driver bug). NOOP and CONFIG entries only advance
+  ``applied_index`` (and the clock, below).
+- Every DATA entry gets exactly one ``Reply(index, term, result, error)``; ``error`` is None
+  or a code: ``bad_command`` (undecodable/unknown command, or the backend raised
+  BadCommand), ``backend_error: <TypeName>`` (the backend raised), ``session_expired``,
+  ``exists`` (connect of a live session), ``duplicate`` (a session write already answered
+  and acknowledged). Nothing raised by a command escapes ``apply``.
+- Time is entry time only. Before applying each entry, every session with
+  ``expires_at <= entry.time`` expires; so after any batch no session due at the last
+  entry's time remains, and the result does not depend on how entries were batched.
+  Expiring: the backend drops the session's temporary data, the session's cached replies and
+  watches are dropped, watches on the deleted keys fire, and ``("disconnected", sid)`` is
+  reported so the leader can tell the session.
+- Watches are leader-only: a watched read needs ``set_leader(True)`` and a live session;
+  ``set_leader(False)`` fires every watch with ``leader_changed``.
+- The driver must deliver a batch's ``triggers`` before its ``replies`` (zraft_lib: a watch
+  fires before the reply of the write that changed the key).
+- Snapshots: ``should_snapshot()`` after ``max_log_count`` entries applied since the last
+  one; ``take_snapshot()`` -> ``SnapshotImage``; then ``snapshot_done``/``snapshot_failed``.
+  ``restore(directory)`` replaces everything replicated with a snapshot's content.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from zraft.core.entries import DATA, Entry
+from zraft.fsm.backend import ApplyResult, Backend, BadCommand, QueryResult, SnapshotCorrupted
+from zraft.fsm.codec import hashable, normalize
+from zraft.fsm.commands import (
+    Close,
+    Connect,
+    ExpireCheck,
+    Ping,
+    SessionWrite,
+    Write,
+    decode_command,
+)
+from zraft.fsm.sessions import CachedReply, SessionTable
+from zraft.fsm.snapshot import DATA_DIR, SnapshotImage, read_machine_state
+from zraft.fsm.watches import WatchRegistry, WatchTrigger
+
+log = logging.getLogger(__name__)
+
+BAD_COMMAND = "bad_command"
+SESSION_EXPIRED = "session_expired"
+EXISTS = "exists"
+DUPLICATE = "duplicate"
+NOT_LEADER = "not_leader"
+WATCH_NOT_SUPPORTED = "watch_not_supported"
+DISCONNECTED = "disconnected"
+
+
+def backend_error(exc: BaseException) -> str:
+    return f"backend_error: {type(exc).__name__}"
+
+
+class Reply(NamedTuple):
+    """The outcome of one DATA entry, for the client waiting on (index, term)."""
+
+    index: int
+    term: int
+    result: Any
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class QueryReply(NamedTuple):
+    value: Any
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class SessionEvent(NamedTuple):
+    """Something the leader must tell a session; ``kind`` is ``"disconnected"``."""
+
+    kind: str
+    sid: str
+
+
+@dataclass
+class ApplyBatch:
+    """What applying a batch produced; deliver ``triggers`` before ``replies``."""
+
+    replies: list[Reply] = field(default_factory=list)
+    triggers: list[WatchTrigger] = field(default_factory=list)
+    events: list[SessionEvent] = field(default_factory=list)
+    applied_index: int = 0
+
+
+class _Outcome(NamedTuple):
+    error: str | None
+    value: Any
+    trigger_keys: Sequence[Hashable] = ()
+
+
+class StateMachine:
+    """Replicated state: backend data + session table; leader-local: watches."""
+
+    def __init__(self, backend: Backend, peer_id: str, *, max_log_count: int = 1000) -> None:
+        self.backend = backend
+        self.peer_id = peer_id
+        self.max_log_count = max_log_count
+        self.applied_index = 0
+        self.applied_term = 0
+        self.last_time = 0  # entry time of the last applied entry
+        self.snapshot_index = 0
+        self.sessions = SessionTable()
+        self.watches = WatchRegistry()
+        self.is_leader = False
+        self._snapshot_in_progress: SnapshotImage | None = None
+        backend.init(peer_id)
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, entries: Iterable[Entry]) -> ApplyBatch:
+        out = ApplyBatch(applied_index=self.applied_index)
+        for entry in entries:
+            if entry.index <= self.applied_index:
+                continue
+            if entry.index != self.applied_index + 1:
+                raise ValueError(
+                    f"entry {entry.index} applied after {self.applied_index}: gap in the log"
+                )
+            self._expire_due(entry.time, out)
+            if entry.type == DATA:
+                error, value = self._apply_data(entry, out)
+                out.replies.append(Reply(entry.index, entry.term, value, error))
+            self.applied_index = entry.index
+            self.applied_term = entry.term
+            self.last_time = entry.time
+        out.applied_index = self.applied_index
+        return out
+
+    def _apply_data(self, entry: Entry, out: ApplyBatch) -> tuple[str | None, Any]:
+        try:
+            command = decode_command(entry.data)
+        except BadCommand:
+            return BAD_COMMAND, None
+        time = entry.time
+        if isinstance(command, Write):
+            outcome = self._call(self.backend.apply, command.payload)
+            self._fire(outcome.trigger_keys, out)
+            return outcome.error, outcome.value
+        if isinstance(command, SessionWrite):
+            return self._session_write(command, time, out)
+        if isinstance(command, Connect):
+            return self._connect(command, time, out)
+        if isinstance(command, Ping):
+            if not self.sessions.is_alive(command.sid, time):
+                return self._refuse_dead_session(command.sid, out)
+            self.sessions.touch(command.sid, time)
+            self.sessions.acknowledge(command.sid, command.acc_upto)
+            return None, "ok"
+        if isinstance(command, Close):
+            if command.sid in self.sessions:
+                self._expire(command.sid, out)
+            return None, "ok"
+        assert isinstance(command, ExpireCheck)
+        session = self.sessions.get(command.sid)
+        if session is None:
+            return None, "unknown"
+        if time >= session.expires_at:
+            self._expire(command.sid, out)
+            return None, "expired"
+        return None, "alive"
+
+    def _connect(self, command: Connect, time: int, out: ApplyBatch) -> tuple[str | None, Any]:
+        sid = command.sid
+        if self.sessions.is_alive(sid, time):
+            return EXISTS, None
+        if sid in self.sessions:
+            # registered but expired: drop the old incarnation's data, then start afresh
+            self._expire(sid, out, notify=False)
+        self.sessions.register(sid, command.timeout_ms, time)
+        return None, "ok"
+
+    def _session_write(
+        self, command: SessionWrite, time: int, out: ApplyBatch
+    ) -> tuple[str | None, Any]:
+        sid, msg_id = command.sid, command.msg_id
+        if not self.sessions.is_alive(sid, time):
+            return self._refuse_dead_session(sid, out)
+        self.sessions.touch(sid, time)
+        cached = self.sessions.cached(sid, msg_id)
+        if cached is not None:
+            reply: CachedReply = cached
+        elif self.sessions.is_stale(sid, msg_id):
+            reply = CachedReply(DUPLICATE, None)
+        else:
+            if command.temporary:
+                outcome = self._call(self.backend.apply_in_session, command.payload, sid)
+            else:
+                outcome = self._call(self.backend.apply, command.payload)
+            self._fire(outcome.trigger_keys, out)
+            reply = _cacheable(outcome)
+            self.sessions.remember(sid, msg_id, reply)
+        self.sessions.acknowledge(sid, command.acc_upto)
+        return reply.error, reply.value
+
+    def _refuse_dead_session(self, sid: str, out: ApplyBatch) -> tuple[str | None, Any]:
+        if sid in self.sessions:
+            self._expire(sid, out)
+        else:
+            out.events.append(SessionEvent(DISCONNECTED, sid))
+        return SESSION_EXPIRED, None
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> _Outcome:
+        """Run a backend write; turn its answer or exception into an outcome."""
+        try:
+            answer = method(*args)
+            if isinstance(answer, ApplyResult):
+                return _Outcome(None, answer.result, [hashable(k) for k in answer.trigger_keys])
+            return _Outcome(None, answer)
+        except BadCommand:
+            return _Outcome(BAD_COMMAND, None)
+        except Exception as exc:
+            log.debug("backend %s raised on %r", type(self.backend).__name__, args, exc_info=True)
+            return _Outcome(backend_error(exc), None)
+
+    def _fire(self, keys: Iterable[Hashable], out: ApplyBatch) -> None:
+        if keys:
+            out.triggers.extend(self.watches.fire(keys))
+
+    # ------------------------------------------------------------------ expiry
+
+    def _expire_due(self, time: int, out: ApplyBatch) -> None:
+        while (sid := self.sessions.pop_due(time)) is not None:
+            self._expire(sid, out)
+
+    def _expire(self, sid: str, out: ApplyBatch, *, notify: bool = True) -> None:
+        self.sessions.remove(sid)
+        self.watches.drop_session(sid)
+        try:
+            deleted = [hashable(k) for k in self.backend.expire_session(sid)]
+        except Exception:
+            log.warning("backend expire_session(%r) raised", sid, exc_info=True)
+            deleted = []
+        self._fire(deleted, out)
+        if notify:
+            out.events.append(SessionEvent(DISCONNECTED, sid))
+
+    def next_expiry(self) -> tuple[int, str] | None:
+        """``(expires_at, sid)`` of the first session to expire. When the leader's clock
+        reaches ``expires_at`` it proposes ``encode_expire_check(sid)``: applying that entry
+        expires every session due by its time."""
+        return self.sessions.next_deadline()
+
+    # ------------------------------------------------------------------ reads
+
+    def query(
+        self,
+        query: Any,
+        *,
+        sid: str | None = None,
+        watch_ref: Any = None,
+        now_ms: int | None = None,
+    ) -> QueryReply:
+        """Read from the backend. With ``watch_ref`` the read is watched: it needs leadership
+        and a session alive at ``now_ms`` (default: the last applied entry's time)."""
+        watched = watch_ref is not None
+        if watched:
+            if not self.is_leader:
+                return QueryReply(None, NOT_LEADER)
+            now = self.last_time if now_ms is None else now_ms
+            if sid is None or not self.sessions.is_alive(sid, now):
+                return QueryReply(None, SESSION_EXPIRED)
+            try:
+                watch_ref = hashable(watch_ref)
+            except TypeError:
+                return QueryReply(None, BAD_COMMAND)
+        try:
+            answer = self.backend.query(query)
+            if isinstance(answer, QueryResult):
+                keys = [hashable(k) for k in answer.watch_keys]
+                prefixes = list(answer.watch_prefixes)
+                value = answer.value
+            else:
+                keys, prefixes, value = [], [], answer
+        except BadCommand:
+            return QueryReply(None, BAD_COMMAND)
+        except Exception as exc:
+            log.debug("backend query raised", exc_info=True)
+            return QueryReply(None, backend_error(exc))
+        if watched:
+            if not keys and not prefixes:
+                return QueryReply(None, WATCH_NOT_SUPPORTED)
+            assert sid is not None
+            self.watches.register(sid, watch_ref, keys, prefixes)
+        return QueryReply(value)
+
+    # ------------------------------------------------------------------ leadership
+
+    def set_leader(self, is_leader: bool) -> list[WatchTrigger]:
+        """Record the role; losing leadership fires every watch with ``leader_changed``."""
+        was_leader, self.is_leader = self.is_leader, is_leader
+        if was_leader and not is_leader:
+            return self.watches.leader_lost()
+        return []
+
+    # ------------------------------------------------------------------ snapshots
+
+    @property
+    def snapshot_in_progress(self) -> bool:
+        return self._snapshot_in_progress is not None
+
+    def should_snapshot(self) -> bool:
+        return (
+            self._snapshot_in_progress is None
+            and self.max_log_count > 0
+            and self.applied_index - self.snapshot_index >= self.max_log_count
+        )
+
+    def take_snapshot(self) -> SnapshotImage:
+        """Capture the state at ``applied_index``; the driver writes the image, then calls
+        ``snapshot_done`` or ``snapshot_failed``. One snapshot at a time."""
+        if self._snapshot_in_progress is not None:
+            raise RuntimeError("a snapshot is already in progress")
+        sessions = self.sessions.to_bytes()
+        job = self.backend.snapshot()
+        image = SnapshotImage(self.applied_index, self.applied_term, self.last_time, sessions, job)
+        self._snapshot_in_progress = image
+        return image
+
+    def snapshot_done(self, image: SnapshotImage) -> None:
+        self._snapshot_in_progress = None
+        self.snapshot_index = max(self.snapshot_index, image.index)
+        self.backend.snapshot_done()
+
+    def snapshot_failed(self, image: SnapshotImage, reason: str) -> None:
+        self._snapshot_in_progress = None
+        self.backend.snapshot_failed(reason)
+
+    def restore(self, directory: Path) -> tuple[int, int]:
+        """Replace the replicated state with the snapshot in ``directory``; returns its
+        (index, term). Raises ``SnapshotCorrupted`` (state unchanged) if it is damaged."""
+        state = read_machine_state(Path(directory))
+        try:
+            sessions = SessionTable.from_bytes(state.sessions)
+        except ValueError as exc:
+            raise SnapshotCorrupted(f"{directory}: {exc}") from exc
+        self.backend.install_snapshot(Path(directory) / DATA_DIR)
+        self.sessions = sessions
+        for watched_sid in {s for s, _ in self.watches.watches()}:
+            if watched_sid not in sessions:
+                self.watches.drop_session(watched_sid)
+        self.applied_index = self.snapshot_index = state.index
+        self.applied_term = state.term
+        self.last_time = state.time
+        return state.index, state.term
+
+    # ------------------------------------------------------------------ status
+
+    def stats(self) -> dict[str, Any]:
+        temporary = getattr(self.backend, "temporary_count", None)
+        return {
+            "applied_index": self.applied_index,
+            "applied_term": self.applied_term,
+            "snapshot_index": self.snapshot_index,
+            "snapshot_in_progress": self.snapshot_in_progress,
+            "sessions": len(self.sessions),
+            "cached_replies": self.sessions.cached_reply_count(),
+            "watchers": len(self.watches),
+            "temporary_keys": temporary() if callable(temporary) else None,
+        }
+
+
+def _cacheable(outcome: _Outcome) -> CachedReply:
+    """The reply as every replica (also one restored from a snapshot) will give it."""
+    if outcome.error is not None:
+        return CachedReply(outcome.error, None)
+    try:
+        return CachedReply(None, normalize(outcome.value))
+    except Exception as exc:
+        return CachedReply(backend_error(exc), None)
+
+
+__all__ = [
+    "BAD_COMMAND",
+    "DISCONNECTED",
+    "DUPLICATE",
+    "EXISTS",
+    "NOT_LEADER",
+    "SESSION_EXPIRED",
+    "WATCH_NOT_SUPPORTED",
+    "ApplyBatch",
+    "QueryReply",
+    "Reply",
+    "SessionEvent",
+    "StateMachine",
+]
