@@ -1,0 +1,265 @@
+"""One segment file of the log: ``<peerdir>/log/<first index, 20 digits>.seg``.
+
+Rules:
+- Layout: a 16-byte header (magic ``ZRSEG\\0\\0\\1`` + first index as u64) then records back
+  to back (see `framing`); the rest of the file is zero padding from preallocation.
+- Record k of the file holds entry ``first_index + k``; ``offsets[k]`` is where it starts
+  and ``end`` is where the next record will go. Only the last segment of a log is written.
+- Reads use ``os.pread`` (positional, so they never disturb the writer) and check CRCs.
+- `truncate_from` cuts the file at a record boundary and re-zeroes the rest, so no stale
+  record can reappear on recovery; `scan_segment` is the recovery reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zraft.core.entries import Entry
+from zraft.storage.errors import CorruptLogError
+from zraft.storage.framing import (
+    HEADER_SIZE,
+    MAX_RECORD_SIZE,
+    RECORD_HEADER,
+    SEGMENT_HEADER,
+    SEGMENT_HEADER_SIZE,
+    SEGMENT_MAGIC,
+    find_valid_entry_after,
+    fsync_dir,
+    is_all_zero,
+    preallocate,
+    unpack_entry,
+)
+
+log = logging.getLogger(__name__)
+
+SEGMENT_SUFFIX = ".seg"
+
+
+def segment_name(first_index: int) -> str:
+    return f"{first_index:020d}{SEGMENT_SUFFIX}"
+
+
+def parse_segment_name(name: str) -> int | None:
+    stem = name[: -len(SEGMENT_SUFFIX)]
+    if name.endswith(SEGMENT_SUFFIX) and len(stem) == 20 and stem.isdigit():
+        return int(stem)
+    return None
+
+
+class Segment:
+    """An open segment file and the offset of each of its records."""
+
+    def __init__(self, path: Path, fd: int, first_index: int, offsets: array, end: int,
+                 allocated: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.first_index = first_index
+        self.offsets = offsets
+        self.end = end
+        self.allocated = allocated
+        self.dirty = False
+
+    @classmethod
+    def create(cls, directory: Path, first_index: int, max_size: int) -> Segment:
+        """A new empty segment: header written, space preallocated, file and dir fsynced."""
+        path = directory / segment_name(first_index)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.pwrite(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, first_index), 0)
+            allocated = SEGMENT_HEADER_SIZE
+            if preallocate(fd, SEGMENT_HEADER_SIZE, max_size - SEGMENT_HEADER_SIZE):
+                allocated = max(max_size, SEGMENT_HEADER_SIZE)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        fsync_dir(directory)
+        return cls(path, fd, first_index, array("Q"), SEGMENT_HEADER_SIZE, allocated)
+
+    @classmethod
+    def reopen(cls, path: Path, first_index: int, offsets: array, end: int) -> Segment:
+        fd = os.open(path, os.O_RDWR)
+        return cls(path, fd, first_index, offsets, end, os.fstat(fd).st_size)
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def last_index(self) -> int:
+        """Index of the last record, or first_index - 1 when empty."""
+        return self.first_index + len(self.offsets) - 1
+
+    def record_span(self, index: int) -> tuple[int, int]:
+        k = index - self.first_index
+        start = self.offsets[k]
+        stop = self.offsets[k + 1] if k + 1 < len(self.offsets) else self.end
+        return start, stop
+
+    def write(self, blob: bytes, sizes: list[int]) -> None:
+        """Append framed records (not yet durable: `sync` makes them so)."""
+        os.pwrite(self.fd, blob, self.end)
+        pos = self.end
+        offsets = self.offsets
+        for size in sizes:
+            offsets.append(pos)
+            pos += size
+        self.end = pos
+        self.allocated = max(self.allocated, pos)
+        self.dirty = True
+
+    def sync(self) -> bool:
+        if not self.dirty:
+            return False
+        os.fdatasync(self.fd)
+        self.dirty = False
+        return True
+
+    def read(self, lo: int, hi: int) -> list[Entry]:
+        """Entries [lo, hi) of this segment, from disk, checking each CRC."""
+        if lo >= hi:
+            return []
+        start = self.offsets[lo - self.first_index]
+        stop = self.record_span(hi - 1)[1]
+        buf = os.pread(self.fd, stop - start, start)
+        out: list[Entry] = []
+        pos = 0
+        for index in range(lo, hi):
+            length, crc = RECORD_HEADER.unpack_from(buf, pos)
+            payload = buf[pos + HEADER_SIZE : pos + HEADER_SIZE + length]
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                raise CorruptLogError(str(self.path), start + pos, "checksum mismatch on read")
+            entry = unpack_entry(payload)
+            if entry.index != index:
+                raise CorruptLogError(str(self.path), start + pos,
+                                      f"read index {entry.index}, expected {index}")
+            out.append(entry)
+            pos += HEADER_SIZE + length
+        return out
+
+    def truncate_from(self, index: int, max_size: int) -> None:
+        """Drop records >= index: cut the file there, zero-fill again, fsync (size changed)."""
+        k = index - self.first_index
+        if k >= len(self.offsets):
+            return
+        new_end = self.offsets[k]
+        del self.offsets[k:]
+        self.end = new_end
+        os.ftruncate(self.fd, new_end)
+        self.allocated = new_end
+        if preallocate(self.fd, new_end, max_size - new_end):
+            self.allocated = max(max_size, new_end)
+        os.fsync(self.fd)
+        self.dirty = False
+
+    def repair_tail(self, good_end: int, max_size: int) -> None:
+        """Recovery: wipe a torn tail after the last good record."""
+        os.ftruncate(self.fd, good_end)
+        self.allocated = good_end
+        if preallocate(self.fd, good_end, max_size - good_end):
+            self.allocated = max(max_size, good_end)
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def delete(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class SegmentScan:
+    """What recovery found in one file."""
+
+    path: Path
+    first_index: int
+    entries: list[Entry] = field(default_factory=list)
+    offsets: array = field(default_factory=lambda: array("Q"))
+    good_end: int = SEGMENT_HEADER_SIZE
+    bad_offset: int | None = None
+    bad_reason: str = ""
+    #: True when the damage cannot be a torn write (e.g. a CRC-valid record out of order).
+    definitely_corrupt: bool = False
+    valid_after_bad: int | None = None
+    header_ok: bool = True
+
+    @property
+    def last_index(self) -> int:
+        return self.first_index + len(self.entries) - 1
+
+    def error(self) -> CorruptLogError:
+        offset = self.bad_offset if self.bad_offset is not None else 0
+        reason = self.bad_reason
+        if self.valid_after_bad is not None:
+            reason += f" (valid records follow at byte offset {self.valid_after_bad})"
+        return CorruptLogError(str(self.path), offset, reason)
+
+
+def scan_segment(path: Path, first_index: int) -> SegmentScan:
+    """Read every record of a segment file, stopping at the first bad one."""
+    data = path.read_bytes()
+    scan = SegmentScan(path, first_index)
+    if len(data) < SEGMENT_HEADER_SIZE:
+        scan.header_ok = False
+        _mark_bad(scan, data, 0, f"file of {len(data)} bytes has no complete header")
+        return scan
+    magic, header_first = SEGMENT_HEADER.unpack_from(data, 0)
+    if magic != SEGMENT_MAGIC or header_first != first_index:
+        scan.header_ok = False
+        _mark_bad(scan, data, 0, "bad segment header")
+        return scan
+    pos = SEGMENT_HEADER_SIZE
+    expected = first_index
+    size = len(data)
+    entries = scan.entries
+    offsets = scan.offsets
+    while True:
+        if pos + HEADER_SIZE > size:
+            if not is_all_zero(data, pos):
+                _mark_bad(scan, data, pos, "partial record header at end of file")
+            break
+        length, crc = RECORD_HEADER.unpack_from(data, pos)
+        if length == 0:
+            if crc != 0 or not is_all_zero(data, pos):
+                _mark_bad(scan, data, pos, "zero-length record followed by data")
+            break
+        start = pos + HEADER_SIZE
+        if length > MAX_RECORD_SIZE or start + length > size:
+            _mark_bad(scan, data, pos, f"record of {length} bytes runs past end of file")
+            break
+        payload = data[start : start + length]
+        if zlib.crc32(payload) != crc:
+            _mark_bad(scan, data, pos, "checksum mismatch")
+            break
+        try:
+            entry = unpack_entry(payload)
+        except ValueError as exc:
+            _mark_bad(scan, data, pos, str(exc), definite=True)
+            break
+        if entry.index != expected:
+            _mark_bad(scan, data, pos, f"record holds index {entry.index}, expected {expected}",
+                      definite=True)
+            break
+        entries.append(entry)
+        offsets.append(pos)
+        expected += 1
+        pos = start + length
+        scan.good_end = pos
+    return scan
+
+
+def _mark_bad(scan: SegmentScan, data: bytes, offset: int, reason: str,
+              definite: bool = False) -> None:
+    scan.bad_offset = offset
+    scan.bad_reason = reason
+    scan.definitely_corrupt = definite
+    min_index = scan.first_index + len(scan.entries)
+    scan.valid_after_bad = find_valid_entry_after(data, offset, min_index)

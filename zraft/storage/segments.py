@@ -1,0 +1,470 @@
+"""DiskLogStorage: the segmented Raft log of one peer, with its metadata.
+
+Layout: ``<log_dir>/<peerdir>/raft.meta`` (see `meta`) and ``<log_dir>/<peerdir>/log/*.seg``
+(see `segment_file`). Rules:
+
+- Reads (`initial_state`, `first_index`, `last_index`, `term`, `entries`) see DURABLE data
+  only and are safe from any thread: one lock guards the in-memory indexes; fsyncs run
+  outside it. Out-of-range reads raise `LogCompacted` / `LogUnavailable`.
+- Writes come from one writer thread. ``stage_*`` methods write without fsync and
+  `sync` makes everything staged durable with ONE fdatasync of the log (plus one atomic
+  metadata write if term, vote or snapshot changed), then publishes the new last index.
+  The plain ``set_hard_state`` / ``append`` / ``apply_snapshot`` / ``compact`` are
+  stage + sync, for callers that want the simple contract.
+- Shrinking operations publish at once: a truncation lowers the visible last index before
+  touching files, so a reader never sees bytes being cut.
+- Rolling: a new segment starts when the current one holds at least one record and the
+  next record would pass ``max_segment_size``; the full segment is fdatasynced first, so
+  only the last segment can ever have a torn tail.
+- Truncation from I deletes segments starting at or after I (newest first, then fsyncs the
+  directory) and cuts the segment holding I at I's record, so recovery cannot resurrect
+  truncated entries.
+- Compaction (local snapshot or an installed snapshot that matches the log) records the new
+  snapshot point in the metadata first and deletes whole segments below it afterwards; a
+  straddling segment stays and its old records are ignored. An installed snapshot that
+  does not match the log deletes every segment (newest first) and then writes the metadata.
+- Recovery: a torn or garbled last record, or garbage after the last good record of the
+  LAST segment, is cut off with a warning. A bad record anywhere else, a bad record followed
+  by valid ones, a CRC-valid record out of sequence or a missing segment raises
+  `CorruptLogError` naming the file and offset, before anything is modified.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from zraft.core.entries import CONFIG, Entry, HardState, SnapshotMeta
+from zraft.storage.errors import (
+    BackendMismatchError,
+    CorruptLogError,
+    CorruptMetaError,
+    DiskStorageError,
+    LogCompacted,
+    LogUnavailable,
+)
+from zraft.storage.framing import SEGMENT_HEADER_SIZE, encode_entries, fsync_dir
+from zraft.storage.log_index import ConfigHistory, EntryCache, TermIndex
+from zraft.storage.meta import RaftMeta, discard_temp_meta, read_meta, write_meta
+from zraft.storage.naming import peer_log_path
+from zraft.storage.segment_file import (
+    Segment,
+    SegmentScan,
+    parse_segment_name,
+    scan_segment,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SEGMENT_SIZE = 10 * 1024 * 1024
+DEFAULT_CACHE_ENTRIES = 4096
+DEFAULT_CACHE_BYTES = 16 * 1024 * 1024
+READ_CHUNK_BYTES = 1 << 20
+
+
+class DiskLogStorage:
+    """The core's LogStorage over segment files; see the module docstring for the rules."""
+
+    def __init__(self, peer_path: Path, meta: RaftMeta, max_segment_size: int,
+                 cache_entries: int, cache_bytes: int) -> None:
+        self.peer_path = peer_path
+        self.log_path = peer_path / "log"
+        self.max_segment_size = max_segment_size
+        self._lock = threading.Lock()
+        self._meta = meta
+        self._meta_dirty = False
+        self._segments: list[Segment] = []
+        self._doomed: list[Segment] = []
+        snap = meta.snapshot
+        self._terms = TermIndex(snap.index, snap.term)
+        self._configs = ConfigHistory()
+        self._cache = EntryCache(cache_entries, cache_bytes)
+        self._cache.clear(snap.index + 1)
+        self._last = snap.index
+        self._durable_last = snap.index
+        #: counters for tests and metrics
+        self.log_syncs = 0
+        self.meta_writes = 0
+        self.disk_reads = 0
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, log_dir: str | os.PathLike[str], peer_id: str, *,
+             backend: str | None = None,
+             max_segment_size: int = DEFAULT_MAX_SEGMENT_SIZE,
+             cache_entries: int = DEFAULT_CACHE_ENTRIES,
+             cache_bytes: int = DEFAULT_CACHE_BYTES) -> DiskLogStorage:
+        """Open (creating if new) and recover the log of `peer_id` under `log_dir`."""
+        peer_path = peer_log_path(log_dir, peer_id)
+        log_path = peer_path / "log"
+        if not log_path.is_dir():
+            log_path.mkdir(parents=True, exist_ok=True)
+            fsync_dir(peer_path)
+            fsync_dir(peer_path.parent)
+        discard_temp_meta(peer_path)
+        seg_files = _list_segments(log_path)
+        try:
+            meta = read_meta(peer_path)
+        except FileNotFoundError:
+            if seg_files:
+                raise CorruptMetaError(str(peer_path / "raft.meta"),
+                                       "missing although log segments exist") from None
+            meta = RaftMeta(peer_id=peer_id, backend=backend)
+            write_meta(peer_path, meta)
+        if meta.peer_id != peer_id:
+            raise DiskStorageError(f"{peer_path} belongs to {meta.peer_id!r}, not {peer_id!r}")
+        if backend is not None and meta.backend not in (None, backend):
+            raise BackendMismatchError(
+                f"peer {peer_id} was created with backend {meta.backend!r}, not {backend!r}")
+        if backend is not None and meta.backend is None:
+            meta = replace(meta, backend=backend)
+            write_meta(peer_path, meta)
+        store = cls(peer_path, meta, max_segment_size, cache_entries, cache_bytes)
+        store._recover(seg_files)
+        return store
+
+    def _recover(self, seg_files: list[tuple[int, Path]]) -> None:
+        first_index = self._meta.first_index
+        expected: int | None = None
+        live: list[SegmentScan] = []
+        to_delete: list[Path] = []
+        torn: SegmentScan | None = None
+        for k, (first, path) in enumerate(seg_files):
+            last_file = k == len(seg_files) - 1
+            scan = scan_segment(path, first)
+            if scan.bad_offset is not None:
+                if not last_file or scan.definitely_corrupt or scan.valid_after_bad is not None:
+                    raise scan.error()
+                torn = scan
+            if not scan.entries:
+                if not last_file:
+                    raise CorruptLogError(str(path), SEGMENT_HEADER_SIZE,
+                                          "empty segment before the last one")
+                to_delete.append(path)
+                continue
+            if scan.last_index < first_index:
+                to_delete.append(path)  # left over from a compaction interrupted by a crash
+                continue
+            if expected is None and scan.first_index > first_index:
+                raise CorruptLogError(str(path), SEGMENT_HEADER_SIZE,
+                                      f"log starts at index {scan.first_index}, but the "
+                                      f"snapshot ends at {first_index - 1}: missing segment")
+            if expected is not None and scan.first_index != expected:
+                raise CorruptLogError(str(path), SEGMENT_HEADER_SIZE,
+                                      f"segment starts at index {scan.first_index}, expected "
+                                      f"{expected}: missing or stray segment")
+            expected = scan.last_index + 1
+            self._index_entries(scan.entries, first_index)
+            scan.entries = []  # the log is not kept whole in memory
+            live.append(scan)
+        # Validation passed: only now touch the files.
+        for scan in live:
+            segment = Segment.reopen(scan.path, scan.first_index, scan.offsets, scan.good_end)
+            if scan is torn:
+                log.warning("log %s: cut torn tail at byte offset %d (%s)", scan.path,
+                            scan.bad_offset, scan.bad_reason)
+                segment.repair_tail(scan.good_end, self.max_segment_size)
+            self._segments.append(segment)
+        for path in to_delete:
+            if torn is not None and path == torn.path:
+                log.warning("log %s: removed segment with torn tail (%s)", path,
+                            torn.bad_reason)
+            path.unlink()
+        if to_delete:
+            fsync_dir(self.log_path)
+        self._durable_last = self._last
+
+    def _index_entries(self, entries: Iterable[Entry], first_index: int) -> None:
+        for entry in entries:
+            if entry.index < first_index:
+                continue
+            self._terms.append(entry.index, entry.term)
+            if entry.type == CONFIG:
+                self._configs.add(entry.index, entry.data)
+            self._cache.append(entry)
+            self._last = entry.index
+
+    def close(self) -> None:
+        with self._lock:
+            for segment in self._segments + self._doomed:
+                segment.close()
+
+    # ------------------------------------------------------------------ reads
+
+    def initial_state(self) -> tuple[HardState, SnapshotMeta]:
+        meta = self._meta
+        return meta.hard_state, meta.snapshot
+
+    @property
+    def meta(self) -> RaftMeta:
+        return self._meta
+
+    def first_index(self) -> int:
+        return self._meta.snapshot.index + 1
+
+    def last_index(self) -> int:
+        return self._durable_last
+
+    def last_term(self) -> int:
+        with self._lock:
+            return self._terms.term(self._durable_last)
+
+    def snapshot_meta(self) -> SnapshotMeta:
+        return self._meta.snapshot
+
+    def term(self, index: int) -> int:
+        with self._lock:
+            snap = self._meta.snapshot
+            if index < snap.index:
+                raise LogCompacted(index)
+            if index > self._durable_last:
+                raise LogUnavailable(index)
+            return self._terms.term(index)
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        """Entries [lo, hi), at least one if lo < hi, total ``Entry.size()`` <= max_bytes."""
+        with self._lock:
+            if lo <= self._meta.snapshot.index:
+                raise LogCompacted(lo)
+            if hi > self._durable_last + 1:
+                raise LogUnavailable(hi - 1)
+            out: list[Entry] = []
+            if lo >= hi:
+                return out
+            total = 0
+            index = lo
+            cache_start = self._cache.start
+            while index < hi and index < cache_start:
+                segment = self._segment_for(index)
+                stop = min(hi, cache_start, segment.last_index + 1)
+                chunk_end = _chunk_end(segment, index, stop, max_bytes)
+                self.disk_reads += 1
+                for entry in segment.read(index, chunk_end):
+                    size = entry.size()
+                    if out and max_bytes is not None and total + size > max_bytes:
+                        return out
+                    out.append(entry)
+                    total += size
+                index = chunk_end
+            if index < hi:
+                for entry in self._cache.get(index, hi):
+                    size = entry.size()
+                    if out and max_bytes is not None and total + size > max_bytes:
+                        return out
+                    out.append(entry)
+                    total += size
+            return out
+
+    def config_at(self, index: int) -> tuple[int, object]:
+        """(config index, ClusterConfig) in force at `index` (the snapshot's if older)."""
+        with self._lock:
+            found = self._configs.at(index)
+            if found is not None:
+                return found
+            snap = self._meta.snapshot
+            return snap.config_index, snap.config
+
+    def _segment_for(self, index: int) -> Segment:
+        k = bisect_right(self._segments, index, key=lambda s: s.first_index) - 1
+        if k < 0 or index > self._segments[k].last_index:
+            raise LogUnavailable(index)
+        return self._segments[k]
+
+    # ------------------------------------------------------------------ durable writes
+
+    def set_hard_state(self, hs: HardState) -> None:
+        self.stage_hard_state(hs)
+        self.sync()
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        self.stage_append(entries)
+        self.sync()
+
+    def apply_snapshot(self, meta: SnapshotMeta) -> None:
+        self.stage_snapshot(meta)
+        self.sync()
+
+    def compact(self, index: int) -> None:
+        self.stage_compact(index)
+        self.sync()
+
+    def mark_removed(self, removed: bool = True) -> None:
+        """Record that this peer was removed from its cluster (survives restarts)."""
+        self._meta = replace(self._meta, removed=removed)
+        self._meta_dirty = True
+        self.sync()
+
+    # ------------------------------------------------------------------ staged writes
+
+    def stage_hard_state(self, hs: HardState) -> None:
+        if hs != self._meta.hard_state:
+            self._meta = self._meta.with_hard_state(hs)
+            self._meta_dirty = True
+
+    def stage_append(self, entries: Sequence[Entry]) -> None:
+        """Write entries (truncating from entries[0].index if it is <= the last index)."""
+        snap_index = self._meta.snapshot.index
+        if entries and entries[0].index <= snap_index:
+            entries = [e for e in entries if e.index > snap_index]
+        if not entries:
+            return
+        first = entries[0].index
+        if first > self._last + 1:
+            raise LogUnavailable(f"append at {first} leaves a gap after {self._last}")
+        for prev, entry in itertools.pairwise(entries):
+            if entry.index != prev.index + 1:
+                raise ValueError(f"append: index {entry.index} does not follow {prev.index}")
+        if first <= self._last:
+            self.truncate_from(first)
+        blob, sizes = encode_entries(entries)
+        with self._lock:
+            pos = 0
+            start = 0
+            while start < len(sizes):
+                segment = self._writable_segment(entries[start].index, sizes[start])
+                room = self.max_segment_size - segment.end
+                stop = start + 1
+                used = sizes[start]
+                while stop < len(sizes) and used + sizes[stop] <= room:
+                    used += sizes[stop]
+                    stop += 1
+                segment.write(blob[pos : pos + used], sizes[start:stop])
+                pos += used
+                start = stop
+            for entry in entries:
+                self._terms.append(entry.index, entry.term)
+                if entry.type == CONFIG:
+                    self._configs.add(entry.index, entry.data)
+                self._cache.append(entry)
+            self._last = entries[-1].index
+
+    def _writable_segment(self, index: int, record_size: int) -> Segment:
+        """The segment that takes record `index`, rolling to a new one when needed."""
+        if self._segments:
+            current = self._segments[-1]
+            if current.count == 0 or current.end + record_size <= self.max_segment_size:
+                return current
+            if current.sync():
+                self.log_syncs += 1
+        segment = Segment.create(self.log_path, index, self.max_segment_size)
+        self._segments.append(segment)
+        return segment
+
+    def truncate_from(self, index: int) -> None:
+        """Remove entries >= index, durably, before anything new is written after them."""
+        if index <= self._meta.snapshot.index:
+            raise ValueError(f"cannot truncate at {index}: covered by the snapshot")
+        if index > self._last:
+            return
+        with self._lock:
+            self._durable_last = min(self._durable_last, index - 1)
+            removed = False
+            while self._segments and self._segments[-1].first_index >= index:
+                self._segments.pop().delete()
+                removed = True
+            if removed:
+                fsync_dir(self.log_path)
+            if self._segments:
+                self._segments[-1].truncate_from(index, self.max_segment_size)
+            self._terms.truncate_after(index - 1)
+            self._configs.truncate_from(index)
+            self._cache.truncate_from(index)
+            self._last = index - 1
+
+    def stage_compact(self, index: int) -> None:
+        """A local snapshot covers entries <= index: forget them."""
+        snap = self._meta.snapshot
+        if index <= snap.index:
+            return
+        if index > self._last:
+            raise LogUnavailable(f"compact({index}) beyond the last index {self._last}")
+        with self._lock:
+            term = self._terms.term(index)
+            found = self._configs.at(index)
+            config_index, config = found if found else (snap.config_index, snap.config)
+            self._compact_locked(SnapshotMeta(index, term, config_index, config))
+
+    def stage_snapshot(self, meta: SnapshotMeta) -> None:
+        """An installed snapshot: keep the suffix only if our entry meta.index has meta.term."""
+        snap = self._meta.snapshot
+        if meta.index <= snap.index:
+            return
+        with self._lock:
+            if meta.index <= self._last and self._terms.term(meta.index) == meta.term:
+                self._compact_locked(meta)
+                return
+            # Discard the whole log: delete segments newest first (a crash leaves a prefix of
+            # the old log), then record the snapshot point durably.
+            self._durable_last = min(self._durable_last, snap.index)
+            for segment in reversed(self._segments + self._doomed):
+                segment.delete()
+            self._segments.clear()
+            self._doomed.clear()
+            fsync_dir(self.log_path)
+            self._meta = replace(self._meta, snapshot=meta)
+            self._write_meta()
+            self._terms.reset(meta.index, meta.term)
+            self._configs = ConfigHistory()
+            self._cache.clear(meta.index + 1)
+            self._last = meta.index
+            self._durable_last = meta.index
+
+    def _compact_locked(self, meta: SnapshotMeta) -> None:
+        self._meta = replace(self._meta, snapshot=meta)
+        self._meta_dirty = True
+        self._terms.compact(meta.index)
+        self._configs.drop_through(meta.index)
+        self._cache.drop_through(meta.index)
+        # Whole segments at or below the snapshot go once the metadata is durable.
+        while self._segments and self._segments[0].last_index <= meta.index:
+            self._doomed.append(self._segments.pop(0))
+
+    def _write_meta(self) -> None:
+        write_meta(self.peer_path, self._meta)
+        self._meta_dirty = False
+        self.meta_writes += 1
+
+    def sync(self) -> int:
+        """Make everything staged durable (one fdatasync); returns the durable last index."""
+        if self._meta_dirty:
+            self._write_meta()
+        for segment in self._segments:
+            if segment.dirty and segment.sync():
+                self.log_syncs += 1
+        if self._doomed:
+            with self._lock:
+                doomed, self._doomed = self._doomed, []
+                for segment in doomed:
+                    segment.delete()
+            fsync_dir(self.log_path)
+        with self._lock:
+            self._durable_last = self._last
+        return self._last
+
+
+def _list_segments(log_path: Path) -> list[tuple[int, Path]]:
+    found: list[tuple[int, Path]] = []
+    for child in log_path.iterdir():
+        first = parse_segment_name(child.name)
+        if first is None:
+            log.warning("log %s: ignoring unexpected file %s", log_path, child.name)
+            continue
+        found.append((first, child))
+    found.sort()
+    return found
+
+
+def _chunk_end(segment: Segment, index: int, stop: int, max_bytes: int | None) -> int:
+    """End (exclusive) of one disk read starting at `index`: bounded by bytes on disk."""
+    limit = READ_CHUNK_BYTES if max_bytes is None else max(min(max_bytes, READ_CHUNK_BYTES), 1)
+    offsets = segment.offsets
+    k = index - segment.first_index
+    j = bisect_right(offsets, offsets[k] + limit, lo=k + 1)
+    return max(index + 1, min(stop, segment.first_index + j))
