@@ -1,0 +1,378 @@
+"""SimCluster: a deterministic in-memory cluster of RaftCores for tests and seed sweeps.
+
+Rules:
+- One ``random.Random(seed)`` drives everything (each core gets its own Random derived from
+  it); peers are iterated in sorted order; so a seed always produces the same run, and the
+  optional transcript is byte-stable.
+- A *step* is one scheduler action: deliver one message, complete one write, tick one node,
+  one client call or one fault. Safety invariants are checked as each node's Ready is
+  handled (``zraft.testing.invariants``), i.e. after every step.
+- Nodes start from an identical durable snapshot at index 1 holding the initial
+  configuration, so start-up is the restart path.
+- Clients record ``Operation``s (``zraft.testing.linearizability``): a write/cas is ``ok``
+  when the node that proposed it applies it, ``fail`` when NotLeader is raised or another
+  entry is applied at its index, and stays ``unknown`` otherwise (crash, lost leadership).
+  Reads are ``ok`` when the ReadState's index is applied on the node that confirmed it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from zraft.core.config import CoreConfig
+from zraft.core.entries import ClusterConfig, SnapshotMeta
+from zraft.core.errors import NotLeader
+from zraft.core.storage import MemoryStorage
+from zraft.testing.invariants import SafetyChecker
+from zraft.testing.kv import encode
+from zraft.testing.linearizability import CAS, FAIL, OK, READ, UNKNOWN, WRITE, Operation
+from zraft.testing.network import SimNetwork
+from zraft.testing.simnode import SimNode
+
+MS_PER_STEP = 10
+
+
+def _default_core_factory(peer_id: str, storage: Any, config: CoreConfig, rng: random.Random):
+    from zraft.core.raft import RaftCore
+
+    return RaftCore(peer_id, storage, config, rng)
+
+
+class SimCluster:
+    def __init__(
+        self,
+        seed: int,
+        nodes: int = 3,
+        core_config: CoreConfig | None = None,
+        snapshot_every: int = 10,
+        transcript: bool = False,
+        core_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.core_config = core_config or CoreConfig()
+        self.core_factory = core_factory or _default_core_factory
+        self.snapshot_every = snapshot_every
+        self.snapshot_failure_rate = 0.0
+        self.snapshot_failures: list[tuple[str, str]] = []
+        self.network = SimNetwork(self.rng)
+        self.checker = SafetyChecker()
+        self.nodes: dict[str, SimNode] = {}
+        self.history: list[Operation] = []
+        self.acknowledged: list[tuple[int, int]] = []
+        self._positions: dict[int, tuple[int, int]] = {}  # id(op) -> (index, term) proposed
+        self.config_results: list[tuple[str, Any]] = []
+        self.leader_hint: str | None = None
+        self.now = 0
+        self.transcript: list[str] | None = [] if transcript else None
+        self._next_node = nodes + 1
+        initial = [f"n{i}" for i in range(1, nodes + 1)]
+        meta = SnapshotMeta(1, 1, 1, ClusterConfig.stable(initial))
+        for peer in initial:
+            storage = MemoryStorage()
+            storage.apply_snapshot(meta)
+            node = SimNode(peer, self, storage)
+            node.durable_images[1] = {}
+            self.nodes[peer] = node
+        for peer in initial:
+            self._start(peer)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def log(self, text: str) -> None:
+        if self.transcript is not None:
+            self.transcript.append(f"{self.now} {text}")
+
+    def _start(self, peer: str) -> None:
+        node = self.nodes[peer]
+        node.start(random.Random(self.rng.getrandbits(64)))
+        node.drain()
+
+    def up_nodes(self) -> list[str]:
+        return [p for p in sorted(self.nodes) if self.nodes[p].up]
+
+    def down_nodes(self) -> list[str]:
+        return [p for p in sorted(self.nodes) if not self.nodes[p].up and not self.nodes[p].removed]
+
+    def leader(self) -> str | None:
+        """The up node that believes it leads, in the highest term (None if none)."""
+        best = None
+        for peer in self.up_nodes():
+            node = self.nodes[peer]
+            if node.role == "leader" and (best is None or node.term > self.nodes[best].term):
+                best = peer
+        return best
+
+    def status(self, peer: str) -> dict[str, Any]:
+        return self.nodes[peer].core.status()
+
+    def epoch_of(self, node: SimNode) -> int:
+        return int(node.core.status().get("epoch", 0))
+
+    def members(self) -> list[str]:
+        """Voters of the configuration the current leader (or any up node) holds."""
+        source = self.leader() or (self.up_nodes() or [None])[0]
+        if source is None:
+            return []
+        config = self.status(source).get("config")
+        if isinstance(config, ClusterConfig):
+            return sorted(config.voters())
+        return sorted(config or [])
+
+    # -- scheduler actions (each is one step) ---------------------------------------------
+
+    def deliver(self, fifo: bool = False) -> bool:
+        """Deliver one in-flight message; False when none was delivered."""
+        self.now += 1
+        envelope = self.network.take(fifo)
+        if envelope is None:
+            return False
+        node = self.nodes.get(envelope.dst)
+        if node is None or not node.up:
+            self._undeliverable(envelope)
+            return False
+        self.log(f"deliver {envelope.src}->{envelope.dst} {type(envelope.msg).__name__}")
+        node.receive(envelope.msg, envelope.payload)
+        return True
+
+    def _undeliverable(self, envelope: Any) -> None:
+        if envelope.payload is not None:  # an InstallSnapshot that never arrived
+            self.snapshot_failed(envelope.src, envelope.dst)
+
+    def snapshot_failed(self, leader: str, peer: str) -> None:
+        node = self.nodes.get(leader)
+        if node is not None and node.up:
+            node.core.snapshot_failed(peer)
+            node.drain()
+
+    def persist(self, peer: str | None = None) -> bool:
+        """Complete the oldest queued write of ``peer`` (a random node with writes if None)."""
+        self.now += 1
+        if peer is None:
+            busy = [p for p in sorted(self.nodes) if self.nodes[p].writes]
+            if not busy:
+                return False
+            peer = self.rng.choice(busy)
+        node = self.nodes[peer]
+        if not node.up or not node.writes:
+            return False
+        self.log(f"persist {peer}")
+        node.complete_write()
+        return True
+
+    def flush_snapshot_failures(self) -> None:
+        failures, self.snapshot_failures = self.snapshot_failures, []
+        for leader, peer in failures:
+            self.snapshot_failed(leader, peer)
+
+    def tick(self, peer: str) -> None:
+        self.now += 1
+        node = self.nodes[peer]
+        if not node.up:
+            return
+        self.log(f"tick {peer}")
+        node.core.tick()
+        node.drain()
+
+    def tick_all(self) -> None:
+        for peer in self.up_nodes():
+            self.tick(peer)
+
+    # -- clients --------------------------------------------------------------------------
+
+    def _invoke(self, peer: str, kind: str, key: str, value: Any, expected: Any) -> Operation:
+        self.now += 1
+        op = Operation(peer, kind, key, value, expected, self.now, None, UNKNOWN, None)
+        self.history.append(op)
+        return op
+
+    def write(self, peer: str, key: str, value: int, client: Any = None) -> Operation:
+        return self._propose(peer, WRITE, key, value, None)
+
+    def cas(self, peer: str, key: str, expected: int | None, value: int) -> Operation:
+        return self._propose(peer, CAS, key, value, expected)
+
+    def _propose(self, peer: str, kind: str, key: str, value: Any, expected: Any) -> Operation:
+        op = self._invoke(peer, kind, key, value, expected)
+        node = self.nodes[peer]
+        if not node.up:
+            self.complete(op, FAIL, None)
+            return op
+        op_id = len(self.history) - 1
+        data = encode(kind, key, value, expected, op_id)
+        self.log(f"propose {peer} {kind} {key}={value}")
+        try:
+            placed = node.core.propose([data], self.now * MS_PER_STEP)
+        except NotLeader:
+            self.complete(op, FAIL, None)
+            return op
+        index, term = placed[0]
+        node.proposals[index] = (term, op)
+        self._positions[id(op)] = (index, term)
+        node.drain()
+        return op
+
+    def read(self, peer: str, key: str) -> Operation:
+        op = self._invoke(peer, READ, key, None, None)
+        node = self.nodes[peer]
+        if not node.up:
+            self.complete(op, FAIL, None)
+            return op
+        ctx = len(self.history) - 1
+        node.reads_pending[ctx] = op
+        self.log(f"read {peer} {key}")
+        try:
+            node.core.read(ctx)
+        except NotLeader:
+            node.reads_pending.pop(ctx, None)
+            self.complete(op, FAIL, None)
+            return op
+        node.drain()
+        return op
+
+    def complete(self, op: Operation, outcome: str, result: Any) -> None:
+        op.complete_time = self.now + 0.5  # after any invoke in this step
+        op.outcome = outcome
+        op.result = result
+        if outcome == OK and op.kind != READ:
+            position = self._positions.get(id(op))
+            if position is not None:
+                self.acknowledged.append(position)
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def crash(self, peer: str) -> None:
+        self.now += 1
+        node = self.nodes[peer]
+        if not node.up:
+            return
+        self.log(f"crash {peer}")
+        node.crash()
+        self.network.discard_to(peer)
+
+    def restart(self, peer: str) -> None:
+        self.now += 1
+        node = self.nodes[peer]
+        if node.up or node.removed:
+            return
+        self.log(f"restart {peer}")
+        self._start(peer)
+
+    def partition(self, side_a: list[str], side_b: list[str]) -> None:
+        self.now += 1
+        self.log(f"partition {side_a} | {side_b}")
+        self.network.partition(side_a, side_b)
+
+    def isolate(self, peer: str) -> None:
+        self.now += 1
+        self.log(f"isolate {peer}")
+        self.network.isolate(peer, sorted(self.nodes))
+
+    def cut_one_way(self, src: str, dst: str) -> None:
+        self.now += 1
+        self.log(f"cut {src}->{dst}")
+        self.network.cut_one_way(src, dst)
+
+    def heal(self) -> None:
+        self.now += 1
+        self.log("heal")
+        self.network.heal()
+
+    # -- membership -----------------------------------------------------------------------
+
+    def add_node(self) -> str:
+        """Create a blank node (no configuration): passive until a leader contacts it."""
+        peer = f"n{self._next_node}"
+        self._next_node += 1
+        self.nodes[peer] = SimNode(peer, self, MemoryStorage())
+        self._start(peer)
+        return peer
+
+    def change_config(self, new_peers: list[str], timeout_ticks: int = 200) -> bool:
+        """Ask the current leader to move to ``new_peers``; False if there is no leader."""
+        self.now += 1
+        leader = self.leader()
+        if leader is None:
+            return False
+        node = self.nodes[leader]
+        status = node.core.status()
+        prev_index = status.get("config_index", 0)
+        self.log(f"change_config {leader} -> {sorted(new_peers)}")
+        try:
+            node.core.change_config(sorted(new_peers), prev_index, len(self.config_results),
+                                    timeout_ticks)
+        except NotLeader:
+            return False
+        node.drain()
+        return True
+
+    def config_result(self, peer: str, result: Any) -> None:
+        self.log(f"config result {peer} {result.error}")
+        self.config_results.append((peer, result))
+
+    def node_removed(self, peer: str) -> None:
+        self.log(f"removed {peer}")
+        node = self.nodes[peer]
+        node.removed = True
+        node.crash()
+        self.network.discard_to(peer)
+
+    # -- running --------------------------------------------------------------------------
+
+    def run(self, steps: int, until: Callable[[], bool] | None = None) -> bool:
+        """Fault-free progress: deliver, persist and tick at random. True once ``until``."""
+        rng = self.rng
+        for _ in range(steps):
+            if until is not None and until():
+                return True
+            roll = rng.random()
+            if roll < 0.55 and self.network.in_flight:
+                self.deliver()
+            elif roll < 0.8 and any(self.nodes[p].writes for p in self.nodes):
+                self.persist()
+            else:
+                up = self.up_nodes()
+                if up:
+                    self.tick(rng.choice(up))
+            if self.snapshot_failures:
+                self.flush_snapshot_failures()
+        return until is not None and until()
+
+    def elect(self, steps: int = 20_000) -> str:
+        """Run until some node leads; returns it (AssertionError if none in ``steps``)."""
+        if not self.run(steps, lambda: self.leader() is not None):
+            raise AssertionError("no leader elected")
+        leader = self.leader()
+        assert leader is not None
+        return leader
+
+    def converged(self) -> bool:
+        """A leader exists and every live member applied everything it committed."""
+        leader = self.leader()
+        if leader is None:
+            return False
+        lnode = self.nodes[leader]
+        commit = lnode.core.status().get("commit", 0)
+        if lnode.machine.applied < commit:
+            return False
+        for peer in self.members():
+            node = self.nodes.get(peer)
+            if node is None or not node.up or node.machine.applied < commit:
+                return False
+        return all(commit >= index for index, _ in self.acknowledged)
+
+    def stabilize(self, steps: int = 50_000) -> bool:
+        """Heal, restart crashed members, calm the network, then run until converged."""
+        self.network.heal()
+        self.network.calm()
+        self.snapshot_failure_rate = 0.0
+        for peer in self.down_nodes():
+            self.restart(peer)
+        return self.run(steps, self.converged)
+
+    def check_final(self) -> None:
+        """After ``stabilize``: every acknowledged write is applied on every live member."""
+        live = {p: self.nodes[p].machine.applied for p in self.members() if self.nodes[p].up}
+        self.checker.check_acknowledged(self.acknowledged, live)

@@ -1,0 +1,152 @@
+"""Seed sweep: many random simulator runs, each checked for safety and linearizability.
+
+    python -m zraft.testing.sweep --seeds N --steps M [--start S] [--mutation NAME]
+                                  [--jobs J] [--verbose] [--stop-on-first]
+
+Rules:
+- Seed ``s`` always replays the same run (see ``zraft.testing.sim``); a failure prints the one
+  command that replays exactly that seed.
+- A run fails on: a broken invariant (checked after every step), an error raised by a core, a
+  cluster that does not converge once the network is healed (liveness), an acknowledged
+  write missing on a live member, or a non-linearizable client history.
+- ``--jobs`` spreads seeds over processes; results are reported in seed order.
+- Exit status 0 when no seed failed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import multiprocessing
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+from zraft.core.errors import CoreError
+from zraft.testing.invariants import InvariantViolation
+from zraft.testing.linearizability import check_history
+from zraft.testing.workload import Scenario
+
+STABILIZE_STEPS = 30_000
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    steps: int
+    operations: int
+    violation: str | None
+    kind: str | None  # invariant | core | liveness | linearizability | error
+    digest: str
+    transcript: list[str] | None = None
+
+
+def run_seed(seed: int, steps: int, mutations: frozenset[str] = frozenset(),
+             verbose: bool = False) -> SeedResult:
+    scenario = Scenario(seed, mutations, transcript=verbose)
+    cluster = scenario.cluster
+    violation = kind = None
+    try:
+        scenario.run(steps)
+        if not cluster.stabilize(STABILIZE_STEPS):
+            kind = "liveness"
+            violation = (f"no convergence within {STABILIZE_STEPS} steps after healing "
+                         f"(leader={cluster.leader()}, members={cluster.members()})")
+        else:
+            cluster.check_final()
+            result = check_history(cluster.history)
+            if not result.ok:
+                kind = "linearizability"
+                violation = result.describe()
+    except InvariantViolation as exc:
+        kind, violation = "invariant", str(exc)
+    except CoreError as exc:
+        kind, violation = "core", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a crash in the core or the simulator is a finding too
+        kind = "error"
+        violation = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    digest = hashlib.sha256(
+        repr([(o.kind, o.key, o.value, o.invoke_time, o.complete_time, o.outcome, o.result)
+              for o in cluster.history]).encode()
+    ).hexdigest()[:16]
+    return SeedResult(seed, scenario.steps, len(cluster.history), violation, kind, digest,
+                      cluster.transcript)
+
+
+def _run_packed(args: tuple[int, int, frozenset[str], bool]) -> SeedResult:
+    return run_seed(*args)
+
+
+@dataclass
+class SweepReport:
+    seeds: int
+    steps: int
+    seconds: float
+    failures: list[SeedResult]
+
+
+def sweep(seeds: int, steps: int, start: int = 0, mutations: frozenset[str] = frozenset(),
+          jobs: int = 1, stop_on_first: bool = False, verbose: bool = False) -> SweepReport:
+    started = time.perf_counter()
+    work = [(s, steps, mutations, verbose) for s in range(start, start + seeds)]
+    failures: list[SeedResult] = []
+    ran = total_steps = 0
+    if jobs <= 1:
+        results = map(_run_packed, work)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("fork").Pool(jobs)
+        results = pool.imap(_run_packed, work, chunksize=max(1, min(8, seeds // (jobs * 8))))
+    try:
+        for result in results:
+            ran += 1
+            total_steps += result.steps
+            if result.violation is not None:
+                failures.append(result)
+                if stop_on_first:
+                    break
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return SweepReport(ran, total_steps, time.perf_counter() - started, failures)
+
+
+def replay_command(seed: int, steps: int, mutations: frozenset[str]) -> str:
+    cmd = f"python -m zraft.testing.sweep --seeds 1 --start {seed} --steps {steps}"
+    for m in sorted(mutations):
+        cmd += f" --mutation {m}"
+    return cmd + " --verbose"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zraft.testing.sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--mutation", action="append", default=[],
+                        help="enable a deliberately broken core rule (repeatable)")
+    parser.add_argument("--jobs", type=int, default=multiprocessing.cpu_count())
+    parser.add_argument("--stop-on-first", action="store_true")
+    parser.add_argument("--verbose", action="store_true",
+                        help="record and print the transcript of failing seeds")
+    args = parser.parse_args(argv)
+    mutations = frozenset(args.mutation)
+    report = sweep(args.seeds, args.steps, args.start, mutations, args.jobs,
+                   args.stop_on_first, args.verbose)
+    print(f"seeds {report.seeds}  steps {report.steps}  seconds {report.seconds:.1f}  "
+          f"violations {len(report.failures)}")
+    for failure in report.failures:
+        print(f"\nseed {failure.seed} [{failure.kind}]: {failure.violation}")
+        if failure.transcript is not None:
+            print("  transcript (last 60 steps):")
+            for line in failure.transcript[-60:]:
+                print("   ", line)
+        print(f"  replay: {replay_command(failure.seed, args.steps, mutations)}")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Random scenarios for the simulator: client calls mixed with faults, one action per step.
+
+Rules:
+- Every choice comes from the cluster's seeded ``random.Random``; a scenario's *profile*
+  (fault rate, client rate, network weather, cluster size) is itself drawn from the seed, so a
+  sweep covers calm and hostile runs alike.
+- The fault mix is aimed at the mutations the sweep must catch: crashes land preferably on
+  nodes with unpersisted writes (lost writes), leaders get isolated while clients keep reading
+  from every node that still believes it leads (stale reads), and membership changes add,
+  remove and remove the leader.
+- At most a minority of the current members is crashed at once, so runs keep making progress.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from zraft.core.config import CoreConfig
+from zraft.testing.linearizability import CAS, OK, READ, WRITE
+from zraft.testing.sim import SimCluster
+
+KEYS = ("a", "b", "c")
+
+
+@dataclass(frozen=True)
+class Profile:
+    nodes: int
+    snapshot_every: int
+    client_rate: float
+    fault_rate: float
+    membership: bool
+
+    @staticmethod
+    def draw(rng: random.Random) -> Profile:
+        return Profile(
+            nodes=rng.choice((3, 3, 5)),
+            snapshot_every=rng.choice((5, 8, 13, 20)),
+            client_rate=rng.choice((0.05, 0.1, 0.2)),
+            fault_rate=rng.choice((0.004, 0.01, 0.02)),
+            membership=rng.random() < 0.5,
+        )
+
+
+class Scenario:
+    def __init__(self, seed: int, mutations: frozenset[str] = frozenset(),
+                 transcript: bool = False) -> None:
+        profile_rng = random.Random(seed ^ 0x5EED)
+        self.profile = profile = Profile.draw(profile_rng)
+        config = CoreConfig(election_ticks=10, heartbeat_ticks=2, max_inflight=8,
+                            max_batch_bytes=4096, mutations=mutations)
+        self.cluster = SimCluster(seed, nodes=profile.nodes, core_config=config,
+                                  snapshot_every=profile.snapshot_every, transcript=transcript)
+        self.rng = self.cluster.rng
+        self.last_value: dict[str, int | None] = {}
+        self.steps = 0
+
+    # -- the step -------------------------------------------------------------------------
+
+    def step(self) -> None:
+        cluster = self.cluster
+        rng = self.rng
+        self.steps += 1
+        roll = rng.random()
+        profile = self.profile
+        if roll < profile.fault_rate:
+            self.fault()
+        elif roll < profile.fault_rate + profile.client_rate:
+            self.client()
+        else:
+            roll = rng.random()
+            if roll < 0.6 and cluster.network.in_flight:
+                cluster.deliver()
+            elif roll < 0.85 and any(n.writes for n in cluster.nodes.values()):
+                cluster.persist()
+            else:
+                up = cluster.up_nodes()
+                if up:
+                    cluster.tick(rng.choice(up))
+        if cluster.snapshot_failures:
+            cluster.flush_snapshot_failures()
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self.step()
+
+    # -- clients --------------------------------------------------------------------------
+
+    def _target(self) -> str | None:
+        cluster = self.cluster
+        up = cluster.up_nodes()
+        if not up:
+            return None
+        leaders = [p for p in up if cluster.nodes[p].role == "leader"]
+        if leaders and self.rng.random() < 0.8:
+            return self.rng.choice(leaders)
+        return self.rng.choice(up)
+
+    def client(self) -> None:
+        cluster = self.cluster
+        rng = self.rng
+        peer = self._target()
+        if peer is None:
+            return
+        key = rng.choice(KEYS)
+        kind = rng.choices((READ, WRITE, CAS), (4, 4, 2))[0]
+        value = len(cluster.history)
+        if kind == READ:
+            cluster.read(peer, key)
+        elif kind == WRITE:
+            cluster.write(peer, key, value)
+        else:
+            cluster.cas(peer, key, self._guess(key), value)
+
+    def _guess(self, key: str) -> int | None:
+        """A cas 'expected' that is often right: the last value a client saw for ``key``."""
+        for op in reversed(self.cluster.history[-30:]):
+            if op.key == key and op.outcome == OK:
+                return op.result if op.kind == READ else op.value
+        return None
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def fault(self) -> None:
+        cluster = self.cluster
+        rng = self.rng
+        kinds = ["crash", "crash_busy", "restart", "restart", "partition", "isolate_leader",
+                 "one_way", "heal", "heal", "weather", "snapshot_failures"]
+        if self.profile.membership:
+            kinds += ["add", "remove", "remove_leader"]
+        kind = rng.choice(kinds)
+        up = cluster.up_nodes()
+        members = cluster.members()
+        down_members = [p for p in cluster.down_nodes() if p in members]
+        leader = cluster.leader()
+        if kind in ("crash", "crash_busy"):
+            if len(down_members) >= (len(members) - 1) // 2 + (1 if rng.random() < 0.2 else 0):
+                return
+            pool = up
+            if kind == "crash_busy":
+                pool = [p for p in up if cluster.nodes[p].writes] or pool
+            if pool:
+                cluster.crash(rng.choice(pool))
+        elif kind == "restart":
+            down = cluster.down_nodes()
+            if down:
+                cluster.restart(rng.choice(down))
+        elif kind == "partition":
+            peers = sorted(cluster.nodes)
+            rng.shuffle(peers)
+            cut = rng.randrange(1, len(peers))
+            cluster.partition(sorted(peers[:cut]), sorted(peers[cut:]))
+        elif kind == "isolate_leader":
+            if leader is not None:
+                cluster.isolate(leader)
+        elif kind == "one_way":
+            peers = sorted(cluster.nodes)
+            src, dst = rng.sample(peers, 2)
+            cluster.cut_one_way(src, dst)
+        elif kind == "heal":
+            cluster.heal()
+        elif kind == "weather":
+            net = cluster.network
+            net.drop = rng.choice((0.0, 0.0, 0.05, 0.2))
+            net.duplicate = rng.choice((0.0, 0.05, 0.2))
+            net.reorder = rng.choice((0.0, 0.1, 0.5))
+            cluster.log(f"weather drop={net.drop} dup={net.duplicate} reorder={net.reorder}")
+        elif kind == "snapshot_failures":
+            cluster.snapshot_failure_rate = rng.choice((0.0, 0.3, 1.0))
+        elif kind == "add":
+            if leader is not None and len(members) < 5:
+                peer = cluster.add_node()
+                cluster.change_config([*members, peer])
+        elif kind in ("remove", "remove_leader") and leader is not None and len(members) > 3:
+            victim = leader if kind == "remove_leader" else rng.choice(members)
+            cluster.change_config([p for p in members if p != victim])
