@@ -1,0 +1,42 @@
+"""zraft's client side: the cluster API (zraft_client), the Client actor and sessions.
+
+Modules: ``light_session`` (the leader-tracking ring), ``connection`` (pipelined, cookie
+authenticated connections), ``calls`` (retrying calls with fixed deadlines), ``api`` (blocking
+module functions), ``client_actor`` (``Client``), ``session`` (``Session``), ``watcher``
+(delivery of watch triggers and listener states off the session thread), ``commands`` (the
+``zraft`` command's client subcommands).
+"""
+
+from zraft.client.api import (
+    bootstrap,
+    check_exists,
+    configure,
+    create,
+    create_peer,
+    get_conf,
+    light_session,
+    query,
+    query_local,
+    set_new_conf,
+    stat,
+    write,
+)
+from zraft.client.connection import ConnectionPool
+from zraft.client.light_session import LightSession
+
+__all__ = [
+    "ConnectionPool",
+    "LightSession",
+    "bootstrap",
+    "check_exists",
+    "configure",
+    "create",
+    "create_peer",
+    "get_conf",
+    "light_session",
+    "query",
+    "query_local",
+    "set_new_conf",
+    "stat",
+    "write",
+]

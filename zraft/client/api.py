@@ -1,0 +1,248 @@
+"""The cluster API (zraft_lib's ``zraft_client``) as blocking module functions.
+
+Rules:
+- Every function takes ``timeout`` in seconds (default 5.0) and never waits longer: a
+  redirect never resets the deadline. Failures raise ``zraft.errors`` exceptions (``Timeout``,
+  ``AllFailed``, ``Unreachable`` for zraft_lib's ``noproc``, ``NotLeader``, ``PeersChanged``,
+  ``NotStable``, ``NewerExists``, ``ProcessPrevChange``, ``AlreadyPresent``, ...).
+- ``write``/``query`` with a peer id return ``(result, leader_peer_id)``; with a LightSession
+  they return ``(result, new_light_session)`` (the argument is not changed).
+- Plain writes are at-least-once: a write retried after a timeout or a leader change may be
+  applied twice (zraft_lib's warning). Use a Session for exactly-once writes.
+- Connections come from ``pool=`` or from the default pool, whose cookie is set with
+  ``configure(cookie=..., cookie_file=...)`` or the ``ZRAFT_COOKIE(_FILE)`` environment.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from zraft.client.calls import PeerCall, RetryLater, RingCall, backoff
+from zraft.client.connection import ConnectionPool, resolve_cookie
+from zraft.client.light_session import DEFAULT_ELECTION_TIMEOUT, LightSession, RingCell
+from zraft.errors import LeaderChanged, NoPeers, PeersChanged, ZRaftError
+from zraft.ids import PeerId, peer_str
+from zraft.transport.codec import pack
+
+DEFAULT_TIMEOUT = 5.0
+Peer = PeerId | str
+
+_default_pool: ConnectionPool | None = None
+_default_lock = threading.Lock()
+
+
+def configure(
+    cookie: str | bytes | None = None, cookie_file: str | None = None
+) -> ConnectionPool:
+    """Set the cookie of the default connection pool (closing the previous pool)."""
+    global _default_pool
+    pool = ConnectionPool(resolve_cookie(cookie, cookie_file))
+    with _default_lock:
+        old, _default_pool = _default_pool, pool
+    if old is not None:
+        old.close()
+    return pool
+
+
+def default_pool() -> ConnectionPool:
+    global _default_pool
+    with _default_lock:
+        if _default_pool is None:
+            _default_pool = ConnectionPool(resolve_cookie())
+        return _default_pool
+
+
+def _pool(pool: ConnectionPool | None) -> ConnectionPool:
+    return pool if pool is not None else default_pool()
+
+
+def write_command(data: Any) -> bytes:
+    """The log command of a plain write: ``[1, payload]`` (architecture "Commands in the log")."""
+    return pack([1, data])
+
+
+def ring_attempt_timeout(session: LightSession) -> float:
+    """How long one attempt on a ring target may take before the peer counts as failed."""
+    return max(2 * session.fail_timeout, 1.0)
+
+
+# -- light sessions -------------------------------------------------------------------
+
+
+def light_session(
+    peer_or_peers: Peer | Sequence[Peer],
+    fail_timeout: float | None = None,
+    election_timeout: float | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    pool: ConnectionPool | None = None,
+) -> LightSession:
+    """A light session. A list of peers is used as given (leader = its first element, no
+    network); a single peer id is asked for the configuration (leader at the head)."""
+    if isinstance(peer_or_peers, (str, PeerId)):
+        leader, peers = get_conf(peer_or_peers, timeout, pool=pool)
+        return LightSession.new(peers, fail_timeout, election_timeout, leader=leader)
+    peers = list(peer_or_peers)
+    if not peers:
+        raise NoPeers("a light session needs at least one peer")
+    return LightSession.new(peers, fail_timeout, election_timeout)
+
+
+# -- write / query ---------------------------------------------------------------------
+
+
+def _run(target: Peer | LightSession, op: str, args_fn: Any, timeout: float,
+         pool: ConnectionPool | None) -> tuple[Any, Any]:
+    pool = _pool(pool)
+    if isinstance(target, LightSession):
+        cell = RingCell(target)
+        call = RingCall(pool, cell, op, args_fn, timeout,
+                        attempt_timeout=ring_attempt_timeout(target))
+        return call.run(), cell.session
+    result_and_peer = PeerCall(pool, target, op, args_fn, timeout,
+                               ok_fn=lambda peer, payload: (payload, peer)).run()
+    return result_and_peer
+
+
+def write(target: Peer | LightSession, data: Any, timeout: float = DEFAULT_TIMEOUT,
+          *, pool: ConnectionPool | None = None) -> tuple[Any, Any]:
+    """Apply ``data`` through the leader: ``(result, leader)`` or ``(result, session)``."""
+    command = write_command(data)
+    return _run(target, "propose", lambda name: [name, command, None], timeout, pool)
+
+
+def query(target: Peer | LightSession, query: Any, timeout: float = DEFAULT_TIMEOUT,
+          *, pool: ConnectionPool | None = None) -> tuple[Any, Any]:
+    """Linearizable read through the leader: ``(result, leader)`` or ``(result, session)``."""
+    return _run(target, "query", lambda name: [name, query, None, None], timeout, pool)
+
+
+def query_local(peer: Peer, query: Any, timeout: float = DEFAULT_TIMEOUT,
+                *, pool: ConnectionPool | None = None) -> Any:
+    """Read ``peer``'s own state without a leadership check (may be stale)."""
+    return _single(peer, "query_local", lambda name: [name, query], timeout, pool)
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def _conf_result(peer: str, payload: Any) -> tuple[str, int, list[str]]:
+    index, peers = payload
+    if not index:
+        raise RetryLater  # no committed configuration yet (zraft_lib {ok, {0, _}})
+    return peer, int(index), sorted(peers)
+
+
+def _get_conf_full(peer: Peer, timeout: float, pool: ConnectionPool | None
+                   ) -> tuple[str, int, list[str]]:
+    return PeerCall(_pool(pool), peer, "get_conf", lambda name: [name], timeout,
+                    ok_fn=_conf_result, wait=backoff(0.02, DEFAULT_ELECTION_TIMEOUT)).run()
+
+
+def get_conf(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
+             *, pool: ConnectionPool | None = None) -> tuple[str, list[str]]:
+    """``(leader, sorted peers)`` of the stable committed configuration, asked of the leader."""
+    leader, _index, peers = _get_conf_full(peer, timeout, pool)
+    return leader, peers
+
+
+class _SetConfCall(PeerCall):
+    """set_conf goes to the leader found by get_conf; a redirect means it lost leadership."""
+
+    def decide(self, peer: str, status: str, payload: Any) -> tuple[Any, ...]:
+        if status == "not_leader":
+            raise LeaderChanged(f"{peer} is no longer the leader", peer=peer)
+        return super().decide(peer, status, payload)
+
+
+def set_new_conf(peer: Peer, new_peers: Iterable[Peer], old_peers: Iterable[Peer],
+                 timeout: float = DEFAULT_TIMEOUT,
+                 *, pool: ConnectionPool | None = None) -> list[str]:
+    """Change the membership to ``new_peers`` (joint consensus). ``old_peers`` must equal the
+    current stable committed configuration (``PeersChanged`` otherwise); already applied ->
+    returns at once (idempotent). Returns the sorted new peer list."""
+    deadline = time.monotonic() + timeout
+    new = sorted({peer_str(p) for p in new_peers})
+    old = sorted({peer_str(p) for p in old_peers})
+    if not new:
+        raise NoPeers("the new configuration is empty")
+    leader, index, current = _get_conf_full(peer, timeout, pool)
+    if current == new:
+        return new
+    if current != old:
+        raise PeersChanged(f"current peers are {current}, not {old}", current=current)
+    left = max(0.001, deadline - time.monotonic())
+    timeout_ms = int(left * 1000)
+    _SetConfCall(_pool(pool), leader, "set_conf",
+                 lambda name: [name, index, new, timeout_ms], left).run()
+    return new
+
+
+# -- single-peer operations ------------------------------------------------------------
+
+
+def _single(peer: Peer, op: str, args_fn: Any, timeout: float,
+            pool: ConnectionPool | None) -> Any:
+    return PeerCall(_pool(pool), peer, op, args_fn, timeout).run()
+
+
+def check_exists(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
+                 *, pool: ConnectionPool | None = None) -> None:
+    """None if ``peer`` can be created on its node; ``AlreadyPresent`` if it exists."""
+    _single(peer, "check_exists", lambda name: [name], timeout, pool)
+
+
+def create_peer(peer: Peer, backend: str, timeout: float = DEFAULT_TIMEOUT,
+                *, pool: ConnectionPool | None = None) -> None:
+    """Start a blank peer on its node."""
+    _single(peer, "create_peer", lambda name: [name, backend], timeout, pool)
+
+
+def bootstrap(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
+              *, pool: ConnectionPool | None = None) -> None:
+    """Make a blank peer a one-member cluster (``Initialized`` if it is not blank)."""
+    _single(peer, "bootstrap", lambda name: [name], timeout, pool)
+
+
+def stat(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
+         *, pool: ConnectionPool | None = None) -> dict[str, Any]:
+    """The peer's status dict (zraft_lib's stat): role, term, leader, log, conf, ..."""
+    return _single(peer, "stat", lambda name: [name], timeout, pool)
+
+
+def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT,
+           *, pool: ConnectionPool | None = None) -> list[str]:
+    """Create a cluster (zraft_lib create/2): check every peer, start them in list order,
+    bootstrap the first, then set the configuration to all. Each step has ``timeout``.
+
+    Raises: the first check failure's class (``.details["failures"]`` lists every
+    ``(peer, error)``); a start failure with ``.details["peer"]``; bootstrap and
+    set_new_conf errors as they are (the cluster then exists with a partial configuration).
+    """
+    ids = [peer_str(p) for p in peers]
+    if not ids:
+        raise NoPeers("create needs at least one peer")
+    failures: list[tuple[str, ZRaftError]] = []
+    for peer in ids:
+        try:
+            check_exists(peer, timeout, pool=pool)
+        except ZRaftError as exc:
+            failures.append((peer, exc))
+    if failures:
+        first = failures[0][1]
+        text = ", ".join(f"{p}: {type(e).__name__}({e})" for p, e in failures)
+        err = type(first)(text)
+        err.details.update(failures=failures)
+        err.code = first.code
+        raise err
+    for peer in ids:
+        try:
+            create_peer(peer, backend, timeout, pool=pool)
+        except ZRaftError as exc:
+            exc.details.setdefault("peer", peer)
+            raise
+    bootstrap(ids[0], timeout, pool=pool)
+    return set_new_conf(ids[0], ids, [ids[0]], timeout, pool=pool)

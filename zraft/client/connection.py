@@ -1,0 +1,308 @@
+"""Client connections to nodes: one authenticated, pipelined connection per node address.
+
+Rules:
+- ``request`` never blocks: it queues ``[2, req_id, op, args]`` and returns at once. The
+  connection's writer thread connects (bounded by ``connect_timeout``), runs the cookie
+  handshake, then sends queued frames in batches (one ``sendall`` per batch).
+- The reader thread completes each request by calling its callback ``(status, payload)``
+  with the reply ``[3, req_id, status, payload]``: ``status`` is ``"ok"`` or an error code of
+  ``zraft.errors``. Callbacks run on the reader thread: they must be quick (tell an actor,
+  set a future) and never wait for another reply.
+- If the connection cannot be made or breaks, every request still waiting gets
+  ``("noproc", {"message": ...})`` exactly once and the connection is dead; the pool makes a
+  new one on the next request (reconnect on demand). A reply for a request that was cancelled
+  (its caller gave up) is dropped.
+- Pushes ``[6, kind, peer_name, sid, ...]`` go to the pool's handler registered for ``sid``.
+- Nothing waits without a bound: connect, handshake and send have timeouts; a peer that
+  stops reading makes ``sendall`` time out and the connection die.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zraft.ids import PeerId, node_of, peer_str
+from zraft.transport.codec import pack, unpack
+from zraft.transport.errors import TransportError
+from zraft.transport.framing import HEADER, FrameDecoder
+from zraft.transport.handshake import client_handshake, cookie_bytes
+
+log = logging.getLogger("zraft.client.connection")
+
+ReplyCallback = Callable[[str, Any], None]
+PushHandler = Callable[[list[Any]], None]
+
+REQUEST_KIND = 2
+REPLY_KIND = 3
+PUSH_KIND = 6
+DEFAULT_CONNECT_TIMEOUT = 3.0
+DEFAULT_SEND_TIMEOUT = 10.0
+_READ_SIZE = 256 * 1024
+
+
+def unreachable(message: str) -> dict[str, Any]:
+    return {"message": message}
+
+
+class Connection:
+    """One socket to one node, shared by every request to peers on that node."""
+
+    def __init__(
+        self,
+        address: str,
+        cookie: bytes,
+        client_id: str,
+        on_push: PushHandler,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+    ) -> None:
+        self.address = address
+        self._cookie = cookie
+        self._client_id = client_id
+        self._on_push = on_push
+        self._connect_timeout = connect_timeout
+        self._send_timeout = send_timeout
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._outbox: collections.deque[bytes] = collections.deque()
+        self._pending: dict[int, ReplyCallback] = {}
+        self._ids = itertools.count(1)
+        self._sock: socket.socket | None = None
+        self._dead: str | None = None
+        self.requests_sent = 0
+        writer = threading.Thread(target=self._write_loop, name=f"zraft-conn-w-{address}")
+        writer.daemon = True
+        writer.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._dead is None
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def request(self, op: str, args: Any, callback: ReplyCallback) -> int:
+        """Queue a request; ``callback`` gets exactly one ``(status, payload)`` unless
+        cancelled. Returns the req_id (for ``cancel``)."""
+        with self._lock:
+            dead = self._dead
+            if dead is None:
+                req_id = next(self._ids)
+                body = pack([REQUEST_KIND, req_id, op, args])
+                self._pending[req_id] = callback
+                self._outbox.append(HEADER.pack(len(body)) + body)
+                self._wakeup.notify()
+                return req_id
+        callback("noproc", unreachable(dead))
+        return 0
+
+    def cancel(self, req_id: int) -> None:
+        with self._lock:
+            self._pending.pop(req_id, None)
+
+    def close(self, reason: str = "closed by the client") -> None:
+        self._fail(reason)
+
+    # -- threads ------------------------------------------------------------------------
+
+    def _connect(self) -> socket.socket:
+        host, _, port = self.address.rpartition(":")
+        sock = socket.create_connection((host.strip("[]"), int(port)), self._connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client_handshake(sock, self._cookie, self._client_id, self._connect_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(self._send_timeout)
+        return sock
+
+    def _write_loop(self) -> None:
+        try:
+            sock = self._connect()
+        except (OSError, TransportError, ValueError) as exc:
+            self._fail(f"cannot reach node {self.address}: {exc}")
+            return
+        with self._lock:
+            if self._dead is not None:
+                sock.close()
+                return
+            self._sock = sock
+        reader = threading.Thread(target=self._read_loop, args=(sock,), daemon=True)
+        reader.name = f"zraft-conn-r-{self.address}"
+        reader.start()
+        while True:
+            with self._lock:
+                while not self._outbox and self._dead is None:
+                    self._wakeup.wait()
+                if self._dead is not None:
+                    return
+                batch = b"".join(self._outbox)
+                sent = len(self._outbox)
+                self._outbox.clear()
+            try:
+                sock.sendall(batch)
+            except OSError as exc:
+                self._fail(f"send to {self.address} failed: {exc}")
+                return
+            self.requests_sent += sent
+
+    def _read_loop(self, sock: socket.socket) -> None:
+        decoder = FrameDecoder()
+        reason = f"node {self.address} closed the connection"
+        try:
+            sock_recv = sock.recv
+            while self._dead is None:
+                try:
+                    data = sock_recv(_READ_SIZE)
+                except TimeoutError:
+                    continue  # the timeout bounds sends; reads just wait for the next frame
+                if not data:
+                    break
+                for body in decoder.feed(data):
+                    self._dispatch(unpack(body))
+        except (OSError, TransportError, ValueError) as exc:
+            reason = f"connection to {self.address} failed: {exc}"
+        self._fail(reason)
+
+    def _dispatch(self, frame: Any) -> None:
+        if type(frame) is not list or not frame:
+            raise ValueError(f"malformed frame from {self.address}")
+        kind = frame[0]
+        if kind == REPLY_KIND and len(frame) == 4:
+            with self._lock:
+                callback = self._pending.pop(frame[1], None)
+            if callback is not None:
+                _safe_call(callback, str(frame[2]), frame[3])
+        elif kind == PUSH_KIND:
+            try:
+                self._on_push(frame[1:])
+            except Exception:
+                log.exception("push handler failed")
+        else:
+            raise ValueError(f"unexpected frame kind {kind!r} from {self.address}")
+
+    def _fail(self, reason: str) -> None:
+        with self._lock:
+            if self._dead is not None:
+                return
+            self._dead = reason
+            pending = list(self._pending.values())
+            self._pending.clear()
+            self._outbox.clear()
+            sock, self._sock = self._sock, None
+            self._wakeup.notify_all()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        log.debug("connection to %s is down: %s", self.address, reason)
+        for callback in pending:
+            _safe_call(callback, "noproc", unreachable(reason))
+
+
+def _safe_call(callback: ReplyCallback, status: str, payload: Any) -> None:
+    try:
+        callback(status, payload)
+    except Exception:
+        log.exception("reply callback failed")
+
+
+class ConnectionPool:
+    """Connections by node address (created on demand) and push handlers by session id."""
+
+    def __init__(
+        self,
+        cookie: str | bytes,
+        client_id: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        self.cookie = cookie_bytes(cookie)
+        self.client_id = client_id or f"client-{os.getpid()}-{id(self):x}"
+        self.connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._conns: dict[str, Connection] = {}
+        self._push_handlers: dict[str, PushHandler] = {}
+        self._closed = False
+
+    def connection(self, address: str) -> Connection:
+        with self._lock:
+            conn = self._conns.get(address)
+            if conn is None or not conn.alive:
+                if self._closed:
+                    raise RuntimeError("connection pool is closed")
+                conn = Connection(
+                    address, self.cookie, self.client_id, self._dispatch_push,
+                    self.connect_timeout,
+                )
+                self._conns[address] = conn
+            return conn
+
+    def request(
+        self, peer: PeerId | str, op: str, args: Any, callback: ReplyCallback
+    ) -> Callable[[], None]:
+        """Send ``op`` to the node hosting ``peer``; returns a function that cancels it."""
+        if isinstance(peer, PeerId):
+            address = peer.node
+        else:
+            address = node_of(peer_str(peer)) if "@" in peer else peer
+        try:
+            conn = self.connection(address)
+        except RuntimeError as exc:
+            callback("noproc", unreachable(str(exc)))
+            return lambda: None
+        req_id = conn.request(op, args, callback)
+        return lambda: conn.cancel(req_id)
+
+    def add_push_handler(self, sid: str, handler: PushHandler) -> None:
+        with self._lock:
+            self._push_handlers[sid] = handler
+
+    def remove_push_handler(self, sid: str) -> None:
+        with self._lock:
+            self._push_handlers.pop(sid, None)
+
+    def _dispatch_push(self, push: list[Any]) -> None:
+        # push = [kind, peer_name, sid, ...]
+        sid = push[2] if len(push) >= 3 else None
+        with self._lock:
+            handler = self._push_handlers.get(sid) if isinstance(sid, str) else None
+        if handler is None:
+            log.debug("push for unknown session %r dropped", sid)
+            return
+        handler(push)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns = list(self._conns.values())
+            self._conns.clear()
+        for conn in conns:
+            conn.close()
+
+
+def resolve_cookie(cookie: str | bytes | None = None, cookie_file: str | None = None) -> bytes:
+    """The cookie: ``cookie`` if given, else the first line of ``cookie_file``, else the
+    ``ZRAFT_COOKIE`` / ``ZRAFT_COOKIE_FILE`` environment variables. ``ValueError`` if none."""
+    if cookie:
+        return cookie_bytes(cookie)
+    path = cookie_file or os.environ.get("ZRAFT_COOKIE_FILE")
+    if not cookie_file and os.environ.get("ZRAFT_COOKIE"):
+        return cookie_bytes(os.environ["ZRAFT_COOKIE"])
+    if path:
+        lines = Path(path).read_text().splitlines()
+        text = lines[0].strip() if lines else ""
+        if not text:
+            raise ValueError(f"cookie file {path!r} is empty")
+        return text.encode()
+    raise ValueError("no cookie: pass cookie=/cookie_file= or set ZRAFT_COOKIE(_FILE)")
