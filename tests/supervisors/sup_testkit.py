@@ -9,7 +9,7 @@ from typing import Any
 
 import pykka
 
-from supervisors import ExitInfo, SupervisedMixin
+from supervisors import ChildSpec, ExitInfo, Restart, SupervisedMixin
 
 WAIT_S = 5.0  # generous upper bound for any single wait; tests finish far sooner
 
@@ -59,21 +59,34 @@ class ExitCatcher:
 
 
 class Worker(SupervisedMixin, pykka.ThreadingActor):
-    """Records start/stop; `fail_start` makes on_start raise; messages drive failures."""
+    """Records start/stop; `fail_start` makes on_start raise `start_error`;
+    `stop_gate` makes on_stop wait for it; messages drive failures."""
 
-    def __init__(self, log: EventLog, name: str, fail_start: bool = False) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        name: str,
+        fail_start: bool = False,
+        start_error: type[BaseException] = RuntimeError,
+        stop_gate: threading.Event | None = None,
+    ) -> None:
         super().__init__()
         self.log = log
         self.label = name
         self.fail_start = fail_start
+        self.start_error = start_error
+        self.stop_gate = stop_gate
 
     def on_start(self) -> None:
         if self.fail_start:
             self.log.add("start_failed", self.label)
-            raise RuntimeError(f"{self.label} can not start")
+            raise self.start_error(f"{self.label} can not start")
         self.log.add("started", self.label, self.actor_urn)
 
     def on_stop(self) -> None:  # deliberately no super(): the mixin must still report
+        self.log.add("stopping", self.label)
+        if self.stop_gate is not None:
+            self.stop_gate.wait(WAIT_S * 2)
         self.log.add("stopped", self.label)
 
     def on_failure(self, *_exc: Any) -> None:
@@ -125,3 +138,31 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
             return False
         pause.wait(0.005)
     return True
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (for the intensity window)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def worker_spec(
+    log: EventLog,
+    name: str,
+    *,
+    restart: Restart = Restart.PERMANENT,
+    shutdown_s: float = 1.0,
+    **worker_kwargs: Any,
+) -> ChildSpec:
+    """A ChildSpec for a Worker labelled `name`."""
+    return ChildSpec(
+        name, Worker, args=(log, name), kwargs=worker_kwargs, restart=restart,
+        shutdown_s=shutdown_s,
+    )
