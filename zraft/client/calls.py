@@ -82,6 +82,7 @@ class RetryingCall:
         scheduler: Scheduler | None = None,
         attempt_timeout: float | None = None,
         wait: tenacity.wait.wait_base | None = None,
+        future: pykka.Future[Any] | None = None,
     ) -> None:
         self.pool = pool
         self.op = op
@@ -92,7 +93,9 @@ class RetryingCall:
         self.deadline = time.monotonic() + timeout
         self.attempt_timeout = attempt_timeout
         self.wait = wait or backoff()
-        self.future: pykka.Future[Any] = pykka.ThreadingFuture()
+        self.future: pykka.Future[Any] = (
+            future if future is not None else pykka.ThreadingFuture()
+        )
         self.attempts = 0
         self.last_error: str = ""
         self._tries = _Tries()
