@@ -1,0 +1,55 @@
+"""Static settings of one ``RaftCore``.
+
+Rules: all times are in ticks; ``validate()`` rejects values that would make the protocol
+unsafe or livelock (e.g. a heartbeat interval not shorter than the election timeout).
+``mutations`` names deliberately broken rules for simulator sweeps; production code leaves
+it empty and every mutation is one or two guarded lines in the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zraft.core.errors import ConfigError
+
+KNOWN_MUTATIONS = frozenset(
+    {
+        "commit_before_durable",  # leader counts its own entries before they are persisted
+        "vote_stale_log",  # grant votes to candidates whose log is behind
+        "read_without_quorum",  # release reads without the heartbeat round
+        "truncate_matching",  # follower drops a matching suffix on a stale append
+        "forget_vote",  # vote not remembered: grants twice in one term
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """Timing and flow-control knobs (defaults follow zraft_lib where it has one)."""
+
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+    max_inflight: int = 64
+    max_batch_bytes: int = 1 << 20
+    prevote: bool = True
+    check_quorum: bool = True
+    mutations: frozenset[str] = field(default_factory=frozenset)
+
+    def validate(self) -> CoreConfig:
+        if self.election_ticks < 1:
+            raise ConfigError("election_ticks must be >= 1")
+        if not 1 <= self.heartbeat_ticks < max(2, self.election_ticks):
+            raise ConfigError("heartbeat_ticks must be >= 1 and below election_ticks")
+        if self.max_inflight < 1:
+            raise ConfigError("max_inflight must be >= 1")
+        if self.max_batch_bytes < 1:
+            raise ConfigError("max_batch_bytes must be >= 1")
+        unknown = set(self.mutations) - KNOWN_MUTATIONS
+        if unknown:
+            raise ConfigError(f"unknown mutations: {sorted(unknown)}")
+        return self
+
+    @property
+    def min_election_timeout(self) -> int:
+        """Lower bound of the randomised election timeout (1.5 x election_ticks)."""
+        return max(1, round(1.5 * self.election_ticks))

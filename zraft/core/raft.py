@@ -1,0 +1,360 @@
+"""RaftCore: the whole Raft state machine of one peer, with no I/O.
+
+Theory of operation: inputs are ``tick()``, ``step(msg)`` and the client calls
+(``propose``, ``read``, ``change_config``, ...). Their effects accumulate and leave through
+``ready()`` as one numbered ``Ready`` (see ready.py for the driver's obligations). The
+leader defers sending appends to ``ready()`` so that every proposal made since the last
+Ready goes out in one batch per follower.
+
+Rules kept here (role-specific rules live in ``zraft.core.roles``):
+- Terms only grow; a higher term in an AppendEntries/InstallSnapshot makes us follow its
+  sender; a higher term in a reply (not a granted pre-vote reply) makes us a follower.
+- A lower-term AppendEntries/InstallSnapshot is answered with our term, so a stale leader
+  learns it has been replaced.
+- Election timeouts are drawn from the injected rng in [1.5, 2.5) x election_ticks and
+  re-drawn on every reset. A node whose latest config is blank or lacks it never campaigns.
+- ``hard_state`` changes are handed out before any persisted message depending on them.
+- Committed entries are handed out once, in order, up to min(commit, durable last index).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any
+
+from zraft.core.config import CoreConfig
+from zraft.core.entries import CONFIG, ClusterConfig, Entry, HardState, SnapshotMeta
+from zraft.core.errors import CoreError, InvariantViolation
+from zraft.core.log import RaftLog
+from zraft.core.membership import PendingChange
+from zraft.core.messages import (
+    AppendEntries,
+    AppendReply,
+    InstallSnapshot,
+    Removed,
+    RoleChanged,
+    VoteReply,
+    VoteRequest,
+)
+from zraft.core.progress import Progress
+from zraft.core.ready import Ready
+from zraft.core.roles import CANDIDATE, FOLLOWER, LEADER, PRECANDIDATE
+from zraft.core.roles.election import ElectionRole
+from zraft.core.roles.follower import FollowerRole
+from zraft.core.roles.leader import LeaderRole
+from zraft.core.storage import LogStorage
+
+_ALL = 1 << 62
+
+
+class RaftCore(ElectionRole, FollowerRole, LeaderRole):
+    """One Raft peer's rules. Not thread-safe: one driver calls it."""
+
+    def __init__(
+        self, peer_id: str, storage: LogStorage, config: CoreConfig, rng: random.Random
+    ) -> None:
+        self.id = peer_id
+        self.cfg = config.validate()
+        self.rng = rng
+        self.mutations = config.mutations
+        hs, snap = storage.initial_state()
+        self.log = RaftLog(storage, snap)
+        self.term = hs.term
+        self.vote = hs.vote
+        self.role = FOLLOWER
+        self.leader: str | None = None
+        self.commit = snap.index
+        self.applied = snap.index  # last index handed out in Ready.committed
+        self.epoch = 1
+        self.removed = False
+        self._removed_checked = -1
+        # timers
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.timeout = 0
+        self._reset_election_timer()
+        # candidate state
+        self.votes: dict[str, bool] = {}
+        # leader state
+        self.progress: dict[str, Progress] = {}
+        self.term_start = 0
+        self.change: PendingChange | None = None
+        self.departing: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._bcast = False
+        self._commit_notify = False
+        self._read_wait: list[Any] = []
+        self._read_new: list[Any] = []
+        self._read_pending: deque[tuple[int, Any, int]] = deque()
+        # Ready accumulators
+        self._msgs: list[Any] = []
+        self._pmsgs: list[Any] = []
+        self._events: list[Any] = []
+        self._reads: list[Any] = []
+        self._snapshot_to_install = None
+        self._compact_to = 0
+        self._number = 0
+        self._handed_hs = hs
+        self._soft = (self.role, self.term, self.leader)
+        self._unpersisted: deque[tuple[int, int, int]] = deque()
+
+    # ------------------------------------------------------------------------------------
+    # Inputs
+
+    def tick(self) -> None:
+        if self.role == LEADER:
+            self._tick_leader()
+        else:
+            self._tick_election()
+
+    def step(self, msg: Any) -> None:
+        if msg.dst != self.id:
+            return
+        kind = type(msg)
+        if kind is VoteRequest:
+            self._on_vote_request(msg)
+            return
+        if kind is VoteReply and msg.removed:
+            self._on_removed_reply(msg)
+            return
+        if msg.term > self.term:
+            if kind is AppendEntries or kind is InstallSnapshot:
+                self.become_follower(msg.term, msg.src)
+            elif not (kind is VoteReply and msg.prevote and msg.granted):
+                self.become_follower(msg.term, None)
+        elif msg.term < self.term:
+            if kind is AppendEntries or kind is InstallSnapshot:
+                self._pmsgs.append(
+                    AppendReply(self.term, self.id, msg.src, False, 0, 0, 0, msg.epoch)
+                )
+            return
+        handler = self._HANDLERS[self.role].get(kind)
+        if handler is not None:
+            handler(self, msg)
+
+    def bootstrap(self, now_ms: int) -> None:
+        """Blank, empty peer: CONFIG{old=[self]} at index 1, term 1."""
+        if self.log.last_index() != 0 or not self.log.config()[1].is_blank or self.term > 1:
+            raise CoreError("bootstrap needs a blank, empty peer")
+        self.term = 1
+        self.vote = None
+        entry = Entry(1, 1, CONFIG, ClusterConfig.stable([self.id]), now_ms)
+        self.log.append([entry])
+        self._reset_election_timer()
+
+    def campaign(self) -> None:
+        """Start an election now (zraft_lib force_timeout); a no-op on a leader."""
+        if self.role != LEADER:
+            self._start_election()
+
+    def snapshot_taken(self, index: int) -> None:
+        """A local snapshot covers up to ``index`` (an applied index): compact the log."""
+        log = self.log
+        if index <= log.snapshot.index:
+            return
+        if index > self.applied:
+            raise CoreError(f"snapshot at {index} beyond applied index {self.applied}")
+        config_index, config = log.config_at(index)
+        meta = SnapshotMeta(index, log.term(index) or 0, config_index, config)
+        log.compact(meta)
+        self._compact_to = index
+
+    def persisted(self, number: int) -> None:
+        """Ready ``number`` and all earlier ones are durable."""
+        pending = self._unpersisted
+        while pending and pending[0][0] <= number:
+            _, index, term = pending.popleft()
+            if index:
+                self.log.stable_to(index, term)
+        if self.role == LEADER:
+            self._maybe_commit()
+
+    # ------------------------------------------------------------------------------------
+    # Ready
+
+    def has_ready(self) -> bool:
+        if (
+            self._msgs
+            or self._pmsgs
+            or self._events
+            or self._reads
+            or self._snapshot_to_install is not None
+            or self._compact_to
+        ):
+            return True
+        if self.role == LEADER and (
+            self._bcast or self._dirty or self._read_new or self._commit_notify
+        ):
+            return True
+        if (self.role, self.term, self.leader) != self._soft:
+            return True
+        if self._handed_hs.term != self.term or self._handed_hs.vote != self.vote:
+            return True
+        if self.log.has_unhanded():
+            return True
+        return min(self.commit, self.log.stable_last()) > self.applied
+
+    def ready(self) -> Ready:
+        if self.role == LEADER:
+            self._leader_flush()
+        self._number += 1
+        rd = Ready(self._number)
+        hs = self._handed_hs
+        if hs.term != self.term or hs.vote != self.vote:
+            hs = self._handed_hs = HardState(self.term, self.vote)
+            rd.hard_state = hs
+        log = self.log
+        if self._snapshot_to_install is not None:
+            rd.snapshot = self._snapshot_to_install
+            self._snapshot_to_install = None
+        entries = log.take_unhanded()
+        if entries:
+            rd.entries = entries
+            last = entries[-1]
+            self._unpersisted.append((self._number, last.index, last.term))
+        elif rd.snapshot is not None:
+            self._unpersisted.append((self._number, 0, 0))
+        rd.compact_to = self._compact_to
+        self._compact_to = 0
+        rd.messages, self._msgs = self._msgs, []
+        rd.persisted_messages, self._pmsgs = self._pmsgs, []
+        hi = min(self.commit, log.stable_last())
+        if hi > self.applied:
+            rd.committed = log.slice(self.applied + 1, hi + 1, _ALL)
+            self.applied = hi
+        rd.reads, self._reads = self._reads, []
+        soft = (self.role, self.term, self.leader)
+        if soft != self._soft:
+            self._soft = soft
+            self._events.insert(0, RoleChanged(*soft))
+        rd.events, self._events = self._events, []
+        return rd
+
+    def advance(self, ready: Ready) -> None:
+        """The driver took ``ready``; the core hands out everything once, so this only
+        checks the order."""
+        if ready.number > self._number:
+            raise CoreError(f"advance({ready.number}) of a Ready never handed out")
+
+    # ------------------------------------------------------------------------------------
+    # Role transitions
+
+    def _reset_election_timer(self) -> None:
+        self.election_elapsed = 0
+        et = self.cfg.election_ticks
+        self.timeout = self.cfg.min_election_timeout + self.rng.randrange(et)
+
+    def promotable(self) -> bool:
+        """May this peer campaign? Not when removed, blank, or not a voter in its latest
+        configuration."""
+        if self.removed:
+            return False
+        return self.log.config()[1].has_voter(self.id)
+
+    def become_follower(self, term: int, leader: str | None) -> None:
+        if term > self.term:
+            self.term = term
+            self.vote = None
+        was_leader = self.role == LEADER
+        self.role = FOLLOWER
+        self.leader = leader
+        self.votes = {}
+        self._reset_election_timer()
+        if was_leader:
+            self._abandon_leadership()
+
+    def _tick_election(self) -> None:
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.timeout:
+            self._reset_election_timer()
+            self.leader = None
+            if self.promotable():
+                self._start_election()
+            elif self.role != FOLLOWER:
+                self.become_follower(self.term, None)
+
+    def _check_removed(self) -> None:
+        """Emit Removed once when a committed stable config excludes us after a config that
+        included us (a member that was removed, not a learner catching up)."""
+        if self.removed and self._removed_checked == _ALL:
+            return
+        log = self.log
+        cidx, ccfg = log.config_at(self.commit)
+        if cidx == self._removed_checked:
+            return
+        self._removed_checked = cidx
+        if ccfg.is_blank or ccfg.is_joint or self.id in ccfg.old:
+            return
+        _, before = log.config_at(cidx - 1)
+        if before.has_voter(self.id):
+            self._mark_removed(cidx)
+
+    def _mark_removed(self, config_index: int) -> None:
+        if self._removed_checked == _ALL:
+            return
+        self.removed = True
+        self._removed_checked = _ALL
+        self._events.append(Removed(config_index))
+
+    # ------------------------------------------------------------------------------------
+    # Introspection
+
+    def status(self) -> dict:
+        log = self.log
+        cidx, cfg = log.config()
+        snap = log.snapshot
+        return {
+            "id": self.id,
+            "role": self.role,
+            "term": self.term,
+            "vote": self.vote,
+            "leader": self.leader,
+            "commit": self.commit,
+            "applied": self.applied,
+            "first_index": log.first_index(),
+            "last_index": log.last_index(),
+            "last_term": log.last_term(),
+            "stable_last": log.stable_last(),
+            "snapshot_index": snap.index,
+            "snapshot_term": snap.term,
+            "config_index": cidx,
+            "config": {"old": list(cfg.old), "new": list(cfg.new)},
+            "config_state": cfg.state,
+            "epoch": self.epoch,
+            "removed": self.removed,
+            "pending_reads": len(self._read_pending) + len(self._read_new)
+            + len(self._read_wait),
+            "config_change": self.change.phase if self.change else None,
+            "progress": {p: pr.as_dict() for p, pr in self.progress.items()},
+        }
+
+    def _leader_conflict(self, msg: Any) -> None:
+        raise InvariantViolation(
+            f"{self.id}: leader of term {self.term} got {type(msg).__name__} from {msg.src}"
+        )
+
+
+RaftCore._HANDLERS = {
+    FOLLOWER: {
+        AppendEntries: RaftCore._on_append,
+        InstallSnapshot: RaftCore._on_install_snapshot,
+    },
+    PRECANDIDATE: {
+        AppendEntries: RaftCore._on_append,
+        InstallSnapshot: RaftCore._on_install_snapshot,
+        VoteReply: RaftCore._on_vote_reply,
+    },
+    CANDIDATE: {
+        AppendEntries: RaftCore._on_append,
+        InstallSnapshot: RaftCore._on_install_snapshot,
+        VoteReply: RaftCore._on_vote_reply,
+    },
+    LEADER: {
+        AppendReply: RaftCore._on_append_reply,
+        AppendEntries: RaftCore._leader_conflict,
+        InstallSnapshot: RaftCore._leader_conflict,
+    },
+}
+
+__all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRECANDIDATE", "RaftCore"]
