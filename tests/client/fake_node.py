@@ -193,6 +193,10 @@ class FakeCluster:
         action = script(node.peer_id, op, args) if script else None
         if action == "drop":
             return
+        if action == "apply_drop":  # applied, but the reply is lost
+            with self.lock, contextlib.suppress(_Err):
+                self._do(node, conn, op, args)
+            return
         if isinstance(action, tuple) and action[0] == "delay":
             def later() -> None:
                 time.sleep(action[1])

@@ -21,15 +21,24 @@ from zraft.client.api import (
     stat,
     write,
 )
+from zraft.client.client_actor import Client, ClientProxy, connect
 from zraft.client.connection import ConnectionPool
 from zraft.client.light_session import LightSession
+from zraft.client.session import Session
+from zraft.client.watcher import SessionState, WatchEvent
 
 __all__ = [
+    "Client",
+    "ClientProxy",
     "ConnectionPool",
     "LightSession",
+    "Session",
+    "SessionState",
+    "WatchEvent",
     "bootstrap",
     "check_exists",
     "configure",
+    "connect",
     "create",
     "create_peer",
     "get_conf",

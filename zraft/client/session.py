@@ -1,0 +1,173 @@
+"""Sessions (zraft_lib's ``zraft_session``): exactly-once writes, temporary data, watches.
+
+    s = Session.start(["a@h:7001", "b@h:7002", "c@h:7003"], session_timeout=10, cookie="c")
+    s.add_listener(print)                         # CONNECTED / SUSPENDED / EXPIRED
+    s.write_sync(["lock", "me"], temporary=True)  # deleted when the session expires
+    s.query_sync("k", watch=lambda ev: ...)       # one-shot: WatchEvent(ref, reason, query)
+    s.stop()                                      # [5, sid]: expire now
+
+Rules: ``Session`` only sends messages to its ``SessionActor`` (all protocol rules are in
+``zraft.client.session_actor``) and returns pykka futures; user callbacks run on the
+session's ``Watcher`` actor; ``start`` blocks (bounded) until the cluster acknowledged the
+session unless ``wait=False``.
+"""
+
+from __future__ import annotations
+
+import queue
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pykka
+
+from zraft.client import api
+from zraft.client.connection import ConnectionPool, resolve_cookie
+from zraft.client.session_actor import (
+    ListenerChange,
+    QueryRequest,
+    SessionActor,
+    SessionInfo,
+    StopRequest,
+    WriteRequest,
+    fail_future,
+    is_tag,
+)
+from zraft.client.watcher import SessionState, Watcher, WatchEvent
+from zraft.errors import NoPeers, SessionExpired, Timeout
+from zraft.ids import PeerId, peer_str
+
+Peer = PeerId | str
+
+
+class Session:
+    """A started session: a SessionActor plus its Watcher, behind blocking-friendly methods."""
+
+    def __init__(self, actor: pykka.ActorRef[SessionActor], watcher: pykka.ActorRef[Watcher],
+                 info: SessionInfo, pool: ConnectionPool, own_pool: bool) -> None:
+        self.actor_ref = actor
+        self.watcher_ref = watcher
+        self.info = info
+        self.events: queue.Queue[WatchEvent] = queue.Queue()
+        self._pool = pool
+        self._own_pool = own_pool
+
+    @classmethod
+    def start(
+        cls,
+        peer_or_peers: Peer | Sequence[Peer],
+        session_timeout: float = 10.0,
+        *,
+        cookie: str | bytes | None = None,
+        cookie_file: str | None = None,
+        pool: ConnectionPool | None = None,
+        fail_timeout: float | None = None,
+        election_timeout: float | None = None,
+        listeners: Sequence[Callable[[SessionState], Any]] = (),
+        wait: bool = True,
+    ) -> Session:
+        """Start a session; with ``wait`` block until it is connected (``Timeout`` if the
+        cluster did not acknowledge it within ``session_timeout``). ``listeners`` are added
+        before connecting, so they see the first CONNECTED."""
+        own_pool = pool is None
+        if pool is None:
+            pool = ConnectionPool(resolve_cookie(cookie, cookie_file))
+        given = ([peer_or_peers] if isinstance(peer_or_peers, (str, PeerId))
+                 else list(peer_or_peers))
+        peers = [peer_str(p) for p in given]
+        if not peers:
+            raise NoPeers("a session needs at least one peer")
+        info = SessionInfo(f"s-{uuid.uuid4().hex}", peers[0])
+        watcher = Watcher.start()
+        actor = SessionActor.start(peers, session_timeout, pool, watcher, info,
+                                   fail_timeout, election_timeout, listeners=listeners)
+        session = cls(actor, watcher, info, pool, own_pool)
+        if wait:
+            info.settled.wait(session_timeout + 1.0)
+            if not info.connected:
+                reason = info.expired_reason or "no answer"
+                session.stop()
+                raise Timeout(f"session did not connect: {reason}")
+        return session
+
+    @property
+    def sid(self) -> str:
+        return self.info.sid
+
+    @property
+    def state(self) -> SessionState:
+        return self.info.state
+
+    @property
+    def leader(self) -> str:
+        return self.info.leader
+
+    def write(self, data: Any, temporary: bool = False,
+              timeout: float = api.DEFAULT_TIMEOUT) -> pykka.Future[Any]:
+        """Exactly-once write; ``temporary`` data is deleted when the session ends."""
+        future: pykka.Future[Any] = pykka.ThreadingFuture()
+        self._tell(WriteRequest(future, data, temporary, timeout), future)
+        return future
+
+    def query(self, query: Any, watch: Any = None,
+              timeout: float = api.DEFAULT_TIMEOUT) -> pykka.Future[Any]:
+        """Linearizable read. ``watch`` arms a one-shot watch: a callable gets the
+        ``WatchEvent``, a queue gets it put, any other value is a tag whose event goes to
+        ``session.events``."""
+        future: pykka.Future[Any] = pykka.ThreadingFuture()
+        if watch is not None and is_tag(watch):
+            watch = _TaggedQueue(self.events, watch)
+        self._tell(QueryRequest(future, query, watch, timeout), future)
+        return future
+
+    def write_sync(self, data: Any, temporary: bool = False,
+                   timeout: float = api.DEFAULT_TIMEOUT) -> Any:
+        return self.write(data, temporary, timeout).get(timeout=timeout + 5)
+
+    def query_sync(self, query: Any, watch: Any = None,
+                   timeout: float = api.DEFAULT_TIMEOUT) -> Any:
+        return self.query(query, watch, timeout).get(timeout=timeout + 5)
+
+    def add_listener(self, fn: Callable[[SessionState], Any]) -> None:
+        """``fn(state)`` on every state change, called from the watcher actor's thread."""
+        self._tell(ListenerChange(fn, True), None)
+
+    def remove_listener(self, fn: Callable[[SessionState], Any]) -> None:
+        self._tell(ListenerChange(fn, False), None)
+
+    def _tell(self, message: Any, future: pykka.Future[Any] | None) -> None:
+        try:
+            self.actor_ref.tell(message)
+        except pykka.ActorDeadError:
+            if future is not None:
+                fail_future(future, SessionExpired(self.info.expired_reason or "session stopped"))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the session now (``[5, sid]``: its temporary data goes at once)."""
+        future: pykka.Future[Any] = pykka.ThreadingFuture()
+        try:
+            self.actor_ref.tell(StopRequest(future))
+            future.get(timeout=timeout)
+        except (pykka.ActorDeadError, pykka.Timeout):
+            pass
+        self.actor_ref.stop(timeout=timeout)
+        self.watcher_ref.stop(timeout=timeout)
+        if self._own_pool:
+            self._pool.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _TaggedQueue:
+    """A tag watch: its event goes to ``session.events`` with ``ref`` = the caller's tag."""
+
+    def __init__(self, events: queue.Queue[WatchEvent], tag: Any) -> None:
+        self.events = events
+        self.tag = tag
+
+    def put(self, event: WatchEvent) -> None:
+        self.events.put(event._replace(ref=self.tag))
