@@ -1,0 +1,227 @@
+"""Cluster-cookie authentication for every new connection (Erlang-cookie style).
+
+Exchange, each message one length-prefixed msgpack array (at most 4 KiB):
+
+1. server -> client  ``["zraft-hello", version, server_id, server_nonce]``
+2. client -> server  ``["zraft-auth", version, client_id, client_nonce, client_mac]``
+3. server -> client  ``["zraft-ok", server_mac]``  or  ``["zraft-denied", reason]``
+
+``client_mac = HMAC-SHA256(cookie, "zraft-client" || T)`` and
+``server_mac = HMAC-SHA256(cookie, "zraft-server" || T)`` where ``T`` is the msgpack transcript
+``[version, server_id, client_id, server_nonce, client_nonce]``. The labels stop a proof from
+being reflected back; both 32-byte nonces are fresh per connection, so a recorded exchange is
+useless on a new one (replay fails). Neither side learns anything about the cookie from a
+failed attempt. The server checks the client's version; the client checks the server's.
+
+Rules: every read and write of the handshake runs against one deadline (``timeout``); any
+failure raises ``HandshakeError`` and the caller closes the socket. Both sides log refusals.
+Reads take exactly the bytes of each message, so nothing sent after the handshake is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import socket
+import time
+from typing import Any, Final, NamedTuple
+
+import msgpack
+
+from zraft.transport.errors import HandshakeError
+from zraft.transport.framing import HEADER, HEADER_SIZE
+
+PROTOCOL_VERSION: Final = 1
+NONCE_SIZE: Final = 32
+MAX_HANDSHAKE_FRAME: Final = 4096
+MAX_ID_LENGTH: Final = 512
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
+
+_HELLO, _AUTH, _OK, _DENIED = "zraft-hello", "zraft-auth", "zraft-ok", "zraft-denied"
+
+log = logging.getLogger("zraft.transport.handshake")
+
+
+class Authenticated(NamedTuple):
+    """Result of a successful handshake.
+
+    ``session_key`` is an HMAC key only these two ends can derive (cookie + both nonces); it
+    authenticates later data on the connection, e.g. a snapshot manifest."""
+
+    peer_id: str
+    version: int
+    session_key: bytes
+
+
+def cookie_bytes(cookie: str | bytes) -> bytes:
+    """Normalise a cookie; an empty cookie is refused (it would authenticate anyone)."""
+    raw = cookie.encode() if isinstance(cookie, str) else bytes(cookie)
+    if not raw:
+        raise ValueError("the cluster cookie must not be empty")
+    return raw
+
+
+def _transcript(version: int, server_id: str, client_id: str, sn: bytes, cn: bytes) -> bytes:
+    return msgpack.packb([version, server_id, client_id, sn, cn], use_bin_type=True)
+
+
+def _mac(cookie: bytes, label: bytes, transcript: bytes) -> bytes:
+    return hmac.new(cookie, label + transcript, hashlib.sha256).digest()
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise HandshakeError("handshake timed out")
+    return left
+
+
+def recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """Read exactly ``n`` bytes before ``deadline`` (monotonic)."""
+    chunks: list[bytes] = []
+    while n:
+        sock.settimeout(_remaining(deadline))
+        try:
+            chunk = sock.recv(n)
+        except TimeoutError:
+            raise HandshakeError("handshake timed out") from None
+        if not chunk:
+            raise HandshakeError("connection closed during handshake")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send(sock: socket.socket, obj: Any, deadline: float) -> None:
+    body = msgpack.packb(obj, use_bin_type=True)
+    sock.settimeout(_remaining(deadline))
+    try:
+        sock.sendall(HEADER.pack(len(body)) + body)
+    except TimeoutError:
+        raise HandshakeError("handshake timed out") from None
+
+
+def _recv(sock: socket.socket, deadline: float) -> list[Any]:
+    (length,) = HEADER.unpack(recv_exact(sock, HEADER_SIZE, deadline))
+    if not 0 < length <= MAX_HANDSHAKE_FRAME:
+        raise HandshakeError(f"handshake frame length {length} is not allowed")
+    body = recv_exact(sock, length, deadline)
+    try:
+        obj = msgpack.unpackb(body, raw=False)
+    except Exception as exc:
+        raise HandshakeError(f"handshake frame is not msgpack: {type(exc).__name__}") from None
+    if type(obj) is not list or not obj or type(obj[0]) is not str:
+        raise HandshakeError("handshake frame is not a tagged array")
+    return obj
+
+
+def _check_id(value: Any) -> str:
+    if type(value) is not str or not 0 < len(value) <= MAX_ID_LENGTH:
+        raise HandshakeError("bad node id in handshake")
+    return value
+
+
+def _check_nonce(value: Any) -> bytes:
+    if type(value) is not bytes or len(value) != NONCE_SIZE:
+        raise HandshakeError("bad nonce in handshake")
+    return value
+
+
+def server_handshake(
+    sock: socket.socket,
+    cookie: bytes,
+    server_id: str,
+    timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+) -> Authenticated:
+    """Run the server side on a freshly accepted socket. Leaves the socket blocking (timeout
+    None) on success; raises ``HandshakeError`` (after logging) on failure."""
+    deadline = time.monotonic() + timeout
+    peer = _peername(sock)
+    try:
+        server_nonce = os.urandom(NONCE_SIZE)
+        _send(sock, [_HELLO, PROTOCOL_VERSION, server_id, server_nonce], deadline)
+        msg = _recv(sock, deadline)
+        if msg[0] != _AUTH or len(msg) != 5:
+            raise HandshakeError(f"expected {_AUTH}, got {msg[0]!r:.40}")
+        _, version, client_id, client_nonce, client_mac = msg
+        if type(version) is not int or version != PROTOCOL_VERSION:
+            _deny(sock, "version", deadline)
+            raise HandshakeError(f"protocol version {version!r:.20} != {PROTOCOL_VERSION}")
+        client_id = _check_id(client_id)
+        client_nonce = _check_nonce(client_nonce)
+        transcript = _transcript(version, server_id, client_id, server_nonce, client_nonce)
+        expected = _mac(cookie, b"zraft-client", transcript)
+        if type(client_mac) is not bytes or not hmac.compare_digest(client_mac, expected):
+            _deny(sock, "cookie", deadline)
+            raise HandshakeError(f"bad cookie proof from {client_id!r}")
+        _send(sock, [_OK, _mac(cookie, b"zraft-server", transcript)], deadline)
+    except HandshakeError as exc:
+        log.warning("refused connection from %s: %s", peer, exc)
+        raise
+    except OSError as exc:
+        log.warning("handshake with %s failed: %s", peer, exc)
+        raise HandshakeError(f"socket error: {exc}") from exc
+    sock.settimeout(None)
+    return Authenticated(client_id, version, _mac(cookie, b"zraft-session", transcript))
+
+
+def client_handshake(
+    sock: socket.socket,
+    cookie: bytes,
+    client_id: str,
+    timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    expect_server_id: str | None = None,
+) -> Authenticated:
+    """Run the client side on a freshly connected socket. ``expect_server_id``, if given, must
+    match the id the server announces. Leaves the socket blocking on success."""
+    deadline = time.monotonic() + timeout
+    peer = _peername(sock)
+    try:
+        hello = _recv(sock, deadline)
+        if hello[0] != _HELLO or len(hello) != 4:
+            raise HandshakeError(f"expected {_HELLO}, got {hello[0]!r:.40}")
+        _, version, server_id, server_nonce = hello
+        if type(version) is not int or version != PROTOCOL_VERSION:
+            raise HandshakeError(f"server speaks protocol {version!r:.20}, not {PROTOCOL_VERSION}")
+        server_id = _check_id(server_id)
+        if expect_server_id is not None and server_id != expect_server_id:
+            raise HandshakeError(f"expected node {expect_server_id!r}, found {server_id!r}")
+        server_nonce = _check_nonce(server_nonce)
+        client_nonce = os.urandom(NONCE_SIZE)
+        transcript = _transcript(version, server_id, client_id, server_nonce, client_nonce)
+        client_mac = _mac(cookie, b"zraft-client", transcript)
+        _send(sock, [_AUTH, version, client_id, client_nonce, client_mac], deadline)
+        reply = _recv(sock, deadline)
+        if reply[0] == _DENIED:
+            raise HandshakeError(f"server refused us: {reply[1:]!r:.60}")
+        if reply[0] != _OK or len(reply) != 2:
+            raise HandshakeError(f"expected {_OK}, got {reply[0]!r:.40}")
+        expected = _mac(cookie, b"zraft-server", transcript)
+        if type(reply[1]) is not bytes or not hmac.compare_digest(reply[1], expected):
+            raise HandshakeError(f"server {server_id!r} does not know the cookie")
+    except HandshakeError as exc:
+        log.warning("handshake with %s refused: %s", peer, exc)
+        raise
+    except OSError as exc:
+        log.warning("handshake with %s failed: %s", peer, exc)
+        raise HandshakeError(f"socket error: {exc}") from exc
+    sock.settimeout(None)
+    return Authenticated(server_id, version, _mac(cookie, b"zraft-session", transcript))
+
+
+def _deny(sock: socket.socket, reason: str, deadline: float) -> None:
+    with contextlib.suppress(OSError, HandshakeError):
+        _send(sock, [_DENIED, reason], deadline)
+
+
+def _peername(sock: socket.socket) -> str:
+    try:
+        name = sock.getpeername()
+    except OSError:
+        return "?"
+    if isinstance(name, tuple) and len(name) >= 2:
+        return f"{name[0]}:{name[1]}"
+    return repr(name) if name else "local socket"
