@@ -165,3 +165,29 @@ class Net:
 
     def data(self, peer: str) -> list[bytes]:
         return [e.data for e in self.applied[peer] if e.type == 2]
+
+
+def flush(core: RaftCore, storage: MemoryStorage | None = None, persist: bool = True) -> Ready:
+    """Take one Ready from a lone core, write it to ``storage`` and mark it durable."""
+    rd = core.ready()
+    st = storage if storage is not None else core.log.storage
+    if rd.hard_state is not None:
+        st.set_hard_state(rd.hard_state)
+    if rd.snapshot is not None:
+        st.apply_snapshot(rd.snapshot)
+    if rd.entries:
+        st.append(rd.entries)
+    if rd.compact_to:
+        st.compact(rd.compact_to)
+    if persist:
+        core.persisted(rd.number)
+    core.advance(rd)
+    return rd
+
+
+def all_msgs(rd: Ready) -> list[Any]:
+    return list(rd.messages) + list(rd.persisted_messages)
+
+
+def E(index: int, term: int, data: Any = b"x", typ: int = 2) -> Entry:
+    return Entry(index, term, typ, data, 0)

@@ -299,7 +299,8 @@ class LeaderRole:
             commit, epoch = self.commit, self.epoch
             for p, pr in self.progress.items():
                 if bcast or p in dirty:
-                    while self._send_append(p, pr, False):
+                    # a probe goes out even when empty: it finds where the follower is
+                    while self._send_append(p, pr, pr.state == PROBE):
                         pass
                 if (need_epoch and pr.sent_epoch < epoch) or (
                     min(commit, pr.match) > pr.sent_commit
@@ -409,7 +410,7 @@ class LeaderRole:
         log = self.log
         cfg = log.config()[1]
         entry = Entry(
-            log.last_index() + 1, self.term, CONFIG, ClusterConfig.joint(cfg.old, ch.new),
+            log.last_index() + 1, self.term, CONFIG, ClusterConfig.joint(cfg.old, ch.new_peers),
             log.last_time,
         )
         ch.phase = JOINT
