@@ -61,6 +61,7 @@ class _Child:
     link: ChildLink | None = None
     restarts: int = 0
     last_exit: ExitInfo | None = None
+    terminated: bool = False  # by terminate_child: no automatic restart until restart_child
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
             self._on_child_down(message.link)
         elif isinstance(message, _RetryRestart):
             child = self._children.get(message.name)
-            if child is not None and child.ref is None and not self._shutting_down:
+            if (child is not None and child.ref is None and not child.terminated
+                    and not self._shutting_down):
                 self._restart(child, child.last_exit)
         else:
             return super().on_receive(message)
@@ -180,6 +182,7 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
     def terminate_child(self, name: str) -> None:
         """Stop a child; its spec stays (restart_child/delete_child) unless temporary."""
         child = self._get(name)
+        child.terminated = True
         if child.ref is not None:
             self._stop_child(child)
         if child.spec.restart is Restart.TEMPORARY:
@@ -190,7 +193,9 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
         child = self._get(name)
         if child.ref is not None:
             raise ChildRunningError(f"child {name!r} is running")
-        return self._start_incarnation(child)
+        ref = self._start_incarnation(child)
+        child.terminated = False
+        return ref
 
     def delete_child(self, name: str) -> None:
         """Forget a terminated child's spec."""
@@ -285,8 +290,9 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
         self._directory.withdraw(link.name)
         child.ref, child.link, child.last_exit = None, None, exit_info
         restart = should_restart(child.spec.restart, exit_info.kind)
+        level = {ExitKind.NORMAL: logging.INFO, ExitKind.ABNORMAL: logging.WARNING}
         logger.log(
-            logging.INFO if exit_info.kind is ExitKind.NORMAL else logging.WARNING,
+            level.get(exit_info.kind, logging.ERROR),
             "supervisor %r: child %r exited (%s); %s child, restarts so far %d: %s",
             self._name, link.name, exit_info, child.spec.restart.value, child.restarts,
             "restarting" if restart else "not restarting",

@@ -60,7 +60,7 @@ class ExitCatcher:
 
 class Worker(SupervisedMixin, pykka.ThreadingActor):
     """Records start/stop; `fail_start` makes on_start raise `start_error`;
-    `stop_gate` makes on_stop wait for it; messages drive failures."""
+    `start_gate`/`stop_gate` make on_start/on_stop wait for them; messages drive failures."""
 
     def __init__(
         self,
@@ -69,6 +69,7 @@ class Worker(SupervisedMixin, pykka.ThreadingActor):
         fail_start: bool = False,
         start_error: type[BaseException] = RuntimeError,
         stop_gate: threading.Event | None = None,
+        start_gate: threading.Event | None = None,
     ) -> None:
         super().__init__()
         self.log = log
@@ -76,8 +77,12 @@ class Worker(SupervisedMixin, pykka.ThreadingActor):
         self.fail_start = fail_start
         self.start_error = start_error
         self.stop_gate = stop_gate
+        self.start_gate = start_gate
 
     def on_start(self) -> None:
+        self.log.add("starting", self.label)
+        if self.start_gate is not None:
+            self.start_gate.wait(WAIT_S * 2)
         if self.fail_start:
             self.log.add("start_failed", self.label)
             raise self.start_error(f"{self.label} can not start")

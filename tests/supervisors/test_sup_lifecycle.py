@@ -28,6 +28,8 @@ from supervisors import (
     OneForOneSupervisor,
     Restart,
 )
+from supervisors.directory import ChildDirectory
+from supervisors.link import ChildLink, ExitSink
 
 
 def test_children_start_in_order_and_stop_in_reverse_order() -> None:
@@ -45,6 +47,35 @@ def test_children_start_in_order_and_stop_in_reverse_order() -> None:
     assert log.of("stopped") == ["c", "b", "a"]
     assert exited.wait().kind is ExitKind.NORMAL
     assert not gave_up.event.is_set()  # a requested stop is not a give-up
+
+
+def test_next_child_starts_only_after_the_previous_on_start_returned() -> None:
+    log = EventLog()
+    gate = threading.Event()
+    OneForOneSupervisor.start(
+        [worker_spec(log, "a", start_gate=gate), worker_spec(log, "b")], name="root"
+    )
+    try:
+        assert log.wait_count("starting", "a", 1)
+        assert not log.wait_count("starting", "b", 1, timeout=0.3)  # held behind a
+    finally:
+        gate.set()
+    assert log.wait_count("started", "b", 1)
+    assert log.of("started") == ["a", "b"]
+
+
+def test_a_slow_on_start_only_delays_the_next_child_by_start_timeout() -> None:
+    log = EventLog()
+    gate = threading.Event()
+    slow = ChildSpec("a", Worker, args=(log, "a"), kwargs={"start_gate": gate},
+                     start_timeout_s=0.1)
+    OneForOneSupervisor.start([slow, worker_spec(log, "b")], name="root")
+    try:
+        assert log.wait_count("started", "b", 1)  # while a is still inside on_start
+        assert log.count("started", "a") == 0
+    finally:
+        gate.set()
+    assert log.wait_count("started", "a", 1)
 
 
 def test_a_stuck_child_does_not_hang_the_supervisor_stop() -> None:
@@ -262,3 +293,18 @@ def test_invalid_specs_and_options_are_rejected() -> None:
         OneForOneSupervisor.start([worker_spec(log, "a"), worker_spec(log, "a")])
     with pytest.raises(ValueError):
         OneForOneSupervisor.start([], max_restarts=-1)
+
+
+def test_directory_never_hands_out_a_dead_ref() -> None:
+    log = EventLog()
+    directory = ChildDirectory()
+    ref = Worker.start(log, "w")
+    link = ChildLink("w", ref, directory, ExitSink(), 1.0)
+    directory.publish("w", ref, link)
+    handle = directory.handle("w")
+    assert handle.resolve() is ref
+
+    ref.stop()  # dead, but the directory was not updated yet
+
+    assert handle.resolve() is None
+    assert directory.lookup("w") is ref  # the raw map still has it; handles filter
