@@ -104,7 +104,8 @@ class DictBackend:
     def temporary_count(self) -> int:
         return len(self._owner)
 
-    def __len__(self) -> int:
+    def size(self) -> int:
+        """Number of keys (not ``__len__``: an empty backend must not be falsy)."""
         return len(self._data)
 
     # ---------------------------------------------------------------- writes

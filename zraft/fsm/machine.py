@@ -219,8 +219,8 @@ class StateMachine:
     def _refuse_dead_session(self, sid: str, out: ApplyBatch) -> tuple[str | None, Any]:
         if sid in self.sessions:
             self._expire(sid, out)
-        else:
-            out.events.append(SessionEvent(DISCONNECTED, sid))
+        elif (event := SessionEvent(DISCONNECTED, sid)) not in out.events:
+            out.events.append(event)  # once per batch, even if it expired just before
         return SESSION_EXPIRED, None
 
     def _call(self, method: Callable[..., Any], *args: Any) -> _Outcome:
