@@ -1,0 +1,155 @@
+"""The ``zraft`` command's client subcommands against fake nodes: output, --json, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.client.fake_node import FakeCluster
+from zraft.cli import main
+
+
+def run(cluster: FakeCluster, capsys: pytest.CaptureFixture[str], *argv: str,
+        peers: list[str] | None = None) -> tuple[int, str, str]:
+    target = ["--peers", ",".join(peers or cluster.peers), "--cookie", cluster.cookie.decode()]
+    code = main([*argv, *target])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_write_then_read(cluster: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(cluster, capsys, "write", "k", "42")[:2] == (0, "ok\n")
+    assert run(cluster, capsys, "read", "k")[:2] == (0, "42\n")
+    assert run(cluster, capsys, "write", "s", "hello")[0] == 0
+    assert run(cluster, capsys, "read", "s")[:2] == (0, "hello\n")
+    assert run(cluster, capsys, "read", "nope")[:2] == (0, "NOT_FOUND\n")
+
+
+def test_json_output(cluster: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(cluster, capsys, "write", "k", "[1, 2]", "--json")
+    assert code == 0
+    assert json.loads(out) == {"result": "ok", "leader": cluster.peer(1)}
+    code, out, _ = run(cluster, capsys, "read", "k", "--json")
+    assert json.loads(out) == {"key": "k", "found": True, "value": [1, 2],
+                               "leader": cluster.peer(1)}
+    code, out, _ = run(cluster, capsys, "read", "zz", "--json")
+    assert json.loads(out)["found"] is False
+
+
+def test_string_flag(fake: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(fake, capsys, "write", "k", "42", "--string")[0] == 0
+    assert fake.data["k"] == "42"
+
+
+def test_conf_get_and_set(fake: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(fake, capsys, "conf", "get", "--json")
+    assert code == 0
+    assert json.loads(out) == {"leader": fake.peer(1), "peers": sorted(fake.peers)}
+    new = ",".join(fake.peers[:2])
+    code, out, _ = run(fake, capsys, "conf", "set", new, "--json")
+    assert code == 0 and json.loads(out)["peers"] == sorted(fake.peers[:2])
+    # a wrong expected old configuration fails with the error's name, exit 1
+    code, _, err = run(fake, capsys, "conf", "set", fake.peer(1), "--old", new + "," + fake.peer(3))
+    assert code == 1 and err.startswith("PeersChanged:")
+
+
+def test_stat(fake: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(fake, capsys, "stat", fake.peer(2), "--json")
+    assert code == 0 and json.loads(out)[fake.peer(2)]["role"] == "follower"
+    fake.stop_node(fake.peer(3))
+    code, out, _ = run(fake, capsys, "stat", "--json", "--timeout", "1")
+    report = json.loads(out)
+    assert code == 0
+    assert report[fake.peer(1)]["role"] == "leader"
+    assert report[fake.peer(3)]["error"] == "Unreachable"
+    code, out, _ = run(fake, capsys, "stat")
+    assert f"{fake.peer(1)}:\n" in out and "  role: leader" in out
+
+
+def test_operation_failure_exits_1_with_the_error_name(
+    fake: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for peer in fake.peers:
+        fake.stop_node(peer)
+    code, out, err = run(fake, capsys, "write", "k", "1", "--timeout", "2")
+    assert code == 1 and err.startswith("AllFailed:") and out == ""
+    code, out, _ = run(fake, capsys, "read", "k", "--timeout", "2", "--json")
+    assert code == 1 and json.loads(out)["error"] == "AllFailed"
+
+
+def test_timeout_exits_1(fake: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.script = lambda peer, op, args: ("reply", "loading", {})
+    code, _, err = run(fake, capsys, "read", "k", "--timeout", "0.3")
+    assert code == 1 and err.startswith("Timeout:")
+
+
+def test_bad_usage_exits_2(fake: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["write", "only-key"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        run(fake, capsys, "read", "k", peers=["not-a-peer-id"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["read", "k", "--peers", fake.peer(1)])  # no cookie anywhere
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+
+
+@pytest.mark.timeout(30)
+def test_watch_prints_value_then_changes(
+    fake: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.data["w"] = 0
+
+    def armed() -> bool:
+        with fake.lock:
+            return any(w[0] == "w" for w in fake.watches)
+
+    def writer() -> None:
+        for i in (1, 2):
+            deadline = time.monotonic() + 5
+            while not armed() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            with fake.lock:
+                fake._write(["w", i], None)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    code, out, _ = run(fake, capsys, "watch", "w", "--count", "2", "--json")
+    thread.join(5)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert [(x["event"], x["value"]) for x in lines] == [
+        ("value", 0), ("data_changed", 1), ("data_changed", 2)
+    ]
+
+
+def test_dir_reads_cluster_json(
+    fake: FakeCluster, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "cookie").write_text(fake.cookie.decode() + "\n")
+    (tmp_path / "cluster.json").write_text(
+        json.dumps({"peers": fake.peers, "cookie_file": "cookie"})
+    )
+    assert main(["write", "d", "1", "--dir", str(tmp_path)]) == 0
+    assert fake.data["d"] == 1
+
+
+def test_console_script_runs(fake: FakeCluster) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "zraft.cli", "read", "k", "--json",
+         "--peers", ",".join(fake.peers)],
+        capture_output=True, text=True, timeout=30,
+        env={"ZRAFT_COOKIE": fake.cookie.decode(), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["found"] is False

@@ -1,0 +1,54 @@
+"""The ``zraft`` command: a thin argparse dispatcher over subcommand modules.
+
+Rules:
+- Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds its
+  subcommands and sets ``func`` (``args -> exit code``) on each. A module that is not
+  installed yet is skipped, so others can add ``zraft node``, ``zraft cluster ...``,
+  ``zraft bench`` by creating the module (and listing it here).
+- Exit codes: 0 success, 1 the operation failed (the error's name is printed), 2 bad usage
+  (argparse's own code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "zraft.client.commands",   # write, read, watch, conf get/set, stat
+    "zraft.cluster.commands",  # zraft cluster ... (local clusters)
+    "zraft.node.commands",     # zraft node ...
+    "zraft.bench.commands",    # zraft bench ...
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zraft", description="Talk to and run zraft clusters.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):
+                continue  # that subcommand module does not exist (yet)
+            print(f"zraft: skipping {name}: {exc}", file=sys.stderr)
+            continue
+        except ImportError as exc:  # a broken module must not take the other commands down
+            print(f"zraft: skipping {name}: {exc}", file=sys.stderr)
+            continue
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""The ``zraft`` command's client subcommands: write, read, watch, conf get/set, stat.
+
+Every subcommand takes ``--peers name@host:port,...`` (or ``ZRAFT_PEERS``), ``--cookie`` /
+``--cookie-file`` (or ``ZRAFT_COOKIE`` / ``ZRAFT_COOKIE_FILE``), ``--timeout`` (seconds) and
+``--json`` (one JSON document per result, for scripts). ``--dir DIR`` reads peers and the
+cookie file from a local cluster's ``DIR/cluster.json`` (see ``load_cluster_dir``).
+
+Rules: exit 0 on success; exit 1 when the operation failed, printing the error's class name
+and message to stderr (``--json``: ``{"error": name, "message": ...}`` on stdout); exit 2
+for bad usage (argparse). Values: ``VALUE`` is parsed as JSON when it is valid JSON (numbers,
+lists, true, null, "quoted strings"), else taken as a plain string; ``--string`` forces a
+string. A missing key reads as ``NOT_FOUND`` (exit 0: the cluster answered).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zraft.client import api
+from zraft.client.connection import ConnectionPool, resolve_cookie
+from zraft.client.light_session import LightSession
+from zraft.client.watcher import SessionState
+from zraft.errors import SessionExpired, ZRaftError
+from zraft.ids import PeerId
+from zraft.transport.sentinels import NOT_FOUND
+
+ClusterDirLoader = Callable[[str], tuple[list[str], str | None]]
+
+
+def load_cluster_dir(path: str) -> tuple[list[str], str | None]:
+    """Peers and cookie file of a local cluster directory.
+
+    Extension point for the local-cluster tooling: ``DIR/cluster.json`` with ``"peers"``
+    (a list of peer ids, or of objects with a ``"peer"``/``"id"`` field) and ``"cookie_file"``
+    (absolute, or relative to DIR). Replace ``CLUSTER_DIR_LOADER`` to read another layout.
+    """
+    data = json.loads((Path(path) / "cluster.json").read_text())
+    peers = [p if isinstance(p, str) else p.get("peer") or p.get("id") for p in data["peers"]]
+    cookie_file = data.get("cookie_file")
+    if cookie_file and not os.path.isabs(cookie_file):
+        cookie_file = str(Path(path) / cookie_file)
+    return [str(p) for p in peers], cookie_file
+
+
+CLUSTER_DIR_LOADER: ClusterDirLoader = load_cluster_dir
+
+
+# -- option handling --------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("cluster")
+    group.add_argument("--peers", help="peer ids name@host:port, comma separated "
+                       "(default: $ZRAFT_PEERS)")
+    group.add_argument("--cookie", help="cluster cookie (default: $ZRAFT_COOKIE)")
+    group.add_argument("--cookie-file", help="file whose first line is the cookie")
+    group.add_argument("--dir", help="local cluster directory (reads DIR/cluster.json)")
+    group.add_argument("--timeout", type=float, default=api.DEFAULT_TIMEOUT,
+                       help="seconds per operation (default 5)")
+    group.add_argument("--json", action="store_true", help="JSON output for scripts")
+    return common
+
+
+def _split_peers(text: str) -> list[str]:
+    peers = [p.strip() for p in text.split(",") if p.strip()]
+    for peer in peers:
+        PeerId.parse(peer)
+    return peers
+
+
+class Target:
+    """Where a command goes: peers, and a connection pool holding the cookie."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        peers_text = args.peers or os.environ.get("ZRAFT_PEERS", "")
+        cookie_file = args.cookie_file
+        peers = _split_peers(peers_text) if peers_text else []
+        if args.dir:
+            dir_peers, dir_cookie = CLUSTER_DIR_LOADER(args.dir)
+            peers = peers or dir_peers
+            cookie_file = cookie_file or dir_cookie
+        if not peers:
+            raise UsageError("no peers: give --peers, --dir or $ZRAFT_PEERS")
+        try:
+            cookie = resolve_cookie(args.cookie, cookie_file)
+        except (ValueError, OSError) as exc:
+            raise UsageError(str(exc)) from None
+        self.peers = peers
+        self.timeout: float = args.timeout
+        self.pool = ConnectionPool(cookie)
+
+    def session(self) -> LightSession:
+        return api.light_session(self.peers)
+
+
+class UsageError(Exception):
+    pass
+
+
+def _jsonable(value: Any) -> Any:
+    if value is NOT_FOUND:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(_jsonable(k)): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _show(value: Any) -> str:
+    if value is NOT_FOUND:
+        return "NOT_FOUND"
+    if isinstance(value, str):
+        return value
+    return json.dumps(_jsonable(value))
+
+
+def _emit(args: argparse.Namespace, document: dict[str, Any], text: str) -> None:
+    if args.json:
+        print(json.dumps(_jsonable(document), sort_keys=True), flush=True)
+    else:
+        print(text, flush=True)
+
+
+def _parse_value(text: str, as_string: bool) -> Any:
+    if as_string:
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _runner(body: Callable[[argparse.Namespace, Target], int | None]
+            ) -> Callable[[argparse.Namespace], int]:
+    """Wrap a command: build the target, map failures to exit codes, close connections."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            target = Target(args)
+        except (UsageError, ValueError) as exc:
+            args.parser.error(str(exc))  # exits 2
+        try:
+            return int(body(args, target) or 0)
+        except ZRaftError as exc:
+            name = type(exc).__name__
+            if args.json:
+                print(json.dumps({"error": name, "code": exc.code, "message": str(exc)}))
+            else:
+                print(f"{name}: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            target.pool.close()
+
+    return run
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_write(args: argparse.Namespace, t: Target) -> int:
+    key, value = _parse_value(args.key, True), _parse_value(args.value, args.string)
+    result, session = api.write(t.session(), [key, value], t.timeout, pool=t.pool)
+    _emit(args, {"result": result, "leader": session.leader}, _show(result))
+    return 0
+
+
+def cmd_read(args: argparse.Namespace, t: Target) -> int:
+    value, session = api.query(t.session(), args.key, t.timeout, pool=t.pool)
+    found = value is not NOT_FOUND
+    _emit(args, {"key": args.key, "found": found, "value": value, "leader": session.leader},
+          _show(value))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, t: Target) -> int:
+    """Print the value, then every change, re-arming the one-shot watch each time."""
+    from zraft.client.session import Session
+
+    events: queue.Queue[Any] = queue.Queue()
+
+    def on_state(state: SessionState) -> None:
+        if state == SessionState.EXPIRED:
+            events.put(state)
+
+    session = Session.start(t.peers, args.session_timeout, pool=t.pool, listeners=[on_state])
+    try:
+        seen = 0
+        value = session.query_sync(args.key, watch=events, timeout=t.timeout)
+        _emit(args, {"key": args.key, "event": "value", "value": value}, _show(value))
+        while args.count is None or seen < args.count:
+            event = events.get()
+            if event == SessionState.EXPIRED:
+                raise SessionExpired(session.info.expired_reason or "session expired")
+            seen += 1
+            value = session.query_sync(args.key, watch=events, timeout=t.timeout)
+            _emit(args, {"key": args.key, "event": event.reason, "value": value},
+                  f"{event.reason}: {_show(value)}")
+    finally:
+        session.stop()
+    return 0
+
+
+def cmd_conf_get(args: argparse.Namespace, t: Target) -> int:
+    leader, peers = _first_answer(t, lambda peer: api.get_conf(peer, t.timeout, pool=t.pool))
+    _emit(args, {"leader": leader, "peers": peers},
+          f"leader: {leader}\npeers: {','.join(peers)}")
+    return 0
+
+
+def cmd_conf_set(args: argparse.Namespace, t: Target) -> int:
+    new = _split_peers(args.new_peers)
+    if args.old:
+        old = _split_peers(args.old)
+        start = t.peers[0]
+    else:
+        start, old = _first_answer(t, lambda peer: api.get_conf(peer, t.timeout, pool=t.pool))
+    peers = api.set_new_conf(start, new, old, t.timeout, pool=t.pool)
+    _emit(args, {"peers": peers, "old": sorted(old)}, f"peers: {','.join(peers)}")
+    return 0
+
+
+def cmd_stat(args: argparse.Namespace, t: Target) -> int:
+    if args.peer:
+        info = api.stat(args.peer, t.timeout, pool=t.pool)
+        _emit(args, {args.peer: info}, _format_stat(args.peer, info))
+        return 0
+    report: dict[str, Any] = {}
+    failed = 0
+    for peer in t.peers:
+        try:
+            report[peer] = api.stat(peer, t.timeout, pool=t.pool)
+        except ZRaftError as exc:
+            failed += 1
+            report[peer] = {"error": type(exc).__name__, "message": str(exc)}
+    _emit(args, report, "\n".join(_format_stat(p, i) for p, i in report.items()))
+    return 1 if failed == len(t.peers) else 0
+
+
+def _format_stat(peer: str, info: Any) -> str:
+    if not isinstance(info, dict):
+        return f"{peer}: {_show(info)}"
+    lines = [f"{peer}:"]
+    lines += [f"  {k}: {_show(v)}" for k, v in sorted(info.items(), key=lambda kv: str(kv[0]))]
+    return "\n".join(lines)
+
+
+def _first_answer(t: Target, ask: Callable[[str], Any]) -> Any:
+    """Ask each peer in turn until one answers (the rest may be down)."""
+    last: ZRaftError | None = None
+    for peer in t.peers:
+        try:
+            return ask(peer)
+        except ZRaftError as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
+# -- registration ------------------------------------------------------------------------
+
+
+def register(subparsers: Any) -> None:
+    common = _common()
+
+    def add(name: str, body: Any, help_text: str, parent: Any = subparsers) -> Any:
+        p = parent.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=_runner(body), parser=p)
+        return p
+
+    p = add("write", cmd_write, "write KEY=VALUE through the leader (dict backend)")
+    p.add_argument("key")
+    p.add_argument("value")
+    p.add_argument("--string", action="store_true", help="take VALUE as a string, not JSON")
+
+    p = add("read", cmd_read, "read KEY through the leader (linearizable)")
+    p.add_argument("key")
+
+    p = add("watch", cmd_watch, "print KEY's value and every change (a session watch)")
+    p.add_argument("key")
+    p.add_argument("--count", type=int, help="stop after this many changes")
+    p.add_argument("--session-timeout", type=float, default=10.0)
+
+    conf = subparsers.add_parser("conf", help="cluster membership")
+    conf_sub = conf.add_subparsers(dest="conf_command", metavar="get|set", required=True)
+    add("get", cmd_conf_get, "show the leader and the committed peers", conf_sub)
+    p = add("set", cmd_conf_set, "change the peers (joint consensus)", conf_sub)
+    p.add_argument("new_peers", metavar="PEER,PEER,...")
+    p.add_argument("--old", help="expected current peers (default: read them first)")
+
+    p = add("stat", cmd_stat, "status of one peer, or of every peer in --peers")
+    p.add_argument("peer", nargs="?")
