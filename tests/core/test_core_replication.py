@@ -141,7 +141,7 @@ def test_reordered_appends_are_applied_in_order_without_loss():
         assert net.data(p) == want
 
 
-def test_lost_appends_recovered_by_stall_detection():
+def test_lost_appends_recovered_by_next_heartbeat():
     net = Net(["a", "b", "c"])
     net.elect("a")
     net.filter = lambda m: not (isinstance(m, AppendEntries) and m.dst == "c" and m.entries)

@@ -27,7 +27,6 @@ class Progress:
         "inflight",
         "learner",
         "match",
-        "match_at_check",
         "max_inflight",
         "next",
         "pending_snapshot",
@@ -52,7 +51,6 @@ class Progress:
         self.epoch = 0
         self.sent_commit = 0
         self.sent_epoch = 0
-        self.match_at_check = 0
 
     # -- state transitions -----------------------------------------------------------------
 

@@ -194,12 +194,8 @@ class LeaderRole:
                 if not has_quorum(self.log.config()[1], active):
                     self.become_follower(self.term, None)
                     return
-            for p, pr in self.progress.items():
+            for pr in self.progress.values():
                 pr.recent_active = False
-                if pr.state == REPLICATE and pr.inflight and pr.match == pr.match_at_check:
-                    pr.become_probe()  # stalled pipeline (lost messages): probe again
-                    self._dirty.add(p)
-                pr.match_at_check = pr.match
         ch = self.change
         if ch is not None and ch.phase == STAGING:
             ch.ticks_left -= 1
@@ -272,7 +268,9 @@ class LeaderRole:
         return True
 
     def _send_heartbeat(self: Any, peer: str, pr: Progress) -> None:
-        prev = pr.match
+        # REPLICATE: check the whole optimistic pipeline arrived; on a FIFO link a reject
+        # here means appends were lost, and the reject's hint restarts from there
+        prev = pr.next - 1 if pr.state == REPLICATE else pr.match
         prev_term = self.log.term(prev)
         if prev_term is None:
             prev, prev_term = 0, 0
