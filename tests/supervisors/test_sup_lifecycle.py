@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -308,3 +309,47 @@ def test_directory_never_hands_out_a_dead_ref() -> None:
 
     assert handle.resolve() is None
     assert directory.lookup("w") is ref  # the raw map still has it; handles filter
+
+
+class AsksBackOnStop(Worker):
+    """Asks its supervisor while the supervisor waits for it to stop (the classic
+    Pykka deadlock); the supervisor's bounded stop must break the cycle."""
+
+    def on_stop(self) -> None:
+        self.log.add("stopping", self.label)
+        assert self.supervisor is not None
+        try:
+            self.supervisor.proxy().which_children().get(timeout=WAIT_S * 2)
+        finally:
+            self.log.add("stopped", self.label)
+
+
+def test_a_child_that_asks_back_while_being_stopped_only_delays_the_stop() -> None:
+    log = EventLog()
+    spec = ChildSpec("w", AsksBackOnStop, args=(log, "w"), shutdown_s=0.2)
+    root = OneForOneSupervisor.start([spec], name="root")
+    assert log.wait_count("started", "w", 1)
+
+    began = time.monotonic()
+    assert root.stop(timeout=WAIT_S)
+
+    assert time.monotonic() - began < 2.0
+    assert log.wait_count("stopped", "w", 1)  # its ask failed once the supervisor ended
+
+
+def test_restarts_are_logged_with_child_name_reason_and_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = EventLog()
+    caplog.set_level(logging.INFO, logger="supervisors")
+    root = OneForOneSupervisor.start([worker_spec(log, "w")], name="root")
+    root.proxy().child_handle("w").get(timeout=WAIT_S).wait_started(WAIT_S).tell("crash")
+    assert log.wait_count("started", "w", 2)
+
+    restart_lines = [r.getMessage() for r in caplog.records if "restarting child" in
+                     r.getMessage()]
+    assert restart_lines, caplog.text
+    assert "'w'" in restart_lines[0] and "#1" in restart_lines[0]
+    assert "boom" in restart_lines[0]
+    assert all(r.name.startswith("supervisors.") for r in caplog.records
+               if "child 'w'" in r.getMessage())
