@@ -73,3 +73,12 @@ def test_decode_accepts_bytes_likes_but_validates(data: object) -> None:
     else:
         with pytest.raises(BadCommand):
             cmd.decode_command(data)
+
+
+def test_normalize_refuses_what_msgpack_cannot_carry() -> None:
+    assert normalize("ok") == "ok" and normalize(NOT_FOUND) is NOT_FOUND
+    assert normalize(b"x") == b"x" and normalize(None) is None
+    with pytest.raises(TypeError):
+        normalize([object()])
+    with pytest.raises(TypeError):
+        normalize(object())

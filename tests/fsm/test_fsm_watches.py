@@ -168,3 +168,16 @@ def test_watch_not_supported_for_plain_answers() -> None:
 def test_unhashable_watch_ref_is_a_bad_command() -> None:
     machine, _ = _leader_with_session()
     assert machine.query("k", sid="s1", watch_ref={"a": 1}).error == "bad_command"
+
+
+def test_registry_indexes_stay_consistent() -> None:
+    reg = WatchRegistry()
+    for i in range(5):
+        reg.register(f"s{i % 2}", i, [f"k{i}", "shared"], [f"p{i}"])
+    reg.drop_session("s0")
+    assert sorted(reg.watches()) == [("s1", 1), ("s1", 3)]
+    assert reg.fire(["shared"]) == [
+        WatchTrigger("s1", 1, DATA_CHANGED),
+        WatchTrigger("s1", 3, DATA_CHANGED),
+    ]
+    assert (reg._by_key, reg._by_prefix, reg._watches, reg._by_session) == ({}, {}, {}, {})

@@ -75,7 +75,12 @@ def normalize(value: Any) -> Any:
     Results cached in the session table go through this, so a replica restored from a
     snapshot answers a duplicate write with exactly the value the original replica gave.
     """
+    if value is None or value is NOT_FOUND or type(value) in _SCALARS:
+        return value
     return unpackb(packb(value))
+
+
+_SCALARS = frozenset({str, bytes, int, float, bool})
 
 
 __all__ = ["NOT_FOUND", "hashable", "normalize", "packb", "packer", "unpackb", "unpacker"]

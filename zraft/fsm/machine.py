@@ -26,6 +26,19 @@ Rules:
 - Snapshots: ``should_snapshot()`` after ``max_log_count`` entries applied since the last
   one; ``take_snapshot()`` -> ``SnapshotImage``; then ``snapshot_done``/``snapshot_failed``.
   ``restore(directory)`` replaces everything replicated with a snapshot's content.
+
+Driver recipe (the state machine actor):
+    batch = machine.apply(committed)       # then, leader only: send batch.triggers,
+                                           # answer batch.replies by (index, term),
+                                           # tell sessions batch.events ("disconnected")
+    machine.set_leader(role == leader)     # on every role change; send returned triggers
+    deadline = machine.next_expiry()       # leader: once now_ms >= deadline[0], propose
+                                           # commands.encode_expire_check(deadline[1])
+    if machine.should_snapshot():
+        image = machine.take_snapshot()    # image.write(dir) inline if not image.is_async,
+        ...                                # else on a worker thread; then
+        machine.snapshot_done(image)       # (or snapshot_failed) and core.snapshot_taken(
+                                           # image.index)
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ class WatchRegistry:
         self._by_prefix: dict[str | bytes, dict[WatchId, None]] = {}
         # watch -> (keys, prefixes) it is registered on; insertion-ordered
         self._watches: dict[WatchId, tuple[dict[Hashable, None], dict[str | bytes, None]]] = {}
+        self._by_session: dict[str, dict[Hashable, None]] = {}  # sid -> its refs
 
     def __len__(self) -> int:
         return len(self._watches)
@@ -58,6 +59,7 @@ class WatchRegistry:
         """Arm watch ``(sid, ref)`` on ``keys`` and ``prefixes`` (duplicates are ignored)."""
         watch = (sid, ref)
         own_keys, own_prefixes = self._watches.setdefault(watch, ({}, {}))
+        self._by_session.setdefault(sid, {})[ref] = None
         for key in keys:
             own_keys[key] = None
             self._by_key.setdefault(key, {})[watch] = None
@@ -65,7 +67,7 @@ class WatchRegistry:
             own_prefixes[prefix] = None
             self._by_prefix.setdefault(prefix, {})[watch] = None
         if not own_keys and not own_prefixes:
-            del self._watches[watch]
+            self._remove(watch)
 
     def fire(self, changed_keys: Iterable[Hashable]) -> list[WatchTrigger]:
         """Fire (once each, then remove) every watch on one of ``changed_keys``."""
@@ -84,8 +86,8 @@ class WatchRegistry:
 
     def drop_session(self, sid: str) -> None:
         """Forget the session's watches without firing them."""
-        for watch in [w for w in self._watches if w[0] == sid]:
-            self._remove(watch)
+        for ref in list(self._by_session.get(sid, ())):
+            self._remove((sid, ref))
 
     def leader_lost(self) -> list[WatchTrigger]:
         """Fire every watch with ``leader_changed`` and clear the table."""
@@ -97,20 +99,22 @@ class WatchRegistry:
         self._by_key.clear()
         self._by_prefix.clear()
         self._watches.clear()
+        self._by_session.clear()
 
     def _remove(self, watch: WatchId) -> None:
         keys, prefixes = self._watches.pop(watch)
+        _discard(self._by_session, watch[0], watch[1])
         for key in keys:
             _discard(self._by_key, key, watch)
         for prefix in prefixes:
             _discard(self._by_prefix, prefix, watch)
 
 
-def _discard(index: dict[Any, dict[WatchId, None]], slot: Any, watch: WatchId) -> None:
-    watches = index.get(slot)
-    if watches is not None:
-        watches.pop(watch, None)
-        if not watches:
+def _discard(index: dict[Any, dict[Any, None]], slot: Any, member: Any) -> None:
+    members = index.get(slot)
+    if members is not None:
+        members.pop(member, None)
+        if not members:
             del index[slot]
 
 
