@@ -171,3 +171,9 @@ def worker_spec(
         name, Worker, args=(log, name), kwargs=worker_kwargs, restart=restart,
         shutdown_s=shutdown_s,
     )
+
+
+def live_urns() -> set[str]:
+    """URNs of all registered actors (compare with a baseline taken at test start, so
+    actors leaked by other test areas do not matter)."""
+    return {ref.actor_urn for ref in pykka.ActorRegistry.get_all()}

@@ -11,6 +11,7 @@ from sup_testkit import (
     EventLog,
     ExitCatcher,
     PlainWorker,
+    live_urns,
     wait_until,
     worker_spec,
 )
@@ -52,6 +53,7 @@ def test_told_message_exception_restarts_child_and_name_reaches_new_actor() -> N
 
 
 def test_on_start_failure_restarts_then_gives_up_and_reports_to_parent() -> None:
+    before = live_urns()
     log = EventLog()
     gave_up = ExitCatcher()
     inner = ChildSpec(
@@ -69,7 +71,7 @@ def test_on_start_failure_restarts_then_gives_up_and_reports_to_parent() -> None
     assert log.count("start_failed", "bad") == 3  # first start + 2 restarts, then give up
     assert log.count("started", "bad") == 0
     assert wait_until(lambda: not root.is_alive())
-    assert pykka.ActorRegistry.get_all() == []  # the whole tree is down
+    assert wait_until(lambda: live_urns() <= before)  # the whole tree is down
 
 
 def test_inner_give_up_is_restarted_by_parent_within_its_intensity() -> None:
@@ -146,6 +148,7 @@ def test_stop_abnormally_restarts_a_transient_child() -> None:
 
 
 def test_base_exception_in_a_message_is_reported_fatal_to_the_top() -> None:
+    before = live_urns()
     log = EventLog()
     gave_up, exited = ExitCatcher(), ExitCatcher()
     root = OneForOneSupervisor.start(
@@ -159,7 +162,7 @@ def test_base_exception_in_a_message_is_reported_fatal_to_the_top() -> None:
     assert exit_info.kind is ExitKind.FATAL
     assert "'w'" in exit_info.reason and "KeyboardInterrupt" in exit_info.reason
     exited.wait()  # the root itself ended too (Pykka's stop_all, or our give-up)
-    assert wait_until(lambda: pykka.ActorRegistry.get_all() == [])
+    assert wait_until(lambda: live_urns() <= before)
     assert len(gave_up.exits) == 1  # reported once, not once per level
     assert log.count("started", "w") == 1  # a fatal exit is never restarted
 
@@ -182,6 +185,7 @@ def test_fatal_from_a_grandchild_reaches_the_root() -> None:
 
 
 def test_base_exception_in_on_start_is_fatal_and_leaves_no_live_actor() -> None:
+    before = live_urns()
     log = EventLog()
     gave_up = ExitCatcher()
     OneForOneSupervisor.start(
@@ -193,7 +197,7 @@ def test_base_exception_in_on_start_is_fatal_and_leaves_no_live_actor() -> None:
 
     assert exit_info.kind is ExitKind.FATAL
     assert "SystemExit" in exit_info.reason
-    assert wait_until(lambda: pykka.ActorRegistry.get_all() == [])
+    assert wait_until(lambda: live_urns() <= before)
 
 
 def test_plain_actor_crash_is_seen_by_the_watcher_and_restarted() -> None:
@@ -244,6 +248,7 @@ def test_child_stuck_in_on_stop_is_reported_after_its_shutdown_timeout() -> None
 
 
 def test_initial_child_that_can_not_be_built_fails_the_supervisor() -> None:
+    before = live_urns()
     log = EventLog()
     gave_up = ExitCatcher()
 
@@ -261,4 +266,4 @@ def test_initial_child_that_can_not_be_built_fails_the_supervisor() -> None:
     assert "port in use" in exit_info.reason
     assert log.wait_count("stopped", "a", 1)  # the already started child is stopped
     assert log.count("started", "c") == 0
-    assert wait_until(lambda: pykka.ActorRegistry.get_all() == [])
+    assert wait_until(lambda: live_urns() <= before)
