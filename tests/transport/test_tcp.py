@@ -1,0 +1,265 @@
+"""TcpTransport over loopback: delivery, batching, replies, reconnect, dead peers, filters."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.transport.helpers import COOKIE, Inbox, dead_port, wait_for
+from zraft.core.entries import DATA, Entry
+from zraft.core.messages import AppendEntries, AppendReply, VoteRequest
+from zraft.transport import codec
+from zraft.transport.codec import ClientReply, ClientRequest
+from zraft.transport.errors import HandshakeError
+from zraft.transport.handshake import client_handshake
+from zraft.transport.tcp import TcpTransport, TransportConfig, connect, parse_addr
+
+FAST = TransportConfig(reconnect_initial=0.01, reconnect_max=0.1, join_timeout=2.0)
+
+
+@pytest.fixture
+def pair():
+    inbox_a, inbox_b = Inbox(), Inbox()
+    a = TcpTransport(COOKIE, inbox_a, config=FAST)
+    b = TcpTransport(COOKIE, inbox_b, config=FAST)
+    a.start()
+    b.start()
+    yield a, inbox_a, b, inbox_b
+    a.close()
+    b.close()
+
+
+def vote(src: str, dst: str, term: int = 1) -> VoteRequest:
+    return VoteRequest(term, f"p@{src}", f"p@{dst}", 0, 0, False)
+
+
+def test_send_and_receive_both_ways(pair):
+    a, inbox_a, b, inbox_b = pair
+    ents = [Entry(i, 1, DATA, b"x" * 100, i) for i in range(1, 11)]
+    msg = AppendEntries(1, f"p@{a.address}", f"p@{b.address}", 0, 0, ents, 0, 1)
+    assert a.send(b.address, msg)
+    (got,) = inbox_b.wait_count(1)
+    assert got == msg
+    conn = inbox_b.calls[0][0]
+    assert conn.peer_id == a.node_id and conn.inbound
+    reply = AppendReply(1, msg.dst, msg.src, True, 10, 0, 0, 1)
+    b.send(a.address, codec.encode_frame(reply))  # pre-encoded bytes work too
+    assert inbox_a.wait_count(1) == [reply]
+    status = a.status()
+    assert status["links"][b.address]["connected"]
+    assert status["links"][b.address]["frames_sent"] == 1
+
+
+def test_one_link_per_peer_carries_every_group(pair):
+    a, _, b, inbox_b = pair
+    for group in range(20):
+        a.send(b.address, VoteRequest(1, f"g{group}@{a.address}", f"g{group}@{b.address}", 0, 0))
+    frames = inbox_b.wait_count(20)
+    assert sorted(f.src for f in frames) == sorted(f"g{g}@{a.address}" for g in range(20))
+    assert len({id(conn) for conn, _ in inbox_b.calls}) == 1
+    assert len(b.inbound_connections()) == 1
+    assert a.status()["links"][b.address]["connects"] == 1
+
+
+def test_all_frames_of_one_read_arrive_in_one_callback(pair):
+    _, _, b, inbox_b = pair
+    got = Inbox()
+    conn = connect(b.address, COOKIE, "client-1", got, FAST)
+    try:
+        burst = codec.encode_frames(ClientRequest(i, "get", [i]) for i in range(50))
+        conn.sock.sendall(burst)  # one write of 50 small frames
+        inbox_b.wait_count(50)
+        assert len(inbox_b.calls) < 50
+        assert max(len(fs) for _, fs in inbox_b.calls) > 1
+    finally:
+        conn.close()
+        conn.join(2)
+
+
+def test_client_connection_gets_replies_on_the_same_connection(pair):
+    _, _, b, inbox_b = pair
+    replies = Inbox()
+
+    def serve(conn, frames):
+        for req in frames:
+            conn.send(ClientReply(req.req_id, "ok", req.args))
+
+    b.on_frames = serve  # replace the recorder with a server
+    conn = connect(b.address, COOKIE, "client-7", replies, FAST)
+    try:
+        for i in range(100):
+            conn.send(ClientRequest(i, "echo", {"n": i}))
+        got = replies.wait_count(100)
+        assert got == [ClientReply(i, "ok", {"n": i}) for i in range(100)]
+        assert conn.peer_id == b.node_id
+    finally:
+        conn.close()
+        conn.join(2)
+    del inbox_b
+
+
+def test_client_with_wrong_cookie_is_refused(pair):
+    _, _, b, _ = pair
+    with pytest.raises(HandshakeError):
+        connect(b.address, b"wrong", "intruder", Inbox(), FAST)
+    wait_for(lambda: b.counters["auth_failures"] == 1)
+
+
+def test_reconnect_after_peer_server_restarts():
+    inbox_a, inbox_b = Inbox(), Inbox()
+    a = TcpTransport(COOKIE, inbox_a, config=FAST)
+    b = TcpTransport(COOKIE, inbox_b, config=FAST)
+    a.start()
+    b.start()
+    try:
+        addr = b.address
+        a.send(addr, vote(a.address, addr, 1))
+        inbox_b.wait_count(1)
+        b.close()
+        wait_for(lambda: not a.link_state(addr)["connected"])
+        b2_inbox = Inbox()
+        b2 = TcpTransport(COOKIE, b2_inbox, listen=parse_addr(addr), config=FAST)
+        b2.start()
+        try:
+            # Raft keeps sending; once the link is back, messages flow again.
+            def delivered():
+                a.send(addr, vote(a.address, addr, 2))
+                return b2_inbox.frames
+
+            wait_for(delivered, timeout=10, interval=0.02)
+            assert a.link_state(addr)["connects"] >= 2
+        finally:
+            b2.close()
+    finally:
+        a.close()
+
+
+def test_send_to_dead_peer_never_blocks_and_queue_is_bounded():
+    cfg = TransportConfig(queue_max_frames=100, reconnect_initial=0.01, reconnect_max=0.05)
+    a = TcpTransport(COOKIE, Inbox(), config=cfg)
+    a.start()
+    try:
+        addr = f"127.0.0.1:{dead_port()}"
+        msg = codec.encode_frame(vote(a.address, addr))
+        start = time.monotonic()
+        for _ in range(20_000):
+            a.send(addr, msg)
+        elapsed = time.monotonic() - start
+        assert elapsed < 2.0, elapsed
+        state = wait_for(lambda: (s := a.link_state(addr))["connect_failures"] > 0 and s)
+        assert state["queued"] <= 100
+        assert state["dropped"] >= 20_000 - 100
+        assert not state["connected"]
+        assert state["last_error"]
+    finally:
+        start = time.monotonic()
+        a.close()
+        assert time.monotonic() - start < 3
+
+
+def test_send_to_blackhole_peer_never_blocks():
+    # A listener that accepts TCP but never says hello: the handshake times out in the link
+    # thread, never in the caller's.
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(100)
+    cfg = TransportConfig(handshake_timeout=0.2, reconnect_initial=0.01, reconnect_max=0.05)
+    a = TcpTransport(COOKIE, Inbox(), config=cfg)
+    a.start()
+    try:
+        addr = f"127.0.0.1:{hole.getsockname()[1]}"
+        start = time.monotonic()
+        for i in range(1000):
+            a.send(addr, vote(a.address, addr, i))
+        assert time.monotonic() - start < 1.0
+        wait_for(lambda: a.link_state(addr)["connect_failures"] >= 1)
+        assert "timed out" in a.link_state(addr)["last_error"]
+    finally:
+        a.close()
+        hole.close()
+
+
+def test_block_drops_traffic_both_ways(pair):
+    a, inbox_a, b, inbox_b = pair
+    a.send(b.address, vote(a.address, b.address, 1))
+    inbox_b.wait_count(1)
+    b.block([a.address])  # b drops what comes from a, and what it would send to a
+    assert not b.send(a.address, vote(b.address, a.address, 1))
+    a.send(b.address, vote(a.address, b.address, 2))
+    wait_for(lambda: b.status()["inbound"][0]["dropped_in"] == 1)
+    assert len(inbox_b.frames) == 1
+    assert b.counters["dropped_by_filter"] == 1
+    b.unblock()
+    a.send(b.address, vote(a.address, b.address, 3))
+    assert inbox_b.wait_count(2)[-1].term == 3
+    assert inbox_a.frames == []
+
+
+def test_callback_exception_does_not_kill_the_connection(pair):
+    a, _, b, _ = pair
+    seen = Inbox()
+
+    def flaky(conn, frames):
+        seen(conn, frames)
+        if len(seen.calls) == 1:
+            raise RuntimeError("boom")
+
+    b.on_frames = flaky
+    a.send(b.address, vote(a.address, b.address, 1))
+    seen.wait_count(1)
+    a.send(b.address, vote(a.address, b.address, 2))
+    seen.wait_count(2)
+
+
+def test_peer_that_skips_handshake_gets_nothing_delivered(pair):
+    _, _, b, inbox_b = pair
+    host, port = parse_addr(b.address)
+    with socket.create_connection((host, port), timeout=2) as s:
+        s.sendall(codec.encode_frame(vote("x", "y")))
+        s.settimeout(5)
+        data = b""
+        while chunk := s.recv(4096):  # the server closes after refusing
+            data += chunk
+    wait_for(lambda: b.counters["auth_failures"] == 1)
+    assert inbox_b.frames == []
+
+
+def test_handshake_id_is_the_node_address(pair):
+    _, _, b, _ = pair
+    host, port = parse_addr(b.address)
+    with socket.create_connection((host, port), timeout=2) as s:
+        auth = client_handshake(s, COOKIE, "probe", 2)
+    assert auth.peer_id == b.address == b.node_id
+
+
+def test_close_is_prompt_with_open_connections():
+    inbox = Inbox()
+    servers = [TcpTransport(COOKIE, inbox, config=FAST) for _ in range(3)]
+    for t in servers:
+        t.start()
+    for t in servers:
+        for other in servers:
+            if other is not t:
+                t.send(other.address, vote(t.address, other.address))
+    inbox.wait_count(6)
+    start = time.monotonic()
+    for t in servers:
+        t.close()
+    assert time.monotonic() - start < 3
+    names = [th.name for th in threading.enumerate()]
+    wait_for(lambda: not [n for n in names if n.startswith("zraft-") and _alive(n)])
+
+
+def _alive(name: str) -> bool:
+    return any(t.name == name and t.is_alive() for t in threading.enumerate())
+
+
+def test_parse_addr():
+    assert parse_addr("127.0.0.1:80") == ("127.0.0.1", 80)
+    assert parse_addr("[::1]:9") == ("::1", 9)
+    for bad in ("nohost", ":80", "h:", "h:x"):
+        with pytest.raises(ValueError):
+            parse_addr(bad)

@@ -1,0 +1,338 @@
+"""One authenticated connection: a reader thread that frames, decodes and delivers, and a
+bounded send queue drained by a writer thread.
+
+Rules:
+- every frame decoded from ONE socket read is delivered in ONE ``on_frames(conn, frames)``
+  call (the node batches on it); a callback exception is logged, never kills the reader;
+- malformed input (bad length, bad msgpack, bad fields) closes this connection only;
+- ``send`` never blocks: it appends to a ``SendQueue`` that keeps at most N frames / B bytes
+  and drops the OLDEST beyond that (counted); a writer thread drains it in batches;
+- the socket stays blocking for reads (idle is fine) while ``SO_SNDTIMEO`` bounds writes to
+  a peer that stopped reading; ``close`` shuts the socket down, which wakes both threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from zraft.transport import codec
+from zraft.transport.errors import DecodeError
+from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
+from zraft.transport.handshake import DEFAULT_HANDSHAKE_TIMEOUT, client_handshake, cookie_bytes
+
+log = logging.getLogger("zraft.transport.tcp")
+
+OnFrames = Callable[["Connection", list[codec.Frame]], None]
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """Knobs of the TCP transport (seconds, bytes, counts)."""
+
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    connect_timeout: float = 3.0
+    write_timeout: float = 10.0
+    queue_max_frames: int = 10_000
+    queue_max_bytes: int = 64 * 1024 * 1024
+    reconnect_initial: float = 0.05
+    reconnect_max: float = 2.0
+    max_connections: int = 1024
+    recv_size: int = 256 * 1024
+    write_batch_bytes: int = 4 * 1024 * 1024
+    join_timeout: float = 2.0
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """``"host:port"`` -> ``(host, port)``; IPv6 hosts may be bracketed."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"not a host:port address: {addr!r}")
+    return host.strip("[]"), int(port)
+
+
+def tune_socket(sock: socket.socket, write_timeout: float) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    # The socket stays blocking; SO_SNDTIMEO bounds a sendall to a peer that stopped reading
+    # without putting a timeout on the reader's recv (idle connections are fine).
+    secs = int(write_timeout)
+    usecs = int((write_timeout - secs) * 1e6)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", secs, usecs))
+
+
+class SendQueue:
+    """Bounded FIFO of encoded frames; drops the oldest when full."""
+
+    def __init__(self, max_frames: int, max_bytes: int) -> None:
+        self._frames: deque[bytes] = deque()
+        self._bytes = 0
+        self._max_frames = max_frames
+        self._max_bytes = max_bytes
+        self._cond = threading.Condition(threading.Lock())
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def put(self, data: bytes) -> None:
+        with self._cond:
+            frames = self._frames
+            frames.append(data)
+            self._bytes += len(data)
+            while len(frames) > 1 and (
+                len(frames) > self._max_frames or self._bytes > self._max_bytes
+            ):
+                self._bytes -= len(frames.popleft())
+                self.dropped += 1
+            self._cond.notify()
+
+    def put_many(self, items: Iterable[bytes]) -> None:
+        for data in items:
+            self.put(data)
+
+    def take(self, timeout: float, max_bytes: int) -> list[bytes]:
+        """Wait up to ``timeout`` for frames; return a batch of about ``max_bytes``."""
+        with self._cond:
+            if not self._frames:
+                self._cond.wait(timeout)
+            out: list[bytes] = []
+            size = 0
+            frames = self._frames
+            while frames and (not out or size + len(frames[0]) <= max_bytes):
+                data = frames.popleft()
+                size += len(data)
+                out.append(data)
+            self._bytes -= size
+            return out
+
+    def wait_nonempty(self, timeout: float) -> bool:
+        """Wait until a frame is queued (or ``wake``); True if there is one."""
+        with self._cond:
+            if not self._frames:
+                self._cond.wait(timeout)
+            return bool(self._frames)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def clear(self) -> int:
+        with self._cond:
+            n = len(self._frames)
+            self._frames.clear()
+            self._bytes = 0
+            return n
+
+
+def as_frame_bytes(frame: codec.Frame | bytes | bytearray | memoryview) -> bytes:
+    """A length-prefixed frame: bytes pass through (they must come from ``encode_frame``)."""
+    if isinstance(frame, bytes):
+        return frame
+    if isinstance(frame, (bytearray, memoryview)):
+        return bytes(frame)
+    return codec.encode_frame(frame)
+
+
+class Connection:
+    """One authenticated socket: a reader delivering decoded frames and a queued writer.
+
+    ``peer_id`` is the id the other end proved in the handshake (a node's "host:port", or a
+    client's id). ``send`` never blocks.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer_id: str,
+        *,
+        inbound: bool,
+        on_frames: OnFrames,
+        config: TransportConfig,
+        queue: SendQueue | None = None,
+        is_blocked: Callable[[str], bool] = lambda _: False,
+        on_malformed: Callable[[], None] = lambda: None,
+        label: str = "",
+    ) -> None:
+        self.sock = sock
+        self.peer_id = peer_id
+        self.inbound = inbound
+        self.remote = _remote_name(sock)
+        self._on_frames = on_frames
+        self._config = config
+        self._queue = queue or SendQueue(config.queue_max_frames, config.queue_max_bytes)
+        self._is_blocked = is_blocked
+        self._on_malformed = on_malformed
+        self._label = label or f"{'in' if inbound else 'out'}:{peer_id}"
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        self.frames_in = 0
+        self.bytes_in = 0
+        self.frames_out = 0
+        self.bytes_out = 0
+        self.dropped_in = 0
+        self.opened_at = time.monotonic()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def start_reader(self) -> None:
+        self._reader = threading.Thread(
+            target=self.read_loop, name=f"zraft-read-{self._label}", daemon=True
+        )
+        self._reader.start()
+
+    def close(self) -> None:
+        """Stop both directions; the reader closes the socket when it leaves."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._queue.wake()
+        if self._reader is None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in (self._reader, self._writer):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, frame: codec.Frame | bytes) -> bool:
+        """Queue one frame (an object, or bytes from ``codec.encode_frame``)."""
+        if self._closed.is_set():
+            return False
+        self._queue.put(as_frame_bytes(frame))
+        if self._writer is None:
+            with self._lock:
+                if self._writer is None and not self._closed.is_set():
+                    self._writer = threading.Thread(
+                        target=self.write_loop, name=f"zraft-write-{self._label}", daemon=True
+                    )
+                    self._writer.start()
+        return True
+
+    def write_loop(self) -> None:
+        """Drain the queue into the socket until the connection closes or a write fails."""
+        queue, sock, cfg = self._queue, self.sock, self._config
+        try:
+            while not self._closed.is_set():
+                batch = queue.take(0.5, cfg.write_batch_bytes)
+                if not batch:
+                    continue
+                data = batch[0] if len(batch) == 1 else b"".join(batch)
+                sock.sendall(data)
+                self.frames_out += len(batch)
+                self.bytes_out += len(data)
+        except OSError as exc:
+            if not self._closed.is_set():
+                log.info("%s: write failed, closing: %s", self._label, exc)
+        finally:
+            self.close()
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def read_loop(self) -> None:
+        """Read, frame, decode, deliver; close on EOF, socket error or malformed input."""
+        decoder = FrameDecoder(self._config.max_frame_size)
+        recv, size = self.sock.recv, self._config.recv_size
+        try:
+            while True:
+                data = recv(size)
+                if not data:
+                    break
+                self.bytes_in += len(data)
+                bodies = decoder.feed(data)
+                if not bodies:
+                    continue
+                frames = codec.decode_many(bodies)
+                self.frames_in += len(frames)
+                if self._is_blocked(self.peer_id):
+                    self.dropped_in += len(frames)
+                    continue
+                try:
+                    self._on_frames(self, frames)
+                except Exception:
+                    log.exception("%s: on_frames callback failed", self._label)
+        except DecodeError as exc:
+            log.warning("%s (%s): malformed input, closing: %s", self._label, self.remote, exc)
+            self._on_malformed()
+        except OSError as exc:
+            if not self._closed.is_set():
+                log.info("%s: read failed: %s", self._label, exc)
+        finally:
+            self.close()
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "peer": self.peer_id,
+            "remote": self.remote,
+            "inbound": self.inbound,
+            "open": not self.closed,
+            "frames_in": self.frames_in,
+            "bytes_in": self.bytes_in,
+            "frames_out": self.frames_out,
+            "bytes_out": self.bytes_out,
+            "dropped_in": self.dropped_in,
+            "queued": len(self._queue),
+            "dropped_out": self._queue.dropped,
+        }
+
+
+def _remote_name(sock: socket.socket) -> str:
+    try:
+        name = sock.getpeername()
+    except OSError:
+        return "?"
+    if isinstance(name, tuple) and len(name) >= 2:
+        return f"{name[0]}:{name[1]}"
+    return str(name) or "local"
+
+
+def connect(
+    addr: str,
+    cookie: str | bytes,
+    client_id: str,
+    on_frames: OnFrames,
+    config: TransportConfig | None = None,
+) -> Connection:
+    """Open an authenticated client connection to a node (blocking, with timeouts); replies
+    arrive through ``on_frames``. Raises ``OSError`` or ``HandshakeError``."""
+    cfg = config or TransportConfig()
+    sock = socket.create_connection(parse_addr(addr), timeout=cfg.connect_timeout)
+    try:
+        auth = client_handshake(sock, cookie_bytes(cookie), client_id, cfg.handshake_timeout)
+        tune_socket(sock, cfg.write_timeout)
+    except BaseException:
+        sock.close()
+        raise
+    conn = Connection(
+        sock, auth.peer_id, inbound=False, on_frames=on_frames, config=cfg, label=f"client:{addr}"
+    )
+    conn.start_reader()
+    return conn
