@@ -233,3 +233,42 @@ def test_stats() -> None:
     assert stats["applied_index"] == 2
     assert stats["sessions"] == 1 and stats["cached_replies"] == 1
     assert stats["temporary_keys"] == 1 and stats["watchers"] == 0
+
+
+def test_session_tables_survive_a_snapshot(tmp_path: Path) -> None:
+    machine = new_machine()
+    feed = Feeder(machine)
+    feed.connect("s1", 100, time=0)
+    feed.swrite("s1", 1, ["eph", 1], time=1, temporary=True)
+    feed.swrite("s1", 2, ["put", "c", 1], time=2)
+    image = machine.take_snapshot()
+    image.write(tmp_path)
+    machine.snapshot_done(image)
+
+    restored = new_machine()
+    restored.restore(tmp_path)
+    again = Feeder(restored)
+    again.write(["c", 9], time=3)
+    # the cached reply is replayed, not re-applied (c keeps the later value)
+    assert again.swrite("s1", 2, ["put", "c", 1], time=3).result == "ok"
+    assert restored.query("c").value == 9
+    # and the temporary key still belongs to s1: it goes when s1 expires (at 3 + 100)
+    assert again.noop(time=103).events[0].sid == "s1"
+    assert restored.query("eph").value is NOT_FOUND
+
+
+def test_restore_drops_watches_of_sessions_the_snapshot_does_not_have(tmp_path: Path) -> None:
+    source = new_machine()
+    Feeder(source).connect("kept", 1000)
+    image = source.take_snapshot()
+    image.write(tmp_path)
+
+    machine = new_machine()
+    machine.set_leader(True)
+    feed = Feeder(machine)
+    feed.connect("kept", 1000)
+    feed.connect("gone", 1000)
+    machine.query("k", sid="kept", watch_ref="w1")
+    machine.query("k", sid="gone", watch_ref="w2")
+    machine.restore(tmp_path)
+    assert machine.watches.watches() == [("kept", "w1")]

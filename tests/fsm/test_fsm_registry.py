@@ -23,8 +23,7 @@ TRAP_MODULE = "zraft_fsm_test_trap_backend"
 def trap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A module whose import raises: importing it at all would make the test fail loudly."""
     (tmp_path / f"{TRAP_MODULE}.py").write_text(
-        "raise RuntimeError('this module must never be imported')\n"
-        "class Backend:\n    pass\n"
+        "raise RuntimeError('this module must never be imported')\nclass Backend:\n    pass\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop(TRAP_MODULE, None)

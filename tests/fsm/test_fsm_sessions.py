@@ -176,11 +176,11 @@ def test_expire_check_command() -> None:
     feed.connect("s1", 10, time=0)
     assert machine.next_expiry() == (10, "s1")
     assert feed.expire_check("s1", time=5).result == "alive"
-    assert feed.expire_check("nobody", time=5).result == "unknown"
+    assert feed.expire_check("nobody", time=5).result == "gone"
     batch = feed.apply(cmd.encode_expire_check("s1"), time=10)
     assert batch.events == [_disconnected("s1")]
-    # the pre-entry scan already expired it; the check itself finds nothing
-    assert batch.replies[0].result == "unknown"
+    # the scan before the entry expired it; the check itself finds it gone
+    assert batch.replies[0].result == "gone"
     assert machine.next_expiry() is None
 
 

@@ -39,9 +39,7 @@ def packb(obj: Any) -> bytes:
 
 def unpackb(data: bytes) -> Any:
     """Decode one msgpack object; raises ``ValueError`` (or a subclass) on malformed input."""
-    return msgpack.unpackb(
-        data, raw=False, strict_map_key=False, use_list=True, ext_hook=_ext_hook
-    )
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True, ext_hook=_ext_hook)
 
 
 def packer() -> msgpack.Packer:
