@@ -21,6 +21,8 @@ Rules:
 - A BaseException in on_start is not handled by Pykka (its thread would die and the
   actor would look alive forever); the wrapper marks the actor stopped, reports FATAL
   and returns, so the thread ends cleanly.
+- `with_supervised_mixin(cls)` gives a plain actor class the mixin (a cached subclass
+  with the same name), so class-based child specs get exact exit reasons too.
 - Without a supervisor (started directly) the mixin does nothing but call
   `on_unsupervised_exit`, which the supervisor overrides to reach its ExitSink.
 """
@@ -39,7 +41,7 @@ from supervisors.directory import ChildHandle
 from supervisors.link import ChildLink, take_offered_link
 from supervisors.spec import ExitInfo, ExitKind
 
-__all__ = ["SupervisedMixin"]
+__all__ = ["SupervisedMixin", "with_supervised_mixin"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,3 +159,23 @@ class SupervisedMixin:
         if _is_fatal(in_flight):
             return ExitInfo(ExitKind.FATAL, f"{in_flight!r} (Pykka stops all actors)", in_flight)
         return ExitInfo(ExitKind.NORMAL, "stopped")
+
+
+_adapted: dict[type, type] = {}
+_adapted_lock = threading.Lock()
+
+
+def with_supervised_mixin(cls: type[pykka.Actor]) -> type[pykka.Actor]:
+    """`cls` itself if it has the mixin, else a cached same-named subclass adding it."""
+    if issubclass(cls, SupervisedMixin):
+        return cls
+    with _adapted_lock:
+        adapted = _adapted.get(cls)
+        if adapted is None:
+            adapted = type(cls.__name__, (SupervisedMixin, cls), {
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "__doc__": cls.__doc__,
+            })
+            _adapted[cls] = adapted
+    return adapted

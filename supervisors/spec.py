@@ -81,8 +81,10 @@ ActorFactory = Callable[..., pykka.ActorRef[Any]]
 class ChildSpec:
     """How to start one child and what to do when it exits.
 
-    `factory` is either a Pykka actor class (started with `cls.start(*args, **kwargs)`)
-    or a callable returning a started `pykka.ActorRef`. It runs in the supervisor's
+    `factory` is either a Pykka actor class (started with `cls.start(*args, **kwargs)`;
+    a class without SupervisedMixin is started as a same-named subclass that adds it)
+    or a callable returning a started `pykka.ActorRef` (watched by polling unless the
+    actor it builds is a SupervisedMixin). It runs in the supervisor's
     thread, so it must not block. `shutdown_s` bounds how long the supervisor waits
     for the child to stop before it abandons it. `start_timeout_s` bounds how long the
     supervisor waits for a SupervisedMixin child's on_start before starting the next
@@ -109,10 +111,16 @@ class ChildSpec:
         if not self.start_timeout_s >= 0:
             raise ValueError(f"ChildSpec {self.name!r}: start_timeout_s must be >= 0")
 
-    def start(self) -> pykka.ActorRef[Any]:
-        """Start one incarnation of the child (in the calling thread)."""
+    def start(
+        self, adapt_class: Callable[[type[pykka.Actor]], type[pykka.Actor]] = lambda cls: cls
+    ) -> pykka.ActorRef[Any]:
+        """Start one incarnation of the child (in the calling thread).
+
+        `adapt_class` may replace an actor class factory (the supervisor uses it to add
+        SupervisedMixin to plain actor classes); callables are used as they are.
+        """
         if isinstance(self.factory, type) and issubclass(self.factory, pykka.Actor):
-            ref = self.factory.start(*self.args, **dict(self.kwargs))
+            ref = adapt_class(self.factory).start(*self.args, **dict(self.kwargs))
         else:
             ref = self.factory(*self.args, **dict(self.kwargs))
         if not isinstance(ref, pykka.ActorRef):

@@ -33,7 +33,7 @@ import pykka
 
 from supervisors.directory import ChildDirectory, ChildHandle
 from supervisors.link import ChildDown, ChildLink, ExitSink, offered_link
-from supervisors.mixin import SupervisedMixin
+from supervisors.mixin import SupervisedMixin, with_supervised_mixin
 from supervisors.spec import (
     ChildAlreadyExistsError,
     ChildInfo,
@@ -256,7 +256,7 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
         link = ChildLink(spec.name, self.actor_ref, self._directory, self._sink, spec.shutdown_s)
         try:
             with offered_link(link):
-                ref = spec.start()
+                ref = spec.start(with_supervised_mixin)
         except Exception as exc:
             logger.error("supervisor %r: child %r failed to start: %r", self._name, spec.name, exc)
             raise ChildStartError(f"child {spec.name!r} failed to start: {exc!r}") from exc

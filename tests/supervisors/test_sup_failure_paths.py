@@ -200,9 +200,9 @@ def test_base_exception_in_on_start_is_fatal_and_leaves_no_live_actor() -> None:
     assert wait_until(lambda: live_urns() <= before)
 
 
-def test_plain_actor_crash_is_seen_by_the_watcher_and_restarted() -> None:
+def test_plain_actor_from_a_factory_is_seen_by_the_watcher_and_restarted() -> None:
     log = EventLog()
-    spec = ChildSpec("p", PlainWorker, args=(log, "p"))
+    spec = ChildSpec("p", lambda: PlainWorker.start(log, "p"))  # not adapted: polled
     root = OneForOneSupervisor.start([spec], name="root", poll_interval_s=0.01)
     sup = root.proxy()
     assert log.wait_count("started", "p", 1)
@@ -216,15 +216,40 @@ def test_plain_actor_crash_is_seen_by_the_watcher_and_restarted() -> None:
     assert "not a SupervisedMixin" in row.last_exit.reason
 
 
-def test_plain_transient_actor_stopped_from_outside_counts_as_abnormal() -> None:
+def test_plain_transient_actor_from_a_factory_stopped_from_outside_counts_as_abnormal(
+) -> None:
     # Documented limit: without the mixin the reason is unknown, so transient restarts.
     log = EventLog()
-    spec = ChildSpec("p", PlainWorker, args=(log, "p"), restart=Restart.TRANSIENT)
+    spec = ChildSpec("p", lambda: PlainWorker.start(log, "p"), restart=Restart.TRANSIENT)
     root = OneForOneSupervisor.start([spec], name="root", poll_interval_s=0.01)
     assert log.wait_count("started", "p", 1)
     root.proxy().get_child("p").get(timeout=WAIT_S).stop()
 
     assert log.wait_count("started", "p", 2)
+
+
+def test_plain_actor_class_gets_the_mixin_and_exact_exit_reasons() -> None:
+    log = EventLog()
+    specs = [
+        ChildSpec("p", PlainWorker, args=(log, "p")),
+        ChildSpec("t", PlainWorker, args=(log, "t"), restart=Restart.TRANSIENT),
+    ]
+    root = OneForOneSupervisor.start(specs, name="root", poll_interval_s=10)  # no polling
+    sup = root.proxy()
+    assert log.wait_count("started", "t", 1)
+    p_ref = sup.get_child("p").get(timeout=WAIT_S)
+    assert isinstance(p_ref.proxy().label.get(timeout=WAIT_S), str)
+    assert p_ref.actor_class.__name__ == "PlainWorker"
+    assert issubclass(p_ref.actor_class, PlainWorker)
+
+    p_ref.tell("crash")
+    sup.get_child("t").get(timeout=WAIT_S).stop()
+
+    assert log.wait_count("started", "p", 2)  # seen at once, through on_failure
+    assert "plain boom" in _child_row(sup, "p").last_exit.reason
+    assert wait_until(lambda: _settled(sup, "t"))
+    assert _child_row(sup, "t").last_exit.kind is ExitKind.NORMAL  # not restarted
+    assert log.count("started", "t") == 1
 
 
 def test_child_stuck_in_on_stop_is_reported_after_its_shutdown_timeout() -> None:
