@@ -20,6 +20,7 @@ from zraft.errors import (
     PeersChanged,
     Timeout,
     Unreachable,
+    ZRaftError,
 )
 from zraft.transport.sentinels import NOT_FOUND
 
@@ -234,3 +235,13 @@ def test_wrong_cookie_is_unreachable(cluster: FakeCluster) -> None:
             api.query(cluster.peer(1), "k", timeout=2, pool=bad)
     finally:
         bad.close()
+
+
+def test_backend_error_detail_in_the_status(fake: FakeCluster, pool: ConnectionPool) -> None:
+    fake.script = lambda peer, op, args: ("reply", "backend_error: KeyError", {"message": "x"})
+    with pytest.raises(BackendError, match="KeyError"):
+        api.write(fake.peer(1), ["k", 1], pool=pool)
+    fake.script = lambda peer, op, args: ("reply", "strange_code", {"message": "y"})
+    with pytest.raises(ZRaftError) as info:
+        api.write(fake.peer(1), ["k", 1], pool=pool)
+    assert info.value.code == "strange_code"

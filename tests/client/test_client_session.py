@@ -270,3 +270,25 @@ def test_cannot_connect_times_out(fake: FakeCluster) -> None:
     with pytest.raises(Exception, match="did not connect"):
         Session.start(fake.peers, 0.5, cookie=fake.cookie)
     assert time.monotonic() - started < 3
+
+
+def test_data_watch_rearms_until_false(
+    fake: FakeCluster, sessions: Callable[..., Session]
+) -> None:
+    s = sessions()
+    seen: list[tuple[Any, str | None]] = []
+
+    @s.data_watch("dw")
+    def on_change(value: Any, event: WatchEvent | None) -> bool:
+        seen.append((value, event.reason if event else None))
+        return value != 2
+
+    assert seen == [(NOT_FOUND, None)]
+    s.write_sync(["dw", 1])
+    wait_until(lambda: len(seen) == 2)
+    s.write_sync(["dw", 2])
+    wait_until(lambda: len(seen) == 3)
+    s.write_sync(["dw", 3])  # fn returned False at 2: no more calls
+    s.write_sync(["other", 0])
+    assert s.watcher_ref.proxy().delivered.get(timeout=5) == 3
+    assert seen == [(NOT_FOUND, None), (1, "data_changed"), (2, "data_changed")]

@@ -213,10 +213,15 @@ class RetryingCall:
         return self.ok_fn(peer, payload)
 
 
-def _error(status: str, payload: Any) -> ZRaftError:
+def error_from_reply(status: str, payload: Any) -> ZRaftError:
+    """The exception for an error reply. A status like ``"backend_error: KeyError"`` is the
+    code ``backend_error`` with the detail appended to the message."""
     details = dict(payload) if isinstance(payload, dict) else {"payload": payload}
     message = str(details.pop("message", "") or "")
-    return error_from_code(status, message, **details)
+    code, _, detail = status.partition(":")
+    if detail.strip():
+        message = f"{message} ({detail.strip()})" if message else detail.strip()
+    return error_from_code(code.strip(), message, **details)
 
 
 def _leader_hint(payload: Any) -> str | None:
@@ -260,7 +265,7 @@ class PeerCall(RetryingCall):
             if status == "local_timeout":
                 return ("retry", peer, 0.0)  # only reached when the deadline passed
             raise Unreachable(self.last_error, peer=peer)
-        raise _error(status, payload)
+        raise error_from_reply(status, payload)
 
 
 class RingCall(RetryingCall):
@@ -303,4 +308,4 @@ class RingCall(RetryingCall):
             return ("retry", peer, self._tries.next_wait(self.wait))
         if status in _UNREACHABLE or status == "timeout":
             return self._move(peer, LightSession.fail)
-        raise _error(status, payload)
+        raise error_from_reply(status, payload)

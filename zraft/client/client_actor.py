@@ -46,7 +46,14 @@ class _Start(NamedTuple):
 
 
 class Client(pykka.ThreadingActor):
-    """The actor; use ``Client.start(peers, ...)`` and ``.proxy()``."""
+    """The actor; use ``Client.start(peers, ...)`` and ``.proxy()``.
+
+    ``attempt_timeout`` bounds one attempt at one peer before it counts as failed and the
+    call moves on (default ``max(2 * fail_timeout, 1 s)``): a hung leader must not hold the
+    ring. Client threads are daemons, so a forgotten client does not keep a script alive.
+    """
+
+    use_daemon_thread = True
 
     def __init__(
         self,
@@ -58,6 +65,7 @@ class Client(pykka.ThreadingActor):
         timeout: float = api.DEFAULT_TIMEOUT,
         fail_timeout: float | None = None,
         election_timeout: float | None = None,
+        attempt_timeout: float | None = None,
     ) -> None:
         super().__init__()
         self._actor_ref = ClientRef(self)
@@ -69,6 +77,8 @@ class Client(pykka.ThreadingActor):
         # A single peer id is enough: the first redirect puts the real leader in the ring.
         self.cell = RingCell(LightSession.new(given, fail_timeout, election_timeout))
         self.timeout = timeout
+        self.attempt_timeout = (api.ring_attempt_timeout(self.cell.session)
+                                if attempt_timeout is None else attempt_timeout)
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- actor side -----------------------------------------------------------------------
@@ -89,7 +99,7 @@ class Client(pykka.ThreadingActor):
                    ok_fn: Callable[[str, Any], Any] | None = None) -> None:
         timeout = self.timeout if start.timeout is None else start.timeout
         RingCall(self.pool, self.cell, op, args_fn, timeout, ok_fn=ok_fn, future=start.future,
-                 attempt_timeout=api.ring_attempt_timeout(self.cell.session)).start()
+                 attempt_timeout=self.attempt_timeout).start()
 
     def _start(self, start: _Start) -> None:
         kind, args = start.kind, start.args

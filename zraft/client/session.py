@@ -34,7 +34,7 @@ from zraft.client.session_actor import (
     is_tag,
 )
 from zraft.client.watcher import SessionState, Watcher, WatchEvent
-from zraft.errors import NoPeers, SessionExpired, Timeout
+from zraft.errors import NoPeers, SessionExpired, Timeout, ZRaftError
 from zraft.ids import PeerId, peer_str
 
 Peer = PeerId | str
@@ -127,6 +127,35 @@ class Session:
     def query_sync(self, query: Any, watch: Any = None,
                    timeout: float = api.DEFAULT_TIMEOUT) -> Any:
         return self.query(query, watch, timeout).get(timeout=timeout + 5)
+
+    def data_watch(self, query: Any, timeout: float = api.DEFAULT_TIMEOUT
+                   ) -> Callable[[Callable[[Any, WatchEvent | None], Any]], Any]:
+        """kazoo-style re-arming watch: ``fn(value, event)`` now (event None), then after
+        every trigger, until ``fn`` returns False or the session ends.
+
+            @session.data_watch("config")
+            def on_config(value, event): ...
+
+        Later calls run on the watcher thread (they query again there, which re-arms)."""
+
+        def decorator(fn: Callable[[Any, WatchEvent | None], Any]) -> Any:
+            stopped = False
+
+            def arm(event: WatchEvent | None) -> None:
+                nonlocal stopped
+                if stopped or self.state == SessionState.EXPIRED:
+                    return
+                try:
+                    value = self.query_sync(query, watch=arm, timeout=timeout)
+                except (ZRaftError, pykka.ActorDeadError):
+                    return
+                if fn(value, event) is False:
+                    stopped = True  # the watch armed above fires once more, unanswered
+
+            arm(None)
+            return fn
+
+        return decorator
 
     def add_listener(self, fn: Callable[[SessionState], Any]) -> None:
         """``fn(state)`` on every state change, called from the watcher actor's thread."""

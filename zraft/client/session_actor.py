@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import pykka
 
-from zraft.client.calls import backoff, name_of
+from zraft.client.calls import backoff, error_from_reply, name_of
 from zraft.client.connection import ConnectionPool
 from zraft.client.light_session import (
     DEFAULT_ELECTION_TIMEOUT,
@@ -50,7 +50,6 @@ from zraft.errors import (
     SessionExpired,
     Timeout,
     ZRaftError,
-    error_from_code,
 )
 from zraft.ids import PeerId
 from zraft.transport.codec import pack
@@ -130,6 +129,7 @@ class SessionInfo:
 
 
 class SessionActor(pykka.ThreadingActor):
+    use_daemon_thread = True  # a forgotten session must not keep a script alive
     def __init__(
         self,
         peers: Sequence[str],
@@ -336,7 +336,7 @@ class SessionActor(pykka.ThreadingActor):
                 self._tell_later(delay, _Timer("resend", (r.kind, r.key)))
         elif pending is not None:
             self._pop(r.kind, r.key)
-            fail_future(pending.future, _error(r.status, r.payload))
+            fail_future(pending.future, error_from_reply(r.status, r.payload))
 
     def _on_ok(self, r: _Reply) -> None:
         if r.kind == "connect":
@@ -522,12 +522,6 @@ def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
 def fail_future(future: pykka.Future[Any], exc: BaseException) -> None:
     with contextlib.suppress(Exception):  # already completed
         future.set_exception((type(exc), exc, None))
-
-
-def _error(status: str, payload: Any) -> ZRaftError:
-    details = dict(payload) if isinstance(payload, dict) else {"payload": payload}
-    message = str(details.pop("message", "") or "")
-    return error_from_code(status, message, **details)
 
 
 def is_tag(watch: Any) -> bool:

@@ -47,6 +47,8 @@ class Deliver(NamedTuple):
 class Watcher(pykka.ThreadingActor):
     """Runs user callbacks in order, off the session actor."""
 
+    use_daemon_thread = True
+
     def __init__(self) -> None:
         super().__init__()
         self.delivered = 0
