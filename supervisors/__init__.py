@@ -3,12 +3,13 @@
 Rules:
 - Nothing in this package imports `zraft`; a test parses the imports to keep it so.
 - Public API: `OneForOneSupervisor`, `ChildSpec`, `Restart`, `SupervisedMixin`,
-  `ChildHandle`, `ExitInfo`/`ExitKind`, `ChildInfo` and the `SupervisorError` family.
+  `ChildHandle`, `ExitInfo`/`ExitKind`, `ChildInfo`, `with_supervised_mixin` and the
+  `SupervisorError` family.
 - See docs/supervisors.md for the failure paths and the threading story.
 """
 
 from supervisors.directory import ChildHandle
-from supervisors.mixin import SupervisedMixin
+from supervisors.mixin import SupervisedMixin, with_supervised_mixin
 from supervisors.spec import (
     ChildAlreadyExistsError,
     ChildInfo,
@@ -39,4 +40,5 @@ __all__ = [
     "Restart",
     "SupervisedMixin",
     "SupervisorError",
+    "with_supervised_mixin",
 ]

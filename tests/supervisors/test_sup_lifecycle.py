@@ -13,6 +13,7 @@ from sup_testkit import (
     EventLog,
     ExitCatcher,
     FakeClock,
+    PlainWorker,
     Worker,
     wait_until,
     worker_spec,
@@ -28,9 +29,11 @@ from supervisors import (
     ExitKind,
     OneForOneSupervisor,
     Restart,
+    SupervisedMixin,
 )
 from supervisors.directory import ChildDirectory
 from supervisors.link import ChildLink, ExitSink
+from supervisors.mixin import with_supervised_mixin
 
 
 def test_children_start_in_order_and_stop_in_reverse_order() -> None:
@@ -353,3 +356,24 @@ def test_restarts_are_logged_with_child_name_reason_and_count(
     assert "boom" in restart_lines[0]
     assert all(r.name.startswith("supervisors.") for r in caplog.records
                if "child 'w'" in r.getMessage())
+
+
+def test_with_supervised_mixin_adapts_plain_classes_once_and_keeps_mixin_classes() -> None:
+    adapted = with_supervised_mixin(PlainWorker)
+    assert adapted is with_supervised_mixin(PlainWorker)
+    assert issubclass(adapted, PlainWorker) and issubclass(adapted, SupervisedMixin)
+    assert adapted.__name__ == "PlainWorker"
+    assert with_supervised_mixin(Worker) is Worker
+
+
+def test_a_mixin_actor_started_without_a_supervisor_works_alone() -> None:
+    log = EventLog()
+    ref = Worker.start(log, "solo")
+    proxy = ref.proxy()
+    assert proxy.supervisor.get(timeout=WAIT_S) is None
+    assert proxy.supervised_name.get(timeout=WAIT_S) is None
+    with pytest.raises(RuntimeError):
+        proxy.sibling("x").get(timeout=WAIT_S)
+    ref.tell("crash")  # nobody to report to: only logged
+    assert log.wait_count("failed", "solo", 1)
+    assert wait_until(lambda: not ref.is_alive())
