@@ -220,8 +220,8 @@ def test_session_table_round_trip() -> None:
     table = SessionTable()
     table.register("b", 10, 0)
     table.register("a", 20, 5)
-    table.remember("a", 3, CachedReply(None, ["cas_failed", NOT_FOUND]))
-    table.remember("a", 4, CachedReply("bad_command", None))
+    table.finish_write("a", 3, 0, CachedReply(None, ["cas_failed", NOT_FOUND]))
+    table.finish_write("a", 4, 0, CachedReply("bad_command", None))
     table.acknowledge("b", 7)
     raw = table.to_bytes()
     copy = SessionTable.from_bytes(raw)
@@ -245,3 +245,30 @@ def test_session_table_heap_stays_bounded() -> None:
         table.touch("s", t)
     assert len(table._deadlines) < 200
     assert table.next_deadline() == (10_009, "s")
+
+
+def test_table_connect_outcomes() -> None:
+    table = SessionTable()
+    assert table.connect("s", 10, 0) == "ok"
+    assert table.connect("s", 99, 9) == "exists"
+    assert table.get("s").timeout_ms == 10  # type: ignore[union-attr]
+    table.finish_write("s", 1, 0, CachedReply(None, "ok"))
+    assert table.connect("s", 20, 10) == "renewed"
+    session = table.get("s")
+    assert session is not None and session.expires_at == 30 and session.replies == {}
+
+
+def test_table_write_decisions() -> None:
+    table = SessionTable()
+    assert table.start_write("s", 1, 0).action == "dead"
+    table.connect("s", 10, 0)
+    assert table.start_write("s", 1, 5).action == "apply"
+    assert table.get("s").expires_at == 15  # type: ignore[union-attr]
+    table.finish_write("s", 1, 0, CachedReply(None, "r1"))
+    assert table.start_write("s", 1, 6) == ("cached", CachedReply(None, "r1"))
+    table.finish_write("s", 1, 1)
+    assert table.start_write("s", 1, 7) == ("duplicate", CachedReply("duplicate", None))
+    assert table.start_write("s", 2, 8).action == "apply"
+    assert table.start_write("s", 2, 18).action == "dead"  # expired at 18
+    assert not table.ping("s", 0, 18)
+    assert "s" in table  # the table reports; the machine expires

@@ -61,7 +61,15 @@ from zraft.fsm.commands import (
     Write,
     decode_command,
 )
-from zraft.fsm.sessions import CachedReply, SessionTable
+from zraft.fsm.sessions import (
+    APPLY,
+    DEAD,
+    DUPLICATE,
+    EXISTS,
+    RENEWED,
+    CachedReply,
+    SessionTable,
+)
 from zraft.fsm.snapshot import DATA_DIR, SnapshotImage, read_machine_state
 from zraft.fsm.watches import WatchRegistry, WatchTrigger
 
@@ -69,8 +77,6 @@ log = logging.getLogger(__name__)
 
 BAD_COMMAND = "bad_command"
 SESSION_EXPIRED = "session_expired"
-EXISTS = "exists"
-DUPLICATE = "duplicate"
 NOT_LEADER = "not_leader"
 WATCH_NOT_SUPPORTED = "watch_not_supported"
 DISCONNECTED = "disconnected"
@@ -178,10 +184,8 @@ class StateMachine:
         if isinstance(command, Connect):
             return self._connect(command, time, out)
         if isinstance(command, Ping):
-            if not self.sessions.is_alive(command.sid, time):
+            if not self.sessions.ping(command.sid, command.acc_upto, time):
                 return self._refuse_dead_session(command.sid, out)
-            self.sessions.touch(command.sid, time)
-            self.sessions.acknowledge(command.sid, command.acc_upto)
             return None, "ok"
         if isinstance(command, Close):
             if command.sid in self.sessions:
@@ -193,36 +197,34 @@ class StateMachine:
         return None, "alive" if command.sid in self.sessions else "gone"
 
     def _connect(self, command: Connect, time: int, out: ApplyBatch) -> tuple[str | None, Any]:
-        sid = command.sid
-        if self.sessions.is_alive(sid, time):
+        outcome = self.sessions.connect(command.sid, command.timeout_ms, time)
+        if outcome == EXISTS:
             return EXISTS, None
-        if sid in self.sessions:
-            # registered but expired: drop the old incarnation's data, then start afresh
-            self._expire(sid, out, notify=False)
-        self.sessions.register(sid, command.timeout_ms, time)
+        if outcome == RENEWED:
+            # the expired incarnation's temporary data and watches go (no "disconnected":
+            # the client reconnecting is the one that would receive it)
+            self._expire(command.sid, out, notify=False)
         return None, "ok"
 
     def _session_write(
         self, command: SessionWrite, time: int, out: ApplyBatch
     ) -> tuple[str | None, Any]:
         sid, msg_id = command.sid, command.msg_id
-        if not self.sessions.is_alive(sid, time):
+        decision = self.sessions.start_write(sid, msg_id, time)
+        if decision.action == DEAD:
             return self._refuse_dead_session(sid, out)
-        self.sessions.touch(sid, time)
-        cached = self.sessions.cached(sid, msg_id)
-        if cached is not None:
-            reply: CachedReply = cached
-        elif self.sessions.is_stale(sid, msg_id):
-            reply = CachedReply(DUPLICATE, None)
-        else:
+        if decision.action == APPLY:
             if command.temporary:
                 outcome = self._call(self.backend.apply_in_session, command.payload, sid)
             else:
                 outcome = self._call(self.backend.apply, command.payload)
             self._fire(outcome.trigger_keys, out)
             reply = _cacheable(outcome)
-            self.sessions.remember(sid, msg_id, reply)
-        self.sessions.acknowledge(sid, command.acc_upto)
+            self.sessions.finish_write(sid, msg_id, command.acc_upto, reply)
+        else:
+            assert decision.reply is not None
+            reply = decision.reply
+            self.sessions.finish_write(sid, msg_id, command.acc_upto)
         return reply.error, reply.value
 
     def _refuse_dead_session(self, sid: str, out: ApplyBatch) -> tuple[str | None, Any]:

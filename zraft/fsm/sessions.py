@@ -11,6 +11,9 @@ Rules:
   was already answered and acknowledged: it is stale and must not be applied again.
 - Deadlines are kept in a lazy heap of ``(expires_at, sid)``, so the expiry order is
   deterministic and finding due sessions costs O(log n).
+- Commands: ``connect`` / ``ping`` / ``start_write`` + ``finish_write`` implement the table
+  side of CONNECT, PING and session writes; they report a dead session and leave expiring it
+  (backend data, watches, "disconnected") to the StateMachine, as ``pop_due`` does.
 - ``to_bytes`` is canonical (sessions sorted by id, replies by message id): two replicas
   with the same history produce identical bytes. The table is part of every snapshot.
 """
@@ -31,6 +34,21 @@ class CachedReply(NamedTuple):
 
     error: str | None
     value: Any
+
+
+EXISTS = "exists"
+RENEWED = "renewed"
+DEAD = "dead"
+CACHED = "cached"
+DUPLICATE = "duplicate"
+APPLY = "apply"
+
+
+class WriteDecision(NamedTuple):
+    """What to do with a session write (see ``SessionTable.start_write``)."""
+
+    action: str
+    reply: CachedReply | None = None
 
 
 class Session:
@@ -111,17 +129,57 @@ class SessionTable:
     def cached(self, sid: str, msg_id: int) -> CachedReply | None:
         return self._sessions[sid].replies.get(msg_id)
 
-    def is_stale(self, sid: str, msg_id: int) -> bool:
-        """Already answered and acknowledged (so no longer cached): never apply again."""
-        session = self._sessions[sid]
-        return msg_id <= session.acked_upto and msg_id not in session.replies
-
-    def remember(self, sid: str, msg_id: int, reply: CachedReply) -> None:
-        self._sessions[sid].replies[msg_id] = reply
-
     def remove(self, sid: str) -> Session | None:
         """Forget the session and its cached replies (its heap entries go stale)."""
         return self._sessions.pop(sid, None)
+
+    # ---------------------------------------------------------------- commands
+    # The session commands' table side. The caller (StateMachine) does the rest of an
+    # expiry (backend data, watches, "disconnected") whenever these report a dead session.
+
+    def connect(self, sid: str, timeout_ms: int, time: int) -> str:
+        """CONNECT at ``time``: ``"exists"`` if alive (nothing changes); ``"renewed"`` if it
+        was registered but expired (re-registered afresh: the caller must drop the old
+        incarnation's data); ``"ok"`` for a new session."""
+        old = self._sessions.get(sid)
+        if old is not None and time < old.expires_at:
+            return EXISTS
+        if old is not None:
+            self.remove(sid)
+        self.register(sid, timeout_ms, time)
+        return "ok" if old is None else RENEWED
+
+    def ping(self, sid: str, acc_upto: int, time: int) -> bool:
+        """PING at ``time``: refresh and acknowledge if alive; False if dead or unknown."""
+        if not self.is_alive(sid, time):
+            return False
+        self.touch(sid, time)
+        self.acknowledge(sid, acc_upto)
+        return True
+
+    def start_write(self, sid: str, msg_id: int, time: int) -> WriteDecision:
+        """First half of a session write at ``time``: refresh the session if alive, then
+        decide. ``DEAD``: refuse (caller expires it); ``CACHED``: answer ``reply`` without
+        applying; ``DUPLICATE``: already answered and acknowledged; ``APPLY``: apply it,
+        then call ``finish_write`` with the reply."""
+        if not self.is_alive(sid, time):
+            return WriteDecision(DEAD)
+        self.touch(sid, time)
+        session = self._sessions[sid]
+        cached = session.replies.get(msg_id)
+        if cached is not None:
+            return WriteDecision(CACHED, cached)
+        if msg_id <= session.acked_upto:
+            return WriteDecision(DUPLICATE, CachedReply(DUPLICATE, None))
+        return WriteDecision(APPLY)
+
+    def finish_write(
+        self, sid: str, msg_id: int, acc_upto: int, reply: CachedReply | None = None
+    ) -> None:
+        """Second half: cache a fresh ``reply`` (if any), then drop replies <= acc_upto."""
+        if reply is not None:
+            self._sessions[sid].replies[msg_id] = reply
+        self.acknowledge(sid, acc_upto)
 
     # ---------------------------------------------------------------- deadlines
 
@@ -190,4 +248,4 @@ class SessionTable:
             raise ValueError(f"corrupted session table ({type(exc).__name__}: {exc})") from exc
 
 
-__all__ = ["CachedReply", "Session", "SessionTable"]
+__all__ = ["CachedReply", "Session", "SessionTable", "WriteDecision"]
