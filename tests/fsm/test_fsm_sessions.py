@@ -134,9 +134,12 @@ def test_connect_on_expired_but_registered_session_drops_old_data() -> None:
     feed.swrite("s1", 1, ["tmp", 1], time=1, temporary=True)
     # bypass the pre-entry scan to reach the branch: expire state by hand
     machine.sessions.get("s1").expires_at = 5  # type: ignore[union-attr]
-    reply = feed.connect("s1", 10, time=5)
-    assert reply.ok
+    batch = feed.apply(cmd.encode_connect("s1", 10), time=5)
+    assert batch.replies[0].result == "ok"
+    assert batch.events == []  # the reconnecting client is not told "disconnected"
     assert machine.query("tmp").value is NOT_FOUND
+    assert machine.sessions.is_alive("s1", 14)
+    assert feed.swrite("s1", 1, ["new", 1], time=14).ok
 
 
 def test_close_expires_now_and_deletes_temporary_data() -> None:

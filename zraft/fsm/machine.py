@@ -203,7 +203,7 @@ class StateMachine:
         if outcome == RENEWED:
             # the expired incarnation's temporary data and watches go (no "disconnected":
             # the client reconnecting is the one that would receive it)
-            self._expire(command.sid, out, notify=False)
+            self._drop_session_data(command.sid, out)
         return None, "ok"
 
     def _session_write(
@@ -257,8 +257,13 @@ class StateMachine:
         while (sid := self.sessions.pop_due(time)) is not None:
             self._expire(sid, out)
 
-    def _expire(self, sid: str, out: ApplyBatch, *, notify: bool = True) -> None:
+    def _expire(self, sid: str, out: ApplyBatch) -> None:
         self.sessions.remove(sid)
+        self._drop_session_data(sid, out)
+        out.events.append(SessionEvent(DISCONNECTED, sid))
+
+    def _drop_session_data(self, sid: str, out: ApplyBatch) -> None:
+        """Delete the session's temporary data and watches; fire watches on deleted keys."""
         self.watches.drop_session(sid)
         try:
             deleted = [hashable(k) for k in self.backend.expire_session(sid)]
@@ -266,8 +271,6 @@ class StateMachine:
             log.warning("backend expire_session(%r) raised", sid, exc_info=True)
             deleted = []
         self._fire(deleted, out)
-        if notify:
-            out.events.append(SessionEvent(DISCONNECTED, sid))
 
     def next_expiry(self) -> tuple[int, str] | None:
         """``(expires_at, sid)`` of the first session to expire. When the leader's clock
