@@ -181,3 +181,27 @@ def test_registry_indexes_stay_consistent() -> None:
         WatchTrigger("s1", 3, DATA_CHANGED),
     ]
     assert (reg._by_key, reg._by_prefix, reg._watches, reg._by_session) == ({}, {}, {}, {})
+
+
+def test_watch_needs_keys_and_hashable_ones() -> None:
+    from typing import Any
+
+    from zraft.backends.dict import DictBackend
+    from zraft.fsm import QueryResult
+
+    class OddKeys(DictBackend):
+        def query(self, query: Any) -> Any:
+            if query == "none":
+                return QueryResult("v")
+            if query == "unhashable":
+                return QueryResult("v", ({"a": 1},))
+            return super().query(query)
+
+    machine = new_machine(backend=OddKeys())
+    machine.set_leader(True)
+    Feeder(machine).connect("s1", 1000)
+    assert machine.query("none", sid="s1", watch_ref="w").error == "watch_not_supported"
+    assert machine.query("none").value == "v"
+    assert machine.query("unhashable", sid="s1", watch_ref="w").error == "backend_error: TypeError"
+    assert machine.query("unhashable").value == "v"  # unwatched reads ignore the keys
+    assert len(machine.watches) == 0

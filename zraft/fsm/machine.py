@@ -303,23 +303,20 @@ class StateMachine:
                 return QueryReply(None, BAD_COMMAND)
         try:
             answer = self.backend.query(query)
-            if isinstance(answer, QueryResult):
+            if not isinstance(answer, QueryResult):
+                return QueryReply(None, WATCH_NOT_SUPPORTED) if watched else QueryReply(answer)
+            if watched and (answer.watch_keys or answer.watch_prefixes):
                 keys = [hashable(k) for k in answer.watch_keys]
-                prefixes = list(answer.watch_prefixes)
-                value = answer.value
-            else:
-                keys, prefixes, value = [], [], answer
+                assert sid is not None
+                self.watches.register(sid, watch_ref, keys, answer.watch_prefixes)
+            elif watched:
+                return QueryReply(None, WATCH_NOT_SUPPORTED)
+            return QueryReply(answer.value)
         except BadCommand:
             return QueryReply(None, BAD_COMMAND)
         except Exception as exc:
             log.debug("backend query raised", exc_info=True)
             return QueryReply(None, backend_error(exc))
-        if watched:
-            if not keys and not prefixes:
-                return QueryReply(None, WATCH_NOT_SUPPORTED)
-            assert sid is not None
-            self.watches.register(sid, watch_ref, keys, prefixes)
-        return QueryReply(value)
 
     # ------------------------------------------------------------------ leadership
 
