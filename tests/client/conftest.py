@@ -1,10 +1,11 @@
 """Fixtures for the client tests.
 
 ``cluster`` is a FakeCluster (in-process fake nodes speaking the client protocol). Tests that
-use only ``cluster.peers``, ``cluster.peer(i)``, ``cluster.cookie``, ``cluster.stop_node`` and
-``cluster.start_node`` are written so a real-node cluster fixture can replace this one later;
-tests that steer the fake (``script``, ``applied``, ``change_leader``) are marked by using the
-``fake`` fixture instead.
+take ``cluster`` use only what a real-node cluster fixture can also offer, so one can replace
+this fixture later (e.g. by overriding ``cluster`` in a conftest for real nodes):
+``peers``, ``cookie`` (bytes), ``leader_id()`` (wait for and return the leader),
+``followers()``, ``stop_node(peer)``, ``start_node(peer)``. Tests that steer the fake
+(``script``, ``applied``, ``change_leader``, ``data``) take the ``fake`` fixture instead.
 """
 
 from __future__ import annotations

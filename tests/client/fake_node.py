@@ -150,6 +150,14 @@ class FakeCluster:
     def peer(self, i: int) -> str:
         return self.peers[i - 1]
 
+    def leader_id(self) -> str:
+        """The current leader (the real-cluster fixture waits for one)."""
+        assert self.leader is not None
+        return self.leader
+
+    def followers(self) -> list[str]:
+        return [p for p in self.peers if p != self.leader]
+
     def node_of(self, peer: str) -> FakeNode:
         return next(n for n in self.nodes if n.peer_id == peer)
 

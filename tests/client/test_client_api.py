@@ -26,7 +26,7 @@ from zraft.transport.sentinels import NOT_FOUND
 
 
 def test_write_then_query_at_the_leader(cluster: FakeCluster, pool: ConnectionPool) -> None:
-    leader = cluster.peer(1)
+    leader = cluster.leader_id()
     assert api.write(leader, ["k", "v"], pool=pool) == ("ok", leader)
     assert api.query(leader, "k", pool=pool) == ("v", leader)
     value, _ = api.query(leader, "missing", pool=pool)
@@ -36,8 +36,8 @@ def test_write_then_query_at_the_leader(cluster: FakeCluster, pool: ConnectionPo
 def test_write_at_a_follower_follows_the_redirect(
     cluster: FakeCluster, pool: ConnectionPool
 ) -> None:
-    result, leader = api.write(cluster.peer(2), ["k", 1], pool=pool)
-    assert (result, leader) == ("ok", cluster.peer(1))
+    result, leader = api.write(cluster.followers()[0], ["k", 1], pool=pool)
+    assert (result, leader) == ("ok", cluster.leader_id())
 
 
 def test_the_command_is_packed_on_the_client_side(fake: FakeCluster, pool: ConnectionPool) -> None:
@@ -114,8 +114,8 @@ def test_server_errors_are_typed(fake: FakeCluster, pool: ConnectionPool) -> Non
 def test_light_session_from_one_peer_asks_the_conf(
     cluster: FakeCluster, pool: ConnectionPool
 ) -> None:
-    s = api.light_session(cluster.peer(3), pool=pool)
-    assert s.leader == cluster.peer(1)
+    s = api.light_session(cluster.followers()[-1], pool=pool)
+    assert s.leader == cluster.leader_id()
     assert s.peers == sorted(cluster.peers)
 
 
@@ -163,7 +163,8 @@ def test_light_session_no_leader_yet_waits_for_an_election(
 
 
 def test_get_conf_from_a_follower(cluster: FakeCluster, pool: ConnectionPool) -> None:
-    assert api.get_conf(cluster.peer(2), pool=pool) == (cluster.peer(1), sorted(cluster.peers))
+    expected = (cluster.leader_id(), sorted(cluster.peers))
+    assert api.get_conf(cluster.followers()[0], pool=pool) == expected
 
 
 def test_set_new_conf_and_idempotence(fake: FakeCluster, pool: ConnectionPool) -> None:
@@ -222,10 +223,16 @@ def test_create_reports_every_existing_peer(fake: FakeCluster, pool: ConnectionP
     assert fake.ops("create_peer") == []
 
 
-def test_stat_and_check_exists(cluster: FakeCluster, pool: ConnectionPool) -> None:
-    info = api.stat(cluster.peer(2), pool=pool)
-    assert info["role"] == "follower"
-    api.check_exists(cluster.peer(1), pool=pool)
+def test_stat(cluster: FakeCluster, pool: ConnectionPool) -> None:
+    assert api.stat(cluster.followers()[0], pool=pool)["role"] == "follower"
+    assert api.stat(cluster.leader_id(), pool=pool)["role"] == "leader"
+
+
+def test_check_exists(fake: FakeCluster, pool: ConnectionPool) -> None:
+    api.check_exists(fake.peer(1), pool=pool)
+    fake.existing.add(fake.peer(1))
+    with pytest.raises(AlreadyPresent):
+        api.check_exists(fake.peer(1), pool=pool)
 
 
 def test_wrong_cookie_is_unreachable(cluster: FakeCluster) -> None:

@@ -34,10 +34,10 @@ def test_write_then_read(cluster: FakeCluster, capsys: pytest.CaptureFixture[str
 def test_json_output(cluster: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(cluster, capsys, "write", "k", "[1, 2]", "--json")
     assert code == 0
-    assert json.loads(out) == {"result": "ok", "leader": cluster.peer(1)}
+    assert json.loads(out) == {"result": "ok", "leader": cluster.leader_id()}
     code, out, _ = run(cluster, capsys, "read", "k", "--json")
     assert json.loads(out) == {"key": "k", "found": True, "value": [1, 2],
-                               "leader": cluster.peer(1)}
+                               "leader": cluster.leader_id()}
     code, out, _ = run(cluster, capsys, "read", "zz", "--json")
     assert json.loads(out)["found"] is False
 

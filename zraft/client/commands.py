@@ -178,7 +178,7 @@ def cmd_write(args: argparse.Namespace, t: Target) -> int:
 
 
 def cmd_read(args: argparse.Namespace, t: Target) -> int:
-    value, session = api.query(t.session(), args.key, t.timeout, pool=t.pool)
+    value, session = api.query(t.session(), ["get", args.key], t.timeout, pool=t.pool)
     found = value is not NOT_FOUND
     _emit(args, {"key": args.key, "found": found, "value": value, "leader": session.leader},
           _show(value))
@@ -198,14 +198,14 @@ def cmd_watch(args: argparse.Namespace, t: Target) -> int:
     session = Session.start(t.peers, args.session_timeout, pool=t.pool, listeners=[on_state])
     try:
         seen = 0
-        value = session.query_sync(args.key, watch=events, timeout=t.timeout)
+        value = session.query_sync(["get", args.key], watch=events, timeout=t.timeout)
         _emit(args, {"key": args.key, "event": "value", "value": value}, _show(value))
         while args.count is None or seen < args.count:
             event = events.get()
             if event == SessionState.EXPIRED:
                 raise SessionExpired(session.info.expired_reason or "session expired")
             seen += 1
-            value = session.query_sync(args.key, watch=events, timeout=t.timeout)
+            value = session.query_sync(["get", args.key], watch=events, timeout=t.timeout)
             _emit(args, {"key": args.key, "event": event.reason, "value": value},
                   f"{event.reason}: {_show(value)}")
     finally:

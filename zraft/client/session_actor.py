@@ -26,6 +26,7 @@ Rules (SPEC 8, bugs 19 fixed):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import threading
@@ -157,6 +158,7 @@ class SessionActor(pykka.ThreadingActor):
         self.epoch = 1
         self.next_msg_id = 1
         self.writes: dict[int, _Pending] = {}
+        self.write_order: collections.deque[int] = collections.deque()
         self.reads: dict[int, _Pending] = {}
         self.read_ids = itertools.count(1)
         self.watch_refs = itertools.count(1)
@@ -197,7 +199,10 @@ class SessionActor(pykka.ThreadingActor):
         self._send(kind, key, "propose", lambda name: [name, data, self.sid])
 
     def _acc_upto(self) -> int:
-        return min(self.writes) - 1 if self.writes else self.next_msg_id - 1
+        order = self.write_order  # ids in increasing order; answered ones are dropped lazily
+        while order and order[0] not in self.writes:
+            order.popleft()
+        return order[0] - 1 if order else self.next_msg_id - 1
 
     def _set_state(self, state: SessionState) -> None:
         if self.info.state == state or self.info.state == SessionState.EXPIRED:
@@ -244,6 +249,7 @@ class SessionActor(pykka.ThreadingActor):
         self.next_msg_id += 1
         deadline = self._tell_later(msg.timeout, _Timer("deadline", ("write", msg_id)))
         self.writes[msg_id] = _Pending(msg.future, msg.data, deadline, temporary=msg.temporary)
+        self.write_order.append(msg_id)
         if self._can_send():
             self._send_write(msg_id)
 

@@ -47,7 +47,8 @@ class Scheduler:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][2] is handle:  # only an earlier due time changes the wait
+                self._cond.notify()
         return handle
 
     def _run(self) -> None:
