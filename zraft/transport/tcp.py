@@ -217,6 +217,7 @@ class TcpTransport:
         self._closing = threading.Event()
         self._lsock: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
+        self._counter_lock = threading.Lock()
         self.counters = {
             "accepted": 0,
             "auth_failures": 0,
@@ -290,7 +291,7 @@ class TcpTransport:
         """Queue ``frame`` for node ``addr``; never blocks. False if dropped by the filter or
         the transport is closed. Bytes must be complete frames from ``codec.encode_frame``."""
         if addr in self._blocked:
-            self.counters["dropped_by_filter"] += 1
+            self._count("dropped_by_filter")
             return False
         link = self._links.get(addr)
         if link is None:
@@ -342,7 +343,11 @@ class TcpTransport:
         return peer_id in self._blocked
 
     def count_malformed(self) -> None:
-        self.counters["malformed"] += 1
+        self._count("malformed")
+
+    def _count(self, name: str) -> None:
+        with self._counter_lock:  # += on a dict item is not atomic across threads
+            self.counters[name] += 1
 
     # -- serving --------------------------------------------------------------------------
 
@@ -368,11 +373,11 @@ class TcpTransport:
                     )
                     self._threads.add(thread)
             if over:
-                self.counters["refused_over_limit"] += 1
+                self._count("refused_over_limit")
                 log.warning("refusing a connection: %d open", self.config.max_connections)
                 sock.close()
                 continue
-            self.counters["accepted"] += 1
+            self._count("accepted")
             thread.start()
 
     def _serve(self, sock: socket.socket) -> None:
@@ -383,7 +388,7 @@ class TcpTransport:
                 auth = server_handshake(sock, self.cookie, self.node_id, cfg.handshake_timeout)
                 tune_socket(sock, cfg.write_timeout)
             except HandshakeError:
-                self.counters["auth_failures"] += 1
+                self._count("auth_failures")
                 sock.close()
                 return
             conn = Connection(
