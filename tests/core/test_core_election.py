@@ -166,13 +166,30 @@ def test_blank_node_never_campaigns():
     assert not c.ready().messages and not c.ready().persisted_messages
 
 
-def test_node_not_in_its_latest_config_never_campaigns():
-    st = MemoryStorage()
-    st.append([Entry(1, 1, CONFIG, ClusterConfig.stable(["a", "b"]), 0)])
-    c = make_core("z", st)
+def test_node_not_in_its_committed_latest_config_never_campaigns():
+    c = make_core("z", MemoryStorage())
+    cfg_entry = Entry(1, 1, CONFIG, ClusterConfig.stable(["a", "b"]), 0)
+    c.step(AppendEntries(1, "a", "z", 0, 0, [cfg_entry], 1, 1))  # a learner, say
+    flush(c)
+    assert c.commit == 1
     for _ in range(200):
         c.tick()
     assert c.role == "follower" and not c.ready().messages
+
+
+def test_excluded_node_campaigns_while_its_latest_config_is_uncommitted():
+    # thesis 4.2.2: a leader removing itself that lost leadership before C_new committed
+    # must still be electable, or nobody may have an up-to-date enough log
+    st = seeded_storage(["a", "b"])
+    st.append([Entry(2, 1, CONFIG, ClusterConfig.joint(["a", "b"], ["b"]), 0),
+               Entry(3, 1, CONFIG, ClusterConfig.stable(["b"]), 0)])
+    c = make_core("a", st, prevote=False)
+    c.campaign()
+    assert c.role == "candidate"
+    (req,) = flush(c).persisted_messages
+    assert req.dst == "b"  # asks the members of its latest config only
+    c.step(VoteReply(c.term, "b", "a", True))
+    assert c.role == "leader"  # b's vote alone is a majority of {b}; a's does not count
 
 
 def test_bootstrap_single_node_elects_itself_and_commits_noop():

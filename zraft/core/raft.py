@@ -246,11 +246,16 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         self.timeout = self.cfg.min_election_timeout + self.rng.randrange(et)
 
     def promotable(self) -> bool:
-        """May this peer campaign? Not when removed, blank, or not a voter in its latest
-        configuration."""
+        """May this peer campaign? Not when removed or blank. A peer that is not a voter in
+        its latest configuration campaigns only while that configuration is uncommitted:
+        it may still be needed to commit it (Raft thesis 4.2.2, e.g. a leader removing
+        itself that lost leadership before C_new committed); its own vote never counts."""
         if self.removed:
             return False
-        return self.log.config()[1].has_voter(self.id)
+        cidx, cfg = self.log.config()
+        if cfg.is_blank:
+            return False
+        return cfg.has_voter(self.id) or cidx > self.commit
 
     def become_follower(self, term: int, leader: str | None) -> None:
         if term > self.term:
