@@ -22,11 +22,17 @@ KEYS = st.sampled_from(["k1", "k2", b"k1", ["t", 1]])
 VALUES = st.one_of(st.none(), st.integers(-2, 2), st.text(max_size=2), st.binary(max_size=2))
 EXPECTED = st.one_of(VALUES, st.just(NOT_FOUND))
 
-PAYLOADS = st.one_of(
+SIMPLE_OPS = st.one_of(
     st.tuples(KEYS, VALUES).map(list),
     st.tuples(st.just("put"), KEYS, VALUES).map(list),
     st.tuples(st.just("delete"), KEYS).map(list),
     st.tuples(st.just("cas"), KEYS, EXPECTED, EXPECTED).map(list),
+)
+PAYLOADS = st.one_of(
+    SIMPLE_OPS,
+    st.lists(
+        st.one_of(SIMPLE_OPS, st.tuples(st.just("check"), KEYS, EXPECTED).map(list)), max_size=4
+    ).map(lambda ops: ["multi", ops]),
     st.just(["put", {"map": 1}, 1]),  # bad key -> bad_command
     st.just("nonsense"),
 )

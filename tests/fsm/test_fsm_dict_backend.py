@@ -267,3 +267,39 @@ def test_corrupt_snapshot_is_refused_and_state_kept(
     with pytest.raises(SnapshotCorrupted):
         target.install_snapshot(tmp_path)
     assert target.items() == [("mine", 1)]
+
+
+def test_multi_applies_everything_in_order(backend: DictBackend) -> None:
+    backend.apply(["a", 1])
+    answer = backend.apply(
+        [
+            "multi",
+            [["check", "a", 1], ["put", "b", 2], ["cas", "b", 2, 3], ["delete", "a"], ["c", 4]],
+        ]
+    )
+    assert answer == ApplyResult(["ok", "ok", "ok", "ok", "ok"], ("b", "a", "c"))
+    assert backend.items() == [("b", 3), ("c", 4)]
+
+
+def test_multi_is_all_or_nothing(backend: DictBackend) -> None:
+    backend.apply(["a", 1])
+    answer = backend.apply(["multi", [["put", "x", 1], ["delete", "a"], ["check", "a", 1]]])
+    # the check sees the earlier delete in the same multi
+    assert answer == ApplyResult(["multi_failed", 2, NOT_FOUND], ())
+    assert backend.items() == [("a", 1)]
+    assert backend.apply(["multi", [["cas", "a", 2, 3]]]).result == ["multi_failed", 0, 1]
+
+
+def test_multi_validates_before_applying(backend: DictBackend) -> None:
+    for bad in (["multi", "x"], ["multi", [["k", 1], ["multi", []]]], ["multi", [["k", 1], 5]]):
+        with pytest.raises(BadCommand):
+            backend.apply(bad)
+    with pytest.raises(BadCommand):
+        backend.apply(["check", "k", 1])  # check only inside multi
+    assert backend.size() == 0
+    assert backend.apply(["multi", []]) == ApplyResult([], ())
+
+
+def test_multi_in_session_owns_what_it_writes(backend: DictBackend) -> None:
+    backend.apply_in_session(["multi", [["cas", "lock", NOT_FOUND, "s1"], ["info", "x"]]], "s1")
+    assert backend.expire_session("s1") == ["lock", "info"]

@@ -8,8 +8,11 @@ Commands (msgpack-decoded lists):
   ``["cas_failed", current]``. ``expected`` / ``current`` may be ``NOT_FOUND`` ("absent"),
   and ``new`` may be ``NOT_FOUND`` (delete if it still holds ``expected``). Equality is
   msgpack equality: ``1``, ``1.0`` and ``True`` differ.
-  A two-element write whose first item is ``"delete"`` is a delete: store the key
-  ``"delete"`` with ``["put", "delete", v]``.
+  ``["multi", [op, ...]]`` applies put/delete/cas ops and ``["check", k, expected]``
+  all-or-nothing: it answers the list of the ops' results, or ``["multi_failed", i,
+  current]`` (nothing applied) if check/cas number i does not hold, seeing earlier ops.
+  A two-element write whose first item is ``"delete"`` or ``"multi"`` is that command: store
+  those keys with ``["put", "delete", v]``.
 - queries: ``k`` or ``["get", k]`` answer the value or ``NOT_FOUND`` and watch k;
   ``["list", prefix]`` answers ``[[k, v], ...]`` for the keys of the prefix's type (str or
   bytes) starting with it, sorted, and watches the prefix (a new key under it fires too).
@@ -128,22 +131,47 @@ class DictBackend:
         return keys
 
     def _write(self, command: Any, session_id: str | None) -> ApplyResult:
-        if not isinstance(command, (list, tuple)):
-            raise BadCommand("a dict backend write is a list")
-        size = len(command)
-        if size == 2 and command[0] == "delete":
-            return self._delete(_key(command[1]))
-        if size == 2:
-            return self._put(_key(command[0]), command[1], session_id)
-        if size == 3 and command[0] == "put":
-            return self._put(_key(command[1]), command[2], session_id)
-        if size == 4 and command[0] == "cas":
-            return self._cas(_key(command[1]), command[2], command[3], session_id)
-        raise BadCommand(f"unknown dict backend write of {size} items")
+        if isinstance(command, (list, tuple)) and len(command) == 2 and command[0] == "multi":
+            return self._multi(command[1], session_id)
+        return self._execute(_parse(command, in_multi=False), session_id)
+
+    def _execute(self, op: tuple[Any, ...], session_id: str | None) -> ApplyResult:
+        kind = op[0]
+        if kind == "put":
+            return self._put(op[1], op[2], session_id)
+        if kind == "delete":
+            return self._delete(op[1])
+        if kind == "cas":
+            return self._cas(op[1], op[2], op[3], session_id)
+        # "check" (multi only): already verified by the dry run
+        return ApplyResult("ok", ())
+
+    def _multi(self, raw_ops: Any, session_id: str | None) -> ApplyResult:
+        """All or nothing: dry-run every check/cas in order on a staged view first."""
+        if not isinstance(raw_ops, (list, tuple)):
+            raise BadCommand("multi takes a list of operations")
+        ops = [_parse(raw, in_multi=True) for raw in raw_ops]
+        staged: dict[Key, Any] = {}
+        for position, op in enumerate(ops):
+            kind, key = op[0], op[1]
+            current = staged.get(key, self._data.get(key, NOT_FOUND))
+            if kind in ("cas", "check") and not _same(current, op[2]):
+                return ApplyResult(["multi_failed", position, current], ())
+            if kind == "put":
+                staged[key] = op[2]
+            elif kind == "delete":
+                staged[key] = NOT_FOUND
+            elif kind == "cas":
+                staged[key] = op[3]
+        results: list[Any] = []
+        triggers: dict[Key, None] = {}
+        for op in ops:
+            outcome = self._execute(op, session_id)
+            results.append(outcome.result)
+            triggers.update(dict.fromkeys(outcome.trigger_keys))
+        return ApplyResult(results, tuple(triggers))
 
     def _put(self, key: Key, value: Any, session_id: str | None) -> ApplyResult:
-        if value is NOT_FOUND:
-            raise BadCommand("NOT_FOUND cannot be stored")
         self._unshare()
         self._disown(key)
         self._data[key] = value
@@ -200,6 +228,32 @@ class DictBackend:
         data, owned = read_state(Path(directory) / STATE_FILE)
         owner = {key: sid for sid, keys in owned.items() for key in keys}
         self._data, self._owner, self._owned, self._shared = data, owner, owned, False
+
+
+def _parse(command: Any, *, in_multi: bool) -> tuple[Any, ...]:
+    """Validate one write into ``(kind, key, ...)``; raises BadCommand."""
+    if not isinstance(command, (list, tuple)):
+        raise BadCommand("a dict backend write is a list")
+    size, head = len(command), command[0] if command else None
+    if size == 2 and head == "multi":
+        raise BadCommand("multi cannot be nested")
+    if size == 2 and head == "delete":
+        return ("delete", _key(command[1]))
+    if size == 2:
+        return ("put", _key(command[0]), _value(command[1]))
+    if size == 3 and head == "put":
+        return ("put", _key(command[1]), _value(command[2]))
+    if size == 3 and head == "check" and in_multi:
+        return ("check", _key(command[1]), command[2])
+    if size == 4 and head == "cas":
+        return ("cas", _key(command[1]), command[2], command[3])
+    raise BadCommand(f"unknown dict backend write of {size} items")
+
+
+def _value(value: Any) -> Any:
+    if value is NOT_FOUND:
+        raise BadCommand("NOT_FOUND cannot be stored")
+    return value
 
 
 def _key(raw: Any) -> Key:
