@@ -303,3 +303,16 @@ def test_multi_validates_before_applying(backend: DictBackend) -> None:
 def test_multi_in_session_owns_what_it_writes(backend: DictBackend) -> None:
     backend.apply_in_session(["multi", [["cas", "lock", NOT_FOUND, "s1"], ["info", "x"]]], "s1")
     assert backend.expire_session("s1") == ["lock", "info"]
+
+
+def test_copy_on_write_only_while_a_job_may_read(backend: DictBackend, tmp_path: Path) -> None:
+    backend.apply(["a", 1])
+    before = backend._data
+    job = backend.snapshot()
+    backend.apply(["b", 2])
+    assert backend._data is not before  # copied: the job still reads `before`
+    job.write(tmp_path)
+    backend.snapshot_done()
+    current = backend._data
+    backend.apply(["c", 3])
+    assert backend._data is current  # no job left: written in place

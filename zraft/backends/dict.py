@@ -219,7 +219,8 @@ class DictBackend:
         return SnapshotJob("async", _state_writer(self._data, self._owned))
 
     def snapshot_done(self) -> None:
-        pass
+        # the job has finished reading: if nothing was written since, no copy is needed
+        self._shared = False
 
     def snapshot_failed(self, reason: str) -> None:
         pass
