@@ -292,3 +292,12 @@ def test_data_watch_rearms_until_false(
     s.write_sync(["other", 0])
     assert s.watcher_ref.proxy().delivered.get(timeout=5) == 3
     assert seen == [(NOT_FOUND, None), (1, "data_changed"), (2, "data_changed")]
+
+
+def test_connect_retries_while_loading(fake: FakeCluster, sessions: Callable[..., Session]
+                                       ) -> None:
+    answers = iter([("reply", "loading", {}), ("reply", "loading", {})])
+    fake.script = lambda peer, op, args: next(answers, None) if op == "propose" else None
+    s = sessions(timeout=5.0)
+    assert s.state == SessionState.CONNECTED
+    assert len(commands(fake, 2)) == 3

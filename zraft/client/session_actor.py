@@ -331,6 +331,8 @@ class SessionActor(pykka.ThreadingActor):
         if r.status == "not_leader":
             if not stale:
                 leader = r.payload.get("leader") if isinstance(r.payload, dict) else None
+                if not isinstance(leader, str) or leader == r.peer:
+                    leader = None  # "ask me again" would be a busy loop: treat as unknown
                 self._move(lambda s: s.change_leader(leader) if leader else s.next())
         elif r.status in _FAILED:
             if not stale:
@@ -452,7 +454,9 @@ class SessionActor(pykka.ThreadingActor):
                 self._move(LightSession.fail)
         elif t.kind == "resend":
             kind, key = t.key
-            if self._pending_of(kind, key) is not None and self._can_send():
+            if kind == "connect" and not self.info.connected and self.pending is None:
+                self._connect()
+            elif self._pending_of(kind, key) is not None and self._can_send():
                 (self._send_write if kind == "write" else self._send_read)(key)
         elif t.kind == "ping":
             self._ping_tick()
