@@ -154,3 +154,22 @@ def test_install_snapshot_from_lower_term_is_rejected():
     rd = flush(f)
     (r,) = rd.persisted_messages
     assert not r.success and r.term == 5 and rd.snapshot is None
+
+
+def test_follower_stuck_in_snapshot_state_is_probed_again_after_retry_ticks():
+    net = Net(["a", "b", "c"], snapshot_retry_ticks=20)
+    lead = net.elect("a")
+    net.isolate("c")
+    lead.propose([b"x"] * 4, 0)
+    net.drive()
+    lead.snapshot_taken(5)
+    net.drive()
+    net.heal()
+    net.tick("a", 2)
+    assert lead.progress["c"].state == SNAPSHOT
+    # the InstallSnapshot is never delivered (say c crashed before persisting it)
+    net.events["a"].clear()
+    net.tick("a", 18)
+    assert not [e for e in net.events["a"] if isinstance(e, SnapshotNeeded)]
+    net.tick("a", 2)
+    assert [e.peer for e in net.events["a"] if isinstance(e, SnapshotNeeded)] == ["c"]

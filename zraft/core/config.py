@@ -34,6 +34,10 @@ class CoreConfig:
     prevote: bool = True
     check_quorum: bool = True
     mutations: frozenset[str] = field(default_factory=frozenset)
+    # a follower left in SNAPSHOT state this long is probed again (which emits a fresh
+    # SnapshotNeeded): covers a follower that crashed before making the snapshot durable.
+    # Drivers ignore SnapshotNeeded for a peer whose transfer is still running.
+    snapshot_retry_ticks: int = 300
 
     def validate(self) -> CoreConfig:
         if self.election_ticks < 1:
@@ -42,6 +46,8 @@ class CoreConfig:
             raise ConfigError("heartbeat_ticks must be >= 1 and below election_ticks")
         if self.max_inflight < 1:
             raise ConfigError("max_inflight must be >= 1")
+        if self.snapshot_retry_ticks < 1:
+            raise ConfigError("snapshot_retry_ticks must be >= 1")
         if self.max_batch_bytes < 1:
             raise ConfigError("max_batch_bytes must be >= 1")
         unknown = set(self.mutations) - KNOWN_MUTATIONS

@@ -34,6 +34,7 @@ class Progress:
         "recent_active",
         "sent_commit",
         "sent_epoch",
+        "snapshot_elapsed",
         "state",
     )
 
@@ -51,6 +52,7 @@ class Progress:
         self.epoch = 0
         self.sent_commit = 0
         self.sent_epoch = 0
+        self.snapshot_elapsed = 0
 
     # -- state transitions -----------------------------------------------------------------
 
@@ -70,6 +72,7 @@ class Progress:
 
     def become_snapshot(self, index: int) -> None:
         self.state = SNAPSHOT
+        self.snapshot_elapsed = 0
         self.pending_snapshot = index
         self.probe_sent = False
         self.inflight.clear()

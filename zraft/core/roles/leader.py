@@ -211,6 +211,10 @@ class LeaderRole:
         if self.heartbeat_elapsed >= cfg.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             for p, pr in self.progress.items():
+                if pr.state == SNAPSHOT:
+                    pr.snapshot_elapsed += cfg.heartbeat_ticks
+                    if pr.snapshot_elapsed >= cfg.snapshot_retry_ticks:
+                        pr.become_probe()
                 if pr.state == PROBE:
                     pr.probe_sent = False
                     self._send_append(p, pr, True)
