@@ -24,6 +24,7 @@ from zraft.core.errors import InvariantViolation
 from zraft.core.storage import LogStorage
 
 _SCAN_BYTES = 1 << 22
+NO_LIMIT = 1 << 62  # max_bytes meaning "no byte cap" (skips per-entry size accounting)
 
 
 class RaftLog:
@@ -120,6 +121,9 @@ class RaftLog:
         if lo <= self.snapshot.index:
             raise InvariantViolation(f"slice({lo}) below first index {self.first_index()}")
         off = self._offset
+        unstable = self._unstable
+        if max_bytes >= NO_LIMIT and lo >= off:
+            return unstable[lo - off : hi - off]
         out: list[Entry] = []
         if lo < off:
             out = self.storage.entries(lo, min(hi, off), max_bytes)
@@ -129,7 +133,9 @@ class RaftLog:
             lo = off
         else:
             size = 0
-        unstable = self._unstable
+        if max_bytes >= NO_LIMIT:
+            out.extend(unstable[lo - off : hi - off])
+            return out
         for i in range(lo - off, min(hi - off, len(unstable))):
             e = unstable[i]
             size += e.size()

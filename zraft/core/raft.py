@@ -26,7 +26,7 @@ from typing import Any
 from zraft.core.config import CoreConfig
 from zraft.core.entries import CONFIG, ClusterConfig, Entry, HardState, SnapshotMeta
 from zraft.core.errors import CoreError, InvariantViolation
-from zraft.core.log import RaftLog
+from zraft.core.log import NO_LIMIT, RaftLog
 from zraft.core.membership import PendingChange
 from zraft.core.messages import (
     AppendEntries,
@@ -44,8 +44,6 @@ from zraft.core.roles.election import ElectionRole
 from zraft.core.roles.follower import FollowerRole
 from zraft.core.roles.leader import LeaderRole
 from zraft.core.storage import LogStorage
-
-_ALL = 1 << 62
 
 
 class RaftCore(ElectionRole, FollowerRole, LeaderRole):
@@ -68,7 +66,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         self.applied = snap.index  # last index handed out in Ready.committed
         self.epoch = 1
         self.removed = False
-        self._removed_checked = -1
+        self._removed_checked = -1  # config index last examined by _check_removed
+        self._removed_reported = False
         # timers
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
@@ -221,7 +220,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         rd.persisted_messages, self._pmsgs = self._pmsgs, []
         hi = min(self.commit, log.stable_last())
         if hi > self.applied:
-            rd.committed = log.slice(self.applied + 1, hi + 1, _ALL)
+            rd.committed = log.slice(self.applied + 1, hi + 1, NO_LIMIT)
             self.applied = hi
         rd.reads, self._reads = self._reads, []
         soft = (self.role, self.term, self.leader)
@@ -282,7 +281,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
     def _check_removed(self) -> None:
         """Emit Removed once when a committed stable config excludes us after a config that
         included us (a member that was removed, not a learner catching up)."""
-        if self.removed and self._removed_checked == _ALL:
+        if self._removed_reported:
             return
         log = self.log
         cidx, ccfg = log.config_at(self.commit)
@@ -296,10 +295,10 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             self._mark_removed(cidx)
 
     def _mark_removed(self, config_index: int) -> None:
-        if self._removed_checked == _ALL:
+        if self._removed_reported:
             return
         self.removed = True
-        self._removed_checked = _ALL
+        self._removed_reported = True
         self._events.append(Removed(config_index))
 
     # ------------------------------------------------------------------------------------

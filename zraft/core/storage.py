@@ -65,9 +65,12 @@ class MemoryStorage:
         base = self.snapshot.index
         if lo <= base or hi > self.last_index() + 1:
             raise StorageError(f"entries({lo}, {hi}) outside ({base}, {self.last_index()}]")
+        chunk = self._entries[lo - base - 1 : hi - base - 1]
+        if max_bytes >= 1 << 62:
+            return chunk
         out: list[Entry] = []
         size = 0
-        for e in self._entries[lo - base - 1 : hi - base - 1]:
+        for e in chunk:
             size += e.size()
             if out and size > max_bytes:
                 break
