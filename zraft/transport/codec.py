@@ -52,6 +52,7 @@ REQUEST: Final = 2
 REPLY: Final = 3
 SNAPSHOT: Final = 4
 ADMIN: Final = 5
+PUSH: Final = 6
 
 
 class ClientRequest(NamedTuple):
@@ -85,13 +86,21 @@ class AdminRequest(NamedTuple):
     args: Any = None
 
 
-Frame = Message | ClientRequest | ClientReply | SnapshotControl | AdminRequest
+class Push(NamedTuple):
+    """``[6, kind, args]``: an unsolicited node -> client message (watch trigger, expiry)."""
+
+    kind: str | int
+    args: Any = None
+
+
+Frame = Message | ClientRequest | ClientReply | SnapshotControl | AdminRequest | Push
 
 _GENERIC_KINDS: Final[dict[type, int]] = {
     ClientRequest: REQUEST,
     ClientReply: REPLY,
     SnapshotControl: SNAPSHOT,
     AdminRequest: ADMIN,
+    Push: PUSH,
 }
 
 # ---------------------------------------------------------------------------------------
@@ -377,6 +386,10 @@ def decode_object(raw: Any) -> Frame:
         if n != 3:
             raise _bad("snapshot frame must be [4, op, args]", raw)
         return SnapshotControl(_op(raw[1], "op"), raw[2])
+    if kind == PUSH:
+        if n != 3:
+            raise _bad("push frame must be [6, kind, args]", raw)
+        return Push(_op(raw[1], "kind"), raw[2])
     raise _bad("unknown frame kind", kind)
 
 
@@ -392,6 +405,7 @@ def decode_many(bodies: Iterable[bytes]) -> list[Frame]:
 
 __all__ = [
     "ADMIN",
+    "PUSH",
     "RAFT",
     "REPLY",
     "REQUEST",
@@ -401,6 +415,7 @@ __all__ = [
     "ClientRequest",
     "DecodeError",
     "Frame",
+    "Push",
     "SnapshotControl",
     "decode",
     "decode_many",
