@@ -41,7 +41,9 @@ class Node:
 class Fuzz:
     def __init__(self, seed: int, n: int = 3, pool: int = 5, **cfg: Any) -> None:
         self.rng = random.Random(seed)
-        self.cfg = CoreConfig(election_ticks=10, heartbeat_ticks=3, **cfg)
+        cfg.setdefault("election_ticks", 10)
+        cfg.setdefault("heartbeat_ticks", 3)
+        self.cfg = CoreConfig(**cfg)
         self.pool = [f"p{i}" for i in range(pool)]
         self.nodes: dict[str, Node] = {}
         first = self.pool[:n]

@@ -78,7 +78,12 @@ def test_probe_state_sends_one_append_and_resends_on_heartbeat():
     c.tick()
     rd = flush(c)
     (m,) = appends(rd, "b")
-    assert m.entries  # the heartbeat tick re-sends the probe with entries
+    # the heartbeat repeats the unanswered probe without entries ...
+    assert not m.entries and m.prev_index == c.progress["b"].next - 1
+    c.step(AppendReply(2, "b", "a", True, m.prev_index, 0, 0, 1))
+    (m2,) = appends(flush(c), "b")
+    # ... and its answer brings the entries (b is back to REPLICATE)
+    assert m2.entries and c.progress["b"].state == REPLICATE
 
 
 def test_fast_backoff_uses_follower_hint():

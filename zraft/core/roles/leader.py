@@ -216,8 +216,9 @@ class LeaderRole:
                     if pr.snapshot_elapsed >= cfg.snapshot_retry_ticks:
                         pr.become_probe()
                 if pr.state == PROBE:
-                    pr.probe_sent = False
-                    self._send_append(p, pr, True)
+                    # an unanswered probe is repeated without entries (a silent follower
+                    # costs one small message per heartbeat); the entries follow its reply
+                    self._send_append(p, pr, True, with_entries=not pr.probe_sent)
                 else:
                     self._send_heartbeat(p, pr)
 
@@ -242,8 +243,10 @@ class LeaderRole:
 
     # -- sending -------------------------------------------------------------------------
 
-    def _send_append(self: Any, peer: str, pr: Progress, allow_empty: bool) -> bool:
-        if pr.is_paused():
+    def _send_append(
+        self: Any, peer: str, pr: Progress, allow_empty: bool, with_entries: bool = True
+    ) -> bool:
+        if with_entries and pr.is_paused():
             return False
         log = self.log
         prev = pr.next - 1
@@ -257,7 +260,10 @@ class LeaderRole:
             prev = pr.next - 1
             prev_term = log.term(prev) or 0
         last = log.last_index()
-        entries = log.slice(pr.next, last + 1, self.cfg.max_batch_bytes) if pr.next <= last else []
+        if with_entries and pr.next <= last:
+            entries = log.slice(pr.next, last + 1, self.cfg.max_batch_bytes)
+        else:
+            entries = []
         if not entries and not allow_empty:
             return False
         end = prev + len(entries)
