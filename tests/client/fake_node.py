@@ -182,11 +182,11 @@ class FakeCluster:
             watches, self.watches = self.watches, []
             sessions = list(self.sessions.items())
         for _key, conn, name, sid, ref in watches:
-            conn.send([6, "watch", name, sid, ref, "leader_changed"])
+            conn.send([6, "watch", [name, sid, ref, "leader_changed"]])
         if push and new is not None:
             for sid, s in sessions:
                 if s.conn is not None:
-                    s.conn.send([6, "leader", new.partition("@")[0], sid, new])
+                    s.conn.send([6, "leader", [new.partition("@")[0], sid, new]])
 
     def expire(self, sid: str) -> None:
         with self.lock:
@@ -316,7 +316,7 @@ class FakeCluster:
         keep = []
         for w in self.watches:
             if w[0] == key:
-                w[1].send([6, "watch", w[2], w[3], w[4], reason])
+                w[1].send([6, "watch", [w[2], w[3], w[4], reason]])
             else:
                 keep.append(w)
         self.watches = keep
@@ -330,7 +330,7 @@ class FakeCluster:
             self._fire(key, "data_changed")
         self.watches = [w for w in self.watches if w[3] != sid]
         if s.conn is not None:
-            s.conn.send([6, "disconnected", "p", sid])
+            s.conn.send([6, "disconnected", ["p", sid]])
 
 
 class _Err(Exception):

@@ -10,6 +10,7 @@ Every process is killed by pid at ``close()``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import socket
 import subprocess
@@ -27,11 +28,14 @@ COOKIE = b"real-cluster-cookie"
 
 
 def node_available() -> bool:
-    """True once the node process exists (``python -m zraft.node``)."""
+    """True once the node process exists and imports (``python -m zraft.node``)."""
     try:
-        return importlib.util.find_spec("zraft.node.__main__") is not None
-    except ModuleNotFoundError:
+        if importlib.util.find_spec("zraft.node.__main__") is None:
+            return False
+        importlib.import_module("zraft.node.server")
+    except Exception:  # not built yet, or mid-way: the fake-node tests still run
         return False
+    return True
 
 
 def _free_port() -> int:

@@ -301,3 +301,18 @@ def test_connect_retries_while_loading(fake: FakeCluster, sessions: Callable[...
     s = sessions(timeout=5.0)
     assert s.state == SessionState.CONNECTED
     assert len(commands(fake, 2)) == 3
+
+
+def test_stop_from_a_callback_does_not_deadlock(fake: FakeCluster) -> None:
+    s = Session.start(fake.peers, 10.0, cookie=fake.cookie)
+    stopped = threading.Event()
+
+    def on_change(event: WatchEvent) -> None:
+        s.stop()
+        stopped.set()
+
+    s.query_sync("k", watch=on_change)
+    s.write_sync(["k", 1])
+    assert stopped.wait(5)
+    wait_until(lambda: not s.actor_ref.is_alive())
+    assert commands(fake, 5) == [[5, s.sid]]

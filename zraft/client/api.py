@@ -153,7 +153,7 @@ class _SetConfCall(PeerCall):
     """set_conf goes to the leader found by get_conf; a redirect means it lost leadership."""
 
     def decide(self, peer: str, status: str, payload: Any) -> tuple[Any, ...]:
-        if status == "not_leader":
+        if status in ("not_leader", "leader_changed"):
             raise LeaderChanged(f"{peer} is no longer the leader", peer=peer)
         return super().decide(peer, status, payload)
 

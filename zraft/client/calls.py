@@ -256,7 +256,8 @@ class PeerCall(RetryingCall):
                     return ("retry", leader, 0.0)
                 return ("retry", leader, self._tries.next_wait(self.wait))
             return ("retry", peer, self._tries.next_wait(self.wait))
-        if status in _RETRY_SAME:
+        if status in _RETRY_SAME or status == "leader_changed":
+            # leader_changed: our entry was replaced by a new leader's; it will redirect us
             return ("retry", peer, self._tries.next_wait(self.wait))
         if status in _UNREACHABLE:
             if self.fallback is not None and self.fallback != peer:
@@ -295,6 +296,8 @@ class RingCall(RetryingCall):
         if status == "ok":
             self._tries.reset()
             return ("done", self._ok(peer, payload))
+        if status == "leader_changed":  # our entry was replaced: the peer no longer leads
+            return self._move(peer, LightSession.next)
         if status == "not_leader":
             leader = _leader_hint(payload)
             if leader is None or leader == peer:

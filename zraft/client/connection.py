@@ -12,7 +12,8 @@ Rules:
   ``("noproc", {"message": ...})`` exactly once and the connection is dead; the pool makes a
   new one on the next request (reconnect on demand). A reply for a request that was cancelled
   (its caller gave up) is dropped.
-- Pushes ``[6, kind, peer_name, sid, ...]`` go to the pool's handler registered for ``sid``.
+- Pushes ``[6, kind, [peer_name, sid, ...]]`` go, flattened to ``[kind, peer_name, sid, ...]``,
+  to the pool's handler registered for ``sid``.
 - Nothing waits without a bound: connect, handshake and send have timeouts; a peer that
   stops reading makes ``sendall`` time out and the connection die.
 """
@@ -185,8 +186,14 @@ class Connection:
             if callback is not None:
                 _safe_call(callback, str(frame[2]), frame[3])
         elif kind == PUSH_KIND:
+            # [6, kind, [peer_name, sid, ...]] (transport.codec.Push); a flat
+            # [6, kind, peer_name, sid, ...] is accepted too. Handlers get the flat list.
+            if len(frame) == 3 and isinstance(frame[2], list):
+                push = [frame[1], *frame[2]]
+            else:
+                push = frame[1:]
             try:
-                self._on_push(frame[1:])
+                self._on_push(push)
             except Exception:
                 log.exception("push handler failed")
         else:

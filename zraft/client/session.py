@@ -33,7 +33,7 @@ from zraft.client.session_actor import (
     fail_future,
     is_tag,
 )
-from zraft.client.watcher import SessionState, Watcher, WatchEvent
+from zraft.client.watcher import SessionState, Watcher, WatchEvent, in_watcher_thread
 from zraft.errors import NoPeers, SessionExpired, Timeout, ZRaftError
 from zraft.ids import PeerId, peer_str
 
@@ -44,13 +44,11 @@ class Session:
     """A started session: a SessionActor plus its Watcher, behind blocking-friendly methods."""
 
     def __init__(self, actor: pykka.ActorRef[SessionActor], watcher: pykka.ActorRef[Watcher],
-                 info: SessionInfo, pool: ConnectionPool, own_pool: bool) -> None:
+                 info: SessionInfo) -> None:
         self.actor_ref = actor
         self.watcher_ref = watcher
         self.info = info
         self.events: queue.Queue[WatchEvent] = queue.Queue()
-        self._pool = pool
-        self._own_pool = own_pool
 
     @classmethod
     def start(
@@ -80,8 +78,9 @@ class Session:
         info = SessionInfo(f"s-{uuid.uuid4().hex}", peers[0])
         watcher = Watcher.start()
         actor = SessionActor.start(peers, session_timeout, pool, watcher, info,
-                                   fail_timeout, election_timeout, listeners=listeners)
-        session = cls(actor, watcher, info, pool, own_pool)
+                                   fail_timeout, election_timeout, listeners=listeners,
+                                   close_pool=own_pool)
+        session = cls(actor, watcher, info)
         if wait:
             info.settled.wait(session_timeout + 1.0)
             if not info.connected:
@@ -172,17 +171,21 @@ class Session:
                 fail_future(future, SessionExpired(self.info.expired_reason or "session stopped"))
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Close the session now (``[5, sid]``: its temporary data goes at once)."""
+        """Close the session now (``[5, sid]``: its temporary data goes at once). From a
+        watch or listener callback it does not wait (the watcher cannot wait for itself)."""
         future: pykka.Future[Any] = pykka.ThreadingFuture()
+        inside = in_watcher_thread()
         try:
             self.actor_ref.tell(StopRequest(future))
-            future.get(timeout=timeout)
+            if not inside:
+                future.get(timeout=timeout)
         except (pykka.ActorDeadError, pykka.Timeout):
             pass
+        if inside:  # the actor stops itself once the close is answered (or after 1 s)
+            self.watcher_ref.stop(block=False)
+            return
         self.actor_ref.stop(timeout=timeout)
         self.watcher_ref.stop(timeout=timeout)
-        if self._own_pool:
-            self._pool.close()
 
     def __enter__(self) -> Session:
         return self

@@ -131,6 +131,7 @@ class SessionInfo:
 
 class SessionActor(pykka.ThreadingActor):
     use_daemon_thread = True  # a forgotten session must not keep a script alive
+
     def __init__(
         self,
         peers: Sequence[str],
@@ -142,8 +143,10 @@ class SessionActor(pykka.ThreadingActor):
         election_timeout: float | None = None,
         scheduler: Scheduler | None = None,
         listeners: Sequence[Callable[[SessionState], Any]] = (),
+        close_pool: bool = False,
     ) -> None:
         super().__init__()
+        self.close_pool = close_pool  # the pool is this session's own
         et = DEFAULT_ELECTION_TIMEOUT if election_timeout is None else election_timeout
         # zraft_lib's session ring: FailTimeout = 4 ET, ElectionTimeout = 2 ET
         self.ring = LightSession.new(
@@ -224,6 +227,8 @@ class SessionActor(pykka.ThreadingActor):
         self._cancel_timers()
         self._fail_all(SessionExpired("session stopped"))
         self.info.settled.set()
+        if self.close_pool:
+            self.pool.close()
 
     def _cancel_timers(self) -> None:
         for timer in (*self.timers, self.ping_timer, self.pending):
@@ -306,13 +311,18 @@ class SessionActor(pykka.ThreadingActor):
 
     def _finish_stop(self) -> None:
         self._expire("session closed by the client")
-        if self.stopping is not None:
-            self.stopping.set(None)
-        self.actor_ref.stop(block=False)
+        stopping, self.stopping = self.stopping, None
+        if stopping is not None:  # once: the close reply and its timer may both come
+            stopping.set(None)
+            self.actor_ref.stop(block=False)
 
     # -- replies --------------------------------------------------------------------------
 
     def _on_reply(self, r: _Reply) -> None:
+        if self.info.state == SessionState.EXPIRED:
+            if r.kind == "close":
+                self._finish_stop()
+            return
         if r.status == "ok" or (r.kind == "connect" and r.status in _EXISTS):
             self.last_contact = time.monotonic()
             self._tries = 0
@@ -320,6 +330,8 @@ class SessionActor(pykka.ThreadingActor):
             return
         if r.status == "session_expired":
             self._expire("the cluster expired the session")
+            if self.stopping is not None:
+                self._finish_stop()
             return
         if r.kind == "close":
             self._finish_stop()
@@ -328,7 +340,7 @@ class SessionActor(pykka.ThreadingActor):
         if r.kind in ("write", "read") and pending is None:
             return  # answered already, or timed out
         stale = r.epoch != self.epoch or (pending is not None and pending.sent_epoch != r.epoch)
-        if r.status == "not_leader":
+        if r.status in ("not_leader", "leader_changed"):
             if not stale:
                 leader = r.payload.get("leader") if isinstance(r.payload, dict) else None
                 if not isinstance(leader, str) or leader == r.peer:

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pykka
 
 log = logging.getLogger("zraft.client.watcher")
+_local = threading.local()
+
+
+def in_watcher_thread() -> bool:
+    """True inside a watch or listener callback (which must not block on its own watcher)."""
+    return bool(getattr(_local, "inside", False))
 
 
 class SessionState(enum.StrEnum):
@@ -52,6 +59,9 @@ class Watcher(pykka.ThreadingActor):
     def __init__(self) -> None:
         super().__init__()
         self.delivered = 0
+
+    def on_start(self) -> None:
+        _local.inside = True
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Deliver):
