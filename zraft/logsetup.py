@@ -63,6 +63,7 @@ def setup_logging(cfg: LogConfig, node_label: str = "") -> None:
             "uncaught exception%s", f" in {node_label}" if node_label else "",
             exc_info=(exc_type, exc, tb),
         )
+        sys.__excepthook__(exc_type, exc, tb)  # and on stderr, for whoever started us
 
     def thread_excepthook(args: threading.ExceptHookArgs) -> None:
         name = args.thread.name if args.thread else "?"

@@ -1,0 +1,35 @@
+"""PeerContext: what a peer's actors need from their node, as one small object.
+
+The node builds one per local peer. Keeping these services behind a single object keeps
+the actors free of node wiring and lets tests give a peer an in-process context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Replier(Protocol):
+    def __call__(self, conn: Any, req_id: int, status: str, payload: Any) -> None: ...
+
+
+@dataclass
+class PeerContext:
+    peer_id: str
+    peer_name: str
+    backend_name: str
+    tick_ms: int
+    max_log_count: int
+    open_storage: Any  # () -> DiskLogStorage
+    core_config: Any  # () -> CoreConfig
+    make_backend: Any  # () -> Backend
+    snapshot_store: Any  # () -> SnapshotStore
+    send_raft: Any  # (list[Message]) -> None
+    reply: Replier
+    sessions: Any  # SessionRegistry
+    snapshots: Any  # SnapshotService
+    events: Any  # EventLog
+    report_failure: Any  # (name, reason) -> None
+    peer_removed: Any  # (name) -> None
+    sm_stats: dict[str, Any] = field(default_factory=dict)

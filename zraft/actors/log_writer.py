@@ -1,0 +1,49 @@
+"""LogWriterActor: the peer's durable log. It writes a whole batch and fsyncs once.
+
+Rules: nothing is acknowledged before the fsync (the peer releases votes and append replies
+only on ``Persisted``); the peer keeps at most one WriteOps in flight and merges the Ready
+batches produced meanwhile, so each message here is already a group commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pykka
+
+from zraft.actors.messages import ChildFailed, Persisted, WriteOps
+from zraft.storage import LogWriter
+
+log = logging.getLogger(__name__)
+
+
+class LogWriterActor(pykka.ThreadingActor):
+    def __init__(self, storage: Any, peer: pykka.ActorRef[Any], name: str) -> None:
+        super().__init__()
+        self.writer = LogWriter(storage)
+        self.peer = peer
+        self.name = name
+        self.batches = 0
+        self.entries = 0
+        self.seconds = 0.0
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, WriteOps):
+            started = time.perf_counter()
+            last_index = self.writer.write_ops(message.ops)
+            self.seconds += time.perf_counter() - started
+            self.batches += 1
+            self.entries += sum(len(arg) for op, arg in message.ops if op == "append")
+            self.peer.tell(Persisted(message.number, last_index))
+            return None
+        if message == "stats":
+            return {"fsync_batches": self.batches, "entries_written": self.entries,
+                    "write_seconds": round(self.seconds, 3)}
+        return None
+
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        log.error("log writer of %s failed: %s", self.name, exc)
+        if self.peer.is_alive():
+            self.peer.tell(ChildFailed("log_writer", f"{exc_type.__name__}: {exc}"))

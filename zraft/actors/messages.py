@@ -1,0 +1,98 @@
+"""Messages between a node's actors. Each carries a batch where it can: no hop per entry."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class Tick(NamedTuple):
+    now_ms: int
+
+
+class RaftInbound(NamedTuple):
+    """Raft messages for this peer decoded from one socket read."""
+
+    messages: list[Any]
+
+
+class ClientRequest(NamedTuple):
+    conn: Any
+    req_id: int
+    op: str
+    args: list[Any]
+
+
+class ClientBatch(NamedTuple):
+    """Client requests for this peer decoded from one socket read."""
+
+    requests: list[ClientRequest]
+
+
+class Persisted(NamedTuple):
+    """The log writer made every op up to Ready ``number`` durable."""
+
+    number: int
+    last_index: int
+
+
+class WriteOps(NamedTuple):
+    """Storage work of one or more Ready batches, applied in order then fsynced once."""
+
+    number: int
+    ops: list[tuple[str, Any]]
+
+
+class Apply(NamedTuple):
+    """Committed entries to apply, with the client waiters of those indexes."""
+
+    entries: list[Any]
+    waiters: dict[int, tuple[int, Any, int]]
+
+
+class Read(NamedTuple):
+    """Reads confirmed by a quorum: answer once applied >= index."""
+
+    index: int
+    requests: list[ClientRequest]
+
+
+class SetLeader(NamedTuple):
+    is_leader: bool
+    leader: str | None
+
+
+class SnapshotTaken(NamedTuple):
+    index: int
+
+
+class SnapshotArrived(NamedTuple):
+    """A snapshot from leader ``src`` (term ``term``) is on disk and verified."""
+
+    term: int
+    src: str
+    meta: Any
+    path: str
+
+
+class InstallSnapshot(NamedTuple):
+    """State machine: replace your state with the snapshot at ``path``."""
+
+    meta: Any
+    path: str
+
+
+class SnapshotSendDone(NamedTuple):
+    peer: str
+    ok: bool
+    reason: str
+
+
+class ProposeInternal(NamedTuple):
+    """A command the node itself proposes (session expiry checks)."""
+
+    commands: list[bytes]
+
+
+class ChildFailed(NamedTuple):
+    name: str
+    reason: str

@@ -1,0 +1,397 @@
+"""RaftPeerActor: one Raft peer of a node. It owns a RaftCore and carries out its Ready.
+
+Rules of this file:
+1. No Raft decision is taken here; every "should I" question is the core's.
+2. The hot path stays batched: one ClientBatch (one socket read) -> one propose call -> one
+   Ready -> one WriteOps to the log writer and one AppendEntries per follower.
+3. Group commit: at most one WriteOps is in flight; Ready batches produced meanwhile are
+   merged and written together after the current fsync (so a slow disk means bigger
+   batches, not a longer queue).
+4. ``persisted_messages`` of a Ready leave only once every earlier write is durable.
+
+Theory of operation: inputs arrive as actor messages (Tick, RaftInbound, ClientBatch,
+Persisted, SnapshotTaken, SnapshotArrived, SnapshotSendDone, ProposeInternal). Each handler
+feeds the core and then drains ``core.ready()`` until the core has nothing more to say.
+Committed entries and quorum-confirmed reads go to the StateMachineActor, which answers the
+clients directly (their waiters travel with the Apply message), so no reply hops back here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import time
+from typing import Any
+
+import pykka
+
+from zraft.actors.context import PeerContext
+from zraft.actors.log_writer import LogWriterActor
+from zraft.actors.messages import (
+    Apply,
+    ChildFailed,
+    ClientBatch,
+    ClientRequest,
+    InstallSnapshot,
+    Persisted,
+    ProposeInternal,
+    RaftInbound,
+    Read,
+    SetLeader,
+    SnapshotArrived,
+    SnapshotSendDone,
+    SnapshotTaken,
+    Tick,
+    WriteOps,
+)
+from zraft.actors.state_machine import StateMachineActor
+from zraft.core import messages as m
+from zraft.core.errors import NotLeader
+from zraft.core.raft import RaftCore
+
+log = logging.getLogger(__name__)
+
+
+class PeerRemovedError(Exception):
+    """The peer was removed from its cluster; it must not be restarted."""
+
+
+class RaftPeerActor(pykka.ThreadingActor):
+    """Drives one RaftCore. Created by the node's supervisor, one per local peer."""
+
+    def __init__(self, ctx: PeerContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.peer_id = ctx.peer_id
+        self.name = ctx.peer_name
+        self.core: RaftCore | None = None
+        self.writer: pykka.ActorRef[Any] | None = None
+        self.sm: pykka.ActorRef[Any] | None = None
+        # group commit
+        self._write_inflight = False
+        self._pending_ops: list[tuple[str, Any]] = []
+        self._pending_number = 0
+        self._last_write_number = 0
+        self._durable_number = 0
+        self._held: list[tuple[int, list[Any]]] = []  # (needed write number, messages)
+        # client bookkeeping
+        self._waiters: dict[int, tuple[int, Any, int]] = {}  # index -> (term, conn, req_id)
+        self._reads: dict[int, ClientRequest] = {}
+        self._read_seq = 0
+        self._ticks = 0
+        self._role = "follower"
+        self._leader: str | None = None
+        self.removed = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def on_start(self) -> None:
+        ctx = self.ctx
+        storage = ctx.open_storage()
+        self.storage = storage  # on_stop closes it even if the rest of on_start fails
+        if storage.meta.removed:
+            raise PeerRemovedError(f"peer {self.peer_id} was removed from its cluster")
+        seed = int.from_bytes(os.urandom(8), "big")
+        self.core = RaftCore(self.peer_id, storage, ctx.core_config(), random.Random(seed))
+        self.writer = LogWriterActor.start(storage, self.actor_ref, self.name)
+        self.sm = StateMachineActor.start(ctx, self.actor_ref, storage)
+        log.info("peer %s started: %s", self.peer_id, self._brief())
+        self._drain()
+
+    def on_stop(self) -> None:
+        for child in (self.sm, self.writer):
+            if child is not None and child.is_alive():
+                child.stop(timeout=10)
+        storage = getattr(self, "storage", None)
+        if storage is not None:
+            storage.close()
+        log.info("peer %s stopped", self.peer_id)
+
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.on_stop()
+        self.ctx.report_failure(self.name, f"{exc_type.__name__}: {exc}")
+
+    # ---------------------------------------------------------------- dispatch
+
+    def on_receive(self, message: Any) -> Any:
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            log.warning("peer %s: unexpected message %r", self.peer_id, type(message))
+            return None
+        result = handler(self, message)
+        self._drain()
+        return result
+
+    def _on_tick(self, msg: Tick) -> None:
+        assert self.core is not None
+        self.core.tick()
+        self._ticks += 1
+        if self._role == "leader" and self._ticks % 5 == 0 and self.sm is not None:
+            self.sm.tell(msg)
+
+    def _on_inbound(self, msg: RaftInbound) -> None:
+        assert self.core is not None
+        step = self.core.step
+        for raft_msg in msg.messages:
+            step(raft_msg)
+
+    def _on_client(self, msg: ClientBatch) -> None:
+        proposals: list[ClientRequest] = []
+        for req in msg.requests:
+            if req.op == "propose":
+                proposals.append(req)
+            else:
+                self._client_op(req)
+        if proposals:
+            self._propose(proposals)
+
+    def _on_persisted(self, msg: Persisted) -> None:
+        assert self.core is not None
+        self._write_inflight = False
+        self._durable_number = msg.number
+        self.core.persisted(msg.number)
+        if self._held:
+            ready_now = [mm for need, mm in self._held if need <= msg.number]
+            self._held = [(need, mm) for need, mm in self._held if need > msg.number]
+            for batch in ready_now:
+                self.ctx.send_raft(batch)
+        if self._pending_ops:
+            self._flush_writes()
+
+    def _on_snapshot_taken(self, msg: SnapshotTaken) -> None:
+        assert self.core is not None
+        self.core.snapshot_taken(msg.index)
+
+    def _on_snapshot_arrived(self, msg: SnapshotArrived) -> None:
+        assert self.core is not None
+        self._arrived_path = msg.path
+        self.core.step(m.InstallSnapshot(msg.term, msg.src, self.peer_id, msg.meta, 0))
+
+    def _on_snapshot_send_done(self, msg: SnapshotSendDone) -> None:
+        assert self.core is not None
+        if not msg.ok:
+            log.warning("peer %s: snapshot to %s failed: %s", self.peer_id, msg.peer, msg.reason)
+            self.core.snapshot_failed(msg.peer)
+
+    def _on_propose_internal(self, msg: ProposeInternal) -> None:
+        assert self.core is not None
+        with contextlib.suppress(NotLeader):  # leadership moved: the new leader checks
+            self.core.propose(msg.commands, _now_ms())
+
+    def _on_child_failed(self, msg: ChildFailed) -> None:
+        raise RuntimeError(f"peer {self.peer_id}: helper {msg.name} failed: {msg.reason}")
+
+    _handlers: dict[type, Any] = {
+        Tick: _on_tick,
+        RaftInbound: _on_inbound,
+        ClientBatch: _on_client,
+        Persisted: _on_persisted,
+        SnapshotTaken: _on_snapshot_taken,
+        SnapshotArrived: _on_snapshot_arrived,
+        SnapshotSendDone: _on_snapshot_send_done,
+        ProposeInternal: _on_propose_internal,
+        ChildFailed: _on_child_failed,
+    }
+
+    # ---------------------------------------------------------------- client ops
+
+    def _propose(self, reqs: list[ClientRequest]) -> None:
+        assert self.core is not None
+        datas = []
+        for req in reqs:
+            cmd = req.args[1] if len(req.args) > 1 else None
+            if not isinstance(cmd, bytes):
+                self.ctx.reply(req.conn, req.req_id, "bad_request",
+                               {"message": "command must be bytes"})
+                continue
+            sid = req.args[2] if len(req.args) > 2 else None
+            if sid is not None:
+                self.ctx.sessions.register(self.name, sid, req.conn)
+            datas.append(req)
+        if not datas:
+            return
+        try:
+            placed = self.core.propose([r.args[1] for r in datas], _now_ms())
+        except NotLeader as exc:
+            for req in datas:
+                self.ctx.reply(req.conn, req.req_id, "not_leader", {"leader": exc.leader})
+            return
+        waiters = self._waiters
+        for req, (index, term) in zip(datas, placed, strict=True):
+            waiters[index] = (term, req.conn, req.req_id)
+
+    def _client_op(self, req: ClientRequest) -> None:
+        assert self.core is not None
+        op = req.op
+        if op in ("query", "get_conf"):
+            self._read_seq += 1
+            ctx = self._read_seq
+            self._reads[ctx] = req
+            if op == "query" and len(req.args) > 2 and req.args[2] is not None:
+                self.ctx.sessions.register(self.name, req.args[2], req.conn)
+            self.core.read(ctx)
+        elif op == "query_local":
+            assert self.sm is not None
+            self.sm.tell(Read(0, [req]))
+        elif op == "set_conf":
+            self._set_conf(req)
+        elif op == "stat":
+            self.ctx.reply(req.conn, req.req_id, "ok", self.stat())
+        elif op == "bootstrap":
+            try:
+                self.core.bootstrap(_now_ms())
+            except Exception as exc:  # the core refuses a non-blank peer
+                self.ctx.reply(req.conn, req.req_id, "initialized", {"message": str(exc)})
+            else:
+                self.ctx.reply(req.conn, req.req_id, "ok", None)
+        else:
+            self.ctx.reply(req.conn, req.req_id, "bad_request", {"message": f"unknown op {op!r}"})
+
+    def _set_conf(self, req: ClientRequest) -> None:
+        assert self.core is not None
+        try:
+            _, prev_index, peers, timeout_ms = req.args
+            peers = [str(p) for p in peers]
+            ticks = max(1, int(timeout_ms) // self.ctx.tick_ms)
+        except (ValueError, TypeError):
+            self.ctx.reply(req.conn, req.req_id, "bad_request", {"message": "bad set_conf args"})
+            return
+        self.core.change_config(peers, int(prev_index), (req.conn, req.req_id), ticks)
+
+    # ---------------------------------------------------------------- Ready
+
+    def _drain(self) -> None:
+        core = self.core
+        if core is None:
+            return
+        while core.has_ready():
+            rd = core.ready()
+            self._handle_ready(rd)
+            core.advance(rd)
+
+    def _handle_ready(self, rd: Any) -> None:
+        ctx = self.ctx
+        if rd.snapshot is not None:
+            # The state machine installs the received state before any later Apply.
+            assert self.sm is not None
+            self.sm.tell(InstallSnapshot(rd.snapshot, getattr(self, "_arrived_path", "")))
+        ops: list[tuple[str, Any]] = []
+        if rd.hard_state is not None:
+            ops.append(("hard_state", rd.hard_state))
+        if rd.snapshot is not None:
+            ops.append(("snapshot", rd.snapshot))
+        if rd.entries:
+            ops.append(("append", rd.entries))
+        if rd.compact_to:
+            ops.append(("compact", rd.compact_to))
+        if ops:
+            self._pending_ops.extend(ops)
+            self._pending_number = rd.number
+            self._last_write_number = rd.number
+            if not self._write_inflight:
+                self._flush_writes()
+        if rd.messages:
+            ctx.send_raft(rd.messages)
+        if rd.persisted_messages:
+            if self._last_write_number <= self._durable_number:
+                ctx.send_raft(rd.persisted_messages)
+            else:
+                self._held.append((self._last_write_number, rd.persisted_messages))
+        if rd.committed:
+            waiters = self._waiters
+            mine = {}
+            if waiters:
+                for entry in rd.committed:
+                    w = waiters.pop(entry.index, None)
+                    if w is not None:
+                        mine[entry.index] = w
+            assert self.sm is not None
+            self.sm.tell(Apply(rd.committed, mine))
+        for rs in rd.reads:
+            if isinstance(rs, m.ReadFailed):
+                req = self._reads.pop(rs.ctx, None)
+                if req is not None:
+                    ctx.reply(req.conn, req.req_id, rs.error, {"leader": rs.leader})
+            else:
+                self._release_read(rs)
+        for event in rd.events:
+            self._handle_event(event)
+
+    def _flush_writes(self) -> None:
+        assert self.writer is not None
+        ops, self._pending_ops = self._pending_ops, []
+        self._write_inflight = True
+        self.writer.tell(WriteOps(self._pending_number, ops))
+
+    def _release_read(self, rs: m.ReadState) -> None:
+        req = self._reads.pop(rs.ctx, None)
+        if req is None:
+            return
+        if req.op == "get_conf":
+            st = self.core.status() if self.core else {}
+            stable = st.get("config_state") == "stable"
+            if stable and st.get("config_index", 0) <= st.get("commit", 0):
+                peers = st["config"]["old"]
+                self.ctx.reply(req.conn, req.req_id, "ok", [st["config_index"], peers])
+            else:
+                self.ctx.reply(req.conn, req.req_id, "retry", {"message": "config changing"})
+            return
+        assert self.sm is not None
+        self.sm.tell(Read(rs.index, [req]))
+
+    def _handle_event(self, event: Any) -> None:
+        ctx = self.ctx
+        if isinstance(event, m.RoleChanged):
+            was_leader = self._role == "leader"
+            self._role, self._leader = event.role, event.leader
+            log.info("peer %s: %s in term %d (leader %s)", self.peer_id, event.role, event.term,
+                     event.leader)
+            is_leader = event.role == "leader"
+            if is_leader != was_leader and self.sm is not None:
+                self.sm.tell(SetLeader(is_leader, event.leader))
+            ctx.events.record("role", peer=self.peer_id, role=event.role, term=event.term,
+                              leader=event.leader)
+        elif isinstance(event, m.ConfigChangeResult):
+            conn, req_id = event.ctx
+            if event.error is None:
+                cfg = event.config
+                ctx.reply(conn, req_id, "ok", [event.config_index, list(cfg[0])])
+                ctx.events.record("config", peer=self.peer_id, index=event.config_index,
+                                  peers=list(cfg[0]))
+            else:
+                ctx.reply(conn, req_id, event.error, {"leader": event.leader})
+        elif isinstance(event, m.SnapshotNeeded):
+            assert self.core is not None
+            ctx.snapshots.send(self.actor_ref, self.peer_id, event.peer, event.meta,
+                               self.core.term)
+        elif isinstance(event, m.Removed):
+            log.warning("peer %s removed from its cluster (config %d): stopping for good",
+                        self.peer_id, event.config_index)
+            self.removed = True
+            self.storage.mark_removed()
+            ctx.peer_removed(self.name)
+            self.stop()  # a normal exit: the node's supervisor does not restart it
+
+    # ---------------------------------------------------------------- status
+
+    def stat(self) -> dict[str, Any]:
+        st = dict(self.core.status()) if self.core else {}
+        st["peer"] = self.peer_id
+        st["backend"] = self.ctx.backend_name
+        st["durable_ready"] = self._durable_number
+        st["pending_client_writes"] = len(self._waiters)
+        sm_stats = self.ctx.sm_stats.get(self.name)
+        if sm_stats:
+            st["fsm"] = dict(sm_stats)
+        return st
+
+    def _brief(self) -> str:
+        st = self.core.status() if self.core else {}
+        return (f"term {st.get('term')} first {st.get('first_index')} last {st.get('last_index')} "
+                f"snapshot {st.get('snapshot_index')}")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

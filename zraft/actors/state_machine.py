@@ -1,0 +1,255 @@
+"""StateMachineActor: applies committed entries off the peer's thread and answers clients.
+
+Rules:
+1. Entries arrive in order (Apply messages from the peer, FIFO); the pure StateMachine
+   applies them. Watch triggers of a batch are pushed before its replies (zraft_lib order).
+2. A client waiting on (index, term) gets the result if the entry applied at that index has
+   that term; otherwise another leader's entry took the index and the answer is
+   ``leader_changed`` (the write was certainly not applied).
+3. Reads wait until ``applied >= read index`` (the index the leader confirmed with a quorum).
+4. Every ``max_log_count`` applied entries a snapshot is written (inline for sync backend
+   jobs, on a worker thread for async ones); once committed to the snapshot store the peer is
+   told ``SnapshotTaken(index)`` so the core can compact the log.
+5. Leader only: when the clock passes a session's deadline, propose an expiry check.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, NamedTuple
+
+import pykka
+
+from zraft.actors.context import PeerContext
+from zraft.actors.messages import (
+    Apply,
+    ChildFailed,
+    ClientRequest,
+    InstallSnapshot,
+    ProposeInternal,
+    Read,
+    SetLeader,
+    SnapshotTaken,
+    Tick,
+)
+from zraft.core.entries import BLANK_CONFIG, SnapshotMeta
+from zraft.fsm.commands import encode_expire_check
+from zraft.fsm.machine import StateMachine
+from zraft.transport.codec import Push
+
+log = logging.getLogger(__name__)
+
+
+class _SnapshotWritten(NamedTuple):
+    image: Any
+    pending: Any
+    error: str | None
+
+
+class StateMachineActor(pykka.ThreadingActor):
+    def __init__(self, ctx: PeerContext, peer: pykka.ActorRef[Any], storage: Any) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.peer = peer
+        self.storage = storage
+        self.deferred: list[Read] = []
+        self.snapshots_taken = 0
+        self.snapshots_installed = 0
+        self._expiry_proposed: dict[str, int] = {}
+
+    def on_start(self) -> None:
+        ctx = self.ctx
+        self.machine = StateMachine(ctx.make_backend(), ctx.peer_id,
+                                    max_log_count=ctx.max_log_count)
+        self.store = ctx.snapshot_store()
+        latest = self.store.clean()
+        if latest is not None:
+            index, _ = self.machine.restore(latest.path)
+            log.info("peer %s: state restored from snapshot %d", ctx.peer_id, index)
+        self._publish_stats()
+
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        log.error("state machine of %s failed: %s", self.ctx.peer_id, exc)
+        if self.peer.is_alive():
+            self.peer.tell(ChildFailed("state_machine", f"{exc_type.__name__}: {exc}"))
+
+    # ------------------------------------------------------------------ dispatch
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Apply):
+            self._apply(message)
+        elif isinstance(message, Read):
+            self._read(message)
+        elif isinstance(message, SetLeader):
+            self._push_triggers(self.machine.set_leader(message.is_leader))
+            self._expiry_proposed.clear()
+        elif isinstance(message, Tick):
+            self._check_expiry(message.now_ms)
+        elif isinstance(message, InstallSnapshot):
+            self._install(message)
+        elif isinstance(message, _SnapshotWritten):
+            self._snapshot_written(message)
+        elif message == "stats":
+            return self.stats()
+        return None
+
+    # ------------------------------------------------------------------ apply
+
+    def _apply(self, msg: Apply) -> None:
+        machine = self.machine
+        batch = machine.apply(msg.entries)
+        self._push_triggers(batch.triggers)
+        reply = self.ctx.reply
+        waiters = msg.waiters
+        for r in batch.replies:
+            w = waiters.pop(r.index, None)
+            if w is None:
+                continue
+            term, conn, req_id = w
+            if r.term != term:
+                reply(conn, req_id, "leader_changed", {"message": "entry replaced"})
+            elif r.error is None:
+                reply(conn, req_id, "ok", r.result)
+            else:
+                code = r.error.split(":", 1)[0]
+                reply(conn, req_id, code, {"message": r.error})
+        for _index, (_term, conn, req_id) in waiters.items():
+            reply(conn, req_id, "leader_changed", {"message": "entry replaced"})
+        if machine.is_leader:
+            for event in batch.events:
+                self._push(event.sid, Push(event.kind, [self.ctx.peer_name, event.sid]))
+        if self.deferred:
+            self._release_deferred()
+        if machine.should_snapshot():
+            self._take_snapshot()
+        self._publish_stats()
+
+    # ------------------------------------------------------------------ reads
+
+    def _read(self, msg: Read) -> None:
+        if msg.index > self.machine.applied_index:
+            self.deferred.append(msg)
+            return
+        for req in msg.requests:
+            self._answer(req)
+
+    def _release_deferred(self) -> None:
+        applied = self.machine.applied_index
+        still = []
+        for msg in self.deferred:
+            if msg.index <= applied:
+                for req in msg.requests:
+                    self._answer(req)
+            else:
+                still.append(msg)
+        self.deferred = still
+
+    def _answer(self, req: ClientRequest) -> None:
+        args = req.args
+        query = args[1] if len(args) > 1 else None
+        if req.op == "query_local":
+            answer = self.machine.query(query)
+        else:
+            sid = args[2] if len(args) > 2 else None
+            watch = args[3] if len(args) > 3 else None
+            answer = self.machine.query(query, sid=sid, watch_ref=watch,
+                                        now_ms=int(time.time() * 1000) if watch else None)
+        if answer.error is None:
+            self.ctx.reply(req.conn, req.req_id, "ok", answer.value)
+        else:
+            self.ctx.reply(req.conn, req.req_id, answer.error.split(":", 1)[0],
+                           {"message": answer.error})
+
+    # ------------------------------------------------------------------ sessions
+
+    def _push(self, sid: str, frame: Any) -> None:
+        conn = self.ctx.sessions.conn(self.ctx.peer_name, sid)
+        if conn is not None:
+            conn.send(frame)
+
+    def _push_triggers(self, triggers: list[Any]) -> None:
+        name = self.ctx.peer_name
+        for t in triggers:
+            self._push(t.sid, Push("watch", [name, t.sid, t.ref, t.reason]))
+
+    def _check_expiry(self, now_ms: int) -> None:
+        machine = self.machine
+        if not machine.is_leader:
+            return
+        due = machine.next_expiry()
+        if due is None or now_ms < due[0]:
+            return
+        expires_at, sid = due
+        if self._expiry_proposed.get(sid) == expires_at:
+            return  # already proposed for this deadline; wait for it to apply
+        self._expiry_proposed[sid] = expires_at
+        self.peer.tell(ProposeInternal([encode_expire_check(sid)]))
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _take_snapshot(self) -> None:
+        machine = self.machine
+        image = machine.take_snapshot()
+        meta = SnapshotMeta(image.index, image.term, 0, BLANK_CONFIG)
+        pending = self.store.create(meta)
+        if not image.is_async:
+            self._snapshot_written(self._write(image, pending))
+            return
+        me = self.actor_ref
+
+        def work() -> None:
+            result = self._write(image, pending)
+            try:
+                me.tell(result)
+            except pykka.ActorDeadError:
+                pending.abort()
+
+        threading.Thread(target=work, name=f"zraft-snapshot-{self.ctx.peer_name}",
+                         daemon=True).start()
+
+    @staticmethod
+    def _write(image: Any, pending: Any) -> _SnapshotWritten:
+        try:
+            image.write(pending.path)
+            pending.commit()
+        except Exception as exc:  # a failed snapshot is reported, not fatal
+            log.exception("snapshot at %d failed", image.index)
+            pending.abort()
+            return _SnapshotWritten(image, pending, f"{type(exc).__name__}: {exc}")
+        return _SnapshotWritten(image, pending, None)
+
+    def _snapshot_written(self, msg: _SnapshotWritten) -> None:
+        if msg.error is not None:
+            self.machine.snapshot_failed(msg.image, msg.error)
+            return
+        self.machine.snapshot_done(msg.image)
+        self.snapshots_taken += 1
+        self.ctx.events.record("snapshot", peer=self.ctx.peer_id, index=msg.image.index)
+        self.peer.tell(SnapshotTaken(msg.image.index))
+        self._publish_stats()
+
+    def _install(self, msg: InstallSnapshot) -> None:
+        index, _ = self.machine.restore(msg.path)
+        self.snapshots_installed += 1
+        self.deferred_release_after_install()
+        log.info("peer %s: installed snapshot %d from the leader", self.ctx.peer_id, index)
+        self.ctx.events.record("snapshot_installed", peer=self.ctx.peer_id, index=index)
+        self._publish_stats()
+
+    def deferred_release_after_install(self) -> None:
+        if self.deferred:
+            self._release_deferred()
+
+    # ------------------------------------------------------------------ status
+
+    def stats(self) -> dict[str, Any]:
+        st = self.machine.stats()
+        st["snapshots_taken"] = self.snapshots_taken
+        st["snapshots_installed"] = self.snapshots_installed
+        st["deferred_reads"] = len(self.deferred)
+        return st
+
+    def _publish_stats(self) -> None:
+        self.ctx.sm_stats[self.ctx.peer_name] = self.stats()

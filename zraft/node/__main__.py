@@ -1,0 +1,5 @@
+import sys
+
+from zraft.node.main import main
+
+sys.exit(main())

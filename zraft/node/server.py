@@ -1,0 +1,331 @@
+"""Node: one OS process hosting Raft peers (one per cluster it belongs to).
+
+Rules:
+1. One transport per node: one listening socket for peers and clients, one outbound link per
+   peer node shared by every Raft group on both nodes.
+2. Frames decoded from one socket read are routed as one batch per local peer (a
+   RaftInbound and a ClientBatch), so a busy connection costs one actor hop per read.
+3. Peers are supervised children reached by name (a ChildHandle resolves the current actor
+   on every call), restarted one-for-one when they crash, never restarted once removed from
+   their cluster (restart = transient; a removed peer stops normally).
+4. At start every peer found in ``log_dir`` is restarted, its storage opened (and recovered)
+   before any actor starts, so a corrupt log stops the node with exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from supervisors import ChildHandle, ChildSpec, ExitInfo, OneForOneSupervisor, Restart
+from zraft.actors.context import PeerContext
+from zraft.actors.messages import ClientBatch, ClientRequest, RaftInbound
+from zraft.actors.peer import RaftPeerActor
+from zraft.actors.ticker import Ticker
+from zraft.config import ConfigError, NodeConfig
+from zraft.core.config import CoreConfig
+from zraft.core.messages import MESSAGE_CODES
+from zraft.fsm.registry import BackendNotAllowed, canonical_name, is_allowed, load_backend
+from zraft.ids import PeerId, node_of
+from zraft.node.events import EventLog
+from zraft.node.sessions import SessionRegistry
+from zraft.node.snapshots import SnapshotService
+from zraft.storage import DiskLogStorage, SnapshotStore, list_peers
+from zraft.storage.naming import peer_log_path
+from zraft.transport import codec
+from zraft.transport.tcp import TcpTransport
+
+log = logging.getLogger(__name__)
+
+_RAFT_TYPES = frozenset(MESSAGE_CODES)
+_NODE_OPS = frozenset({"create_peer", "check_exists", "node_status", "partition", "heal",
+                       "list_peers", "ping"})
+
+
+class PeerEntry:
+    """What the node knows about one local peer, for routing and restarts."""
+
+    def __init__(self, name: str, peer_id: str, backend: str, handle: ChildHandle) -> None:
+        self.name = name
+        self.peer_id = peer_id
+        self.backend = backend
+        self.handle = handle
+
+
+class Node:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.address = cfg.listen
+        self.tick_ms = cfg.raft.effective_tick_ms
+        self.sessions = SessionRegistry()
+        self.events = EventLog(cfg.listen)
+        self.sm_stats: dict[str, Any] = {}
+        self.peers: dict[str, PeerEntry] = {}
+        self._peers_lock = threading.Lock()
+        self._preopened: dict[str, DiskLogStorage] = {}
+        self.stopped = threading.Event()
+        self.exit_code = 0
+        self.started_at = time.time()
+        self.transport: TcpTransport | None = None
+        self.sup: Any = None
+        self.ticker: Ticker | None = None
+        self.snapshots = SnapshotService(self)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Open every stored peer, bind, start the actors. Raises ConfigError (exit 2)."""
+        cfg = self.cfg
+        found = []
+        for meta in list_peers(cfg.log_dir):
+            if meta.removed:
+                log.info("peer %s was removed from its cluster: not restarted", meta.peer_id)
+                continue
+            found.append(meta)
+        for meta in found:  # recover every log before anything listens
+            self._preopened[PeerId.parse(meta.peer_id).name] = self._open_storage(
+                meta.peer_id, meta.backend)
+        self.transport = TcpTransport(cfg.resolved_cookie(), self._on_frames,
+                                      listen=(cfg.host, cfg.port), node_id=cfg.listen)
+        try:
+            self.transport.start()
+        except OSError as exc:
+            raise ConfigError(f"node.listen {cfg.listen}: {exc.strerror}") from None
+        period = max(1.0, 4 * cfg.raft.election_timeout / 1000)
+        self.sup = OneForOneSupervisor.start(name=f"node {cfg.listen}", max_restarts=3,
+                                             period_s=period, on_give_up=self._on_give_up)
+        for meta in found:
+            self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id, meta.backend or "dict")
+        self.ticker = Ticker(self.tick_ms, self._peer_refs).start()
+        self.events.record("node_start", pid=os.getpid(), peers=sorted(self.peers))
+        log.info("node %s up (pid %d), peers: %s", cfg.listen, os.getpid(),
+                 ", ".join(sorted(self.peers)) or "none")
+
+    def stop(self) -> None:
+        """Clean stop: peers in reverse start order, then the transport."""
+        if self.ticker is not None:
+            self.ticker.stop()
+        if self.sup is not None and self.sup.is_alive():
+            self.sup.stop(timeout=30)
+        self.snapshots.close()
+        if self.transport is not None:
+            self.transport.close()
+        for storage in self._preopened.values():
+            storage.close()
+        self.events.record("node_stop")
+        self.stopped.set()
+
+    def _on_give_up(self, info: ExitInfo) -> None:
+        log.error("node supervisor gave up (%s): stopping the node", info)
+        self.exit_code = 1
+        self.stopped.set()
+
+    # ---------------------------------------------------------------- peers
+
+    def _open_storage(self, peer_id: str, backend: str | None) -> DiskLogStorage:
+        return DiskLogStorage.open(self.cfg.log_dir, peer_id, backend=backend,
+                                   max_segment_size=self.cfg.raft.max_segment_size)
+
+    def _context(self, name: str, peer_id: str, backend: str) -> PeerContext:
+        cfg = self.cfg
+
+        def open_storage() -> DiskLogStorage:
+            pre = self._preopened.pop(name, None)
+            return pre if pre is not None else self._open_storage(peer_id, backend)
+
+        def core_config() -> CoreConfig:
+            return CoreConfig(election_ticks=cfg.raft.election_ticks,
+                              heartbeat_ticks=max(1, cfg.raft.election_ticks // 5),
+                              max_inflight=cfg.raft.max_inflight,
+                              max_batch_bytes=cfg.raft.max_batch_bytes)
+
+        return PeerContext(
+            peer_id=peer_id, peer_name=name, backend_name=backend, tick_ms=self.tick_ms,
+            max_log_count=cfg.raft.max_log_count, open_storage=open_storage,
+            core_config=core_config,
+            make_backend=lambda: load_backend(backend, cfg.backends),
+            snapshot_store=lambda: SnapshotStore.for_peer(cfg.snapshot_dir, peer_id,
+                                                          backup=cfg.raft.snapshot_backup),
+            send_raft=self.send_raft, reply=self.reply, sessions=self.sessions,
+            snapshots=self.snapshots, events=self.events,
+            report_failure=lambda n, r: log.error("peer %s failed: %s", n, r),
+            peer_removed=self._peer_removed, sm_stats=self.sm_stats)
+
+    def _start_peer(self, name: str, peer_id: str, backend: str) -> None:
+        ctx = self._context(name, peer_id, backend)
+        spec = ChildSpec(name, RaftPeerActor, args=(ctx,), restart=Restart.TRANSIENT,
+                         shutdown_s=15.0, start_timeout_s=10.0)
+        self.sup.proxy().start_child(spec).get(timeout=15)
+        handle = self.sup.proxy().child_handle(name).get(timeout=5)
+        with self._peers_lock:
+            self.peers[name] = PeerEntry(name, peer_id, backend, handle)
+        self.events.record("peer_start", peer=peer_id)
+
+    def _peer_removed(self, name: str) -> None:
+        """Called from the removed peer's own thread: never wait on the supervisor here."""
+        with self._peers_lock:
+            entry = self.peers.pop(name, None)
+        if entry is not None:
+            self.events.record("peer_removed", peer=entry.peer_id)
+            self.sup.proxy().terminate_child(name)  # future deliberately not awaited
+
+    def _peer_refs(self) -> list[Any]:
+        with self._peers_lock:
+            handles = [e.handle for e in self.peers.values()]
+        return [ref for ref in (h.resolve() for h in handles) if ref is not None]
+
+    def _handle(self, name: Any) -> ChildHandle | None:
+        entry = self.peers.get(name) if isinstance(name, str) else None
+        return entry.handle if entry is not None else None
+
+    # ---------------------------------------------------------------- I/O
+
+    def reply(self, conn: Any, req_id: int, status: str, payload: Any) -> None:
+        conn.send(codec.ClientReply(req_id, status, payload))
+
+    def send_raft(self, msgs: list[Any]) -> None:
+        """Send Raft messages: grouped per destination node; local peers directly."""
+        by_node: dict[str, list[Any]] = defaultdict(list)
+        for msg in msgs:
+            by_node[node_of(msg.dst)].append(msg)
+        transport = self.transport
+        for addr, batch in by_node.items():
+            if addr == self.address:
+                self._route_raft(batch)
+            elif transport is not None:
+                transport.send_many(addr, batch)
+
+    def _route_raft(self, msgs: list[Any]) -> None:
+        by_peer: dict[str, list[Any]] = defaultdict(list)
+        for msg in msgs:
+            by_peer[msg.dst.partition("@")[0]].append(msg)
+        for name, batch in by_peer.items():
+            handle = self._handle(name)
+            if handle is None:
+                continue
+            ref = handle.resolve()
+            if ref is not None:
+                ref.tell(RaftInbound(batch))
+
+    def _on_frames(self, conn: Any, frames: list[Any]) -> None:
+        raft: list[Any] = []
+        requests: dict[Any, list[ClientRequest]] = defaultdict(list)
+        for frame in frames:
+            kind = type(frame)
+            if kind in _RAFT_TYPES:
+                raft.append(frame)
+            elif kind is codec.ClientRequest:
+                op, args = frame.op, frame.args
+                if op in _NODE_OPS:
+                    self._node_op(conn, frame)
+                    continue
+                if not isinstance(args, list) or not args:
+                    self.reply(conn, frame.req_id, "bad_request",
+                               {"message": "args must be a list"})
+                    continue
+                requests[args[0]].append(ClientRequest(conn, frame.req_id, op, args))
+            elif kind is codec.SnapshotControl:
+                self.snapshots.on_control(conn, frame)
+            elif kind is codec.AdminRequest:
+                self._node_op(conn, frame)
+        if raft:
+            self._route_raft(raft)
+        for name, reqs in requests.items():
+            handle = self._handle(name)
+            ref = handle.resolve() if handle is not None else None
+            if ref is None:
+                status = "loading" if handle is not None else "noproc"
+                for req in reqs:
+                    self.reply(conn, req.req_id, status,
+                               {"message": f"no running peer {name!r} on {self.address}"})
+                continue
+            ref.tell(ClientBatch(reqs))
+
+    # ---------------------------------------------------------------- node ops
+
+    def _node_op(self, conn: Any, frame: Any) -> None:
+        op, args, req_id = frame.op, frame.args or [], frame.req_id
+        try:
+            if op == "ping":
+                self.reply(conn, req_id, "ok", self.address)
+            elif op == "list_peers":
+                self.reply(conn, req_id, "ok", sorted(self.peers))
+            elif op == "check_exists":
+                self.reply(conn, req_id, *self._check_exists(str(args[0])))
+            elif op == "create_peer":
+                # Starting an actor waits for its on_start: keep the reader thread free.
+                threading.Thread(target=self._create_peer, args=(conn, req_id, args),
+                                 daemon=True).start()
+            elif op == "node_status":
+                threading.Thread(target=self._node_status, args=(conn, req_id),
+                                 daemon=True).start()
+            elif op == "partition":
+                addrs = [str(a) for a in args[0]]
+                self._fault_injection_allowed()
+                assert self.transport is not None
+                self.transport.unblock()
+                self.transport.block(addrs)
+                self.events.record("partition", blocked=addrs)
+                self.reply(conn, req_id, "ok", None)
+            elif op == "heal":
+                self._fault_injection_allowed()
+                assert self.transport is not None
+                self.transport.unblock()
+                self.events.record("heal")
+                self.reply(conn, req_id, "ok", None)
+            else:
+                self.reply(conn, req_id, "bad_request", {"message": f"unknown op {op!r}"})
+        except PermissionError as exc:
+            self.reply(conn, req_id, "not_allowed", {"message": str(exc)})
+        except (IndexError, TypeError, ValueError) as exc:
+            self.reply(conn, req_id, "bad_request", {"message": f"{op}: {exc}"})
+
+    def _fault_injection_allowed(self) -> None:
+        if not self.cfg.fault_injection:
+            raise PermissionError("fault injection is disabled on this node")
+
+    def _check_exists(self, name: str) -> tuple[str, Any]:
+        peer_id = str(PeerId.parse(f"{name}@{self.address}"))
+        if name in self.peers or peer_log_path(self.cfg.log_dir, peer_id).exists():
+            return "already_present", {"message": f"peer {peer_id} already exists"}
+        return "ok", None
+
+    def _create_peer(self, conn: Any, req_id: int, args: list[Any]) -> None:
+        try:
+            name, backend = str(args[0]), str(args[1])
+            peer_id = str(PeerId.parse(f"{name}@{self.address}"))
+            if not is_allowed(backend, self.cfg.backends):
+                raise BackendNotAllowed(f"backend {backend!r} is not allowed on this node")
+            status, payload = self._check_exists(name)
+            if status != "ok":
+                self.reply(conn, req_id, status, payload)
+                return
+            self._start_peer(name, peer_id, canonical_name(backend))
+            self.reply(conn, req_id, "ok", peer_id)
+        except BackendNotAllowed as exc:
+            self.reply(conn, req_id, "backend_not_allowed", {"message": str(exc)})
+        except (IndexError, ValueError) as exc:
+            self.reply(conn, req_id, "bad_request", {"message": f"create_peer: {exc}"})
+        except Exception as exc:
+            log.exception("create_peer failed")
+            self.reply(conn, req_id, "error", {"message": f"{type(exc).__name__}: {exc}"})
+
+    def _node_status(self, conn: Any, req_id: int) -> None:
+        peers = {}
+        for name, entry in sorted(self.peers.items()):
+            ref = entry.handle.resolve()
+            peers[name] = {"peer": entry.peer_id, "running": ref is not None,
+                           "fsm": self.sm_stats.get(name)}
+        status = {
+            "node": self.address, "pid": os.getpid(),
+            "uptime": round(time.time() - self.started_at, 1),
+            "peers": peers,
+            "transport": self.transport.status() if self.transport else None,
+            "snapshots": self.snapshots.stats(),
+            "events": self.events.tail()[-20:],
+        }
+        self.reply(conn, req_id, "ok", status)

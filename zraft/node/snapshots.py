@@ -1,0 +1,224 @@
+"""Snapshot transfer between nodes: a sender actor per outgoing transfer on the leader's
+node, a receiver actor per incoming one on the follower's node (zraft_lib's
+zraft_snapshot_sender / zraft_snapshot_receiver).
+
+Protocol (control frames over the normal node connection, files over their own socket):
+1. leader core -> SnapshotNeeded -> SnapshotSenderActor sends
+   ``SnapshotControl("offer", [tid, target_name, leader_id, term, meta, leader_node])``;
+2. the follower's node starts a SnapshotReceiverActor listening on
+   ``snapshot_listener_addr:snapshot_listener_port`` and answers ``("accept", [tid, host,
+   port])`` (or ``("reject", [tid, reason])``);
+3. the sender streams the snapshot directory with kernel sendfile (manifest of sha256s,
+   authenticated by the cookie); the receiver verifies every file, installs the directory
+   into the follower's snapshot store and tells the follower peer ``SnapshotArrived`` — the
+   peer's core then installs it (term checks happen there);
+4. any failure on the leader's side is reported as ``SnapshotSendDone(ok=False)`` so the
+   core probes again; nothing partial is ever installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from zraft.actors.messages import SnapshotArrived, SnapshotSendDone
+from zraft.core.entries import SnapshotMeta
+from zraft.ids import PeerId
+from zraft.storage import SnapshotStore
+from zraft.transport import snapshot_stream
+from zraft.transport.codec import SnapshotControl
+
+if TYPE_CHECKING:
+    from zraft.node.server import Node
+
+log = logging.getLogger(__name__)
+
+OFFER_TIMEOUT_S = 10.0
+
+
+class SnapshotService:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._lock = threading.Lock()
+        self._offers: dict[str, Future[list[Any]]] = {}
+        self.counters = {"sent": 0, "send_failed": 0, "received": 0, "receive_failed": 0}
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.counters[name] += 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = dict(self.counters)
+        out["stream"] = snapshot_stream.STATS.snapshot()
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            offers, self._offers = self._offers, {}
+        for fut in offers.values():
+            fut.cancel()
+
+    # ------------------------------------------------------------------ leader side
+
+    def send(self, leader_ref: Any, leader_id: str, target: str, meta: SnapshotMeta,
+             term: int) -> None:
+        SnapshotSenderActor.start(self, leader_ref, leader_id, target, meta, term)
+
+    def offer(self, target: str, leader_id: str, term: int, meta: SnapshotMeta) -> list[Any]:
+        """Ask the target's node to get ready; returns [host, port] or raises."""
+        tid = uuid.uuid4().hex
+        fut: Future[list[Any]] = Future()
+        with self._lock:
+            self._offers[tid] = fut
+        try:
+            transport = self.node.transport
+            assert transport is not None
+            pid = PeerId.parse(target)
+            transport.send(pid.node, SnapshotControl(
+                "offer", [tid, pid.name, leader_id, term, list(meta), self.node.address]))
+            return fut.result(timeout=OFFER_TIMEOUT_S)
+        finally:
+            with self._lock:
+                self._offers.pop(tid, None)
+
+    # ------------------------------------------------------------------ control frames
+
+    def on_control(self, conn: Any, frame: SnapshotControl) -> None:
+        op, args = frame.op, frame.args
+        try:
+            if op == "offer":
+                self._on_offer(conn, args)
+            elif op in ("accept", "reject"):
+                with self._lock:
+                    fut = self._offers.get(str(args[0]))
+                if fut is not None and not fut.done():
+                    if op == "accept":
+                        fut.set_result([str(args[1]), int(args[2])])
+                    else:
+                        fut.set_exception(RuntimeError(f"receiver refused: {args[1]}"))
+            else:
+                log.warning("unknown snapshot control op %r from %s", op, conn.peer_id)
+        except (IndexError, TypeError, ValueError) as exc:
+            log.warning("bad snapshot control frame from %s: %s", conn.peer_id, exc)
+
+    def _on_offer(self, conn: Any, args: list[Any]) -> None:
+        tid, name, leader_id, term, raw_meta, _leader_node = args
+        tid, name, leader_id = str(tid), str(name), str(leader_id)
+        meta = SnapshotMeta.from_wire(raw_meta)
+        entry = self.node.peers.get(name)
+        if entry is None:
+            conn.send(SnapshotControl("reject", [tid, f"no peer {name!r} here"]))
+            return
+        cfg = self.node.cfg
+        store = SnapshotStore.for_peer(cfg.snapshot_dir, entry.peer_id,
+                                       backup=cfg.raft.snapshot_backup)
+        dest = store.new_tmp_dir()
+        dest.rmdir()  # the receiver creates it atomically when the transfer is complete
+        receiver = snapshot_stream.SnapshotReceiver(
+            dest, cfg.resolved_cookie(), self.node.address,
+            listen_addr=cfg.raft.snapshot_listener_addr,
+            listen_port=cfg.raft.snapshot_listener_port,
+            accept_timeout=30.0, io_timeout=10.0)
+        try:
+            host, port = receiver.start()
+        except OSError as exc:
+            conn.send(SnapshotControl("reject", [tid, f"cannot listen: {exc}"]))
+            return
+        SnapshotReceiverActor.start(self, receiver, store, entry.name, leader_id, int(term), meta)
+        conn.send(SnapshotControl("accept", [tid, host, port]))
+
+
+class SnapshotSenderActor(pykka.ThreadingActor):
+    """One outgoing transfer (temporary: never restarted; the core retries)."""
+
+    def __init__(self, service: SnapshotService, leader_ref: Any, leader_id: str,
+                 target: str, meta: SnapshotMeta, term: int) -> None:
+        super().__init__()
+        self.service, self.leader_ref, self.leader_id = service, leader_ref, leader_id
+        self.target, self.meta, self.term = target, meta, term
+
+    def on_start(self) -> None:
+        self.actor_ref.tell("run")
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "run":
+            try:
+                self._run()
+            finally:
+                self.stop()
+        return None
+
+    def _run(self) -> None:
+        node = self.service.node
+        cfg = node.cfg
+        try:
+            store = SnapshotStore.for_peer(cfg.snapshot_dir, self.leader_id)
+            info = store.latest()
+            if info is None or info.meta.index != self.meta.index:
+                raise RuntimeError(f"snapshot {self.meta.index} is no longer the latest")
+            host, port = self.service.offer(self.target, self.leader_id, self.term, self.meta)
+            log.info("sending snapshot %d to %s at %s:%d", self.meta.index, self.target, host, port)
+
+            def progress(done: int, total: int) -> None:
+                if total and done == total:
+                    log.info("snapshot %d to %s: %d bytes sent", self.meta.index,
+                             self.target, total)
+
+            result = snapshot_stream.send_snapshot(
+                info.path, host, port, cfg.resolved_cookie(), node.address,
+                on_progress=progress)
+            log.info("snapshot %d sent to %s: %d files, %d bytes, %.1f MB/s",
+                     self.meta.index, self.target, result.files, result.bytes,
+                     result.mb_per_s)
+            self.service._count("sent")
+            node.events.record("snapshot_sent", peer=self.leader_id, to=self.target,
+                               index=self.meta.index, bytes=result.bytes)
+        except Exception as exc:
+            self.service._count("send_failed")
+            log.warning("snapshot %d to %s failed: %s", self.meta.index, self.target, exc)
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.leader_ref.tell(SnapshotSendDone(self.target, False, str(exc)))
+
+
+class SnapshotReceiverActor(pykka.ThreadingActor):
+    """One incoming transfer: wait for the files, verify, install, tell the peer."""
+
+    def __init__(self, service: SnapshotService, receiver: Any, store: SnapshotStore,
+                 peer_name: str, leader_id: str, term: int, meta: SnapshotMeta) -> None:
+        super().__init__()
+        self.service, self.receiver, self.store = service, receiver, store
+        self.peer_name, self.leader_id, self.term, self.meta = peer_name, leader_id, term, meta
+
+    def on_start(self) -> None:
+        self.actor_ref.tell("run")
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "run":
+            try:
+                self._run()
+            finally:
+                self.stop()
+        return None
+
+    def _run(self) -> None:
+        try:
+            self.receiver.wait(timeout=120)
+            info = self.store.install(self.receiver.dest_dir)
+        except Exception as exc:
+            self.service._count("receive_failed")
+            log.warning("snapshot %d from %s not received: %s", self.meta.index,
+                        self.leader_id, exc)
+            self.receiver.cancel()
+            return
+        self.service._count("received")
+        entry = self.service.node.peers.get(self.peer_name)
+        ref = entry.handle.resolve() if entry is not None else None
+        if ref is not None:
+            ref.tell(SnapshotArrived(self.term, self.leader_id, self.meta, str(info.path)))
