@@ -29,12 +29,14 @@ class Inbox:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, list[Any]]] = []
+        self.count = 0
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
 
     def __call__(self, conn: Any, frames: list[Any]) -> None:
         with self.lock:
             self.calls.append((conn, frames))
+            self.count += len(frames)
             self.changed.notify_all()
 
     @property
@@ -45,11 +47,10 @@ class Inbox:
     def wait_count(self, n: int, timeout: float = 5.0) -> list[Any]:
         deadline = time.monotonic() + timeout
         with self.lock:
-            while sum(len(fs) for _, fs in self.calls) < n:
+            while self.count < n:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    got = sum(len(fs) for _, fs in self.calls)
-                    raise AssertionError(f"got {got} frames, wanted {n}")
+                    raise AssertionError(f"got {self.count} frames, wanted {n}")
                 self.changed.wait(left)
         return self.frames
 
