@@ -16,6 +16,7 @@ from zraft.storage.errors import (
 from zraft.storage.meta import RaftMeta, list_peers, read_meta, write_meta
 from zraft.storage.naming import peer_dir_name, peer_log_path, peer_snapshot_path
 from zraft.storage.segments import DiskLogStorage
+from zraft.storage.snapshots import PendingSnapshot, SnapshotInfo, SnapshotStore
 from zraft.storage.writer import LogWriter, WriteBatch
 
 __all__ = [
@@ -28,7 +29,10 @@ __all__ = [
     "LogCompacted",
     "LogUnavailable",
     "LogWriter",
+    "PendingSnapshot",
     "RaftMeta",
+    "SnapshotInfo",
+    "SnapshotStore",
     "WriteBatch",
     "list_peers",
     "peer_dir_name",

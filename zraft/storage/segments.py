@@ -418,6 +418,9 @@ class DiskLogStorage:
 
     def _compact_locked(self, meta: SnapshotMeta) -> None:
         self._meta = replace(self._meta, snapshot=meta)
+        # keep last_index() >= first_index() - 1 for readers even if the snapshot point
+        # covers entries staged but not yet synced
+        self._durable_last = max(self._durable_last, meta.index)
         self._meta_dirty = True
         self._terms.compact(meta.index)
         self._configs.drop_through(meta.index)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from zraft.core.entries import Entry, HardState, SnapshotMeta
-from zraft.storage.segments import DiskLogStorage
+from zraft.storage.protocols import StagedLog
 
 
 class WriteBatch(NamedTuple):
@@ -34,7 +34,7 @@ class WriteBatch(NamedTuple):
 class LogWriter:
     """Stages batches into a DiskLogStorage and makes them durable with one fsync."""
 
-    def __init__(self, storage: DiskLogStorage) -> None:
+    def __init__(self, storage: StagedLog) -> None:
         self.storage = storage
         self.staged_batches = 0
         #: totals, for metrics and benchmarks
