@@ -263,3 +263,34 @@ def test_parse_addr():
     for bad in ("nohost", ":80", "h:", "h:x"):
         with pytest.raises(ValueError):
             parse_addr(bad)
+
+
+def test_close_is_prompt_with_a_silent_client_in_the_handshake():
+    t = TcpTransport(COOKIE, Inbox(), config=TransportConfig(handshake_timeout=30))
+    t.start()
+    silent = socket.create_connection(parse_addr(t.address))
+    try:
+        wait_for(lambda: t.counters["accepted"] == 1)
+        start = time.monotonic()
+        t.close()
+        assert time.monotonic() - start < 2.5
+        assert not t.send("127.0.0.1:1", vote("a", "b"))  # closed: nothing is queued
+    finally:
+        silent.close()
+
+
+def test_frames_over_the_size_limit_close_the_connection():
+    inbox = Inbox()
+    t = TcpTransport(COOKIE, inbox, config=TransportConfig(max_frame_size=1024))
+    t.start()
+    try:
+        got = Inbox()
+        conn = connect(t.address, COOKIE, "big-sender", got)
+        conn.send(ClientRequest(1, "ok", b"x" * 100))
+        inbox.wait_count(1)
+        conn.send(ClientRequest(2, "too-big", b"x" * 2000))
+        wait_for(lambda: t.counters["malformed"] == 1)
+        wait_for(lambda: conn.closed)
+        assert len(inbox.frames) == 1
+    finally:
+        t.close()

@@ -130,7 +130,8 @@ class PeerLink:
                 on_frames=self._transport.on_frames,
                 config=cfg,
                 queue=self.queue,
-                is_blocked=self._transport.is_blocked_id,
+                # filter on the address we dialed, whatever id the peer announced
+                is_blocked=lambda _peer: self.addr in self._transport.blocked,
                 on_malformed=self._transport.count_malformed,
                 label=f"link:{self.addr}",
             )
@@ -212,6 +213,7 @@ class TcpTransport:
         self._lock = threading.Lock()
         self._links: dict[str, PeerLink] = {}
         self._inbound: set[Connection] = set()
+        self._handshaking: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
         self._blocked: frozenset[str] = frozenset()
         self._closing = threading.Event()
@@ -264,6 +266,10 @@ class TcpTransport:
             links = list(self._links.values())
             inbound = list(self._inbound)
             threads = list(self._threads)
+            handshaking = list(self._handshaking)
+        for sock in handshaking:  # wake handshakes blocked on a silent peer
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         for link in links:
             link.stop()
         for conn in inbound:
@@ -292,6 +298,8 @@ class TcpTransport:
         the transport is closed. Bytes must be complete frames from ``codec.encode_frame``."""
         if addr in self._blocked:
             self._count("dropped_by_filter")
+            return False
+        if self._closing.is_set():
             return False
         link = self._links.get(addr)
         if link is None:
@@ -384,6 +392,8 @@ class TcpTransport:
         cfg = self.config
         conn: Connection | None = None
         try:
+            with self._lock:
+                self._handshaking.add(sock)
             try:
                 auth = server_handshake(sock, self.cookie, self.node_id, cfg.handshake_timeout)
                 tune_socket(sock, cfg.write_timeout)
@@ -391,6 +401,9 @@ class TcpTransport:
                 self._count("auth_failures")
                 sock.close()
                 return
+            finally:
+                with self._lock:
+                    self._handshaking.discard(sock)
             conn = Connection(
                 sock,
                 auth.peer_id,
