@@ -5,8 +5,9 @@ Rules:
   collection, so one seed always gives one run.
 - Messages sit in one in-flight list until the scheduler delivers one: the oldest (FIFO) or,
   with probability ``reorder``, a random one (reordering and delay in one mechanism).
-- ``drop`` and ``duplicate`` apply when a message is sent; partitions apply when it is
-  delivered, so messages already in flight across a new cut are lost too.
+- ``drop`` and ``duplicate`` apply when a message is sent; partitions apply both when it is
+  sent and when it is delivered, so messages already in flight across a new cut are lost
+  too, and healing never resurrects a message sent across a cut.
 - Links are directed: ``cut(a, b)`` blocks both ways, ``cut_one_way(a, b)`` only a -> b.
 """
 
@@ -33,14 +34,18 @@ class SimNetwork:
         self.reorder = 0.0
         self.sent = 0
         self.dropped = 0
+        # Lost messages that carried a payload: their sender must hear of the failure.
+        self.lost: list[Envelope] = []
 
     def send(self, src: str, dst: str, msg: Any, payload: Any = None) -> None:
         self.sent += 1
         rng = self.rng
-        if self.drop and rng.random() < self.drop:
-            self.dropped += 1
-            return
         envelope = Envelope(src, dst, msg, payload)
+        if (self.drop and rng.random() < self.drop) or (
+            self.blocked and (src, dst) in self.blocked
+        ):
+            self._lose(envelope)
+            return
         self.in_flight.append(envelope)
         if self.duplicate and rng.random() < self.duplicate:
             self.in_flight.append(envelope)
@@ -56,9 +61,14 @@ class SimNetwork:
         else:
             envelope = queue.pop(self.rng.randrange(len(queue)))
         if self.blocked and (envelope.src, envelope.dst) in self.blocked:
-            self.dropped += 1
+            self._lose(envelope)
             return None
         return envelope
+
+    def _lose(self, envelope: Envelope) -> None:
+        self.dropped += 1
+        if envelope.payload is not None:
+            self.lost.append(envelope)
 
     def can_reach(self, src: str, dst: str) -> bool:
         return (src, dst) not in self.blocked
@@ -89,4 +99,10 @@ class SimNetwork:
 
     def discard_to(self, node: str) -> None:
         """A crashed node's inbound messages die with its sockets."""
-        self.in_flight = [e for e in self.in_flight if e.dst != node]
+        keep = []
+        for envelope in self.in_flight:
+            if envelope.dst != node:
+                keep.append(envelope)
+            elif envelope.payload is not None:
+                self.lost.append(envelope)
+        self.in_flight = keep

@@ -63,6 +63,7 @@ class SimCluster:
         self.history: list[Operation] = []
         self.acknowledged: list[tuple[int, int]] = []
         self._positions: dict[int, tuple[int, int]] = {}  # id(op) -> (index, term) proposed
+        self.effects: dict[int, tuple[float, Any]] = {}  # op id -> (first applied, result)
         self.config_results: list[tuple[str, Any]] = []
         self.leader_hint: str | None = None
         self.now = 0
@@ -109,17 +110,16 @@ class SimCluster:
         return self.nodes[peer].core.status()
 
     def epoch_of(self, node: SimNode) -> int:
-        return int(node.core.status().get("epoch", 0))
+        return int(node.core.status()["epoch"])
 
     def members(self) -> list[str]:
-        """Voters of the configuration the current leader (or any up node) holds."""
+        """Voters (both halves when joint) of the configuration the current leader (or else
+        the first up node) holds."""
         source = self.leader() or (self.up_nodes() or [None])[0]
         if source is None:
             return []
-        config = self.status(source).get("config")
-        if isinstance(config, ClusterConfig):
-            return sorted(config.voters())
-        return sorted(config or [])
+        config = self.status(source)["config"]
+        return sorted(set(config["old"]) | set(config["new"]))
 
     # -- scheduler actions (each is one step) ---------------------------------------------
 
@@ -131,15 +131,12 @@ class SimCluster:
             return False
         node = self.nodes.get(envelope.dst)
         if node is None or not node.up:
-            self._undeliverable(envelope)
+            if envelope.payload is not None:  # a snapshot that never arrived
+                self.network.lost.append(envelope)
             return False
         self.log(f"deliver {envelope.src}->{envelope.dst} {type(envelope.msg).__name__}")
         node.receive(envelope.msg, envelope.payload)
         return True
-
-    def _undeliverable(self, envelope: Any) -> None:
-        if envelope.payload is not None:  # an InstallSnapshot that never arrived
-            self.snapshot_failed(envelope.src, envelope.dst)
 
     def snapshot_failed(self, leader: str, peer: str) -> None:
         node = self.nodes.get(leader)
@@ -162,10 +159,15 @@ class SimCluster:
         node.complete_write()
         return True
 
-    def flush_snapshot_failures(self) -> None:
-        failures, self.snapshot_failures = self.snapshot_failures, []
-        for leader, peer in failures:
-            self.snapshot_failed(leader, peer)
+    def after_step(self) -> None:
+        """Report snapshot transfers that failed during the step to their leaders."""
+        if self.network.lost:
+            lost, self.network.lost = self.network.lost, []
+            self.snapshot_failures.extend((e.src, e.dst) for e in lost)
+        if self.snapshot_failures:
+            failures, self.snapshot_failures = self.snapshot_failures, []
+            for leader, peer in failures:
+                self.snapshot_failed(leader, peer)
 
     def tick(self, peer: str) -> None:
         self.now += 1
@@ -182,20 +184,25 @@ class SimCluster:
 
     # -- clients --------------------------------------------------------------------------
 
-    def _invoke(self, peer: str, kind: str, key: str, value: Any, expected: Any) -> Operation:
+    def _invoke(self, peer: str, kind: str, key: str, value: Any, expected: Any,
+                client: Any) -> Operation:
         self.now += 1
-        op = Operation(peer, kind, key, value, expected, self.now, None, UNKNOWN, None)
+        process = peer if client is None else client
+        op = Operation(process, kind, key, value, expected, self.now, None, UNKNOWN, None)
         self.history.append(op)
         return op
 
     def write(self, peer: str, key: str, value: int, client: Any = None) -> Operation:
-        return self._propose(peer, WRITE, key, value, None)
+        """Client ``client`` (default: one per node) asks ``peer`` to write."""
+        return self._propose(peer, WRITE, key, value, None, client)
 
-    def cas(self, peer: str, key: str, expected: int | None, value: int) -> Operation:
-        return self._propose(peer, CAS, key, value, expected)
+    def cas(self, peer: str, key: str, expected: int | None, value: int,
+            client: Any = None) -> Operation:
+        return self._propose(peer, CAS, key, value, expected, client)
 
-    def _propose(self, peer: str, kind: str, key: str, value: Any, expected: Any) -> Operation:
-        op = self._invoke(peer, kind, key, value, expected)
+    def _propose(self, peer: str, kind: str, key: str, value: Any, expected: Any,
+                 client: Any) -> Operation:
+        op = self._invoke(peer, kind, key, value, expected, client)
         node = self.nodes[peer]
         if not node.up:
             self.complete(op, FAIL, None)
@@ -214,8 +221,8 @@ class SimCluster:
         node.drain()
         return op
 
-    def read(self, peer: str, key: str) -> Operation:
-        op = self._invoke(peer, READ, key, None, None)
+    def read(self, peer: str, key: str, client: Any = None) -> Operation:
+        op = self._invoke(peer, READ, key, None, None, client)
         node = self.nodes[peer]
         if not node.up:
             self.complete(op, FAIL, None)
@@ -240,6 +247,25 @@ class SimCluster:
             position = self._positions.get(id(op))
             if position is not None:
                 self.acknowledged.append(position)
+
+    def record_effect(self, op_id: int, result: Any) -> None:
+        """Some node applied op ``op_id``: it took effect by now, whoever hears of it."""
+        if op_id not in self.effects:
+            self.effects[op_id] = (self.now + 0.5, result)
+
+    def resolve_unknown(self) -> None:
+        """After ``stabilize``: settle writes nobody heard back about. Applied somewhere
+        means it took effect by the first apply (ok); never applied in a converged cluster
+        means it never will be (fail). Reads stay unknown (the checker ignores them)."""
+        for op_id, op in enumerate(self.history):
+            if op.outcome != UNKNOWN or op.kind == READ:
+                continue
+            effect = self.effects.get(op_id)
+            if effect is None:
+                op.outcome = FAIL
+            else:
+                op.complete_time, op.result = effect
+                op.outcome = OK
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -298,7 +324,7 @@ class SimCluster:
             return False
         node = self.nodes[leader]
         status = node.core.status()
-        prev_index = status.get("config_index", 0)
+        prev_index = status["config_index"]
         self.log(f"change_config {leader} -> {sorted(new_peers)}")
         try:
             node.core.change_config(sorted(new_peers), prev_index, len(self.config_results),
@@ -321,11 +347,13 @@ class SimCluster:
 
     # -- running --------------------------------------------------------------------------
 
-    def run(self, steps: int, until: Callable[[], bool] | None = None) -> bool:
-        """Fault-free progress: deliver, persist and tick at random. True once ``until``."""
+    def run(self, steps: int, until: Callable[[], bool] | None = None,
+            check_every: int = 1) -> bool:
+        """Fault-free progress: deliver, persist and tick at random. True once ``until``
+        holds (tested every ``check_every`` steps)."""
         rng = self.rng
-        for _ in range(steps):
-            if until is not None and until():
+        for step in range(steps):
+            if until is not None and step % check_every == 0 and until():
                 return True
             roll = rng.random()
             if roll < 0.55 and self.network.in_flight:
@@ -336,8 +364,7 @@ class SimCluster:
                 up = self.up_nodes()
                 if up:
                     self.tick(rng.choice(up))
-            if self.snapshot_failures:
-                self.flush_snapshot_failures()
+            self.after_step()
         return until is not None and until()
 
     def elect(self, steps: int = 20_000) -> str:
@@ -354,7 +381,7 @@ class SimCluster:
         if leader is None:
             return False
         lnode = self.nodes[leader]
-        commit = lnode.core.status().get("commit", 0)
+        commit = lnode.core.commit
         if lnode.machine.applied < commit:
             return False
         for peer in self.members():
@@ -370,7 +397,7 @@ class SimCluster:
         self.snapshot_failure_rate = 0.0
         for peer in self.down_nodes():
             self.restart(peer)
-        return self.run(steps, self.converged)
+        return self.run(steps, self.converged, check_every=10)
 
     def check_final(self) -> None:
         """After ``stabilize``: every acknowledged write is applied on every live member."""

@@ -178,9 +178,10 @@ class SimNode:
         self.cluster.checker.applied(self.id, self.term, entry)
         if entry.type == DATA:
             op_id, result = machine.apply(index, entry.data)
+            self.cluster.record_effect(op_id, result)
         else:
             machine.skip(index)
-            op_id, result = -1, None
+            result = None
         pending = self.proposals.pop(index, None)
         if pending is not None:
             term, op = pending
@@ -190,7 +191,6 @@ class SimNode:
                 self.cluster.complete(op, FAIL, None)  # another entry won this index
         if self.reads_waiting:
             self._answer_reads()
-        del op_id
 
     def _answer_reads(self) -> None:
         applied = self.machine.applied

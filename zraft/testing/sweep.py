@@ -55,6 +55,7 @@ def run_seed(seed: int, steps: int, mutations: frozenset[str] = frozenset(),
                          f"(leader={cluster.leader()}, members={cluster.members()})")
         else:
             cluster.check_final()
+            cluster.resolve_unknown()
             result = check_history(cluster.history)
             if not result.ok:
                 kind = "linearizability"

@@ -9,6 +9,9 @@ Rules:
   from every node that still believes it leads (stale reads), and membership changes add,
   remove and remove the leader.
 - At most a minority of the current members is crashed at once, so runs keep making progress.
+- Clients behave like real ones: each has at most one call outstanding; one that gives up
+  (timeout) is replaced by a fresh client (a new process in the history), as in Jepsen.
+  This bounds concurrency, which keeps the linearizability search small.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import random
 from dataclasses import dataclass
 
 from zraft.core.config import CoreConfig
-from zraft.testing.linearizability import CAS, OK, READ, WRITE
+from zraft.testing.linearizability import CAS, OK, READ, UNKNOWN, WRITE, Operation
 from zraft.testing.sim import SimCluster
 
 KEYS = ("a", "b", "c")
+CLIENT_TIMEOUT = 400  # steps a client waits before giving up (its op stays unknown)
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Profile:
     client_rate: float
     fault_rate: float
     membership: bool
+    clients: int
 
     @staticmethod
     def draw(rng: random.Random) -> Profile:
@@ -39,6 +44,7 @@ class Profile:
             client_rate=rng.choice((0.05, 0.1, 0.2)),
             fault_rate=rng.choice((0.004, 0.01, 0.02)),
             membership=rng.random() < 0.5,
+            clients=rng.choice((2, 3, 5)),
         )
 
 
@@ -52,8 +58,12 @@ class Scenario:
         self.cluster = SimCluster(seed, nodes=profile.nodes, core_config=config,
                                   snapshot_every=profile.snapshot_every, transcript=transcript)
         self.rng = self.cluster.rng
-        self.last_value: dict[str, int | None] = {}
         self.steps = 0
+        # client slot -> (process id, outstanding op or None)
+        self.clients: list[tuple[int, Operation | None]] = [
+            (i, None) for i in range(profile.clients)
+        ]
+        self._next_process = profile.clients
 
     # -- the step -------------------------------------------------------------------------
 
@@ -77,8 +87,7 @@ class Scenario:
                 up = cluster.up_nodes()
                 if up:
                     cluster.tick(rng.choice(up))
-        if cluster.snapshot_failures:
-            cluster.flush_snapshot_failures()
+        cluster.after_step()
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
@@ -96,21 +105,36 @@ class Scenario:
             return self.rng.choice(leaders)
         return self.rng.choice(up)
 
+    def _idle_client(self) -> int | None:
+        """A client slot free to call: its last op finished, or it gave up waiting."""
+        idle = []
+        for slot, (_process, op) in enumerate(self.clients):
+            if op is None or op.outcome != UNKNOWN:
+                idle.append(slot)
+            elif self.cluster.now - op.invoke_time > CLIENT_TIMEOUT:
+                self.clients[slot] = (self._next_process, None)  # a fresh client
+                self._next_process += 1
+                idle.append(slot)
+        return self.rng.choice(idle) if idle else None
+
     def client(self) -> None:
         cluster = self.cluster
         rng = self.rng
+        slot = self._idle_client()
         peer = self._target()
-        if peer is None:
+        if peer is None or slot is None:
             return
+        process = self.clients[slot][0]
         key = rng.choice(KEYS)
         kind = rng.choices((READ, WRITE, CAS), (4, 4, 2))[0]
         value = len(cluster.history)
         if kind == READ:
-            cluster.read(peer, key)
+            op = cluster.read(peer, key, process)
         elif kind == WRITE:
-            cluster.write(peer, key, value)
+            op = cluster.write(peer, key, value, process)
         else:
-            cluster.cas(peer, key, self._guess(key), value)
+            op = cluster.cas(peer, key, self._guess(key), value, process)
+        self.clients[slot] = (process, op)
 
     def _guess(self, key: str) -> int | None:
         """A cas 'expected' that is often right: the last value a client saw for ``key``."""
