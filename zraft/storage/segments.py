@@ -96,9 +96,9 @@ class DiskLogStorage:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, log_dir: str | os.PathLike[str], peer_id: str, *,
+    def open(cls, log_dir: str | os.PathLike[str], peer_id: str,
+             max_segment_size: int = DEFAULT_MAX_SEGMENT_SIZE, *,
              backend: str | None = None,
-             max_segment_size: int = DEFAULT_MAX_SEGMENT_SIZE,
              cache_entries: int = DEFAULT_CACHE_ENTRIES,
              cache_bytes: int = DEFAULT_CACHE_BYTES) -> DiskLogStorage:
         """Open (creating if new) and recover the log of `peer_id` under `log_dir`."""
