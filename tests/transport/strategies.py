@@ -12,7 +12,13 @@ from zraft.core.messages import (
     VoteReply,
     VoteRequest,
 )
-from zraft.transport.codec import AdminRequest, ClientReply, ClientRequest, SnapshotControl
+from zraft.transport.codec import (
+    AdminRequest,
+    ClientReply,
+    ClientRequest,
+    Push,
+    SnapshotControl,
+)
 from zraft.transport.sentinels import NOT_FOUND
 
 U64 = 2**64 - 1
@@ -83,6 +89,7 @@ generic_frames = st.one_of(
     st.builds(ClientReply, uints, ops, payloads),
     st.builds(SnapshotControl, ops, payloads),
     st.builds(AdminRequest, uints, ops, payloads),
+    st.builds(Push, ops, payloads),
 )
 
 frames = raft_messages | generic_frames

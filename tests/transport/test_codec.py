@@ -195,7 +195,10 @@ BAD_BODIES = [
     msgpack.packb([1, True, 1, "a", "b", 1, 1, False]),
     msgpack.packb([1]),
     msgpack.packb([0, 1, "op", None]),  # unknown kinds
-    msgpack.packb([6, 1, "op", None]),
+    msgpack.packb([7, 1, "op", None]),
+    msgpack.packb([6, "watch"]),  # push arity
+    msgpack.packb([6, "watch", [], 1]),
+    msgpack.packb([6, None, []]),
     msgpack.packb(["2", 1, "op", None]),
     msgpack.packb([True, 1, "op", None]),
     msgpack.packb([]),
@@ -224,6 +227,13 @@ BAD_BODIES = [
 def test_decoder_rejects_malformed_bodies(body):
     with pytest.raises(DecodeError):
         decode(body)
+
+
+def test_push_frame_wire_shape():
+    push = codec.Push("watch", ["peer", "sid", 3, "data_changed"])
+    wire = msgpack.unpackb(encode(push), raw=False)
+    assert wire == [6, "watch", ["peer", "sid", 3, "data_changed"]]
+    assert decode(encode(push)) == push
 
 
 def test_generic_frames_accept_int_or_str_ops():

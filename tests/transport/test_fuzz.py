@@ -57,6 +57,7 @@ SAMPLES = [
     codec.ClientReply(1, "ok", None),
     codec.SnapshotControl("offer", {"index": 5}),
     codec.AdminRequest(2, "status", None),
+    codec.Push("watch", ["p", "sid", 1, "data_changed"]),
 ]
 VALID_BODIES = [codec.encode(m) for m in SAMPLES]
 

@@ -9,6 +9,7 @@ A frame body is one msgpack array ``[kind, ...]``:
 - ``[3, req_id, status, payload]`` ``ClientReply``   (the answer, on the same connection)
 - ``[4, op, args]``                ``SnapshotControl`` (offer / accept / result between nodes)
 - ``[5, req_id, op, args]``        ``AdminRequest``  (answered by a ``ClientReply``)
+- ``[6, kind, args]``              ``Push``          (unsolicited node -> client: watch, expiry)
 
 Rules:
 - Encoding does no per-entry Python work: core messages are NamedTuples and msgpack packs
