@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
 
 from zraft.core.entries import DATA, ClusterConfig, Entry, HardState, SnapshotMeta
-from zraft.storage import DiskLogStorage, LogWriter, WriteBatch
+from zraft.storage import DiskLogStorage, DiskStorageError, LogWriter, WriteBatch
 
 
 def entry(index: int, term: int = 1) -> Entry:
@@ -106,4 +107,40 @@ def test_reopen_after_group_commit(tmp_path):
     writer.storage.close()
     store = DiskLogStorage.open(tmp_path, "w@127.0.0.1:1", max_segment_size=1 << 20)
     assert store.last_index() == 49
+    store.close()
+
+
+def test_failed_fsync_poisons_the_log_until_reopened(tmp_path, monkeypatch):
+    writer = open_writer(tmp_path)
+    writer.write_batch(entries=[entry(2)])
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "injected I/O error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    with pytest.raises(OSError):
+        writer.write_batch(entries=[entry(3)])
+    monkeypatch.undo()
+    assert writer.storage.last_index() == 2  # never acknowledged
+    with pytest.raises(DiskStorageError, match="reopen"):
+        writer.write_batch(entries=[entry(4)])
+    writer.storage.close()
+    store = DiskLogStorage.open(tmp_path, "w@127.0.0.1:1", max_segment_size=1 << 20)
+    assert store.last_index() in (2, 3)
+    store.close()
+
+
+def test_short_writes_are_completed(tmp_path, monkeypatch):
+    writer = open_writer(tmp_path)
+    real_pwrite = os.pwrite
+
+    def short_pwrite(fd: int, data, offset: int) -> int:
+        return real_pwrite(fd, bytes(data[: max(1, len(data) // 3)]), offset)
+
+    monkeypatch.setattr(os, "pwrite", short_pwrite)
+    writer.write_batch(entries=[entry(i) for i in range(2, 30)])
+    monkeypatch.undo()
+    writer.storage.close()
+    store = DiskLogStorage.open(tmp_path, "w@127.0.0.1:1", max_segment_size=1 << 20)
+    assert store.entries(2, 30) == [entry(i) for i in range(2, 30)]
     store.close()

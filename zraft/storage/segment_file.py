@@ -103,7 +103,12 @@ class Segment:
 
     def write(self, blob: bytes, sizes: list[int]) -> None:
         """Append framed records (not yet durable: `sync` makes them so)."""
-        os.pwrite(self.fd, blob, self.end)
+        view = memoryview(blob)
+        at = self.end
+        while view:  # a regular file may still take a short write (e.g. disk nearly full)
+            written = os.pwrite(self.fd, view, at)
+            view = view[written:]
+            at += written
         pos = self.end
         offsets = self.offsets
         for size in sizes:

@@ -31,14 +31,16 @@ Layout: ``<log_dir>/<peerdir>/raft.meta`` (see `meta`) and ``<log_dir>/<peerdir>
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
 import threading
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from zraft.core.entries import CONFIG, Entry, HardState, SnapshotMeta
 from zraft.storage.errors import (
@@ -61,6 +63,26 @@ from zraft.storage.segment_file import (
 )
 
 log = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _poison_on_error(method: _F) -> _F:
+    """A failed write or fsync leaves memory and disk out of step (and a failed fsync must
+    never be retried): refuse every later write until the log is reopened (recovered)."""
+
+    @functools.wraps(method)
+    def guarded(self: DiskLogStorage, *args: Any, **kwargs: Any) -> Any:
+        if self.failed is not None:
+            raise DiskStorageError(f"log {self.log_path} failed earlier ({self.failed}); "
+                                   "reopen it to recover")
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            self.failed = exc
+            raise
+
+    return guarded  # type: ignore[return-value]
 
 DEFAULT_MAX_SEGMENT_SIZE = 10 * 1024 * 1024
 DEFAULT_CACHE_ENTRIES = 4096
@@ -92,6 +114,8 @@ class DiskLogStorage:
         self.log_syncs = 0
         self.meta_writes = 0
         self.disk_reads = 0
+        #: the OSError that broke a write; later writes refuse until reopened
+        self.failed: OSError | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -295,6 +319,7 @@ class DiskLogStorage:
         self.stage_compact(index)
         self.sync()
 
+    @_poison_on_error
     def mark_removed(self, removed: bool = True) -> None:
         """Record that this peer was removed from its cluster (survives restarts)."""
         self._meta = replace(self._meta, removed=removed)
@@ -303,11 +328,13 @@ class DiskLogStorage:
 
     # ------------------------------------------------------------------ staged writes
 
+    @_poison_on_error
     def stage_hard_state(self, hs: HardState) -> None:
         if hs != self._meta.hard_state:
             self._meta = self._meta.with_hard_state(hs)
             self._meta_dirty = True
 
+    @_poison_on_error
     def stage_append(self, entries: Sequence[Entry]) -> None:
         """Write entries (truncating from entries[0].index if it is <= the last index)."""
         snap_index = self._meta.snapshot.index
@@ -357,6 +384,7 @@ class DiskLogStorage:
         self._segments.append(segment)
         return segment
 
+    @_poison_on_error
     def truncate_from(self, index: int) -> None:
         """Remove entries >= index, durably, before anything new is written after them."""
         if index <= self._meta.snapshot.index:
@@ -378,6 +406,7 @@ class DiskLogStorage:
             self._cache.truncate_from(index)
             self._last = index - 1
 
+    @_poison_on_error
     def stage_compact(self, index: int) -> None:
         """A local snapshot covers entries <= index: forget them."""
         snap = self._meta.snapshot
@@ -391,6 +420,7 @@ class DiskLogStorage:
             config_index, config = found if found else (snap.config_index, snap.config)
             self._compact_locked(SnapshotMeta(index, term, config_index, config))
 
+    @_poison_on_error
     def stage_snapshot(self, meta: SnapshotMeta) -> None:
         """An installed snapshot: keep the suffix only if our entry meta.index has meta.term."""
         snap = self._meta.snapshot
@@ -434,6 +464,7 @@ class DiskLogStorage:
         self._meta_dirty = False
         self.meta_writes += 1
 
+    @_poison_on_error
     def sync(self) -> int:
         """Make everything staged durable (one fdatasync); returns the durable last index."""
         if self._meta_dirty:
