@@ -33,11 +33,12 @@ def test_prevote_does_not_bump_term_or_vote():
     assert c.role == "precandidate" and c.term == 1 and c.vote is None
     rd = flush(c)
     assert rd.hard_state is None  # nothing to persist for a pre-vote
-    assert {(m.dst, m.term, m.prevote) for m in rd.messages} == {("b", 2, True), ("c", 2, True)}
+    reqs = rd.persisted_messages
+    assert {(m.dst, m.term, m.prevote) for m in reqs} == {("b", 2, True), ("c", 2, True)}
     voter = make_core("b", seeded_storage(["a", "b", "c"]))
-    voter.step(rd.messages[0])
+    voter.step(reqs[0])
     vrd = flush(voter)
-    (reply,) = vrd.messages
+    (reply,) = vrd.persisted_messages
     assert reply.granted and reply.prevote and reply.term == 2
     assert voter.term == 1 and voter.vote is None and vrd.hard_state is None
     c.step(reply)
@@ -174,7 +175,8 @@ def test_node_not_in_its_committed_latest_config_never_campaigns():
     assert c.commit == 1
     for _ in range(200):
         c.tick()
-    assert c.role == "follower" and not c.ready().messages
+    rd = c.ready()
+    assert c.role == "follower" and not rd.messages and not rd.persisted_messages
 
 
 def test_excluded_node_campaigns_while_its_latest_config_is_uncommitted():

@@ -188,7 +188,7 @@ def test_removed_candidate_is_told_to_stop():
     req = next(m for m in flush(c).persisted_messages if m.dst == "a")
     voter.step(VoteRequest(req.term + 5, "c", "a", req.last_index, req.last_term))
     rd = flush(voter)
-    (reply,) = rd.messages
+    (reply,) = rd.persisted_messages
     assert reply.removed and not reply.granted and voter.term == 1  # no term disruption
     c.step(reply)
     assert c.removed and c.role == "follower"

@@ -6,8 +6,9 @@ Rules:
 - Stickiness: a leader ignores every (pre)vote request; a follower that heard from a live
   leader within the minimum election timeout ignores them too (Raft thesis 4.2.3), so a
   partitioned or removed peer cannot disrupt a healthy cluster with its higher term.
-- A vote is granted at most once per term (``vote`` is durable before the reply leaves:
-  vote replies are persisted messages) and only to a log at least as up to date as ours.
+- A vote is granted at most once per term and only to a log at least as up to date as
+  ours. Every vote request and reply (pre-votes too) is a persisted message, so it leaves
+  only once the term and vote it depends on are durable.
 - A voter whose COMMITTED stable config excludes the candidate, and whose log shows the
   candidate has not even seen that config, answers ``removed=True`` without looking at the
   term; the candidate then stops for good (emits Removed).
@@ -52,7 +53,7 @@ class ElectionRole:
     def _send_vote_requests(self: Any, term: int, prevote: bool) -> None:
         log = self.log
         last_index, last_term = log.last_index(), log.last_term()
-        out = self._msgs if prevote else self._pmsgs
+        out = self._pmsgs  # every vote request and reply waits for durability
         for peer in sorted(log.config()[1].voters()):
             if peer != self.id:
                 out.append(VoteRequest(term, self.id, peer, last_index, last_term, prevote))
@@ -78,7 +79,7 @@ class ElectionRole:
             and msg.src not in ccfg.old
             and msg.last_index < cidx
         ):
-            self._msgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote, True))
+            self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote, True))
             return
         in_lease = self.role == LEADER or (
             self.leader is not None and self.election_elapsed < self.cfg.min_election_timeout
@@ -89,8 +90,7 @@ class ElectionRole:
             if not msg.prevote:
                 self.become_follower(msg.term, None)
         elif msg.term < self.term:
-            reply = VoteReply(self.term, self.id, msg.src, False, msg.prevote)
-            (self._msgs if msg.prevote else self._pmsgs).append(reply)
+            self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote))
             return
         can_vote = self.role != LEADER and (
             self.vote == msg.src
@@ -100,11 +100,11 @@ class ElectionRole:
         up_to_date = "vote_stale_log" in self.mutations or log.is_up_to_date(
             msg.last_index, msg.last_term
         )
-        if msg.prevote:
+        if msg.prevote:  # answered without any state change
             if can_vote and up_to_date:
-                self._msgs.append(VoteReply(msg.term, self.id, msg.src, True, True))
+                self._pmsgs.append(VoteReply(msg.term, self.id, msg.src, True, True))
             else:
-                self._msgs.append(VoteReply(self.term, self.id, msg.src, False, True))
+                self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, True))
             return
         granted = can_vote and up_to_date
         if granted:
