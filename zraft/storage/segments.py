@@ -37,7 +37,8 @@ import logging
 import os
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -160,6 +161,7 @@ class DiskLogStorage:
         live: list[SegmentScan] = []
         to_delete: list[Path] = []
         torn: SegmentScan | None = None
+        tail: deque[Entry] = deque(maxlen=self._cache.max_entries)
         for k, (first, path) in enumerate(seg_files):
             last_file = k == len(seg_files) - 1
             scan = scan_segment(path, first)
@@ -185,9 +187,11 @@ class DiskLogStorage:
                                       f"segment starts at index {scan.first_index}, expected "
                                       f"{expected}: missing or stray segment")
             expected = scan.last_index + 1
-            self._index_entries(scan.entries, first_index)
+            self._index_entries(scan.entries, first_index, tail)
             scan.entries = []  # the log is not kept whole in memory
             live.append(scan)
+        for entry in tail:
+            self._cache.append(entry)
         # Validation passed: only now touch the files.
         for scan in live:
             segment = Segment.reopen(scan.path, scan.first_index, scan.offsets, scan.good_end)
@@ -205,15 +209,19 @@ class DiskLogStorage:
             fsync_dir(self.log_path)
         self._durable_last = self._last
 
-    def _index_entries(self, entries: Iterable[Entry], first_index: int) -> None:
+    def _index_entries(self, entries: list[Entry], first_index: int,
+                       tail: deque[Entry]) -> None:
+        terms_append = self._terms.append
         for entry in entries:
             if entry.index < first_index:
                 continue
-            self._terms.append(entry.index, entry.term)
+            terms_append(entry.index, entry.term)
             if entry.type == CONFIG:
                 self._configs.add(entry.index, entry.data)
-            self._cache.append(entry)
-            self._last = entry.index
+        if entries:
+            keep = tail.maxlen or 1
+            tail.extend(e for e in entries[-keep:] if e.index >= first_index)
+            self._last = max(self._last, entries[-1].index)
 
     def close(self) -> None:
         with self._lock:
