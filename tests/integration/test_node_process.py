@@ -1,0 +1,169 @@
+"""Issue 3 acceptance: real node processes on 127.0.0.1 keep acknowledged data safe."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Harness
+from zraft.client import api
+from zraft.cluster.local import wait_until
+from zraft.storage.naming import peer_log_path
+from zraft.transport import codec
+from zraft.transport.errors import HandshakeError
+from zraft.transport.framing import frame
+from zraft.transport.handshake import client_handshake
+
+pytestmark = pytest.mark.integration
+
+
+def segments(h: Harness, node: int) -> list[Path]:
+    n = h.cluster.node(node)
+    log_dir = peer_log_path(n.directory / "data", h.cluster.peer_id(node)) / "log"
+    return sorted(log_dir.glob("*.seg"))
+
+
+def record_offsets(path: Path) -> list[int]:
+    data = path.read_bytes()
+    offsets, pos = [], 16
+    while pos + 8 <= len(data):
+        length, _crc = struct.unpack_from(">II", data, pos)
+        if length == 0:
+            break
+        offsets.append(pos)
+        pos += 8 + length
+    return offsets
+
+
+def wait_applied(h: Harness, node: int, index: int, timeout: float = 30.0) -> None:
+    def caught_up() -> bool:
+        st = h.stat(node, timeout=2.0)
+        return st.get("applied", 0) >= index
+    wait_until(caught_up, timeout, f"node {node} to apply index {index}")
+
+
+def test_elect_replicate_and_kill9_loses_nothing(make_cluster) -> None:
+    h = make_cluster(3)
+    acked = {}
+    for i in range(60):
+        assert h.write([f"k{i}", i]) == "ok"
+        acked[f"k{i}"] = i
+    for victim in (h.leader_index(), 1 + h.leader_index() % 3):
+        h.cluster.kill(victim)
+        for i in range(60, 80):
+            key = f"k{i}-{victim}"
+            assert h.write([key, i], timeout=15) == "ok"
+            acked[key] = i
+        h.cluster.start_node(victim)
+        commit = h.stat(h.leader_index()).get("commit")
+        wait_applied(h, victim, commit)
+        for key, value in acked.items():
+            got = api.query_local(h.cluster.peer_id(victim), key, pool=h.pool)
+            assert got == value, f"node {victim} lost {key} after kill -9"
+    for key, value in acked.items():
+        assert h.query(key) == value
+
+
+def test_far_behind_follower_catches_up_by_sendfile_snapshot(make_cluster) -> None:
+    # A small in-flight window: the link's send queue cannot carry the whole gap to the
+    # laggard when it returns, so the leader must fall back to a snapshot.
+    h = make_cluster(3, max_log_count=20, extra_raft={"max_inflight": 4})
+    laggard = 1 + h.leader_index() % 3
+    h.cluster.stop_node(laggard)
+    for i in range(150):
+        assert h.write([f"s{i}", "v" * 100]) == "ok"
+    leader = h.leader_index()
+    assert h.stat(leader)["first_index"] > 1, "the leader's log should have been compacted"
+    h.cluster.start_node(laggard)
+    wait_applied(h, laggard, h.stat(leader)["commit"], timeout=40)
+    assert api.query_local(h.cluster.peer_id(laggard), "s149", pool=h.pool) == "v" * 100
+    sent = h.node_status(leader)["snapshots"]
+    received = h.node_status(laggard)["snapshots"]
+    assert sent["sent"] >= 1 and sent["stream"]["sendfile_bytes"] > 0
+    assert received["received"] >= 1
+
+
+def test_torn_tail_is_cut_and_the_node_rejoins(make_cluster) -> None:
+    h = make_cluster(3)
+    for i in range(20):
+        h.write([f"t{i}", i])
+    victim = 1 + h.leader_index() % 3
+    assert h.cluster.stop_node(victim) == 0, "SIGTERM must stop a node cleanly (exit 0)"
+    seg = segments(h, victim)[-1]
+    last = record_offsets(seg)[-1]
+    with open(seg, "r+b") as fh:  # garble the last record's payload
+        fh.seek(last + 8 + 2)
+        fh.write(b"\xff\xfe\xfd")
+    h.cluster.start_node(victim)
+    wait_applied(h, victim, h.stat(h.leader_index())["commit"])
+    log_text = (h.cluster.node(victim).directory / "log" / "console.log").read_text()
+    assert "torn tail" in log_text
+
+
+def test_corrupt_middle_record_refuses_to_start(make_cluster) -> None:
+    h = make_cluster(3)
+    for i in range(20):
+        h.write([f"c{i}", i])
+    victim = 1 + h.leader_index() % 3
+    h.cluster.stop_node(victim)
+    seg = segments(h, victim)[0]
+    first = record_offsets(seg)[0]
+    before = seg.read_bytes()
+    with open(seg, "r+b") as fh:
+        fh.seek(first + 8 + 1)
+        fh.write(bytes([before[first + 9] ^ 0xFF]))
+    n = h.cluster.node(victim)
+    proc = subprocess.run([sys.executable, "-m", "zraft.node", "--config", str(n.config_path)],
+                          cwd=n.directory, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert str(seg) in line and "offset" in line, line
+    assert seg.exists() and len(seg.read_bytes()) == len(before), "nothing may be deleted"
+
+
+def test_wrong_cookie_is_refused(make_cluster) -> None:
+    h = make_cluster(1, create=False)
+    n = h.cluster.node(1)
+    with socket.create_connection(("127.0.0.1", n.port), timeout=5) as sock, \
+            pytest.raises(HandshakeError):
+        client_handshake(sock, b"not-the-cookie", "intruder", 5.0)
+    text = (n.directory / "log" / "console.log").read_text()
+    wait_until(lambda: "refused" in (n.directory / "log" / "console.log").read_text()
+               or "refused" in text, 5, "the refusal to be logged")
+
+
+def test_ten_thousand_bad_frames_leave_the_node_serving(make_cluster) -> None:
+    h = make_cluster(3)
+    h.write(["before", 1])
+    n = h.cluster.node(h.leader_index())
+    rng = random.Random(1234)
+    good = [codec.encode(codec.ClientRequest(1, "propose", ["zraft", b"\x92\x01\xa1x", None])),
+            codec.encode(codec.ClientRequest(2, "query", ["zraft", "before", None, None]))]
+    sent = 0
+    while sent < 10_000:
+        with socket.create_connection(("127.0.0.1", n.port), timeout=5) as sock:
+            if rng.random() < 0.2:  # unauthenticated garbage
+                sock.sendall(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64))))
+                sent += 1
+                continue
+            client_handshake(sock, h.cluster.cookie.encode(), "fuzzer", 5.0)
+            burst = []
+            for _ in range(50):
+                body = bytearray(rng.choice(good))
+                for _ in range(rng.randint(1, 4)):
+                    body[rng.randrange(len(body))] = rng.getrandbits(8)
+                burst.append(frame(bytes(body)) if rng.random() < 0.9
+                             else struct.pack(">I", rng.getrandbits(32)) + bytes(body))
+                sent += 1
+            with contextlib.suppress(OSError):  # the node closing on us is the point
+                sock.sendall(b"".join(burst))
+    assert h.cluster.node(n.index).alive()
+    assert h.write(["after", 2]) == "ok"
+    assert h.query("before") == 1
