@@ -10,13 +10,16 @@ this fixture later (e.g. by overriding ``cluster`` in a conftest for real nodes)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pykka
 import pytest
 
 from tests.client.fake_node import FakeCluster
+from zraft.client.client_actor import Client, ClientProxy
 from zraft.client.connection import ConnectionPool
+from zraft.client.session import Session
 
 
 @pytest.fixture
@@ -36,6 +39,27 @@ def pool(cluster: FakeCluster) -> Iterator[ConnectionPool]:
     p = ConnectionPool(cluster.cookie)
     yield p
     p.close()
+
+
+@pytest.fixture
+def client(cluster: FakeCluster) -> ClientProxy:
+    return Client.start(cluster.peers, cookie=cluster.cookie).proxy()
+
+
+@pytest.fixture
+def sessions(cluster: FakeCluster) -> Iterator[Callable[..., Session]]:
+    """``sessions(timeout=10.0, peers=..., **Session.start options)``; all stopped after."""
+    started: list[Session] = []
+
+    def start(**kw: Any) -> Session:
+        kw.setdefault("cookie", cluster.cookie)
+        s = Session.start(kw.pop("peers", cluster.peers), kw.pop("timeout", 10.0), **kw)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -70,6 +70,9 @@ class RealCluster:
             self.start_node(peer)
         api.create(self.peers, "dict", timeout=10, pool=self.pool)
 
+    def peer(self, i: int) -> str:
+        return self.peers[i - 1]
+
     def _config(self, peer: str) -> Path:
         return self.root / f"node{self.peers.index(peer) + 1}" / "node.toml"
 
@@ -91,6 +94,21 @@ class RealCluster:
             with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(proc.pid).kill()
             proc.wait(10)
+
+    def restart_stopped(self) -> None:
+        """Restart stopped nodes and wait until their peers run again (loaded from disk)."""
+        for peer in self.peers:
+            if peer not in self.procs:
+                self.start_node(peer)
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        api.stat(peer, 1.0, pool=self.pool)
+                        break
+                    except ZRaftError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.02)
 
     def leader_id(self, timeout: float = 10.0) -> str:
         deadline = time.monotonic() + timeout

@@ -15,11 +15,6 @@ from zraft.client.connection import ConnectionPool
 from zraft.errors import AllFailed, PeersChanged
 
 
-@pytest.fixture
-def client(cluster: FakeCluster) -> ClientProxy:
-    return Client.start(cluster.peers, cookie=cluster.cookie).proxy()
-
-
 def test_write_query_through_futures(cluster: FakeCluster, client: ClientProxy) -> None:
     assert client.write(["a", 1]).get(timeout=5) == "ok"
     assert client.query("a").get(timeout=5) == 1

@@ -252,3 +252,13 @@ def test_backend_error_detail_in_the_status(fake: FakeCluster, pool: ConnectionP
     with pytest.raises(ZRaftError) as info:
         api.write(fake.peer(1), ["k", 1], pool=pool)
     assert info.value.code == "strange_code"
+
+
+def test_replaced_entry_is_retried(fake: FakeCluster, pool: ConnectionPool) -> None:
+    answers = iter([("reply", "leader_changed", {"message": "entry replaced"})])
+    fake.script = lambda peer, op, args: next(answers, None)
+    assert api.write(fake.peer(1), ["k", 1], pool=pool) == ("ok", fake.peer(1))
+    answers2 = iter([("reply", "leader_changed", {"message": "entry replaced"})])
+    fake.script = lambda peer, op, args: next(answers2, None)
+    result, s = api.write(api.light_session(fake.peers), ["k", 2], pool=pool)
+    assert result == "ok" and s.leader == fake.peer(1)

@@ -6,9 +6,11 @@ overrides ``cluster`` with a RealCluster. Skipped until ``python -m zraft.node``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+import queue
+import time
+from collections.abc import Callable, Iterator
 
+import pykka
 import pytest
 
 from tests.client.real_cluster import RealCluster, node_available
@@ -30,6 +32,10 @@ from tests.client.test_client_session import (  # noqa: F401
     test_connect_write_query,
     test_temporary_data_goes_with_the_session,
 )
+from zraft.client.client_actor import connect
+from zraft.client.session import Session
+from zraft.client.watcher import WatchEvent
+from zraft.transport.sentinels import NOT_FOUND
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,10 +43,64 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[RealCluster]:
-    real = RealCluster(tmp_path)
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    real = RealCluster(tmp_path_factory.mktemp("real-cluster"))
     try:
         yield real
     finally:
         real.close()
+
+
+@pytest.fixture
+def cluster(real_cluster: RealCluster) -> Iterator[RealCluster]:
+    """One cluster per module; nodes a test stopped are restarted after it."""
+    yield real_cluster
+    real_cluster.restart_stopped()
+
+
+# -- scenarios that need real Raft (SPEC 10.3) -----------------------------------------------
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_real_pipelined_client_writes(cluster: RealCluster) -> None:
+    with connect(cluster.peers, cookie=cluster.cookie) as client:
+        futures = [client.write([f"pipe{i}", i]) for i in range(300)]
+        assert pykka.get_all(futures, timeout=30) == ["ok"] * 300
+        assert client.query_sync(["get", "pipe299"]) == 299
+
+
+def test_real_session_failover_and_leader_changed_watch(
+    cluster: RealCluster, sessions: Callable[..., Session]
+) -> None:
+    s = sessions(timeout=10.0)
+    assert s.write_sync(["f1", "v1"]) == "ok"
+    assert s.query_sync("fw", watch="waite3") is NOT_FOUND
+    w = s.write(["f3", 3], timeout=10)
+    r = s.query("f1", timeout=10)
+    cluster.stop_node(cluster.leader_id())
+    assert w.get(timeout=15) == "ok"
+    assert r.get(timeout=15) == "v1"
+    event = s.events.get(timeout=15)
+    assert event.ref == "waite3" and event.reason == "leader_changed"
+    assert s.query_sync("f3", timeout=10) == 3
+
+
+def test_real_expiry_deletes_temporary_data(
+    cluster: RealCluster, sessions: Callable[..., Session]
+) -> None:
+    owner = Session.start(cluster.peers, 1.0, cookie=cluster.cookie)
+    watcher = sessions(timeout=10.0)
+    assert owner.write_sync(["eph2", "mine"], temporary=True) == "ok"
+    events: queue.Queue[WatchEvent] = queue.Queue()
+    assert watcher.query_sync("eph2", watch=events) == "mine"
+    owner.actor_ref.stop()  # the owner dies without closing: no more pings
+    owner.watcher_ref.stop()
+    assert events.get(timeout=10).reason == "data_changed"
+    assert watcher.query_sync("eph2") is NOT_FOUND

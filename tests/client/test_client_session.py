@@ -7,7 +7,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -36,21 +36,6 @@ def commands(fake: FakeCluster, code: int) -> list[list[Any]]:
         if cmd[0] == code:
             out.append(cmd)
     return out
-
-
-@pytest.fixture
-def sessions(cluster: FakeCluster) -> Iterator[Callable[..., Session]]:
-    started: list[Session] = []
-
-    def start(**kw: Any) -> Session:
-        kw.setdefault("cookie", cluster.cookie)
-        s = Session.start(kw.pop("peers", cluster.peers), kw.pop("timeout", 10.0), **kw)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
 
 
 def test_connect_write_query(
@@ -316,3 +301,28 @@ def test_stop_from_a_callback_does_not_deadlock(fake: FakeCluster) -> None:
     assert stopped.wait(5)
     wait_until(lambda: not s.actor_ref.is_alive())
     assert commands(fake, 5) == [[5, s.sid]]
+
+
+def test_flat_push_frames_are_accepted(fake: FakeCluster, sessions: Callable[..., Session]
+                                       ) -> None:
+    s = sessions()
+    conn = fake.sessions[s.sid].conn
+    assert conn is not None
+    conn.send([6, "disconnected", "p1", s.sid])  # the architecture's flat form
+    wait_until(lambda: s.state == SessionState.EXPIRED)
+
+
+def test_leader_changed_reply_is_resent(fake: FakeCluster, sessions: Callable[..., Session]
+                                        ) -> None:
+    s = sessions(election_timeout=0.05)
+    replaced = {"n": 0}
+
+    def script(peer: str, op: str, args: Any) -> Any:
+        if op == "propose" and unpack(args[1])[0] == 4 and replaced["n"] == 0:
+            replaced["n"] += 1
+            return ("reply", "leader_changed", {"message": "entry replaced"})
+        return None
+
+    fake.script = script
+    assert s.write_sync(["lc", 1]) == "ok"
+    assert fake.applied.count(["lc", 1]) == 1
