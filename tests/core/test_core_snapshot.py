@@ -173,3 +173,24 @@ def test_follower_stuck_in_snapshot_state_is_probed_again_after_retry_ticks():
     assert not [e for e in net.events["a"] if isinstance(e, SnapshotNeeded)]
     net.tick("a", 2)
     assert [e.peer for e in net.events["a"] if isinstance(e, SnapshotNeeded)] == ["c"]
+
+
+def test_lost_pipeline_whose_end_was_compacted_falls_back_to_snapshot():
+    """core-bugs.md #1: REPLICATE follower, appends lost, then the leader compacted past
+    next - 1: the heartbeat used to carry prev=0 and the follower was stuck forever."""
+    net = Net(["a", "b", "c"], max_inflight=2, max_batch_bytes=1)
+    lead = net.elect("a")
+    net.filter = lambda m: not (isinstance(m, AppendEntries) and m.dst == "c" and m.entries)
+    lead.propose([b"x"] * 6, 0)
+    net.drive()
+    pr = lead.progress["c"]
+    assert pr.state == REPLICATE and len(pr.inflight) == 2 and pr.match == 2
+    lead.snapshot_taken(lead.applied)
+    net.drive()
+    assert lead.log.term(pr.next - 1) is None
+    net.filter = None
+    net.tick("a", 2)
+    assert [e.peer for e in net.events["a"] if isinstance(e, SnapshotNeeded)] == ["c"]
+    deliver_snapshots(net, "a")
+    net.tick("a", 2)
+    assert net.cores["c"].log.last_index() == lead.log.last_index()

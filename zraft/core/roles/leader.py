@@ -278,12 +278,22 @@ class LeaderRole:
         return True
 
     def _send_heartbeat(self: Any, peer: str, pr: Progress) -> None:
-        # REPLICATE: check the whole optimistic pipeline arrived; on a FIFO link a reject
-        # here means appends were lost, and the reject's hint restarts from there
-        prev = pr.next - 1 if pr.state == REPLICATE else pr.match
-        prev_term = self.log.term(prev)
-        if prev_term is None:
-            prev, prev_term = 0, 0
+        if pr.state == REPLICATE:
+            # check the whole optimistic pipeline arrived; on a FIFO link a reject here
+            # means appends were lost, and the reject's hint restarts from there
+            prev = pr.next - 1
+            prev_term = self.log.term(prev)
+            if prev_term is None:
+                # the pipeline's end was compacted since: it cannot be verified, so probe
+                # from match (which leads to SnapshotNeeded if that is compacted too)
+                pr.become_probe()
+                self._send_append(peer, pr, True)
+                return
+        else:
+            prev = pr.match
+            prev_term = self.log.term(prev)
+            if prev_term is None:
+                prev, prev_term = 0, 0
         commit = self.commit if self.commit < prev else prev
         self._msgs.append(
             AppendEntries(self.term, self.id, peer, prev, prev_term, [], commit, self.epoch)
