@@ -23,7 +23,7 @@ STEPS = 2000
 )
 def test_sweep_catches_mutation(mutation):
     report = sweep(MUTATION_SEEDS, STEPS, start=0, mutations=frozenset({mutation}), jobs=2,
-                   stop_on_first=True)
+                   stop_on_first=True, safety_only=True)
     assert report.failures, f"{mutation}: no violation in {report.seeds} seeds"
     found = report.failures[0]
     print(f"\n{mutation}: caught at seed {found.seed} after {report.seeds} seeds "

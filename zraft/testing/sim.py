@@ -69,6 +69,7 @@ class SimCluster:
         self.now = 0
         self.transcript: list[str] | None = [] if transcript else None
         self._next_node = nodes + 1
+        self._next_ctx = 0
         initial = [f"n{i}" for i in range(1, nodes + 1)]
         meta = SnapshotMeta(1, 1, 1, ClusterConfig.stable(initial))
         for peer in initial:
@@ -316,27 +317,35 @@ class SimCluster:
         self._start(peer)
         return peer
 
-    def change_config(self, new_peers: list[str], timeout_ticks: int = 200) -> bool:
-        """Ask the current leader to move to ``new_peers``; False if there is no leader."""
+    def change_config(self, new_peers: list[str], timeout_ticks: int = 200) -> int | None:
+        """Ask the current leader to move to ``new_peers``. Returns the request's ctx (see
+        ``config_result_for``), or None when there is no leader to ask."""
         self.now += 1
         leader = self.leader()
         if leader is None:
-            return False
+            return None
         node = self.nodes[leader]
-        status = node.core.status()
-        prev_index = status["config_index"]
+        prev_index = node.core.status()["config_index"]
+        ctx = self._next_ctx
+        self._next_ctx += 1
         self.log(f"change_config {leader} -> {sorted(new_peers)}")
         try:
-            node.core.change_config(sorted(new_peers), prev_index, len(self.config_results),
-                                    timeout_ticks)
+            node.core.change_config(sorted(new_peers), prev_index, ctx, timeout_ticks)
         except NotLeader:
-            return False
+            return None
         node.drain()
-        return True
+        return ctx
 
     def config_result(self, peer: str, result: Any) -> None:
         self.log(f"config result {peer} {result.error}")
         self.config_results.append((peer, result))
+
+    def config_result_for(self, ctx: int) -> Any:
+        """The ConfigChangeResult of request ``ctx`` (None while it is pending)."""
+        for _, result in self.config_results:
+            if result.ctx == ctx:
+                return result
+        return None
 
     def node_removed(self, peer: str) -> None:
         self.log(f"removed {peer}")
@@ -398,6 +407,25 @@ class SimCluster:
         for peer in self.down_nodes():
             self.restart(peer)
         return self.run(steps, self.converged, check_every=10)
+
+    def describe(self) -> str:
+        """One line per node, for failure reports: role, term, applied, commit, last index,
+        and the leader's view of each follower."""
+        lines = []
+        for peer in sorted(self.nodes):
+            node = self.nodes[peer]
+            if not node.up:
+                lines.append(f"{peer}: {'removed' if node.removed else 'down'}")
+                continue
+            st = node.core.status()
+            lines.append(
+                f"{peer}: {st['role']} term {st['term']} applied {node.machine.applied} "
+                f"commit {st['commit']} last {st['last_index']} snap {st['snapshot_index']} "
+                f"config {st['config']}"
+            )
+            for follower, pr in sorted(st["progress"].items()):
+                lines.append(f"    {follower}: {pr}")
+        return "\n".join(lines)
 
     def check_final(self) -> None:
         """After ``stabilize``: every acknowledged write is applied on every live member."""

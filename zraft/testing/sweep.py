@@ -51,8 +51,8 @@ def run_seed(seed: int, steps: int, mutations: frozenset[str] = frozenset(),
         scenario.run(steps)
         if not cluster.stabilize(STABILIZE_STEPS):
             kind = "liveness"
-            violation = (f"no convergence within {STABILIZE_STEPS} steps after healing "
-                         f"(leader={cluster.leader()}, members={cluster.members()})")
+            violation = (f"no convergence within {STABILIZE_STEPS} steps after healing: "
+                         f"{cluster.describe()}")
         else:
             cluster.check_final()
             cluster.resolve_unknown()
@@ -88,7 +88,10 @@ class SweepReport:
 
 
 def sweep(seeds: int, steps: int, start: int = 0, mutations: frozenset[str] = frozenset(),
-          jobs: int = 1, stop_on_first: bool = False, verbose: bool = False) -> SweepReport:
+          jobs: int = 1, stop_on_first: bool = False, verbose: bool = False,
+          safety_only: bool = False) -> SweepReport:
+    """Run seeds ``start .. start+seeds-1``. ``safety_only`` ignores liveness failures (a
+    mutation hunt wants a broken safety property, not a stalled cluster)."""
     started = time.perf_counter()
     work = [(s, steps, mutations, verbose) for s in range(start, start + seeds)]
     failures: list[SeedResult] = []
@@ -103,7 +106,9 @@ def sweep(seeds: int, steps: int, start: int = 0, mutations: frozenset[str] = fr
         for result in results:
             ran += 1
             total_steps += result.steps
-            if result.violation is not None:
+            if result.violation is not None and not (
+                safety_only and result.kind == "liveness"
+            ):
                 failures.append(result)
                 if stop_on_first:
                     break
@@ -131,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="enable a deliberately broken core rule (repeatable)")
     parser.add_argument("--jobs", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--stop-on-first", action="store_true")
+    parser.add_argument("--safety-only", action="store_true",
+                        help="do not count runs that merely fail to converge")
     parser.add_argument("--verbose", action="store_true",
                         help="record and print the transcript of failing seeds")
     args = parser.parse_args(argv)
     mutations = frozenset(args.mutation)
     report = sweep(args.seeds, args.steps, args.start, mutations, args.jobs,
-                   args.stop_on_first, args.verbose)
+                   args.stop_on_first, args.verbose, args.safety_only)
     print(f"seeds {report.seeds}  steps {report.steps}  seconds {report.seconds:.1f}  "
           f"violations {len(report.failures)}")
     for failure in report.failures:
