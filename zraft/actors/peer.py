@@ -225,6 +225,11 @@ class RaftPeerActor(pykka.ThreadingActor):
     def _client_op(self, req: ClientRequest) -> None:
         assert self.core is not None
         op = req.op
+        if op == "query" and "follower_local_reads" in self.ctx.mutations \
+                and self._role != "leader":
+            assert self.sm is not None  # mutation: a follower answers from its own state
+            self.sm.tell(Read(0, [req._replace(op="query_local")]))
+            return
         if op in ("query", "get_conf"):
             self._read_seq += 1
             ctx = self._read_seq

@@ -27,7 +27,7 @@ from zraft.actors.messages import ClientBatch, ClientRequest, RaftInbound
 from zraft.actors.peer import RaftPeerActor
 from zraft.actors.ticker import Ticker
 from zraft.config import ConfigError, NodeConfig
-from zraft.core.config import CoreConfig
+from zraft.core.config import KNOWN_MUTATIONS, CoreConfig
 from zraft.core.messages import MESSAGE_CODES
 from zraft.fsm.registry import BackendNotAllowed, canonical_name, is_allowed, load_backend
 from zraft.ids import PeerId, node_of
@@ -42,6 +42,19 @@ from zraft.transport.tcp import TcpTransport
 log = logging.getLogger(__name__)
 
 _RAFT_TYPES = frozenset(MESSAGE_CODES)
+MUTATIONS_ENV = "ZRAFT_TEST_MUTATIONS"
+NODE_MUTATIONS = frozenset({"follower_local_reads"})
+
+
+def test_mutations() -> frozenset[str]:
+    """Deliberately broken rules for checker tests only, from ZRAFT_TEST_MUTATIONS
+    (comma-separated): the core's KNOWN_MUTATIONS plus NODE_MUTATIONS. Never set in use."""
+    raw = os.environ.get(MUTATIONS_ENV, "")
+    names = frozenset(n.strip() for n in raw.split(",") if n.strip())
+    unknown = names - KNOWN_MUTATIONS - NODE_MUTATIONS
+    if unknown:
+        raise ConfigError(f"{MUTATIONS_ENV}: unknown mutations {sorted(unknown)}")
+    return names
 _NODE_OPS = frozenset({"create_peer", "check_exists", "node_status", "partition", "heal",
                        "list_peers", "ping"})
 
@@ -80,6 +93,9 @@ class Node:
     def start(self) -> None:
         """Open every stored peer, bind, start the actors. Raises ConfigError (exit 2)."""
         cfg = self.cfg
+        if test_mutations():
+            log.warning("TEST MUTATIONS ENABLED (%s): this node is deliberately unsafe",
+                        ",".join(sorted(test_mutations())))
         found = []
         for meta in list_peers(cfg.log_dir):
             if meta.removed:
@@ -141,7 +157,8 @@ class Node:
             return CoreConfig(election_ticks=cfg.raft.election_ticks,
                               heartbeat_ticks=max(1, cfg.raft.election_ticks // 5),
                               max_inflight=cfg.raft.max_inflight,
-                              max_batch_bytes=cfg.raft.max_batch_bytes)
+                              max_batch_bytes=cfg.raft.max_batch_bytes,
+                              mutations=test_mutations() & KNOWN_MUTATIONS)
 
         return PeerContext(
             peer_id=peer_id, peer_name=name, backend_name=backend, tick_ms=self.tick_ms,
@@ -153,7 +170,8 @@ class Node:
             send_raft=self.send_raft, reply=self.reply, sessions=self.sessions,
             snapshots=self.snapshots, events=self.events,
             report_failure=lambda n, r: log.error("peer %s failed: %s", n, r),
-            peer_removed=self._peer_removed, sm_stats=self.sm_stats)
+            peer_removed=self._peer_removed, sm_stats=self.sm_stats,
+            mutations=test_mutations())
 
     def _start_peer(self, name: str, peer_id: str, backend: str) -> None:
         ctx = self._context(name, peer_id, backend)
