@@ -139,3 +139,16 @@ def test_a_broken_connection_fails_pending_requests_once(fake: FakeCluster) -> N
         assert len(got) == 1 and got[0][0] == "noproc"
     finally:
         pool.close()
+
+
+def test_one_peer_is_enough_the_ring_learns_the_rest(fake: FakeCluster) -> None:
+    client = Client.start(fake.peer(3), cookie=fake.cookie).proxy()
+    deadline = time.monotonic() + 5
+    while client.leader() != fake.peer(1):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    fake.stop_node(fake.peer(1))  # p2 was never named by the caller, yet it takes over
+    fake.stop_node(fake.peer(3))
+    fake.leader = fake.peer(2)
+    assert client.write_sync(["k", 1], timeout=5) == "ok"
+    assert client.leader() == fake.peer(2)

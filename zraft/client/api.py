@@ -129,7 +129,7 @@ def query_local(peer: Peer, query: Any, timeout: float = DEFAULT_TIMEOUT,
 # -- configuration ---------------------------------------------------------------------
 
 
-def _conf_result(peer: str, payload: Any) -> tuple[str, int, list[str]]:
+def conf_result(peer: str, payload: Any) -> tuple[str, int, list[str]]:
     index, peers = payload
     if not index:
         raise RetryLater  # no committed configuration yet (zraft_lib {ok, {0, _}})
@@ -139,7 +139,7 @@ def _conf_result(peer: str, payload: Any) -> tuple[str, int, list[str]]:
 def _get_conf_full(peer: Peer, timeout: float, pool: ConnectionPool | None
                    ) -> tuple[str, int, list[str]]:
     return PeerCall(_pool(pool), peer, "get_conf", lambda name: [name], timeout,
-                    ok_fn=_conf_result, wait=backoff(0.02, DEFAULT_ELECTION_TIMEOUT)).run()
+                    ok_fn=conf_result, wait=backoff(0.02, DEFAULT_ELECTION_TIMEOUT)).run()
 
 
 def get_conf(peer: Peer, timeout: float = DEFAULT_TIMEOUT,

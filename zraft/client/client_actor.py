@@ -74,8 +74,10 @@ class Client(pykka.ThreadingActor):
             pool = ConnectionPool(resolve_cookie(cookie, cookie_file))
         self.pool = pool
         given = [peers] if isinstance(peers, (str, PeerId)) else list(peers)
-        # A single peer id is enough: the first redirect puts the real leader in the ring.
+        # A single peer id is enough: the ring learns the others from get_conf at start
+        # (in the background) and the leader from the first redirect.
         self.cell = RingCell(LightSession.new(given, fail_timeout, election_timeout))
+        self._learn_peers = len(given) == 1
         self.timeout = timeout
         self.attempt_timeout = (api.ring_attempt_timeout(self.cell.session)
                                 if attempt_timeout is None else attempt_timeout)
@@ -88,6 +90,20 @@ class Client(pykka.ThreadingActor):
             self._start(message)
             return None
         return super().on_receive(message)
+
+    def on_start(self) -> None:
+        if not self._learn_peers:
+            return
+        cell = self.cell
+
+        def learned(peer: str, payload: Any) -> None:
+            leader, _index, peers = api.conf_result(peer, payload)
+            current = cell.session
+            cell.set(LightSession.new(peers, current.fail_timeout, current.election_timeout,
+                                      leader=leader, clock=current.clock))
+
+        RingCall(self.pool, cell, "get_conf", lambda name: [name], self.timeout,
+                 ok_fn=learned, attempt_timeout=self.attempt_timeout).start()
 
     def on_stop(self) -> None:
         if self._workers is not None:
@@ -112,7 +128,7 @@ class Client(pykka.ThreadingActor):
                 self._ring_call(start, "query", lambda name: [name, q, None, None])
             elif kind == "get_conf":
                 self._ring_call(start, "get_conf", lambda name: [name],
-                                ok_fn=lambda peer, payload: api._conf_result(peer, payload)[::2])
+                                ok_fn=lambda peer, payload: api.conf_result(peer, payload)[::2])
             elif kind == "stat":
                 peer = args[0] or self.cell.session.leader
                 timeout = self.timeout if start.timeout is None else start.timeout
