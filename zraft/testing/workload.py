@@ -35,16 +35,30 @@ class Profile:
     fault_rate: float
     membership: bool
     clients: int
+    drop: float
+    duplicate: float
+    reorder: float
+    election_ticks: int
+    max_inflight: int
+    max_batch_bytes: int
+    slow_disks: int  # how many nodes persist five times slower than the others
 
     @staticmethod
     def draw(rng: random.Random) -> Profile:
         return Profile(
             nodes=rng.choice((3, 3, 5)),
             snapshot_every=rng.choice((5, 8, 13, 20)),
-            client_rate=rng.choice((0.05, 0.1, 0.2)),
-            fault_rate=rng.choice((0.004, 0.01, 0.02)),
+            client_rate=rng.choice((0.05, 0.1, 0.2, 0.3)),
+            fault_rate=rng.choice((0.004, 0.01, 0.02, 0.03)),
             membership=rng.random() < 0.5,
-            clients=rng.choice((2, 3, 5)),
+            clients=rng.choice((2, 3, 5, 8)),
+            drop=rng.choice((0.0, 0.0, 0.02, 0.1)),
+            duplicate=rng.choice((0.0, 0.0, 0.05, 0.2)),
+            reorder=rng.choice((0.0, 0.1, 0.3)),
+            election_ticks=rng.choice((5, 10)),
+            max_inflight=rng.choice((1, 4, 8)),
+            max_batch_bytes=rng.choice((100, 4096)),
+            slow_disks=rng.choice((0, 0, 1, 2)),
         )
 
 
@@ -53,11 +67,17 @@ class Scenario:
                  transcript: bool = False) -> None:
         profile_rng = random.Random(seed ^ 0x5EED)
         self.profile = profile = Profile.draw(profile_rng)
-        config = CoreConfig(election_ticks=10, heartbeat_ticks=2, max_inflight=8,
-                            max_batch_bytes=4096, mutations=mutations)
+        config = CoreConfig(election_ticks=profile.election_ticks, heartbeat_ticks=2,
+                            max_inflight=profile.max_inflight,
+                            max_batch_bytes=profile.max_batch_bytes, mutations=mutations)
         self.cluster = SimCluster(seed, nodes=profile.nodes, core_config=config,
                                   snapshot_every=profile.snapshot_every, transcript=transcript)
+        net = self.cluster.network
+        net.drop, net.duplicate, net.reorder = profile.drop, profile.duplicate, profile.reorder
         self.rng = self.cluster.rng
+        peers = sorted(self.cluster.nodes)
+        slow = set(profile_rng.sample(peers, profile.slow_disks))
+        self.disk_speed = {p: (0.2 if p in slow else 1.0) for p in peers}
         self.steps = 0
         # client slot -> (process id, outstanding op or None)
         self.clients: list[tuple[int, Operation | None]] = [
@@ -82,12 +102,20 @@ class Scenario:
             if roll < 0.6 and cluster.network.in_flight:
                 cluster.deliver()
             elif roll < 0.85 and any(n.writes for n in cluster.nodes.values()):
-                cluster.persist()
+                self.persist()
             else:
                 up = cluster.up_nodes()
                 if up:
                     cluster.tick(rng.choice(up))
         cluster.after_step()
+
+    def persist(self) -> None:
+        """Complete one write, on a node chosen by disk speed (slow disks lag behind)."""
+        cluster = self.cluster
+        busy = [p for p in sorted(cluster.nodes) if cluster.nodes[p].writes]
+        speed = self.disk_speed
+        weights = [speed.get(p, 1.0) for p in busy]
+        cluster.persist(self.rng.choices(busy, weights)[0])
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
@@ -148,8 +176,9 @@ class Scenario:
     def fault(self) -> None:
         cluster = self.cluster
         rng = self.rng
-        kinds = ["crash", "crash_busy", "restart", "restart", "partition", "isolate_leader",
-                 "one_way", "heal", "heal", "weather", "snapshot_failures"]
+        kinds = ["crash", "crash_busy", "bounce", "bounce_leader", "restart", "restart",
+                 "partition", "isolate_leader", "one_way", "heal", "heal", "weather",
+                 "snapshot_failures"]
         if self.profile.membership:
             kinds += ["add", "remove", "remove_leader"]
         kind = rng.choice(kinds)
@@ -165,6 +194,15 @@ class Scenario:
                 pool = [p for p in up if cluster.nodes[p].writes] or pool
             if pool:
                 cluster.crash(rng.choice(pool))
+        elif kind in ("bounce", "bounce_leader"):
+            # A process restart: whatever was not yet durable is lost.
+            pool = [p for p in up if cluster.nodes[p].writes] or up
+            victim = leader if kind == "bounce_leader" and leader is not None else None
+            if victim is None and pool:
+                victim = rng.choice(pool)
+            if victim is not None:
+                cluster.crash(victim)
+                cluster.restart(victim)
         elif kind == "restart":
             down = cluster.down_nodes()
             if down:
