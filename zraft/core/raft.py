@@ -49,6 +49,8 @@ from zraft.core.storage import LogStorage
 class RaftCore(ElectionRole, FollowerRole, LeaderRole):
     """One Raft peer's rules. Not thread-safe: one driver calls it."""
 
+    _HANDLERS: dict[str, dict[type, Any]]  # role -> message type -> handler (set below)
+
     def __init__(
         self, peer_id: str, storage: LogStorage, config: CoreConfig, rng: random.Random
     ) -> None:
@@ -79,7 +81,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         self.progress: dict[str, Progress] = {}
         self.term_start = 0
         self.change: PendingChange | None = None
-        self.departing: dict[str, int] = {}
+        self.departing: dict[str, list[int]] = {}  # peer -> [ticks, ticks when acked]
         self._dirty: set[str] = set()
         self._bcast = False
         self._commit_notify = False
