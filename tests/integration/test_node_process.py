@@ -91,6 +91,8 @@ def test_far_behind_follower_catches_up_by_sendfile_snapshot(make_cluster) -> No
 
 
 def test_torn_tail_is_cut_and_the_node_rejoins(make_cluster) -> None:
+    """A crash in the middle of a write leaves a partial record after the last durable one:
+    the node cuts it with a warning, starts, and catches up."""
     h = make_cluster(3)
     for i in range(20):
         h.write([f"t{i}", i])
@@ -98,13 +100,17 @@ def test_torn_tail_is_cut_and_the_node_rejoins(make_cluster) -> None:
     assert h.cluster.stop_node(victim) == 0, "SIGTERM must stop a node cleanly (exit 0)"
     seg = segments(h, victim)[-1]
     last = record_offsets(seg)[-1]
-    with open(seg, "r+b") as fh:  # garble the last record's payload
-        fh.seek(last + 8 + 2)
-        fh.write(b"\xff\xfe\xfd")
+    length = struct.unpack_from(">I", seg.read_bytes(), last)[0]
+    with open(seg, "r+b") as fh:  # a record header promising 200 bytes, then only 5 of them
+        fh.seek(last + 8 + length)
+        fh.write(struct.pack(">II", 200, 0xDEADBEEF) + b"\x01\x02\x03\x04\x05")
     h.cluster.start_node(victim)
+    for i in range(20, 25):
+        h.write([f"t{i}", i])
     wait_applied(h, victim, h.stat(h.leader_index())["commit"])
     log_text = (h.cluster.node(victim).directory / "log" / "console.log").read_text()
     assert "torn tail" in log_text
+    assert api.query_local(h.cluster.peer_id(victim), "t24", pool=h.pool) == 24
 
 
 def test_corrupt_middle_record_refuses_to_start(make_cluster) -> None:
