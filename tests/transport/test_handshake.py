@@ -137,7 +137,7 @@ def test_version_mismatch_refused():
     with s, c:
         t, box = run_server(s)
         c.recv(4096)
-        body = msgpack.packb(["zraft-auth", 99, "x", b"n" * 32, b"m" * 32])
+        body = msgpack.packb(["zraft-auth", 99, "x", b"n" * 32, b"m" * 32, "node"])
         c.sendall(HEADER.pack(len(body)) + body)
         t.join(5)
         assert "version" in str(box["error"])

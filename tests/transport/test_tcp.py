@@ -48,9 +48,11 @@ def test_send_and_receive_both_ways(pair):
     reply = AppendReply(1, msg.dst, msg.src, True, 10, 0, 0, 1)
     b.send(a.address, codec.encode_frame(reply))  # pre-encoded bytes work too
     assert inbox_a.wait_count(1) == [reply]
-    status = a.status()
-    assert status["links"][b.address]["connected"]
-    assert status["links"][b.address]["frames_sent"] == 1
+    # ONE connection carries both directions: b answered on the connection a dialed
+    assert a.link_state(b.address)["direction"] == "outbound"
+    assert b.link_state(a.address)["direction"] == "inbound"
+    assert b.link_state(a.address)["connects"] == 1 and a.status()["accepted"] == 0
+    wait_for(lambda: a.link_state(b.address)["frames_sent"] == 1)  # counted after sendall
 
 
 def test_one_link_per_peer_carries_every_group(pair):
@@ -294,3 +296,73 @@ def test_frames_over_the_size_limit_close_the_connection():
         assert len(inbox.frames) == 1
     finally:
         t.close()
+
+
+def _one_connection_per_pair(nodes: list[TcpTransport]) -> bool:
+    for x in nodes:
+        for y in nodes:
+            if x is y:
+                continue
+            sx, sy = x.link_state(y.address), y.link_state(x.address)
+            if not (sx and sy and sx["connected"] and sy["connected"]):
+                return False
+            if (sx["local"], sx["remote"]) != (sy["remote"], sy["local"]):
+                return False  # the two links ride different TCP connections
+        open_inbound = [c for c in x.inbound_connections() if not c.closed]
+        if len(open_inbound) != sum(
+            1 for y in nodes if y is not x and x.link_state(y.address)["direction"] == "inbound"
+        ):
+            return False  # a retired duplicate is still open
+    return True
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_simultaneous_dials_converge_on_one_connection_per_pair_without_loss(round_):
+    inbox = Inbox()
+    nodes = [TcpTransport(COOKIE, inbox, config=FAST) for _ in range(3)]
+    for t in nodes:
+        t.start()
+    try:
+        per_pair = 200
+        senders = []
+        for x in nodes:
+            for y in nodes:
+                if x is not y:
+                    msgs = [vote(x.address, y.address, term) for term in range(1, per_pair + 1)]
+                    senders.append(threading.Thread(target=x.send_many, args=(y.address, msgs)))
+        for s in senders:
+            s.start()
+        for s in senders:
+            s.join(10)
+        frames = inbox.wait_count(6 * per_pair, timeout=10)
+        # every message arrived exactly once, in order per (src, dst)
+        by_pair: dict[tuple[str, str], list[int]] = {}
+        for f in frames:
+            by_pair.setdefault((f.src, f.dst), []).append(f.term)
+        assert len(by_pair) == 6
+        assert all(terms == list(range(1, per_pair + 1)) for terms in by_pair.values())
+        wait_for(lambda: _one_connection_per_pair(nodes), timeout=10)
+    finally:
+        for t in nodes:
+            t.close()
+
+
+def test_client_connections_never_become_peer_links(pair):
+    _, _, b, _ = pair
+    conn = connect(b.address, COOKIE, "127.0.0.1:1", Inbox(), FAST)  # looks like a node id
+    try:
+        wait_for(lambda: b.inbound_connections())
+        assert b.status()["links"] == {}
+        assert b.inbound_connections()[0].role == "client"
+    finally:
+        conn.close()
+        conn.join(2)
+
+
+def test_node_role_with_an_id_that_is_not_an_address_is_refused(pair):
+    _, _, b, _ = pair
+    with socket.create_connection(parse_addr(b.address), timeout=2) as s:
+        client_handshake(s, COOKIE, "not-an-address", 2, role="node")
+        s.settimeout(5)
+        assert s.recv(1) == b""  # closed by the server
+    assert b.status()["links"] == {}

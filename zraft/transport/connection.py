@@ -33,6 +33,9 @@ log = logging.getLogger("zraft.transport.tcp")
 
 OnFrames = Callable[["Connection", list[codec.Frame]], None]
 
+# Placeholder writer of a retired connection that never had one (blocks start_writer).
+_STARTED_NEVER: Any = object()
+
 
 @dataclass(frozen=True)
 class TransportConfig:
@@ -49,6 +52,7 @@ class TransportConfig:
     max_connections: int = 1024
     recv_size: int = 256 * 1024
     write_batch_bytes: int = 4 * 1024 * 1024
+    retire_grace: float = 5.0
     join_timeout: float = 2.0
 
 
@@ -152,7 +156,9 @@ class Connection:
     """One authenticated socket: a reader delivering decoded frames and a queued writer.
 
     ``peer_id`` is the id the other end proved in the handshake (a node's "host:port", or a
-    client's id). ``send`` never blocks.
+    client's id); ``role`` is what it claimed to be (``node`` or ``client``). ``send`` never
+    blocks. The socket is closed by whichever of close()/reader/writer finishes last, so no
+    thread ever uses a closed file descriptor.
     """
 
     def __init__(
@@ -163,23 +169,30 @@ class Connection:
         inbound: bool,
         on_frames: OnFrames,
         config: TransportConfig,
+        role: str = "client",
         queue: SendQueue | None = None,
         is_blocked: Callable[[str], bool] = lambda _: False,
         on_malformed: Callable[[], None] = lambda: None,
+        on_close: Callable[[Connection], None] = lambda _: None,
         label: str = "",
     ) -> None:
         self.sock = sock
         self.peer_id = peer_id
+        self.role = role
         self.inbound = inbound
         self.remote = _remote_name(sock)
+        self.local = _local_name(sock)
         self._on_frames = on_frames
         self._config = config
         self._queue = queue or SendQueue(config.queue_max_frames, config.queue_max_bytes)
         self._is_blocked = is_blocked
         self._on_malformed = on_malformed
+        self._on_close = on_close
         self._label = label or f"{'in' if inbound else 'out'}:{peer_id}"
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._users = 0  # threads inside read_loop / write_loop
+        self._retired = False
         self._reader: threading.Thread | None = None
         self._writer: threading.Thread | None = None
         self.frames_in = 0
@@ -195,28 +208,96 @@ class Connection:
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    def use_queue(self, queue: SendQueue) -> None:
+        """Write from ``queue`` (a peer link's) instead of a private one; call before the
+        writer starts. Frames already queued privately move over."""
+        with self._lock:
+            if self._writer is not None:
+                raise RuntimeError("writer already running")
+            old, self._queue = self._queue, queue
+        old_frames = old.take(0, 1 << 62) if len(old) else []
+        queue.put_many(old_frames)
+
     def start_reader(self) -> None:
         self._reader = threading.Thread(
             target=self.read_loop, name=f"zraft-read-{self._label}", daemon=True
         )
         self._reader.start()
 
+    def start_writer(self) -> None:
+        with self._lock:
+            if self._writer is not None or self._closed.is_set():
+                return
+            self._writer = threading.Thread(
+                target=self.write_loop, name=f"zraft-write-{self._label}", daemon=True
+            )
+            self._writer.start()
+
     def close(self) -> None:
-        """Stop both directions; the reader closes the socket when it leaves."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
+        """Stop both directions (idempotent)."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            idle = self._users == 0
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv / sendall
         self._queue.wake()
-        if self._reader is None:
+        if idle:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+        try:
+            self._on_close(self)
+        except Exception:
+            log.exception("%s: on_close callback failed", self._label)
+
+    def retire(self, grace: float) -> None:
+        """Stop writing (a duplicate of a peer link lost the tie-break) but keep reading until
+        the other end, which retires the same connection, half-closes too: nothing already
+        written is lost. Closed for good after ``grace`` seconds in any case."""
+        with self._lock:
+            if self._retired or self._closed.is_set():
+                return
+            self._retired = True
+            writer_idle = self._writer is None
+            if writer_idle:
+                self._writer = _STARTED_NEVER  # no writer may start any more
+        self._queue.wake()
+        if writer_idle:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
+        timer = threading.Timer(grace, self.close)
+        timer.daemon = True
+        timer.start()
+
+    @property
+    def retired(self) -> bool:
+        return self._retired
+
+    def _enter(self) -> bool:
+        with self._lock:
+            if self._closed.is_set():
+                return False
+            self._users += 1
+            return True
+
+    def _leave(self, close: bool = True) -> None:
+        if close:
+            self.close()
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0 and self._closed.is_set()
+        if last:
             with contextlib.suppress(OSError):
                 self.sock.close()
 
     def join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for thread in (self._reader, self._writer):
-            if thread is not None and thread is not threading.current_thread():
+            if (
+                isinstance(thread, threading.Thread)
+                and thread is not threading.current_thread()
+            ):
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- sending --------------------------------------------------------------------------
@@ -227,19 +308,21 @@ class Connection:
             return False
         self._queue.put(as_frame_bytes(frame))
         if self._writer is None:
-            with self._lock:
-                if self._writer is None and not self._closed.is_set():
-                    self._writer = threading.Thread(
-                        target=self.write_loop, name=f"zraft-write-{self._label}", daemon=True
-                    )
-                    self._writer.start()
+            self.start_writer()
         return True
 
     def write_loop(self) -> None:
         """Drain the queue into the socket until the connection closes or a write fails."""
+        if not self._enter():
+            return
         queue, sock, cfg = self._queue, self.sock, self._config
+        half_close = False
         try:
             while not self._closed.is_set():
+                if self._retired:
+                    sock.shutdown(socket.SHUT_WR)  # the reader carries on until EOF
+                    half_close = True
+                    break
                 batch = queue.take(0.5, cfg.write_batch_bytes)
                 if not batch:
                     continue
@@ -251,12 +334,14 @@ class Connection:
             if not self._closed.is_set():
                 log.info("%s: write failed, closing: %s", self._label, exc)
         finally:
-            self.close()
+            self._leave(close=not half_close)
 
     # -- receiving ------------------------------------------------------------------------
 
     def read_loop(self) -> None:
         """Read, frame, decode, deliver; close on EOF, socket error or malformed input."""
+        if not self._enter():
+            return
         decoder = FrameDecoder(self._config.max_frame_size)
         recv, size = self.sock.recv, self._config.recv_size
         try:
@@ -284,14 +369,15 @@ class Connection:
             if not self._closed.is_set():
                 log.info("%s: read failed: %s", self._label, exc)
         finally:
-            self.close()
-            with contextlib.suppress(OSError):
-                self.sock.close()
+            self._leave()
 
     def stats(self) -> dict[str, Any]:
         return {
             "peer": self.peer_id,
+            "role": self.role,
             "remote": self.remote,
+            "local": self.local,
+            "retired": self._retired,
             "inbound": self.inbound,
             "open": not self.closed,
             "frames_in": self.frames_in,
@@ -302,6 +388,16 @@ class Connection:
             "queued": len(self._queue),
             "dropped_out": self._queue.dropped,
         }
+
+
+def _local_name(sock: socket.socket) -> str:
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return "?"
+    if isinstance(name, tuple) and len(name) >= 2:
+        return f"{name[0]}:{name[1]}"
+    return str(name) or "local"
 
 
 def _remote_name(sock: socket.socket) -> str:

@@ -3,12 +3,13 @@
 Exchange, each message one length-prefixed msgpack array (at most 4 KiB):
 
 1. server -> client  ``["zraft-hello", version, server_id, server_nonce]``
-2. client -> server  ``["zraft-auth", version, client_id, client_nonce, client_mac]``
+2. client -> server  ``["zraft-auth", version, client_id, client_nonce, client_mac, role]``
 3. server -> client  ``["zraft-ok", server_mac]``  or  ``["zraft-denied", reason]``
 
 ``client_mac = HMAC-SHA256(cookie, "zraft-client" || T)`` and
 ``server_mac = HMAC-SHA256(cookie, "zraft-server" || T)`` where ``T`` is the msgpack transcript
-``[version, server_id, client_id, server_nonce, client_nonce]``. The labels stop a proof from
+``[version, server_id, client_id, role, server_nonce, client_nonce]``. ``role`` is ``node``
+(a peer node, whose id is its "host:port"), ``client`` or ``snapshot``. The labels stop a proof from
 being reflected back; both 32-byte nonces are fresh per connection, so a recorded exchange is
 useless on a new one (replay fails). Neither side learns anything about the cookie from a
 failed attempt. The server checks the client's version; the client checks the server's.
@@ -54,6 +55,7 @@ class Authenticated(NamedTuple):
     peer_id: str
     version: int
     session_key: bytes
+    role: str = "client"
 
 
 def cookie_bytes(cookie: str | bytes) -> bytes:
@@ -64,8 +66,13 @@ def cookie_bytes(cookie: str | bytes) -> bytes:
     return raw
 
 
-def _transcript(version: int, server_id: str, client_id: str, sn: bytes, cn: bytes) -> bytes:
-    return msgpack.packb([version, server_id, client_id, sn, cn], use_bin_type=True)
+ROLES: Final = frozenset({"node", "client", "snapshot"})
+
+
+def _transcript(
+    version: int, server_id: str, client_id: str, role: str, sn: bytes, cn: bytes
+) -> bytes:
+    return msgpack.packb([version, server_id, client_id, role, sn, cn], use_bin_type=True)
 
 
 def _mac(cookie: bytes, label: bytes, transcript: bytes) -> bytes:
@@ -144,15 +151,17 @@ def server_handshake(
         server_nonce = os.urandom(NONCE_SIZE)
         _send(sock, [_HELLO, PROTOCOL_VERSION, server_id, server_nonce], deadline)
         msg = _recv(sock, deadline)
-        if msg[0] != _AUTH or len(msg) != 5:
+        if msg[0] != _AUTH or len(msg) != 6:
             raise HandshakeError(f"expected {_AUTH}, got {msg[0]!r:.40}")
-        _, version, client_id, client_nonce, client_mac = msg
+        _, version, client_id, client_nonce, client_mac, role = msg
         if type(version) is not int or version != PROTOCOL_VERSION:
             _deny(sock, "version", deadline)
             raise HandshakeError(f"protocol version {version!r:.20} != {PROTOCOL_VERSION}")
         client_id = _check_id(client_id)
         client_nonce = _check_nonce(client_nonce)
-        transcript = _transcript(version, server_id, client_id, server_nonce, client_nonce)
+        if type(role) is not str or role not in ROLES:
+            raise HandshakeError(f"unknown role {role!r:.20}")
+        transcript = _transcript(version, server_id, client_id, role, server_nonce, client_nonce)
         expected = _mac(cookie, b"zraft-client", transcript)
         if type(client_mac) is not bytes or not hmac.compare_digest(client_mac, expected):
             _deny(sock, "cookie", deadline)
@@ -165,7 +174,7 @@ def server_handshake(
         log.warning("handshake with %s failed: %s", peer, exc)
         raise HandshakeError(f"socket error: {exc}") from exc
     sock.settimeout(None)
-    return Authenticated(client_id, version, _mac(cookie, b"zraft-session", transcript))
+    return Authenticated(client_id, version, _mac(cookie, b"zraft-session", transcript), role)
 
 
 def client_handshake(
@@ -174,9 +183,13 @@ def client_handshake(
     client_id: str,
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     expect_server_id: str | None = None,
+    role: str = "client",
 ) -> Authenticated:
     """Run the client side on a freshly connected socket. ``expect_server_id``, if given, must
-    match the id the server announces. Leaves the socket blocking on success."""
+    match the id the server announces. ``role`` tells the server what we are. Leaves the
+    socket blocking on success."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
     deadline = time.monotonic() + timeout
     peer = _peername(sock)
     try:
@@ -191,9 +204,9 @@ def client_handshake(
             raise HandshakeError(f"expected node {expect_server_id!r}, found {server_id!r}")
         server_nonce = _check_nonce(server_nonce)
         client_nonce = os.urandom(NONCE_SIZE)
-        transcript = _transcript(version, server_id, client_id, server_nonce, client_nonce)
+        transcript = _transcript(version, server_id, client_id, role, server_nonce, client_nonce)
         client_mac = _mac(cookie, b"zraft-client", transcript)
-        _send(sock, [_AUTH, version, client_id, client_nonce, client_mac], deadline)
+        _send(sock, [_AUTH, version, client_id, client_nonce, client_mac, role], deadline)
         reply = _recv(sock, deadline)
         if reply[0] == _DENIED:
             raise HandshakeError(f"server refused us: {reply[1:]!r:.60}")
@@ -209,7 +222,7 @@ def client_handshake(
         log.warning("handshake with %s failed: %s", peer, exc)
         raise HandshakeError(f"socket error: {exc}") from exc
     sock.settimeout(None)
-    return Authenticated(server_id, version, _mac(cookie, b"zraft-session", transcript))
+    return Authenticated(server_id, version, _mac(cookie, b"zraft-session", transcript), role)
 
 
 def _deny(sock: socket.socket, reason: str, deadline: float) -> None:

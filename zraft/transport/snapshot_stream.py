@@ -272,7 +272,9 @@ def send_snapshot(
             raise SnapshotTransferError(f"cannot connect to {addr}:{port}: {exc}") from exc
         with sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            auth = client_handshake(sock, cookie_bytes(cookie), node_id, handshake_timeout)
+            auth = client_handshake(
+                sock, cookie_bytes(cookie), node_id, handshake_timeout, role="snapshot"
+            )
             sock.settimeout(io_timeout)  # non-blocking fd + timeouts for every later step
             files = [[e.path, e.size, e.sha256] for e in entries]
             _send_frame(sock, [files, _manifest_mac(auth.session_key, files)])

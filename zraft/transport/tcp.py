@@ -1,36 +1,35 @@
-"""TCP transport of one node: a listening server plus one outbound connection per peer node.
+"""TCP transport of one node: a listening server and ONE connection per peer node.
 
 Rules:
 - Every connection starts with the cookie handshake (``handshake.py``); until it succeeds no
-  frame is read. Then each side reads length-prefixed frames decoded by the strict codec.
+  frame is read. The dialer says what it is: ``node`` (its id is its advertised
+  "host:port", which must be the address peers dial) or ``client``.
 - Inbound: every frame decoded from ONE socket read goes to ``on_frames(conn, frames)`` in ONE
   call, so the node can batch (step many messages, then run one Ready). Replies go back on
   the same connection with ``conn.send`` (that is how client connections are answered).
-- Outbound: ``send(addr, frame)`` appends to the queue of the link for ``addr`` ("host:port")
-  and returns at once; it never blocks on a dead or slow peer. ONE link per peer node carries
-  the traffic of every Raft group on this node to that node (messages name their peers).
-  A node pair therefore uses two TCP connections, one dialed by each side (see below).
+  ``on_frames`` runs on the connection's reader thread: hand work off, do not block.
+- Outbound: ``send(addr, frame)`` appends to the queue of the ``PeerLink`` for ``addr`` and
+  returns at once; it never blocks on a dead or slow peer.
+- ONE TCP connection per pair of nodes carries every Raft group on them, both ways
+  (messages name their peers): whichever node dials first, the other adopts the inbound
+  connection as its link. If both dial at once, both keep the connection dialed by the
+  smaller node id and retire the other without losing frames (see ``PeerLink``).
 - Queues are bounded (frames and bytes). When full the OLDEST frames are dropped and counted:
   Raft retransmits whatever matters, and the newest messages carry the newest terms, commit
   indexes and heartbeats, so keeping them is what helps the peer once it is reachable again.
-- A link reconnects with exponential backoff and jitter (tenacity), capped, forever, until the
-  transport closes. Its state and counters are visible in ``status()``.
+- A link with frames to send and no connection dials with exponential backoff and jitter
+  (tenacity), capped, until the transport closes. State and counters are in ``status()``.
 - Malformed input (garbage, truncated or oversized frames, unknown kinds, wrong field types)
   closes that connection only, and is logged; the server keeps serving everyone else.
 - ``block(addrs)`` drops all traffic to and from those node addresses (fault injection).
 - ``close()`` stops everything and joins every thread with a timeout.
 
-Threads, and why: one reader thread per connection and one writer thread per connection
-(lazily started for inbound ones, which mostly only read). A node has a handful of peers and
-some clients; blocking ``recv``/``sendall`` release the GIL, handshakes with timeouts stay
-simple straight-line code, a slow connection can never stall another one, and there is no
-selector loop to become the single hot thread. Connection counts in the thousands would call
-for a selector; a Raft node does not have them.
-
-Why two connections per node pair and not one shared bidirectional one: each side's queue,
-writer and reconnect loop then belong to exactly one connection that this side dialed, and
-there is no simultaneous-connect race to arbitrate. All groups are still multiplexed, which
-is what keeps the connection count at O(nodes), not O(groups).
+Threads, and why: one reader and one writer thread per connection, one dialer thread per
+peer link, one acceptor. A node has a handful of peers and some clients; blocking
+``recv``/``sendall`` release the GIL, handshakes with timeouts stay simple straight-line
+code, a slow connection can never stall another one, and there is no selector loop to
+become the single hot thread. Connection counts in the thousands would call for a selector;
+a Raft node does not have them.
 """
 
 from __future__ import annotations
@@ -69,37 +68,121 @@ class _Stopped(Exception):
 
 
 class PeerLink:
-    """The outbound side towards one peer node: a persistent queue and a thread that dials
-    (with backoff), writes until the connection breaks, and dials again."""
+    """Everything this node sends to one peer node: a persistent bounded queue, the ONE
+    connection currently carrying it (dialed by us, or adopted from the peer's dial), and a
+    thread that dials with backoff whenever there is something to send and no connection.
+
+    Duplicate resolution: if both nodes dial at once, each ends up holding two connections.
+    Both keep the one dialed by the node with the smaller id and retire the other, so they
+    agree without talking: a retired connection stops writing, half-closes, and is read
+    until the other side half-closes too, so frames already written on it still arrive.
+    Frames still queued simply go out on the surviving connection.
+    """
 
     def __init__(self, transport: TcpTransport, addr: str) -> None:
         self.addr = addr
         self._transport = transport
         cfg = transport.config
         self.queue = SendQueue(cfg.queue_max_frames, cfg.queue_max_bytes)
-        self.state = "disconnected"
         self.conn: Connection | None = None
         self.connects = 0
+        self.adopted = 0
+        self.duplicates_closed = 0
         self.connect_failures = 0
-        self.frames_sent_total = 0
+        self.frames_sent_done = 0  # frames written by connections that are gone
         self.last_error: str | None = None
+        self._dialing = False
         self._failure_streak = 0
+        self._cond = threading.Condition(threading.Lock())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"zraft-link-{addr}", daemon=True)
         self._thread.start()
 
+    # -- used by the transport ------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        if self._stop.is_set():
+            return "closed"
+        if self._live():
+            return "connected"
+        if self._dialing:
+            return "backoff" if self._failure_streak else "connecting"
+        return "disconnected"
+
     def send(self, data: bytes) -> None:
         self.queue.put(data)
+        if not self._live():
+            with self._cond:
+                self._cond.notify_all()  # wake the dialer
 
     def stop(self) -> None:
         self._stop.set()
+        with self._cond:
+            conn = self.conn
+            self._cond.notify_all()
         self.queue.wake()
-        conn = self.conn
         if conn is not None:
             conn.close()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+
+    def install(self, conn: Connection) -> bool:
+        """Offer a fresh connection to this peer (ours or theirs). Returns True if it now
+        carries the link; otherwise it is a duplicate and has been closed."""
+        loser: Connection | None = None
+        with self._cond:
+            current = self.conn
+            if self._stop.is_set():
+                take, loser = False, conn
+            elif current is None or current.closed:
+                take = True
+            elif current.inbound == conn.inbound:
+                take, loser = True, current  # a newer connection from the same dialer
+            else:
+                smaller_dials = self._transport.node_id < conn.peer_id
+                # keep the connection dialed by the smaller id: ours if we are smaller
+                take = conn.inbound != smaller_dials
+                loser = current if take else conn
+            if take:
+                self.conn = conn
+                self.connects += 1
+                if conn.inbound:
+                    self.adopted += 1
+                conn.use_queue(self.queue)
+                self._cond.notify_all()
+        if loser is not None:
+            if self._stop.is_set():
+                loser.close()
+            else:
+                self.duplicates_closed += 1
+                log.info("retiring duplicate connection with %s (%s)", self.addr, loser.remote)
+                loser.retire(self._transport.config.retire_grace)
+        if take:
+            conn.start_writer()
+        return take
+
+    def connection_closed(self, conn: Connection) -> None:
+        with self._cond:
+            if self.conn is conn:
+                self.conn = None
+                self.frames_sent_done += conn.frames_out
+                self._cond.notify_all()
+
+    # -- the dialing thread ---------------------------------------------------------------
+
+    def _live(self) -> bool:
+        conn = self.conn
+        return conn is not None and not conn.closed
+
+    def _should_dial(self) -> bool:
+        return not self._stop.is_set() and not self._live() and len(self.queue) > 0
+
+    def _pause(self, seconds: float) -> None:
+        """Backoff sleep that ends early on stop or when the peer's dial gave us a link."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._stop.is_set() or self._live(), seconds)
 
     def _run(self) -> None:
         cfg = self._transport.config
@@ -108,68 +191,75 @@ class PeerLink:
             wait=tenacity.wait_exponential(multiplier=cfg.reconnect_initial, max=cfg.reconnect_max)
             + tenacity.wait_random(0, cfg.reconnect_initial),
             retry=tenacity.retry_if_exception_type((OSError, HandshakeError)),
-            stop=lambda _state: self._stop.is_set(),
-            sleep=self._stop.wait,
+            stop=lambda _state: not self._should_dial(),
+            sleep=self._pause,
             before_sleep=self._note_failure,
             reraise=True,
         )
         while not self._stop.is_set():
-            # Dial only when there is something to send: an idle link to a dead node costs
-            # nothing, and Raft heartbeats keep live links busy anyway.
-            if not self.queue.wait_nonempty(0.5):
+            # Dial only when there is something to send and no connection: an idle link to a
+            # dead node costs nothing, and Raft heartbeats keep live links busy anyway.
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop.is_set() or self._should_dial(), 0.5)
+            if not self._should_dial():
                 continue
-            self.state = "connecting"
+            self._dialing = True
             try:
-                sock, peer_id = retrying(self._dial)
+                sock, auth = retrying(self._dial)
             except (OSError, HandshakeError, _Stopped):
-                break
-            conn = Connection(
-                sock,
-                peer_id,
-                inbound=False,
-                on_frames=self._transport.on_frames,
-                config=cfg,
-                queue=self.queue,
-                # filter on the address we dialed, whatever id the peer announced
-                is_blocked=lambda _peer: self.addr in self._transport.blocked,
-                on_malformed=self._transport.count_malformed,
-                label=f"link:{self.addr}",
-            )
-            self.conn = conn
-            self.state = "connected"
-            self.connects += 1
+                continue  # stopped, or the peer dialed us meanwhile
+            finally:
+                self._dialing = False
             if self._failure_streak:
                 log.info("link to %s up after %d failed attempts", self.addr, self._failure_streak)
             self._failure_streak = 0
-            conn.start_reader()
-            conn.write_loop()  # returns when the connection breaks or the link stops
-            conn.join(cfg.join_timeout)
-            self.frames_sent_total += conn.frames_out
-            self.conn = None
-            self.state = "disconnected"
-        self.state = "closed"
+            if auth.peer_id != self.addr:
+                log.warning(
+                    "%s announces itself as %r; use node ids that are the advertised "
+                    "host:port so both directions share one connection",
+                    self.addr,
+                    auth.peer_id,
+                )
+            conn = Connection(
+                sock,
+                auth.peer_id,
+                inbound=False,
+                role="node",
+                on_frames=self._transport.on_frames,
+                config=cfg,
+                # filter on the address we dialed, whatever id the peer announced
+                is_blocked=lambda _peer: self.addr in self._transport.blocked,
+                on_malformed=self._transport.count_malformed,
+                on_close=self.connection_closed,
+                label=f"link:{self.addr}",
+            )
+            self.install(conn)
+            conn.start_reader()  # even a retired duplicate is read to its end
 
-    def _dial(self) -> tuple[socket.socket, str]:
-        if self._stop.is_set():
+    def _dial(self) -> tuple[socket.socket, Any]:
+        if not self._should_dial():
             raise _Stopped()
         cfg = self._transport.config
         sock = socket.create_connection(parse_addr(self.addr), timeout=cfg.connect_timeout)
         try:
             auth = client_handshake(
-                sock, self._transport.cookie, self._transport.node_id, cfg.handshake_timeout
+                sock,
+                self._transport.cookie,
+                self._transport.node_id,
+                cfg.handshake_timeout,
+                role="node",
             )
             tune_socket(sock, cfg.write_timeout)
         except BaseException:
             sock.close()
             raise
-        return sock, auth.peer_id
+        return sock, auth
 
     def _note_failure(self, state: tenacity.RetryCallState) -> None:
         self.connect_failures += 1
         self._failure_streak += 1
         exc = state.outcome.exception() if state.outcome else None
         self.last_error = f"{type(exc).__name__}: {exc}"
-        self.state = "backoff"
         if self._failure_streak == 1 or self._failure_streak % 50 == 0:
             log.warning(
                 "cannot reach %s (attempt %d): %s", self.addr, self._failure_streak, self.last_error
@@ -177,17 +267,23 @@ class PeerLink:
 
     def stats(self) -> dict[str, Any]:
         conn = self.conn
+        live = conn is not None and not conn.closed
         return {
             "state": self.state,
-            "connected": self.state == "connected",
+            "connected": live,
+            "direction": (("inbound" if conn.inbound else "outbound") if live and conn else None),
+            "local": conn.local if live and conn else None,
+            "remote": conn.remote if live and conn else None,
             "connects": self.connects,
+            "adopted": self.adopted,
+            "duplicates_closed": self.duplicates_closed,
             "connect_failures": self.connect_failures,
             "last_error": self.last_error,
             "queued": len(self.queue),
             "queued_bytes": self.queue.nbytes,
             "dropped": self.queue.dropped,
-            "frames_sent": self.frames_sent_total + (conn.frames_out if conn else 0),
-            "frames_received": conn.frames_in if conn else 0,
+            "frames_sent": self.frames_sent_done + (conn.frames_out if live and conn else 0),
+            "frames_received": conn.frames_in if live and conn else 0,
         }
 
 
@@ -404,20 +500,37 @@ class TcpTransport:
             finally:
                 with self._lock:
                     self._handshaking.discard(sock)
+            link: PeerLink | None = None
+            if auth.role == "node":
+                try:
+                    link = self._link(auth.peer_id)
+                except ValueError:
+                    log.warning("refusing node %r: its id is not host:port", auth.peer_id)
+                if link is None:
+                    sock.close()
+                    return
+            elif auth.role != "client":
+                log.warning("refusing a %r connection from %r", auth.role, auth.peer_id)
+                sock.close()
+                return
             conn = Connection(
                 sock,
                 auth.peer_id,
                 inbound=True,
+                role=auth.role,
                 on_frames=self.on_frames,
                 config=cfg,
                 is_blocked=self.is_blocked_id,
                 on_malformed=self.count_malformed,
+                on_close=link.connection_closed if link is not None else lambda _c: None,
             )
             with self._lock:
                 if self._closing.is_set():
                     conn.close()
                     return
                 self._inbound.add(conn)
+            if link is not None:
+                link.install(conn)  # a losing duplicate is retired: still read to the end
             conn.read_loop()
             conn.join(cfg.join_timeout)
         finally:
