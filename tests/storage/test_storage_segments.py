@@ -390,3 +390,22 @@ def test_removed_flag_persists(tmp_path):
     store.mark_removed()
     store.close()
     assert open_log(tmp_path).meta.removed is True
+
+
+def test_config_history_and_last_entry_time_come_from_memory(tmp_path):
+    store = open_log(tmp_path, cache_entries=2)
+    assert store.config_history() == [] and store.last_entry_time() == 0
+    c1, c2 = ClusterConfig.stable(["a"]), ClusterConfig.joint(["a"], ["a", "b"])
+    store.append([Entry(1, 1, CONFIG, c1, 10), data(2), Entry(3, 1, CONFIG, c2, 30), data(4)])
+    assert store.config_history() == [(1, c1), (3, c2)]
+    assert store.last_entry_time() == data(4).time
+    store.stage_append([Entry(5, 1, CONFIG, c1, 50)])
+    assert store.config_history() == [(1, c1), (3, c2)]  # durable only
+    store.sync()
+    store.compact(2)
+    assert store.config_history() == [(3, c2), (5, c1)]
+    store.close()
+    reopened = open_log(tmp_path, cache_entries=2)
+    assert reopened.config_history() == [(3, c2), (5, c1)]
+    assert reopened.last_entry_time() == 50
+    reopened.close()

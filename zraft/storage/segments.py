@@ -43,7 +43,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from zraft.core.entries import CONFIG, Entry, HardState, SnapshotMeta
+from zraft.core.entries import CONFIG, ClusterConfig, Entry, HardState, SnapshotMeta
 from zraft.storage.errors import (
     BackendMismatchError,
     CorruptLogError,
@@ -294,7 +294,7 @@ class DiskLogStorage:
                     total += size
             return out
 
-    def config_at(self, index: int) -> tuple[int, object]:
+    def config_at(self, index: int) -> tuple[int, ClusterConfig]:
         """(config index, ClusterConfig) in force at `index` (the snapshot's if older)."""
         with self._lock:
             found = self._configs.at(index)
@@ -302,6 +302,24 @@ class DiskLogStorage:
                 return found
             snap = self._meta.snapshot
             return snap.config_index, snap.config
+
+    def config_history(self) -> list[tuple[int, ClusterConfig]]:
+        """(index, config) of every CONFIG entry after the snapshot, oldest first, from
+        memory: a caller rebuilding its config state need not read the whole log."""
+        with self._lock:
+            last = self._durable_last
+            return [(i, c) for i, c in zip(self._configs.indexes, self._configs.configs,
+                                           strict=True) if i <= last]
+
+    def last_entry_time(self) -> int:
+        """``time`` of the last durable entry (0 when the log is empty)."""
+        with self._lock:
+            last = self._durable_last
+            if last <= self._meta.snapshot.index:
+                return 0
+            if last >= self._cache.start:
+                return self._cache.get(last, last + 1)[0].time
+            return self._segment_for(last).read(last, last + 1)[0].time
 
     def _segment_for(self, index: int) -> Segment:
         k = bisect_right(self._segments, index, key=lambda s: s.first_index) - 1
