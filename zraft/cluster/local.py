@@ -3,7 +3,11 @@
 Rules: every process is started with psutil and stopped by its pid (never by name); every
 wait polls with a deadline; ports are free loopback ports chosen at creation; each node has
 its own directory ``DIR/nodeK/`` with its config, data and logs. ``cluster.json`` in DIR
-records peers, ports, pids and the cookie file so later commands find the cluster.
+records peers, ports, pids (with each process's start time, so a recycled pid is never
+mistaken for a node) and the cookie file so later commands, in other processes, find the
+cluster again with ``LocalCluster.load(DIR)``. Every fault done through this class (kill,
+stop, pause, resume, restart, add, remove, down) is appended to ``DIR/faults.jsonl`` for the
+event timeline and the bench plot; nodes log their own partitions and heals.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +29,10 @@ from typing import Any
 import psutil
 
 from zraft.errors import ZRaftError
+
+CLUSTER_FILE = "cluster.json"
+FAULTS_FILE = "faults.jsonl"
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def free_port() -> int:
@@ -55,7 +64,7 @@ class NodeProcess:
     index: int
     port: int
     directory: Path
-    proc: psutil.Popen | None = None
+    proc: psutil.Process | None = None
     extra_raft: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -70,13 +79,52 @@ class NodeProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
+    @property
+    def create_time(self) -> float | None:
+        try:
+            return self.proc.create_time() if self.proc is not None else None
+        except psutil.Error:
+            return None
+
     def alive(self) -> bool:
         if self.proc is None:
             return False
         try:
             return self.proc.is_running() and self.proc.status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             return False
+
+    def paused(self) -> bool:
+        """True while the process is stopped by SIGSTOP."""
+        if self.proc is None:
+            return False
+        try:
+            return self.proc.status() == psutil.STATUS_STOPPED
+        except psutil.Error:
+            return False
+
+    def rss(self) -> int | None:
+        try:
+            return int(self.proc.memory_info().rss) if self.proc is not None else None
+        except psutil.Error:
+            return None
+
+
+def attach(pid: int | None, create_time: float | None) -> psutil.Process | None:
+    """The node process recorded as (pid, start time), or None if it is gone (or the pid
+    now names another process)."""
+    if not pid:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > 0.05:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            proc.wait(timeout=0)  # our own child: reap it
+            return None
+        return proc
+    except (psutil.Error, ChildProcessError):
+        return None
 
 
 class LocalCluster:
@@ -92,15 +140,44 @@ class LocalCluster:
         self.max_log_count = max_log_count
         self.backend = backend
         self.peer_name = peer_name
+        self.base_port = base_port
+        self.extra_raft = dict(extra_raft or {})
         self.cookie_file = self.directory / "cookie"
         if not self.cookie_file.exists():
             self.cookie_file.write_text(secrets.token_hex(16) + "\n")
             self.cookie_file.chmod(0o600)
         self.nodes: list[NodeProcess] = []
-        for k in range(1, nodes + 1):
-            port = base_port + k - 1 if base_port else free_port()
-            self.nodes.append(NodeProcess(k, port, self.directory / f"node{k}",
-                                          extra_raft=dict(extra_raft or {})))
+        for _ in range(nodes):
+            self._new_node()
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> LocalCluster:
+        """The cluster recorded in ``DIR/cluster.json``, attached to its running processes."""
+        path = Path(directory) / CLUSTER_FILE
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ZRaftError(f"no cluster in {directory}: {path} does not exist") from None
+        cluster = cls(directory, 0, election_timeout=doc.get("election_timeout", 500),
+                      max_log_count=doc.get("max_log_count", 1000),
+                      backend=doc.get("backend", "dict"), peer_name=doc.get("peer_name", "zraft"),
+                      extra_raft=doc.get("extra_raft"))
+        cluster.cookie_file = Path(doc.get("cookie_file") or cluster.cookie_file)
+        for item in doc.get("nodes", []):
+            port = int(str(item["address"]).rpartition(":")[2])
+            n = NodeProcess(int(item["index"]), port, Path(item["dir"]),
+                            extra_raft=dict(cluster.extra_raft))
+            n.proc = attach(item.get("pid"), item.get("create_time"))
+            cluster.nodes.append(n)
+        return cluster
+
+    def _new_node(self) -> NodeProcess:
+        index = max((n.index for n in self.nodes), default=0) + 1
+        port = self.base_port + index - 1 if self.base_port else free_port()
+        n = NodeProcess(index, port, self.directory / f"node{index}",
+                        extra_raft=dict(self.extra_raft))
+        self.nodes.append(n)
+        return n
 
     # ---------------------------------------------------------------- identities
 
@@ -108,7 +185,7 @@ class LocalCluster:
     def cookie(self) -> str:
         return self.cookie_file.read_text().strip()
 
-    def peer_id(self, node: NodeProcess | int) -> str:
+    def peer_id(self, node: NodeProcess | int | str) -> str:
         n = self.node(node)
         return f"{self.peer_name}@{n.address}"
 
@@ -117,12 +194,14 @@ class LocalCluster:
         return [self.peer_id(n) for n in self.nodes]
 
     def node(self, node: NodeProcess | int | str) -> NodeProcess:
+        """A node by object, 1-based index, index text, address or peer id."""
         if isinstance(node, NodeProcess):
             return node
-        if isinstance(node, int):
-            return self.nodes[node - 1]
         for n in self.nodes:
-            if node in (str(n.index), n.address, self.peer_id(n)):
+            if isinstance(node, int):
+                if n.index == node:
+                    return n
+            elif node in (str(n.index), n.address, self.peer_id(n), f"node{n.index}"):
                 return n
         raise KeyError(f"no node {node!r} in this cluster")
 
@@ -145,10 +224,13 @@ class LocalCluster:
         if n.alive():
             return n
         self.write_config(n)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH"))
+                                            if p)
         out = open(n.directory / "stdout.log", "ab")  # noqa: SIM115 (owned by the process)
         n.proc = psutil.Popen([sys.executable, "-m", "zraft.node", "--config", str(n.config_path)],
                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              cwd=str(n.directory), start_new_session=True)
+                              cwd=str(n.directory), start_new_session=True, env=env)
         out.close()
         if wait:
             self.wait_listening(n)
@@ -181,61 +263,136 @@ class LocalCluster:
         """SIGKILL and reap."""
         n = self.node(node)
         if n.proc is not None and n.alive():
+            self.record_fault("kill", n)
             n.proc.kill()
-            n.proc.wait(timeout=10)
+            _reap(n.proc, 10)
+        self.save()
 
     def stop_node(self, node: NodeProcess | int, timeout: float = 20.0) -> int | None:
-        """SIGTERM, wait; SIGKILL if it does not stop in time. Returns the exit code."""
+        """SIGTERM, wait; SIGKILL if it does not stop in time. Returns the exit code (None
+        when the process is not our child or was not running)."""
         n = self.node(node)
+        if n.proc is not None and n.alive():
+            self.record_fault("stop", n)
+        code = self._stop_process(n, timeout)
+        self.save()
+        return code
+
+    def _stop_process(self, n: NodeProcess, timeout: float) -> int | None:
         if n.proc is None:
             return None
         if n.alive():
+            if n.paused():
+                n.proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
             n.proc.send_signal(signal.SIGTERM)
             try:
-                return n.proc.wait(timeout=timeout)
+                return _reap(n.proc, timeout)
             except psutil.TimeoutExpired:
                 n.proc.kill()
-                return n.proc.wait(timeout=10)
+                return _reap(n.proc, 10)
         try:
-            return n.proc.wait(timeout=1)
-        except (psutil.TimeoutExpired, psutil.NoSuchProcess):
+            return _reap(n.proc, 1)
+        except psutil.TimeoutExpired:
             return None
 
     def pause(self, node: NodeProcess | int) -> None:
-        self.signal(node, signal.SIGSTOP)
+        """SIGSTOP; returns once the process is stopped."""
+        n = self.node(node)
+        if n.alive() and not n.paused():
+            self.record_fault("pause", n)
+            self.signal(n, signal.SIGSTOP)
+            wait_until(lambda: n.paused() or not n.alive(), 5.0, f"node {n.index} to stop")
 
     def resume(self, node: NodeProcess | int) -> None:
-        self.signal(node, signal.SIGCONT)
+        """SIGCONT; returns once the process runs again."""
+        n = self.node(node)
+        if n.alive() and n.paused():
+            self.record_fault("resume", n)
+            self.signal(n, signal.SIGCONT)
+            wait_until(lambda: not n.paused(), 5.0, f"node {n.index} to run")
 
     def restart(self, node: NodeProcess | int) -> NodeProcess:
-        self.stop_node(node)
-        return self.start_node(node)
+        n = self.node(node)
+        self.record_fault("restart", n)
+        self._stop_process(n, 20.0)
+        return self.start_node(n)
 
     def stop(self) -> None:
-        for n in self.nodes:
-            self.resume(n)
+        if any(n.alive() for n in self.nodes):
+            self.record_fault("down")
         for n in reversed(self.nodes):
-            self.stop_node(n)
+            self._stop_process(n, 20.0)
         self.save()
+
+    # ---------------------------------------------------------------- membership (processes)
+
+    def add_node(self, start: bool = True) -> NodeProcess:
+        """A new node process (next index, a free port); its peer is created by the caller."""
+        n = self._new_node()
+        if start:
+            self.start_node(n)
+        self.record_fault("add", n)
+        self.save()
+        return n
+
+    def forget_node(self, node: NodeProcess | int) -> NodeProcess:
+        """Stop a node's process and drop it from the cluster record (its data stays)."""
+        n = self.node(node)
+        self.record_fault("remove", n)
+        self._stop_process(n, 20.0)
+        self.nodes.remove(n)
+        self.save()
+        return n
+
+    def purge(self) -> None:
+        """Delete the cluster directory (every process must be stopped first)."""
+        if any(n.alive() for n in self.nodes):
+            raise ZRaftError("purge: stop the cluster first")
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     # ---------------------------------------------------------------- record
 
+    def record_fault(self, kind: str, node: NodeProcess | None = None, **fields: Any) -> None:
+        """Append one fault to DIR/faults.jsonl (best effort: the timeline is a diagnosis aid)."""
+        event: dict[str, Any] = {"t": round(time.time(), 3), "kind": kind, "source": "cluster"}
+        if node is not None:
+            event.update(node=node.address, index=node.index, peer=self.peer_id(node))
+        event.update(fields)
+        try:
+            with open(self.directory / FAULTS_FILE, "a") as f:
+                f.write(json.dumps(event, sort_keys=True) + "\n")
+        except OSError:
+            pass
+
     def save(self) -> None:
+        if not self.directory.exists():
+            return
         doc = {
             "peer_name": self.peer_name, "backend": self.backend,
             "cookie_file": str(self.cookie_file),
             "election_timeout": self.election_timeout, "max_log_count": self.max_log_count,
+            "extra_raft": self.extra_raft,
             "nodes": [{"index": n.index, "address": n.address, "peer": self.peer_id(n),
-                       "pid": n.pid if n.alive() else None, "dir": str(n.directory)}
+                       "pid": n.pid if n.alive() else None,
+                       "create_time": n.create_time if n.alive() else None,
+                       "dir": str(n.directory)}
                       for n in self.nodes],
             "peers": self.peers,
         }
-        tmp = self.directory / "cluster.json.tmp"
+        tmp = self.directory / f"{CLUSTER_FILE}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, self.directory / "cluster.json")
+        os.replace(tmp, self.directory / CLUSTER_FILE)
 
     def __enter__(self) -> LocalCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _reap(proc: psutil.Process, timeout: float) -> int | None:
+    """Wait for a process to end; reaps our own children (exit code), polls others (None)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except psutil.NoSuchProcess:
+        return None
