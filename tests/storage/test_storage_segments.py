@@ -409,3 +409,52 @@ def test_config_history_and_last_entry_time_come_from_memory(tmp_path):
     assert reopened.config_history() == [(3, c2), (5, c1)]
     assert reopened.last_entry_time() == 50
     reopened.close()
+
+
+def test_reads_stay_consistent_during_truncation_and_compaction(tmp_path):
+    store = open_log(tmp_path, max_segment_size=2048, cache_entries=8)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    reads = [0]
+    read_once = threading.Event()
+
+    def tagged(index: int, term: int) -> Entry:
+        return Entry(index, term, DATA, f"{index}:{term}".encode() * 5, index)
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                lo, last = store.first_index(), store.last_index()
+                if last < lo:
+                    continue
+                got = store.entries(lo, last + 1)
+                assert [e.index for e in got] == list(range(lo, lo + len(got)))
+                for e in got:
+                    assert e.data == f"{e.index}:{e.term}".encode() * 5
+                reads[0] += 1
+                read_once.set()
+            except RangeError:
+                continue  # the range moved under us (compaction, truncation): fine
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    term = 1
+    for round_ in range(60):
+        last = store.last_index()
+        if round_ % 5 == 4 and last - store.first_index() > 10:
+            term += 1
+            start = last - 6  # conflict: rewrite the last entries in a new term
+        else:
+            start = last + 1
+        store.append([tagged(i, term) for i in range(start, start + 12)])
+        if round_ % 7 == 6:
+            store.compact(store.last_index() - 20)
+    assert read_once.wait(10), "the reader never completed a read"
+    stop.set()
+    thread.join(timeout=30)
+    assert not errors, errors[0]
+    assert reads[0] > 0
+    store.close()
