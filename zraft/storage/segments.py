@@ -27,6 +27,11 @@ Layout: ``<log_dir>/<peerdir>/raft.meta`` (see `meta`) and ``<log_dir>/<peerdir>
   LAST segment, is cut off with a warning. A bad record anywhere else, a bad record followed
   by valid ones, a CRC-valid record out of sequence or a missing segment raises
   `CorruptLogError` naming the file and offset, before anything is modified.
+- Limit: a power loss that persists later sectors of an unsynced write but not earlier
+  ones looks like a bad record followed by valid ones, so it is refused too (an operator
+  can cut the file at the reported offset). A kill -9 cannot cause it (the page cache
+  keeps each write whole).
+- A failed write or fsync poisons the object: later writes raise until it is reopened.
 """
 
 from __future__ import annotations
