@@ -42,6 +42,7 @@ class Profile:
     max_inflight: int
     max_batch_bytes: int
     slow_disks: int  # how many nodes persist five times slower than the others
+    slow_clocks: int  # how many nodes tick three times slower (clock drift, GC pauses)
 
     @staticmethod
     def draw(rng: random.Random) -> Profile:
@@ -59,6 +60,7 @@ class Profile:
             max_inflight=rng.choice((1, 4, 8)),
             max_batch_bytes=rng.choice((100, 4096)),
             slow_disks=rng.choice((0, 0, 1, 2)),
+            slow_clocks=rng.choice((0, 0, 1)),
         )
 
 
@@ -78,6 +80,8 @@ class Scenario:
         peers = sorted(self.cluster.nodes)
         slow = set(profile_rng.sample(peers, profile.slow_disks))
         self.disk_speed = {p: (0.2 if p in slow else 1.0) for p in peers}
+        slow = set(profile_rng.sample(peers, profile.slow_clocks))
+        self.clock_speed = {p: (0.3 if p in slow else 1.0) for p in peers}
         self.steps = 0
         # client slot -> (process id, outstanding op or None)
         self.clients: list[tuple[int, Operation | None]] = [
@@ -106,7 +110,8 @@ class Scenario:
             else:
                 up = cluster.up_nodes()
                 if up:
-                    cluster.tick(rng.choice(up))
+                    speed = self.clock_speed
+                    cluster.tick(rng.choices(up, [speed.get(p, 1.0) for p in up])[0])
         cluster.after_step()
 
     def persist(self) -> None:
@@ -177,8 +182,8 @@ class Scenario:
         cluster = self.cluster
         rng = self.rng
         kinds = ["crash", "crash_busy", "bounce", "bounce_leader", "restart", "restart",
-                 "partition", "isolate_leader", "one_way", "heal", "heal", "weather",
-                 "snapshot_failures"]
+                 "partition", "isolate_leader", "isolate_slow_leader", "one_way", "heal",
+                 "heal", "weather", "snapshot_failures", "slow_disk_leader"]
         if self.profile.membership:
             kinds += ["add", "remove", "remove_leader"]
         kind = rng.choice(kinds)
@@ -215,6 +220,18 @@ class Scenario:
         elif kind == "isolate_leader":
             if leader is not None:
                 cluster.isolate(leader)
+        elif kind == "isolate_slow_leader":
+            # The leader is cut off and its clock crawls (a VM hiccup): it keeps believing it
+            # leads for a long while, which only timing (check-quorum) can end; clients keep
+            # reading from it while the majority elects and writes.
+            if leader is not None:
+                cluster.isolate(leader)
+                self.clock_speed[leader] = 0.05
+        elif kind == "slow_disk_leader":
+            # The leader's disk stalls: its own entries stay unpersisted for long, so a
+            # bounce loses entries the followers already have.
+            if leader is not None:
+                self.disk_speed[leader] = 0.05
         elif kind == "one_way":
             peers = sorted(cluster.nodes)
             src, dst = rng.sample(peers, 2)
@@ -227,6 +244,8 @@ class Scenario:
             net.duplicate = rng.choice((0.0, 0.05, 0.2))
             net.reorder = rng.choice((0.0, 0.1, 0.5))
             cluster.log(f"weather drop={net.drop} dup={net.duplicate} reorder={net.reorder}")
+            self.clock_speed = dict.fromkeys(self.clock_speed, 1.0)
+            self.disk_speed = {p: min(v * 4, 1.0) for p, v in self.disk_speed.items()}
         elif kind == "snapshot_failures":
             cluster.snapshot_failure_rate = rng.choice((0.0, 0.3, 1.0))
         elif kind == "add":
