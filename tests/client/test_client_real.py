@@ -34,7 +34,7 @@ from tests.client.test_client_session import (  # noqa: F401
 )
 from zraft.client.client_actor import connect
 from zraft.client.session import Session
-from zraft.client.watcher import WatchEvent
+from zraft.client.watcher import SessionState, WatchEvent
 from zraft.transport.sentinels import NOT_FOUND
 
 pytestmark = [
@@ -79,7 +79,7 @@ def test_real_pipelined_client_writes(cluster: RealCluster) -> None:
 def test_real_session_failover_and_leader_changed_watch(
     cluster: RealCluster, sessions: Callable[..., Session]
 ) -> None:
-    s = sessions(timeout=10.0)
+    s = sessions(timeout=10.0, election_timeout=0.2)
     assert s.write_sync(["f1", "v1"]) == "ok"
     assert s.query_sync("fw", watch="waite3") is NOT_FOUND
     w = s.write(["f3", 3], timeout=10)
@@ -104,3 +104,35 @@ def test_real_expiry_deletes_temporary_data(
     owner.watcher_ref.stop()
     assert events.get(timeout=10).reason == "data_changed"
     assert watcher.query_sync("eph2") is NOT_FOUND
+
+
+def test_real_session_first_survives_a_period_without_quorum(cluster: RealCluster) -> None:
+    """SPEC 10.3 session_first: the session starts while only one node runs."""
+    with connect(cluster.peers, cookie=cluster.cookie) as client:
+        assert client.write_sync(["first", "v1"]) == "ok"
+    survivor = cluster.leader_id()
+    for peer in cluster.peers:
+        if peer != survivor:
+            cluster.stop_node(peer)
+    states: list[SessionState] = []
+    s = Session.start(cluster.peers, 10.0, cookie=cluster.cookie, wait=False,
+                      listeners=[states.append])
+    try:
+        future = s.query(["get", "first"], timeout=15)
+        cluster.restart_stopped()
+        assert future.get(timeout=20) == "v1"
+        _wait(lambda: SessionState.CONNECTED in states)
+    finally:
+        s.stop()
+
+
+def test_real_listener_states_across_a_leader_failure(
+    cluster: RealCluster, sessions: Callable[..., Session]
+) -> None:
+    states: list[SessionState] = []
+    s = sessions(timeout=2.0, listeners=[states.append], election_timeout=0.2)
+    _wait(lambda: states == [SessionState.CONNECTED])
+    cluster.stop_node(cluster.leader_id())
+    _wait(lambda: len(states) >= 3 and states[-1] == SessionState.CONNECTED, timeout=15)
+    assert states[:2] == [SessionState.CONNECTED, SessionState.SUSPENDED]
+    assert s.write_sync(["after", 1], timeout=10) == "ok"

@@ -326,3 +326,17 @@ def test_leader_changed_reply_is_resent(fake: FakeCluster, sessions: Callable[..
     fake.script = script
     assert s.write_sync(["lc", 1]) == "ok"
     assert fake.applied.count(["lc", 1]) == 1
+
+
+def test_one_peer_is_enough_the_session_learns_the_rest(
+    fake: FakeCluster, sessions: Callable[..., Session]
+) -> None:
+    s = sessions(peers=[fake.peer(2)], timeout=1.0, election_timeout=0.05)
+    assert s.write_sync(["k", 1]) == "ok"
+    wait_until(lambda: len(fake.ops("get_conf")) == 1)
+    assert s.query_sync("k") == 1  # the conf reply was handled before this read's reply
+    fake.stop_node(fake.peer(1))
+    fake.stop_node(fake.peer(2))
+    fake.leader = fake.peer(3)  # never named by the caller
+    assert s.write_sync(["k", 2], timeout=5) == "ok"
+    assert s.leader == fake.peer(3)

@@ -153,6 +153,7 @@ class SessionActor(pykka.ThreadingActor):
             peers, 4 * et if fail_timeout is None else fail_timeout, 2 * et
         )
         self.timeout = session_timeout
+        self.learn_peers = len(self.ring.ring) == 1
         self.pool = pool
         self.watcher = watcher
         self.info = info
@@ -328,6 +329,8 @@ class SessionActor(pykka.ThreadingActor):
             self._tries = 0
             self._on_ok(r)
             return
+        if r.kind == "conf":
+            return  # learning the peers is best effort
         if r.status == "session_expired":
             self._expire("the cluster expired the session")
             if self.stopping is not None:
@@ -367,6 +370,14 @@ class SessionActor(pykka.ThreadingActor):
                 self._set_state(SessionState.CONNECTED)
                 self._resend_all()
                 self.ping_timer = self._tell_later(self.timeout / 2, _Timer("ping"))
+                if self.learn_peers:  # given one peer: learn the others
+                    self._send("conf", 0, "get_conf", lambda name: [name])
+            return
+        if r.kind == "conf":
+            index, peers = r.payload
+            if index and peers:
+                self.ring = LightSession.new(peers, self.ring.fail_timeout,
+                                             self.ring.election_timeout, leader=self.ring.leader)
             return
         if r.kind == "close":
             self._finish_stop()
