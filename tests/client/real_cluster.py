@@ -58,6 +58,14 @@ class RealCluster:
         self.peers = [f"p{i + 1}@127.0.0.1:{port}" for i, port in enumerate(self.ports)]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pool = ConnectionPool(self.cookie)
+        try:
+            self._start_all(election_timeout_ms)
+        except BaseException:
+            self.close()  # never leave node processes behind
+            raise
+
+    def _start_all(self, election_timeout_ms: int) -> None:
+        root = self.root
         for i, peer in enumerate(self.peers):
             node_dir = root / f"node{i + 1}"
             node_dir.mkdir(parents=True, exist_ok=True)
