@@ -37,7 +37,7 @@ def write_log(root: str, synced: int, tail: int, sizes: list[int]) -> tuple[Path
     return path, tail_start, tail_end
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(synced=st.integers(1, 20), tail=st.integers(1, 20),
        sizes=st.lists(st.integers(0, 300), min_size=1, max_size=5),
        damage=st.sampled_from(["cut", "zeros", "random"]), where=st.floats(0, 1),

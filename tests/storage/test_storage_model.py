@@ -45,7 +45,7 @@ def check_same(disk: DiskLogStorage, model: MemoryStorage, max_bytes: int) -> No
                                                                          max_bytes)
 
 
-@settings(max_examples=100, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_disk_log_matches_memory_model(no_fsync, data):
