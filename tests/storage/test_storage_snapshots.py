@@ -177,3 +177,12 @@ def test_add_file_rejects_escaping_paths(tmp_path):
         with pytest.raises(ValueError):
             pending.add_file(bad, b"x")
     pending.abort()
+
+
+def test_retain_keeps_the_previous_snapshot_for_inflight_transfers(tmp_path):
+    store = SnapshotStore(tmp_path, retain=2)
+    make(store, 5)
+    make(store, 9)
+    make(store, 12)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot-12-1", "snapshot-9-1"]
+    assert store.latest().meta.index == 12

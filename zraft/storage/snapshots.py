@@ -17,10 +17,11 @@ Rules:
   `verify` also checks every listed file (size, sha256) and refuses unlisted files.
 - `latest` is the newest snapshot (by index, then term) whose manifest is valid.
 - `install` takes a received directory, verifies it first, then renames it into place.
-- After a commit or install, older snapshot directories are removed. With ``backup`` each
-  new snapshot is also archived to ``archive-<index>-<term>.tar`` and every archive is kept.
-- `clean` (start-up) removes ``tmp-`` leftovers and snapshots older than the latest valid
-  one; a newer directory with a bad manifest is left in place (never used) with a warning.
+- After a commit or install, older snapshot directories are removed (all but the newest
+  ``retain - 1`` of them; ``retain`` defaults to 1). With ``backup`` each new snapshot is
+  also archived to ``archive-<index>-<term>.tar`` and every archive is kept.
+- `clean` (start-up) removes ``tmp-`` leftovers and the same older snapshots; a directory
+  newer than the latest valid one (bad manifest) is left in place, unused, with a warning.
 """
 
 from __future__ import annotations
@@ -214,9 +215,14 @@ class PendingSnapshot:
 
 
 class SnapshotStore:
-    def __init__(self, root: str | os.PathLike[str], backup: bool = False) -> None:
+    """``retain`` snapshot directories are kept (the newest ones); raise it above 1 to let
+    a transfer of the previous snapshot finish while a new one is committed."""
+
+    def __init__(self, root: str | os.PathLike[str], backup: bool = False,
+                 retain: int = 1) -> None:
         self.root = Path(root)
         self.backup = backup
+        self.retain = max(1, retain)
         if not self.root.is_dir():
             self.root.mkdir(parents=True, exist_ok=True)
             fsync_dir(self.root.parent)
@@ -224,8 +230,8 @@ class SnapshotStore:
 
     @classmethod
     def for_peer(cls, snapshot_dir: str | os.PathLike[str], peer_id: str,
-                 backup: bool = False) -> SnapshotStore:
-        return cls(peer_snapshot_path(snapshot_dir, peer_id), backup)
+                 backup: bool = False, retain: int = 1) -> SnapshotStore:
+        return cls(peer_snapshot_path(snapshot_dir, peer_id), backup, retain)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -309,9 +315,9 @@ class SnapshotStore:
         return final
 
     def _remove_older(self, newest: SnapshotMeta) -> None:
-        for (index, term), path in self._snapshot_dirs():
-            if (index, term) < (newest.index, newest.term):
-                shutil.rmtree(path, ignore_errors=True)
+        older = [path for key, path in self._snapshot_dirs() if key < (newest.index, newest.term)]
+        for path in older[: max(0, len(older) - (self.retain - 1))]:
+            shutil.rmtree(path, ignore_errors=True)
 
     # -- reading -----------------------------------------------------------------------------
 
