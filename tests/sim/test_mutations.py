@@ -7,7 +7,7 @@ import pytest
 
 from zraft.testing.sweep import run_seed, sweep
 
-MUTATION_SEEDS = 400
+MUTATION_SEEDS = 1000
 STEPS = 2000
 
 

@@ -110,3 +110,11 @@ def test_acknowledged_writes_must_be_everywhere():
         c.check_acknowledged([(1, 2)], {"a": 1})
     with pytest.raises(InvariantViolation, match="not the entry"):
         c.check_acknowledged([(9, 1)], {"a": 1})
+
+
+def test_commit_never_goes_backwards_within_an_incarnation():
+    c = SafetyChecker()
+    c.commit_observed("a", 3)
+    c.commit_observed("a", 3)
+    with pytest.raises(InvariantViolation, match="commit went backwards"):
+        c.commit_observed("a", 2)

@@ -13,7 +13,8 @@ Rules:
   leader completeness  an entry committed (observed) in term T is in the log of every leader
                        of a term > T (or covered by that leader's snapshot);
   state-machine safety no two nodes apply different entries at one index;
-  commit monotonic     within one incarnation a node applies index n only after n-1;
+  commit monotonic     within one incarnation a node's commit index never decreases and it
+                       applies index n only after n-1;
   durability           at the end, every acknowledged proposal is applied on every live member.
 - A violation raises ``InvariantViolation`` (an AssertionError) with a readable message.
 """
@@ -103,6 +104,7 @@ class SafetyChecker:
         self.commit_term: dict[int, int] = {}
         self.max_committed = 0
         self.node_applied: dict[str, int] = {}
+        self.node_commit: dict[str, int] = {}
 
     # -- observations --------------------------------------------------------------------
 
@@ -174,6 +176,13 @@ class SafetyChecker:
         prior = self.commit_term.get(index)
         if prior is None or node_term < prior:
             self.commit_term[index] = node_term
+
+    def commit_observed(self, node: str, commit: int) -> None:
+        """``node``'s commit index now; it may only grow within one incarnation."""
+        last = self.node_commit.get(node, 0)
+        if commit < last:
+            raise InvariantViolation(f"commit went backwards on {node}: {last} -> {commit}")
+        self.node_commit[node] = commit
 
     def reset_applied(self, node: str, index: int) -> None:
         """``node`` restarted or installed a snapshot: it continues after ``index``."""

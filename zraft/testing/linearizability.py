@@ -91,6 +91,15 @@ class KeyVerdict:
     operations: int
     states: int
     stuck_on: Operation | None = None  # a completed op no linearization could place
+    history: list[Operation] = field(default_factory=list, repr=False)
+
+    def window(self, before: int = 12) -> list[Operation]:
+        """The ops invoked up to the stuck one (the last ``before`` of them), for reports."""
+        if self.stuck_on is None:
+            return []
+        ordered = sorted(self.history, key=lambda o: o.invoke_time)
+        cut = ordered.index(self.stuck_on) + 1
+        return ordered[max(0, cut - before) : cut]
 
 
 @dataclass
@@ -102,6 +111,18 @@ class CheckResult:
     @property
     def failures(self) -> list[KeyVerdict]:
         return [v for v in self.verdicts if not v.ok and not v.timed_out]
+
+    def explain(self) -> str:
+        """``describe()`` plus, per failing key, the operations leading up to the stuck one."""
+        lines = [self.describe()]
+        for verdict in self.failures:
+            lines.append(f"  key {verdict.key!r}, operations up to the one that cannot be placed:")
+            for op in verdict.window():
+                lines.append(
+                    f"    [{op.invoke_time} .. {op.complete_time}] p{op.process} {op.kind} "
+                    f"value={op.value} expected={op.expected} -> {op.outcome} {op.result}"
+                )
+        return "\n".join(lines)
 
     def describe(self) -> str:
         if self.ok:
@@ -206,7 +227,7 @@ def check_key(key: Any, ops: list[Operation], model: Model, max_states: int) -> 
                 best_depth = len(stack)
                 stuck = ops[i]
             if not stack:
-                return KeyVerdict(key, False, False, n, len(seen), stuck)
+                return KeyVerdict(key, False, False, n, len(seen), stuck, ops)
             entry, state = stack.pop()
             linearized &= ~(1 << (entry >> 1))
             unlift(entry)

@@ -210,7 +210,7 @@ class SimCluster:
             return op
         op_id = len(self.history) - 1
         data = encode(kind, key, value, expected, op_id)
-        self.log(f"propose {peer} {kind} {key}={value}")
+        self.log(f"propose p{op.process} {peer} {kind} {key}={value} expected={expected}")
         try:
             placed = node.core.propose([data], self.now * MS_PER_STEP)
         except NotLeader:
@@ -230,7 +230,7 @@ class SimCluster:
             return op
         ctx = len(self.history) - 1
         node.reads_pending[ctx] = op
-        self.log(f"read {peer} {key}")
+        self.log(f"read p{op.process} {peer} {key}")
         try:
             node.core.read(ctx)
         except NotLeader:
@@ -241,6 +241,7 @@ class SimCluster:
         return op
 
     def complete(self, op: Operation, outcome: str, result: Any) -> None:
+        self.log(f"complete p{op.process} {op.kind} {op.key} -> {outcome} {result}")
         op.complete_time = self.now + 0.5  # after any invoke in this step
         op.outcome = outcome
         op.result = result

@@ -95,6 +95,7 @@ class SimNode:
             self.machine = KeyValueMachine()
         self.last_snapshot = self.machine.applied
         cluster.checker.reset_applied(self.id, self.machine.applied)
+        cluster.checker.node_commit[self.id] = 0  # commit is volatile: a restart resets it
 
     def _shadow_from_storage(self, meta: SnapshotMeta) -> ShadowLog:
         storage = self.storage
@@ -116,12 +117,14 @@ class SimNode:
 
     def drain(self) -> None:
         core = self.core
+        checker = self.cluster.checker
         while self.up and core.has_ready():
             ready = core.ready()
             self._handle(ready)
             if not self.up:
                 return
             core.advance(ready)
+            checker.commit_observed(self.id, core.commit)
             self._maybe_snapshot()
 
     def _handle(self, ready: Any) -> None:

@@ -19,9 +19,11 @@ import argparse
 import hashlib
 import multiprocessing
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 from zraft.core.errors import CoreError
 from zraft.testing.invariants import InvariantViolation
@@ -59,7 +61,7 @@ def run_seed(seed: int, steps: int, mutations: frozenset[str] = frozenset(),
             result = check_history(cluster.history)
             if not result.ok:
                 kind = "linearizability"
-                violation = result.describe()
+                violation = result.explain()
     except InvariantViolation as exc:
         kind, violation = "invariant", str(exc)
     except CoreError as exc:
@@ -149,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     for failure in report.failures:
         print(f"\nseed {failure.seed} [{failure.kind}]: {failure.violation}")
         if failure.transcript is not None:
-            print("  transcript (last 60 steps):")
-            for line in failure.transcript[-60:]:
+            path = Path(tempfile.gettempdir()) / f"zraft-sweep-seed-{failure.seed}.log"
+            path.write_text("\n".join(failure.transcript) + "\n")
+            print(f"  transcript ({len(failure.transcript)} steps): {path}; the last 40:")
+            for line in failure.transcript[-40:]:
                 print("   ", line)
         print(f"  replay: {replay_command(failure.seed, args.steps, mutations)}")
     return 1 if report.failures else 0
