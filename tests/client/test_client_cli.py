@@ -138,10 +138,13 @@ def test_dir_reads_cluster_json(
 ) -> None:
     (tmp_path / "cookie").write_text(fake.cookie.decode() + "\n")
     (tmp_path / "cluster.json").write_text(
-        json.dumps({"peers": fake.peers, "cookie_file": "cookie"})
+        json.dumps({"peers": fake.peers, "cookie_file": "cookie", "election_timeout": 200})
     )
     assert main(["write", "d", "1", "--dir", str(tmp_path)]) == 0
     assert fake.data["d"] == 1
+    with pytest.raises(SystemExit) as info:
+        main(["read", "d", "--dir", str(tmp_path / "missing")])
+    assert info.value.code == 2
 
 
 def test_console_script_runs(fake: FakeCluster) -> None:

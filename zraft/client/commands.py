@@ -2,8 +2,9 @@
 
 Every subcommand takes ``--peers name@host:port,...`` (or ``ZRAFT_PEERS``), ``--cookie`` /
 ``--cookie-file`` (or ``ZRAFT_COOKIE`` / ``ZRAFT_COOKIE_FILE``), ``--timeout`` (seconds) and
-``--json`` (one JSON document per result, for scripts). ``--dir DIR`` reads peers and the
-cookie file from a local cluster's ``DIR/cluster.json`` (see ``load_cluster_dir``).
+``--json`` (one JSON document per result, for scripts). ``--dir DIR`` (or
+``ZRAFT_CLUSTER_DIR``) reads peers, cookie file and election timeout from a local cluster's
+``DIR/cluster.json`` (see ``load_cluster_dir``).
 
 Rules: exit 0 on success; exit 1 when the operation failed, printing the error's class name
 and message to stderr (``--json``: ``{"error": name, "message": ...}`` on stdout); exit 2
@@ -21,7 +22,7 @@ import queue
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from zraft.client import api
 from zraft.client.connection import ConnectionPool, resolve_cookie
@@ -31,22 +32,32 @@ from zraft.errors import SessionExpired, ZRaftError
 from zraft.ids import PeerId
 from zraft.transport.sentinels import NOT_FOUND
 
-ClusterDirLoader = Callable[[str], tuple[list[str], str | None]]
+
+class ClusterDir(NamedTuple):
+    peers: list[str]
+    cookie_file: str | None
+    election_timeout: float | None  # seconds, to tune the client's leader tracking
 
 
-def load_cluster_dir(path: str) -> tuple[list[str], str | None]:
-    """Peers and cookie file of a local cluster directory.
+ClusterDirLoader = Callable[[str], ClusterDir]
 
-    Extension point for the local-cluster tooling: ``DIR/cluster.json`` with ``"peers"``
-    (a list of peer ids, or of objects with a ``"peer"``/``"id"`` field) and ``"cookie_file"``
-    (absolute, or relative to DIR). Replace ``CLUSTER_DIR_LOADER`` to read another layout.
+
+def load_cluster_dir(path: str) -> ClusterDir:
+    """Peers, cookie file and election timeout of a local cluster directory.
+
+    Extension point for the local-cluster tooling (``zraft.cluster.local`` writes this file):
+    ``DIR/cluster.json`` with ``"peers"`` (peer ids, or objects with a ``"peer"`` field),
+    ``"cookie_file"`` (absolute, or relative to DIR) and optionally ``"election_timeout"``
+    (ms). Replace ``CLUSTER_DIR_LOADER`` to read another layout.
     """
     data = json.loads((Path(path) / "cluster.json").read_text())
     peers = [p if isinstance(p, str) else p.get("peer") or p.get("id") for p in data["peers"]]
     cookie_file = data.get("cookie_file")
     if cookie_file and not os.path.isabs(cookie_file):
         cookie_file = str(Path(path) / cookie_file)
-    return [str(p) for p in peers], cookie_file
+    et = data.get("election_timeout")
+    election_timeout = float(et) / 1000 if isinstance(et, (int, float)) and et > 0 else None
+    return ClusterDir([str(p) for p in peers], cookie_file, election_timeout)
 
 
 CLUSTER_DIR_LOADER: ClusterDirLoader = load_cluster_dir
@@ -62,7 +73,8 @@ def _common() -> argparse.ArgumentParser:
                        "(default: $ZRAFT_PEERS)")
     group.add_argument("--cookie", help="cluster cookie (default: $ZRAFT_COOKIE)")
     group.add_argument("--cookie-file", help="file whose first line is the cookie")
-    group.add_argument("--dir", help="local cluster directory (reads DIR/cluster.json)")
+    group.add_argument("--dir", help="local cluster directory (reads DIR/cluster.json; "
+                       "default: $ZRAFT_CLUSTER_DIR when no peers are given)")
     group.add_argument("--timeout", type=float, default=api.DEFAULT_TIMEOUT,
                        help="seconds per operation (default 5)")
     group.add_argument("--json", action="store_true", help="JSON output for scripts")
@@ -83,10 +95,17 @@ class Target:
         peers_text = args.peers or os.environ.get("ZRAFT_PEERS", "")
         cookie_file = args.cookie_file
         peers = _split_peers(peers_text) if peers_text else []
+        self.election_timeout: float | None = None
+        if not args.dir and not peers and os.environ.get("ZRAFT_CLUSTER_DIR"):
+            args.dir = os.environ["ZRAFT_CLUSTER_DIR"]  # as `zraft cluster ...` does
         if args.dir:
-            dir_peers, dir_cookie = CLUSTER_DIR_LOADER(args.dir)
-            peers = peers or dir_peers
-            cookie_file = cookie_file or dir_cookie
+            try:
+                found = CLUSTER_DIR_LOADER(args.dir)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise UsageError(f"--dir {args.dir}: no readable cluster.json ({exc})") from None
+            peers = peers or found.peers
+            cookie_file = cookie_file or found.cookie_file
+            self.election_timeout = found.election_timeout
         if not peers:
             raise UsageError("no peers: give --peers, --dir or $ZRAFT_PEERS")
         try:
@@ -98,7 +117,7 @@ class Target:
         self.pool = ConnectionPool(cookie)
 
     def session(self) -> LightSession:
-        return api.light_session(self.peers)
+        return api.light_session(self.peers, election_timeout=self.election_timeout)
 
 
 class UsageError(Exception):
@@ -195,7 +214,8 @@ def cmd_watch(args: argparse.Namespace, t: Target) -> int:
         if state == SessionState.EXPIRED:
             events.put(state)
 
-    session = Session.start(t.peers, args.session_timeout, pool=t.pool, listeners=[on_state])
+    session = Session.start(t.peers, args.session_timeout, pool=t.pool, listeners=[on_state],
+                            election_timeout=t.election_timeout)
     try:
         seen = 0
         value = session.query_sync(["get", args.key], watch=events, timeout=t.timeout)
