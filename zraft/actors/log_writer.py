@@ -7,6 +7,7 @@ batches produced meanwhile, so each message here is already a group commit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -36,7 +37,8 @@ class LogWriterActor(pykka.ThreadingActor):
             self.seconds += time.perf_counter() - started
             self.batches += 1
             self.entries += sum(len(arg) for op, arg in message.ops if op == "append")
-            self.peer.tell(Persisted(message.number, last_index))
+            with contextlib.suppress(pykka.ActorDeadError):  # the peer is stopping
+                self.peer.tell(Persisted(message.number, last_index))
             return None
         if message == "stats":
             return {"fsync_batches": self.batches, "entries_written": self.entries,

@@ -165,8 +165,10 @@ class Node:
             max_log_count=cfg.raft.max_log_count, open_storage=open_storage,
             core_config=core_config,
             make_backend=lambda: load_backend(backend, cfg.backends),
+            # retain=2: a transfer of the previous snapshot survives a new local one
             snapshot_store=lambda: SnapshotStore.for_peer(cfg.snapshot_dir, peer_id,
-                                                          backup=cfg.raft.snapshot_backup),
+                                                          backup=cfg.raft.snapshot_backup,
+                                                          retain=2),
             send_raft=self.send_raft, reply=self.reply, sessions=self.sessions,
             snapshots=self.snapshots, events=self.events,
             report_failure=lambda n, r: log.error("peer %s failed: %s", n, r),
