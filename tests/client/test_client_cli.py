@@ -89,7 +89,10 @@ def test_timeout_exits_1(fake: FakeCluster, capsys: pytest.CaptureFixture[str]) 
     assert code == 1 and err.startswith("Timeout:")
 
 
-def test_bad_usage_exits_2(fake: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_usage_exits_2(fake: FakeCluster, capsys: pytest.CaptureFixture[str],
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ZRAFT_COOKIE", "ZRAFT_COOKIE_FILE", "ZRAFT_PEERS", "ZRAFT_CLUSTER_DIR"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(SystemExit) as info:
         main(["write", "only-key"])
     assert info.value.code == 2
