@@ -1,10 +1,10 @@
 """zraft's client side: the cluster API (zraft_client), the Client actor and sessions.
 
 Modules: ``light_session`` (the leader-tracking ring), ``connection`` (pipelined, cookie
-authenticated connections), ``calls`` (retrying calls with fixed deadlines), ``api`` (blocking
-module functions), ``client_actor`` (``Client``), ``session`` (``Session``) over ``session_actor``, ``watcher``
-(delivery of watch triggers and listener states off the session thread), ``commands`` (the
-``zraft`` command's client subcommands).
+authenticated connections), ``calls`` (retrying calls with fixed deadlines), ``api``
+(blocking module functions), ``client_actor`` (``Client``), ``session`` (``Session``) over
+``session_actor``, ``watcher`` (delivery of watch triggers and listener states off the
+session thread), ``commands`` (the ``zraft`` command's client subcommands).
 """
 
 from zraft.client.api import (
