@@ -193,6 +193,8 @@ class Connection:
         self._closed = threading.Event()
         self._users = 0  # threads inside read_loop / write_loop
         self._retired = False
+        self._reader_done = False
+        self._writer_active = False
         self._reader: threading.Thread | None = None
         self._writer: threading.Thread | None = None
         self.frames_in = 0
@@ -251,22 +253,30 @@ class Connection:
         except Exception:
             log.exception("%s: on_close callback failed", self._label)
 
-    def retire(self, grace: float) -> None:
-        """Stop writing (a duplicate of a peer link lost the tie-break) but keep reading until
-        the other end, which retires the same connection, half-closes too: nothing already
-        written is lost. Closed for good after ``grace`` seconds in any case."""
+    def retire(self, grace: float | None = None) -> None:
+        """Finish gracefully: stop writing once the batch in hand is written, half-close,
+        and keep reading until the other end half-closes too, so nothing already written is
+        lost either way. Used for a duplicate peer connection that lost the tie-break, and
+        when the other end half-closed first. Closed for good after ``grace`` seconds in any
+        case (default ``config.retire_grace``)."""
         with self._lock:
             if self._retired or self._closed.is_set():
                 return
             self._retired = True
-            writer_idle = self._writer is None
-            if writer_idle:
+            if self._writer is None:
                 self._writer = _STARTED_NEVER  # no writer may start any more
+            writer_running = self._writer_active
+            reader_done = self._reader_done
         self._queue.wake()
-        if writer_idle:
+        if not writer_running:
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_WR)
-        timer = threading.Timer(grace, self.close)
+            if reader_done:
+                self.close()
+                return
+        timer = threading.Timer(
+            self._config.retire_grace if grace is None else grace, self.close
+        )
         timer.daemon = True
         timer.start()
 
@@ -274,11 +284,13 @@ class Connection:
     def retired(self) -> bool:
         return self._retired
 
-    def _enter(self) -> bool:
+    def _enter(self, writer: bool = False) -> bool:
         with self._lock:
-            if self._closed.is_set():
+            if self._closed.is_set() or (writer and self._retired):
                 return False
             self._users += 1
+            if writer:
+                self._writer_active = True
             return True
 
     def _leave(self, close: bool = True) -> None:
@@ -312,8 +324,9 @@ class Connection:
         return True
 
     def write_loop(self) -> None:
-        """Drain the queue into the socket until the connection closes or a write fails."""
-        if not self._enter():
+        """Drain the queue into the socket until the connection closes or a write fails; when
+        retired, half-close after the batch in hand (closing fully if reading is over too)."""
+        if not self._enter(writer=True):
             return
         queue, sock, cfg = self._queue, self.sock, self._config
         half_close = False
@@ -334,7 +347,10 @@ class Connection:
             if not self._closed.is_set():
                 log.info("%s: write failed, closing: %s", self._label, exc)
         finally:
-            self._leave(close=not half_close)
+            with self._lock:
+                self._writer_active = False
+                reader_done = self._reader_done
+            self._leave(close=not half_close or reader_done)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -344,10 +360,12 @@ class Connection:
             return
         decoder = FrameDecoder(self._config.max_frame_size)
         recv, size = self.sock.recv, self._config.recv_size
+        eof = False
         try:
             while True:
                 data = recv(size)
                 if not data:
+                    eof = True
                     break
                 self.bytes_in += len(data)
                 bodies = decoder.feed(data)
@@ -369,7 +387,16 @@ class Connection:
             if not self._closed.is_set():
                 log.info("%s: read failed: %s", self._label, exc)
         finally:
-            self._leave()
+            with self._lock:
+                self._reader_done = True
+                writer_running = self._writer_active
+            if eof and writer_running and not self._closed.is_set():
+                # The other end half-closed (it retired this connection, or a client is done
+                # sending): let our writer finish its batch, half-close, then close.
+                self.retire()
+                self._leave(close=False)
+            else:
+                self._leave()
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -158,7 +158,7 @@ class PeerLink:
             else:
                 self.duplicates_closed += 1
                 log.info("retiring duplicate connection with %s (%s)", self.addr, loser.remote)
-                loser.retire(self._transport.config.retire_grace)
+                loser.retire()
         if take:
             conn.start_writer()
         return take
