@@ -30,7 +30,8 @@ import pykka
 from zraft.actors.messages import SnapshotArrived, SnapshotSendDone
 from zraft.core.entries import SnapshotMeta
 from zraft.ids import PeerId
-from zraft.storage import SnapshotStore
+from zraft.storage import CorruptSnapshotError, SnapshotStore
+from zraft.storage.snapshots import read_manifest, snapshot_dir_name
 from zraft.transport import snapshot_stream
 from zraft.transport.codec import SnapshotControl
 
@@ -160,9 +161,10 @@ class SnapshotSenderActor(pykka.ThreadingActor):
         cfg = node.cfg
         try:
             store = SnapshotStore.for_peer(cfg.snapshot_dir, self.leader_id)
-            info = store.latest()
-            if info is None or info.meta.index != self.meta.index:
-                raise RuntimeError(f"snapshot {self.meta.index} is no longer the latest")
+            try:
+                info = read_manifest(store.root / snapshot_dir_name(self.meta))
+            except (CorruptSnapshotError, OSError) as exc:
+                raise RuntimeError(f"snapshot {self.meta.index} is gone: {exc}") from None
             host, port = self.service.offer(self.target, self.leader_id, self.term, self.meta)
             log.info("sending snapshot %d to %s at %s:%d", self.meta.index, self.target, host, port)
 
