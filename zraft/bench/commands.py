@@ -142,9 +142,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     peers = [p for p in (args.peers or os.environ.get("ZRAFT_PEERS", "")).split(",") if p]
     cookie_file = args.cookie_file
     if args.dir:
-        dir_peers, dir_cookie = load_cluster_dir(args.dir)
-        peers = peers or dir_peers
-        cookie_file = cookie_file or dir_cookie
+        found = load_cluster_dir(args.dir)  # (peers, cookie_file, ...) tuple
+        peers = peers or list(found[0])
+        cookie_file = cookie_file or found[1]
     if not peers:
         args.parser.error("no peers: give --dir DIR or --peers")
     if args.fault and not args.dir:
