@@ -386,13 +386,16 @@ class SimCluster:
         return leader
 
     def converged(self) -> bool:
-        """A leader exists and every live member applied everything it committed."""
+        """A leader exists, its whole log is committed, and every live member applied it."""
         leader = self.leader()
         if leader is None:
             return False
         lnode = self.nodes[leader]
-        commit = lnode.core.commit
-        if lnode.machine.applied < commit:
+        status = lnode.core.status()
+        commit = status["commit"]
+        # Everything the leader holds is committed, so an entry applied nowhere by now is
+        # in no log that could ever win an election: it will never commit.
+        if lnode.machine.applied < commit or status["last_index"] != commit:
             return False
         for peer in self.members():
             node = self.nodes.get(peer)
