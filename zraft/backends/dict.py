@@ -11,6 +11,8 @@ Commands (msgpack-decoded lists):
   ``["multi", [op, ...]]`` applies put/delete/cas ops and ``["check", k, expected]``
   all-or-nothing: it answers the list of the ops' results, or ``["multi_failed", i,
   current]`` (nothing applied) if check/cas number i does not hold, seeing earlier ops.
+  ``["incr", k, delta]`` adds an int delta to an int value (absent = 0) and answers the new
+  value: not idempotent, which is what makes exactly-once session writes observable.
   A two-element write whose first item is ``"delete"`` or ``"multi"`` is that command: store
   those keys with ``["put", "delete", v]``.
 - queries: ``k`` or ``["get", k]`` answer the value or ``NOT_FOUND`` and watch k;
@@ -143,6 +145,8 @@ class DictBackend:
             return self._delete(op[1])
         if kind == "cas":
             return self._cas(op[1], op[2], op[3], session_id)
+        if kind == "incr":
+            return self._incr(op[1], op[2], session_id)
         # "check" (multi only): already verified by the dry run
         return ApplyResult("ok", ())
 
@@ -196,6 +200,13 @@ class DictBackend:
             return self._delete(key) if current is not NOT_FOUND else ApplyResult("ok", ())
         return self._put(key, new, session_id)
 
+    def _incr(self, key: Key, delta: int, session_id: str | None) -> ApplyResult:
+        current = self._data.get(key, 0)
+        if type(current) is not int:
+            return ApplyResult(["incr_failed", current], ())
+        outcome = self._put(key, current + delta, session_id)
+        return ApplyResult(current + delta, outcome.trigger_keys)
+
     def _disown(self, key: Key) -> None:
         owner = self._owner.pop(key, None)
         if owner is not None:
@@ -246,6 +257,10 @@ def _parse(command: Any, *, in_multi: bool) -> tuple[Any, ...]:
         return ("put", _key(command[1]), _value(command[2]))
     if size == 3 and head == "check" and in_multi:
         return ("check", _key(command[1]), command[2])
+    if size == 3 and head == "incr" and not in_multi:
+        if type(command[2]) is not int:
+            raise BadCommand("incr takes an int delta")
+        return ("incr", _key(command[1]), command[2])
     if size == 4 and head == "cas":
         return ("cas", _key(command[1]), command[2], command[3])
     raise BadCommand(f"unknown dict backend write of {size} items")
