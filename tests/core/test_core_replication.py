@@ -206,3 +206,33 @@ def test_entry_time_is_monotonic():
     (i1,) = c.propose([b"1"], 500)
     (i2,) = c.propose([b"2"], 100)  # clock went back
     assert c.log.slice(i1[0], i2[0] + 1, 1 << 20)[1].time == 500
+
+
+def test_follower_that_lost_acknowledged_entries_is_repaired():
+    """core-bugs.md #2: a follower lost its acknowledged tail (disk damage) and rejects the
+    heartbeat at match with a hint below match: the leader probes from the hint."""
+    net = Net(["a", "b", "c"])
+    lead = net.elect("a")
+    lead.propose([b"1", b"2", b"3"], 0)
+    net.drive()
+    pr = lead.progress["b"]
+    assert pr.match == 5 and pr.state == REPLICATE
+    # b restarts from a damaged disk that only kept entries up to 3
+    st = net.storages["b"]
+    st._entries = st._entries[:3]
+    net.restart("b")
+    net.tick("a", 2)
+    b = net.cores["b"]
+    assert b.log.last_index() == 5 and pr.match == 5 and pr.state == REPLICATE
+    assert [e.data for e in net.applied["b"] if e.type == 2][-3:] == [b"1", b"2", b"3"]
+
+
+def test_stale_reject_below_match_for_an_old_position_is_ignored():
+    c = leader_with_followers()
+    c.propose([b"x", b"y"], 0)
+    flush(c)
+    c.step(AppendReply(2, "b", "a", True, 4, 0, 0, 1))
+    pr = c.progress["b"]
+    # an old reject of prev=2 (not our latest position 4) with a low hint: ignored
+    c.step(AppendReply(2, "b", "a", False, 2, 1, 1, 1))
+    assert pr.state == REPLICATE and pr.next == 5

@@ -7,7 +7,8 @@ Rules (etcd's tracker, see DESIGN.md part 2):
   advances as soon as a batch is sent, at most ``max_inflight`` batches are unacknowledged.
 - SNAPSHOT: the follower needs entries the leader has compacted; appends pause (heartbeats
   continue) until a success reply reaches ``pending_snapshot`` or the send fails.
-- ``match`` only grows; ``next`` is always > ``match``.
+- ``match`` only grows; ``next`` is > ``match``, except while repairing a follower that
+  lost acknowledged entries (its reject hint lies below ``match``).
 - Learners (staging members) and departing members are replicated to but never counted.
 """
 

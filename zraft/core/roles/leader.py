@@ -347,6 +347,7 @@ class LeaderRole:
             if pr.state == PROBE:
                 if grew or probe_ack:
                     pr.become_replicate()
+                    pr.next = msg.index + 1  # below match+1 only while repairing
             elif pr.state == SNAPSHOT and pr.match >= pr.pending_snapshot:
                 pr.become_replicate()
             self._dirty.add(msg.src)
@@ -356,8 +357,17 @@ class LeaderRole:
                 elif not pr.departing:
                     self._maybe_commit()
             return
-        if msg.index <= pr.match or pr.state == SNAPSHOT:
-            return  # stale
+        if pr.state == SNAPSHOT:
+            return
+        if msg.index <= pr.match:
+            # normally a stale reject; but a reject of exactly our latest position whose
+            # hint lies below match means the follower lost acknowledged entries (disk
+            # damage): probe from its hint. match stays (it was counted already).
+            if msg.index == pr.next - 1 and msg.hint_index < pr.match:
+                pr.become_probe()
+                pr.next = msg.hint_index + 1
+                self._dirty.add(msg.src)
+            return
         guess = msg.hint_index
         if msg.hint_term > 0:
             guess = self.log.find_conflict_by_term(msg.hint_index, msg.hint_term)
