@@ -143,11 +143,17 @@ def classify(data: bytes) -> str:
     return "incomplete" if decoder.pending() else "valid"
 
 
-def probe(addr: tuple[str, int], data: bytes) -> tuple[str, bool]:
+FAKE_NODE = "127.0.0.1:9"  # some probes claim to be a peer node, to exercise peer links
+
+
+def probe(addr: tuple[str, int], data: bytes, as_node: bool) -> tuple[str, bool]:
     """Send ``data`` on a fresh authenticated connection; report whether the server closed."""
     expected = classify(data)
     with socket.create_connection(addr, timeout=5) as s:
-        client_handshake(s, COOKIE, "fuzzer", 5)
+        if as_node:
+            client_handshake(s, COOKIE, FAKE_NODE, 5, role="node")
+        else:
+            client_handshake(s, COOKIE, "fuzzer", 5)
         s.sendall(data)
         if expected == "valid":
             return expected, True
@@ -184,7 +190,9 @@ def test_server_survives_10000_malformed_inputs_and_keeps_serving():
     try:
         addr = parse_addr(server.address)
         with ThreadPoolExecutor(max_workers=3) as pool:
-            results = list(pool.map(lambda d: probe(addr, d), inputs))
+            results = list(
+                pool.map(lambda i: probe(addr, inputs[i], i % 4 == 0), range(len(inputs)))
+            )
         kinds = [k for k, _ in results]
         not_closed = [i for i, (k, closed) in enumerate(results) if not closed]
         assert not not_closed, f"server kept {len(not_closed)} bad connections open"

@@ -179,3 +179,32 @@ def test_garbage_refused(garbage):
         c.shutdown(socket.SHUT_WR)
         t.join(5)
         assert isinstance(box["error"], HandshakeError)
+
+
+def test_unknown_role_refused():
+    s, c = socket.socketpair()
+    with s, c:
+        t, box = run_server(s)
+        deadline = time.monotonic() + 2
+        hello = handshake._recv(c, deadline)
+        transcript = handshake._transcript(1, hello[2], "x", "admin", hello[3], b"c" * 32)
+        mac = handshake._mac(COOKIE, b"zraft-client", transcript)
+        handshake._send(c, ["zraft-auth", 1, "x", b"c" * 32, mac, "admin"], deadline)
+        t.join(5)
+        assert "role" in str(box["error"])
+    with pytest.raises(ValueError):
+        client_handshake(c, COOKIE, "x", 1, role="admin")
+
+
+def test_role_is_authenticated():
+    # a proof made for role "client" does not pass as role "node"
+    s, c = socket.socketpair()
+    with s, c:
+        t, box = run_server(s)
+        deadline = time.monotonic() + 2
+        hello = handshake._recv(c, deadline)
+        transcript = handshake._transcript(1, hello[2], "x", "client", hello[3], b"c" * 32)
+        mac = handshake._mac(COOKIE, b"zraft-client", transcript)
+        handshake._send(c, ["zraft-auth", 1, "x", b"c" * 32, mac, "node"], deadline)
+        t.join(5)
+        assert "cookie" in str(box["error"])

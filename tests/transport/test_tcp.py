@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -366,3 +367,72 @@ def test_node_role_with_an_id_that_is_not_an_address_is_refused(pair):
         s.settimeout(5)
         assert s.recv(1) == b""  # closed by the server
     assert b.status()["links"] == {}
+
+
+def test_reconnect_when_the_restarted_peer_had_dialed_us():
+    inbox_a, inbox_b = Inbox(), Inbox()
+    a = TcpTransport(COOKIE, inbox_a, config=FAST)
+    b = TcpTransport(COOKIE, inbox_b, config=FAST)
+    a.start()
+    b.start()
+    try:
+        addr = b.address
+        b.send(a.address, vote(addr, a.address))  # b dials; a adopts the connection
+        inbox_a.wait_count(1)
+        wait_for(lambda: (s := a.link_state(addr)) and s["direction"] == "inbound")
+        b.close()
+        wait_for(lambda: not a.link_state(addr)["connected"])
+        b2_inbox = Inbox()
+        b2 = TcpTransport(COOKIE, b2_inbox, listen=parse_addr(addr), config=FAST)
+        b2.start()
+        try:
+
+            def delivered():
+                a.send(addr, vote(a.address, addr, 2))
+                return b2_inbox.frames
+
+            wait_for(delivered, timeout=10, interval=0.02)
+            assert a.link_state(addr)["direction"] == "outbound"
+        finally:
+            b2.close()
+    finally:
+        a.close()
+
+
+def test_peer_that_stops_reading_is_dropped_after_the_write_timeout():
+    # A fake node that authenticates and then never reads: our writer blocks in sendall
+    # until SO_SNDTIMEO fires; the caller of send() is never blocked.
+    from zraft.transport.handshake import server_handshake
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    fake_addr = f"127.0.0.1:{lsock.getsockname()[1]}"
+    held: list[socket.socket] = []
+
+    def fake_node():
+        lsock.settimeout(10)
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = lsock.accept()
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                server_handshake(conn, COOKIE, fake_addr, 2)
+                held.append(conn)
+
+    th = threading.Thread(target=fake_node, daemon=True)
+    th.start()
+    cfg = TransportConfig(write_timeout=0.3, reconnect_initial=0.01, reconnect_max=0.05)
+    a = TcpTransport(COOKIE, Inbox(), config=cfg)
+    a.start()
+    try:
+        big = codec.encode_frame(ClientReply(1, "ok", b"x" * (1 << 20)))
+        start = time.monotonic()
+        for _ in range(40):
+            a.send(fake_addr, big)
+        assert time.monotonic() - start < 1.0
+        wait_for(lambda: a.link_state(fake_addr)["connects"] >= 2, timeout=10)
+    finally:
+        a.close()
+        lsock.close()
+        for s in held:
+            s.close()
