@@ -236,3 +236,28 @@ def test_stale_reject_below_match_for_an_old_position_is_ignored():
     # an old reject of prev=2 (not our latest position 4) with a low hint: ignored
     c.step(AppendReply(2, "b", "a", False, 2, 1, 1, 1))
     assert pr.state == REPLICATE and pr.next == 5
+
+
+def test_append_below_commit_is_acknowledged_at_commit():
+    f = make_core("b", seeded_storage(["a", "b", "c"]))
+    f.step(AppendEntries(1, "a", "b", 1, 1, [E(2, 1), E(3, 1), E(4, 1)], 4, 1))
+    flush(f)
+    f.step(AppendEntries(1, "a", "b", 0, 0, [E(1, 1)], 1, 1))  # far behind, prev 0
+    (r,) = flush(f).persisted_messages
+    # everything up to our commit is committed, hence matches the leader: say so
+    assert r.success and r.index == 4
+
+
+def test_status_reports_roles_indexes_config_and_progress():
+    net = Net(["a", "b", "c"])
+    lead = net.elect("a")
+    lead.propose([b"x"], 0)
+    net.drive()
+    s = lead.status()
+    assert (s["role"], s["term"], s["vote"], s["leader"]) == ("leader", 2, "a", "a")
+    assert (s["commit"], s["applied"], s["first_index"], s["last_index"]) == (3, 3, 1, 3)
+    assert (s["snapshot_index"], s["snapshot_term"], s["config_state"]) == (0, 0, "stable")
+    assert s["config"] == {"old": ["a", "b", "c"], "new": []} and s["epoch"] >= 1
+    assert s["progress"]["b"]["match"] == 3 and s["progress"]["b"]["state"] == "replicate"
+    assert set(s["progress"]["b"]) >= {"match", "next", "state", "learner", "inflight"}
+    assert net.cores["b"].status()["progress"] == {}
