@@ -68,6 +68,12 @@ def test_status_after_kill_pause_partition_heal_restart(cli: Cli, up) -> None:
         lambda: next((i for i in others if states(cli)[i] == "leader"), None), 15,
         "a leader in the majority")
     assert majority_leader != new_leader
+    assert cli.status()[new_leader]["state"] != "down"
+    # a node restarted during the partition gets its filter back
+    cli.json("restart", str(majority_leader))
+    rows = cli.status()
+    assert rows[majority_leader]["blocked"] == [rows[new_leader]["address"]]
+    assert cli.json("status")["partition"] is not None
 
     # heal: no filter left, one leader (the isolated old leader steps down)
     cli.json("heal")

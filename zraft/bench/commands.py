@@ -182,7 +182,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("bench", help="drive a workload; throughput, latency, plot",
-                              description=__doc__.split("\n\n")[0])
+                              description="Drive a workload; report throughput and latency.")
     p.set_defaults(func=cmd_bench, parser=p)
     p.add_argument("--dir", help="local cluster directory (reads DIR/cluster.json)")
     p.add_argument("--peers", help="peer ids, comma separated (default $ZRAFT_PEERS)")

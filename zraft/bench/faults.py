@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from zraft.cluster import admin
-from zraft.cluster.local import LocalCluster
+from zraft.cluster.local import LocalCluster, wait_until
 
 ACTIONS = ("kill-leader", "pause-leader", "isolate-leader", "heal", "resume", "restart")
 
@@ -59,6 +59,9 @@ def apply(cluster_dir: str, action: str) -> str:
                 if not n.alive():
                     cluster.record_fault("restart", n)
                     cluster.start_node(n)
+                    wait_until(lambda n=n: admin.stat(pool, cluster, n, 0.5), 15.0,
+                                     f"node {n.index} to answer")
+                    admin.reapply_partition(pool, cluster, n)
         return action
     finally:
         pool.close()

@@ -4,11 +4,13 @@ Rules: every call is bounded by a timeout and goes over one ``ConnectionPool`` h
 cluster's cookie (admin messages are authenticated like everything else). ``ask`` is a single
 attempt with no retry, for status probes that must not wait on a dead or paused node;
 membership changes go through ``zraft.client.api`` (get_conf / set_new_conf), so the core
-makes a new peer a learner that catches up before it votes.
+makes a new peer a learner that catches up before it votes. The partition in force is kept
+in ``DIR/partition.json`` so a node restarted during it gets its filter back.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable
@@ -18,6 +20,8 @@ from zraft.client import api
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.local import LocalCluster, NodeProcess, wait_until
 from zraft.errors import ZRaftError
+
+PARTITION_FILE = "partition.json"
 
 
 def pool_for(cluster: LocalCluster) -> ConnectionPool:
@@ -98,14 +102,47 @@ def partition(pool: ConnectionPool, cluster: LocalCluster,
         outside = sorted(n.address for n in cluster.nodes if n.index not in inside)
         for n in group:
             blocked[n.address] = outside
-    cluster.record_fault("partition", groups=[[n.index for n in g] for g in all_groups])
+    groups_by_index = [[n.index for n in g] for g in all_groups]
+    cluster.record_fault("partition", groups=groups_by_index)
+    _write_partition(cluster, {"groups": groups_by_index, "blocked": blocked})
     _each_node(pool, cluster, lambda n: ("partition", [blocked[n.address]]), timeout)
     return blocked
 
 
 def heal(pool: ConnectionPool, cluster: LocalCluster, timeout: float = 2.0) -> None:
     cluster.record_fault("heal")
+    _write_partition(cluster, None)
     _each_node(pool, cluster, lambda n: ("heal", []), timeout)
+
+
+def current_partition(cluster: LocalCluster) -> dict[str, Any] | None:
+    """The partition in force (``{"groups", "blocked"}``), or None when healed."""
+    try:
+        doc = json.loads((cluster.directory / PARTITION_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def reapply_partition(pool: ConnectionPool, cluster: LocalCluster, n: NodeProcess,
+                      timeout: float = 2.0) -> bool:
+    """A node started during a partition gets its filter back (filters live in memory)."""
+    doc = current_partition(cluster)
+    blocks = (doc or {}).get("blocked", {}).get(n.address)
+    if not blocks:
+        return False
+    status, payload = ask(pool, cluster.peer_id(n), "partition", [blocks], timeout)
+    if status != "ok":
+        raise ZRaftError(f"node {n.index}: partition not re-applied: {status} {payload}")
+    return True
+
+
+def _write_partition(cluster: LocalCluster, doc: dict[str, Any] | None) -> None:
+    path = cluster.directory / PARTITION_FILE
+    if doc is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(json.dumps(doc, sort_keys=True) + "\n")
 
 
 def _each_node(pool: ConnectionPool, cluster: LocalCluster, request: Any, timeout: float) -> None:

@@ -198,6 +198,7 @@ def cmd_restart(args: argparse.Namespace, ctx: Context) -> int:
     old = n.pid
     ctx.cluster.restart(n)
     _wait_answering(ctx, n)
+    admin.reapply_partition(ctx.pool, ctx.cluster, n)
     return _done(args, f"node {n.index} restarted on its data (pid {old} -> {n.pid})",
                  node=n.index, pid=n.pid, old_pid=old)
 
@@ -207,6 +208,7 @@ def cmd_start(args: argparse.Namespace, ctx: Context) -> int:
     ctx.cluster.record_fault("restart", n)
     ctx.cluster.start_node(n)
     _wait_answering(ctx, n)
+    admin.reapply_partition(ctx.pool, ctx.cluster, n)
     return _done(args, f"node {n.index} started (pid {n.pid})", node=n.index, pid=n.pid)
 
 
@@ -283,7 +285,7 @@ def register(subparsers: Any) -> None:
     common.add_argument("--json", action="store_true", help="JSON output for scripts")
 
     top = subparsers.add_parser("cluster", help="run, inspect and break a local cluster",
-                                description=__doc__.split("\n\n")[0])
+                                description="Run, inspect and break a local cluster.")
     sub = top.add_subparsers(dest="cluster_command", metavar="COMMAND", required=True)
 
     def add(name: str, body: Callable[..., int], help_text: str, context: bool = True) -> Any:

@@ -43,6 +43,7 @@ def collect(cluster: LocalCluster, pool: ConnectionPool, timeout: float = 1.0) -
     return {"time": round(time.time(), 3), "dir": str(cluster.directory),
             "leader": leader_stat.get("id") if leader_stat else None,
             "term": leader_stat.get("term") if leader_stat else None,
+            "partition": (admin.current_partition(cluster) or {}).get("groups"),
             "nodes": rows}
 
 
@@ -134,6 +135,9 @@ def render(doc: dict[str, Any]) -> str:
             for line in lines]
     leader = doc.get("leader")
     out.append(f"leader: {leader} (term {doc.get('term')})" if leader else "leader: none")
+    if doc.get("partition"):
+        groups = " | ".join(",".join(str(i) for i in g) for g in doc["partition"])
+        out.append(f"partition in force: {groups}  (zraft cluster heal)")
     return "\n".join(out)
 
 
