@@ -1,0 +1,328 @@
+"""The nemesis: fault schedules against a LocalCluster's real node processes.
+
+Rules:
+- A fault is ``inject -> hold -> heal``; ``heal`` always runs (also when inject failed half
+  way), so the next fault starts from a whole cluster: every node running, not paused,
+  nothing partitioned. Each fault returns a short description that goes to the run log.
+- Kinds (``FAULT_KINDS``): ``kill`` (kill -9 one random node, restart), ``kill_leader``,
+  ``kill_majority`` (a majority in turn), ``pause`` (SIGSTOP longer than the election
+  timeout, SIGCONT), ``partition_leader`` (leader isolated), ``partition_halves``
+  (majority/minority), ``partition_bridge`` (one node sees both sides that do not see each
+  other), ``partition_oneway`` (only one side drops: symmetric in effect with the node's
+  current admin op, see the module report), ``membership`` (add a node, remove a node,
+  remove the leader, during traffic), ``snapshot_install_kill`` (a lagging follower is
+  restarted and killed again while it receives a snapshot), ``segment_roll_kill`` (rapid
+  kill -9 of random nodes while tiny segments roll), ``mixed`` (any of the above).
+- Membership keeps the config between ``base`` and ``base + 1`` members. A removed node is
+  stopped, its data wiped, and restarted blank: it is a spare the next ``add`` can use.
+- The nemesis never decides correctness; it only records what it did (``Topology.events``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from zraft.client import api
+from zraft.client.calls import PeerCall
+from zraft.client.connection import ConnectionPool
+from zraft.cluster.local import LocalCluster, NodeProcess, wait_until
+from zraft.errors import ZRaftError
+
+FAULT_KINDS = ("kill", "kill_leader", "kill_majority", "pause", "partition_leader",
+               "partition_halves", "partition_bridge", "partition_oneway", "membership",
+               "snapshot_install_kill", "segment_roll_kill")
+
+
+@dataclass
+class Topology:
+    """Which started nodes are Raft members, shared with the clients (thread-safe reads)."""
+
+    cluster: LocalCluster
+    members: list[str]  # peer ids in the committed configuration (as far as we know)
+    events: list[tuple[float, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def all_peers(self) -> list[str]:
+        """Every node's peer id: clients may send anywhere, members answer."""
+        return list(self.cluster.peers)
+
+    def member_peers(self) -> list[str]:
+        with self.lock:
+            return list(self.members)
+
+    def set_members(self, members: list[str]) -> None:
+        with self.lock:
+            self.members = sorted(members)
+
+    def record(self, text: str) -> None:
+        with self.lock:
+            self.events.append((time.monotonic(), text))
+
+    def node_of(self, peer: str) -> NodeProcess:
+        return self.cluster.node(peer)
+
+
+class Nemesis:
+    def __init__(self, topo: Topology, pool: ConnectionPool, rng: random.Random,
+                 hold: float = 2.0) -> None:
+        self.topo = topo
+        self.cluster = topo.cluster
+        self.pool = pool
+        self.rng = rng
+        self.hold = hold  # seconds a fault stays in place
+        self.et = self.cluster.election_timeout / 1000.0
+        self.injected: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()  # faults that could not be injected fully
+
+    # -- observation ----------------------------------------------------------------------
+
+    def stat(self, peer: str, timeout: float = 1.0) -> dict[str, Any]:
+        return api.stat(peer, timeout=timeout, pool=self.pool)
+
+    def leader(self, timeout: float = 15.0) -> str:
+        def find() -> str | None:
+            for peer in self.topo.member_peers():
+                if not self.topo.node_of(peer).alive():
+                    continue
+                try:
+                    if self.stat(peer).get("role") == "leader":
+                        return peer
+                except ZRaftError:
+                    continue
+            return None
+        return wait_until(find, timeout, "a leader")
+
+    def admin(self, peer: str, op: str, args: list[Any], timeout: float = 3.0) -> Any:
+        return PeerCall(self.pool, peer, op, lambda _name: args, timeout).run()
+
+    # -- primitives -----------------------------------------------------------------------
+
+    def kill(self, peer: str) -> None:
+        self.cluster.kill(self.topo.node_of(peer))
+        self.topo.record(f"kill -9 {peer}")
+
+    def start(self, peer: str) -> None:
+        self.cluster.start_node(self.topo.node_of(peer))
+        self.topo.record(f"start {peer}")
+
+    def partition(self, blocks: dict[str, list[str]]) -> None:
+        """``blocks[peer]`` = peers whose node that peer's node drops."""
+        for peer, others in blocks.items():
+            addrs = [self.topo.node_of(o).address for o in others]
+            self.admin(peer, "partition", [addrs])
+        self.topo.record(f"partition {blocks}")
+
+    def heal_all(self) -> None:
+        """Every node running, resumed and unpartitioned (best effort, bounded)."""
+        for n in self.cluster.nodes:
+            if n.proc is not None and n.alive():
+                self.cluster.resume(n)
+        for n in self.cluster.nodes:
+            if not n.alive():
+                self.cluster.start_node(n)
+        for peer in self.topo.all_peers():
+            with contextlib.suppress(ZRaftError):
+                self.admin(peer, "heal", [], timeout=3.0)
+        self.topo.record("heal")
+
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> None:
+        if stop is not None:
+            stop.wait(seconds)
+        else:
+            time.sleep(seconds)  # the nemesis's own pacing, not test synchronisation
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def run_fault(self, kind: str) -> str:
+        fn: Callable[[], str] = getattr(self, f"fault_{kind}")
+        self.injected[kind] += 1
+        try:
+            return fn()
+        except (ZRaftError, TimeoutError) as exc:
+            self.failed[kind] += 1
+            self.topo.record(f"{kind} incomplete: {exc}")
+            return f"{kind} incomplete: {exc}"
+        finally:
+            self.heal_all()
+
+    def fault_none(self) -> str:
+        self.sleep(self.hold)
+        return "no fault"
+
+    def fault_kill(self) -> str:
+        victim = self.rng.choice(self.topo.member_peers())
+        self.kill(victim)
+        self.sleep(self.hold * self.rng.random())
+        self.start(victim)
+        return f"kill -9 {victim}"
+
+    def fault_kill_leader(self) -> str:
+        victim = self.leader()
+        self.kill(victim)
+        self.sleep(self.hold * self.rng.random())
+        self.start(victim)
+        return f"kill -9 leader {victim}"
+
+    def fault_kill_majority(self) -> str:
+        members = self.topo.member_peers()
+        victims = self.rng.sample(members, len(members) // 2 + 1)
+        for v in victims:  # in turn, not at once
+            self.kill(v)
+            self.sleep(self.et * self.rng.random())
+        self.sleep(self.hold * self.rng.random())
+        for v in victims:
+            self.start(v)
+        return f"kill -9 majority {victims}"
+
+    def fault_pause(self) -> str:
+        members = self.topo.member_peers()
+        victim = self.leader() if self.rng.random() < 0.5 else self.rng.choice(members)
+        node = self.topo.node_of(victim)
+        self.cluster.pause(node)
+        self.topo.record(f"SIGSTOP {victim}")
+        self.sleep(max(3 * self.et, self.hold))  # longer than the election timeout
+        self.cluster.resume(node)
+        self.topo.record(f"SIGCONT {victim}")
+        return f"pause {victim}"
+
+    def fault_partition_leader(self) -> str:
+        leader = self.leader()
+        others = [p for p in self.topo.member_peers() if p != leader]
+        self.partition({leader: others, **{o: [leader] for o in others}})
+        self.sleep(self.hold)
+        return f"isolate leader {leader}"
+
+    def fault_partition_halves(self) -> str:
+        members = self.topo.member_peers()
+        self.rng.shuffle(members)
+        minority = members[: (len(members) - 1) // 2]
+        majority = members[len(minority):]
+        blocks = {p: majority for p in minority}
+        blocks.update({p: minority for p in majority})
+        self.partition(blocks)
+        self.sleep(self.hold)
+        return f"majority {majority} | minority {minority}"
+
+    def fault_partition_bridge(self) -> str:
+        members = self.topo.member_peers()
+        self.rng.shuffle(members)
+        bridge, rest = members[0], members[1:]
+        half = len(rest) // 2
+        left, right = rest[:half], rest[half:]
+        blocks = {p: right for p in left}
+        blocks.update({p: left for p in right})
+        self.partition(blocks)
+        self.sleep(self.hold)
+        return f"bridge {bridge} between {left} and {right}"
+
+    def fault_partition_oneway(self) -> str:
+        members = self.topo.member_peers()
+        a, b = self.rng.sample(members, 2)
+        if self.rng.random() < 0.5:
+            a = self.leader()
+            b = self.rng.choice([p for p in members if p != a])
+        self.partition({a: [b]})  # only a's side drops
+        self.sleep(self.hold)
+        return f"one-way {a} drops {b}"
+
+    def fault_segment_roll_kill(self) -> str:
+        victims = []
+        for _ in range(3):
+            victim = self.rng.choice(self.topo.member_peers())
+            self.sleep(self.rng.uniform(0.05, 0.4))
+            self.kill(victim)
+            victims.append(victim)
+            self.start(victim)
+        return f"rapid kill -9 {victims}"
+
+    def fault_snapshot_install_kill(self) -> str:
+        leader = self.leader()
+        victim = self.rng.choice([p for p in self.topo.member_peers() if p != leader])
+        self.kill(victim)
+        self.sleep(self.hold)  # traffic + tiny max_log_count: the leader compacts past it
+        self.start(victim)
+        caught = self.kill_during_transfer(leader, victim)
+        self.sleep(self.rng.uniform(0.0, self.et))
+        self.start(victim)
+        return f"kill -9 {victim} during snapshot install ({caught})"
+
+    def kill_during_transfer(self, leader: str, victim: str, within: float = 3.0) -> str:
+        """Kill ``victim`` as soon as the leader's node reports a transfer, or at a random
+        moment if none shows up in time."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                status = self.admin(leader, "node_status", [], timeout=1.0)
+            except ZRaftError:
+                break
+            if status.get("transfers"):
+                self.kill(victim)
+                return "mid-transfer"
+            time.sleep(0.01)  # polling the node status, not synchronising a test
+        self.kill(victim)
+        return "no transfer seen"
+
+    def fault_membership(self) -> str:
+        members = self.topo.member_peers()
+        spares = [p for p in self.topo.all_peers() if p not in members]
+        if spares and len(members) <= 3:
+            return self.add_member(self.rng.choice(spares), members)
+        if self.rng.random() < 0.5:
+            return self.remove_member(self.leader(), members, "leader")
+        return self.remove_member(self.rng.choice(members), members, "member")
+
+    def add_member(self, peer: str, members: list[str]) -> str:
+        try:
+            api.create_peer(peer, self.cluster.backend, timeout=5.0, pool=self.pool)
+        except ZRaftError as exc:
+            if exc.code != "already_present":
+                raise
+        try:
+            api.set_new_conf(members[0], [*members, peer], members, timeout=15.0, pool=self.pool)
+        finally:
+            self.refresh_members()
+        self.topo.record(f"added {peer}")
+        return f"add {peer}"
+
+    def remove_member(self, peer: str, members: list[str], what: str) -> str:
+        new = [p for p in members if p != peer]
+        try:
+            api.set_new_conf(new[0], new, members, timeout=15.0, pool=self.pool)
+        finally:
+            self.refresh_members()
+        if peer not in self.topo.member_peers():
+            self.wipe(peer)
+        self.topo.record(f"removed {what} {peer}")
+        return f"remove {what} {peer}"
+
+    def refresh_members(self) -> None:
+        """Learn the committed configuration (a change that timed out may have happened)."""
+        def ask() -> list[str] | None:
+            for peer in self.topo.member_peers():
+                try:
+                    return api.get_conf(peer, timeout=2.0, pool=self.pool)[1]
+                except ZRaftError:
+                    continue
+            return None
+        self.topo.set_members(wait_until(ask, 30.0, "the committed configuration"))
+
+    def wipe(self, peer: str) -> None:
+        """Make a removed node a blank spare: stop it, delete its data, start it again."""
+        node = self.topo.node_of(peer)
+        self.cluster.stop_node(node)
+        shutil.rmtree(node.directory / "data", ignore_errors=True)
+        self.cluster.start_node(node)
+        self.topo.record(f"wiped {peer}")
+
+
+__all__ = ["FAULT_KINDS", "Nemesis", "Topology"]

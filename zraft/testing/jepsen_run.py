@@ -1,0 +1,349 @@
+"""Jepsen-style runs against real node processes, and soaks of many runs.
+
+    python -m zraft.testing.jepsen_run --minutes 30            # soak: fresh seeds, every kind
+    python -m zraft.testing.jepsen_run --kind pause --seconds 20 --seed 7   # one run
+
+Rules:
+- One run = one fresh LocalCluster (``nodes`` members plus one blank spare for membership
+  changes), thread clients AND client processes on shared keys, a session probe, and a
+  nemesis cycling one fault kind (``mixed``: all kinds) for ``seconds``. Then: heal, stop
+  clients, crash-safety checks (which append every member's final values as reads),
+  linearizability per key, and a restart of every node from its own data.
+- Tiny ``max_log_count`` and ``max_segment_size`` make snapshots, installs and segment rolls
+  happen all the time, in every run.
+- The verdict of a run is ``ok`` only if the history is linearizable, no acknowledged write
+  is lost, the replicas agree, the restart works and the session checks pass. A key whose
+  search gives up is counted (``timed_out_keys``), never called linearizable or not.
+- Every run leaves its directory (``--workdir``/run-<n>-<kind>-<seed>): node logs, the
+  history (history.jsonl), the nemesis log and, on a violation, the offending window.
+  Passing runs' node directories are deleted unless ``--keep``.
+- Exit code 0 when every run passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zraft.client import api
+from zraft.client.connection import ConnectionPool
+from zraft.cluster.local import LocalCluster
+from zraft.testing.jepsen_history import (
+    FAIL,
+    OK,
+    UNKNOWN,
+    History,
+    check_linearizable,
+    save_ops,
+)
+from zraft.testing.jepsen_nemesis import FAULT_KINDS, Nemesis, Topology
+from zraft.testing.jepsen_safety import check_after_run
+from zraft.testing.jepsen_sessions import SessionProbe
+from zraft.testing.jepsen_workload import KeySpace, ProcessClients, ThreadClients, WorkloadConfig
+
+MUTATIONS_ENV = "ZRAFT_TEST_MUTATIONS"
+
+
+@dataclass
+class RunConfig:
+    kind: str = "mixed"
+    seed: int = 0
+    seconds: float = 20.0
+    nodes: int = 3
+    spare: int = 1
+    thread_clients: int = 4
+    client_processes: int = 1
+    clients_per_process: int = 2
+    election_timeout: int = 300
+    max_log_count: int = 30
+    max_segment_size: int = 16384
+    hold: float = 1.5  # seconds each fault stays
+    gap: float = 0.5  # seconds of calm between faults
+    sessions: bool = True
+    restart_check: bool = True
+    mutations: str = ""  # test-only node mutations (ZRAFT_TEST_MUTATIONS)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+
+
+@dataclass
+class RunReport:
+    kind: str
+    seed: int
+    directory: str
+    seconds: float = 0.0
+    faults: dict[str, int] = field(default_factory=dict)
+    faults_incomplete: dict[str, int] = field(default_factory=dict)
+    ops: dict[str, int] = field(default_factory=dict)
+    keys_checked: int = 0
+    timed_out_keys: int = 0
+    linearizable: bool = True
+    window_file: str | None = None
+    violations: list[str] = field(default_factory=list)
+    acked_inserts: int = 0
+    acked_lost: int = 0
+    diverged: list[str] = field(default_factory=list)
+    restarted: bool | None = None
+    session_checks: dict[str, int] = field(default_factory=dict)
+    session_violations: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return (self.linearizable and self.acked_lost == 0 and not self.diverged
+                and self.restarted is not False and not self.session_violations
+                and not self.error)
+
+    def line(self) -> str:
+        verdict = "PASS" if self.ok else "FAIL"
+        ops = self.ops
+        return (f"{verdict} {self.kind:<22} seed {self.seed:<10} {self.seconds:5.1f}s "
+                f"faults {sum(self.faults.values()):>3} ops ok/fail/unknown "
+                f"{ops.get(OK, 0)}/{ops.get(FAIL, 0)}/{ops.get(UNKNOWN, 0)} keys "
+                f"{self.keys_checked} (gave up {self.timed_out_keys}) "
+                f"{'linearizable' if self.linearizable else 'NOT LINEARIZABLE'} "
+                f"acked lost {self.acked_lost}/{self.acked_inserts}"
+                + (f" window {self.window_file}" if self.window_file else "")
+                + (f" error: {self.error}" if self.error else ""))
+
+
+@contextmanager
+def node_environment(cfg: RunConfig):  # type: ignore[no-untyped-def]
+    """Node processes inherit this process's environment: set the test-only variables
+    around the cluster's lifetime and restore them after."""
+    wanted = dict(cfg.extra_env)
+    if cfg.mutations:
+        wanted[MUTATIONS_ENV] = cfg.mutations
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def make_cluster(cfg: RunConfig, directory: Path) -> LocalCluster:
+    return LocalCluster(directory, cfg.nodes + cfg.spare, election_timeout=cfg.election_timeout,
+                        max_log_count=cfg.max_log_count,
+                        extra_raft={"max_segment_size": cfg.max_segment_size})
+
+
+def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
+    directory = workdir / f"run-{cfg.kind}-{cfg.seed}"
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    report = RunReport(cfg.kind, cfg.seed, str(directory))
+    started = time.monotonic()
+    with node_environment(cfg):
+        cluster = make_cluster(cfg, directory / "cluster")
+        pool = ConnectionPool(cluster.cookie.encode(), client_id=f"jepsen-admin-{cfg.seed}")
+        try:
+            cluster.start()
+            members = cluster.peers[: cfg.nodes]
+            api.create(members, cluster.backend, timeout=20.0, pool=pool)
+            topo = Topology(cluster, sorted(members))
+            execute(cfg, topo, pool, directory, report)
+        except Exception as exc:  # a run that breaks is a failed run, reported, not hidden
+            report.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            pool.close()
+            cluster.stop()
+    report.seconds = time.monotonic() - started
+    (directory / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    if report.ok and not keep:
+        shutil.rmtree(directory / "cluster", ignore_errors=True)
+    return report
+
+
+def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Path,
+            report: RunReport) -> None:
+    rng = random.Random(cfg.seed)
+    history = History()
+    cookie = topo.cluster.cookie.encode()
+    epoch = time.monotonic()
+    threads = ThreadClients(cfg.thread_clients, cookie, topo.all_peers, history, cfg.workload,
+                            cfg.seed, keys=KeySpace(cfg.workload, epoch))
+    procs = ProcessClients(cfg.client_processes, cfg.clients_per_process, cookie,
+                           topo.all_peers(), cfg.workload, cfg.seed, directory, epoch,
+                           max_seconds=cfg.seconds + 120)
+    probe = SessionProbe(topo, cookie, history, rng.randrange(2**32)) if cfg.sessions else None
+    nemesis = Nemesis(topo, pool, rng, hold=cfg.hold)
+    kinds = FAULT_KINDS if cfg.kind == "mixed" else (cfg.kind,)
+    nemesis_log = open(directory / "nemesis.log", "w")  # noqa: SIM115 (closed below)
+    threads.start()
+    procs.start()
+    if probe is not None:
+        probe.start()
+    try:
+        deadline = time.monotonic() + cfg.seconds
+        while time.monotonic() < deadline:
+            time.sleep(cfg.gap)  # calm between faults (pacing, not synchronisation)
+            kind = rng.choice(kinds)
+            text = nemesis.run_fault(kind)
+            nemesis_log.write(f"{time.monotonic() - epoch:8.2f} {text}\n")
+            nemesis_log.flush()
+        time.sleep(cfg.gap)
+    finally:
+        threads.stop()
+        history.extend(procs.stop())
+        if probe is not None:
+            probe.stop()
+        nemesis.heal_all()
+        nemesis_log.close()
+    report.faults = dict(nemesis.injected)
+    report.faults_incomplete = dict(nemesis.failed)
+    ops = history.snapshot()
+    safety, finals = check_after_run(nemesis, pool, ops, restart=cfg.restart_check)
+    report.acked_inserts = safety.acked_inserts
+    report.acked_lost = safety.lost_count
+    report.diverged = safety.diverged + safety.restart_problems
+    report.restarted = safety.restarted
+    if safety.lost:
+        report.violations.append(f"acknowledged writes lost: {safety.lost}")
+    if probe is not None:
+        report.session_checks = dict(probe.checks)
+        report.session_violations = probe.violations(ops)
+    counts = Counter(op.outcome for op in ops)
+    report.ops = {OK: counts[OK], FAIL: counts[FAIL], UNKNOWN: counts[UNKNOWN]}
+    save_ops(ops + finals, directory / "history.jsonl")
+    lin = check_linearizable(ops + finals, directory)
+    report.keys_checked = lin.keys
+    report.timed_out_keys = lin.timed_out_keys
+    report.linearizable = lin.ok
+    report.window_file = lin.window_file
+    report.violations.extend(lin.failures[:5])
+
+
+# -- soak --------------------------------------------------------------------------------
+
+
+@dataclass
+class KindTotals:
+    runs: int = 0
+    failed_runs: int = 0
+    faults: int = 0
+    ok: int = 0
+    fail: int = 0
+    unknown: int = 0
+    histories: int = 0
+    keys: int = 0
+    gave_up: int = 0
+    nonlinearizable: int = 0
+    acked_lost: int = 0
+    windows: list[str] = field(default_factory=list)
+
+    def add(self, r: RunReport) -> None:
+        self.runs += 1
+        self.failed_runs += 0 if r.ok else 1
+        self.faults += sum(r.faults.values())
+        self.ok += r.ops.get(OK, 0)
+        self.fail += r.ops.get(FAIL, 0)
+        self.unknown += r.ops.get(UNKNOWN, 0)
+        self.histories += 1 if r.ops else 0
+        self.keys += r.keys_checked
+        self.gave_up += r.timed_out_keys
+        self.nonlinearizable += 0 if r.linearizable else 1
+        self.acked_lost += r.acked_lost
+        if r.window_file:
+            self.windows.append(r.window_file)
+
+
+def summary(totals: dict[str, KindTotals]) -> str:
+    head = (f"{'fault kind':<22} {'runs':>4} {'faults':>6} {'ok':>7} {'fail':>6} "
+            f"{'unknown':>7} {'histories':>9} {'keys':>6} {'gave up':>7} {'non-lin':>7} "
+            f"{'acked lost':>10} {'failed':>6}")
+    lines = [head, "-" * len(head)]
+    for kind in sorted(totals):
+        t = totals[kind]
+        lines.append(f"{kind:<22} {t.runs:>4} {t.faults:>6} {t.ok:>7} {t.fail:>6} "
+                     f"{t.unknown:>7} {t.histories:>9} {t.keys:>6} {t.gave_up:>7} "
+                     f"{t.nonlinearizable:>7} {t.acked_lost:>10} {t.failed_runs:>6}")
+        for w in t.windows:
+            lines.append(f"    offending window: {w}")
+    return "\n".join(lines)
+
+
+def soak(minutes: float, workdir: Path, base: RunConfig, kinds: list[str],
+         keep: bool = False, out: Any = sys.stdout) -> dict[str, KindTotals]:
+    """Runs in turn over ``kinds`` with fresh random seeds until ``minutes`` pass."""
+    totals: dict[str, KindTotals] = {k: KindTotals() for k in kinds}
+    deadline = time.monotonic() + minutes * 60
+    turn = 0
+    while time.monotonic() < deadline:
+        kind = kinds[turn % len(kinds)]
+        turn += 1
+        left = deadline - time.monotonic()
+        seconds = max(5.0, min(base.seconds, left - 15))
+        cfg = RunConfig(**{**asdict(base), "kind": kind, "seed": random.SystemRandom().randrange(
+            2**31), "seconds": seconds, "workload": base.workload})
+        report = run_once(cfg, workdir, keep)
+        totals[kind].add(report)
+        print(report.line(), file=out, flush=True)
+    print(summary(totals), file=out, flush=True)
+    return totals
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m zraft.testing.jepsen_run",
+                                description="Jepsen-style runs against real zraft nodes.")
+    p.add_argument("--minutes", type=float, help="soak: run until this many minutes pass")
+    p.add_argument("--kind", action="append", choices=(*FAULT_KINDS, "mixed", "none"),
+                   help="fault kind(s); default every kind in turn")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of one run")
+    p.add_argument("--seed", type=int, help="seed of a single run (default random)")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--clients", type=int, default=4, help="thread clients")
+    p.add_argument("--client-processes", type=int, default=1)
+    p.add_argument("--election-timeout", type=int, default=300)
+    p.add_argument("--max-log-count", type=int, default=30)
+    p.add_argument("--mutations", default="", help="test-only node mutations (never in use)")
+    p.add_argument("--workdir", help="where runs keep their files (default: a temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep node directories of passing runs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="zraft-jepsen-")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = RunConfig(seconds=args.seconds, nodes=args.nodes, thread_clients=args.clients,
+                     client_processes=args.client_processes,
+                     election_timeout=args.election_timeout, max_log_count=args.max_log_count,
+                     mutations=args.mutations)
+    kinds = args.kind or list(FAULT_KINDS)
+    print(f"zraft jepsen: workdir {workdir}", flush=True)
+    if args.minutes is not None:
+        totals = soak(args.minutes, workdir, base, kinds, args.keep)
+        return 0 if all(t.failed_runs == 0 for t in totals.values()) else 1
+    totals = {k: KindTotals() for k in kinds}
+    for kind in kinds:
+        seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+        cfg = RunConfig(**{**asdict(base), "kind": kind, "seed": seed,
+                           "workload": base.workload})
+        report = run_once(cfg, workdir, args.keep)
+        totals[kind].add(report)
+        print(report.line(), flush=True)
+        for v in report.violations + report.diverged + report.session_violations:
+            print(f"    {v}", flush=True)
+    print(summary(totals), flush=True)
+    return 0 if all(t.failed_runs == 0 for t in totals.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
