@@ -436,3 +436,32 @@ def test_peer_that_stops_reading_is_dropped_after_the_write_timeout():
         lsock.close()
         for s in held:
             s.close()
+
+
+def test_ipv6_loopback_and_self_send():
+    inbox = Inbox()
+    try:
+        a = TcpTransport(COOKIE, Inbox(), listen=("::1", 0), config=FAST)
+        a.start()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    b = TcpTransport(COOKIE, inbox, listen=("::1", 0), config=FAST)
+    b.start()
+    try:
+        assert b.address.startswith("[::1]:")
+        a.send(b.address, vote(a.address, b.address))
+        assert inbox.wait_count(1)[0].src == f"p@{a.address}"
+        with pytest.raises(ValueError):
+            a.send(a.address, vote(a.address, a.address))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_client_on_close_fires_when_the_node_goes_away(pair):
+    _, _, b, _ = pair
+    closed = threading.Event()
+    conn = connect(b.address, COOKIE, "client-x", Inbox(), FAST, on_close=lambda c: closed.set())
+    b.close()
+    assert closed.wait(5)
+    assert conn.closed

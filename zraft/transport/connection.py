@@ -56,6 +56,11 @@ class TransportConfig:
     join_timeout: float = 2.0
 
 
+def format_addr(host: str, port: int) -> str:
+    """``(host, port)`` -> ``"host:port"`` (IPv6 hosts bracketed)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def parse_addr(addr: str) -> tuple[str, int]:
     """``"host:port"`` -> ``(host, port)``; IPv6 hosts may be bracketed."""
     host, sep, port = addr.rpartition(":")
@@ -443,9 +448,12 @@ def connect(
     client_id: str,
     on_frames: OnFrames,
     config: TransportConfig | None = None,
+    on_close: Callable[[Connection], None] | None = None,
 ) -> Connection:
     """Open an authenticated client connection to a node (blocking, with timeouts); replies
-    arrive through ``on_frames``. Raises ``OSError`` or ``HandshakeError``."""
+    and pushes arrive through ``on_frames`` (on the connection's reader thread), and
+    ``on_close(conn)`` runs once when the connection ends for any reason. Raises ``OSError``
+    or ``HandshakeError``."""
     cfg = config or TransportConfig()
     sock = socket.create_connection(parse_addr(addr), timeout=cfg.connect_timeout)
     try:
@@ -455,7 +463,13 @@ def connect(
         sock.close()
         raise
     conn = Connection(
-        sock, auth.peer_id, inbound=False, on_frames=on_frames, config=cfg, label=f"client:{addr}"
+        sock,
+        auth.peer_id,
+        inbound=False,
+        on_frames=on_frames,
+        config=cfg,
+        on_close=on_close or (lambda _c: None),
+        label=f"client:{addr}",
     )
     conn.start_reader()
     return conn

@@ -52,6 +52,7 @@ from zraft.transport.connection import (
     TransportConfig,
     as_frame_bytes,
     connect,
+    format_addr,
     parse_addr,
     tune_socket,
 )
@@ -60,7 +61,15 @@ from zraft.transport.handshake import client_handshake, cookie_bytes, server_han
 
 log = logging.getLogger("zraft.transport.tcp")
 
-__all__ = ["Connection", "PeerLink", "TcpTransport", "TransportConfig", "connect", "parse_addr"]
+__all__ = [
+    "Connection",
+    "PeerLink",
+    "TcpTransport",
+    "TransportConfig",
+    "connect",
+    "format_addr",
+    "parse_addr",
+]
 
 
 class _Stopped(Exception):
@@ -339,7 +348,7 @@ class TcpTransport:
         lsock.settimeout(0.5)  # the accept loop re-checks for shutdown at least this often
         host, port = lsock.getsockname()[:2]
         self._lsock = lsock
-        self.address = f"{host}:{port}"
+        self.address = format_addr(host, port)
         if not self.node_id:
             self.node_id = self.address
         self._acceptor = threading.Thread(
@@ -397,6 +406,8 @@ class TcpTransport:
             return False
         if self._closing.is_set():
             return False
+        if addr == self.node_id:
+            raise ValueError("a node does not send to itself: deliver local messages directly")
         link = self._links.get(addr)
         if link is None:
             link = self._link(addr)
