@@ -8,7 +8,10 @@ Rules:
 - ``send`` never blocks: it appends to a ``SendQueue`` that keeps at most N frames / B bytes
   and drops the OLDEST beyond that (counted); a writer thread drains it in batches;
 - the socket stays blocking for reads (idle is fine) while ``SO_SNDTIMEO`` bounds writes to
-  a peer that stopped reading; ``close`` shuts the socket down, which wakes both threads.
+  a peer that stopped reading; ``close`` shuts the socket down, which wakes both threads;
+- ``retire`` ends a connection gracefully (finish the batch in hand, half-close, read to EOF)
+  so frames already written are never lost; EOF from the other end retires it too;
+- the socket is closed only by the last thread using it, never under a running recv/send.
 """
 
 from __future__ import annotations
@@ -108,7 +111,8 @@ class SendQueue:
             ):
                 self._bytes -= len(frames.popleft())
                 self.dropped += 1
-            self._cond.notify()
+            # all waiters: during a connection switch two writers may share a link's queue
+            self._cond.notify_all()
 
     def put_many(self, items: Iterable[bytes]) -> None:
         for data in items:
@@ -128,13 +132,6 @@ class SendQueue:
                 out.append(data)
             self._bytes -= size
             return out
-
-    def wait_nonempty(self, timeout: float) -> bool:
-        """Wait until a frame is queued (or ``wake``); True if there is one."""
-        with self._cond:
-            if not self._frames:
-                self._cond.wait(timeout)
-            return bool(self._frames)
 
     def wake(self) -> None:
         with self._cond:
