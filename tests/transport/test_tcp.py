@@ -465,3 +465,20 @@ def test_client_on_close_fires_when_the_node_goes_away(pair):
     b.close()
     assert closed.wait(5)
     assert conn.closed
+
+
+def test_conn_send_on_a_node_connection_uses_the_peer_link(pair):
+    a, inbox_a, b, _ = pair
+
+    def answer(conn, frames):
+        for f in frames:
+            conn.send(codec.SnapshotControl("accept", [f.term]))
+
+    b.on_frames = answer
+    for term in range(1, 51):
+        a.send(b.address, vote(a.address, b.address, term))
+    got = inbox_a.wait_count(50)
+    assert [f.args[0] for f in got] == list(range(1, 51))
+    assert b.link_state(a.address)["frames_sent"] >= 1 or wait_for(
+        lambda: b.link_state(a.address)["frames_sent"] == 50
+    )

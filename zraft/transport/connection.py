@@ -216,6 +216,8 @@ class Connection:
         """Write from ``queue`` (a peer link's) instead of a private one; call before the
         writer starts. Frames already queued privately move over."""
         with self._lock:
+            if self._queue is queue:
+                return
             if self._writer is not None:
                 raise RuntimeError("writer already running")
             old, self._queue = self._queue, queue

@@ -6,7 +6,8 @@ Rules:
   "host:port", which must be the address peers dial) or ``client``.
 - Inbound: every frame decoded from ONE socket read goes to ``on_frames(conn, frames)`` in ONE
   call, so the node can batch (step many messages, then run one Ready). Replies go back on
-  the same connection with ``conn.send`` (that is how client connections are answered).
+  the same connection with ``conn.send`` (that is how client connections are answered; on a
+  peer node's connection ``conn.send`` feeds the peer's link queue, same as ``send``).
   ``on_frames`` runs on the connection's reader thread: hand work off, do not block.
 - Outbound: ``send(addr, frame)`` appends to the queue of the ``PeerLink`` for ``addr`` and
   returns at once; it never blocks on a dead or slow peer.
@@ -236,6 +237,7 @@ class PeerLink:
                 role="node",
                 on_frames=self._transport.on_frames,
                 config=cfg,
+                queue=self.queue,
                 # filter on the address we dialed, whatever id the peer announced
                 is_blocked=lambda _peer: self.addr in self._transport.blocked,
                 on_malformed=self._transport.count_malformed,
@@ -534,6 +536,9 @@ class TcpTransport:
                 is_blocked=self.is_blocked_id,
                 on_malformed=self.count_malformed,
                 on_close=link.connection_closed if link is not None else lambda _c: None,
+                # conn.send on any connection of a peer node goes through its link, so a
+                # reply sent on a duplicate that is being retired still gets out
+                queue=link.queue if link is not None else None,
             )
             with self._lock:
                 if self._closing.is_set():
