@@ -103,3 +103,15 @@ def test_demo_runs_green(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         pids = {n.pid for n in cluster.nodes if n.pid}
         cluster.stop()
         kill_pids(pids)
+
+
+def test_down_keeps_the_data_and_up_brings_it_back(cli: Cli, up) -> None:
+    up()
+    assert cli("write", "--dir", str(cli.dir), "kept", "yes")[0] == 0
+    stopped = cli.json("down")["stopped"]
+    assert len(stopped) == 3 and not cli.json("down")["stopped"]  # a second down: nothing left
+    assert all(r["state"] == "down" for r in cli.status().values())
+    again = cli.json("up")
+    cli.pids.update(again["pids"])
+    assert set(again["pids"]).isdisjoint(stopped)
+    assert cli("read", "--dir", str(cli.dir), "kept")[1].strip() == "yes"

@@ -43,14 +43,19 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     bottom.set_xlabel("seconds since start")
     bottom.grid(alpha=0.3, which="both")
 
-    for mark in result.get("marks", []):
+    duration = float(result["config"]["duration"]) or 1.0
+    last_in_row: list[float] = []
+    for mark in sorted(result.get("marks", []), key=lambda m: m["at"]):
         fault = mark["category"] == "fault"
         color, style = ("#d62728", "-") if fault else ("#9467bd", "--")
         for ax in (top, bottom):
             ax.axvline(mark["at"], color=color, ls=style, lw=1.2, alpha=0.8)
+        row = _label_row(last_in_row, mark["at"], min_gap=duration * 0.18)
         top.annotate(mark["label"], xy=(mark["at"], 1.0), xycoords=("data", "axes fraction"),
-                     xytext=(3, -3 if fault else -16), textcoords="offset points",
-                     rotation=0, fontsize=8, color=color, va="top")
+                     xytext=(3, -3 - 11 * row), textcoords="offset points", fontsize=8,
+                     color=color, va="top",
+                     bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none",
+                           "alpha": 0.7})
     from matplotlib.lines import Line2D
 
     handles, labels = top.get_legend_handles_labels()
@@ -69,3 +74,14 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _label_row(last_in_row: list[float], at: float, min_gap: float) -> int:
+    """The first label row whose previous label is far enough to the left (labels on
+    close marks stack downwards instead of overlapping)."""
+    for row, last in enumerate(last_in_row):
+        if at - last >= min_gap:
+            last_in_row[row] = at
+            return row
+    last_in_row.append(at)
+    return len(last_in_row) - 1

@@ -99,7 +99,7 @@ class Recorder:
         """Per bucket: start time (s), throughput (ops/s), p50 and p99 latency (ms)."""
         with self.lock:
             buckets = {k: sorted(v) for k, v in self._buckets.items()}
-        last = max(int(duration / self.bucket), max(buckets, default=0) + 1)
+        last = max(1, round(duration / self.bucket))  # operations drained after the end: not shown
         rows = []
         for k in range(last):
             values = buckets.get(k, [])

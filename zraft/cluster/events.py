@@ -109,7 +109,7 @@ def describe(event: dict[str, Any]) -> str:
     if event.get("source") == "cluster":
         if kind == "partition":
             groups = " | ".join(",".join(str(i) for i in g) for g in event.get("groups", []))
-            return f"partition injected: {groups}"
+            return f"partition {groups}"
         if kind in ("heal", "down", "up"):
             return f"{kind} (zraft cluster)"
         return f"{kind} node {event.get('index')} ({who})"

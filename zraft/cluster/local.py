@@ -317,11 +317,25 @@ class LocalCluster:
         self._stop_process(n, 20.0)
         return self.start_node(n)
 
-    def stop(self) -> None:
-        if any(n.alive() for n in self.nodes):
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM every node at once, wait for all; SIGKILL those still running after
+        ``timeout`` (in parallel: a node's shutdown does not wait for the others')."""
+        running = [n for n in self.nodes if n.proc is not None and n.alive()]
+        if running:
             self.record_fault("down")
-        for n in reversed(self.nodes):
-            self._stop_process(n, 20.0)
+        for n in running:
+            assert n.proc is not None
+            if n.paused():
+                n.proc.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+            n.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for n in running:
+            assert n.proc is not None
+            try:
+                _reap(n.proc, max(0.1, deadline - time.monotonic()))
+            except psutil.TimeoutExpired:
+                n.proc.kill()
+                _reap(n.proc, 10)
         self.save()
 
     # ---------------------------------------------------------------- membership (processes)
