@@ -83,6 +83,7 @@ class Nemesis:
         self.et = self.cluster.election_timeout / 1000.0
         self.injected: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()  # faults that could not be injected fully
+        self.notes: Counter[str] = Counter()  # finer detail, e.g. where an install was cut
 
     # -- observation ----------------------------------------------------------------------
 
@@ -246,31 +247,44 @@ class Nemesis:
         return f"rapid kill -9 {victims}"
 
     def fault_snapshot_install_kill(self) -> str:
+        """Kill a lagging follower as soon as the leader starts streaming it a snapshot."""
         leader = self.leader()
         victim = self.rng.choice([p for p in self.topo.member_peers() if p != leader])
         self.kill(victim)
         self.sleep(self.hold)  # traffic + tiny max_log_count: the leader compacts past it
+        before = self.snapshot_counters(leader)
         self.start(victim)
-        caught = self.kill_during_transfer(leader, victim)
-        self.sleep(self.rng.uniform(0.0, self.et))
-        self.start(victim)
-        return f"kill -9 {victim} during snapshot install ({caught})"
-
-    def kill_during_transfer(self, leader: str, victim: str, within: float = 3.0) -> str:
-        """Kill ``victim`` as soon as the leader's node reports a transfer, or at a random
-        moment if none shows up in time."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            try:
-                status = self.admin(leader, "node_status", [], timeout=1.0)
-            except ZRaftError:
-                break
-            if status.get("transfers"):
-                self.kill(victim)
-                return "mid-transfer"
-            time.sleep(0.01)  # polling the node status, not synchronising a test
+        deadline = time.monotonic() + 5.0
+        now = before
+        while now["sends_started"] == before["sends_started"] and time.monotonic() < deadline:
+            time.sleep(0.005)  # polling the leader for the moment a transfer begins
+            now = self.snapshot_counters(leader)
+        self.sleep(self.rng.uniform(0.0, 0.02))
         self.kill(victim)
-        return "no transfer seen"
+        deadline = time.monotonic() + 3.0
+        after = self.snapshot_counters(leader)
+        while after["sent"] + after["send_failed"] == now["sent"] + now["send_failed"] \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling until the leader has judged the transfer
+            after = self.snapshot_counters(leader)
+        if now["sends_started"] == before["sends_started"]:
+            moment = "no transfer started"
+        elif after["send_failed"] > now["send_failed"]:
+            moment = "mid-transfer"
+        else:
+            moment = "after the transfer"
+        self.notes[f"snapshot_install_kill {moment}"] += 1
+        self.start(victim)
+        return f"kill -9 {victim} during snapshot install ({moment})"
+
+    def snapshot_counters(self, peer: str) -> dict[str, int]:
+        try:
+            stats = self.admin(peer, "node_status", [], timeout=2.0)["snapshots"]
+            return {"sent": int(stats.get("sent", 0)),
+                    "send_failed": int(stats.get("send_failed", 0)),
+                    "sends_started": int(stats.get("stream", {}).get("sends_started", 0))}
+        except (ZRaftError, KeyError, TypeError, AttributeError):
+            return {"sent": 0, "send_failed": 0, "sends_started": 0}
 
     def fault_membership(self) -> str:
         members = self.topo.member_peers()

@@ -85,6 +85,8 @@ class RunReport:
     seconds: float = 0.0
     faults: dict[str, int] = field(default_factory=dict)
     faults_incomplete: dict[str, int] = field(default_factory=dict)
+    fault_notes: dict[str, int] = field(default_factory=dict)
+    snapshot_transfers: dict[str, int] = field(default_factory=dict)  # summed over nodes
     ops: dict[str, int] = field(default_factory=dict)
     keys_checked: int = 0
     timed_out_keys: int = 0
@@ -208,6 +210,8 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
         nemesis_log.close()
     report.faults = dict(nemesis.injected)
     report.faults_incomplete = dict(nemesis.failed)
+    report.fault_notes = dict(nemesis.notes)
+    report.snapshot_transfers = transfer_totals(nemesis)
     ops = history.snapshot()
     safety, finals = check_after_run(nemesis, pool, ops, restart=cfg.restart_check)
     report.acked_inserts = safety.acked_inserts
@@ -228,6 +232,14 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
     report.linearizable = lin.ok
     report.window_file = lin.window_file
     report.violations.extend(lin.failures[:5])
+
+
+def transfer_totals(nemesis: Nemesis) -> dict[str, int]:
+    """Snapshot transfers counted by every node since its last start (best effort)."""
+    totals: Counter[str] = Counter()
+    for peer in nemesis.topo.all_peers():
+        totals.update(nemesis.snapshot_counters(peer))
+    return dict(totals)
 
 
 # -- soak --------------------------------------------------------------------------------
