@@ -15,7 +15,7 @@ import pytest
 
 from tests.acceptance.conftest import Acceptance, wait_for
 from zraft.client import api
-from zraft.errors import AlreadyPresent
+from zraft.errors import AlreadyPresent, Initialized
 from zraft.transport.codec import pack
 from zraft.transport.sentinels import NOT_FOUND
 
@@ -50,6 +50,39 @@ def _caught_up(acc: Acceptance, peer: str, leader: str) -> bool:
 
 def _contents(acc: Acceptance, peer: str) -> list[Any]:
     return api.query_local(peer, ["list", ""], pool=acc.pool)
+
+
+def test_bootstrap_then_configure_step_by_step(make_cluster) -> None:
+    """10.1 step 1 and 10.2 steps 1-2, the same indexes as zraft_lib: blank peers; the
+    bootstrapped one elects itself at term 2 with CONFIG(1) + NOOP(2) committed; the new
+    configuration is the joint entry (3) then the stable one (4), replicated to all."""
+    acc = make_cluster(create=False)
+    for peer in acc.peers:
+        api.create_peer(peer, "dict", pool=acc.pool)
+        info = acc.stat(peer)
+        assert (info["term"], info["last_index"], info["config_state"]) == (0, 0, "blank")
+    first = acc.peers[0]
+    api.bootstrap(first, pool=acc.pool)
+    wait_for(lambda: acc.stat(first)["role"] == "leader", 10, "the bootstrapped peer to lead")
+    wait_for(lambda: acc.stat(first)["commit"] == 2, 5, "the leader's no-op to commit")
+    info = acc.stat(first)
+    assert (info["term"], info["first_index"], info["last_index"], info["last_term"]) == (
+        2, 1, 2, 2)
+    for peer in acc.peers[1:]:  # untouched: nobody knows them yet
+        assert (acc.stat(peer)["term"], acc.stat(peer)["last_index"]) == (0, 0)
+    with pytest.raises(Initialized):
+        api.bootstrap(first, pool=acc.pool)
+    assert api.get_conf(first, pool=acc.pool) == (first, [first])
+
+    assert api.set_new_conf(first, acc.peers, [first], pool=acc.pool) == sorted(acc.peers)
+    info = acc.stat(first)
+    assert (info["commit"], info["last_index"], info["config_index"], info["config_state"]) == (
+        4, 4, 4, "stable")
+    for peer in acc.peers[1:]:
+        wait_for(lambda p=peer: _caught_up(acc, p, first), 10, f"{peer} to follow")
+        info = acc.stat(peer)
+        assert (info["term"], info["commit"], info["last_index"]) == (2, 4, 4)
+    assert api.get_conf(acc.peers[2], pool=acc.pool) == (first, sorted(acc.peers))
 
 
 def test_create_conf_redirects_and_reads(make_cluster) -> None:
