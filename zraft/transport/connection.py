@@ -260,9 +260,10 @@ class Connection:
     def retire(self, grace: float | None = None) -> None:
         """Finish gracefully: stop writing once the batch in hand is written, half-close,
         and keep reading until the other end half-closes too, so nothing already written is
-        lost either way. Used for a duplicate peer connection that lost the tie-break, and
-        when the other end half-closed first. Closed for good after ``grace`` seconds in any
-        case (default ``config.retire_grace``)."""
+        lost either way. Used for a duplicate peer connection that lost the tie-break (with a
+        ``grace`` in seconds after which it is closed regardless, should the other end never
+        half-close), and when the other end half-closed first (no grace needed: our writer
+        ends within its batch, bounded by the write timeout)."""
         with self._lock:
             if self._retired or self._closed.is_set():
                 return
@@ -278,11 +279,10 @@ class Connection:
             if reader_done:
                 self.close()
                 return
-        timer = threading.Timer(
-            self._config.retire_grace if grace is None else grace, self.close
-        )
-        timer.daemon = True
-        timer.start()
+        if grace is not None:
+            timer = threading.Timer(grace, self.close)
+            timer.daemon = True
+            timer.start()
 
     @property
     def retired(self) -> bool:

@@ -168,7 +168,7 @@ class PeerLink:
             else:
                 self.duplicates_closed += 1
                 log.info("retiring duplicate connection with %s (%s)", self.addr, loser.remote)
-                loser.retire()
+                loser.retire(self._transport.config.retire_grace)
         if take:
             conn.start_writer()
         return take

@@ -1,0 +1,82 @@
+"""Connection lifecycle on a socketpair: graceful retirement, EOF handling, bounded queue."""
+
+from __future__ import annotations
+
+import socket
+
+from tests.transport.helpers import Inbox, wait_for
+from zraft.transport import codec
+from zraft.transport.codec import ClientRequest
+from zraft.transport.framing import FrameDecoder
+from zraft.transport.tcp import Connection, SendQueue, TransportConfig
+
+
+def make(sock: socket.socket, inbox: Inbox | None = None) -> Connection:
+    return Connection(
+        sock, "peer", inbound=True, on_frames=inbox or Inbox(), config=TransportConfig()
+    )
+
+
+def read_all(sock: socket.socket) -> list:
+    sock.settimeout(5)
+    dec, frames = FrameDecoder(), []
+    while chunk := sock.recv(65536):
+        frames.extend(codec.decode_many(dec.feed(chunk)))
+    return frames
+
+
+def test_retire_half_closes_and_the_grace_timer_closes_for_good():
+    ours, theirs = socket.socketpair()
+    with theirs:
+        conn = make(ours)
+        conn.start_reader()
+        conn.retire(0.2)
+        assert conn.retired
+        assert read_all(theirs) == []  # our side half-closed: they see EOF
+        wait_for(lambda: conn.closed, timeout=3)  # they never half-closed: grace ends it
+
+
+def test_frames_in_hand_are_flushed_when_the_other_end_half_closes():
+    ours, theirs = socket.socketpair()
+    with theirs:
+        conn = make(ours)
+        conn.start_reader()
+        for i in range(500):
+            conn.send(ClientRequest(i, "x", b"y" * 100))
+        theirs.shutdown(socket.SHUT_WR)  # they are done sending
+        got = read_all(theirs)  # ...but still read everything we had queued
+        assert [f.req_id for f in got] == list(range(len(got)))
+        assert len(got) == 500
+        wait_for(lambda: conn.closed, timeout=3)
+
+
+def test_eof_without_writer_closes_at_once():
+    ours, theirs = socket.socketpair()
+    inbox = Inbox()
+    conn = make(ours, inbox)
+    conn.start_reader()
+    theirs.sendall(codec.encode_frame(ClientRequest(1, "a", None)))
+    theirs.close()
+    inbox.wait_count(1)
+    wait_for(lambda: conn.closed, timeout=3)
+    conn.join(2)
+
+
+def test_send_queue_drops_oldest_by_count_and_bytes():
+    q = SendQueue(max_frames=3, max_bytes=10)
+    for b in (b"a", b"b", b"c", b"d"):
+        q.put(b)
+    assert q.take(0, 100) == [b"b", b"c", b"d"] and q.dropped == 1
+    q.put(b"x" * 6)
+    q.put(b"y" * 6)  # 12 bytes > 10: the oldest goes
+    assert q.take(0, 100) == [b"y" * 6] and q.dropped == 2
+    q.put(b"z" * 50)  # a single frame over the byte cap is still kept
+    assert q.take(0, 100) == [b"z" * 50]
+
+
+def test_take_respects_the_batch_byte_cap():
+    q = SendQueue(100, 1000)
+    for _ in range(10):
+        q.put(b"x" * 30)
+    assert len(q.take(0, 100)) == 3
+    assert q.nbytes == 7 * 30
