@@ -185,7 +185,7 @@ class Scenario:
                  "partition", "isolate_leader", "isolate_slow_leader", "one_way", "heal",
                  "heal", "weather", "snapshot_failures", "slow_disk_leader"]
         if self.profile.membership:
-            kinds += ["add", "remove", "remove_leader"]
+            kinds += ["add", "add", "remove", "remove", "remove_leader", "remove_leader"]
         kind = rng.choice(kinds)
         up = cluster.up_nodes()
         members = cluster.members()
@@ -249,9 +249,9 @@ class Scenario:
         elif kind == "snapshot_failures":
             cluster.snapshot_failure_rate = rng.choice((0.0, 0.3, 1.0))
         elif kind == "add":
-            if leader is not None and len(members) < 5:
+            if leader is not None and len(members) < 6:
                 peer = cluster.add_node()
                 cluster.change_config([*members, peer])
-        elif kind in ("remove", "remove_leader") and leader is not None and len(members) > 3:
+        elif kind in ("remove", "remove_leader") and leader is not None and len(members) > 2:
             victim = leader if kind == "remove_leader" else rng.choice(members)
             cluster.change_config([p for p in members if p != victim])
