@@ -120,3 +120,21 @@ def test_load_never_adopts_a_recycled_pid(tmp_path: Path) -> None:
     assert not any(n.alive() for n in loaded.nodes)
     assert loaded.peers == cluster.peers and loaded.cookie == cluster.cookie
     assert loaded.node("node2") is loaded.nodes[1] and loaded.node(2) is loaded.nodes[1]
+
+
+@pytest.mark.integration
+def test_env_reaches_the_node_and_an_exiting_node_fails_fast(tmp_path: Path) -> None:
+    """`env=` sets a node's environment (kept in cluster.json); a node that exits at start
+    is reported at once with its exit code, not after the listen timeout."""
+    import time
+
+    from zraft.errors import ZRaftError
+
+    cluster = LocalCluster(tmp_path, 1, env={"ZRAFT_TEST_MUTATIONS": "no_such_mutation"})
+    started = time.monotonic()
+    with pytest.raises(ZRaftError, match="exited \\(code 2\\)"):
+        cluster.start()
+    assert time.monotonic() - started < 10
+    assert "no_such_mutation" in (tmp_path / "node1" / "stdout.log").read_text()
+    cluster.stop()
+    assert LocalCluster.load(tmp_path).env == {"ZRAFT_TEST_MUTATIONS": "no_such_mutation"}

@@ -116,6 +116,10 @@ class Workload:
         """Stop issuing; let in-flight requests finish for up to ``drain`` seconds."""
         with self.lock:
             self.running = False
+            for _, _, slot, gen in self._timers:  # waiting to retry: nothing in flight
+                if slot.gen == gen:
+                    slot.busy = False
+            self._timers.clear()
             self._wake.notify_all()
         deadline = time.monotonic() + drain
         while time.monotonic() < deadline:

@@ -66,6 +66,7 @@ class NodeProcess:
     directory: Path
     proc: psutil.Process | None = None
     extra_raft: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment of this node only
 
     @property
     def address(self) -> str:
@@ -133,7 +134,10 @@ class LocalCluster:
     def __init__(self, directory: str | os.PathLike[str], nodes: int = 3, *,
                  election_timeout: int = 500, max_log_count: int = 1000,
                  backend: str = "dict", base_port: int | None = None,
-                 peer_name: str = "zraft", extra_raft: dict[str, Any] | None = None) -> None:
+                 peer_name: str = "zraft", extra_raft: dict[str, Any] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """``env``: extra environment for every node process (e.g. ZRAFT_TEST_MUTATIONS);
+        ``nodes[i].env`` adds to it for one node."""
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.election_timeout = election_timeout
@@ -142,6 +146,7 @@ class LocalCluster:
         self.peer_name = peer_name
         self.base_port = base_port
         self.extra_raft = dict(extra_raft or {})
+        self.env = dict(env or {})
         self.cookie_file = self.directory / "cookie"
         if not self.cookie_file.exists():
             self.cookie_file.write_text(secrets.token_hex(16) + "\n")
@@ -161,12 +166,12 @@ class LocalCluster:
         cluster = cls(directory, 0, election_timeout=doc.get("election_timeout", 500),
                       max_log_count=doc.get("max_log_count", 1000),
                       backend=doc.get("backend", "dict"), peer_name=doc.get("peer_name", "zraft"),
-                      extra_raft=doc.get("extra_raft"))
+                      extra_raft=doc.get("extra_raft"), env=doc.get("env"))
         cluster.cookie_file = Path(doc.get("cookie_file") or cluster.cookie_file)
         for item in doc.get("nodes", []):
             port = int(str(item["address"]).rpartition(":")[2])
             n = NodeProcess(int(item["index"]), port, Path(item["dir"]),
-                            extra_raft=dict(cluster.extra_raft))
+                            extra_raft=dict(cluster.extra_raft), env=dict(item.get("env") or {}))
             n.proc = attach(item.get("pid"), item.get("create_time"))
             cluster.nodes.append(n)
         return cluster
@@ -224,7 +229,7 @@ class LocalCluster:
         if n.alive():
             return n
         self.write_config(n)
-        env = dict(os.environ)
+        env = {**os.environ, **self.env, **n.env}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH"))
                                             if p)
         out = open(n.directory / "stdout.log", "ab")  # noqa: SIM115 (owned by the process)
@@ -238,13 +243,21 @@ class LocalCluster:
         return n
 
     def wait_listening(self, n: NodeProcess, timeout: float = 20.0) -> None:
-        def listening() -> bool:
+        """Until the node accepts connections; a node that exits fails at once."""
+        deadline = time.monotonic() + timeout
+        while True:
             if not n.alive():
-                raise ZRaftError(f"node {n.index} exited: see {n.directory / 'stdout.log'}")
+                code = _reap(n.proc, 1) if n.proc is not None else None
+                raise ZRaftError(f"node {n.index} exited (code {code}): see "
+                                 f"{n.directory / 'stdout.log'}")
             with socket.socket() as s:
                 s.settimeout(0.2)
-                return s.connect_ex(("127.0.0.1", n.port)) == 0
-        wait_until(listening, timeout, f"node {n.index} to listen on {n.address}")
+                if s.connect_ex(("127.0.0.1", n.port)) == 0:
+                    return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"timed out after {timeout:.1f}s waiting for node {n.index} "
+                                   f"to listen on {n.address}")
+            time.sleep(0.05)
 
     def start(self) -> LocalCluster:
         for n in self.nodes:
@@ -385,11 +398,11 @@ class LocalCluster:
             "peer_name": self.peer_name, "backend": self.backend,
             "cookie_file": str(self.cookie_file),
             "election_timeout": self.election_timeout, "max_log_count": self.max_log_count,
-            "extra_raft": self.extra_raft,
+            "extra_raft": self.extra_raft, "env": self.env,
             "nodes": [{"index": n.index, "address": n.address, "peer": self.peer_id(n),
                        "pid": n.pid if n.alive() else None,
                        "create_time": n.create_time if n.alive() else None,
-                       "dir": str(n.directory)}
+                       "dir": str(n.directory), "env": n.env}
                       for n in self.nodes],
             "peers": self.peers,
         }
