@@ -133,14 +133,20 @@ class PeerLink:
             self._cond.notify_all()
         self.queue.wake()
         if conn is not None:
+            self._last_conn = conn
             conn.close()
 
     def join(self, timeout: float) -> None:
+        """Join the dialer and the threads of the connection it carried at ``stop``."""
+        deadline = time.monotonic() + timeout
         self._thread.join(timeout)
+        conn = getattr(self, "_last_conn", None)
+        if conn is not None:
+            conn.join(max(0.0, deadline - time.monotonic()))
 
     def install(self, conn: Connection) -> bool:
         """Offer a fresh connection to this peer (ours or theirs). Returns True if it now
-        carries the link; otherwise it is a duplicate and has been closed."""
+        carries the link; otherwise it is a duplicate and has been retired."""
         loser: Connection | None = None
         with self._cond:
             current = self.conn
