@@ -95,6 +95,7 @@ class PeerLink:
         cfg = transport.config
         self.queue = SendQueue(cfg.queue_max_frames, cfg.queue_max_bytes)
         self.conn: Connection | None = None
+        self._last_conn: Connection | None = None  # the one stop() closed, for join()
         self.connects = 0
         self.adopted = 0
         self.duplicates_closed = 0
@@ -140,7 +141,7 @@ class PeerLink:
         """Join the dialer and the threads of the connection it carried at ``stop``."""
         deadline = time.monotonic() + timeout
         self._thread.join(timeout)
-        conn = getattr(self, "_last_conn", None)
+        conn = self._last_conn
         if conn is not None:
             conn.join(max(0.0, deadline - time.monotonic()))
 
