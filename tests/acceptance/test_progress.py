@@ -204,3 +204,21 @@ def test_old_leader_uncommitted_entries_are_truncated(make_cluster) -> None:
     mine, theirs = acc.stat(old), acc.stat(new)
     assert mine["term"] == theirs["term"] and mine["last_index"] < after["last_index"]
     assert _contents(acc, old) == [["base", 1], ["new", 1]]
+
+
+def test_paused_leader_steps_down_to_the_newer_term(make_cluster) -> None:
+    """10.1 steps 7-10 end to end: a leader that misses a term (SIGSTOP) while the others
+    elect a new leader steps down when it sees the newer term, and follows it."""
+    acc = make_cluster()
+    old = acc.leader()
+    old_term = acc.stat(old)["term"]
+    acc.cluster.pause(acc.node_of(old))
+    try:
+        new = acc.leader(timeout=15, exclude=old)
+        assert api.write(new, ["while-paused", 1], pool=acc.pool)[0] == "ok"
+    finally:
+        acc.cluster.resume(acc.node_of(old))
+    wait_for(lambda: _caught_up(acc, old, new), 15, "the old leader to follow")
+    info, theirs = acc.stat(old), acc.stat(new)
+    assert info["role"] == "follower" and info["term"] == theirs["term"] > old_term
+    assert api.query_local(old, "while-paused", pool=acc.pool) == 1
