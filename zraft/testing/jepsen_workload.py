@@ -13,6 +13,8 @@ Rules:
 - Keys roll: every ``key_period`` seconds (from an epoch shared by every client, thread or
   process) the active key set is replaced, so each key's history stays small enough for the
   exhaustive checker even with open unknown ops, while all clients contend on the same keys.
+- A share of reads goes to a random node: a correct follower redirects (``not_leader``),
+  a broken one that answers from its own state shows up as a stale read.
 - Write values are unique per run (``worker * 10**9 + seq``), so reads identify the write.
 - Process clients run ``client_process_main`` (multiprocessing, spawn) and hand their ops
   back as JSON lines in a file the parent merges.
@@ -60,6 +62,7 @@ class WorkloadConfig:
     read_ratio: float = 0.4
     write_ratio: float = 0.3
     cas_ratio: float = 0.2  # the rest: inserts of write-once keys
+    any_node_reads: float = 0.2  # share of reads sent to a random node, not the leader
     op_timeout: float = 2.0
     pause_between: float = 0.0  # seconds a client idles between ops (0: back to back)
 
@@ -170,6 +173,8 @@ class Client:
         else:
             kind = INSERT
         peer = self.target()
+        if kind == READ and rng.random() < cfg.any_node_reads:
+            peer = rng.choice(list(self.peers()))  # a follower must not answer on its own
         name = peer.partition("@")[0]
         if kind == INSERT:
             value = self.next_value()
