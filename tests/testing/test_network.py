@@ -81,3 +81,16 @@ def test_messages_sent_across_a_cut_stay_lost_after_heal():
     net.heal()
     assert drain(net) == []
     assert [e.msg for e in net.lost] == [1]  # payload-carrying losses are reported
+
+
+def test_replay_delivers_a_stale_copy_after_newer_messages():
+    net = SimNetwork(random.Random(6))
+    net.replay = 1.0
+    net.send("a", "b", 1)
+    assert net.take().msg == 1
+    net.replay = 0.0
+    net.send("a", "b", 2)
+    assert drain(net) == [1, 2]
+    net.replay = 0.5
+    net.calm()
+    assert net.replay == 0.0

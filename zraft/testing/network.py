@@ -5,6 +5,8 @@ Rules:
   collection, so one seed always gives one run.
 - Messages sit in one in-flight list until the scheduler delivers one: the oldest (FIFO) or,
   with probability ``reorder``, a random one (reordering and delay in one mechanism).
+- ``replay`` re-queues a delivered message behind everything in flight: a stale duplicate,
+  the kind that arrives after newer messages on the same link.
 - ``drop`` and ``duplicate`` apply when a message is sent; partitions apply both when it is
   sent and when it is delivered, so messages already in flight across a new cut are lost
   too, and healing never resurrects a message sent across a cut.
@@ -32,6 +34,7 @@ class SimNetwork:
         self.drop = 0.0
         self.duplicate = 0.0
         self.reorder = 0.0
+        self.replay = 0.0  # chance a delivered message comes again later (a stale duplicate)
         self.sent = 0
         self.dropped = 0
         # Lost messages that carried a payload: their sender must hear of the failure.
@@ -63,6 +66,8 @@ class SimNetwork:
         if self.blocked and (envelope.src, envelope.dst) in self.blocked:
             self._lose(envelope)
             return None
+        if self.replay and envelope.payload is None and self.rng.random() < self.replay:
+            queue.append(envelope)  # arrives again after everything now in flight
         return envelope
 
     def _lose(self, envelope: Envelope) -> None:
@@ -95,7 +100,7 @@ class SimNetwork:
 
     def calm(self) -> None:
         """No loss, duplication or reordering from now on (partitions stay)."""
-        self.drop = self.duplicate = self.reorder = 0.0
+        self.drop = self.duplicate = self.reorder = self.replay = 0.0
 
     def discard_to(self, node: str) -> None:
         """A crashed node's inbound messages die with its sockets."""

@@ -5,7 +5,8 @@ Rules:
   (fault rate, client rate, network weather, cluster size) is itself drawn from the seed, so a
   sweep covers calm and hostile runs alike.
 - The fault mix is aimed at the mutations the sweep must catch: crashes land preferably on
-  nodes with unpersisted writes (lost writes), leaders get isolated while clients keep reading
+  nodes with unpersisted writes (lost writes), a leader whose commit index runs ahead of its
+  own disk is often restarted right then, leaders get isolated while clients keep reading
   from every node that still believes it leads (stale reads), and membership changes add,
   remove and remove the leader.
 - At most a minority of the current members is crashed at once, so runs keep making progress.
@@ -38,6 +39,7 @@ class Profile:
     drop: float
     duplicate: float
     reorder: float
+    replay: float
     election_ticks: int
     max_inflight: int
     max_batch_bytes: int
@@ -54,8 +56,9 @@ class Profile:
             membership=rng.random() < 0.5,
             clients=rng.choice((2, 3, 5, 8)),
             drop=rng.choice((0.0, 0.0, 0.02, 0.1)),
-            duplicate=rng.choice((0.0, 0.0, 0.05, 0.2)),
-            reorder=rng.choice((0.0, 0.1, 0.3)),
+            duplicate=rng.choice((0.0, 0.05, 0.2, 0.4)),
+            reorder=rng.choice((0.0, 0.1, 0.3, 0.6)),
+            replay=rng.choice((0.0, 0.0, 0.02, 0.1)),
             election_ticks=rng.choice((5, 10)),
             max_inflight=rng.choice((1, 4, 8)),
             max_batch_bytes=rng.choice((100, 4096)),
@@ -76,6 +79,7 @@ class Scenario:
                                   snapshot_every=profile.snapshot_every, transcript=transcript)
         net = self.cluster.network
         net.drop, net.duplicate, net.reorder = profile.drop, profile.duplicate, profile.reorder
+        net.replay = profile.replay
         self.rng = self.cluster.rng
         peers = sorted(self.cluster.nodes)
         slow = set(profile_rng.sample(peers, profile.slow_disks))
@@ -97,7 +101,9 @@ class Scenario:
         self.steps += 1
         roll = rng.random()
         profile = self.profile
-        if roll < profile.fault_rate:
+        if self._leader_commit_ahead_of_disk() and rng.random() < 0.1:
+            self._bounce_leader()
+        elif roll < profile.fault_rate:
             self.fault()
         elif roll < profile.fault_rate + profile.client_rate:
             self.client()
@@ -113,6 +119,22 @@ class Scenario:
                     speed = self.clock_speed
                     cluster.tick(rng.choices(up, [speed.get(p, 1.0) for p in up])[0])
         cluster.after_step()
+
+    def _leader_commit_ahead_of_disk(self) -> bool:
+        """The leader committed entries its own disk does not hold yet: the moment a crash
+        tests that commit never counted the leader's unpersisted copy."""
+        peer = self.cluster.leader_hint
+        if peer is None:
+            return False
+        node = self.cluster.nodes[peer]
+        return (node.up and node.role == "leader" and bool(node.writes)
+                and node.core.commit > node.storage.last_index())
+
+    def _bounce_leader(self) -> None:
+        peer = self.cluster.leader_hint
+        assert peer is not None
+        self.cluster.crash(peer)
+        self.cluster.restart(peer)
 
     def persist(self) -> None:
         """Complete one write, on a node chosen by disk speed (slow disks lag behind)."""
@@ -241,8 +263,9 @@ class Scenario:
         elif kind == "weather":
             net = cluster.network
             net.drop = rng.choice((0.0, 0.0, 0.05, 0.2))
-            net.duplicate = rng.choice((0.0, 0.05, 0.2))
-            net.reorder = rng.choice((0.0, 0.1, 0.5))
+            net.duplicate = rng.choice((0.0, 0.05, 0.2, 0.4))
+            net.reorder = rng.choice((0.0, 0.1, 0.3, 0.6))
+            net.replay = rng.choice((0.0, 0.0, 0.02, 0.1))
             cluster.log(f"weather drop={net.drop} dup={net.duplicate} reorder={net.reorder}")
             self.clock_speed = dict.fromkeys(self.clock_speed, 1.0)
             self.disk_speed = {p: min(v * 4, 1.0) for p, v in self.disk_speed.items()}
