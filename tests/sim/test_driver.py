@@ -111,3 +111,19 @@ def test_writes_are_acknowledged_by_the_proposer_once_applied():
     assert c.run(20_000, lambda: op.outcome != UNKNOWN)
     assert op.outcome == OK and op.complete_time > op.invoke_time
     assert c.acknowledged and c.effects
+
+
+def test_operator_snapshot_compacts_now():
+    c = SimCluster(26, snapshot_every=1000)
+    leader = c.elect()
+    for i in range(3):
+        op = c.write(leader, "k", i)
+        assert c.run(20_000, lambda op=op: op.outcome != UNKNOWN)
+    node = c.nodes[leader]
+    assert node.storage.first_index() == 2
+    assert c.snapshot(leader)
+    assert not c.snapshot(leader)  # nothing new applied since
+    while node.writes:
+        c.persist(leader)
+    assert node.storage.first_index() == node.machine.applied + 1
+    assert node.durable_images[node.machine.applied] == {"k": 2}

@@ -288,6 +288,16 @@ class SimCluster:
         self.log(f"restart {peer}")
         self._start(peer)
 
+    def snapshot(self, peer: str) -> bool:
+        """Take a local snapshot on ``peer`` now (an operator's ``snapshot`` command)."""
+        self.now += 1
+        self.log(f"snapshot {peer}")
+        node = self.nodes[peer]
+        taken = node.take_snapshot()
+        if taken:
+            node.drain()
+        return taken
+
     def partition(self, side_a: list[str], side_b: list[str]) -> None:
         self.now += 1
         self.log(f"partition {side_a} | {side_b}")

@@ -244,12 +244,18 @@ class SimNode:
         cluster.network.send(self.id, event.peer, msg, image)
 
     def _maybe_snapshot(self) -> None:
+        if self.machine.applied - self.last_snapshot >= self.cluster.snapshot_every:
+            self.take_snapshot()
+
+    def take_snapshot(self) -> bool:
+        """Snapshot the state machine at its applied index and let the core compact."""
         applied = self.machine.applied
-        if applied - self.last_snapshot < self.cluster.snapshot_every:
-            return
+        if not self.up or applied <= self.last_snapshot:
+            return False
         self.last_snapshot = applied
         self._keep_image(applied, self.machine.image())
         self.core.snapshot_taken(applied)
+        return True
 
     def _keep_image(self, index: int, image: dict[str, int]) -> None:
         images = self.durable_images

@@ -205,7 +205,7 @@ class Scenario:
         rng = self.rng
         kinds = ["crash", "crash_busy", "bounce", "bounce_leader", "restart", "restart",
                  "partition", "isolate_leader", "isolate_slow_leader", "one_way", "heal",
-                 "heal", "weather", "snapshot_failures", "slow_disk_leader"]
+                 "heal", "weather", "snapshot_failures", "slow_disk_leader", "snapshot"]
         if self.profile.membership:
             kinds += ["add", "add", "remove", "remove", "remove_leader", "remove_leader"]
         kind = rng.choice(kinds)
@@ -249,6 +249,9 @@ class Scenario:
             if leader is not None:
                 cluster.isolate(leader)
                 self.clock_speed[leader] = 0.05
+        elif kind == "snapshot":
+            if up:
+                cluster.snapshot(rng.choice(up))
         elif kind == "slow_disk_leader":
             # The leader's disk stalls: its own entries stay unpersisted for long, so a
             # bounce loses entries the followers already have.
