@@ -115,7 +115,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     cluster = LocalCluster.load(args.dir)
     pids = [n.pid for n in cluster.nodes if n.alive()]
-    cluster.stop()
+    cluster.stop(timeout=args.timeout)
     left = [n.index for n in cluster.nodes if n.alive()]
     if left:
         raise CommandError(f"nodes {left} are still running")
@@ -306,6 +306,8 @@ def register(subparsers: Any) -> None:
     p = add("down", cmd_down, "stop every node process (by pid); --purge deletes the data",
             context=False)
     p.add_argument("--purge", action="store_true")
+    p.add_argument("--timeout", type=float, default=20.0,
+                   help="seconds to wait for a clean stop before SIGKILL (default 20)")
 
     p = add("status", cmd_status, "one row per node: state, term, indexes, lag, RSS")
     p.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
