@@ -153,3 +153,18 @@ def test_same_seed_same_transcript():
 
     assert run(11) == run(11)
     assert run(11) != run(12)
+
+
+def test_bootstrap_one_node_then_add_the_rest():
+    c = SimCluster(7, nodes=3, bootstrap=True)
+    first = c.elect()
+    assert first == "n1" and c.members() == ["n1"]
+    assert settle(c, c.write(first, "k", 1)).outcome == OK  # a one-node cluster commits
+    assert c.grow()
+    assert c.members() == ["n1", "n2", "n3"]
+    assert c.run(30_000, c.converged)
+    assert all(c.nodes[p].machine.data == {"k": 1} for p in c.members())
+    c.crash("n1")
+    assert c.run(30_000, lambda: c.leader() not in (None, "n1"))
+    assert settle(c, c.write(c.leader(), "k", 2)).outcome == OK
+    finish(c)

@@ -8,7 +8,8 @@ Rules:
   one client call or one fault. Safety invariants are checked as each node's Ready is
   handled (``zraft.testing.invariants``), i.e. after every step.
 - Nodes start from an identical durable snapshot at index 1 holding the initial
-  configuration, so start-up is the restart path.
+  configuration, so start-up is the restart path; or, with ``bootstrap=True``, as
+  zraft_lib's create(): the first node bootstraps alone, the rest are blank until added.
 - Clients record ``Operation``s (``zraft.testing.linearizability``): a write/cas is ``ok``
   when the node that proposed it applies it, ``fail`` when NotLeader is raised or another
   entry is applied at its index, and stays ``unknown`` otherwise (crash, lost leadership).
@@ -49,6 +50,7 @@ class SimCluster:
         snapshot_every: int = 10,
         transcript: bool = False,
         core_factory: Callable[..., Any] | None = None,
+        bootstrap: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -70,16 +72,28 @@ class SimCluster:
         self.transcript: list[str] | None = [] if transcript else None
         self._next_node = nodes + 1
         self._next_ctx = 0
-        initial = [f"n{i}" for i in range(1, nodes + 1)]
+        self.initial = initial = [f"n{i}" for i in range(1, nodes + 1)]
         meta = SnapshotMeta(1, 1, 1, ClusterConfig.stable(initial))
         for peer in initial:
             storage = MemoryStorage()
-            storage.apply_snapshot(meta)
+            if not bootstrap:
+                storage.apply_snapshot(meta)
             node = SimNode(peer, self, storage)
-            node.durable_images[1] = {}
+            if not bootstrap:
+                node.durable_images[1] = {}
             self.nodes[peer] = node
-        for peer in initial:
-            self._start(peer)
+        if bootstrap:
+            # zraft_lib's create(): the first peer bootstraps alone, the others are blank
+            # and wait to be added with change_config (see grow()).
+            first = self.nodes[initial[0]]
+            first.start(random.Random(self.rng.getrandbits(64)))
+            first.core.bootstrap(0)
+            first.drain()
+            for peer in initial[1:]:
+                self._start(peer)
+        else:
+            for peer in initial:
+                self._start(peer)
 
     # -- bookkeeping ----------------------------------------------------------------------
 
@@ -346,6 +360,21 @@ class SimCluster:
             return None
         node.drain()
         return ctx
+
+    def grow(self, steps: int = 50_000) -> bool:
+        """After ``bootstrap=True``: add the blank initial nodes with one config change,
+        retrying until it succeeds. True once every initial node is a member."""
+        def done() -> bool:
+            return self.leader() is not None and self.members() == sorted(self.initial)
+
+        pending: int | None = None
+        for _ in range(steps // 500):
+            if self.run(500, done):
+                return True
+            result = None if pending is None else self.config_result_for(pending)
+            if pending is None or result is not None:
+                pending = self.change_config(self.initial)
+        return done()
 
     def config_result(self, peer: str, result: Any) -> None:
         self.log(f"config result {peer} {result.error}")

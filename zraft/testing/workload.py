@@ -45,6 +45,7 @@ class Profile:
     max_batch_bytes: int
     slow_disks: int  # how many nodes persist five times slower than the others
     slow_clocks: int  # how many nodes tick three times slower (clock drift, GC pauses)
+    bootstrap: bool  # start as zraft_lib's create(): one node, then add the others
 
     @staticmethod
     def draw(rng: random.Random) -> Profile:
@@ -64,6 +65,7 @@ class Profile:
             max_batch_bytes=rng.choice((100, 4096)),
             slow_disks=rng.choice((0, 0, 1, 2)),
             slow_clocks=rng.choice((0, 0, 1)),
+            bootstrap=rng.random() < 0.2,
         )
 
 
@@ -76,7 +78,10 @@ class Scenario:
                             max_inflight=profile.max_inflight,
                             max_batch_bytes=profile.max_batch_bytes, mutations=mutations)
         self.cluster = SimCluster(seed, nodes=profile.nodes, core_config=config,
-                                  snapshot_every=profile.snapshot_every, transcript=transcript)
+                                  snapshot_every=profile.snapshot_every, transcript=transcript,
+                                  bootstrap=profile.bootstrap)
+        self.growing = profile.bootstrap
+        self._grow_ctx: int | None = None
         net = self.cluster.network
         net.drop, net.duplicate, net.reorder = profile.drop, profile.duplicate, profile.reorder
         net.replay = profile.replay
@@ -101,7 +106,9 @@ class Scenario:
         self.steps += 1
         roll = rng.random()
         profile = self.profile
-        if self._leader_commit_ahead_of_disk() and rng.random() < 0.1:
+        if self.growing and roll < 0.01:
+            self._grow()
+        elif self._leader_commit_ahead_of_disk() and rng.random() < 0.1:
             self._bounce_leader()
         elif roll < profile.fault_rate:
             self.fault()
@@ -119,6 +126,18 @@ class Scenario:
                     speed = self.clock_speed
                     cluster.tick(rng.choices(up, [speed.get(p, 1.0) for p in up])[0])
         cluster.after_step()
+
+    def _grow(self) -> None:
+        """Bootstrapped runs: ask for the full initial membership until it is in place."""
+        cluster = self.cluster
+        if cluster.leader() is None:
+            return
+        if cluster.members() == sorted(cluster.initial):
+            self.growing = False
+            return
+        ctx = self._grow_ctx
+        if ctx is None or cluster.config_result_for(ctx) is not None:
+            self._grow_ctx = cluster.change_config(cluster.initial)
 
     def _leader_commit_ahead_of_disk(self) -> bool:
         """The leader committed entries its own disk does not hold yet: the moment a crash
