@@ -41,6 +41,10 @@ FAULT_KINDS = ("kill", "kill_leader", "kill_majority", "pause", "partition_leade
                "snapshot_install_kill", "segment_roll_kill")
 
 
+class FaultUnsupported(Exception):
+    """This machine cannot inject the fault (e.g. no netem qdisc): reported, not counted."""
+
+
 @dataclass
 class Topology:
     """Which started nodes are Raft members, shared with the clients (thread-safe reads)."""
@@ -84,6 +88,7 @@ class Nemesis:
         self.injected: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()  # faults that could not be injected fully
         self.notes: Counter[str] = Counter()  # finer detail, e.g. where an install was cut
+        self.unsupported: Counter[str] = Counter()  # kinds this machine cannot inject
 
     # -- observation ----------------------------------------------------------------------
 
@@ -149,6 +154,11 @@ class Nemesis:
         self.injected[kind] += 1
         try:
             return fn()
+        except FaultUnsupported as exc:
+            self.injected[kind] -= 1
+            self.unsupported[kind] += 1
+            self.sleep(self.hold)
+            return f"{kind} not injected: {exc}"
         except (ZRaftError, TimeoutError) as exc:
             self.failed[kind] += 1
             self.topo.record(f"{kind} incomplete: {exc}")
@@ -339,4 +349,4 @@ class Nemesis:
         self.topo.record(f"wiped {peer}")
 
 
-__all__ = ["FAULT_KINDS", "Nemesis", "Topology"]
+__all__ = ["FAULT_KINDS", "FaultUnsupported", "Nemesis", "Topology"]

@@ -53,6 +53,8 @@ from zraft.testing.jepsen_sessions import SessionProbe
 from zraft.testing.jepsen_workload import KeySpace, ProcessClients, ThreadClients, WorkloadConfig
 
 MUTATIONS_ENV = "ZRAFT_TEST_MUTATIONS"
+NETNS_KINDS = ("link_down_leader", "link_down_node", "link_down_minority", "slow_link",
+               "netem_delay", "netem_loss")  # jepsen_netns.NETNS_FAULT_KINDS (lazy import)
 
 
 @dataclass
@@ -72,6 +74,7 @@ class RunConfig:
     gap: float = 0.5  # seconds of calm between faults
     sessions: bool = True
     restart_check: bool = True
+    network: str = "loopback"  # or "netns": each node in its own namespace and address
     mutations: str = ""  # test-only node mutations (ZRAFT_TEST_MUTATIONS)
     extra_env: dict[str, str] = field(default_factory=dict)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
@@ -86,6 +89,7 @@ class RunReport:
     faults: dict[str, int] = field(default_factory=dict)
     faults_incomplete: dict[str, int] = field(default_factory=dict)
     fault_notes: dict[str, int] = field(default_factory=dict)
+    faults_unsupported: dict[str, int] = field(default_factory=dict)
     snapshot_transfers: dict[str, int] = field(default_factory=dict)  # summed over nodes
     ops: dict[str, int] = field(default_factory=dict)
     keys_checked: int = 0
@@ -117,7 +121,9 @@ class RunReport:
                 f"{'linearizable' if self.linearizable else 'NOT LINEARIZABLE'} "
                 f"acked lost {self.acked_lost}/{self.acked_inserts}"
                 + (f" window {self.window_file}" if self.window_file else "")
-                + (f" error: {self.error}" if self.error else ""))
+                + (f" error: {self.error}" if self.error else "")
+                + (f" UNSUPPORTED here: {sorted(self.faults_unsupported)}"
+                   if self.faults_unsupported else ""))
 
 
 @contextmanager
@@ -140,17 +146,39 @@ def node_environment(cfg: RunConfig):  # type: ignore[no-untyped-def]
 
 
 def make_cluster(cfg: RunConfig, directory: Path) -> LocalCluster:
-    return LocalCluster(directory, cfg.nodes + cfg.spare, election_timeout=cfg.election_timeout,
-                        max_log_count=cfg.max_log_count,
-                        extra_raft={"max_segment_size": cfg.max_segment_size})
+    cls: type[LocalCluster] = LocalCluster
+    if cfg.network == "netns":
+        from zraft.testing.jepsen_netns import NetnsCluster
+        cls = NetnsCluster
+    return cls(directory, cfg.nodes + cfg.spare, election_timeout=cfg.election_timeout,
+               max_log_count=cfg.max_log_count,
+               extra_raft={"max_segment_size": cfg.max_segment_size})
+
+
+def fault_kinds(cfg: RunConfig) -> tuple[str, ...]:
+    if cfg.kind != "mixed":
+        return (cfg.kind,)
+    if cfg.network == "netns":
+        from zraft.testing.jepsen_netns import NETNS_FAULT_KINDS
+        return NETNS_FAULT_KINDS
+    return FAULT_KINDS
+
+
+def make_nemesis(cfg: RunConfig, topo: Topology, pool: ConnectionPool,
+                 rng: random.Random) -> Nemesis:
+    if cfg.network == "netns":
+        from zraft.testing.jepsen_netns import NetnsNemesis
+        return NetnsNemesis(topo, pool, rng, hold=cfg.hold)
+    return Nemesis(topo, pool, rng, hold=cfg.hold)
 
 
 def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
-    directory = workdir / f"run-{cfg.kind}-{cfg.seed}"
+    label = cfg.kind if cfg.network == "loopback" else f"{cfg.network}-{cfg.kind}"
+    directory = workdir / f"run-{label}-{cfg.seed}"
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    report = RunReport(cfg.kind, cfg.seed, str(directory))
+    report = RunReport(label, cfg.seed, str(directory))
     started = time.monotonic()
     with node_environment(cfg):
         cluster = make_cluster(cfg, directory / "cluster")
@@ -185,8 +213,8 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
                            topo.all_peers(), cfg.workload, cfg.seed, directory, epoch,
                            max_seconds=cfg.seconds + 120)
     probe = SessionProbe(topo, cookie, history, rng.randrange(2**32)) if cfg.sessions else None
-    nemesis = Nemesis(topo, pool, rng, hold=cfg.hold)
-    kinds = FAULT_KINDS if cfg.kind == "mixed" else (cfg.kind,)
+    nemesis = make_nemesis(cfg, topo, pool, rng)
+    kinds = fault_kinds(cfg)
     nemesis_log = open(directory / "nemesis.log", "w")  # noqa: SIM115 (closed below)
     threads.start()
     procs.start()
@@ -211,6 +239,7 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
     report.faults = dict(nemesis.injected)
     report.faults_incomplete = dict(nemesis.failed)
     report.fault_notes = dict(nemesis.notes)
+    report.faults_unsupported = dict(nemesis.unsupported)
     report.snapshot_transfers = transfer_totals(nemesis)
     ops = history.snapshot()
     safety, finals = check_after_run(nemesis, pool, ops, restart=cfg.restart_check)
@@ -315,8 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zraft.testing.jepsen_run",
                                 description="Jepsen-style runs against real zraft nodes.")
     p.add_argument("--minutes", type=float, help="soak: run until this many minutes pass")
-    p.add_argument("--kind", action="append", choices=(*FAULT_KINDS, "mixed", "none"),
+    p.add_argument("--kind", action="append",
+                   choices=(*FAULT_KINDS, *NETNS_KINDS, "mixed", "none"),
                    help="fault kind(s); default every kind in turn")
+    p.add_argument("--netns", action="store_true",
+                   help="each node in its own network namespace (root; iproute2)")
     p.add_argument("--seconds", type=float, default=20.0, help="length of one run")
     p.add_argument("--seed", type=int, help="seed of a single run (default random)")
     p.add_argument("--nodes", type=int, default=3)
@@ -337,8 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     base = RunConfig(seconds=args.seconds, nodes=args.nodes, thread_clients=args.clients,
                      client_processes=args.client_processes,
                      election_timeout=args.election_timeout, max_log_count=args.max_log_count,
-                     mutations=args.mutations)
-    kinds = args.kind or list(FAULT_KINDS)
+                     mutations=args.mutations, network="netns" if args.netns else "loopback")
+    if args.netns:
+        from zraft.testing.jepsen_netns import netns_unavailable
+        reason = netns_unavailable()
+        if reason:
+            print(f"zraft jepsen: netns run skipped: {reason}", flush=True)
+            return 0
+    kinds = args.kind or list(NETNS_KINDS if args.netns else FAULT_KINDS)
     print(f"zraft jepsen: workdir {workdir}", flush=True)
     if args.minutes is not None:
         totals = soak(args.minutes, workdir, base, kinds, args.keep)
