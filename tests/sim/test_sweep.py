@@ -23,7 +23,7 @@ def test_cli_reports_figures(capsys):
 
 def test_cli_prints_a_replay_command_on_failure(capsys):
     code = main(["--seeds", "200", "--steps", "2000", "--jobs", "2", "--stop-on-first",
-                 "--mutation", "read_without_quorum"])
+                 "--safety-only", "--mutation", "read_without_quorum"])
     out = capsys.readouterr().out
     assert code == 1
     assert "replay: python -m zraft.testing.sweep --seeds 1 --start" in out
