@@ -11,8 +11,8 @@ Rules:
   other), ``partition_oneway`` (only one side drops: symmetric in effect with the node's
   current admin op, see the module report), ``membership`` (add a node, remove a node,
   remove the leader, during traffic), ``snapshot_install_kill`` (a lagging follower is
-  restarted and killed again while it receives a snapshot), ``segment_roll_kill`` (rapid
-  kill -9 of random nodes while tiny segments roll), ``mixed`` (any of the above).
+  restarted and killed again while it receives a snapshot), ``segment_roll_kill`` (kill -9
+  the moment a new log segment file appears), ``mixed`` (any of the above).
 - Membership keeps the config between ``base`` and ``base + 1`` members. A removed node is
   stopped, its data wiped, and restarted blank: it is a spare the next ``add`` can use.
 - The nemesis never decides correctness; it only records what it did (``Topology.events``).
@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from zraft.client import api
@@ -35,6 +36,15 @@ from zraft.client.calls import PeerCall
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.local import LocalCluster, NodeProcess, wait_until
 from zraft.errors import ZRaftError
+from zraft.storage.naming import peer_log_path
+
+
+def segment_names(log_dir: Path) -> set[str]:
+    try:
+        return {p.name for p in log_dir.iterdir() if p.suffix == ".seg"}
+    except OSError:
+        return set()
+
 
 FAULT_KINDS = ("kill", "kill_leader", "kill_majority", "pause", "partition_leader",
                "partition_halves", "partition_bridge", "partition_oneway", "membership",
@@ -247,14 +257,22 @@ class Nemesis:
         return f"one-way {a} drops {b}"
 
     def fault_segment_roll_kill(self) -> str:
-        victims = []
-        for _ in range(3):
-            victim = self.rng.choice(self.topo.member_peers())
-            self.sleep(self.rng.uniform(0.05, 0.4))
-            self.kill(victim)
-            victims.append(victim)
-            self.start(victim)
-        return f"rapid kill -9 {victims}"
+        """Kill -9 a node the moment a new log segment file appears (tiny segments roll
+        every few hundred milliseconds under load), then restart it."""
+        victim = self.rng.choice(self.topo.member_peers())
+        log_dir = peer_log_path(self.topo.node_of(victim).directory / "data", victim) / "log"
+        before = segment_names(log_dir)
+        deadline = time.monotonic() + 3.0
+        now = before
+        while not (now - before) and time.monotonic() < deadline:
+            time.sleep(0.002)  # polling the directory for the roll
+            now = segment_names(log_dir)
+        self.kill(victim)
+        moment = "mid-roll" if now - before else "no roll seen"
+        self.notes[f"segment_roll_kill {moment}"] += 1
+        self.sleep(self.rng.uniform(0.0, self.et))
+        self.start(victim)
+        return f"kill -9 {victim} ({moment})"
 
     def fault_snapshot_install_kill(self) -> str:
         """Kill a lagging follower as soon as the leader starts streaming it a snapshot."""

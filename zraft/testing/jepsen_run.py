@@ -69,7 +69,7 @@ class RunConfig:
     clients_per_process: int = 2
     election_timeout: int = 300
     max_log_count: int = 30
-    max_segment_size: int = 16384
+    max_segment_size: int = 8192
     hold: float = 1.5  # seconds each fault stays
     gap: float = 0.5  # seconds of calm between faults
     sessions: bool = True
