@@ -42,3 +42,4 @@ def test_bench_text_report(cli: Cli, up) -> None:
                     "--duration", "1", "--quiet")
     assert code == 0
     assert "throughput:" in out and "p99" in out and "no errors" in out
+    assert "ops/s over 1 s: |" in out

@@ -138,3 +138,32 @@ def test_env_reaches_the_node_and_an_exiting_node_fails_fast(tmp_path: Path) -> 
     assert "no_such_mutation" in (tmp_path / "node1" / "stdout.log").read_text()
     cluster.stop()
     assert LocalCluster.load(tmp_path).env == {"ZRAFT_TEST_MUTATIONS": "no_such_mutation"}
+
+
+def test_sparkline_scales_to_the_peak_and_width() -> None:
+    from zraft.bench.commands import sparkline
+
+    assert sparkline([0, 4, 8]) == " ▄█"
+    assert len(sparkline(list(range(500)), width=40)) == 40
+
+
+def test_events_follow_prints_new_events(tmp_path: Path, monkeypatch, capsys) -> None:
+    """--follow prints the timeline, then each event logged later, once."""
+    from zraft.cli import main as zraft_main
+    from zraft.cluster import commands
+
+    faults = tmp_path / "faults.jsonl"
+    faults.write_text('{"t": 10.0, "kind": "heal", "source": "cluster"}\n')
+    sleeps = []
+
+    def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 1:
+            with open(faults, "a") as f:
+                f.write('{"t": 11.0, "kind": "kill", "source": "cluster", "index": 2}\n')
+        else:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(commands.time, "sleep", fake_sleep)
+    assert zraft_main(["cluster", "events", "--dir", str(tmp_path), "--follow"]) == 130
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "heal" in lines[0] and "kill node 2" in lines[1]

@@ -109,6 +109,18 @@ def _marks(cluster_dir: str, start: float, end: float) -> list[dict[str, Any]]:
     return marks
 
 
+def sparkline(values: list[float], width: int = 60) -> str:
+    """Values as block characters (averaged down to ``width`` bars)."""
+    if len(values) > width:
+        step = len(values) / width
+        values = [sum(values[int(i * step):int((i + 1) * step)] or [0])
+                  / max(1, len(values[int(i * step):int((i + 1) * step)]))
+                  for i in range(width)]
+    top = max(values) or 1.0
+    blocks = " ▁▂▃▄▅▆▇█"
+    return "".join(blocks[round(v / top * (len(blocks) - 1))] for v in values)
+
+
 def _bar(fraction: float, width: int = 20) -> str:
     filled = int(max(0.0, min(1.0, fraction)) * width)
     return "[" + "#" * filled + "." * (width - filled) + "]"
@@ -131,6 +143,10 @@ def format_result(result: dict[str, Any]) -> str:
         f"p99 {lat['p99']:.2f}  p99.9 {lat['p99.9']:.2f}  max {lat['max']:.2f}  "
         f"mean {lat['mean']:.2f}",
     ]
+    rates = [row["ops_per_s"] for row in result["timeline"]]
+    if rates:
+        lines.append(f"ops/s over {cfg['duration']:g} s: |{sparkline(rates)}| "
+                     f"(peak {max(rates):,.0f})")
     for mark in result["marks"]:
         lines.append(f"  at {mark['at']:6.2f} s  {mark['category']:<6}  {mark['label']}")
     if result.get("plot"):

@@ -147,16 +147,43 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_events(args: argparse.Namespace) -> int:
     since = time.time() - args.since if args.since else None
+    timeline = _events(args, since)
+    if args.last:
+        timeline = timeline[-args.last:]
+    if args.json and not args.follow:
+        print(json.dumps(timeline, sort_keys=True, default=str))
+        return 0
+    _print_events(args, timeline)
+    if not timeline and not args.follow:
+        print("no events yet", flush=True)
+    seen = {_event_key(e) for e in timeline}
+    while args.follow:  # new events as they are logged, until Ctrl-C
+        time.sleep(0.5)
+        start = max((float(e["t"]) for e in timeline), default=since or 0.0) - 2.0
+        timeline = _events(args, start)
+        fresh = [e for e in timeline if _event_key(e) not in seen]
+        seen.update(_event_key(e) for e in fresh)
+        _print_events(args, fresh)
+    return 0
+
+
+def _events(args: argparse.Namespace, since: float | None) -> list[dict[str, Any]]:
     timeline = events.timeline(args.dir, since=since)
     if args.kind:
         timeline = [e for e in timeline if e["category"] in args.kind]
-    if args.last:
-        timeline = timeline[-args.last:]
-    if args.json:
-        print(json.dumps(timeline, sort_keys=True, default=str))
-    else:
-        print(events.render(timeline) if timeline else "no events yet", flush=True)
-    return 0
+    return timeline
+
+
+def _event_key(event: dict[str, Any]) -> str:
+    return json.dumps(event, sort_keys=True, default=str)
+
+
+def _print_events(args: argparse.Namespace, timeline: list[dict[str, Any]]) -> None:
+    for event in timeline:
+        if args.json:  # --follow --json: one JSON document per line
+            print(json.dumps(event, sort_keys=True, default=str), flush=True)
+        else:
+            print(events.render([event]), flush=True)
 
 
 # ---------------------------------------------------------------- faults
@@ -320,6 +347,7 @@ def register(subparsers: Any) -> None:
                    choices=["fault", "leader", "election", "role", "config", "snapshot", "node"])
     p.add_argument("--last", type=int, help="only the last N events")
     p.add_argument("--since", type=float, metavar="SECONDS", help="only the last SECONDS")
+    p.add_argument("--follow", action="store_true", help="keep printing new events (Ctrl-C)")
 
     for name, body, text in (
         ("kill", cmd_kill, "SIGKILL a node"),
