@@ -59,6 +59,7 @@ class Fuzz:
         self.committed: dict[int, int] = {}  # index -> term, from any applied entry
         self.reads: dict[Any, int] = {}
         self.read_seq = 0
+        self.burned: set[str] = set()
         self.clock = 0
         self.stats = {"applied": 0, "reads": 0, "changes": 0, "snapshots": 0, "restarts": 0}
 
@@ -73,6 +74,8 @@ class Fuzz:
             return
         rd = core.ready()
         node.pending.append(rd)
+        if len(node.pending) == 1 and not (rd.must_persist or rd.compact_to):
+            self.persist_one(node)  # nothing to write: durable as soon as earlier ones are
         self.send(rd.messages)
         if rd.snapshot is not None:
             # the driver installs the received state machine at meta.index
@@ -186,9 +189,13 @@ class Fuzz:
             elif x < 0.60:
                 self.deliver()
             elif x < 0.75:
-                self.persist_one(node)
+                busy = [n for n in self.nodes.values() if n.pending]
+                if busy:
+                    self.persist_one(rng.choice(busy))
             elif x < 0.82:
-                self.client_op(node)
+                leaders = [n for n in self.nodes.values() if n.core.role == "leader"]
+                if leaders:
+                    self.client_op(rng.choice(leaders))
             elif x < 0.84:
                 if node.core.applied > node.core.log.snapshot.index and rng.random() < 0.5:
                     idx = rng.randint(node.core.log.snapshot.index + 1, node.core.applied)
@@ -269,6 +276,7 @@ class Fuzz:
             cand = self.rng.choice(self.pool)
             if cand in members and len(members) > 1:
                 members.discard(cand)
-            elif cand not in members and not self.nodes[cand].removed:
+                self.burned.add(cand)  # a removed peer id stops for good: never re-added
+            elif cand not in members and cand not in self.burned:
                 members.add(cand)
             c.change_config(sorted(members), cidx, ("cc", self.clock), 200)

@@ -36,7 +36,7 @@ groups = st.lists(st.sampled_from(PEERS), min_size=1, max_size=7, unique=True).m
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(old=groups, new=st.one_of(st.just(()), groups),
        match=st.dictionaries(st.sampled_from(PEERS), st.integers(0, 20)))
 def test_committed_index_matches_naive(old, new, match):
@@ -47,7 +47,7 @@ def test_committed_index_matches_naive(old, new, match):
     assert committed_index(cfg, lambda p: match.get(p, 0)) == expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(old=groups, new=st.one_of(st.just(()), groups),
        votes=st.dictionaries(st.sampled_from(PEERS), st.booleans()))
 def test_vote_result_matches_naive(old, new, votes):

@@ -350,7 +350,10 @@ class LeaderRole:
                     pr.next = msg.index + 1  # below match+1 only while repairing
             elif pr.state == SNAPSHOT and pr.match >= pr.pending_snapshot:
                 pr.become_replicate()
-            self._dirty.add(msg.src)
+            if pr.next <= self.log.last_index() or pr.state == PROBE:
+                self._dirty.add(msg.src)  # something to send (idle acks make no Ready)
+            if pr.sent_commit < pr.match and pr.sent_commit < self.commit:
+                self._commit_notify = True  # it can now learn a commit it lacks
             if grew:
                 if pr.learner:
                     self._maybe_finish_staging()
