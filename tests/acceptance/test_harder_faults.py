@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
+from collections.abc import Callable
 from typing import Any
 
+import pykka
 import pytest
 
 from tests.acceptance.conftest import ET, wait_for
@@ -19,6 +22,7 @@ from tests.acceptance.test_ephemeral import SESSION_TIMEOUT, _read, _start_owner
 from tests.acceptance.test_failover import _Writer
 from zraft.client import api
 from zraft.client.client_actor import Client
+from zraft.errors import ZRaftError
 from zraft.transport.sentinels import NOT_FOUND
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -98,3 +102,66 @@ def test_exactly_once_counter_across_a_hung_leader(make_cluster) -> None:
     for peer in acc.peers:
         wait_for(lambda p=peer: api.query_local(p, "c", pool=acc.pool) == 300, 15,
                  f"{peer} to agree")
+
+
+def test_deposed_leader_never_serves_a_stale_read(make_cluster) -> None:
+    """A read queued at a leader that was hung while the others elected and wrote must not
+    answer the old value when it wakes up (reads confirm leadership first)."""
+    acc = make_cluster()
+    old = acc.leader()
+    assert api.write(old, ["x", "old"], pool=acc.pool)[0] == "ok"
+    acc.cluster.pause(acc.node_of(old))
+    replies: list[tuple[str, Any]] = []
+    try:
+        new = acc.leader(timeout=15, exclude=old)
+        assert api.write(new, ["x", "new"], pool=acc.pool)[0] == "ok"
+        # sent while it is hung: the request waits in its socket until it runs again
+        acc.pool.request(old, "query", [old.partition("@")[0], "x", None, None],
+                         lambda status, payload: replies.append((status, payload)))
+    finally:
+        acc.cluster.resume(acc.node_of(old))
+    wait_for(lambda: replies, 15, "the woken leader's answer")
+    status, payload = replies[0]
+    print(f"the woken leader answered {status} {payload}")
+    assert (status, payload) != ("ok", "old"), "stale read from a deposed leader"
+    assert status != "ok" or payload == "new"
+
+
+def _timed_failure(call: Callable[[], Any]) -> tuple[BaseException | None, float]:
+    started = time.monotonic()
+    try:
+        call()
+    except Exception as exc:
+        return exc, time.monotonic() - started
+    return None, time.monotonic() - started
+
+
+def test_calls_without_a_quorum_end_at_their_deadline(make_cluster) -> None:
+    """No majority: every call fails with Timeout (or AllFailed) at its deadline, never
+    hangs, whatever redirects and retries happen meanwhile."""
+    acc = make_cluster()
+    s = acc.session(session_timeout=10.0)
+    ref = Client.start(acc.peers, cookie_file=acc.cookie_file, fail_timeout=2 * ET,
+                       election_timeout=ET)
+    client = ref.proxy()
+    try:
+        assert client.write_sync(["before", 1]) == "ok"
+        leader = acc.leader()
+        for peer in acc.peers:
+            if peer != leader:
+                acc.kill(peer)
+        calls = {
+            "light write": lambda: api.write(acc.light(), ["x", 1], timeout=2, pool=acc.pool),
+            "peer query": lambda: api.query(leader, "before", timeout=2, pool=acc.pool),
+            "client write": lambda: client.write_sync(["x", 1], timeout=2),
+            "session write": lambda: s.write_sync(["x", 1], timeout=2),
+            "get_conf": lambda: api.get_conf(leader, timeout=2, pool=acc.pool),
+        }
+        with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:  # all at once
+            outcomes = dict(zip(calls, pool.map(_timed_failure, calls.values()), strict=True))
+        for what, (failure, took) in outcomes.items():
+            print(f"{what}: {failure!r} after {took:.2f}s")
+            assert isinstance(failure, (ZRaftError, pykka.Timeout)), what
+            assert took < 2 + 1.5, f"{what} took {took:.2f}s for a 2 s deadline"
+    finally:
+        ref.stop(timeout=5)
