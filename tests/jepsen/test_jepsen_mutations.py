@@ -15,7 +15,7 @@ from zraft.cluster.local import LocalCluster, wait_until
 from zraft.errors import ZRaftError
 from zraft.testing.jepsen_history import OK, History
 from zraft.testing.jepsen_nemesis import Nemesis, Topology
-from zraft.testing.jepsen_run import RunConfig, node_environment, run_once
+from zraft.testing.jepsen_run import RunConfig, node_env, run_once
 from zraft.testing.jepsen_safety import check_after_run
 from zraft.testing.jepsen_workload import ThreadClients, WorkloadConfig
 
@@ -44,39 +44,41 @@ def test_the_same_run_without_the_mutation_passes(tmp_path: Path) -> None:
 def acked_then_kill(tmp_path: Path, mutations: str) -> tuple[int, int]:
     """One node, inserts only, a slow disk; kill -9 right after acknowledgements arrive,
     restart, and count acknowledged inserts the node no longer has."""
-    cfg = RunConfig(nodes=1, spare=0, mutations=mutations,
-                    extra_env={DISK_DELAY_ENV: "300"})
-    with node_environment(cfg):
-        cluster = LocalCluster(tmp_path / "c", 1, election_timeout=300)
-        pool = ConnectionPool(cluster.cookie.encode())
+    cfg = RunConfig(nodes=1, spare=0, mutations=mutations, extra_env={DISK_DELAY_ENV: "300"})
+    cluster = LocalCluster(tmp_path / "c", 1, election_timeout=300, env=node_env(cfg))
+    pool = ConnectionPool(cluster.cookie.encode())
+    try:
+        start_or_skip(cluster, mutations)
+        api.create(cluster.peers, "dict", timeout=20.0, pool=pool)
+        topo = Topology(cluster, cluster.peers)
+        history = History()
+        inserts = WorkloadConfig(read_ratio=0, write_ratio=0, cas_ratio=0, op_timeout=3.0)
+        clients = ThreadClients(4, cluster.cookie.encode(), topo.all_peers, history, inserts,
+                                seed=5).start()
         try:
-            try:
-                cluster.start()
-            except ZRaftError:
-                out = (cluster.nodes[0].directory / "stdout.log").read_text()
-                if "unknown mutations" in out:
-                    pytest.skip(f"node does not know the mutations {mutations!r} yet: "
-                                "the lead wires apply_before_durable (see the jepsen report)")
-                raise
-            api.create(cluster.peers, "dict", timeout=20.0, pool=pool)
-            topo = Topology(cluster, cluster.peers)
-            history = History()
-            inserts = WorkloadConfig(read_ratio=0, write_ratio=0, cas_ratio=0, op_timeout=3.0)
-            clients = ThreadClients(4, cluster.cookie.encode(), topo.all_peers, history,
-                                    inserts, seed=5).start()
-            try:
-                wait_until(lambda: sum(op.outcome == OK for op in history.snapshot()) >= 12,
-                           30.0, "a dozen acknowledged inserts")
-                cluster.kill(1)
-            finally:
-                clients.stop()
-            cluster.start_node(1)
-            nemesis = Nemesis(topo, pool, random.Random(1))
-            safety, _finals = check_after_run(nemesis, pool, history.snapshot(), restart=False)
-            return safety.lost_count, safety.acked_inserts
+            wait_until(lambda: sum(op.outcome == OK for op in history.snapshot()) >= 12,
+                       30.0, "a dozen acknowledged inserts")
+            cluster.kill(1)
         finally:
-            pool.close()
-            cluster.stop()
+            clients.stop()
+        cluster.start_node(1)
+        nemesis = Nemesis(topo, pool, random.Random(1))
+        safety, _finals = check_after_run(nemesis, pool, history.snapshot(), restart=False)
+        return safety.lost_count, safety.acked_inserts
+    finally:
+        pool.close()
+        cluster.stop()
+
+
+def start_or_skip(cluster: LocalCluster, mutations: str) -> None:
+    try:
+        cluster.start()
+    except ZRaftError:
+        out = (cluster.nodes[0].directory / "stdout.log").read_text()
+        if "unknown mutations" in out:
+            pytest.skip(f"node does not know the mutations {mutations!r} yet: the lead wires "
+                        "apply_before_durable (see the jepsen report)")
+        raise
 
 
 def test_leader_acknowledging_before_fsync_loses_acknowledged_writes(tmp_path: Path) -> None:

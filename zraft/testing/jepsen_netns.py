@@ -33,10 +33,12 @@ from typing import Any
 
 import psutil
 
+import zraft
 from zraft.cluster.local import LocalCluster, NodeProcess, wait_until
 from zraft.errors import ZRaftError
 from zraft.testing.jepsen_nemesis import FaultUnsupported, Nemesis
 
+PACKAGE_ROOT = str(Path(zraft.__file__).resolve().parents[1])
 NETNS_FAULT_KINDS = ("link_down_leader", "link_down_node", "link_down_minority", "slow_link",
                      "netem_delay", "netem_loss", "kill_leader")
 
@@ -162,11 +164,14 @@ class NetnsCluster(LocalCluster):
         if n.alive():
             return n
         self.write_config(n)
+        env = {**os.environ, **self.env, **n.env}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH"))
+                                            if p)
         out = open(n.directory / "stdout.log", "ab")  # noqa: SIM115 (owned by the process)
         n.proc = psutil.Popen(["ip", "netns", "exec", n.namespace, sys.executable, "-m",
                                "zraft.node", "--config", str(n.config_path)],
                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              cwd=str(n.directory), start_new_session=True)
+                              cwd=str(n.directory), start_new_session=True, env=env)
         out.close()
         if wait:
             self.wait_listening(n)

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,23 +124,12 @@ class RunReport:
                    if self.faults_unsupported else ""))
 
 
-@contextmanager
-def node_environment(cfg: RunConfig):  # type: ignore[no-untyped-def]
-    """Node processes inherit this process's environment: set the test-only variables
-    around the cluster's lifetime and restore them after."""
-    wanted = dict(cfg.extra_env)
+def node_env(cfg: RunConfig) -> dict[str, str]:
+    """Extra environment of every node process: the test-only switches of this run."""
+    env = dict(cfg.extra_env)
     if cfg.mutations:
-        wanted[MUTATIONS_ENV] = cfg.mutations
-    saved = {k: os.environ.get(k) for k in wanted}
-    os.environ.update(wanted)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        env[MUTATIONS_ENV] = cfg.mutations
+    return env
 
 
 def make_cluster(cfg: RunConfig, directory: Path) -> LocalCluster:
@@ -152,7 +139,7 @@ def make_cluster(cfg: RunConfig, directory: Path) -> LocalCluster:
         cls = NetnsCluster
     return cls(directory, cfg.nodes + cfg.spare, election_timeout=cfg.election_timeout,
                max_log_count=cfg.max_log_count,
-               extra_raft={"max_segment_size": cfg.max_segment_size})
+               extra_raft={"max_segment_size": cfg.max_segment_size}, env=node_env(cfg))
 
 
 def fault_kinds(cfg: RunConfig) -> tuple[str, ...]:
@@ -180,20 +167,19 @@ def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
     directory.mkdir(parents=True)
     report = RunReport(label, cfg.seed, str(directory))
     started = time.monotonic()
-    with node_environment(cfg):
-        cluster = make_cluster(cfg, directory / "cluster")
-        pool = ConnectionPool(cluster.cookie.encode(), client_id=f"jepsen-admin-{cfg.seed}")
-        try:
-            cluster.start()
-            members = cluster.peers[: cfg.nodes]
-            api.create(members, cluster.backend, timeout=20.0, pool=pool)
-            topo = Topology(cluster, sorted(members))
-            execute(cfg, topo, pool, directory, report)
-        except Exception as exc:  # a run that breaks is a failed run, reported, not hidden
-            report.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            pool.close()
-            cluster.stop()
+    cluster = make_cluster(cfg, directory / "cluster")
+    pool = ConnectionPool(cluster.cookie.encode(), client_id=f"jepsen-admin-{cfg.seed}")
+    try:
+        cluster.start()
+        members = cluster.peers[: cfg.nodes]
+        api.create(members, cluster.backend, timeout=20.0, pool=pool)
+        topo = Topology(cluster, sorted(members))
+        execute(cfg, topo, pool, directory, report)
+    except Exception as exc:  # a run that breaks is a failed run, reported, not hidden
+        report.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        pool.close()
+        cluster.stop()
     report.seconds = time.monotonic() - started
     (directory / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     if report.ok and not keep:

@@ -62,8 +62,12 @@ def converge(nemesis: Nemesis, pool: ConnectionPool, timeout: float = 60.0,
     """(state per member, applied index per member, disagreements)."""
     members = nemesis.topo.member_peers()
     barrier = f"{BARRIER_PREFIX}{time.monotonic_ns()}"
-    session = api.light_session(members)
-    _, session = api.write(session, ["put", barrier, 1], timeout=timeout, pool=pool)
+
+    def put_barrier() -> bool:
+        session = api.light_session(members)
+        api.write(session, ["put", barrier, 1], timeout=5.0, pool=pool)
+        return True
+    wait_until(put_barrier, timeout, "the barrier write")  # peers may still be starting
     leader = nemesis.leader(timeout)
     target = int(nemesis.stat(leader, timeout=5.0)["applied"])
 
