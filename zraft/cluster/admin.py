@@ -64,15 +64,20 @@ def live_nodes(cluster: LocalCluster) -> list[NodeProcess]:
 
 def find_leader(pool: ConnectionPool, cluster: LocalCluster,
                 exclude: Iterable[str] = ()) -> NodeProcess | None:
-    """The node whose peer says it is leader (one probe round, no waiting)."""
+    """The node whose peer says it is leader (one probe round, no waiting). If two say so
+    (an old leader cut off in a minority has not heard of the new term yet), the newer
+    term wins."""
     skip = set(exclude)
+    best: tuple[int, NodeProcess] | None = None
     for n in live_nodes(cluster):
         if cluster.peer_id(n) in skip:
             continue
         info = stat(pool, cluster, n, 0.5)
         if info is not None and info.get("role") == "leader":
-            return n
-    return None
+            term = int(info.get("term") or 0)
+            if best is None or term > best[0]:
+                best = (term, n)
+    return best[1] if best is not None else None
 
 
 def wait_leader(pool: ConnectionPool, cluster: LocalCluster, timeout: float = 20.0,

@@ -76,6 +76,9 @@ def _row(cluster: LocalCluster, n: NodeProcess, info: dict[str, Any] | None,
                last_index=info.get("last_index"), snapshot_index=info.get("snapshot_index"),
                leader=info.get("leader"), config_state=info.get("config_state"))
     row["state"] = _state(cluster.peer_id(n), info, leader)
+    # an old leader cut off in a minority still says "leader" until it hears a newer term
+    row["stale_leader"] = bool(row["state"] == "leader" and leader is not None
+                               and info.get("term", 0) < leader.get("term", 0))
     if leader is not None and info.get("last_index") is not None:
         row["lag"] = max(0, int(leader.get("last_index", 0)) - int(info["last_index"]))
     if node_info is not None:
@@ -122,6 +125,8 @@ def render(doc: dict[str, Any]) -> str:
         if stream.get("sends_started", 0) > stream.get("sends_ok", 0) + stream.get(
                 "sends_failed", 0):
             note.append("sending snapshot")
+        if row.get("stale_leader"):
+            note.append("stale leader (older term)")
         if row.get("config_state") not in (None, "stable"):
             note.append(f"config {row['config_state']}")
         lines.append([str(row["node"]), row["peer"], _cell(row["pid"]), row["state"],
