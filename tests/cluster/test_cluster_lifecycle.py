@@ -40,6 +40,10 @@ def test_add_node_then_remove_node(cli: Cli, up) -> None:
     code, out = cli("conf", "get", "--dir", str(cli.dir), "--json")
     assert sorted(json.loads(out)["peers"]) == sorted(removed["peers"])
     assert cli("read", "--dir", str(cli.dir), "k")[1].strip() == "v"
+    assert (cli.dir / "node4").is_dir(), "a removed node's data stays"
+    again = cli.json("add-node")
+    cli.pids.add(again["pid"])
+    assert again["node"] == 5, "a new node never reuses a removed node's directory"
 
 
 def test_down_leaves_no_process_behind(tmp_path: Path) -> None:

@@ -177,7 +177,10 @@ class LocalCluster:
         return cluster
 
     def _new_node(self) -> NodeProcess:
-        index = max((n.index for n in self.nodes), default=0) + 1
+        # never reuse the directory of a removed node (its data stays there)
+        used = [n.index for n in self.nodes]
+        used += [int(d.name[4:]) for d in self.directory.glob("node*") if d.name[4:].isdigit()]
+        index = max(used, default=0) + 1
         port = self.base_port + index - 1 if self.base_port else free_port()
         n = NodeProcess(index, port, self.directory / f"node{index}",
                         extra_raft=dict(self.extra_raft))
