@@ -3,10 +3,10 @@
 The sections "Client API", "Sessions, ephemeral data and watches" and "Command line" of
 ``docs/client-api.md`` and of ``README.md`` (once merged there) are checked: their
 ```python blocks run in order in one namespace that holds ``peers`` (the peer ids of three
-running nodes, cluster not yet created) and ``cookie_file``; their ```sh blocks run with
-bash (``-euo pipefail``) with ``$ZRAFT_PEERS`` and ``$ZRAFT_COOKIE_FILE`` set and the
-venv's ``zraft`` on PATH. A block fails the test if it raises or exits non-zero; the
-failure names the file and line of the block.
+running nodes, cluster not yet created) and ``cookie_file`` (```py blocks are only shown);
+their ```sh blocks run with bash (``-euo pipefail``) with ``$ZRAFT_PEERS`` and
+``$ZRAFT_COOKIE_FILE`` set and the venv's ``zraft`` on PATH. A block fails the test if it
+raises or exits non-zero; the failure names the file and line of the block.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def examples(text: str) -> list[Example]:
 
 def test_examples_are_found_under_the_sections_only() -> None:
     text = ("## Other\n```python\nskipped\n```\n## Client API\n### sub\n```python\na = 1\n```\n"
-            "```toml\nx = 1\n```\n## Command line\n```sh\necho hi\n```\n")
-    assert examples(text) == [Example("python", "a = 1\n", 7), Example("sh", "echo hi\n", 14)]
+            "```toml\nx = 1\n```\n```py\nshown = 1\n```\n## Command line\n```sh\necho hi\n```\n"
+            "## Layout\n```sh\nnot run\n```\n")
+    assert examples(text) == [Example("python", "a = 1\n", 7), Example("sh", "echo hi\n", 17)]
 
 
 def _run_shell(code: str, acc: Acceptance, cwd: Path, where: str) -> None:
