@@ -35,9 +35,12 @@ def blocks(path: Path) -> list[tuple[str, list[str]]]:
     return found
 
 
-SOURCES = [ROOT / "README.md", Path(__file__).with_name("readme_examples.md")]
-CASES = [pytest.param(lines, id=f"{path.name}:{name}")
-         for path in SOURCES for name, lines in blocks(path)]
+README = ROOT / "README.md"
+PROPOSAL = Path(__file__).with_name("readme_examples.md")
+IN_README = {name for name, _ in blocks(README)}
+CASES = [pytest.param(lines, id=f"README.md:{name}") for name, lines in blocks(README)]
+CASES += [pytest.param(lines, id=f"{PROPOSAL.name}:{name}")
+          for name, lines in blocks(PROPOSAL) if name not in IN_README]  # not yet pasted
 
 
 @pytest.mark.parametrize("lines", CASES)
