@@ -25,7 +25,7 @@ DISK_DELAY_ENV = "ZRAFT_TEST_DISK_DELAY_MS"
 
 
 def test_follower_answering_reads_locally_is_not_linearizable(tmp_path: Path) -> None:
-    cfg = RunConfig(kind="partition_halves", seed=11, seconds=8.0, hold=2.0, sessions=False,
+    cfg = RunConfig(kind="partition_halves", seed=11, seconds=5.0, hold=2.0, sessions=False,
                     restart_check=False, mutations="follower_local_reads",
                     workload=WorkloadConfig(any_node_reads=0.5))
     report = run_once(cfg, tmp_path)
@@ -35,7 +35,7 @@ def test_follower_answering_reads_locally_is_not_linearizable(tmp_path: Path) ->
 
 
 def test_the_same_run_without_the_mutation_passes(tmp_path: Path) -> None:
-    cfg = RunConfig(kind="partition_halves", seed=11, seconds=8.0, hold=2.0, sessions=False,
+    cfg = RunConfig(kind="partition_halves", seed=11, seconds=5.0, hold=2.0, sessions=False,
                     restart_check=False, workload=WorkloadConfig(any_node_reads=0.5))
     report = run_once(cfg, tmp_path)
     assert report.ok, report.line() + f" {report.violations} {report.diverged}"

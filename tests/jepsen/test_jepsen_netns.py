@@ -24,7 +24,7 @@ def namespaces() -> str:
 
 @needs_netns
 def test_nodes_on_their_own_addresses_survive_link_faults(tmp_path: Path) -> None:
-    cfg = RunConfig(kind="mixed", network="netns", seed=21, seconds=8.0, hold=1.2,
+    cfg = RunConfig(kind="mixed", network="netns", seed=21, seconds=5.0, hold=1.2,
                     client_processes=1)
     report = run_once(cfg, tmp_path)
     detail = f"{report.line()} {report.violations} {report.diverged} {report.session_violations}"

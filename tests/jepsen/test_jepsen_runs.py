@@ -19,7 +19,7 @@ SHORT_KINDS = ["kill_leader", "partition_bridge", "pause", "membership",
 
 @pytest.mark.parametrize("kind", SHORT_KINDS)
 def test_short_run_passes_every_check(kind: str, tmp_path: Path) -> None:
-    report = run_once(RunConfig(kind=kind, seed=101, seconds=6.0, hold=1.2), tmp_path)
+    report = run_once(RunConfig(kind=kind, seed=101, seconds=4.0, hold=1.2), tmp_path)
     detail = f"{report.line()} {report.violations} {report.diverged} {report.session_violations}"
     assert report.ok, detail
     assert sum(report.faults.values()) >= 1
