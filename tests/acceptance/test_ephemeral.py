@@ -129,3 +129,61 @@ def test_ephemeral_key_survives_a_leader_change_while_its_session_lives(make_clu
     # and it still goes with its session
     owner.stop()
     wait_for(lambda: _read(acc, "eph") is NOT_FOUND, 5, "the key to go with its session")
+
+
+PAUSABLE_OWNER = textwrap.dedent("""
+    import sys
+    from zraft.client.session import Session
+    peers, cookie_file, timeout, et, key = sys.argv[1:6]
+    s = Session.start(peers.split(","), float(timeout), cookie_file=cookie_file,
+                      election_timeout=float(et))
+    assert s.write_sync([key, "owned"], temporary=True) == "ok"
+    print("ready", s.sid, flush=True)
+    for line in sys.stdin:                 # "state" or "write": answer one line each
+        if line.strip() == "state":
+            print(s.state.value, flush=True)
+        else:
+            try:
+                print(s.write_sync([key, "again"], temporary=True, timeout=2), flush=True)
+            except Exception as exc:
+                print(type(exc).__name__, flush=True)
+""")
+
+
+def _ask(proc: psutil.Popen, command: str, timeout: float = 10.0) -> str:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(f"{command}\n".encode())
+    proc.stdin.flush()
+    readable, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert readable, f"no answer to {command!r}"
+    return proc.stdout.readline().decode().strip()
+
+
+def test_a_session_frozen_longer_than_its_timeout_is_expired(make_cluster) -> None:
+    """The owner process is frozen (SIGSTOP): no pings, but its TCP connections stay open.
+    The cluster expires it from its own clock, deletes the key, and when the process runs
+    again the session knows it is EXPIRED and refuses to write."""
+    acc = make_cluster()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
+    owner = acc.own(psutil.Popen(
+        [sys.executable, "-c", PAUSABLE_OWNER, ",".join(acc.peers), acc.cookie_file,
+         str(SESSION_TIMEOUT), str(ET), "frozen"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env))
+    assert owner.stdout is not None
+    readable, _, _ = select.select([owner.stdout], [], [], 20)
+    assert readable and owner.stdout.readline().startswith(b"ready")
+    assert _ask(owner, "state") == "CONNECTED"
+
+    owner.suspend()
+    frozen = time.monotonic()
+    try:
+        wait_for(lambda: _read(acc, "frozen") is NOT_FOUND, SESSION_TIMEOUT + 2 * ET + 5,
+                 "the frozen session's key to go")
+        took = time.monotonic() - frozen
+        assert took <= SESSION_TIMEOUT + 2 * ET, f"took {took:.2f}s"
+    finally:
+        owner.resume()
+    wait_for(lambda: _ask(owner, "state") == "EXPIRED", 10, "the owner to see EXPIRED")
+    assert _ask(owner, "write") == "SessionExpired"
+    assert _read(acc, "frozen") is NOT_FOUND  # the late session wrote nothing
