@@ -98,3 +98,27 @@ def test_watch_fires_leader_changed_when_leader_is_killed(make_cluster) -> None:
     assert (event.reason, event.query) == ("data_changed", "w")
     with pytest.raises(queue.Empty):
         fired.get_nowait()
+
+
+def test_prefix_watch_and_ownership_of_temporary_keys(make_cluster) -> None:
+    """A watched ``["list", prefix]`` fires when a key appears under the prefix; a plain
+    write makes a temporary key permanent, a temporary write by another session moves it."""
+    acc = make_cluster()
+    a = acc.session(session_timeout=5.0)
+    b = acc.session(session_timeout=5.0)
+    assert b.query_sync(["list", "workers/"], watch="members") == []
+    assert a.write_sync(["workers/a", "up"], temporary=True) == "ok"
+    assert _event(b) == ("members", "data_changed")
+    assert b.query_sync(["list", "workers/"]) == [["workers/a", "up"]]
+
+    assert a.write_sync(["kept", 1], temporary=True) == "ok"
+    assert b.write_sync(["kept", 2]) == "ok"  # plain write: permanent now
+    assert a.write_sync(["moved", 1], temporary=True) == "ok"
+    assert b.write_sync(["moved", 2], temporary=True) == "ok"  # now b's
+    assert b.query_sync(["list", "workers/"], watch="members") == [["workers/a", "up"]]
+    a.stop()
+    assert _event(b) == ("members", "data_changed")  # workers/a went with a
+    assert [b.query_sync(k) for k in ("workers/a", "kept", "moved")] == [NOT_FOUND, 2, 2]
+    b.stop()
+    c = acc.session(session_timeout=5.0)
+    assert [c.query_sync(k) for k in ("kept", "moved")] == [2, NOT_FOUND]
