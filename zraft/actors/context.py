@@ -33,4 +33,5 @@ class PeerContext:
     report_failure: Any  # (name, reason) -> None
     peer_removed: Any  # (name) -> None
     sm_stats: dict[str, Any] = field(default_factory=dict)
+    log_stats: dict[str, Any] = field(default_factory=dict)
     mutations: frozenset[str] = frozenset()  # test-only broken rules (never in use)

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class LogWriterActor(pykka.ThreadingActor):
-    def __init__(self, storage: Any, peer: pykka.ActorRef[Any], name: str) -> None:
+    def __init__(self, storage: Any, peer: pykka.ActorRef[Any], name: str,
+                 stats: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.writer = LogWriter(storage)
         self.peer = peer
@@ -29,6 +30,7 @@ class LogWriterActor(pykka.ThreadingActor):
         self.batches = 0
         self.entries = 0
         self.seconds = 0.0
+        self.published = stats if stats is not None else {}
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, WriteOps):
@@ -37,13 +39,18 @@ class LogWriterActor(pykka.ThreadingActor):
             self.seconds += time.perf_counter() - started
             self.batches += 1
             self.entries += sum(len(arg) for op, arg in message.ops if op == "append")
+            self.published[self.name] = self.stats()
             with contextlib.suppress(pykka.ActorDeadError):  # the peer is stopping
                 self.peer.tell(Persisted(message.number, last_index))
             return None
         if message == "stats":
-            return {"fsync_batches": self.batches, "entries_written": self.entries,
-                    "write_seconds": round(self.seconds, 3)}
+            return self.stats()
         return None
+
+    def stats(self) -> dict[str, Any]:
+        return {"fsync_batches": self.batches, "entries_written": self.entries,
+                "write_seconds": round(self.seconds, 3),
+                "entries_per_fsync": round(self.entries / self.batches, 2) if self.batches else 0}
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
         log.error("log writer of %s failed: %s", self.name, exc)

@@ -95,7 +95,7 @@ class RaftPeerActor(pykka.ThreadingActor):
             raise PeerRemovedError(f"peer {self.peer_id} was removed from its cluster")
         seed = int.from_bytes(os.urandom(8), "big")
         self.core = RaftCore(self.peer_id, storage, ctx.core_config(), random.Random(seed))
-        self.writer = LogWriterActor.start(storage, self.actor_ref, self.name)
+        self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats)
         self.sm = StateMachineActor.start(ctx, self.actor_ref, storage)
         log.info("peer %s started: %s", self.peer_id, self._brief())
         self._drain()
@@ -390,6 +390,9 @@ class RaftPeerActor(pykka.ThreadingActor):
         sm_stats = self.ctx.sm_stats.get(self.name)
         if sm_stats:
             st["fsm"] = dict(sm_stats)
+        log_stats = self.ctx.log_stats.get(self.name)
+        if log_stats:
+            st["log_writer"] = dict(log_stats)
         return st
 
     def _brief(self) -> str:

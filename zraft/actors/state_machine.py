@@ -34,7 +34,7 @@ from zraft.actors.messages import (
     SnapshotTaken,
     Tick,
 )
-from zraft.core.entries import BLANK_CONFIG, SnapshotMeta
+from zraft.core.entries import BLANK_CONFIG, CONFIG, SnapshotMeta
 from zraft.fsm.commands import encode_expire_check
 from zraft.fsm.machine import StateMachine
 from zraft.transport.codec import Push
@@ -58,6 +58,10 @@ class StateMachineActor(pykka.ThreadingActor):
         self.snapshots_taken = 0
         self.snapshots_installed = 0
         self._expiry_proposed: dict[str, int] = {}
+        # The last configuration applied: snapshots carry it, so a snapshot's manifest says
+        # everything a follower installing it needs (index, term, config).
+        self.config_index = 0
+        self.config: Any = BLANK_CONFIG
 
     def on_start(self) -> None:
         ctx = self.ctx
@@ -67,6 +71,7 @@ class StateMachineActor(pykka.ThreadingActor):
         latest = self.store.clean()
         if latest is not None:
             index, _ = self.machine.restore(latest.path)
+            self.config_index, self.config = latest.meta.config_index, latest.meta.config
             log.info("peer %s: state restored from snapshot %d", ctx.peer_id, index)
         self._publish_stats()
 
@@ -99,6 +104,9 @@ class StateMachineActor(pykka.ThreadingActor):
 
     def _apply(self, msg: Apply) -> None:
         machine = self.machine
+        for entry in msg.entries:
+            if entry.type == CONFIG and entry.index > self.config_index:
+                self.config_index, self.config = entry.index, entry.data
         batch = machine.apply(msg.entries)
         self._push_triggers(batch.triggers)
         reply = self.ctx.reply
@@ -192,7 +200,7 @@ class StateMachineActor(pykka.ThreadingActor):
     def _take_snapshot(self) -> None:
         machine = self.machine
         image = machine.take_snapshot()
-        meta = SnapshotMeta(image.index, image.term, 0, BLANK_CONFIG)
+        meta = SnapshotMeta(image.index, image.term, self.config_index, self.config)
         pending = self.store.create(meta)
         if not image.is_async:
             self._snapshot_written(self._write(image, pending))
@@ -232,6 +240,7 @@ class StateMachineActor(pykka.ThreadingActor):
 
     def _install(self, msg: InstallSnapshot) -> None:
         index, _ = self.machine.restore(msg.path)
+        self.config_index, self.config = msg.meta.config_index, msg.meta.config
         self.snapshots_installed += 1
         self.deferred_release_after_install()
         log.info("peer %s: installed snapshot %d from the leader", self.ctx.peer_id, index)

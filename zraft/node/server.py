@@ -77,6 +77,7 @@ class Node:
         self.sessions = SessionRegistry()
         self.events = EventLog(cfg.listen)
         self.sm_stats: dict[str, Any] = {}
+        self.log_stats: dict[str, Any] = {}
         self.peers: dict[str, PeerEntry] = {}
         self._peers_lock = threading.Lock()
         self._preopened: dict[str, DiskLogStorage] = {}
@@ -125,9 +126,9 @@ class Node:
         """Clean stop: peers in reverse start order, then the transport."""
         if self.ticker is not None:
             self.ticker.stop()
+        self.snapshots.close()  # cancel receives first: they block their actors
         if self.sup is not None and self.sup.is_alive():
             self.sup.stop(timeout=30)
-        self.snapshots.close()
         if self.transport is not None:
             self.transport.close()
         for storage in self._preopened.values():
@@ -172,7 +173,7 @@ class Node:
             send_raft=self.send_raft, reply=self.reply, sessions=self.sessions,
             snapshots=self.snapshots, events=self.events,
             report_failure=lambda n, r: log.error("peer %s failed: %s", n, r),
-            peer_removed=self._peer_removed, sm_stats=self.sm_stats,
+            peer_removed=self._peer_removed, sm_stats=self.sm_stats, log_stats=self.log_stats,
             mutations=test_mutations())
 
     def _start_peer(self, name: str, peer_id: str, backend: str) -> None:
@@ -339,7 +340,7 @@ class Node:
         for name, entry in sorted(self.peers.items()):
             ref = entry.handle.resolve()
             peers[name] = {"peer": entry.peer_id, "running": ref is not None,
-                           "fsm": self.sm_stats.get(name)}
+                           "fsm": self.sm_stats.get(name), "log_writer": self.log_stats.get(name)}
         status = {
             "node": self.address, "pid": os.getpid(),
             "uptime": round(time.time() - self.started_at, 1),

@@ -30,8 +30,7 @@ import pykka
 from zraft.actors.messages import SnapshotArrived, SnapshotSendDone
 from zraft.core.entries import SnapshotMeta
 from zraft.ids import PeerId
-from zraft.storage import CorruptSnapshotError, SnapshotStore
-from zraft.storage.snapshots import read_manifest, snapshot_dir_name
+from zraft.storage import SnapshotStore
 from zraft.transport import snapshot_stream
 from zraft.transport.codec import SnapshotControl
 
@@ -48,6 +47,7 @@ class SnapshotService:
         self.node = node
         self._lock = threading.Lock()
         self._offers: dict[str, Future[list[Any]]] = {}
+        self._receivers: set[Any] = set()
         self.counters = {"sent": 0, "send_failed": 0, "received": 0, "receive_failed": 0}
 
     def _count(self, name: str) -> None:
@@ -61,10 +61,21 @@ class SnapshotService:
         return out
 
     def close(self) -> None:
+        """Node stop: abandon offers and cancel every receive in progress."""
         with self._lock:
             offers, self._offers = self._offers, {}
+            receivers = list(self._receivers)
         for fut in offers.values():
             fut.cancel()
+        for receiver in receivers:
+            receiver.cancel()
+
+    def _track(self, receiver: Any, active: bool) -> None:
+        with self._lock:
+            if active:
+                self._receivers.add(receiver)
+            else:
+                self._receivers.discard(receiver)
 
     # ------------------------------------------------------------------ leader side
 
@@ -126,9 +137,10 @@ class SnapshotService:
             dest, cfg.resolved_cookie(), self.node.address,
             listen_addr=cfg.raft.snapshot_listener_addr,
             listen_port=cfg.raft.snapshot_listener_port,
-            accept_timeout=30.0, io_timeout=10.0)
+            accept_timeout=10.0, io_timeout=10.0)
         try:
             host, port = receiver.start()
+            self._track(receiver, True)
         except OSError as exc:
             conn.send(SnapshotControl("reject", [tid, f"cannot listen: {exc}"]))
             return
@@ -160,11 +172,12 @@ class SnapshotSenderActor(pykka.ThreadingActor):
         node = self.service.node
         cfg = node.cfg
         try:
-            store = SnapshotStore.for_peer(cfg.snapshot_dir, self.leader_id)
-            try:
-                info = read_manifest(store.root / snapshot_dir_name(self.meta))
-            except (CorruptSnapshotError, OSError) as exc:
-                raise RuntimeError(f"snapshot {self.meta.index} is gone: {exc}") from None
+            # The newest local snapshot covers at least what the core asked for, and its
+            # manifest carries the full meta (index, term, config) the follower installs.
+            info = SnapshotStore.for_peer(cfg.snapshot_dir, self.leader_id).latest()
+            if info is None or info.meta.index < self.meta.index:
+                raise RuntimeError(f"no local snapshot at or after {self.meta.index}")
+            self.meta = info.meta
             host, port = self.service.offer(self.target, self.leader_id, self.term, self.meta)
             log.info("sending snapshot %d to %s at %s:%d", self.meta.index, self.target, host, port)
 
@@ -219,6 +232,8 @@ class SnapshotReceiverActor(pykka.ThreadingActor):
                         self.leader_id, exc)
             self.receiver.cancel()
             return
+        finally:
+            self.service._track(self.receiver, False)
         self.service._count("received")
         entry = self.service.node.peers.get(self.peer_name)
         ref = entry.handle.resolve() if entry is not None else None
