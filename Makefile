@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 20000
 MINUTES ?= 30
 
-.PHONY: venv run test soak lint clean
+.PHONY: venv run demo-down test soak lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Brings a local 3-node cluster up (dict backend), runs a ten-second demo and leaves it
+# running with the commands to use and stop it.
+run: $(STAMP)
+	$(PY) -m zraft.cluster.demo --dir .zraft-demo
+
+demo-down: $(STAMP)
+	$(VENV)/bin/zraft cluster down --dir .zraft-demo --purge
 
 test: $(STAMP)
 	$(PY) -m ruff check zraft supervisors tests bench
