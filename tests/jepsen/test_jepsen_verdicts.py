@@ -64,3 +64,44 @@ def test_soak_of_zero_minutes_prints_an_empty_summary(tmp_path: Path) -> None:
     totals = soak(0.0, tmp_path, RunConfig(), ["kill"], out=out)
     assert totals["kill"].runs == 0
     assert "fault kind" in out.getvalue()
+
+
+class _Node:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+
+class _Cluster:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def node(self, peer: str) -> _Node:
+        return _Node(self.base / peer.partition("@")[0])
+
+
+def write_log(base: Path, peer: str, entries: list) -> None:
+    from zraft.storage import DiskLogStorage, LogWriter
+
+    storage = DiskLogStorage.open(base / peer.partition("@")[0] / "data", peer)
+    try:
+        LogWriter(storage).write_ops([("append", entries)])
+    finally:
+        storage.close()
+
+
+def test_logs_on_disk_must_agree_at_every_applied_index(tmp_path: Path) -> None:
+    from zraft.core.entries import DATA, Entry
+    from zraft.testing.jepsen_safety import compare_logs
+
+    same = [Entry(i, 1, DATA, b"x%d" % i, 1000 + i) for i in range(1, 6)]
+    write_log(tmp_path, "a@127.0.0.1:1", same)
+    write_log(tmp_path, "b@127.0.0.1:2", same)
+    differ = [*same[:3], Entry(4, 2, DATA, b"other", 2000), same[4]]
+    write_log(tmp_path, "c@127.0.0.1:3", differ)
+    cluster = _Cluster(tmp_path)
+    problems, compared = compare_logs(cluster, ["a@127.0.0.1:1", "b@127.0.0.1:2"], 5)
+    assert problems == [] and compared == 5
+    problems, _ = compare_logs(cluster, ["a@127.0.0.1:1", "c@127.0.0.1:3"], 5)
+    assert len(problems) == 1 and "index 4" in problems[0]
+    problems, _ = compare_logs(cluster, ["a@127.0.0.1:1", "c@127.0.0.1:3"], 3)
+    assert problems == []  # beyond what every node applied, tails may differ

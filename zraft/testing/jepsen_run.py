@@ -46,7 +46,7 @@ from zraft.testing.jepsen_history import (
     save_ops,
 )
 from zraft.testing.jepsen_nemesis import FAULT_KINDS, Nemesis, Topology
-from zraft.testing.jepsen_safety import check_after_run
+from zraft.testing.jepsen_safety import SafetyReport, check_after_run, compare_logs
 from zraft.testing.jepsen_sessions import SessionProbe
 from zraft.testing.jepsen_workload import KeySpace, ProcessClients, ThreadClients, WorkloadConfig
 
@@ -99,6 +99,7 @@ class RunReport:
     acked_lost: int = 0
     diverged: list[str] = field(default_factory=list)
     restarted: bool | None = None
+    log_entries_compared: int = 0  # on-disk entries checked against another node's
     session_checks: dict[str, int] = field(default_factory=dict)
     session_violations: list[str] = field(default_factory=list)
     error: str = ""
@@ -167,6 +168,7 @@ def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
     directory.mkdir(parents=True)
     report = RunReport(label, cfg.seed, str(directory))
     started = time.monotonic()
+    safety_box: list[SafetyReport] = []
     cluster = make_cluster(cfg, directory / "cluster")
     pool = ConnectionPool(cluster.cookie.encode(), client_id=f"jepsen-admin-{cfg.seed}")
     try:
@@ -174,12 +176,17 @@ def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
         members = cluster.peers[: cfg.nodes]
         api.create(members, cluster.backend, timeout=20.0, pool=pool)
         topo = Topology(cluster, sorted(members))
-        execute(cfg, topo, pool, directory, report)
+        safety_box.append(execute(cfg, topo, pool, directory, report))
     except Exception as exc:  # a run that breaks is a failed run, reported, not hidden
         report.error = f"{type(exc).__name__}: {exc}"
     finally:
         pool.close()
         cluster.stop()
+    if safety_box:
+        safety = safety_box[0]
+        problems, report.log_entries_compared = compare_logs(cluster, safety.members,
+                                                             safety.final_applied)
+        report.diverged.extend(problems)
     report.seconds = time.monotonic() - started
     (directory / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     if report.ok and not keep:
@@ -188,7 +195,7 @@ def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
 
 
 def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Path,
-            report: RunReport) -> None:
+            report: RunReport) -> SafetyReport:
     rng = random.Random(cfg.seed)
     history = History()
     cookie = topo.cluster.cookie.encode()
@@ -247,6 +254,7 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
     report.linearizable = lin.ok
     report.window_file = lin.window_file
     report.violations.extend(lin.failures[:5])
+    return safety
 
 
 def transfer_totals(nemesis: Nemesis) -> dict[str, int]:

@@ -11,6 +11,8 @@ Rules:
 - Every acknowledged insert must be in every member's state (``lost`` lists those that are
   not). Register keys are checked by adding each member's final value as a read at the end
   of the history, so the linearizability checker judges them with everything else.
+- ``compare_logs`` (after the nodes stopped) opens every member's log on disk: an index
+  applied everywhere must hold the very same entry on every node that still has it.
 - ``restart_all`` kills -9 every node, restarts each from its own directory, converges again
   and demands the same state as before (barrier keys aside).
 """
@@ -23,9 +25,12 @@ from typing import Any
 
 from zraft.client import api
 from zraft.client.connection import ConnectionPool
-from zraft.cluster.local import wait_until
+from zraft.cluster.local import LocalCluster, wait_until
+from zraft.core.entries import Entry
 from zraft.errors import ZRaftError
 from zraft.fsm.codec import NOT_FOUND
+from zraft.storage import DiskLogStorage
+from zraft.storage.errors import DiskStorageError
 from zraft.testing.jepsen_history import OK, READ, REGISTER_KINDS, Op, acknowledged_inserts
 from zraft.testing.jepsen_nemesis import Nemesis
 
@@ -41,6 +46,7 @@ class SafetyReport:
     acked_inserts: int = 0
     restarted: bool | None = None
     restart_problems: list[str] = field(default_factory=list)
+    final_applied: int = 0  # every member applied at least this at the last convergence
 
     @property
     def lost_count(self) -> int:
@@ -117,6 +123,7 @@ def check_after_run(nemesis: Nemesis, pool: ConnectionPool, ops: list[Op],
     """The crash-safety report, plus final reads to append to the history."""
     report = SafetyReport(members=nemesis.topo.member_peers())
     states, report.applied, report.diverged = converge(nemesis, pool)
+    report.final_applied = min(report.applied.values())
     acked = acknowledged_inserts(ops)
     report.acked_inserts = len(acked)
     for peer, state in states.items():
@@ -157,7 +164,8 @@ def restart_all(nemesis: Nemesis, pool: ConnectionPool,
         for n in cluster.nodes:
             cluster.wait_listening(n)
         wait_until(lambda: nemesis.leader(timeout=1.0), 30.0, "a leader after restarting all")
-        states, _applied, problems = converge(nemesis, pool)
+        states, applied, problems = converge(nemesis, pool)
+        report.final_applied = min(applied.values())
     except (TimeoutError, ZRaftError) as exc:
         report.restarted = False
         report.restart_problems.append(f"cluster did not come back: {exc}")
@@ -172,5 +180,36 @@ def restart_all(nemesis: Nemesis, pool: ConnectionPool,
                 f"{peer} restarted with a different state (missing e.g. {missing})")
 
 
-__all__ = ["SafetyReport", "check_after_run", "converge", "final_reads", "read_state",
-           "restart_all"]
+def compare_logs(cluster: LocalCluster, members: list[str], upto: int
+                 ) -> tuple[list[str], int]:
+    """Open each member's log on disk (the nodes must be stopped) and demand that every
+    index up to ``upto`` (applied everywhere) held by two nodes holds the same entry.
+    Returns (problems, number of entries compared with another node's)."""
+    seen: dict[int, tuple[str, Entry]] = {}
+    problems: list[str] = []
+    compared = 0
+    for peer in members:
+        node = cluster.node(peer)
+        try:
+            storage = DiskLogStorage.open(node.directory / "data", peer)
+        except (DiskStorageError, OSError) as exc:
+            problems.append(f"{peer}: log does not open after the run: {exc}")
+            continue
+        try:
+            lo, hi = storage.first_index(), min(storage.last_index(), upto)
+            for entry in storage.entries(lo, hi + 1) if lo <= hi else []:
+                other = seen.get(entry.index)
+                if other is None:
+                    seen[entry.index] = (peer, entry)
+                    continue
+                compared += 1
+                if other[1] != entry:
+                    problems.append(f"index {entry.index}: {other[0]} has {other[1]}, "
+                                    f"{peer} has {entry}")
+        finally:
+            storage.close()
+    return problems, compared
+
+
+__all__ = ["SafetyReport", "check_after_run", "compare_logs", "converge", "final_reads",
+           "read_state", "restart_all"]
