@@ -247,14 +247,27 @@ class Nemesis:
         return f"bridge {bridge} between {left} and {right}"
 
     def fault_partition_oneway(self) -> str:
+        """``a`` stops hearing ``b`` while ``b`` still hears ``a``: asked of the node as
+        ``partition [[b], "in"]``. Today's node ignores the direction and drops both ways
+        on ``a`` only; a node refusing the extra argument gets ``partition [[b]]``."""
         members = self.topo.member_peers()
         a, b = self.rng.sample(members, 2)
         if self.rng.random() < 0.5:
             a = self.leader()
             b = self.rng.choice([p for p in members if p != a])
-        self.partition({a: [b]})  # only a's side drops
+        addrs = [self.topo.node_of(b).address]
+        try:
+            self.admin(a, "partition", [addrs, "in"])
+            how = "one side drops (direction 'in' requested)"
+        except ZRaftError as exc:
+            if exc.code not in ("bad_request", "error"):
+                raise
+            self.admin(a, "partition", [addrs])
+            how = "one side only (node has no direction: symmetric in effect)"
+            self.notes["partition_oneway symmetric fallback"] += 1
+        self.topo.record(f"{how}: {a} drops traffic from {b}")
         self.sleep(self.hold)
-        return f"one-way {a} drops {b}"
+        return f"{how}: {a} drops {b}"
 
     def fault_segment_roll_kill(self) -> str:
         """Kill -9 a node the moment a new log segment file appears (tiny segments roll

@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         if reason:
             print(f"zraft jepsen: netns run skipped: {reason}", flush=True)
             return 0
-    kinds = args.kind or list(NETNS_KINDS if args.netns else FAULT_KINDS)
+    kinds = args.kind or [*(NETNS_KINDS if args.netns else FAULT_KINDS), "mixed"]
     print(f"zraft jepsen: workdir {workdir}", flush=True)
     if args.minutes is not None:
         totals = soak(args.minutes, workdir, base, kinds, args.keep)
