@@ -281,6 +281,9 @@ class KindTotals:
     gave_up: int = 0
     nonlinearizable: int = 0
     acked_lost: int = 0
+    snapshots_sent: int = 0
+    unsupported: int = 0
+    notes: Counter[str] = field(default_factory=Counter)
     windows: list[str] = field(default_factory=list)
 
     def add(self, r: RunReport) -> None:
@@ -295,6 +298,9 @@ class KindTotals:
         self.gave_up += r.timed_out_keys
         self.nonlinearizable += 0 if r.linearizable else 1
         self.acked_lost += r.acked_lost
+        self.snapshots_sent += r.snapshot_transfers.get("sent", 0)
+        self.unsupported += sum(r.faults_unsupported.values())
+        self.notes.update(r.fault_notes)
         if r.window_file:
             self.windows.append(r.window_file)
 
@@ -302,13 +308,18 @@ class KindTotals:
 def summary(totals: dict[str, KindTotals]) -> str:
     head = (f"{'fault kind':<22} {'runs':>4} {'faults':>6} {'ok':>7} {'fail':>6} "
             f"{'unknown':>7} {'histories':>9} {'keys':>6} {'gave up':>7} {'non-lin':>7} "
-            f"{'acked lost':>10} {'failed':>6}")
+            f"{'acked lost':>10} {'snap sent':>9} {'failed':>6}")
     lines = [head, "-" * len(head)]
     for kind in sorted(totals):
         t = totals[kind]
         lines.append(f"{kind:<22} {t.runs:>4} {t.faults:>6} {t.ok:>7} {t.fail:>6} "
                      f"{t.unknown:>7} {t.histories:>9} {t.keys:>6} {t.gave_up:>7} "
-                     f"{t.nonlinearizable:>7} {t.acked_lost:>10} {t.failed_runs:>6}")
+                     f"{t.nonlinearizable:>7} {t.acked_lost:>10} {t.snapshots_sent:>9} "
+                     f"{t.failed_runs:>6}")
+        for note, count in sorted(t.notes.items()):
+            lines.append(f"    {note}: {count}")
+        if t.unsupported:
+            lines.append(f"    not injectable on this machine: {t.unsupported}")
         for w in t.windows:
             lines.append(f"    offending window: {w}")
     return "\n".join(lines)
