@@ -140,3 +140,11 @@ def random_case_of(rng: random.Random, kind: str) -> tuple[str, object]:
 
 def test_fuzz_log_file_is_the_nodes(target: FuzzTarget) -> None:
     assert Path(target.log_file).exists()
+
+
+def test_random_campaign_cli_reports_outcomes(tmp_path: Path, capsys) -> None:
+    from zraft.testing.jepsen_fuzz import main
+
+    assert main(["--cases", "25", "--seed", "4", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert '"cases": 25' in out and '"crashed": false' in out and '"serving": true' in out

@@ -379,5 +379,60 @@ def random_case(rng: random.Random) -> tuple[str, Any]:
     return kind, None
 
 
-__all__ = ["CASE_KINDS", "CaseResult", "FuzzTarget", "mutated_frames", "random_case",
+def campaign(cases: int, seed: int, workdir: Path) -> dict[str, Any]:
+    """``cases`` random cases against a fresh one-node cluster; counts per kind/outcome."""
+    from collections import Counter
+
+    from zraft.client import api
+    from zraft.client.connection import ConnectionPool
+    from zraft.cluster.local import LocalCluster
+
+    cluster = LocalCluster(workdir, 1, election_timeout=300)
+    cluster.start()
+    pool = ConnectionPool(cluster.cookie.encode())
+    try:
+        api.create(cluster.peers, "dict", timeout=20.0, pool=pool)
+        node = cluster.nodes[0]
+        assert node.pid is not None
+        target = FuzzTarget("127.0.0.1", node.port, cluster.cookie.encode(), node.pid,
+                            node.directory / "log" / "console.log")
+        rng = random.Random(seed)
+        outcomes: Counter[str] = Counter()
+        for _ in range(cases):
+            kind, payload = random_case(rng)
+            r = run_case(target, kind, payload, deadline=2.0, log_wait=1.0)
+            outcomes[f"{kind} {r.outcome}{' unlogged' if r.logged is False else ''}"] += 1
+            if r.crashed or not r.serving:
+                outcomes["NODE DOWN"] += 1
+                break
+        return {"cases": sum(v for k, v in outcomes.items() if k != "NODE DOWN"),
+                "outcomes": dict(sorted(outcomes.items())),
+                "crashed": not target.alive(), "serving": target.serving()}
+    finally:
+        pool.close()
+        cluster.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import tempfile
+
+    p = argparse.ArgumentParser(prog="python -m zraft.testing.jepsen_fuzz")
+    p.add_argument("--cases", type=int, default=300)
+    p.add_argument("--seed", type=int, default=random.SystemRandom().randrange(2**31))
+    p.add_argument("--workdir", default=None)
+    args = p.parse_args(argv)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="zraft-fuzz-"))
+    result = campaign(args.cases, args.seed, workdir)
+    print(json.dumps({"seed": args.seed, **result}, indent=2))
+    hung = sum(v for k, v in result["outcomes"].items() if " hung" in k)
+    return 0 if not result["crashed"] and result["serving"] and not hung else 1
+
+
+__all__ = ["CASE_KINDS", "CaseResult", "FuzzTarget", "campaign", "main", "mutated_frames",
+           "random_case",
            "run_case", "values", "wrong_type_frames"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
