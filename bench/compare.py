@@ -137,7 +137,7 @@ def profile_leader(base: Path, sizes: Sizes, seconds: float) -> Path | None:
         head = (f"py-spy of the zraft leader (pid {pid}) during W2, 1 connection x 1,000 "
                 f"outstanding, 100-byte values: {res.ops_per_s:,.0f} writes/s while sampled "
                 f"({seconds:g} s at 200 Hz). {machine()}\n\n")
-        out.write_text(head + profile.summarise(text))
+        out.write_text(head + profile.summarise(text, seconds=seconds))
         return out
     finally:
         side.stop()

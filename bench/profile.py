@@ -1,8 +1,9 @@
 """py-spy profile of one node process while a workload runs, summarised as text.
 
-Rules: ``py-spy record --format raw --threads --nonblocking`` samples the process (it is
-never paused, so the measured side is barely disturbed); the raw collapsed stacks are kept
-next to the summary. The summary gives the share of samples per thread (names normalised:
+Rules: ``py-spy record --format raw --threads --gil --nonblocking`` samples the thread that
+holds the GIL (the Python work that competes for the interpreter; a thread blocked in recv,
+fsync or a lock wait is not sampled) without pausing the process; the raw collapsed stacks
+are kept next to the summary. The summary gives the share of samples per thread (names normalised:
 uuids, addresses and numbers dropped), per leaf function (self time) and per function
 anywhere on the stack (inclusive time), and for the busiest threads their own top leaves.
 """
@@ -31,7 +32,7 @@ def record(pid: int, seconds: float, out_raw: Path, rate: int = 200) -> subproce
         raise FileNotFoundError("py-spy is not installed (pip install py-spy)")
     return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration",
                              str(max(1, round(seconds))), "--rate", str(rate), "--format", "raw",
-                             "--threads", "--nonblocking", "-o", str(out_raw)],
+                             "--threads", "--gil", "--nonblocking", "-o", str(out_raw)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -44,7 +45,7 @@ def _frame(frame: str) -> str:
                                    if " (" in frame else "")
 
 
-def summarise(raw_text: str, top: int = 25) -> str:
+def summarise(raw_text: str, top: int = 25, seconds: float = 0.0, rate: int = 200) -> str:
     by_thread: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -73,13 +74,15 @@ def summarise(raw_text: str, top: int = 25) -> str:
     def pct(n: int) -> str:
         return f"{100 * n / total:5.1f}%"
 
-    out = [f"samples: {total} (non-idle, all threads)", "", "by thread (normalised name):"]
+    busy = f", GIL held {100 * total / (seconds * rate):.0f}% of the time" if seconds else ""
+    out = [f"samples: {total} (threads holding the GIL{busy})", "",
+           "by thread (normalised name):"]
     out += [f"  {pct(n)}  {k}" for k, n in by_thread.most_common(top)]
     out += ["", "self time by function (leaf of the stack):"]
     out += [f"  {pct(n)}  {k}" for k, n in leaf.most_common(top)]
     out += ["", "inclusive time by function (anywhere on the stack):"]
     out += [f"  {pct(n)}  {k}" for k, n in inclusive.most_common(top)]
-    for kind, _n in by_thread.most_common(5):
+    for kind, _n in by_thread.most_common(6):
         out += ["", f"thread {kind}: top self time"]
         out += [f"  {pct(n)}  {k}" for k, n in leaf_by_thread[kind].most_common(10)]
     return "\n".join(out) + "\n"
