@@ -10,15 +10,13 @@
 from __future__ import annotations
 
 import collections
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pykka
 import pytest
 
-from tests.acceptance.conftest import ET, Acceptance, wait_for
+from tests.acceptance.harness import ET, Acceptance, Writer, answered, wait_for
 from zraft.client import api
 from zraft.client.client_actor import Client
 
@@ -49,7 +47,7 @@ def test_exactly_once_counter_across_two_leader_kills(make_cluster) -> None:
         if i in kill_at:
             # kill while the last WINDOW writes were just sent: their answers (or their
             # re-sends) must come from the next leader
-            unanswered_at_kills.append(sum(1 for f in in_flight if not _answered(f)))
+            unanswered_at_kills.append(sum(1 for f in in_flight if not answered(f)))
             leader = _restart_after_kill(acc, leader)
         in_flight.append(s.write(["incr", "counter", 1], timeout=30))
         if len(in_flight) >= WINDOW and i + 1 not in kill_at:
@@ -65,35 +63,6 @@ def test_exactly_once_counter_across_two_leader_kills(make_cluster) -> None:
                  15, f"{peer} to apply every increment")
 
 
-def _answered(future: pykka.Future[Any]) -> bool:
-    try:
-        future.get(timeout=0)
-    except pykka.Timeout:
-        return False
-    return True
-
-
-class _Writer(threading.Thread):
-    """Writes ``[name-i, i]`` in a loop until told to stop, counting successes and failures."""
-
-    def __init__(self, name: str, write: Callable[[Any], Any]) -> None:
-        super().__init__(name=name, daemon=True)
-        self.write = write
-        self.ok = 0
-        self.failures: list[str] = []
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        i = 0
-        while not self.halt.is_set():
-            i += 1
-            try:
-                assert self.write([f"{self.name}-{i}", i]) == "ok"
-                self.ok += 1
-            except Exception as exc:  # any failure counts: there must be none
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-
-
 def test_light_session_and_client_writes_survive_a_leader_kill(make_cluster) -> None:
     acc = make_cluster()
     light = [acc.light()]
@@ -106,8 +75,8 @@ def test_light_session_and_client_writes_survive_a_leader_kill(make_cluster) -> 
                        election_timeout=ET)
     client = ref.proxy()
     try:
-        writers = [_Writer("light", light_write),
-                   _Writer("client", lambda data: client.write_sync(data, timeout=10))]
+        writers = [Writer("light", light_write),
+                   Writer("client", lambda data: client.write_sync(data, timeout=10))]
         for w in writers:
             w.start()
         wait_for(lambda: all(w.ok >= 20 for w in writers), 20, "writes before the kill")

@@ -17,9 +17,7 @@ from typing import Any
 import pykka
 import pytest
 
-from tests.acceptance.conftest import ET, wait_for
-from tests.acceptance.test_ephemeral import SESSION_TIMEOUT, _read, _start_owner
-from tests.acceptance.test_failover import _Writer
+from tests.acceptance.harness import ET, SESSION_TIMEOUT, Writer, read_key, start_owner, wait_for
 from zraft.client import api
 from zraft.client.client_actor import Client
 from zraft.errors import ZRaftError
@@ -30,14 +28,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 def test_orphaned_ephemeral_key_goes_even_when_the_leader_dies_too(make_cluster) -> None:
     acc = make_cluster()
-    owner = _start_owner(acc, "orphan")
+    owner = start_owner(acc, "orphan")
     leader = acc.leader()
     owner.kill()
     killed = acc.kill(leader)
     owner.wait(5)
     # one election (at most 2.5 ET after the old leader's last heartbeat) on top of the bound
     bound = SESSION_TIMEOUT + 2 * ET + 2.5 * ET
-    wait_for(lambda: _read(acc, "orphan") is NOT_FOUND, bound + 5, "the orphaned key to go")
+    wait_for(lambda: read_key(acc, "orphan") is NOT_FOUND, bound + 5, "the orphaned key to go")
     took = time.monotonic() - killed
     print(f"orphaned key gone {took:.2f}s after the kills (bound {bound:.2f}s)")
     assert took <= bound
@@ -58,8 +56,8 @@ def test_writes_never_fail_while_the_leader_hangs(make_cluster) -> None:
     client = ref.proxy()
     leader = acc.leader()
     node = acc.node_of(leader)
-    writers = [_Writer("light", light_write),
-               _Writer("client", lambda data: client.write_sync(data, timeout=10))]
+    writers = [Writer("light", light_write),
+               Writer("client", lambda data: client.write_sync(data, timeout=10))]
     try:
         for w in writers:
             w.start()
@@ -104,7 +102,7 @@ def test_exactly_once_counter_across_a_hung_leader(make_cluster) -> None:
                  f"{peer} to agree")
 
 
-def test_deposed_leader_never_serves_a_stale_read(make_cluster) -> None:
+def test_deposed_leader_never_serves_a_staleread_key(make_cluster) -> None:
     """A read queued at a leader that was hung while the others elected and wrote must not
     answer the old value when it wakes up (reads confirm leadership first)."""
     acc = make_cluster()

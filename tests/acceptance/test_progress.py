@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import Acceptance, wait_for
+from tests.acceptance.harness import Acceptance, wait_for
 from zraft.client import api
 from zraft.errors import AlreadyPresent, Initialized
 from zraft.transport.codec import pack

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import pykka
 import pytest
 
-from tests.acceptance.conftest import Acceptance
+from tests.acceptance.harness import Acceptance
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -13,8 +13,7 @@ import shutil
 
 import pytest
 
-from tests.acceptance.conftest import Acceptance, wait_for
-from tests.acceptance.test_ephemeral import SESSION_TIMEOUT, _start_owner
+from tests.acceptance.harness import SESSION_TIMEOUT, Acceptance, start_owner, wait_for
 from zraft.client import api
 from zraft.client.watcher import SessionState
 from zraft.transport.sentinels import NOT_FOUND
@@ -28,7 +27,7 @@ def _everywhere(acc: Acceptance, key: str, value: object) -> bool:
 
 def test_sessions_travel_in_snapshots_and_expire_on_every_replica(make_cluster) -> None:
     acc = make_cluster(max_log_count=10)
-    owner = _start_owner(acc, "eph")
+    owner = start_owner(acc, "eph")
     leader = acc.leader()
     for i in range(25):  # several snapshots, each holding the owner's session
         assert api.write(leader, [f"k{i}", i], pool=acc.pool)[0] == "ok"

@@ -14,7 +14,7 @@ import time
 import pykka
 import pytest
 
-from tests.acceptance.conftest import ET, wait_for
+from tests.acceptance.harness import ET, wait_for
 from zraft.client.session import Session
 from zraft.client.watcher import SessionState, WatchEvent
 from zraft.transport.sentinels import NOT_FOUND
