@@ -58,6 +58,11 @@ def test_exactly_once_counter_across_two_leader_kills(make_cluster) -> None:
     # every increment answered once, with its own new value: 1..1000, none twice
     assert sorted(results) == list(range(1, INCREMENTS + 1))
     assert s.query_sync("counter", timeout=10) == INCREMENTS
+    # the cluster keeps a reply only until the session acknowledged it (acc_upto): a few
+    # at most now, none after the next ping
+    leader = acc.leader()
+    assert acc.stat(leader)["fsm"]["cached_replies"] <= 2 * WINDOW
+    wait_for(lambda: acc.stat(leader)["fsm"]["cached_replies"] == 0, 5.0, "the next ping")
     for peer in acc.peers:  # and every replica agrees
         wait_for(lambda p=peer: api.query_local(p, "counter", pool=acc.pool) == INCREMENTS,
                  15, f"{peer} to apply every increment")
