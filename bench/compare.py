@@ -109,14 +109,16 @@ def brief(run: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def profile_leader(base: Path, sizes: Sizes, seconds: float) -> Path | None:
-    """py-spy on the zraft leader during W2 (1 connection, 1,000 outstanding)."""
+def profile_leader(base: Path, seconds: float) -> list[Path]:
+    """py-spy on the zraft leader during W2 (1 connection x 1,000 outstanding) and during
+    W3 (64 connections x 1), one file each, on a fresh cluster not used for the table."""
     from bench import profile
 
     if profile.pyspy_path() is None:
         print("profile: py-spy is not installed (pip install py-spy); skipped")
-        return None
+        return []
     side = ZraftSide(base / "zraft-profile")
+    written = []
     try:
         side.start()
         leader = side.leader()
@@ -124,21 +126,25 @@ def profile_leader(base: Path, sizes: Sizes, seconds: float) -> Path | None:
         assert pid is not None
         PROFILE_DIR.mkdir(exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        raw = PROFILE_DIR / f"zraft-leader-W2-{stamp}.raw.txt"
         ops = Ops(side.peer_name, 100)
         target = side.peers[leader]
-        pools = open_pools(side.cookie, target, ops.put(0), 1)
-        spy = profile.record(pid, seconds, raw)
-        res = pipelined(pools, target, ops.put, 10**7, 1_000, seconds)
-        pools[0].close()
-        spy.wait(60)
-        text = raw.read_text() if raw.exists() else ""
-        out = PROFILE_DIR / f"zraft-leader-W2-{stamp}.txt"
-        head = (f"py-spy of the zraft leader (pid {pid}) during W2, 1 connection x 1,000 "
-                f"outstanding, 100-byte values: {res.ops_per_s:,.0f} writes/s while sampled "
-                f"({seconds:g} s at 200 Hz). {machine()}\n\n")
-        out.write_text(head + profile.summarise(text, seconds=seconds))
-        return out
+        for tag, conns, outstanding in (("W2", 1, 1_000), ("W3", 64, 1)):
+            raw = PROFILE_DIR / f"zraft-leader-{tag}-{stamp}.raw.txt"
+            pools = open_pools(side.cookie, target, ops.put(0), conns)
+            spy = profile.record(pid, seconds, raw)
+            res = pipelined(pools, target, ops.put, 10**7, outstanding, seconds)
+            for pool in pools:
+                pool.close()
+            spy.wait(60)
+            text = raw.read_text() if raw.exists() else ""
+            out = PROFILE_DIR / f"zraft-leader-{tag}-{stamp}.txt"
+            head = (f"py-spy of the zraft leader (pid {pid}) during {tag}: {conns} connection(s) "
+                    f"x {outstanding:,} outstanding, 100-byte values: {res.ops_per_s:,.0f} "
+                    f"writes/s while sampled ({seconds:g} s at 200 Hz, load average "
+                    f"{os.getloadavg()[0]:.1f}). {machine()}\n\n")
+            out.write_text(head + profile.summarise(text, seconds=seconds))
+            written.append(out)
+        return written
     finally:
         side.stop()
 
@@ -187,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run)
                 print(f"   {brief(run)} [{run['seconds']} s]", flush=True)
         want_profile = args.profile if args.profile is not None else not args.quick
-        profile_file = profile_leader(base, sizes, args.profile_seconds) \
-            if want_profile and "zraft" in args.sides else None
+        profile_files = profile_leader(base, args.profile_seconds) \
+            if want_profile and "zraft" in args.sides else []
     finally:
         if not args.base_dir:
             shutil.rmtree(base, ignore_errors=True)
@@ -202,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print("Durability:")
     print("\n".join(report.durability_lines(groups)))
-    if profile_file is not None:
-        print(f"profile: {profile_file}")
+    for path in profile_files:
+        print(f"profile: {path}")
     doc = {"date": date, "machine": machine(), "notes": notes, "repeats": repeats,
+           "profiles": [str(x) for x in profile_files],
            "sizes": vars(sizes), "runs": runs, "table": text,
            "command": " ".join(["python -m bench.compare", *(argv or sys.argv[1:])])}
     if args.json:

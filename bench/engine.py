@@ -69,6 +69,7 @@ class RunResult:
     latencies: array = field(default_factory=lambda: array("d"))
     completed: bool = True
     payloads: dict[int, Any] | None = None
+    client_cpu: float = 0.0  # CPU seconds of this (client) process per wall second
 
     @property
     def ops_per_s(self) -> float:
@@ -142,6 +143,7 @@ def pipelined(pools: list[ConnectionPool], target: str, make: Callable[[int], Re
             finished.set()
 
     start = perf()
+    cpu_start = time.process_time()
     for pool in pools:
         for _ in range(outstanding):
             i = next_op()
@@ -152,6 +154,7 @@ def pipelined(pools: list[ConnectionPool], target: str, make: Callable[[int], Re
         result.completed = False
     with lock:
         result.elapsed = perf() - start
+        result.client_cpu = (time.process_time() - cpu_start) / max(1e-9, result.elapsed)
         del result.latencies[result.ok:]
         if counters["done"] < n_ops:
             result.completed = False

@@ -40,7 +40,7 @@ class Sizes:
     w5_ops: int = 20_000
     w5_extra: int = 8_000  # writes while the follower is down: > 3 log segments of 10 MB
     w6_ops: int = 50_000
-    time_limit: float = 40.0
+    time_limit: float = 30.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -52,7 +52,7 @@ def _summary(res: RunResult) -> dict[str, Any]:
     lat = res.latency_ms()
     return {"ops_per_s": round(res.ops_per_s, 1), "p50_ms": lat["p50"], "p99_ms": lat["p99"],
             "max_ms": lat["max"], "ok": res.ok, "errors": dict(res.errors),
-            "completed": res.completed}
+            "completed": res.completed, "client_cpu": round(res.client_cpu, 2)}
 
 
 def _run(side: Side, make: Any, n: int, outstanding: int, conns: int, limit: float,
