@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -103,7 +104,7 @@ def brief(run: dict[str, Any]) -> str:
     if "W5" in run:
         w5 = run["W5"]
         parts.append(f"W5 {w5['mb_per_s']:.1f} MB/s catch-up {w5.get('catch_up_s') or 0:.2f} s "
-                     f"({w5.get('catch_up_snapshot_bytes') or 0} B by snapshot)")
+                     f"(by {w5.get('catch_up_path')}, {w5.get('catch_up_snapshot_bytes') or 0} B)")
     parts.append(f"elections {run.get('unplanned_elections')}")
     parts.append(f"load {run['loadavg_before']}->{run['loadavg_after']}")
     return ", ".join(parts)
@@ -149,6 +150,10 @@ def profile_leader(base: Path, seconds: float) -> list[Path]:
         side.stop()
 
 
+def _terminate(*_: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat (smoke test)")
@@ -165,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-seconds", type=float, default=10.0)
     p.add_argument("--base-dir", help="data directory (default: a temporary one, removed)")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)  # unwind: every side stops its processes
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.time_limit:
         sizes.time_limit = args.time_limit

@@ -132,6 +132,12 @@ class Side:
         """Extra figures of the leader (zraft: its log writer's group commit)."""
         return {}
 
+    def isolate(self, i: int) -> None:
+        """Make the other nodes drop (not queue) what they send to node ``i``."""
+
+    def heal(self) -> None:
+        """Undo ``isolate``."""
+
 
 class ZraftSide(Side):
     system = "zraft"
@@ -192,6 +198,21 @@ class ZraftSide(Side):
         lw = st.get("log_writer") or {}
         return {"entries_per_fsync": lw.get("entries_per_fsync"),
                 "fsync_batches": lw.get("fsync_batches")}
+
+    def isolate(self, i: int) -> None:
+        # A down peer's link queues up to 64 MB, which would replay the log to a restarted
+        # follower; dropping instead (as after a long outage) makes it need the snapshot.
+        assert self.pool is not None
+        address = self._node(i).address
+        for j in range(len(self.peers)):
+            if j != i and self.alive(j):
+                ask(self.pool, self.peers[j], "partition", [[address]], 2.0)
+
+    def heal(self) -> None:
+        assert self.pool is not None
+        for j in range(len(self.peers)):
+            if self.alive(j):
+                ask(self.pool, self.peers[j], "heal", [], 2.0)
 
     def node_status(self, i: int) -> dict[str, Any] | None:
         assert self.pool is not None

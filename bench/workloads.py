@@ -221,6 +221,7 @@ def catch_up(side: Side, sizes: Sizes, ops4k: Ops) -> dict[str, Any]:
     before = side.stat(follower) or {}
     behind = int(before.get("applied") or 0)
     side.stop_node(follower)
+    side.isolate(follower)
     compacted: bool | None = None
     for round_ in range(4):  # write until the others' logs start after the follower's
         _run(side, lambda i, r=round_: ops4k.put(i + 7 * (r + 1)), sizes.w5_extra, 1_000, 1,
@@ -232,6 +233,7 @@ def catch_up(side: Side, sizes: Sizes, ops4k: Ops) -> dict[str, Any]:
     lead = side.stat(leader) or {}
     goal = int(lead.get("commit") or 0)
     sent_before = _snapshot_bytes(side, leader)
+    side.heal()
     t0 = time.monotonic()
     side.start_node(follower)
     t_up = time.monotonic()
@@ -242,7 +244,12 @@ def catch_up(side: Side, sizes: Sizes, ops4k: Ops) -> dict[str, Any]:
 
     t_done = _wait_for(caught_up, 120.0, 0.02)
     sent = _snapshot_bytes(side, leader) - sent_before if sent_before is not None else None
-    out: dict[str, Any] = {"catch_up_compacted": compacted, "catch_up_snapshot_bytes": sent}
+    size = max(sent or 0, 16 * 2**20)
+    out: dict[str, Any] = {
+        "catch_up_compacted": compacted, "catch_up_snapshot_bytes": sent,
+        "catch_up_path": "snapshot" if sent else ("log" if sent == 0 else "unknown"),
+        "catch_up_entries": goal - behind,
+        "sendfile_mb_per_s": max(sendfile_throughput(size) for _ in range(3)) / 1e6}
     if t_done is None:
         out["catch_up_s"] = None
         return out
@@ -250,8 +257,6 @@ def catch_up(side: Side, sizes: Sizes, ops4k: Ops) -> dict[str, Any]:
     out["catch_up_after_listen_s"] = t_done - t_up
     if sent:
         out["catch_up_mb_per_s"] = sent / max(1e-9, t_done - t_up) / 1e6
-        size = max(sent, 16 * 2**20)
-        out["sendfile_mb_per_s"] = max(sendfile_throughput(size) for _ in range(3)) / 1e6
     return out
 
 
