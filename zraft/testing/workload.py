@@ -46,6 +46,8 @@ class Profile:
     slow_disks: int  # how many nodes persist five times slower than the others
     slow_clocks: int  # how many nodes tick three times slower (clock drift, GC pauses)
     bootstrap: bool  # start as zraft_lib's create(): one node, then add the others
+    prevote: bool
+    check_quorum: bool
 
     @staticmethod
     def draw(rng: random.Random) -> Profile:
@@ -66,6 +68,8 @@ class Profile:
             slow_disks=rng.choice((0, 0, 1, 2)),
             slow_clocks=rng.choice((0, 0, 1)),
             bootstrap=rng.random() < 0.2,
+            prevote=rng.random() < 0.75,
+            check_quorum=rng.random() < 0.75,
         )
 
 
@@ -76,7 +80,8 @@ class Scenario:
         self.profile = profile = Profile.draw(profile_rng)
         config = CoreConfig(election_ticks=profile.election_ticks, heartbeat_ticks=2,
                             max_inflight=profile.max_inflight,
-                            max_batch_bytes=profile.max_batch_bytes, mutations=mutations)
+                            max_batch_bytes=profile.max_batch_bytes, prevote=profile.prevote,
+                            check_quorum=profile.check_quorum, mutations=mutations)
         self.cluster = SimCluster(seed, nodes=profile.nodes, core_config=config,
                                   snapshot_every=profile.snapshot_every, transcript=transcript,
                                   bootstrap=profile.bootstrap)
