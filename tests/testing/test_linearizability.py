@@ -222,3 +222,11 @@ def test_thousands_of_operations_check_quickly():
     elapsed = time.perf_counter() - started
     assert result.ok, result.describe()
     assert elapsed < 10, elapsed
+
+
+def test_explain_shows_the_operations_before_the_stuck_one():
+    h = [op(WRITE, "k", 0, 1, value=1), op(READ, "k", 2, 3, result=None, process=4)]
+    text = check_history(h).explain()
+    assert "cannot be placed" in text
+    assert "p0 write value=1" in text and "p4 read" in text
+    assert check_history([]).explain() == "linearizable (0 keys)"
