@@ -6,9 +6,10 @@ Rules:
   sweep covers calm and hostile runs alike.
 - The fault mix is aimed at the mutations the sweep must catch: crashes land preferably on
   nodes with unpersisted writes (lost writes), a leader whose commit index runs ahead of its
-  own disk is often restarted right then, leaders get isolated while clients keep reading
-  from every node that still believes it leads (stale reads), and membership changes add,
-  remove and remove the leader.
+  own disk is often restarted right then, a leader that committed entries some follower
+  lacks is sometimes cut off right then (the next election must still choose well), leaders
+  get isolated while clients keep reading from every node that still believes it leads
+  (stale reads), and membership changes add, remove and remove the leader.
 - At most a minority of the current members is crashed at once, so runs keep making progress.
 - Clients behave like real ones: each has at most one call outstanding; one that gives up
   (timeout) is replaced by a fresh client (a new process in the history), as in Jepsen.
@@ -115,6 +116,10 @@ class Scenario:
             self._grow()
         elif self._leader_commit_ahead_of_disk() and rng.random() < 0.1:
             self._bounce_leader()
+        elif roll < 0.003 and self._leader_ahead_of_a_follower():
+            # Cut the leader off right after it committed entries some follower lacks:
+            # the election that follows must still pick a log holding them.
+            self.cluster.isolate(self.cluster.leader_hint)
         elif roll < profile.fault_rate:
             self.fault()
         elif roll < profile.fault_rate + profile.client_rate:
@@ -131,6 +136,17 @@ class Scenario:
                     speed = self.clock_speed
                     cluster.tick(rng.choices(up, [speed.get(p, 1.0) for p in up])[0])
         cluster.after_step()
+
+    def _leader_ahead_of_a_follower(self) -> bool:
+        peer = self.cluster.leader_hint
+        if peer is None:
+            return False
+        node = self.cluster.nodes[peer]
+        if not node.up or node.role != "leader":
+            return False
+        status = node.core.status()
+        commit = status["commit"]
+        return any(pr["match"] < commit for pr in status["progress"].values())
 
     def _grow(self) -> None:
         """Bootstrapped runs: ask for the full initial membership until it is in place."""
