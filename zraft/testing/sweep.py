@@ -42,6 +42,7 @@ class SeedResult:
     kind: str | None  # invariant | core | liveness | linearizability | error
     digest: str
     transcript: list[str] | None = None
+    profile: str = ""
 
 
 def run_seed(seed: int, steps: int, mutations: frozenset[str] = frozenset(),
@@ -74,7 +75,7 @@ def run_seed(seed: int, steps: int, mutations: frozenset[str] = frozenset(),
               for o in cluster.history]).encode()
     ).hexdigest()[:16]
     return SeedResult(seed, scenario.steps, len(cluster.history), violation, kind, digest,
-                      cluster.transcript)
+                      cluster.transcript, repr(scenario.profile))
 
 
 def _run_packed(args: tuple[int, int, frozenset[str], bool]) -> SeedResult:
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
           f"violations {len(report.failures)}")
     for failure in report.failures:
         print(f"\nseed {failure.seed} [{failure.kind}]: {failure.violation}")
+        print(f"  {failure.profile}")
         if failure.transcript is not None:
             path = Path(tempfile.gettempdir()) / f"zraft-sweep-seed-{failure.seed}.log"
             path.write_text("\n".join(failure.transcript) + "\n")
