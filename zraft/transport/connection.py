@@ -374,7 +374,6 @@ class Connection:
                         log.warning("%s (%s): connection closed in the middle of a frame "
                                     "(%d bytes pending): truncated stream", self._label,
                                     self.remote, decoder.pending())
-                        self._on_malformed()
                     break
                 self.bytes_in += len(data)
                 bodies = decoder.feed(data)
