@@ -39,6 +39,11 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float
     return wait_until(pred, timeout, what, interval)
 
 
+def _ready_lines(directory: Path) -> int:
+    log = directory / "stdout.log"
+    return log.read_text().count(" ready\n") if log.exists() else 0
+
+
 class Acceptance:
     """One LocalCluster, a client pool with its cookie, and the helpers the scenarios use."""
 
@@ -109,9 +114,28 @@ class Acceptance:
         self.cluster.kill(self.node_of(peer))
         return time.monotonic()
 
+    def start_node(self, node: int | str, timeout: float = 20.0) -> None:
+        self.start_nodes([node], timeout)
+
+    def start_nodes(self, nodes: list[int] | list[str], timeout: float = 20.0) -> None:
+        """Start node processes together and wait until each printed "ready".
+
+        Listening is not enough: a node accepts connections before its supervisor exists,
+        and a ``create_peer`` in that window fails (.coord/bugs-issue4.md #1,
+        test_node_startup.py). Each start appends one "ready" line to DIR/nodeK/stdout.log.
+        """
+        started = []
+        for node in nodes:
+            n = self.cluster.node(node if isinstance(node, int) else self.node_of(node))
+            started.append((n, _ready_lines(n.directory)))
+            self.cluster.start_node(n, wait=False)
+        for n, before in started:
+            wait_for(lambda n=n, before=before: _ready_lines(n.directory) > before, timeout,
+                     f"node {n.index} to be ready")
+
     def restart(self, peer: str, timeout: float = 15.0) -> None:
         """Start a stopped node again and wait until its peer answers (loaded from disk)."""
-        self.cluster.start_node(self.node_of(peer))
+        self.start_node(peer)
         wait_for(lambda: self.stat(peer, timeout=1.0), timeout, f"{peer} to answer")
 
     def own(self, proc: psutil.Popen) -> psutil.Popen:

@@ -102,7 +102,7 @@ def test_exactly_once_counter_across_a_hung_leader(make_cluster) -> None:
                  f"{peer} to agree")
 
 
-def test_deposed_leader_never_serves_a_staleread_key(make_cluster) -> None:
+def test_deposed_leader_never_serves_a_stale_read(make_cluster) -> None:
     """A read queued at a leader that was hung while the others elected and wrote must not
     answer the old value when it wakes up (reads confirm leadership first)."""
     acc = make_cluster()

@@ -162,7 +162,7 @@ def test_empty_node_catches_up_by_snapshot(make_cluster) -> None:
 
     acc.kill(follower)
     shutil.rmtree(acc.cluster.node(follower).directory / "data")
-    acc.cluster.start_node(acc.node_of(follower))
+    acc.start_node(follower)
     assert api.check_exists(follower, pool=acc.pool) is None  # nothing left of it
     api.create_peer(follower, "dict", pool=acc.pool)
     wait_for(lambda: _caught_up(acc, follower, leader), 15, "the empty follower")
@@ -195,8 +195,7 @@ def test_old_leader_uncommitted_entries_are_truncated(make_cluster) -> None:
     acc.kill(old)
     assert all(status != "ok" for status, _ in replies)  # never acknowledged
 
-    for peer in others:
-        acc.cluster.start_node(acc.node_of(peer))
+    acc.start_nodes(others)
     new = acc.leader(timeout=15)
     assert new in others
     assert api.write(new, ["new", 1], pool=acc.pool)[0] == "ok"

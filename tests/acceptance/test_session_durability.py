@@ -36,7 +36,7 @@ def test_sessions_travel_in_snapshots_and_expire_on_every_replica(make_cluster) 
     rebuilt = next(p for p in acc.peers if p != leader)
     acc.kill(rebuilt)
     shutil.rmtree(acc.cluster.node(rebuilt).directory / "data")
-    acc.cluster.start_node(acc.node_of(rebuilt))
+    acc.start_node(rebuilt)
     api.create_peer(rebuilt, "dict", pool=acc.pool)
     wait_for(lambda: acc.stat(rebuilt)["fsm"]["snapshots_installed"] >= 1, 15,
              "the snapshot install")
@@ -61,8 +61,7 @@ def test_live_session_survives_a_whole_cluster_restart(make_cluster) -> None:
     assert [s.write_sync(["incr", "n", 1]) for _ in range(3)] == [1, 2, 3]
     for n in acc.cluster.nodes:
         acc.cluster.kill(n)
-    for n in acc.cluster.nodes:
-        acc.cluster.start_node(n, wait=False)
+    acc.start_nodes(acc.peers)
     for peer in acc.peers:
         wait_for(lambda p=peer: acc.stat(p, timeout=1.0), 15, f"{peer} back")
     assert s.write_sync(["incr", "n", 1], timeout=10) == 4
