@@ -16,6 +16,7 @@ Rules:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -90,22 +91,23 @@ def brief(run: dict[str, Any]) -> str:
     if "error" in run:
         return f"ERROR {run['error']}"
     parts = []
-    w1, w2, w3 = run.get("W1", {}), run.get("W2", {}), run.get("W3", {})
-    if w1:
-        parts.append(f"W1 p50 {w1['p50_ms']:.2f} ms p99 {w1['p99_ms']:.2f}")
-    for w, r in w2.items():
-        parts.append(f"W2x{w} {r['ops_per_s']:,.0f}/s")
-    if w3:
-        parts.append(f"W3 {w3['ops_per_s']:,.0f}/s")
-    if "W6" in run:
-        parts.append(f"W6 {run['W6']['ops_per_s']:,.0f}/s")
-    if "W4" in run:
-        parts.append(f"W4 {run['W4']['first_commit_s'] or 0:.2f} s lost {run['W4']['acked_lost']}")
-    if "W5" in run:
-        w5 = run["W5"]
-        parts.append(f"W5 {w5['mb_per_s']:.1f} MB/s catch-up {w5.get('catch_up_s') or 0:.2f} s "
-                     f"(by {w5.get('catch_up_path')}, {w5.get('catch_up_snapshot_bytes') or 0} B)")
+
+    def add(fn: Any) -> None:
+        with contextlib.suppress(KeyError, TypeError, AttributeError, ValueError):
+            parts.append(fn())
+
+    add(lambda: f"W1 p50 {run['W1']['p50_ms']:.2f} ms p99 {run['W1']['p99_ms']:.2f}")
+    for w in ("1000", "10000"):
+        add(lambda w=w: f"W2x{w} {run['W2'][w]['ops_per_s']:,.0f}/s")
+    add(lambda: f"W3 {run['W3']['ops_per_s']:,.0f}/s")
+    add(lambda: f"W6 {run['W6']['ops_per_s']:,.0f}/s")
+    add(lambda: f"W4 {run['W4']['first_commit_s']:.2f} s lost {run['W4']['acked_lost']}")
+    add(lambda: f"W5 {run['W5']['mb_per_s']:.1f} MB/s")
+    add(lambda: f"catch-up {run['W5']['catch_up_s']:.2f} s (by {run['W5']['catch_up_path']}, "
+        f"{run['W5']['catch_up_snapshot_bytes'] or 0} B)")
     parts.append(f"elections {run.get('unplanned_elections')}")
+    if run.get("workload_errors"):
+        parts.append(f"errors {run['workload_errors']}")
     parts.append(f"load {run['loadavg_before']}->{run['loadavg_after']}")
     return ", ".join(parts)
 

@@ -82,7 +82,7 @@ class RunResult:
 
 
 def open_pools(cookie: bytes, target: str, op: Request, conns: int,
-               timeout: float = 10.0) -> list[ConnectionPool]:
+               timeout: float = 30.0) -> list[ConnectionPool]:
     """``conns`` pools, each with its connection to ``target`` up (one request answered)."""
     pools = [ConnectionPool(cookie, connect_timeout=2.0) for _ in range(conns)]
     left = threading.Semaphore(0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -57,8 +58,11 @@ def _summary(res: RunResult) -> dict[str, Any]:
 
 def _run(side: Side, make: Any, n: int, outstanding: int, conns: int, limit: float,
          warm: Any) -> RunResult:
+    # ``warm`` (the first request of the phase) is not sent: connections open with ``stat``,
+    # answered at once by both sides, so a backlog cannot stall the opening.
+    del warm
     target = side.peers[side.leader()]
-    pools = open_pools(side.cookie, target, warm, conns)
+    pools = open_pools(side.cookie, target, ("stat", [side.peer_name]), conns)
     try:
         return pipelined(pools, target, make, n, outstanding, limit)
     finally:
@@ -210,7 +214,12 @@ def w5_large_values(side: Side, sizes: Sizes, ops4k: Ops) -> dict[str, Any]:
     out["mb_per_s"] = res.ok * ops4k.value_size / res.elapsed / 1e6 if res.elapsed else 0.0
     out["unplanned_elections"] = side.max_term() - term0
     out["rss_mb"] = [round(x, 1) for x in side.rss_mb()]
-    out.update(catch_up(side, sizes, ops4k))
+    try:
+        out.update(catch_up(side, sizes, ops4k))
+    except Exception as exc:
+        traceback.print_exc()
+        out["catch_up_error"] = f"{type(exc).__name__}: {exc}"
+        side.heal()
     return out
 
 
@@ -283,12 +292,26 @@ def run_all(side: Side, sizes: Sizes, only: set[str] | None = None) -> dict[str,
              ("W6", w6_reads)]
     for name, fn in steps:
         if name in want:
-            out[name] = fn(side, sizes, ops)
+            out[name] = _guarded(name, fn, side, sizes, ops)
     out["unplanned_elections"] = side.max_term() - term0
     out["rss_mb"] = [round(x, 1) for x in side.rss_mb()]
     out["leader"] = side.leader_stats()
     if "W4" in want:
-        out["W4"] = w4_failover(side, sizes, ops)
+        out["W4"] = _guarded("W4", w4_failover, side, sizes, ops)
     if "W5" in want:
-        out["W5"] = w5_large_values(side, sizes, Ops(side.peer_name, 4096, 256))
+        out["W5"] = _guarded("W5", w5_large_values, side, sizes,
+                             Ops(side.peer_name, 4096, 256))
+    errors = {k: v["error"] for k, v in out.items() if isinstance(v, dict) and "error" in v}
+    if errors:
+        out["workload_errors"] = errors
     return out
+
+
+def _guarded(name: str, fn: Any, *args: Any) -> dict[str, Any]:
+    """One workload; a failure is recorded in its result and the next workload still runs
+    (after the cluster has a leader again)."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        traceback.print_exc()
+        return {"error": f"{name}: {type(exc).__name__}: {exc}"}
