@@ -331,8 +331,9 @@ def soak(minutes: float, workdir: Path, base: RunConfig, kinds: list[str],
     totals: dict[str, KindTotals] = {k: KindTotals() for k in kinds}
     deadline = time.monotonic() + minutes * 60
     turn = 0
-    while time.monotonic() < deadline:
-        kind = kinds[turn % len(kinds)]
+    rotation = list(kinds)
+    while time.monotonic() < deadline and rotation:
+        kind = rotation[turn % len(rotation)]
         turn += 1
         left = deadline - time.monotonic()
         seconds = max(5.0, min(base.seconds, left - 15))
@@ -341,6 +342,9 @@ def soak(minutes: float, workdir: Path, base: RunConfig, kinds: list[str],
         report = run_once(cfg, workdir, keep)
         totals[kind].add(report)
         print(report.line(), file=out, flush=True)
+        if report.faults_unsupported.get(kind) and not report.faults.get(kind):
+            rotation.remove(kind)  # this machine cannot inject it: do not spend time on it
+            print(f"    {kind}: not injectable here, dropped from the rotation", file=out)
     print(summary(totals), file=out, flush=True)
     return totals
 
