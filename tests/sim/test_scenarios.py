@@ -157,6 +157,8 @@ def test_same_seed_same_transcript():
 
 def test_bootstrap_one_node_then_add_the_rest():
     c = SimCluster(7, nodes=3, bootstrap=True)
+    assert c.nodes["n1"].storage.last_index() == 1  # durable before anything else happens
+    assert c.nodes["n2"].storage.last_index() == 0
     first = c.elect()
     assert first == "n1" and c.members() == ["n1"]
     assert settle(c, c.write(first, "k", 1)).outcome == OK  # a one-node cluster commits

@@ -89,6 +89,8 @@ class SimCluster:
             first.start(random.Random(self.rng.getrandbits(64)))
             first.core.bootstrap(0)
             first.drain()
+            while first.writes:  # create() returns once the bootstrap entry is durable
+                first.complete_write()
             for peer in initial[1:]:
                 self._start(peer)
         else:
