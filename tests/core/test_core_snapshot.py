@@ -184,7 +184,10 @@ def test_lost_pipeline_whose_end_was_compacted_falls_back_to_snapshot():
     lead.propose([b"x"] * 6, 0)
     net.drive()
     pr = lead.progress["c"]
-    assert pr.state == REPLICATE and len(pr.inflight) == 2 and pr.match == 2
+    assert pr.match == 2
+    pr.become_replicate()  # as if the loss had not been noticed yet
+    pr.next = 6
+    pr.inflight.extend([4, 5])
     lead.snapshot_taken(lead.applied)
     net.drive()
     assert lead.log.term(pr.next - 1) is None
@@ -194,3 +197,25 @@ def test_lost_pipeline_whose_end_was_compacted_falls_back_to_snapshot():
     deliver_snapshots(net, "a")
     net.tick("a", 2)
     assert net.cores["c"].log.last_index() == lead.log.last_index()
+
+
+def test_acks_from_a_follower_awaiting_a_snapshot_do_not_loop():
+    """Fuzz seed 296: a SNAPSHOT-state follower whose match is compacted acked every
+    heartbeat (prev 0, commit 0) with its own commit; each ack asked for a commit notice,
+    which again carried commit 0: an endless exchange without any tick."""
+    net = Net(["a", "b", "c"])
+    lead = net.elect("a")
+    lead.propose([b"x"], 0)
+    net.drive()
+    net.isolate("c")
+    lead.propose([b"y"] * 5, 0)
+    net.drive()
+    lead.snapshot_taken(lead.applied)
+    net.drive()
+    net.heal()
+    net.tick("a", 2)
+    assert lead.progress["c"].state == SNAPSHOT
+    net.events["a"].clear()
+    sent = len(net.sent)
+    net.tick("a", 1)  # one heartbeat round: c acks; the drive() must settle
+    assert len(net.sent) - sent < 10

@@ -302,6 +302,15 @@ class LeaderRole:
             pr.sent_commit = commit
         pr.sent_epoch = self.epoch
 
+    def _commit_news(self: Any, pr: Progress, commit: int) -> bool:
+        """Would a heartbeat tell this follower a commit index it has not been sent?"""
+        known = pr.match
+        if pr.state == REPLICATE:
+            known = pr.next - 1
+        elif self.log.term(known) is None:
+            return False  # compacted: the heartbeat carries prev 0, commit 0
+        return min(commit, known) > pr.sent_commit
+
     def _leader_flush(self: Any) -> None:
         """Called by ready(): batch appends, epoch heartbeats and commit notifications."""
         need_epoch = False
@@ -320,9 +329,7 @@ class LeaderRole:
                     # a probe goes out even when empty: it finds where the follower is
                     while self._send_append(p, pr, pr.state == PROBE):
                         pass
-                if (need_epoch and pr.sent_epoch < epoch) or (
-                    min(commit, pr.match) > pr.sent_commit
-                ):
+                if (need_epoch and pr.sent_epoch < epoch) or self._commit_news(pr, commit):
                     self._send_heartbeat(p, pr)
             self._bcast = False
             dirty.clear()
