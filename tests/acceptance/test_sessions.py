@@ -82,7 +82,8 @@ def test_session_first(make_cluster) -> None:
 
 def test_watch_fires_leader_changed_when_leader_is_killed(make_cluster) -> None:
     acc = make_cluster()
-    s = acc.session(session_timeout=5.0)
+    states: list[SessionState] = []
+    s = acc.session(session_timeout=5.0, listeners=[states.append])
     fired: queue.Queue[WatchEvent] = queue.Queue()
     assert s.query_sync("w", watch=fired) is NOT_FOUND
     assert s.query_sync("other", watch="tagged") is NOT_FOUND
@@ -98,6 +99,10 @@ def test_watch_fires_leader_changed_when_leader_is_killed(make_cluster) -> None:
     assert (event.reason, event.query) == ("data_changed", "w")
     with pytest.raises(queue.Empty):
         fired.get_nowait()
+    # listeners saw the failover: CONNECTED, SUSPENDED while the leader changed, CONNECTED
+    wait_for(lambda: states[-1:] == [SessionState.CONNECTED], 5, "CONNECTED again")
+    assert states[0] == SessionState.CONNECTED and SessionState.SUSPENDED in states
+    assert SessionState.EXPIRED not in states
 
 
 def test_prefix_watch_and_ownership_of_temporary_keys(make_cluster) -> None:
