@@ -80,6 +80,7 @@ class Node:
         self.log_stats: dict[str, Any] = {}
         self.peers: dict[str, PeerEntry] = {}
         self._peers_lock = threading.Lock()
+        self._create_lock = threading.Lock()  # create_peer: check and start as one step
         self._preopened: dict[str, DiskLogStorage] = {}
         self.stopped = threading.Event()
         self.exit_code = 0
@@ -106,15 +107,17 @@ class Node:
         for meta in found:  # recover every log before anything listens
             self._preopened[PeerId.parse(meta.peer_id).name] = self._open_storage(
                 meta.peer_id, meta.backend)
+        # The supervisor exists before anything can arrive: a create_peer racing the start
+        # must find it (bugs-issue4 #1).
+        period = max(1.0, 4 * cfg.raft.election_timeout / 1000)
+        self.sup = OneForOneSupervisor.start(name=f"node {cfg.listen}", max_restarts=3,
+                                             period_s=period, on_give_up=self._on_give_up)
         self.transport = TcpTransport(cfg.resolved_cookie(), self._on_frames,
                                       listen=(cfg.host, cfg.port), node_id=cfg.listen)
         try:
             self.transport.start()
         except OSError as exc:
             raise ConfigError(f"node.listen {cfg.listen}: {exc.strerror}") from None
-        period = max(1.0, 4 * cfg.raft.election_timeout / 1000)
-        self.sup = OneForOneSupervisor.start(name=f"node {cfg.listen}", max_restarts=3,
-                                             period_s=period, on_give_up=self._on_give_up)
         for meta in found:
             self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id, meta.backend or "dict")
         self.ticker = Ticker(self.tick_ms, self._peer_refs).start()
@@ -321,11 +324,12 @@ class Node:
             peer_id = str(PeerId.parse(f"{name}@{self.address}"))
             if not is_allowed(backend, self.cfg.backends):
                 raise BackendNotAllowed(f"backend {backend!r} is not allowed on this node")
-            status, payload = self._check_exists(name)
-            if status != "ok":
-                self.reply(conn, req_id, status, payload)
-                return
-            self._start_peer(name, peer_id, canonical_name(backend))
+            with self._create_lock:
+                status, payload = self._check_exists(name)
+                if status != "ok":
+                    self.reply(conn, req_id, status, payload)
+                    return
+                self._start_peer(name, peer_id, canonical_name(backend))
             self.reply(conn, req_id, "ok", peer_id)
         except BackendNotAllowed as exc:
             self.reply(conn, req_id, "backend_not_allowed", {"message": str(exc)})
