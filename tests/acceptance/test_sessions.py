@@ -15,6 +15,7 @@ import pykka
 import pytest
 
 from tests.acceptance.harness import ET, wait_for
+from zraft.client import api
 from zraft.client.session import Session
 from zraft.client.watcher import SessionState, WatchEvent
 from zraft.transport.sentinels import NOT_FOUND
@@ -127,3 +128,24 @@ def test_prefix_watch_and_ownership_of_temporary_keys(make_cluster) -> None:
     b.stop()
     c = acc.session(session_timeout=5.0)
     assert [c.query_sync(k) for k in ("kept", "moved")] == [2, NOT_FOUND]
+
+
+def test_session_follows_when_its_leader_is_removed_from_the_cluster(make_cluster) -> None:
+    """Membership change under a live session: the leader is configured out (it stops for
+    good); the session moves to the new leader, keeps its temporary key, and its writes
+    stay exactly-once."""
+    acc = make_cluster()
+    s = acc.session(session_timeout=5.0)
+    assert s.write_sync(["eph", "owned"], temporary=True) == "ok"
+    assert [s.write_sync(["incr", "n", 1]) for _ in range(5)] == [1, 2, 3, 4, 5]
+    leader = acc.leader()
+    rest = [p for p in acc.peers if p != leader]
+    pending = [s.write(["incr", "n", 1], timeout=20) for _ in range(20)]
+    assert api.set_new_conf(leader, rest, acc.peers, timeout=10, pool=acc.pool) == sorted(rest)
+    pending += [s.write(["incr", "n", 1], timeout=20) for _ in range(20)]
+    assert sorted(f.get(timeout=30) for f in pending) == list(range(6, 46))
+    new = acc.leader(exclude=leader)
+    assert new in rest and api.get_conf(new, pool=acc.pool)[1] == sorted(rest)
+    assert s.query_sync("n", timeout=10) == 45
+    assert s.query_sync("eph", timeout=10) == "owned"
+    assert s.state == SessionState.CONNECTED
