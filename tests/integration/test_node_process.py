@@ -173,3 +173,59 @@ def test_ten_thousand_bad_frames_leave_the_node_serving(make_cluster) -> None:
     assert h.cluster.node(n.index).alive()
     assert h.write(["after", 2]) == "ok"
     assert h.query("before") == 1
+
+
+def list_peers(h: Harness, node: int) -> list[str]:
+    from zraft.client.calls import PeerCall
+
+    return PeerCall(h.pool, h.cluster.peer_id(node), "list_peers", lambda _n: [], 5.0).run()
+
+
+def test_removed_peer_stops_for_good_and_is_not_restarted(make_cluster) -> None:
+    h = make_cluster(3)
+    h.write(["x", 1])
+    leader = h.leader_index()
+    victim = 1 + leader % 3
+    keep = [p for p in h.peers if p != h.cluster.peer_id(victim)]
+    api.set_new_conf(h.cluster.peer_id(leader), keep, h.peers, timeout=15, pool=h.pool)
+    wait_until(lambda: list_peers(h, victim) == [], 15, "the removed peer to stop")
+    assert h.cluster.node(victim).alive(), "the node process itself stays up"
+    h.cluster.restart(victim)
+    assert list_peers(h, victim) == [], "a removed peer must never be restarted"
+    text = (h.cluster.node(victim).directory / "log" / "console.log").read_text()
+    assert "removed from its cluster" in text
+    assert h.write(["y", 2]) == "ok"
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    ('[node]\nbogus = 1\n', "unknown key 'node.bogus'"),
+    ('[raft]\nelection_timeout = "x"\n', "raft.election_timeout must be an integer"),
+])
+def test_bad_config_exits_2_with_one_line(tmp_path, extra: str, needle: str) -> None:
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(f'{extra}\n')
+    text = cfg.read_text()
+    if "[node]" in text:
+        text = text.replace("[node]\n", '[node]\ncookie = "c"\n')
+    else:
+        text = '[node]\ncookie = "c"\n' + text
+    cfg.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "zraft.node", "--config", str(cfg)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_port_in_use_exits_2(tmp_path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "node.toml"
+        cfg.write_text(f'[node]\ncookie = "c"\nlisten = "127.0.0.1:{port}"\n'
+                       f'log_dir = "{tmp_path / "d"}"\nsnapshot_dir = "{tmp_path / "d"}"\n'
+                       f'[logging]\ndir = "{tmp_path / "log"}"\n')
+        proc = subprocess.run([sys.executable, "-m", "zraft.node", "--config", str(cfg)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"127.0.0.1:{port}" in proc.stderr and "in use" in proc.stderr
