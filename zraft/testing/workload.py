@@ -246,7 +246,9 @@ class Scenario:
         kinds = ["crash", "crash_busy", "bounce", "bounce_leader", "restart", "restart",
                  "partition", "isolate_leader", "isolate_slow_leader", "one_way", "heal",
                  "heal", "weather", "snapshot_failures", "slow_disk_leader", "snapshot"]
-        if self.profile.membership:
+        if self.profile.membership and not self.growing:
+            # (never while a bootstrapped cluster still grows: growing re-adds the initial
+            # ids, and a removed id must never come back)
             kinds += ["add", "add", "remove", "remove", "remove_leader", "remove_leader"]
         kind = rng.choice(kinds)
         up = cluster.up_nodes()
