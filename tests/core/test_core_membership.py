@@ -223,3 +223,31 @@ def test_new_leader_finishes_committed_joint_config():
     assert new.log.config()[1] == ClusterConfig.stable(["a", "b", "c", "d"])
     assert new.commit >= new.log.config()[0]
     assert [r.error for r in results(net, "a")] == ["leader_changed"]
+
+
+def test_leader_losing_power_with_an_unreplicated_joint_entry_recovers():
+    """core-bugs.md #3 (seed 36): {n1} -> {n1..n5}; the joint entry reached only n1, which
+    then lost leadership. n2..n5 are no voters in their own config ({n1}) so they never
+    campaign, but they must still grant n1 the (pre)votes it needs for the new half."""
+    peers = ["n1", "n2", "n3", "n4", "n5"]
+    net = Net(["n1"])
+    lead = net.elect("n1")
+    for p in peers[1:]:
+        net.add(p)
+    net.filter = lambda m: not (
+        isinstance(m, AppendEntries)
+        and any(e.type == CONFIG and e.data.is_joint for e in m.entries))
+    lead.change_config(peers, 1, "grow", 100)
+    net.drive()
+    assert lead.log.config()[1].is_joint
+    assert all(net.cores[p].log.config()[1] == ClusterConfig.stable(["n1"]) for p in peers[1:])
+    net.isolate("n1")
+    net.tick(n=40)
+    assert lead.role != "leader"  # check-quorum: the new half is unreachable
+    net.heal()
+    net.filter = None
+    net.tick(n=120)
+    new = net.leader()
+    assert new is not None and new.id == "n1"
+    assert all(net.cores[p].log.config()[1] == ClusterConfig.stable(peers) for p in peers)
+    assert all(net.cores[p].commit >= new.log.config()[0] for p in peers)
