@@ -118,3 +118,6 @@ def test_commit_never_goes_backwards_within_an_incarnation():
     c.commit_observed("a", 3)
     with pytest.raises(InvariantViolation, match="commit went backwards"):
         c.commit_observed("a", 2)
+    c.restarted("a", 1)  # commit is volatile: a new incarnation starts low again
+    c.commit_observed("a", 1)
+    c.applied("a", 1, e(2, 1))

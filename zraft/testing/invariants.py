@@ -184,6 +184,12 @@ class SafetyChecker:
             raise InvariantViolation(f"commit went backwards on {node}: {last} -> {commit}")
         self.node_commit[node] = commit
 
+    def restarted(self, node: str, applied: int) -> None:
+        """A new incarnation of ``node``: its state machine resumes after ``applied`` and its
+        commit index (volatile) starts from scratch."""
+        self.node_applied[node] = applied
+        self.node_commit[node] = 0
+
     def reset_applied(self, node: str, index: int) -> None:
         """``node`` restarted or installed a snapshot: it continues after ``index``."""
         self.node_applied[node] = index

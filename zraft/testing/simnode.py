@@ -94,8 +94,7 @@ class SimNode:
         else:
             self.machine = KeyValueMachine()
         self.last_snapshot = self.machine.applied
-        cluster.checker.reset_applied(self.id, self.machine.applied)
-        cluster.checker.node_commit[self.id] = 0  # commit is volatile: a restart resets it
+        cluster.checker.restarted(self.id, self.machine.applied)
 
     def _shadow_from_storage(self, meta: SnapshotMeta) -> ShadowLog:
         storage = self.storage
