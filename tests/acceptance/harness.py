@@ -120,9 +120,10 @@ class Acceptance:
     def start_nodes(self, nodes: list[int] | list[str], timeout: float = 20.0) -> None:
         """Start node processes together and wait until each printed "ready".
 
-        Listening is not enough: a node accepts connections before its supervisor exists,
-        and a ``create_peer`` in that window fails (.coord/bugs-issue4.md #1,
-        test_node_startup.py). Each start appends one "ready" line to DIR/nodeK/stdout.log.
+        "ready" means the node finished starting: its stored peers run, so the first
+        requests of a test do not race the start-up (test_node_startup.py checks that such
+        races are harmless anyway). Each start appends one "ready" line to
+        DIR/nodeK/stdout.log.
         """
         started = []
         for node in nodes:

@@ -1,6 +1,7 @@
 """``create_peer`` (the first step of zraft_lib's create/2) must never fail with an internal
 error: not when it arrives the moment a fresh node listens, not when several clients ask
 for the same peer at once (one creates it, the others are told ``already_present``).
+Regression tests for .coord/bugs-issue4.md #1 and #2 (fixed in the node at 06:10).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest
 from tests.acceptance.harness import ROOT, Acceptance, wait_for
 from zraft.client import api
 from zraft.client.connection import ConnectionPool
-from zraft.errors import ZRaftError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -73,10 +73,6 @@ SLOW_START_NODE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, raises=ZRaftError, reason=(
-    "node bug (.coord/bugs-issue4.md #1): Node.start() starts the transport before "
-    "self.sup exists, so a create_peer in that window runs self.sup.proxy() on None and "
-    "answers 'error' AttributeError: 'NoneType' object has no attribute 'proxy'"))
 def test_create_peer_while_the_node_is_still_starting(make_cluster) -> None:
     """A node that listens must either serve create_peer or say it is not ready (a status
     the client retries, like ``loading``), never fail it."""
@@ -99,10 +95,6 @@ def test_create_peer_while_the_node_is_still_starting(make_cluster) -> None:
     wait_for(lambda: acc.stat(peer, timeout=1.0), 10, "the created peer to answer")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "node bug (.coord/bugs-issue4.md #2): Node._create_peer checks and starts without a "
-    "lock, so concurrent create_peer calls for one name all pass _check_exists and the "
-    "losers answer 'error' ChildAlreadyExistsError instead of already_present"))
 def test_concurrent_create_peer_of_one_name(make_cluster) -> None:
     acc = make_cluster(nodes=1, create=False)
     for round_ in range(ROUNDS):  # each round asks for a new peer, RACERS times at once

@@ -10,6 +10,7 @@ the whole cluster, and every replica expires them identically.
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 
@@ -54,18 +55,26 @@ def test_sessions_travel_in_snapshots_and_expire_on_every_replica(make_cluster) 
 
 
 def test_live_session_survives_a_whole_cluster_restart(make_cluster) -> None:
+    """Expiry is decided from log time stamps: a session survives an outage of the whole
+    cluster that is shorter than its timeout (a longer one legitimately expires it)."""
     acc = make_cluster()
+    timeout = 10.0
     states: list[SessionState] = []
-    s = acc.session(session_timeout=4.0, listeners=[states.append])
+    s = acc.session(session_timeout=timeout, listeners=[states.append])
     assert s.write_sync(["eph", "owned"], temporary=True) == "ok"
     assert [s.write_sync(["incr", "n", 1]) for _ in range(3)] == [1, 2, 3]
+    last_contact = time.monotonic()
     for n in acc.cluster.nodes:
         acc.cluster.kill(n)
     acc.start_nodes(acc.peers)
-    for peer in acc.peers:
-        wait_for(lambda p=peer: acc.stat(p, timeout=1.0), 15, f"{peer} back")
+    leader = acc.leader(timeout=15)
+    outage = time.monotonic() - last_contact
+    if outage > timeout / 2:  # the leader's first entry may be later still: no margin left
+        pytest.skip(f"the restart took {outage:.1f}s on this machine, too close to the "
+                    f"{timeout:.0f}s session timeout")
     assert s.write_sync(["incr", "n", 1], timeout=10) == 4
     assert s.query_sync("eph", timeout=10) == "owned"
     assert s.state == SessionState.CONNECTED and SessionState.EXPIRED not in states
+    assert acc.stat(leader)["fsm"]["sessions"] == 1
     s.stop()
     wait_for(lambda: _everywhere(acc, "eph", NOT_FOUND), 10, "the key to go with the session")
