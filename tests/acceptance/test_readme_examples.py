@@ -1,7 +1,7 @@
 """Every example of the client documentation runs, against a real 3-node cluster.
 
 The sections "Client API", "Sessions, ephemeral data and watches" and "Command line" of
-``docs/client-api.md`` and of ``README.md`` (once merged there) are checked: their
+``README.md`` are checked: their
 ```python blocks run in order in one namespace that holds ``peers`` (the peer ids of three
 running nodes, cluster not yet created) and ``cookie_file`` (```py blocks are only shown);
 their ```sh blocks run with bash (``-euo pipefail``) with ``$ZRAFT_PEERS`` and
@@ -28,7 +28,7 @@ from tests.acceptance.harness import Acceptance
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ["docs/client-api.md", "README.md"]
+DOCS = ["README.md"]
 SECTIONS = {"Client API", "Sessions, ephemeral data and watches", "Command line"}
 SHELL_TIMEOUT = 60.0
 _FENCE = re.compile(r"^```(\w*)")
