@@ -12,7 +12,8 @@ Rules kept here (role-specific rules live in ``zraft.core.roles``):
 - A lower-term AppendEntries/InstallSnapshot is answered with our term, so a stale leader
   learns it has been replaced.
 - Election timeouts are drawn from the injected rng in [1.5, 2.5) x election_ticks and
-  re-drawn on every reset. A node whose latest config is blank or lacks it never campaigns.
+  re-drawn on every reset. A blank or removed node never campaigns; one missing from its
+  latest config campaigns only while that config is uncommitted (see ``promotable``).
 - ``hard_state`` changes are handed out before any persisted message depending on them.
 - Committed entries are handed out once, in order, up to min(commit, durable last index).
 """
