@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="py-spy the zraft leader during an extra W2 (default: on unless --quick)")
     p.add_argument("--profile-seconds", type=float, default=10.0)
     p.add_argument("--base-dir", help="data directory (default: a temporary one, removed)")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="print the table of an earlier (possibly interrupted) --json run")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)  # unwind: every side stops its processes
     sizes = Sizes.quick() if args.quick else Sizes()
@@ -188,9 +190,17 @@ def main(argv: list[str] | None = None) -> int:
             args.sides.discard("pysyncobj")
     base = Path(args.base_dir or tempfile.mkdtemp(prefix="zraft-compare-"))
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    doc: dict[str, Any] = {
+        "date": date, "machine": machine(), "notes": notes, "repeats": repeats,
+        "sizes": vars(sizes), "runs": [], "profiles": [], "partial": True,
+        "command": " ".join(["python -m bench.compare", *(argv or sys.argv[1:])])}
+    if args.from_json:
+        doc = json.loads(Path(args.from_json).read_text())
+        print_results(doc)
+        return 0
     print(f"bench.compare {date}; {machine()}; {'; '.join(notes)}; data in {base}", flush=True)
     configs = configurations(args, base)
-    runs: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = doc["runs"]
     try:
         for rep in range(repeats):
             for group, factory in configs:
@@ -200,33 +210,40 @@ def main(argv: list[str] | None = None) -> int:
                 run.update(rep=rep, group=group)
                 runs.append(run)
                 print(f"   {brief(run)} [{run['seconds']} s]", flush=True)
+                if args.json:  # after every run: an interrupted bench keeps what it measured
+                    Path(args.json).write_text(json.dumps(doc, indent=1, default=str))
         want_profile = args.profile if args.profile is not None else not args.quick
-        profile_files = profile_leader(base, args.profile_seconds) \
-            if want_profile and "zraft" in args.sides else []
+        if want_profile and "zraft" in args.sides:
+            doc["profiles"] = [str(x) for x in profile_leader(base, args.profile_seconds)]
     finally:
         if not args.base_dir:
             shutil.rmtree(base, ignore_errors=True)
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for run in runs:
-        groups.setdefault(run["group"], []).append(run)
-    text = report.table(groups)
-    print()
-    print(f"Results: medians (range) over {repeats} repeat(s); PySyncObj msync = better of "
-          f"appendEntriesUseBatch on/off per repeat; 'zraft x' > 1 means zraft is better.")
-    print(text)
-    print("Durability:")
-    print("\n".join(report.durability_lines(groups)))
-    for path in profile_files:
-        print(f"profile: {path}")
-    doc = {"date": date, "machine": machine(), "notes": notes, "repeats": repeats,
-           "profiles": [str(x) for x in profile_files],
-           "sizes": vars(sizes), "runs": runs, "table": text,
-           "command": " ".join(["python -m bench.compare", *(argv or sys.argv[1:])])}
+    doc["partial"] = False
+    doc["table"] = print_results(doc)
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1, default=str))
     if args.table:
-        Path(args.table).write_text(f"{date}; {machine()}\n\n{text}\n")
+        Path(args.table).write_text(f"{date}; {machine()}\n\n{doc['table']}\n")
     return 0 if runs and not any("error" in r for r in runs) else 1
+
+
+def print_results(doc: dict[str, Any]) -> str:
+    """Print the table (and durability, profiles) of a result document; returns the table."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in doc["runs"]:
+        groups.setdefault(run["group"], []).append(run)
+    text = report.table(groups)
+    reps = len({r["rep"] for r in doc["runs"]})
+    print()
+    print(f"Results ({doc['date']}; {doc['machine']}): medians (range) over {reps} repeat(s); "
+          f"PySyncObj msync = better of appendEntriesUseBatch on/off per repeat; "
+          f"'zraft x' > 1 means zraft is better.")
+    print(text)
+    print("Durability:")
+    print("\n".join(report.durability_lines(groups)))
+    for path in doc.get("profiles") or []:
+        print(f"profile: {path}")
+    return text
 
 
 if __name__ == "__main__":

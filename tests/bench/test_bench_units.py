@@ -139,3 +139,21 @@ def test_ops_frames_match_the_zraft_client() -> None:
     tag, (cmd, key, value) = msgpack.unpackb(args[1], raw=False)
     assert (tag, cmd, key, len(value)) == (1, "put", "k3", 100)
     assert ops.get(7) == ("query", ["zraft", ["get", "k7"], None, None])
+
+
+def test_from_json_prints_the_table_of_a_partial_run(tmp_path, capsys) -> None:
+    import json
+
+    from bench import compare
+
+    doc = {"date": "d", "machine": "m", "runs": [
+        {"rep": 0, "group": "zraft", "durability": "fsync", "W6": {"ops_per_s": 30000.0}},
+        {"rep": 0, "group": "PySyncObj msync", "durability": "msync",
+         "W6": {"ops_per_s": 1000.0}}], "partial": True}
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps(doc))
+    assert compare.main(["--from-json", str(path)]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("| W6 linearizable reads"))
+    assert "30,000" in line and "30.0x" in line
+    assert "- PySyncObj msync: msync" in out
