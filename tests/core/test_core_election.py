@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core_harness import Net, flush, make_core, seeded_storage
 
-from zraft.core.entries import CONFIG, ClusterConfig, Entry
+from zraft.core.entries import CONFIG, ClusterConfig, Entry, HardState
 from zraft.core.messages import AppendEntries, AppendReply, RoleChanged, VoteReply, VoteRequest
 from zraft.core.storage import MemoryStorage
 
@@ -99,6 +99,7 @@ def test_sticky_follower_ignores_vote_requests_within_min_timeout():
 def test_leader_ignores_vote_requests_even_with_higher_term():
     c = make_core("a", seeded_storage(["a"]))
     c.campaign()
+    flush(c)  # our own vote counts once durable
     assert c.role == "leader"
     c.step(VoteRequest(99, "b", "a", 100, 99))
     c.step(VoteRequest(99, "b", "a", 100, 99, prevote=True))
@@ -115,12 +116,14 @@ def test_leader_steps_down_on_higher_term_append_reply():
 def test_leader_steps_down_on_higher_term_vote_reply_and_append():
     c = make_core("a", seeded_storage(["a", "b", "c"]), prevote=False)
     c.campaign()
+    flush(c)  # our own vote counts once durable
     c.step(VoteReply(2, "b", "a", True))
     assert c.role == "leader"
     c.step(VoteReply(4, "c", "a", False))
     assert c.role == "follower" and c.term == 4
     c2 = make_core("a", seeded_storage(["a", "b", "c"]), prevote=False)
     c2.campaign()
+    flush(c2)  # our own vote counts once durable
     c2.step(VoteReply(2, "b", "a", True))
     c2.step(AppendEntries(3, "c", "a", 0, 0, [], 0, 1))
     assert c2.role == "follower" and c2.leader == "c"
@@ -219,6 +222,7 @@ def test_vote_reply_from_previous_term_is_ignored():
     c = make_core("a", seeded_storage(["a", "b", "c"]), prevote=False)
     c.campaign()
     c.campaign()  # term 3 now
+    flush(c)  # our own vote counts once durable
     c.step(VoteReply(2, "b", "a", True))
     assert c.role == "candidate"
     c.step(VoteReply(3, "b", "a", True))
@@ -231,3 +235,31 @@ def test_many_cores_side_by_side_are_independent():
     for n, lead in zip(nets, leaders, strict=True):
         assert sum(c.role == "leader" for c in n.cores.values()) == 1
         assert lead.term >= 2
+
+
+def test_single_voter_leads_only_after_its_term_and_vote_are_durable():
+    """core-bugs.md #4: a lone voter used to lead at once, before HardState(term, vote)
+    was durable; after a crash it could lead the same term again with another log."""
+    st = seeded_storage(["a"])
+    c = make_core("a", st)
+    c.campaign()
+    assert c.role == "candidate" and c.term == 2
+    rd = c.ready()
+    assert rd.hard_state == HardState(2, "a") and not rd.entries
+    assert c.role == "candidate"  # handed out, not durable yet
+    # crash here: the durable state is still term 1, and nothing was led in term 2
+    again = make_core("a", st)
+    assert again.term == 1 and again.role == "follower"
+    st.set_hard_state(rd.hard_state)
+    c.persisted(rd.number)
+    assert c.role == "leader" and c.term == 2
+    assert [e.index for e in c.ready().entries] == [2]  # the NOOP comes only now
+
+
+def test_candidate_counts_own_vote_only_after_persist_in_multi_voter_cluster():
+    c = make_core("a", seeded_storage(["a", "b", "c"]), prevote=False)
+    c.campaign()
+    c.step(VoteReply(2, "b", "a", True))
+    assert c.role == "candidate"  # b + (not yet durable) a
+    flush(c)
+    assert c.role == "leader"

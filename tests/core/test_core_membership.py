@@ -147,6 +147,7 @@ def test_joint_config_needs_both_majorities():
     st.append([Entry(2, 1, CONFIG, joint, 0)])
     c = make_core("a", st, prevote=False)
     c.campaign()
+    flush(c)  # our own vote counts once durable
     for p in "bc":
         c.step(VoteReply(2, p, "a", True))
     assert c.role == "candidate"  # b, c make only the old majority

@@ -50,6 +50,7 @@ def test_reads_in_different_readies_get_different_epochs():
 def test_read_waits_for_current_term_commit():
     c = make_core("a", seeded_storage(["a", "b", "c"]), prevote=False)
     c.campaign()
+    flush(c)  # our own vote counts once durable
     c.step(VoteReply(2, "b", "a", True))
     c.read("early")
     rd = flush(c)

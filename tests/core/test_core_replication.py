@@ -95,6 +95,7 @@ def test_fast_backoff_uses_follower_hint():
     st.set_hard_state(HardState(2, None))
     c = make_core("a", st, prevote=False)
     c.campaign()
+    flush(c)  # our own vote counts once durable
     from zraft.core.messages import VoteReply
 
     c.step(VoteReply(3, "c", "a", True))

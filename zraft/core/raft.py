@@ -78,6 +78,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         self._reset_election_timer()
         # candidate state
         self.votes: dict[str, bool] = {}
+        self._self_vote_ready = 0  # -1: own vote awaits a Ready; >0: awaits its persist
         # leader state
         self.progress: dict[str, Progress] = {}
         self.term_start = 0
@@ -169,6 +170,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             _, index, term = pending.popleft()
             if index:
                 self.log.stable_to(index, term)
+        if 0 < self._self_vote_ready <= number:
+            self._count_own_vote()
         if self.role == LEADER:
             self._maybe_commit()
 
@@ -206,6 +209,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         if hs.term != self.term or hs.vote != self.vote:
             hs = self._handed_hs = HardState(self.term, self.vote)
             rd.hard_state = hs
+        if self._self_vote_ready < 0:
+            self._self_vote_ready = rd.number  # this Ready makes our own vote durable
         log = self.log
         if self._snapshot_to_install is not None:
             rd.snapshot = self._snapshot_to_install

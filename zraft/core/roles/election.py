@@ -6,6 +6,7 @@ Rules:
 - Stickiness: a leader ignores every (pre)vote request; a follower that heard from a live
   leader within the minimum election timeout ignores them too (Raft thesis 4.2.3), so a
   partitioned or removed peer cannot disrupt a healthy cluster with its higher term.
+- A candidate counts its own vote only once its (term, vote) is durable.
 - A vote is granted at most once per term and only to a log at least as up to date as
   ours. Every vote request and reply (pre-votes too) is a persisted message, so it leaves
   only once the term and vote it depends on are durable.
@@ -45,10 +46,20 @@ class ElectionRole:
         self.vote = self.id
         self.role = CANDIDATE
         self.leader = None
-        self.votes = {self.id: True}
+        # our own vote counts only once the Ready carrying (term, vote) is durable: a
+        # single voter must not lead a term it could forget in a crash (ready() records
+        # which Ready that is, persisted() counts the vote)
+        self.votes = {}
+        self._self_vote_ready = -1
         self._reset_election_timer()
         self._send_vote_requests(self.term, prevote=False)
         self._tally()
+
+    def _count_own_vote(self: Any) -> None:
+        self._self_vote_ready = 0
+        if self.role == CANDIDATE and self.vote == self.id:
+            self.votes[self.id] = True
+            self._tally()
 
     def _send_vote_requests(self: Any, term: int, prevote: bool) -> None:
         log = self.log
