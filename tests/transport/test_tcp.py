@@ -151,7 +151,7 @@ def test_send_to_dead_peer_never_blocks_and_queue_is_bounded():
         for _ in range(20_000):
             a.send(addr, msg)
         elapsed = time.monotonic() - start
-        assert elapsed < 2.0, elapsed
+        assert elapsed < 10.0, elapsed  # a blocking send would wait for connect timeouts
         state = wait_for(lambda: (s := a.link_state(addr))["connect_failures"] > 0 and s)
         assert state["queued"] <= 100
         assert state["dropped"] >= 20_000 - 100
@@ -160,7 +160,7 @@ def test_send_to_dead_peer_never_blocks_and_queue_is_bounded():
     finally:
         start = time.monotonic()
         a.close()
-        assert time.monotonic() - start < 3
+        assert time.monotonic() - start < 30  # catches a hang, not slowness
 
 
 def test_send_to_blackhole_peer_never_blocks():
@@ -177,7 +177,7 @@ def test_send_to_blackhole_peer_never_blocks():
         start = time.monotonic()
         for i in range(1000):
             a.send(addr, vote(a.address, addr, i))
-        assert time.monotonic() - start < 1.0
+        assert time.monotonic() - start < 5.0  # far below the handshake timeouts of a block
         wait_for(lambda: a.link_state(addr)["connect_failures"] >= 1)
         assert "timed out" in a.link_state(addr)["last_error"]
     finally:

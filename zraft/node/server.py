@@ -288,12 +288,17 @@ class Node:
                 threading.Thread(target=self._node_status, args=(conn, req_id),
                                  daemon=True).start()
             elif op == "partition":
+                # [[addrs]] or [[addrs], "in" | "out" | "both"]: a one-way partition blocks
+                # one direction on one node
+                if not isinstance(args[0], list) or len(args) > 2:
+                    raise ValueError("partition takes [[node addresses], direction]")
                 addrs = [str(a) for a in args[0]]
+                direction = str(args[1]) if len(args) > 1 else "both"
                 self._fault_injection_allowed()
                 assert self.transport is not None
                 self.transport.unblock()
-                self.transport.block(addrs)
-                self.events.record("partition", blocked=addrs)
+                self.transport.block(addrs, direction)
+                self.events.record("partition", blocked=addrs, direction=direction)
                 self.reply(conn, req_id, "ok", None)
             elif op == "heal":
                 self._fault_injection_allowed()

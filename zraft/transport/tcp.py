@@ -246,7 +246,7 @@ class PeerLink:
                 config=cfg,
                 queue=self.queue,
                 # filter on the address we dialed, whatever id the peer announced
-                is_blocked=lambda _peer: self.addr in self._transport.blocked,
+                is_blocked=lambda _peer: self.addr in self._transport.blocked_in,
                 on_malformed=self._transport.count_malformed,
                 on_close=self.connection_closed,
                 label=f"link:{self.addr}",
@@ -329,7 +329,10 @@ class TcpTransport:
         self._inbound: set[Connection] = set()
         self._handshaking: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
-        self._blocked: frozenset[str] = frozenset()
+        # fault injection: frames from _blocked_in are dropped on arrival, frames to
+        # _blocked_out are dropped before sending (a one-way partition blocks one side)
+        self._blocked_in: frozenset[str] = frozenset()
+        self._blocked_out: frozenset[str] = frozenset()
         self._closing = threading.Event()
         self._lsock: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
@@ -410,7 +413,7 @@ class TcpTransport:
     def send(self, addr: str, frame: codec.Frame | bytes) -> bool:
         """Queue ``frame`` for node ``addr``; never blocks. False if dropped by the filter or
         the transport is closed. Bytes must be complete frames from ``codec.encode_frame``."""
-        if addr in self._blocked:
+        if addr in self._blocked_out:
             self._count("dropped_by_filter")
             return False
         if self._closing.is_set():
@@ -451,20 +454,41 @@ class TcpTransport:
 
     # -- fault injection ------------------------------------------------------------------
 
-    def block(self, addrs: Iterable[str]) -> None:
-        """Drop all traffic to and from these node addresses (adds to the blocked set)."""
-        self._blocked = self._blocked | frozenset(addrs)
+    def block(self, addrs: Iterable[str], direction: str = "both") -> None:
+        """Drop traffic with these node addresses: ``in`` (what they send us), ``out`` (what
+        we send them) or ``both``. Adds to what is already blocked."""
+        if direction not in ("in", "out", "both"):
+            raise ValueError(f"direction must be in, out or both, not {direction!r}")
+        addrs = frozenset(addrs)
+        if direction in ("in", "both"):
+            self._blocked_in = self._blocked_in | addrs
+        if direction in ("out", "both"):
+            self._blocked_out = self._blocked_out | addrs
 
     def unblock(self, addrs: Iterable[str] | None = None) -> None:
-        """Stop dropping traffic for ``addrs`` (all when None)."""
-        self._blocked = frozenset() if addrs is None else self._blocked - frozenset(addrs)
+        """Stop dropping traffic for ``addrs`` in both directions (all when None)."""
+        if addrs is None:
+            self._blocked_in = self._blocked_out = frozenset()
+        else:
+            gone = frozenset(addrs)
+            self._blocked_in = self._blocked_in - gone
+            self._blocked_out = self._blocked_out - gone
 
     @property
     def blocked(self) -> frozenset[str]:
-        return self._blocked
+        """Every address with traffic dropped in at least one direction."""
+        return self._blocked_in | self._blocked_out
+
+    @property
+    def blocked_in(self) -> frozenset[str]:
+        return self._blocked_in
+
+    @property
+    def blocked_out(self) -> frozenset[str]:
+        return self._blocked_out
 
     def is_blocked_id(self, peer_id: str) -> bool:
-        return peer_id in self._blocked
+        return peer_id in self._blocked_in
 
     def count_malformed(self) -> None:
         self._count("malformed")
@@ -579,7 +603,9 @@ class TcpTransport:
         return {
             "node_id": self.node_id,
             "address": self.address,
-            "blocked": sorted(self._blocked),
+            "blocked": sorted(self.blocked),
+            "blocked_in": sorted(self._blocked_in),
+            "blocked_out": sorted(self._blocked_out),
             "links": {addr: link.stats() for addr, link in links.items()},
             "inbound": [conn.stats() for conn in inbound],
             **self.counters,
