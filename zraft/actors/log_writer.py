@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -31,9 +32,14 @@ class LogWriterActor(pykka.ThreadingActor):
         self.entries = 0
         self.seconds = 0.0
         self.published = stats if stats is not None else {}
+        # Test-only slow disk (ZRAFT_TEST_DISK_DELAY_MS): legal behaviour that widens the
+        # window in which a deliberately broken rule (ack before fsync) can lose data.
+        self.delay_s = int(os.environ.get("ZRAFT_TEST_DISK_DELAY_MS", "0") or 0) / 1000
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, WriteOps):
+            if self.delay_s:
+                time.sleep(self.delay_s)
             started = time.perf_counter()
             last_index = self.writer.write_ops(message.ops)
             self.seconds += time.perf_counter() - started

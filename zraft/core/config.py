@@ -19,6 +19,7 @@ KNOWN_MUTATIONS = frozenset(
         "read_without_quorum",  # release reads without the heartbeat round
         "truncate_matching",  # follower drops a matching suffix on a stale append
         "forget_vote",  # vote not remembered: grants twice in one term
+        "apply_before_durable",  # hand out committed entries before they are on disk here
     }
 )
 

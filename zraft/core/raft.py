@@ -198,7 +198,14 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             return True
         if self.log.has_unhanded():
             return True
-        return min(self.commit, self.log.stable_last()) > self.applied
+        return self._apply_limit() > self.applied
+
+    def _apply_limit(self) -> int:
+        """Committed entries are handed out only once durable here too, unless the test-only
+        mutation apply_before_durable is on."""
+        if "apply_before_durable" in self.mutations:
+            return self.commit
+        return min(self.commit, self.log.stable_last())
 
     def ready(self) -> Ready:
         if self.role == LEADER:
@@ -226,7 +233,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         self._compact_to = 0
         rd.messages, self._msgs = self._msgs, []
         rd.persisted_messages, self._pmsgs = self._pmsgs, []
-        hi = min(self.commit, log.stable_last())
+        hi = self._apply_limit()
         if hi > self.applied:
             rd.committed = log.slice(self.applied + 1, hi + 1, NO_LIMIT)
             self.applied = hi
