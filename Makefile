@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SEEDS ?= 20000
 MINUTES ?= 30
+NETNS_MINUTES ?= 10
 
 .PHONY: venv run demo-down test soak lint clean
 
@@ -28,8 +29,14 @@ test: $(STAMP)
 	$(PY) -m ruff check zraft supervisors tests bench
 	$(PY) -m pytest -q -m "not slow"
 
+# Long runs, not part of `make test`: the simulator over SEEDS seeds, Jepsen-style fault runs
+# against real nodes for MINUTES (and NETNS_MINUTES in network namespaces, skipped without
+# root), and a protocol fuzz campaign. Each prints its figures and exits non-zero on a finding.
 soak: $(STAMP)
-	$(PY) -m zraft.testing.sweep --seeds $(SEEDS) --steps 2000
+	$(PY) -m zraft.testing.sweep --seeds $(SEEDS) --steps 2000 --jobs 2
+	$(PY) -m zraft.testing.jepsen_run --minutes $(MINUTES) --workdir soak-runs/jepsen
+	$(PY) -m zraft.testing.jepsen_run --netns --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
+	$(PY) -m zraft.testing.jepsen_fuzz --cases 2000 --workdir soak-runs/fuzz
 
 lint: $(STAMP)
 	$(PY) -m ruff check zraft supervisors tests bench
