@@ -85,3 +85,12 @@ def test_config_validate_rejects_bad_values():
     ):
         with pytest.raises(ConfigError):
             bad.validate()
+
+
+@pytest.mark.parametrize("mutated", [False, True])
+def test_apply_before_durable(mutated):
+    f = make_core("b", seeded_storage(["a", "b", "c"]),
+                  **mut("apply_before_durable" if mutated else None))
+    f.step(AppendEntries(1, "a", "b", 1, 1, [E(2, 1), E(3, 1)], 3, 1))
+    rd = f.ready()  # entries handed out, not yet durable
+    assert (max(e.index for e in rd.committed) == 3) is mutated
