@@ -48,6 +48,7 @@ class SnapshotService:
         self._lock = threading.Lock()
         self._offers: dict[str, Future[list[Any]]] = {}
         self._receivers: set[Any] = set()
+        self._sending: set[tuple[str, str]] = set()  # (leader peer, target peer) in progress
         self.counters = {"sent": 0, "send_failed": 0, "received": 0, "receive_failed": 0}
 
     def _count(self, name: str) -> None:
@@ -81,7 +82,17 @@ class SnapshotService:
 
     def send(self, leader_ref: Any, leader_id: str, target: str, meta: SnapshotMeta,
              term: int) -> None:
+        """Start a transfer, unless one to that peer is still running (the core asks again
+        when a transfer takes long; the running one will answer it)."""
+        with self._lock:
+            if (leader_id, target) in self._sending:
+                return
+            self._sending.add((leader_id, target))
         SnapshotSenderActor.start(self, leader_ref, leader_id, target, meta, term)
+
+    def _sent(self, leader_id: str, target: str) -> None:
+        with self._lock:
+            self._sending.discard((leader_id, target))
 
     def offer(self, target: str, leader_id: str, term: int, meta: SnapshotMeta) -> list[Any]:
         """Ask the target's node to get ready; returns [host, port] or raises."""
@@ -165,6 +176,7 @@ class SnapshotSenderActor(pykka.ThreadingActor):
             try:
                 self._run()
             finally:
+                self.service._sent(self.leader_id, self.target)
                 self.stop()
         return None
 
