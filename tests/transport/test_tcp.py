@@ -255,7 +255,7 @@ def test_close_is_prompt_with_open_connections():
     # (no timing assertions: a loaded CI machine may be slow)
     assert time.monotonic() - start < 60
     names = [th.name for th in threading.enumerate()]
-    wait_for(lambda: not [n for n in names if n.startswith("zraft-") and _alive(n)])
+    wait_for(lambda: not [n for n in names if n.startswith("zraft-") and _alive(n)], timeout=30)
 
 
 def _alive(name: str) -> bool:
