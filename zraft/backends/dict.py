@@ -51,7 +51,7 @@ from zraft.fsm.codec import NOT_FOUND, hashable, packb, packer, unpacker
 STATE_FILE = "state"
 _MAGIC = b"ZRDICT\x00\x01"
 _CRC = struct.Struct(">I")
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: all pairs in one array (1: one record per key)
 
 Key = Hashable
 
@@ -300,17 +300,13 @@ def _state_writer(
         crc = 0
         with open(Path(directory) / STATE_FILE, "wb") as out:
             out.write(_MAGIC)
-            chunk = pack.pack([_FORMAT_VERSION, len(data), len(owned)])
-            for key, value in data.items():
-                chunk += pack.pack([key, value])
-                if len(chunk) >= 1 << 16:
-                    crc = zlib.crc32(chunk, crc)
-                    out.write(chunk)
-                    chunk = b""
-            for sid, keys in owned.items():
-                chunk += pack.pack([sid, list(keys)])
-            crc = zlib.crc32(chunk, crc)
-            out.write(chunk)
+            # one C-level pack call for all the pairs: a per-key Python loop cost most of a
+            # busy leader's CPU at max_log_count = 1000 (profiled)
+            for chunk in (pack.pack([_FORMAT_VERSION, len(data), len(owned)]),
+                          pack.pack(list(data.items())),
+                          pack.pack([[sid, list(keys)] for sid, keys in owned.items()])):
+                crc = zlib.crc32(chunk, crc)
+                out.write(chunk)
             out.write(_CRC.pack(crc))
             out.flush()
             os.fsync(out.fileno())
@@ -336,13 +332,13 @@ def read_state(path: Path) -> tuple[dict[Key, Any], dict[str, dict[Key, None]]]:
         version, n_data, n_owned = next(stream)
         if version != _FORMAT_VERSION:
             raise SnapshotCorrupted(f"{path}: unsupported format version {version!r}")
-        data: dict[Key, Any] = {}
-        for _ in range(n_data):
-            key, value = next(stream)
-            data[hashable(key)] = value
+        pairs = next(stream)
+        records = next(stream)
+        if len(pairs) != n_data or len(records) != n_owned:
+            raise SnapshotCorrupted(f"{path}: record counts do not match the header")
+        data: dict[Key, Any] = {hashable(key): value for key, value in pairs}
         owned: dict[str, dict[Key, None]] = {}
-        for _ in range(n_owned):
-            sid, keys = next(stream)
+        for sid, keys in records:
             owned[sid] = {hashable(key): None for key in keys}
         trailing = True
         try:
