@@ -7,7 +7,7 @@ SEEDS ?= 20000
 MINUTES ?= 30
 NETNS_MINUTES ?= 10
 
-.PHONY: venv run demo-down test soak lint clean
+.PHONY: venv run demo-down test soak bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ soak: $(STAMP)
 	$(PY) -m zraft.testing.jepsen_run --minutes $(MINUTES) --workdir soak-runs/jepsen
 	$(PY) -m zraft.testing.jepsen_run --netns --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
 	$(PY) -m zraft.testing.jepsen_fuzz --cases 2000 --workdir soak-runs/fuzz
+
+# zraft against PySyncObj (W1-W6 of issue 7), alternating, 3 repeats: medians, ranges, ratios.
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS ?=
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench.compare --json bench/results/latest.json --table bench/results/latest.md $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check zraft supervisors tests bench
