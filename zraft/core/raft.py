@@ -20,9 +20,11 @@ Rules kept here (role-specific rules live in ``zraft.core.roles``):
 
 from __future__ import annotations
 
-import random
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the rng is injected; the core never draws from the global one
+    import random
 
 from zraft.core.config import CoreConfig
 from zraft.core.entries import CONFIG, ClusterConfig, Entry, HardState, SnapshotMeta
