@@ -12,7 +12,6 @@ Rules:
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,7 @@ from zraft.client.connection import ConnectionPool
 from zraft.cluster import admin
 from zraft.cluster.local import LocalCluster
 
-
-def ask(pool: ConnectionPool, peer: str, op: str, args: Any, timeout: float) -> tuple[str, Any]:
-    """One request, one attempt: ``(status, payload)`` or ``("timeout", None)``."""
-    done = threading.Event()
-    answer: list[tuple[str, Any]] = []
-
-    def on_reply(status: str, payload: Any) -> None:
-        answer.append((status, payload))
-        done.set()
-
-    cancel = pool.request(peer, op, args, on_reply)
-    if not done.wait(timeout):
-        cancel()
-        return "timeout", None
-    return answer[0]
+ask = admin.ask  # one request, one attempt: (status, payload) or ("timeout", None)
 
 
 class Side:
