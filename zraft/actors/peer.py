@@ -101,17 +101,23 @@ class RaftPeerActor(pykka.ThreadingActor):
         self._drain()
 
     def on_stop(self) -> None:
+        self._release()
+        log.info("peer %s stopped", self.peer_id)
+
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # Never call on_stop from here: the supervisor's mixin wraps on_stop and would
+        # report a normal exit, and a transient peer would not be restarted.
+        self._release()
+        self.ctx.report_failure(self.name, f"{exc_type.__name__}: {exc}")
+
+    def _release(self) -> None:
+        """Stop the helpers and close the log, whatever way this incarnation ends."""
         for child in (self.sm, self.writer):
             if child is not None and child.is_alive():
                 child.stop(timeout=10)
         storage = getattr(self, "storage", None)
         if storage is not None:
             storage.close()
-        log.info("peer %s stopped", self.peer_id)
-
-    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.on_stop()
-        self.ctx.report_failure(self.name, f"{exc_type.__name__}: {exc}")
 
     # ---------------------------------------------------------------- dispatch
 

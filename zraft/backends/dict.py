@@ -330,10 +330,14 @@ def read_state(path: Path) -> tuple[dict[Key, Any], dict[str, dict[Key, None]]]:
         stream = unpacker()
         stream.feed(body)
         version, n_data, n_owned = next(stream)
-        if version != _FORMAT_VERSION:
+        if version == 1:  # one record per key and per owner (older zraft): still readable
+            pairs = [next(stream) for _ in range(n_data)]
+            records = [next(stream) for _ in range(n_owned)]
+        elif version == _FORMAT_VERSION:
+            pairs = next(stream)
+            records = next(stream)
+        else:
             raise SnapshotCorrupted(f"{path}: unsupported format version {version!r}")
-        pairs = next(stream)
-        records = next(stream)
         if len(pairs) != n_data or len(records) != n_owned:
             raise SnapshotCorrupted(f"{path}: record counts do not match the header")
         data: dict[Key, Any] = {hashable(key): value for key, value in pairs}
