@@ -239,6 +239,7 @@ def test_handshake_id_is_the_node_address(pair):
 
 
 def test_close_is_prompt_with_open_connections():
+    before = set(threading.enumerate())  # other tests' threads are not this test's business
     inbox = Inbox()
     servers = [TcpTransport(COOKIE, inbox, config=FAST) for _ in range(3)]
     for t in servers:
@@ -254,12 +255,8 @@ def test_close_is_prompt_with_open_connections():
     # close() is bounded by its join timeouts; this only catches a hang, not slowness
     # (no timing assertions: a loaded CI machine may be slow)
     assert time.monotonic() - start < 60
-    names = [th.name for th in threading.enumerate()]
-    wait_for(lambda: not [n for n in names if n.startswith("zraft-") and _alive(n)], timeout=30)
-
-
-def _alive(name: str) -> bool:
-    return any(t.name == name and t.is_alive() for t in threading.enumerate())
+    ours = [th for th in threading.enumerate() if th not in before and th.name.startswith("zraft-")]
+    wait_for(lambda: not [th for th in ours if th.is_alive()], timeout=30)
 
 
 def test_parse_addr():
