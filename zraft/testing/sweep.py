@@ -103,7 +103,9 @@ def sweep(seeds: int, steps: int, start: int = 0, mutations: frozenset[str] = fr
         results = map(_run_packed, work)
         pool = None
     else:
-        pool = multiprocessing.get_context("fork").Pool(jobs)
+        # spawn, not fork: a sweep may run inside a process full of threads (pytest, a node
+        # test), and a forked child can inherit a lock held by one of them and hang
+        pool = multiprocessing.get_context("spawn").Pool(jobs)
         results = pool.imap(_run_packed, work, chunksize=max(1, min(8, seeds // (jobs * 8))))
     try:
         for result in results:
