@@ -193,6 +193,12 @@ class FuzzTarget:
 
 def read_until_reply_or_close(sock: socket.socket, deadline: float) -> str:
     """``replied`` (a whole frame came back), ``closed`` (EOF/reset) or ``hung``."""
+    return _read_frames(sock, deadline, lambda _body: True)
+
+
+def _read_frames(sock: socket.socket, deadline: float, wanted: Any) -> str:
+    """Read whole frames until ``wanted(body)`` holds (``replied``), EOF or a reset
+    (``closed``), or the deadline (``hung``)."""
     end = time.monotonic() + deadline
     buf = b""
     while True:
@@ -209,8 +215,11 @@ def read_until_reply_or_close(sock: socket.socket, deadline: float) -> str:
         if not chunk:
             return "closed"
         buf += chunk
-        if len(buf) >= 4 and len(buf) >= 4 + HEADER.unpack_from(buf)[0]:
-            return "replied"
+        while len(buf) >= 4 and len(buf) >= 4 + HEADER.unpack_from(buf)[0]:
+            n = HEADER.unpack_from(buf)[0]
+            body, buf = buf[4:4 + n], buf[4 + n:]
+            if wanted(body):
+                return "replied"
 
 
 def run_case(target: FuzzTarget, kind: str, payload: Any, deadline: float = 5.0,
@@ -290,28 +299,12 @@ def drive(target: FuzzTarget, sock: socket.socket, kind: str, payload: Any,
 def probe_outcome(sock: socket.socket, deadline: float) -> str:
     """Replies to the fuzz frames may come first: read until the probe's reply, EOF or
     the deadline."""
-    end = time.monotonic() + deadline
-    buf = b""
-    while True:
-        left = end - time.monotonic()
-        if left <= 0:
-            return "hung"
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            return "hung"
-        except OSError:
-            return "closed"
-        if not chunk:
-            return "closed"
-        buf += chunk
-        while len(buf) >= 4 and len(buf) >= 4 + HEADER.unpack_from(buf)[0]:
-            n = HEADER.unpack_from(buf)[0]
-            body, buf = buf[4:4 + n], buf[4 + n:]
-            frame = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            if isinstance(frame, list) and len(frame) >= 2 and frame[1] == 2**31:
-                return "replied"
+    return _read_frames(sock, deadline, _is_probe_reply)
+
+
+def _is_probe_reply(body: bytes) -> bool:
+    frame = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    return isinstance(frame, list) and len(frame) >= 2 and frame[1] == 2**31
 
 
 def read_handshake_frame(sock: socket.socket, deadline: float) -> Any:
