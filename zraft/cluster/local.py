@@ -236,7 +236,7 @@ class LocalCluster:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH"))
                                             if p)
         out = open(n.directory / "stdout.log", "ab")  # noqa: SIM115 (owned by the process)
-        n.proc = psutil.Popen([sys.executable, "-m", "zraft.node", "--config", str(n.config_path)],
+        n.proc = psutil.Popen(self.node_command(n),
                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                               cwd=str(n.directory), start_new_session=True, env=env)
         out.close()
@@ -244,6 +244,10 @@ class LocalCluster:
             self.wait_listening(n)
         self.save()
         return n
+
+    def node_command(self, n: NodeProcess) -> list[str]:
+        """The command line of a node process (subclasses wrap it, e.g. in a namespace)."""
+        return [sys.executable, "-m", "zraft.node", "--config", str(n.config_path)]
 
     def wait_listening(self, n: NodeProcess, timeout: float = 20.0) -> None:
         """Until the node accepts connections; a node that exits fails at once."""

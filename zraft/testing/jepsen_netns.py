@@ -26,12 +26,9 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 import zraft
 from zraft.cluster.local import LocalCluster, NodeProcess, wait_until
@@ -158,25 +155,9 @@ class NetnsCluster(LocalCluster):
 
     # -- processes ----------------------------------------------------------------------
 
-    def start_node(self, node: NodeProcess | int, wait: bool = True) -> NodeProcess:
-        n = self.node(node)
+    def node_command(self, n: NodeProcess) -> list[str]:
         assert isinstance(n, NetnsNode)
-        if n.alive():
-            return n
-        self.write_config(n)
-        env = {**os.environ, **self.env, **n.env}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH"))
-                                            if p)
-        out = open(n.directory / "stdout.log", "ab")  # noqa: SIM115 (owned by the process)
-        n.proc = psutil.Popen(["ip", "netns", "exec", n.namespace, sys.executable, "-m",
-                               "zraft.node", "--config", str(n.config_path)],
-                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              cwd=str(n.directory), start_new_session=True, env=env)
-        out.close()
-        if wait:
-            self.wait_listening(n)
-        self.save()
-        return n
+        return ["ip", "netns", "exec", n.namespace, *super().node_command(n)]
 
     def wait_listening(self, n: NodeProcess, timeout: float = 20.0) -> None:
         assert isinstance(n, NetnsNode)
