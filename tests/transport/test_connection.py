@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 from tests.transport.helpers import Inbox, wait_for
 from zraft.transport import codec
@@ -80,3 +81,63 @@ def test_take_respects_the_batch_byte_cap():
         q.put(b"x" * 30)
     assert len(q.take(0, 100)) == 3
     assert q.nbytes == 7 * 30
+
+
+def test_direct_writes_keep_frame_order_when_the_kernel_takes_only_part():
+    """Frames sent from several threads while the peer reads slowly: every frame arrives
+    whole and each thread's frames stay in order (direct writes, heads, queue, writer)."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn = make(ours)
+    conn.start_writer()  # direct writes need a writer thread for what is left over
+    per_thread, threads = 300, []
+
+    def sender(t: int) -> None:
+        for i in range(per_thread):
+            conn.send(ClientRequest(t * 10_000 + i, "x", b"v" * (10 + 997 * (i % 7))))
+
+    for t in range(4):
+        threads.append(threading.Thread(target=sender, args=(t,)))
+    for th in threads:
+        th.start()
+    dec, got = FrameDecoder(), []
+    theirs.settimeout(5)
+    while len(got) < 4 * per_thread:
+        got.extend(codec.decode_many(dec.feed(theirs.recv(1000))))
+    for th in threads:
+        th.join()
+    for t in range(4):
+        mine = [f.req_id for f in got if f.req_id // 10_000 == t]
+        assert mine == [t * 10_000 + i for i in range(per_thread)]
+    assert conn.frames_out == 4 * per_thread
+    assert conn.bytes_out == sum(len(codec.encode_frame(f)) for f in got)
+    conn.close()
+    theirs.close()
+
+
+def test_a_head_left_by_one_connection_is_never_sent_on_another():
+    q = SendQueue(10, 1000)
+    first, second = object(), object()
+    q.put_head(b"tail-of-a-frame", first)
+    q.put(b"whole")
+    assert len(q) == 2 and not q.idle()
+    assert q.take(0, 100, second) == [b"whole"]  # half a frame would corrupt the stream
+    assert q.idle() and q.nbytes == 0
+    q.put_head(b"tail", first)
+    q.put(b"next")
+    assert q.take(0, 100, first) == [b"tail", b"next"]
+    assert q.nbytes == 0
+
+
+def test_direct_write_to_a_closed_peer_closes_the_connection():
+    ours, theirs = socket.socketpair()
+    conn = make(ours)
+    conn.start_reader()
+    conn.start_writer()
+    theirs.close()
+    for i in range(50):  # the first writes may still be accepted by the kernel
+        conn.send(ClientRequest(i, "x", b"y" * 1000))
+        if conn.closed:
+            break
+    wait_for(lambda: conn.closed, timeout=3)

@@ -1,8 +1,9 @@
 """LogWriterActor: the peer's durable log. It writes a whole batch and fsyncs once.
 
-Rules: nothing is acknowledged before the fsync (the peer releases votes and append replies
-only on ``Persisted``); the peer keeps at most one WriteOps in flight and merges the Ready
-batches produced meanwhile, so each message here is already a group commit.
+Rules: nothing is acknowledged before the fsync (votes and append replies travel with the
+write that makes them true, as ``WriteOps.after``, and leave right after its fsync, or the
+peer releases them on ``Persisted``); the peer keeps at most one WriteOps in flight and
+merges the Ready batches produced meanwhile, so each message here is already a group commit.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -23,11 +25,13 @@ log = logging.getLogger(__name__)
 
 class LogWriterActor(pykka.ThreadingActor):
     def __init__(self, storage: Any, peer: pykka.ActorRef[Any], name: str,
-                 stats: dict[str, Any] | None = None) -> None:
+                 stats: dict[str, Any] | None = None,
+                 send_raft: Callable[[list[Any]], None] | None = None) -> None:
         super().__init__()
         self.writer = LogWriter(storage)
         self.peer = peer
         self.name = name
+        self.send_raft = send_raft
         self.batches = 0
         self.entries = 0
         self.seconds = 0.0
@@ -45,6 +49,8 @@ class LogWriterActor(pykka.ThreadingActor):
             self.seconds += time.perf_counter() - started
             self.batches += 1
             self.entries += sum(len(arg) for op, arg in message.ops if op == "append")
+            if message.after and self.send_raft is not None:
+                self.send_raft(message.after)
             self.published[self.name] = self.stats()
             with contextlib.suppress(pykka.ActorDeadError):  # the peer is stopping
                 self.peer.tell(Persisted(message.number, last_index))

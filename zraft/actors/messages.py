@@ -40,6 +40,9 @@ class WriteOps(NamedTuple):
 
     number: int
     ops: list[tuple[str, Any]]
+    # Raft messages that may leave once this write is durable (votes, append replies): the
+    # writer sends them itself right after the fsync, a thread hop before the peer could.
+    after: list[Any] = []
 
 
 class Apply(NamedTuple):

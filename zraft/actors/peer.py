@@ -7,7 +7,12 @@ Rules of this file:
 3. Group commit: at most one WriteOps is in flight; Ready batches produced meanwhile are
    merged and written together after the current fsync (so a slow disk means bigger
    batches, not a longer queue).
-4. ``persisted_messages`` of a Ready leave only once every earlier write is durable.
+4. ``persisted_messages`` of a Ready leave only once every earlier write is durable: they
+   ride on the WriteOps that covers them (the writer sends them after its fsync), or wait
+   in ``_held`` for the Persisted of the write in flight.
+5. The mailbox is drained before the core's Ready is: every message waiting in the inbox is
+   stepped into the core first (up to ``_COALESCE_MAX``), so a burst of client frames and
+   replies from followers becomes one Ready, one fsync and one AppendEntries per follower.
 
 Theory of operation: inputs arrive as actor messages (Tick, RaftInbound, ClientBatch,
 Persisted, SnapshotTaken, SnapshotArrived, SnapshotSendDone, ProposeInternal). Each handler
@@ -76,6 +81,7 @@ class RaftPeerActor(pykka.ThreadingActor):
         self._last_write_number = 0
         self._durable_number = 0
         self._held: list[tuple[int, list[Any]]] = []  # (needed write number, messages)
+        self._since_drain = 0
         # client bookkeeping
         self._waiters: dict[int, tuple[int, Any, int]] = {}  # index -> (term, conn, req_id)
         self._reads: dict[int, ClientRequest] = {}
@@ -95,7 +101,8 @@ class RaftPeerActor(pykka.ThreadingActor):
             raise PeerRemovedError(f"peer {self.peer_id} was removed from its cluster")
         seed = int.from_bytes(os.urandom(8), "big")
         self.core = RaftCore(self.peer_id, storage, ctx.core_config(), random.Random(seed))
-        self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats)
+        self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats,
+                                           ctx.send_raft)
         self.sm = StateMachineActor.start(ctx, self.actor_ref, storage)
         log.info("peer %s started: %s", self.peer_id, self._brief())
         self._drain()
@@ -127,7 +134,13 @@ class RaftPeerActor(pykka.ThreadingActor):
             log.warning("peer %s: unexpected message %r", self.peer_id, type(message))
             return None
         result = handler(self, message)
-        self._drain()
+        self._since_drain += 1
+        if type(message) is ClientBatch and self._write_inflight \
+                and self._since_drain < _COALESCE_MAX:
+            return result  # proposals wait for the fsync in flight: the next batch grows
+        if self._since_drain >= _COALESCE_MAX or self.actor_inbox.empty():
+            self._since_drain = 0
+            self._drain()
         return result
 
     def _on_tick(self, msg: Tick) -> None:
@@ -297,19 +310,21 @@ class RaftPeerActor(pykka.ThreadingActor):
             ops.append(("append", rd.entries))
         if rd.compact_to:
             ops.append(("compact", rd.compact_to))
+        if rd.messages:  # first: followers start their fsync while we do ours
+            ctx.send_raft(rd.messages)
+        if rd.persisted_messages:
+            if ops:
+                self._held.append((rd.number, rd.persisted_messages))
+            elif self._last_write_number <= self._durable_number:
+                ctx.send_raft(rd.persisted_messages)
+            else:
+                self._held.append((self._last_write_number, rd.persisted_messages))
         if ops:
             self._pending_ops.extend(ops)
             self._pending_number = rd.number
             self._last_write_number = rd.number
             if not self._write_inflight:
                 self._flush_writes()
-        if rd.messages:
-            ctx.send_raft(rd.messages)
-        if rd.persisted_messages:
-            if self._last_write_number <= self._durable_number:
-                ctx.send_raft(rd.persisted_messages)
-            else:
-                self._held.append((self._last_write_number, rd.persisted_messages))
         if rd.committed:
             waiters = self._waiters
             mine = {}
@@ -320,13 +335,22 @@ class RaftPeerActor(pykka.ThreadingActor):
                         mine[entry.index] = w
             assert self.sm is not None
             self.sm.tell(Apply(rd.committed, mine))
-        for rs in rd.reads:
-            if isinstance(rs, m.ReadFailed):
-                req = self._reads.pop(rs.ctx, None)
-                if req is not None:
-                    ctx.reply(req.conn, req.req_id, rs.error, {"leader": rs.leader})
-            else:
-                self._release_read(rs)
+        if rd.reads:
+            released: list[ClientRequest] = []
+            read_index = 0
+            for rs in rd.reads:
+                if isinstance(rs, m.ReadFailed):
+                    req = self._reads.pop(rs.ctx, None)
+                    if req is not None:
+                        ctx.reply(req.conn, req.req_id, rs.error, {"leader": rs.leader})
+                elif (req := self._release_read(rs)) is not None:
+                    released.append(req)
+                    read_index = max(read_index, rs.index)
+            if released:
+                # One message for all: answered once applied >= the highest read index of
+                # the batch, which is at least each one's own (still linearizable).
+                assert self.sm is not None
+                self.sm.tell(Read(read_index, released))
         for event in rd.events:
             self._handle_event(event)
 
@@ -334,12 +358,24 @@ class RaftPeerActor(pykka.ThreadingActor):
         assert self.writer is not None
         ops, self._pending_ops = self._pending_ops, []
         self._write_inflight = True
-        self.writer.tell(WriteOps(self._pending_number, ops))
+        number = self._pending_number
+        after: list[Any] = []
+        if self._held:  # every message this write makes durable leaves with it
+            keep = []
+            for need, msgs in self._held:
+                if need <= number:
+                    after.extend(msgs)
+                else:
+                    keep.append((need, msgs))
+            self._held = keep
+        self.writer.tell(WriteOps(number, ops, after))
 
-    def _release_read(self, rs: m.ReadState) -> None:
+    def _release_read(self, rs: m.ReadState) -> ClientRequest | None:
+        """A confirmed read: get_conf is answered here; a query is returned for the state
+        machine."""
         req = self._reads.pop(rs.ctx, None)
         if req is None:
-            return
+            return None
         if req.op == "get_conf":
             st = self.core.status() if self.core else {}
             stable = st.get("config_state") == "stable"
@@ -348,9 +384,8 @@ class RaftPeerActor(pykka.ThreadingActor):
                 self.ctx.reply(req.conn, req.req_id, "ok", [st["config_index"], peers])
             else:
                 self.ctx.reply(req.conn, req.req_id, "retry", {"message": "config changing"})
-            return
-        assert self.sm is not None
-        self.sm.tell(Read(rs.index, [req]))
+            return None
+        return req
 
     def _handle_event(self, event: Any) -> None:
         ctx = self.ctx
@@ -405,6 +440,11 @@ class RaftPeerActor(pykka.ThreadingActor):
         st = self.core.status() if self.core else {}
         return (f"term {st.get('term')} first {st.get('first_index')} last {st.get('last_index')} "
                 f"snapshot {st.get('snapshot_index')}")
+
+
+# Messages stepped into the core before its Ready is drained anyway: bounds the delay a
+# steady stream of input can add to the first of them.
+_COALESCE_MAX = 64
 
 
 def _now_ms() -> int:

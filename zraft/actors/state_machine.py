@@ -145,21 +145,31 @@ class StateMachineActor(pykka.ThreadingActor):
         if msg.index > self.machine.applied_index:
             self.deferred.append(msg)
             return
-        for req in msg.requests:
-            self._answer(req)
+        self._answer_all(msg.requests)
 
     def _release_deferred(self) -> None:
         applied = self.machine.applied_index
         still = []
         for msg in self.deferred:
             if msg.index <= applied:
-                for req in msg.requests:
-                    self._answer(req)
+                self._answer_all(msg.requests)
             else:
                 still.append(msg)
         self.deferred = still
 
-    def _answer(self, req: ClientRequest) -> None:
+    def _answer_all(self, reqs: list[ClientRequest]) -> None:
+        """Answer reads, one send per connection (as for write replies)."""
+        if len(reqs) == 1:
+            req = reqs[0]
+            req.conn.send(self._answer(req))
+            return
+        out: dict[Any, list[ClientReply]] = {}
+        for req in reqs:
+            out.setdefault(req.conn, []).append(self._answer(req))
+        for conn, replies in out.items():
+            conn.send(encode_frames(replies) if len(replies) > 1 else replies[0])
+
+    def _answer(self, req: ClientRequest) -> ClientReply:
         args = req.args
         query = args[1] if len(args) > 1 else None
         if req.op == "query_local":
@@ -170,10 +180,8 @@ class StateMachineActor(pykka.ThreadingActor):
             answer = self.machine.query(query, sid=sid, watch_ref=watch,
                                         now_ms=int(time.time() * 1000) if watch else None)
         if answer.error is None:
-            self.ctx.reply(req.conn, req.req_id, "ok", answer.value)
-        else:
-            self.ctx.reply(req.conn, req.req_id, answer.error.split(":", 1)[0],
-                           {"message": answer.error})
+            return ClientReply(req.req_id, "ok", answer.value)
+        return ClientReply(req.req_id, answer.error.split(":", 1)[0], {"message": answer.error})
 
     # ------------------------------------------------------------------ sessions
 

@@ -5,8 +5,14 @@ Rules:
 - every frame decoded from ONE socket read is delivered in ONE ``on_frames(conn, frames)``
   call (the node batches on it); a callback exception is logged, never kills the reader;
 - malformed input (bad length, bad msgpack, bad fields) closes this connection only;
-- ``send`` never blocks: it appends to a ``SendQueue`` that keeps at most N frames / B bytes
-  and drops the OLDEST beyond that (counted); a writer thread drains it in batches;
+- ``send`` never blocks: when nothing is queued it writes straight to the socket without
+  waiting (MSG_DONTWAIT, which saves a thread hop per frame on the latency path); otherwise,
+  or for what the kernel did not take, it appends to a ``SendQueue`` that keeps at most N
+  frames / B bytes and drops the OLDEST beyond that (counted); a writer thread drains it in
+  batches. Every socket write happens under one lock, after everything queued before it,
+  so frames never reorder; the unsent tail of a frame is the queue's "head", owned by its
+  connection and never dropped (a successor connection discards it instead of sending half
+  a frame);
 - the socket stays blocking for reads (idle is fine) while ``SO_SNDTIMEO`` bounds writes to
   a peer that stopped reading; ``close`` shuts the socket down, which wakes both threads;
 - ``retire`` ends a connection gracefully (finish the batch in hand, half-close, read to EOF)
@@ -88,6 +94,8 @@ class SendQueue:
 
     def __init__(self, max_frames: int, max_bytes: int) -> None:
         self._frames: deque[bytes] = deque()
+        self._head: bytes | None = None  # unsent tail of a directly written frame
+        self._head_owner: object = None
         self._bytes = 0
         self._max_frames = max_frames
         self._max_bytes = max_bytes
@@ -95,7 +103,25 @@ class SendQueue:
         self.dropped = 0
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._frames) + (self._head is not None)
+
+    def idle(self) -> bool:
+        return not self._frames and self._head is None
+
+    def put_head(self, data: bytes, owner: object) -> None:
+        """The rest of a frame ``owner`` started writing: it goes out before anything else,
+        on ``owner`` only."""
+        with self._cond:
+            self._head, self._head_owner = data, owner
+            self._bytes += len(data)
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for something to send."""
+        with self._cond:
+            if self._head is None and not self._frames:
+                self._cond.wait(timeout)
+            return self._head is not None or bool(self._frames)
 
     @property
     def nbytes(self) -> int:
@@ -118,19 +144,29 @@ class SendQueue:
         for data in items:
             self.put(data)
 
-    def take(self, timeout: float, max_bytes: int) -> list[bytes]:
-        """Wait up to ``timeout`` for frames; return a batch of about ``max_bytes``."""
+    def take(self, timeout: float, max_bytes: int, owner: object = None) -> list[bytes]:
+        """Wait up to ``timeout`` for frames; return a batch of about ``max_bytes``, led by
+        the head if ``owner`` owns it (a head of another owner is dropped: half a frame)."""
         with self._cond:
-            if not self._frames:
+            if not self._frames and self._head is None:
                 self._cond.wait(timeout)
             out: list[bytes] = []
             size = 0
+            head = self._head
+            if head is not None:
+                self._head = None
+                self._bytes -= len(head)
+                if self._head_owner is owner:
+                    out.append(head)
+                    size = len(head)
             frames = self._frames
+            taken = 0
             while frames and (not out or size + len(frames[0]) <= max_bytes):
                 data = frames.popleft()
                 size += len(data)
+                taken += len(data)
                 out.append(data)
-            self._bytes -= size
+            self._bytes -= taken
             return out
 
     def wake(self) -> None:
@@ -139,8 +175,9 @@ class SendQueue:
 
     def clear(self) -> int:
         with self._cond:
-            n = len(self._frames)
+            n = len(self._frames) + (self._head is not None)
             self._frames.clear()
+            self._head = None
             self._bytes = 0
             return n
 
@@ -192,6 +229,7 @@ class Connection:
         self._on_close = on_close
         self._label = label or f"{'in' if inbound else 'out'}:{peer_id}"
         self._lock = threading.Lock()
+        self._wlock = threading.Lock()  # held by whoever writes to the socket
         self._closed = threading.Event()
         self._users = 0  # threads inside read_loop / write_loop
         self._retired = False
@@ -274,7 +312,7 @@ class Connection:
             reader_done = self._reader_done
         self._queue.wake()
         if not writer_running:
-            with contextlib.suppress(OSError):
+            with self._wlock, contextlib.suppress(OSError):  # after any direct write
                 self.sock.shutdown(socket.SHUT_WR)
             if reader_done:
                 self.close()
@@ -319,13 +357,46 @@ class Connection:
     # -- sending --------------------------------------------------------------------------
 
     def send(self, frame: codec.Frame | bytes) -> bool:
-        """Queue one frame (an object, or bytes from ``codec.encode_frame``)."""
+        """Send one frame (an object, or bytes from ``codec.encode_frame``) without
+        blocking: straight to the socket when possible, else through the queue."""
         if self._closed.is_set():
             return False
-        self._queue.put(as_frame_bytes(frame))
+        data = as_frame_bytes(frame)
+        if self.try_send_now(data):
+            return True
+        self._queue.put(data)
         if self._writer is None:
             self.start_writer()
         return True
+
+    def try_send_now(self, data: bytes) -> bool:
+        """Write ``data`` (whole frames) from the calling thread if nothing is queued and
+        no one is writing; what the kernel does not take at once becomes the queue's head
+        for the writer thread. False (nothing done) if the frame must be queued instead."""
+        if not isinstance(self._writer, threading.Thread) or not self._wlock.acquire(False):
+            return False
+        failed: OSError | None = None
+        try:
+            if self._retired or self._closed.is_set() or not self._queue.idle():
+                return False
+            try:
+                sent = self.sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                failed = exc
+                return True  # lost with the connection, as a queued frame would be
+            self.bytes_out += sent
+            if sent < len(data):
+                self._queue.put_head(data[sent:], self)  # the writer counts the frame
+            else:
+                self.frames_out += 1
+            return True
+        finally:
+            self._wlock.release()
+            if failed is not None and not self._closed.is_set():
+                log.info("%s: write failed, closing: %s", self._label, failed)
+                self.close()
 
     def write_loop(self) -> None:
         """Drain the queue into the socket until the connection closes or a write fails; when
@@ -337,16 +408,20 @@ class Connection:
         try:
             while not self._closed.is_set():
                 if self._retired:
-                    sock.shutdown(socket.SHUT_WR)  # the reader carries on until EOF
+                    with self._wlock:
+                        sock.shutdown(socket.SHUT_WR)  # the reader carries on until EOF
                     half_close = True
                     break
-                batch = queue.take(0.5, cfg.write_batch_bytes)
-                if not batch:
+                if not queue.wait(0.5):
                     continue
-                data = batch[0] if len(batch) == 1 else b"".join(batch)
-                sock.sendall(data)
+                with self._wlock:
+                    batch = queue.take(0, cfg.write_batch_bytes, self)
+                    if not batch:
+                        continue
+                    data = batch[0] if len(batch) == 1 else b"".join(batch)
+                    sock.sendall(data)
                 self.frames_out += len(batch)
-                self.bytes_out += len(data)
+                self.bytes_out += len(data)  # of a head, only its unsent rest
         except OSError as exc:
             if not self._closed.is_set():
                 log.info("%s: write failed, closing: %s", self._label, exc)

@@ -122,6 +122,9 @@ class PeerLink:
         return "disconnected"
 
     def send(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is not None and conn.try_send_now(data):
+            return
         self.queue.put(data)
         if not self._live():
             with self._cond:
