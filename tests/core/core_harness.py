@@ -153,6 +153,11 @@ class Net:
                 self.cores[p].tick()
             self.drive()
 
+    def spread_commit(self, peer: str) -> None:
+        """One tick of leader ``peer``: followers learn its commit index (commit news
+        waits for a tick or the next append)."""
+        self.tick(peer)
+
     def elect(self, peer: str) -> RaftCore:
         self.cores[peer].campaign()
         self.drive()

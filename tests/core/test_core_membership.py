@@ -76,6 +76,7 @@ def test_staging_timeout_reports_timeout_and_drops_learner():
 def test_change_config_errors_in_zraft_lib_order():
     net = Net(["a", "b", "c"])
     lead = net.elect("a")
+    net.spread_commit("a")
     lead.change_config(["a", "b"], 99, "stale", 100)  # newer_exists
     net.cores["b"].change_config(["a", "b"], 1, "follower", 100)  # not_leader
     lead.change_config(["a", "b", "c"], 1, "same", 100)  # no change: ok at once
@@ -136,6 +137,7 @@ def test_remove_leader_steps_down_and_cluster_continues():
     assert new is not None and new.id in "bc"
     new.propose([b"after"], 0)
     net.drive()
+    net.spread_commit(new.id)
     assert net.data("b")[-1] == b"after" and net.data("c")[-1] == b"after"
     assert lead.role == "follower" and not lead.promotable()
 

@@ -136,8 +136,10 @@ def test_5_3_leader_heartbeats_every_heartbeat_ticks():
     elect(c)
     for p in "bc":
         c.step(AppendReply(2, p, "a", True, 2, 0, 0, 1))
-    flush(c)
-    c.tick()
+    assert not [m for m in all_msgs(flush(c)) if isinstance(m, AppendEntries)]
+    c.tick()  # the commit of the noop is news: it goes out on the next tick, not at once
+    news = [m for m in all_msgs(flush(c)) if isinstance(m, AppendEntries)]
+    assert {m.dst for m in news} == {"b", "c"} and all(m.commit == 2 for m in news)
     c.tick()
     assert not [m for m in all_msgs(flush(c)) if isinstance(m, AppendEntries)]
     c.tick()

@@ -191,12 +191,14 @@ def test_follower_never_truncates_committed_entries():
     assert r.success and r.index == 4
 
 
-def test_leader_sends_commit_only_heartbeat_after_commit():
+def test_leader_sends_commit_only_heartbeat_on_the_tick_after_commit():
     c = leader_with_followers()
     c.propose([b"x"], 0)
     flush(c)
     c.step(AppendReply(2, "b", "a", True, 3, 0, 0, 1))
     assert c.commit == 3
+    assert not appends(flush(c), "b")  # not one heartbeat per commit: it waits for a tick
+    c.tick()
     rd = flush(c)
     (m,) = appends(rd, "b")
     assert m.commit == 3 and not m.entries and m.prev_index == 3

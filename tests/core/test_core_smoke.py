@@ -6,6 +6,7 @@ def test_three_nodes_elect_replicate_commit():
     lead = net.elect("a")
     lead.propose([b"x", b"y"], 5)
     net.drive()
+    net.spread_commit("a")
     for p in "abc":
         assert net.data(p) == [b"x", b"y"], p
         assert net.cores[p].commit == 4

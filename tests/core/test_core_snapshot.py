@@ -62,6 +62,7 @@ def deliver_snapshots(net: Net, leader: str) -> list[SnapshotNeeded]:
 def test_lagging_follower_gets_snapshot_then_entries():
     net = Net(["a", "b", "c"])
     lead = net.elect("a")
+    net.spread_commit("a")
     net.isolate("c")
     lead.propose([b"%d" % i for i in range(10)], 0)
     net.drive()
@@ -165,8 +166,13 @@ def test_follower_stuck_in_snapshot_state_is_probed_again_after_retry_ticks():
     lead.snapshot_taken(5)
     net.drive()
     net.heal()
-    net.tick("a", 2)
+    for _ in range(3):  # a heartbeat (or commit news) finds the lost pipeline
+        net.events["a"].clear()
+        net.tick("a")
+        if lead.progress["c"].state == SNAPSHOT:
+            break
     assert lead.progress["c"].state == SNAPSHOT
+    assert [e.peer for e in net.events["a"] if isinstance(e, SnapshotNeeded)] == ["c"]
     # the InstallSnapshot is never delivered (say c crashed before persisting it)
     net.events["a"].clear()
     net.tick("a", 18)

@@ -191,7 +191,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         ):
             return True
         if self.role == LEADER and (
-            self._bcast or self._dirty or self._read_new or self._commit_notify
+            self._bcast or self._dirty or self._read_new
         ):
             return True
         if (self.role, self.term, self.leader) != self._soft:

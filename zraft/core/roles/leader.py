@@ -5,6 +5,8 @@ Rules:
 - Appends are sent from ``ready()`` (``_leader_flush``): everything proposed since the last
   Ready goes to each follower in batches capped by ``max_batch_bytes``; REPLICATE followers
   get up to ``max_inflight`` pipelined batches, PROBE followers one.
+- Commit news rides on the next append; a follower with nothing to append learns it from a
+  heartbeat at the next tick (never one heartbeat per commit).
 - Commit = joint-aware quorum of DURABLE match indexes (the leader's own counts only after
   ``persisted``); only an entry of the current term commits by counting (Raft 5.4.2).
 - Reads (zraft_lib epochs): reads arriving before a Ready share one epoch; the leader bumps
@@ -208,6 +210,15 @@ class LeaderRole:
                 self._maybe_finish_staging()
         if self.departing:
             self._tick_departing()
+        if self._commit_notify and self.heartbeat_elapsed < cfg.heartbeat_ticks:
+            # Commit news waits for the next tick, not the next Ready: under load the next
+            # append carries it anyway, and an immediate heartbeat (and its reply) per commit
+            # doubled the messages of every sequential write. Followers apply within a tick.
+            commit = self.commit
+            for p, pr in self.progress.items():
+                if pr.state == REPLICATE and self._commit_news(pr, commit):
+                    self._send_heartbeat(p, pr)
+        self._commit_notify = False
         if self.heartbeat_elapsed >= cfg.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             for p, pr in self.progress.items():
@@ -322,18 +333,17 @@ class LeaderRole:
             self._read_new = []
             need_epoch = "read_without_quorum" not in self.mutations
         bcast, dirty = self._bcast, self._dirty
-        if bcast or dirty or need_epoch or self._commit_notify:
-            commit, epoch = self.commit, self.epoch
+        if bcast or dirty or need_epoch:
+            epoch = self.epoch
             for p, pr in self.progress.items():
                 if bcast or p in dirty:
                     # a probe goes out even when empty: it finds where the follower is
                     while self._send_append(p, pr, pr.state == PROBE):
                         pass
-                if (need_epoch and pr.sent_epoch < epoch) or self._commit_news(pr, commit):
+                if need_epoch and pr.sent_epoch < epoch:
                     self._send_heartbeat(p, pr)
             self._bcast = False
             dirty.clear()
-            self._commit_notify = False
         if self._read_pending:
             self._check_reads()
 
