@@ -289,7 +289,8 @@ def test_unsafe_manifest_paths_are_refused(path):
         [["a", 1, b"h"]],
         [["a", True, b"h" * 32]],
         [["a", 1, b"h" * 32], ["a", 1, b"h" * 32]],
-        [["a", 1]],
+        [["a"]],
+        [["a", 1, b"h" * 32, 0]],
     ],
 )
 def test_malformed_manifests_are_refused(manifest):

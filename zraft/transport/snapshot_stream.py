@@ -7,15 +7,19 @@ Flow (one transfer = one receiver = one listening port, so transfers run side by
    leader must connect to.
 2. The leader calls ``send_snapshot(snapshot_dir, addr, port, ...)``: connect (timeout), cookie
    handshake (the leader is the client), then a MANIFEST frame ``[files, mac]`` where
-   ``files`` is ``[[relative_path, size, sha256], ...]`` in sorted path order and ``mac`` is
-   HMAC-SHA256 under the handshake's session key, so the manifest (and through its hashes
-   every byte) is authenticated. The receiver answers ``["ready"]`` or ``["error", reason]``.
+   ``files`` is ``[[relative_path, size], ...]`` in sorted path order and ``mac`` is
+   HMAC-SHA256 under the handshake's session key. The receiver answers ``["ready"]`` or
+   ``["error", reason]``. (A manifest given by the caller may carry each file's sha256 as
+   a third item: ``[relative_path, size, sha256]``.)
 3. For each file: a header frame ``[relative_path, size]`` (must match the manifest), then
-   exactly ``size`` raw bytes sent with ``os.sendfile``.
-4. A ``["done"]`` frame. The receiver has written everything into a temp dir next to
-   ``dest_dir``, fsynced every file and directory and hashed every byte on the way in; if
-   every file matches the manifest it renames the temp dir to ``dest_dir`` (atomic), fsyncs
-   the parent, and answers ``["ok"]``; otherwise ``["error", reason]``.
+   exactly ``size`` raw bytes sent with ``os.sendfile``. The sender hashes the files on a
+   second thread meanwhile; the receiver hashes what it gets on a second thread too.
+4. ``["done", digests, mac]``: the sha256 of every file in manifest order, authenticated
+   by an HMAC under the session key (just ``["done"]`` if the manifest had them), so every
+   byte is authenticated. The receiver has written everything into a temp dir next to
+   ``dest_dir`` and fsynced every file and directory; if every digest matches what it
+   hashed it renames the temp dir to ``dest_dir`` (atomic), fsyncs the parent, and answers
+   ``["ok"]``; otherwise ``["error", reason]``.
 
 Rules:
 - Nothing partial is ever visible: any failure (timeout, disconnect, bad hash, bad path,
@@ -52,6 +56,7 @@ import msgpack
 from zraft.transport.errors import HandshakeError, SnapshotTransferError
 from zraft.transport.framing import HEADER, HEADER_SIZE
 from zraft.transport.handshake import client_handshake, cookie_bytes, server_handshake
+from zraft.transport.snapshot_files import DigestsOf, file_digest, receive_file
 
 log = logging.getLogger("zraft.transport.snapshot")
 
@@ -59,14 +64,13 @@ Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
 MAX_CONTROL_FRAME = 16 * 1024 * 1024
 SENDFILE_CHUNK = 8 * 1024 * 1024
-RECV_CHUNK = 1024 * 1024
 MAX_PATH_LENGTH = 4096
 
 
 class ManifestEntry(NamedTuple):
     path: str  # relative, "/"-separated
     size: int
-    sha256: bytes
+    sha256: bytes | None  # None: sent after the data, in the done frame
 
 
 class TransferResult(NamedTuple):
@@ -80,31 +84,31 @@ class TransferResult(NamedTuple):
 
 
 class SnapshotStats:
-    """Process-wide counters (thread-safe) for node status ("sendfile transfers")."""
+    """Process-wide counters (thread-safe) for node status ("sendfile transfers").
+
+    Seconds are totals over transfers, so a rate over an interval is the difference of
+    bytes over the difference of seconds: ``sendfile_seconds`` is time spent in the
+    sendfile loops (the transfer itself), ``manifest_seconds`` hashing files before a
+    send, ``send_seconds`` whole sends (connect to the receiver's "ok");
+    ``receive_seconds`` whole receives (authenticated connection to "ok", so verifying
+    and fsyncing included) and ``receive_sync_seconds`` the fsyncs and rename of them."""
+
+    COUNTS = ("sends_started", "sends_ok", "sends_failed", "sendfile_bytes", "files_sent",
+              "receives_ok", "receives_failed", "bytes_received")
+    SECONDS = ("manifest_seconds", "sendfile_seconds", "send_seconds", "receive_seconds",
+               "receive_sync_seconds")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values = dict.fromkeys(
-            (
-                "sends_started",
-                "sends_ok",
-                "sends_failed",
-                "sendfile_bytes",
-                "files_sent",
-                "receives_ok",
-                "receives_failed",
-                "bytes_received",
-            ),
-            0,
-        )
+        self._values: dict[str, float] = dict.fromkeys(self.COUNTS + self.SECONDS, 0)
 
-    def add(self, name: str, amount: int = 1) -> None:
+    def add(self, name: str, amount: float = 1) -> None:
         with self._lock:
             self._values[name] += amount
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> dict[str, float]:
         with self._lock:
-            return dict(self._values)
+            return {k: round(v, 6) if k in self.SECONDS else v for k, v in self._values.items()}
 
 
 STATS = SnapshotStats()
@@ -146,13 +150,13 @@ def _manifest_mac(session_key: bytes, files: list[list[Any]]) -> bytes:
     return hmac.new(session_key, b"zraft-manifest" + payload, hashlib.sha256).digest()
 
 
-def build_manifest(snapshot_dir: str | Path) -> list[ManifestEntry]:
-    """Every regular file under ``snapshot_dir``, sorted by relative path, with size and
-    sha256. Symlinks and special files are refused (a snapshot holds plain files)."""
+def list_files(snapshot_dir: str | Path) -> list[tuple[str, Path, int]]:
+    """Every regular file under ``snapshot_dir`` as (relative path, path, size), sorted by
+    relative path. Symlinks and special files are refused (a snapshot holds plain files)."""
     root = Path(snapshot_dir)
     if not root.is_dir():
         raise SnapshotTransferError(f"{root} is not a directory")
-    found: list[tuple[str, Path]] = []
+    found: list[tuple[str, Path, int]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames:
             if (Path(dirpath) / name).is_symlink():
@@ -161,32 +165,33 @@ def build_manifest(snapshot_dir: str | Path) -> list[ManifestEntry]:
             path = Path(dirpath) / name
             if path.is_symlink() or not path.is_file():
                 raise SnapshotTransferError(f"not a regular file: {path}")
-            found.append((path.relative_to(root).as_posix(), path))
-    entries = []
-    for rel, path in sorted(found):
-        digest = hashlib.sha256()
-        size = 0
-        with path.open("rb") as f:
-            while chunk := f.read(RECV_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        entries.append(ManifestEntry(rel, size, digest.digest()))
-    return entries
+            found.append((path.relative_to(root).as_posix(), path, path.stat().st_size))
+    return sorted(found)
+
+
+def build_manifest(snapshot_dir: str | Path) -> list[ManifestEntry]:
+    """Every regular file under ``snapshot_dir``, sorted by relative path, with size and
+    sha256 (see ``list_files``)."""
+    return [ManifestEntry(rel, size, file_digest(path, size))
+            for rel, path, size in list_files(snapshot_dir)]
 
 
 def _check_manifest(raw: Any, max_total: int | None) -> list[ManifestEntry]:
+    """Entries are ``[path, size, sha256]`` or ``[path, size]`` (the sha256 then comes in
+    the done frame); ``sha256`` is None in the latter."""
     if type(raw) is not list:
         raise SnapshotTransferError("manifest must be a list")
     entries: list[ManifestEntry] = []
     seen: set[str] = set()
     total = 0
     for item in raw:
-        if type(item) is not list or len(item) != 3:
-            raise SnapshotTransferError("manifest entry must be [path, size, sha256]")
-        path, size, digest = item
+        if type(item) is not list or len(item) not in (2, 3):
+            raise SnapshotTransferError("manifest entry must be [path, size(, sha256)]")
+        path, size = item[0], item[1]
+        digest = item[2] if len(item) == 3 else None
         if type(size) is not int or size < 0:
             raise SnapshotTransferError("manifest size must be an int >= 0")
-        if type(digest) is not bytes or len(digest) != 32:
+        if digest is not None and (type(digest) is not bytes or len(digest) != 32):
             raise SnapshotTransferError("manifest sha256 must be 32 bytes")
         _check_path(path)
         if path in seen:
@@ -197,6 +202,11 @@ def _check_manifest(raw: Any, max_total: int | None) -> list[ManifestEntry]:
     if max_total is not None and total > max_total:
         raise SnapshotTransferError(f"snapshot of {total} bytes exceeds {max_total}")
     return entries
+
+
+def _digests_mac(session_key: bytes, digests: list[bytes]) -> bytes:
+    payload = msgpack.packb(digests, use_bin_type=True)
+    return hmac.new(session_key, b"zraft-digests" + payload, hashlib.sha256).digest()
 
 
 def _check_path(path: Any) -> None:
@@ -264,7 +274,15 @@ def send_snapshot(
     started = time.monotonic()
     STATS.add("sends_started")
     try:
-        entries = manifest if manifest is not None else build_manifest(root)
+        hashing: DigestsOf | None = None
+        if manifest is not None:
+            entries = manifest
+        else:  # hashed while being sent; the digests follow the data
+            listed = list_files(root)
+            entries = [ManifestEntry(rel, size, None) for rel, _p, size in listed]
+            hashing = DigestsOf(listed)
+        connecting = time.monotonic()
+        STATS.add("manifest_seconds", connecting - started)
         total = sum(e.size for e in entries)
         try:
             sock = socket.create_connection((addr, port), timeout=connect_timeout)
@@ -276,7 +294,8 @@ def send_snapshot(
                 sock, cookie_bytes(cookie), node_id, handshake_timeout, role="snapshot"
             )
             sock.settimeout(io_timeout)  # non-blocking fd + timeouts for every later step
-            files = [[e.path, e.size, e.sha256] for e in entries]
+            files = [[e.path, e.size] if e.sha256 is None else [e.path, e.size, e.sha256]
+                     for e in entries]
             _send_frame(sock, [files, _manifest_mac(auth.session_key, files)])
             _expect(_recv_frame(sock), "ready")
             done = 0
@@ -290,9 +309,17 @@ def send_snapshot(
             for entry in entries:
                 _send_frame(sock, [entry.path, entry.size])
                 if entry.size:
+                    t = time.monotonic()
                     _sendfile(sock, root / entry.path, entry.size, io_timeout, advance)
+                    STATS.add("sendfile_seconds", time.monotonic() - t)
                 STATS.add("files_sent")
-            _send_frame(sock, ["done"])
+            if hashing is None:
+                _send_frame(sock, ["done"])
+            else:
+                t = time.monotonic()
+                digests = hashing.result(io_timeout)
+                STATS.add("manifest_seconds", time.monotonic() - t)  # only the wait shows
+                _send_frame(sock, ["done", digests, _digests_mac(auth.session_key, digests)])
             _expect(_recv_frame(sock), "ok")
     except SnapshotTransferError:
         STATS.add("sends_failed")
@@ -301,6 +328,7 @@ def send_snapshot(
         STATS.add("sends_failed")
         raise SnapshotTransferError(f"snapshot send to {addr}:{port} failed: {exc}") from exc
     STATS.add("sends_ok")
+    STATS.add("send_seconds", time.monotonic() - connecting)
     return TransferResult(len(entries), total, time.monotonic() - started)
 
 
@@ -355,6 +383,7 @@ class SnapshotReceiver:
         self.result: TransferResult | None = None
         self.error: str | None = None
         self.refused = 0  # connections that failed the handshake
+        self._sync_seconds = 0.0  # fsyncs and the rename of this transfer
 
     @property
     def temp_dir(self) -> Path:
@@ -417,10 +446,12 @@ class SnapshotReceiver:
         started = time.monotonic()
         try:
             sock, session_key = self._accept_authenticated()
+            connected = time.monotonic()
             with sock:
                 self._active = sock
                 self.result = self._receive(sock, session_key, started)
             STATS.add("receives_ok")
+            STATS.add("receive_seconds", time.monotonic() - connected)
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             STATS.add("receives_failed")
@@ -470,21 +501,23 @@ class SnapshotReceiver:
             _send_frame(sock, ["ready"])
             total = sum(e.size for e in entries)
             done = 0
+            received: list[bytes] = []
             for entry in entries:
                 header = _recv_frame(sock)
                 if header != [entry.path, entry.size]:
                     raise SnapshotTransferError(f"file header {header!r:.80} is not {entry.path}")
                 digest = self._receive_file(sock, entry)
-                if not hmac.compare_digest(digest, entry.sha256):
+                if entry.sha256 is not None and not hmac.compare_digest(digest, entry.sha256):
                     raise SnapshotTransferError(f"{entry.path}: sha256 mismatch (corrupted)")
+                received.append(digest)
                 done += entry.size
                 if self._on_progress is not None:
                     self._on_progress(done, total)
                 if self._cancelled.is_set():
                     raise SnapshotTransferError("cancelled")
-            if _recv_frame(sock) != ["done"]:
-                raise SnapshotTransferError("expected the done frame")
+            self._check_done(_recv_frame(sock), entries, received, session_key)
             self._install()
+            STATS.add("receive_sync_seconds", self._sync_seconds)
             STATS.add("bytes_received", total)
             _send_frame(sock, ["ok"])
             return TransferResult(len(entries), total, time.monotonic() - started)
@@ -493,31 +526,40 @@ class SnapshotReceiver:
                 _send_frame(sock, ["error", str(exc)])
             raise
 
+    @staticmethod
+    def _check_done(frame: Any, entries: list[ManifestEntry], received: list[bytes],
+                    session_key: bytes) -> None:
+        """``["done"]`` when the manifest had every sha256, else ``["done", digests, mac]``
+        with the sender's sha256 of each file (authenticated), which must match ours."""
+        if all(e.sha256 is not None for e in entries) and frame == ["done"]:
+            return
+        if type(frame) is not list or len(frame) != 3 or frame[0] != "done":
+            raise SnapshotTransferError("expected the done frame with the file digests")
+        _, digests, mac = frame
+        if (type(digests) is not list or len(digests) != len(entries)
+                or not all(type(d) is bytes and len(d) == 32 for d in digests)):
+            raise SnapshotTransferError("malformed file digests")
+        if type(mac) is not bytes or not hmac.compare_digest(
+                mac, _digests_mac(session_key, digests)):
+            raise SnapshotTransferError("file digests MAC does not verify")
+        for entry, theirs, ours in zip(entries, digests, received, strict=True):
+            if not hmac.compare_digest(theirs, ours):
+                raise SnapshotTransferError(f"{entry.path}: sha256 mismatch (corrupted)")
+
     def _receive_file(self, sock: socket.socket, entry: ManifestEntry) -> bytes:
         path = self._tmp / entry.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        buf = bytearray(min(RECV_CHUNK, max(entry.size, 1)))
-        view = memoryview(buf)
-        left = entry.size
-        with open(path, "xb") as f:  # exclusive: a path cannot be written twice
-            while left:
-                n = sock.recv_into(view, min(left, len(buf)))
-                if not n:
-                    raise SnapshotTransferError(f"{entry.path}: connection closed mid-file")
-                chunk = view[:n]
-                digest.update(chunk)
-                f.write(chunk)
-                left -= n
-            f.flush()
-            os.fsync(f.fileno())
-        return digest.digest()
+        received = receive_file(sock, path, entry.size, entry.path, self._cancelled)
+        self._sync_seconds += received.fsync_seconds
+        return received.sha256
 
     def _install(self) -> None:
+        t = time.monotonic()
         for dirpath, _, _ in os.walk(self._tmp, topdown=False):
             _fsync_dir(Path(dirpath))
         os.rename(self._tmp, self.dest_dir)
         _fsync_dir(self.dest_dir.parent)
+        self._sync_seconds += time.monotonic() - t
 
 
 def _fsync_dir(path: Path) -> None:

@@ -20,6 +20,11 @@ Rules:
   indexes and heartbeats, so keeping them is what helps the peer once it is reachable again.
 - A link with frames to send and no connection dials with exponential backoff and jitter
   (tenacity), capped, until the transport closes. State and counters are in ``status()``.
+- ``connect(addrs)`` makes links dial even with nothing queued, until they have a
+  connection: a node that restarts calls it for the members of its groups, so a leader
+  whose link to it sits in reconnect backoff adopts the fresh inbound connection at once
+  (instead of waiting for its next attempt, or for this node's first election message).
+  An adopted connection ends the link's backoff.
 - Malformed input (garbage, truncated or oversized frames, unknown kinds, wrong field types)
   closes that connection only, and is logged; the server keeps serving everyone else.
 - ``block(addrs)`` drops all traffic to and from those node addresses (fault injection).
@@ -104,6 +109,7 @@ class PeerLink:
         self.last_error: str | None = None
         self._dialing = False
         self._failure_streak = 0
+        self._wanted = False  # connect() asked for a connection with nothing queued
         self._cond = threading.Condition(threading.Lock())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"zraft-link-{addr}", daemon=True)
@@ -129,6 +135,12 @@ class PeerLink:
         if not self._live():
             with self._cond:
                 self._cond.notify_all()  # wake the dialer
+
+    def want_connection(self) -> None:
+        """Dial now even with nothing to send (until a connection is up)."""
+        with self._cond:
+            self._wanted = True
+            self._cond.notify_all()
 
     def stop(self) -> None:
         self._stop.set()
@@ -168,6 +180,8 @@ class PeerLink:
             if take:
                 self.conn = conn
                 self.connects += 1
+                self._wanted = False
+                self._failure_streak = 0  # the dialer's backoff ends (see _pause)
                 if conn.inbound:
                     self.adopted += 1
                 conn.use_queue(self.queue)
@@ -197,7 +211,8 @@ class PeerLink:
         return conn is not None and not conn.closed
 
     def _should_dial(self) -> bool:
-        return not self._stop.is_set() and not self._live() and len(self.queue) > 0
+        return (not self._stop.is_set() and not self._live()
+                and (self._wanted or len(self.queue) > 0))
 
     def _pause(self, seconds: float) -> None:
         """Backoff sleep that ends early on stop or when the peer's dial gave us a link."""
@@ -232,7 +247,6 @@ class PeerLink:
                 self._dialing = False
             if self._failure_streak:
                 log.info("link to %s up after %d failed attempts", self.addr, self._failure_streak)
-            self._failure_streak = 0
             if auth.peer_id != self.addr:
                 log.warning(
                     "%s announces itself as %r; use node ids that are the advertised "
@@ -430,6 +444,16 @@ class TcpTransport:
                 return False
         link.send(as_frame_bytes(frame))
         return True
+
+    def connect(self, addrs: Iterable[str]) -> None:
+        """Have a connection to each node in ``addrs`` (dial now, nothing queued needed);
+        see the module rules. Our own address and blocked ones are skipped."""
+        for addr in addrs:
+            if addr == self.node_id or addr in self._blocked_out:
+                continue
+            link = self._links.get(addr) or self._link(addr)
+            if link is not None:
+                link.want_connection()
 
     def send_many(self, addr: str, frames: Iterable[codec.Frame | bytes]) -> bool:
         ok = True

@@ -1,0 +1,151 @@
+"""Snapshot transfer with the sha256s sent after the data (hashed while sending) and the
+receiver hashing on a second thread: integrity, authentication, threads, timings."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.transport.helpers import COOKIE, TamperProxy, wait_for
+from zraft.transport import snapshot_files as sf
+from zraft.transport import snapshot_stream as ss
+from zraft.transport.errors import SnapshotTransferError
+from zraft.transport.snapshot_stream import (
+    ManifestEntry,
+    SnapshotReceiver,
+    build_manifest,
+    send_snapshot,
+)
+
+LOOP = "127.0.0.1"
+BIG = 5 * 1024 * 1024 + 123  # over PIPELINE_MIN: received through the hashing thread
+
+
+def receiver(dest: Path) -> tuple[SnapshotReceiver, str, int]:
+    rx = SnapshotReceiver(dest, COOKIE, "follower", listen_addr=LOOP)
+    host, port = rx.start()
+    return rx, host, port
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    files = {"data/state": os.urandom(BIG), "data/empty": b"", "sessions": b"s" * 100}
+    for rel, content in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(content)
+    return files
+
+
+def hash_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate()
+            if t.name in ("zraft-snap-hash", "zraft-snap-digest")]
+
+
+def test_default_send_puts_digests_after_the_data(tmp_path: Path, monkeypatch) -> None:
+    manifests: list = []
+    real = ss._check_manifest
+    monkeypatch.setattr(ss, "_check_manifest", lambda raw, cap: manifests.append(raw)
+                        or real(raw, cap))
+    files = tree(tmp_path / "src")
+    before = ss.STATS.snapshot()
+    rx, host, port = receiver(tmp_path / "dest")
+    send_snapshot(tmp_path / "src", host, port, COOKIE, "leader")
+    rx.wait(30)
+    assert {p: (tmp_path / "dest" / p).read_bytes() for p in files} == files
+    assert manifests == [[["data/empty", 0], ["data/state", BIG], ["sessions", 100]]]
+    assert build_manifest(tmp_path / "dest") == build_manifest(tmp_path / "src")
+    after = ss.STATS.snapshot()
+    for name in ("sendfile_seconds", "send_seconds", "receive_seconds", "receive_sync_seconds"):
+        assert after[name] > before[name], name
+    assert after["sendfile_bytes"] - before["sendfile_bytes"] == BIG + 100
+    wait_for(lambda: not hash_threads())
+
+
+def test_a_given_manifest_still_carries_the_digests_up_front(tmp_path: Path) -> None:
+    files = tree(tmp_path / "src")
+    rx, host, port = receiver(tmp_path / "dest")
+    send_snapshot(tmp_path / "src", host, port, COOKIE, "leader",
+                  manifest=build_manifest(tmp_path / "src"))
+    rx.wait(30)
+    assert (tmp_path / "dest" / "data" / "state").read_bytes() == files["data/state"]
+
+
+def test_a_byte_flipped_in_a_pipelined_file_is_caught(tmp_path: Path) -> None:
+    tree(tmp_path / "src")
+    rx, host, port = receiver(tmp_path / "dest")
+    proxy = TamperProxy((host, port), flip_at=3 * 1024 * 1024)  # inside data/state
+    try:
+        with pytest.raises(SnapshotTransferError, match="sha256 mismatch"):
+            send_snapshot(tmp_path / "src", LOOP, proxy.port, COOKIE, "leader")
+        with pytest.raises(SnapshotTransferError, match="sha256"):
+            rx.wait(10)
+    finally:
+        proxy.close()
+    assert not (tmp_path / "dest").exists()
+    wait_for(lambda: not hash_threads())
+
+
+def test_a_cut_in_a_pipelined_file_leaves_nothing_and_no_thread(tmp_path: Path) -> None:
+    tree(tmp_path / "src")
+    rx, host, port = receiver(tmp_path / "dest")
+    proxy = TamperProxy((host, port), cut_at=2 * 1024 * 1024)
+    try:
+        with pytest.raises(SnapshotTransferError):
+            send_snapshot(tmp_path / "src", LOOP, proxy.port, COOKIE, "leader", io_timeout=5)
+        with pytest.raises(SnapshotTransferError):
+            rx.wait(10)
+    finally:
+        proxy.close()
+    assert not (tmp_path / "dest").exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    wait_for(lambda: not hash_threads())
+
+
+def test_wrong_digests_from_the_sender_are_refused(tmp_path: Path, monkeypatch) -> None:
+    """The sender's digests are authenticated but wrong (e.g. its file changed after it was
+    hashed): the receiver's own hashes disagree, nothing is installed."""
+    tree(tmp_path / "src")
+    monkeypatch.setattr(sf.DigestsOf, "result", lambda self, timeout: [b"\x00" * 32] * 3)
+    rx, host, port = receiver(tmp_path / "dest")
+    with pytest.raises(SnapshotTransferError, match="sha256 mismatch"):
+        send_snapshot(tmp_path / "src", host, port, COOKIE, "leader")
+    with pytest.raises(SnapshotTransferError):
+        rx.wait(10)
+    assert not (tmp_path / "dest").exists()
+
+
+KEY = b"k" * 32
+ENTRIES = [ManifestEntry("a", 1, None), ManifestEntry("b", 2, None)]  # type: ignore[arg-type]
+OURS = [b"\x01" * 32, b"\x02" * 32]
+
+
+@pytest.mark.parametrize("frame", [
+    ["done"],
+    ["done", OURS],
+    ["done", OURS, b"x" * 32],  # bad MAC
+    ["done", OURS[:1], ss._digests_mac(KEY, OURS[:1])],
+    ["done", [b"\x01" * 32, b"\x02" * 31], ss._digests_mac(KEY, [b"\x01" * 32, b"\x02" * 31])],
+    ["done", [OURS[1], OURS[0]], ss._digests_mac(KEY, [OURS[1], OURS[0]])],
+    ["nope", OURS, ss._digests_mac(KEY, OURS)],
+])
+def test_bad_done_frames_are_refused(frame) -> None:
+    with pytest.raises(SnapshotTransferError):
+        SnapshotReceiver._check_done(frame, ENTRIES, OURS, KEY)
+
+
+def test_a_good_done_frame_passes() -> None:
+    SnapshotReceiver._check_done(["done", OURS, ss._digests_mac(KEY, OURS)], ENTRIES, OURS, KEY)
+    known = [ManifestEntry("a", 1, OURS[0])]
+    SnapshotReceiver._check_done(["done"], known, OURS[:1], KEY)
+
+
+def test_file_digest_notices_a_file_that_changed_size(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    assert sf.file_digest(path, 3) == __import__("hashlib").sha256(b"abc").digest()
+    with pytest.raises(SnapshotTransferError, match="shrank"):
+        sf.file_digest(path, 4)
+    with pytest.raises(SnapshotTransferError, match="grew"):
+        sf.file_digest(path, 2)

@@ -1,0 +1,157 @@
+"""Snapshot file bytes: hashing on the sender and receiving on the follower, each with a
+second thread so that hashing overlaps the transfer (``snapshot_stream`` has the protocol).
+
+Rules:
+- ``file_digest`` hashes exactly ``size`` bytes of a file and fails if it changed size.
+- ``DigestsOf(files)`` hashes a list of files on a thread while the caller sends them.
+- ``receive_file`` reads exactly ``size`` bytes from a socket into a new file (exclusive
+  create), fsyncs it and returns its sha256. From ``PIPELINE_MIN`` bytes on, the calling
+  thread receives and writes while a hashing thread hashes the previous buffers (recv,
+  write and sha256 all release the GIL); ``PIPELINE_BUFFERS`` buffers of ``RECV_CHUNK``
+  bound the memory, and the hashing thread always ends before ``receive_file`` returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from zraft.transport.errors import SnapshotTransferError
+
+RECV_CHUNK = 1024 * 1024
+PIPELINE_MIN = 4 * RECV_CHUNK
+PIPELINE_BUFFERS = 4
+
+
+def file_digest(path: Path, size: int) -> bytes:
+    """sha256 of exactly ``size`` bytes of ``path`` (the file must not have changed)."""
+    digest = hashlib.sha256()
+    buf = memoryview(bytearray(RECV_CHUNK))
+    left = size
+    with path.open("rb", buffering=0) as f:
+        while left:
+            n = f.readinto(buf[: min(left, len(buf))])
+            if not n:
+                raise SnapshotTransferError(f"{path} shrank while being hashed")
+            digest.update(buf[:n])
+            left -= n
+        if f.read(1):
+            raise SnapshotTransferError(f"{path} grew while being hashed")
+    return digest.digest()
+
+
+class DigestsOf:
+    """The sha256 of each file, computed on a thread while the files are being sent (the
+    sender's hashing used to delay the first byte by the time of one pass over the data)."""
+
+    def __init__(self, files: list[tuple[str, Path, int]]) -> None:
+        self._files = files
+        self._digests: list[bytes] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="zraft-snap-digest",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._digests = [file_digest(path, size) for _rel, path, size in self._files]
+        except BaseException as exc:  # reported to the sender by result()
+            self._error = exc
+
+    def result(self, timeout: float) -> list[bytes]:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise SnapshotTransferError(f"hashing the snapshot took over {timeout}s")
+        if self._error is not None:
+            if isinstance(self._error, SnapshotTransferError):
+                raise self._error
+            raise SnapshotTransferError(f"cannot hash the snapshot: {self._error}")
+        return self._digests
+
+
+class ReceivedFile(NamedTuple):
+    sha256: bytes
+    fsync_seconds: float
+
+
+def receive_file(sock: socket.socket, path: Path, size: int, name: str,
+                 cancelled: threading.Event) -> ReceivedFile:
+    """See the module rules; ``name`` is for error messages."""
+    with open(path, "xb") as f:  # exclusive: a path cannot be written twice
+        if size < PIPELINE_MIN:
+            digest = hashlib.sha256()
+            view = memoryview(bytearray(max(size, 1)))
+            _fill(sock, view, size, name)
+            f.write(view[:size])
+            digest.update(view[:size])
+        else:
+            with _Hasher() as hasher:
+                left = size
+                while left:
+                    view = hasher.free_buffer()
+                    n = min(left, len(view))
+                    _fill(sock, view, n, name)
+                    f.write(view[:n])
+                    hasher.submit(view, n)
+                    left -= n
+                    if cancelled.is_set():
+                        raise SnapshotTransferError("cancelled")
+                digest = hasher.result()
+        f.flush()
+        t = time.monotonic()
+        os.fsync(f.fileno())
+        return ReceivedFile(digest.digest(), time.monotonic() - t)
+
+
+def _fill(sock: socket.socket, view: memoryview, n: int, name: str) -> None:
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:n], n - got)
+        if not k:
+            raise SnapshotTransferError(f"{name}: connection closed mid-file")
+        got += k
+
+
+class _Hasher:
+    """A sha256 computed on its own thread over buffers handed to it in order; buffers
+    come back to the pool once hashed. Use as a context manager (the thread always ends)."""
+
+    def __init__(self, buffers: int = PIPELINE_BUFFERS, size: int = RECV_CHUNK) -> None:
+        self._digest = hashlib.sha256()
+        self._free: queue.Queue[memoryview] = queue.Queue()
+        for _ in range(buffers):
+            self._free.put(memoryview(bytearray(size)))
+        self._work: queue.Queue[tuple[memoryview, int] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="zraft-snap-hash", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> _Hasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._work.put(None)
+        self._thread.join()
+
+    def free_buffer(self) -> memoryview:
+        return self._free.get()
+
+    def submit(self, view: memoryview, n: int) -> None:
+        self._work.put((view, n))
+
+    def result(self) -> Any:
+        """The digest of everything submitted (waits for the hashing to finish)."""
+        self._work.put(None)
+        self._thread.join()
+        return self._digest
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            view, n = item
+            self._digest.update(view[:n])
+            self._free.put(view)
