@@ -4,7 +4,7 @@
 ``ZraftSide`` whose nodes load ``bench/memprobe`` (SIGUSR2 -> JSON readings); readings are
 taken idle (after create), after the W5 writes, and (``--catch-up``) after the W5 catch-up.
 ``--trace`` runs the nodes under tracemalloc (slower, inflates RSS: use for the sites
-only); ``--trim`` adds a reading after ``malloc_trim(0)``. Prints one line per node and
+only); ``--trim`` adds a reading after ``malloc_trim(0)``; ``--env K=V`` sets node environment. Prints one line per node and
 reading, and the top allocation sites with ``--trace``.
 """
 
@@ -54,7 +54,8 @@ def show(doc: dict[str, Any]) -> None:
             print(f"{doc['label']:>9} pid {doc['pid']} {key:11} rss {r['rss_mb']:6.1f} "
                   f"uss {r['uss_mb']:6.1f} | heap arena {r['heap_arena_mb']:6.1f} in use "
                   f"{r['heap_in_use_mb']:6.1f} free {r['heap_free_mb']:6.1f} | mmapped "
-                  f"{r['mmapped_mb']:5.1f} ({r['mmapped_blocks']}) | threads {r['threads']}")
+                  f"{r['mmapped_mb']:5.1f} ({r['mmapped_blocks']}) | threads {r['threads']} "
+                  f"modules {r.get('modules')} trim {doc.get('trim_ms', 0):.1f} ms")
     if "traced_mb" in doc:
         print(f"   traced {doc['traced_mb']:.1f} MB (peak {doc['traced_peak_mb']:.1f})")
         for site, mb, count in doc["top_lines"][:12]:
@@ -67,6 +68,8 @@ def main() -> None:
     ap.add_argument("--trim", action="store_true")
     ap.add_argument("--catch-up", action="store_true")
     ap.add_argument("--ops", type=int, default=Sizes().w5_ops)
+    ap.add_argument("--env", action="append", default=[], help="K=V for the nodes, e.g. "
+                    "MALLOC_ARENA_MAX=2 (glibc tunables)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="zraft-w5mem-"))
     out = base / "probe"
@@ -74,6 +77,7 @@ def main() -> None:
     env = {"ZRAFT_MEMPROBE_OUT": str(out),
            "PYTHONPATH": os.pathsep.join(p for p in (str(PROBE_DIR),
                                                      os.environ.get("PYTHONPATH")) if p)}
+    env.update(item.split("=", 1) for item in args.env)
     if args.trace:
         env["PYTHONTRACEMALLOC"] = "25"
     if args.trim:

@@ -242,6 +242,7 @@ def catch_up(side: Side, sizes: Sizes, ops4k: Ops) -> dict[str, Any]:
     lead = side.stat(leader) or {}
     goal = int(lead.get("commit") or 0)
     sent_before = _snapshot_bytes(side, leader)
+    stream_before = _stream_stats(side, leader)
     side.heal()
     t0 = time.monotonic()
     side.start_node(follower)
@@ -253,12 +254,15 @@ def catch_up(side: Side, sizes: Sizes, ops4k: Ops) -> dict[str, Any]:
 
     t_done = _wait_for(caught_up, 120.0, 0.02)
     sent = _snapshot_bytes(side, leader) - sent_before if sent_before is not None else None
+    transfer = _transfer_rates(stream_before, _stream_stats(side, leader),
+                               _stream_stats(side, follower))
     size = max(sent or 0, 16 * 2**20)
     out: dict[str, Any] = {
         "catch_up_compacted": compacted, "catch_up_snapshot_bytes": sent,
         "catch_up_path": "snapshot" if sent else ("log" if sent == 0 else "unknown"),
         "catch_up_entries": goal - behind,
-        "sendfile_mb_per_s": max(sendfile_throughput(size) for _ in range(3)) / 1e6}
+        "sendfile_mb_per_s": max(sendfile_throughput(size) for _ in range(3)) / 1e6,
+        **transfer}
     if t_done is None:
         out["catch_up_s"] = None
         return out
@@ -274,6 +278,44 @@ def _compacted_past(side: Side, leader: int, index: int) -> bool | None:
     if "first_index" not in st:
         return False  # PySyncObj does not report its compaction point
     return True if int(st["first_index"]) > index + 1 else None
+
+
+def _stream_stats(side: Side, i: int) -> dict[str, Any] | None:
+    """zraft's snapshot stream counters of node i (None on sides without them)."""
+    fn = getattr(side, "node_status", None)
+    st = fn(i) if fn is not None else None
+    return ((st or {}).get("snapshots") or {}).get("stream") if fn is not None else None
+
+
+def _transfer_rates(before: dict[str, Any] | None, after: dict[str, Any] | None,
+                    receiver: dict[str, Any] | None) -> dict[str, Any]:
+    """The transfer's own rates, apart from the end-to-end catch-up: the leader's sendfile
+    bytes over its seconds in sendfile, and over its whole sends (connect to the
+    receiver's "ok"); the restarted follower's received bytes over its whole receives
+    (verifying and fsyncing included; its counters start with the restart)."""
+    out: dict[str, Any] = {}
+    if before is None or after is None:
+        return out
+
+    def delta(name: str) -> float:
+        return float(after.get(name) or 0) - float(before.get(name) or 0)
+
+    sent, sendfile_s, send_s = delta("sendfile_bytes"), delta("sendfile_seconds"), \
+        delta("send_seconds")
+    out["catch_up_sends"] = int(delta("sends_started"))
+    if sent and sendfile_s > 0:
+        out["transfer_sendfile_mb_per_s"] = sent / sendfile_s / 1e6
+        out["transfer_sendfile_s"] = sendfile_s
+    if sent and send_s > 0:
+        out["transfer_send_mb_per_s"] = sent / send_s / 1e6
+    if receiver:
+        got, recv_s = float(receiver.get("bytes_received") or 0), \
+            float(receiver.get("receive_seconds") or 0)
+        if got and recv_s > 0:
+            out["transfer_receive_mb_per_s"] = got / recv_s / 1e6
+            out["transfer_receive_s"] = recv_s
+            out["transfer_receive_sync_s"] = float(receiver.get("receive_sync_seconds") or 0)
+    return out
 
 
 def _snapshot_bytes(side: Side, leader: int) -> int | None:
