@@ -54,6 +54,7 @@ from typing import Any
 
 from zraft.fsm.backend import ApplyResult, BadCommand, QueryResult, SnapshotCorrupted, SnapshotJob
 from zraft.fsm.codec import NOT_FOUND, hashable, packb, packer, unpacker
+from zraft.fsm.heap_trim import request_trim
 
 STATE_FILE = "state"
 _MAGIC = b"ZRDICT\x00\x01"
@@ -251,6 +252,8 @@ class DictBackend:
         data, owned = read_state(Path(directory) / STATE_FILE)
         owner = {key: sid for sid, keys in owned.items() for key in keys}
         self._data, self._owner, self._owned, self._shared = data, owner, owned, False
+        del data, owner, owned
+        request_trim()  # the replaced state was freed: give its pages back
 
 
 def _parse(command: Any, *, in_multi: bool) -> tuple[Any, ...]:

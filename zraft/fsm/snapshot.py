@@ -11,6 +11,7 @@ Rules:
   ``write`` may run on another thread when the job is async (sync jobs: on the state
   machine's thread, before the next apply).
 - ``read_machine_state`` refuses a missing or damaged file with ``SnapshotCorrupted``.
+- After a write the freed heap is handed back to the OS (``heap_trim``, rate-limited).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import NamedTuple
 
 from zraft.fsm.backend import SnapshotCorrupted, SnapshotJob
 from zraft.fsm.codec import packb, unpackb
+from zraft.fsm.heap_trim import request_trim
 
 SESSIONS_FILE = "sessions"
 DATA_DIR = "data"
@@ -46,6 +48,7 @@ class SnapshotImage(NamedTuple):
         payload = packb([_FORMAT_VERSION, self.index, self.term, self.time, self.sessions])
         (directory / SESSIONS_FILE).write_bytes(payload)
         self.job.write(directory / DATA_DIR)
+        request_trim()
 
 
 class MachineState(NamedTuple):
