@@ -9,9 +9,12 @@ Protocol (control frames over the normal node connection, files over their own s
    ``snapshot_listener_addr:snapshot_listener_port`` and answers ``("accept", [tid, host,
    port])`` (or ``("reject", [tid, reason])``);
 3. the sender streams the snapshot directory with kernel sendfile (manifest of sha256s,
-   authenticated by the cookie); the receiver verifies every file, installs the directory
-   into the follower's snapshot store and tells the follower peer ``SnapshotArrived`` — the
-   peer's core then installs it (term checks happen there);
+   authenticated by the cookie; the sha256s come from the snapshot's own manifest, so the
+   leader does not hash 40 MB before the first byte); the receiver verifies every file as
+   it arrives, installs the directory into the follower's snapshot store (which compares
+   those digests with the snapshot manifest instead of reading the files again) and tells
+   the follower peer ``SnapshotArrived`` — the peer's core then installs it (term checks
+   happen there);
 4. any failure on the leader's side is reported as ``SnapshotSendDone(ok=False)`` so the
    core probes again; nothing partial is ever installed.
 """
@@ -31,8 +34,10 @@ from zraft.actors.messages import SnapshotArrived, SnapshotSendDone
 from zraft.core.entries import SnapshotMeta
 from zraft.ids import PeerId
 from zraft.storage import SnapshotStore
+from zraft.storage.snapshots import MANIFEST, SnapshotInfo
 from zraft.transport import snapshot_stream
 from zraft.transport.codec import SnapshotControl
+from zraft.transport.snapshot_files import file_digest
 
 if TYPE_CHECKING:
     from zraft.node.server import Node
@@ -159,6 +164,27 @@ class SnapshotService:
         conn.send(SnapshotControl("accept", [tid, host, port]))
 
 
+def stream_manifest(info: SnapshotInfo) -> list[snapshot_stream.ManifestEntry]:
+    """The transfer manifest of a local snapshot from the sha256s its own manifest holds
+    (hashed when it was committed, and the receiver checks every byte against them), so
+    the leader does not read the snapshot once more before sending it. The files on disk
+    must be exactly the listed ones plus the manifest file, else the directory is hashed."""
+    listed = {f.path: f for f in info.files}
+    on_disk = snapshot_stream.list_files(info.path)
+    if {rel for rel, _p, _s in on_disk} != {*listed, MANIFEST}:
+        return snapshot_stream.build_manifest(info.path)
+    entries = []
+    for rel, path, size in on_disk:
+        known = listed.get(rel)
+        if known is not None and known.size == size:
+            entries.append(snapshot_stream.ManifestEntry(rel, size, bytes.fromhex(known.sha256)))
+        elif known is None:  # the manifest file itself: small
+            entries.append(snapshot_stream.ManifestEntry(rel, size, file_digest(path, size)))
+        else:
+            return snapshot_stream.build_manifest(info.path)
+    return entries
+
+
 class SnapshotSenderActor(pykka.ThreadingActor):
     """One outgoing transfer (temporary: never restarted; the core retries)."""
 
@@ -200,7 +226,7 @@ class SnapshotSenderActor(pykka.ThreadingActor):
 
             result = snapshot_stream.send_snapshot(
                 info.path, host, port, cfg.resolved_cookie(), node.address,
-                on_progress=progress)
+                on_progress=progress, manifest=stream_manifest(info))
             log.info("snapshot %d sent to %s: %d files, %d bytes, %.1f MB/s",
                      self.meta.index, self.target, result.files, result.bytes,
                      result.mb_per_s)
@@ -236,8 +262,9 @@ class SnapshotReceiverActor(pykka.ThreadingActor):
 
     def _run(self) -> None:
         try:
-            self.receiver.wait(timeout=120)
-            info = self.store.install(self.receiver.dest_dir)
+            result = self.receiver.wait(timeout=120)
+            # every byte was hashed on the way in: the store compares, it does not re-read
+            info = self.store.install(self.receiver.dest_dir, known_digests=result.digests)
         except Exception as exc:
             self.service._count("receive_failed")
             log.warning("snapshot %d from %s not received: %s", self.meta.index,

@@ -16,7 +16,8 @@ Rules:
 - The manifest (JSON) carries its own sha256, so a torn or edited manifest is detected;
   `verify` also checks every listed file (size, sha256) and refuses unlisted files.
 - `latest` is the newest snapshot (by index, then term) whose manifest is valid.
-- `install` takes a received directory, verifies it first, then renames it into place.
+- `install` takes a received directory, verifies it first, then renames it into place
+  (the sha256s a transfer computed while receiving stand in for reading the files again).
 - After a commit or install, older snapshot directories are removed (all but the newest
   ``retain - 1`` of them; ``retain`` defaults to 1). With ``backup`` each new snapshot is
   also archived to ``archive-<index>-<term>.tar`` and every archive is kept.
@@ -34,6 +35,7 @@ import os
 import re
 import shutil
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -143,8 +145,12 @@ def _relative_files(root: Path) -> list[str]:
     return sorted(found)
 
 
-def verify(snap_dir: str | os.PathLike[str]) -> SnapshotInfo:
-    """Check a snapshot dir against its manifest: every file, size and sha256, no extras."""
+def verify(snap_dir: str | os.PathLike[str],
+           known_digests: Mapping[str, bytes] | None = None) -> SnapshotInfo:
+    """Check a snapshot dir against its manifest: every file, size and sha256, no extras.
+    ``known_digests`` (relative path -> sha256) are files whose bytes the caller has just
+    hashed itself (a received transfer): those are compared, not read again."""
+    known = known_digests or {}
     snap_dir = Path(snap_dir)
     info = read_manifest(snap_dir)
     listed = {f.path: f for f in info.files}
@@ -156,7 +162,10 @@ def verify(snap_dir: str | os.PathLike[str]) -> SnapshotInfo:
         path = snap_dir / rel
         if not path.is_file():
             raise CorruptSnapshotError(f"{path}: missing")
-        size, digest = _hash_file(path, sync=False)
+        if rel in known:
+            size, digest = path.stat().st_size, known[rel].hex()
+        else:
+            size, digest = _hash_file(path, sync=False)
         if size != expected.size or digest != expected.sha256:
             raise CorruptSnapshotError(f"{path}: size or sha256 does not match the manifest")
     match = _SNAPSHOT_RE.match(snap_dir.name)
@@ -268,10 +277,12 @@ class SnapshotStore:
     def abort(self, pending: PendingSnapshot) -> None:
         shutil.rmtree(pending.path, ignore_errors=True)
 
-    def install(self, received: str | os.PathLike[str]) -> SnapshotInfo:
-        """Verify a received snapshot directory, then move it into place atomically."""
+    def install(self, received: str | os.PathLike[str],
+                known_digests: Mapping[str, bytes] | None = None) -> SnapshotInfo:
+        """Verify a received snapshot directory, then move it into place atomically
+        (``known_digests``: see ``verify``)."""
         received = Path(received)
-        info = verify(received)
+        info = verify(received, known_digests)
         if received.parent.resolve() != self.root.resolve():
             staged = self.new_tmp_dir()
             staged.rmdir()

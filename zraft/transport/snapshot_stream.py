@@ -77,6 +77,8 @@ class TransferResult(NamedTuple):
     files: int
     bytes: int
     seconds: float
+    # receiver side: relative path -> sha256 of the bytes received and written
+    digests: dict[str, bytes] = {}  # shared default: never mutated
 
     @property
     def mb_per_s(self) -> float:
@@ -520,7 +522,8 @@ class SnapshotReceiver:
             STATS.add("receive_sync_seconds", self._sync_seconds)
             STATS.add("bytes_received", total)
             _send_frame(sock, ["ok"])
-            return TransferResult(len(entries), total, time.monotonic() - started)
+            return TransferResult(len(entries), total, time.monotonic() - started,
+                                  {e.path: d for e, d in zip(entries, received, strict=True)})
         except SnapshotTransferError as exc:
             with contextlib.suppress(OSError):
                 _send_frame(sock, ["error", str(exc)])
