@@ -71,3 +71,14 @@ def test_a_known_digest_does_not_hide_a_wrong_size(tmp_path: Path) -> None:
         f.write(b"extra")
     with pytest.raises(CorruptSnapshotError):
         receiver.install(incoming, known_digests=digests)
+
+
+def test_two_stores_on_one_directory_never_hand_out_the_same_tmp_name(tmp_path: Path) -> None:
+    """The receiver takes a name and removes the directory until its transfer completes;
+    the state machine's own store must not take that name meanwhile."""
+    receiving, building = SnapshotStore(tmp_path / "s"), SnapshotStore(tmp_path / "s")
+    reserved = receiving.new_tmp_dir()
+    reserved.rmdir()
+    other = building.new_tmp_dir()
+    assert other != reserved
+    assert not reserved.exists()

@@ -54,6 +54,11 @@ DATA_DIR = "data"
 _SNAPSHOT_RE = re.compile(r"^snapshot-(\d+)-(\d+)$")
 _ARCHIVE_RE = re.compile(r"^archive-(\d+)-(\d+)\.tar$")
 _TMP_PREFIX = "tmp-"
+# one counter per process, not per store: the state machine and the snapshot receiver each
+# open a store on the same directory, and a receiver that takes a name and removes the
+# directory until its transfer completes must not see it handed out again (it was: the
+# follower's own snapshot took the receiver's name and the transfer failed at its rename)
+_TMP_COUNTER = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +240,6 @@ class SnapshotStore:
         if not self.root.is_dir():
             self.root.mkdir(parents=True, exist_ok=True)
             fsync_dir(self.root.parent)
-        self._tmp_counter = itertools.count(1)
 
     @classmethod
     def for_peer(cls, snapshot_dir: str | os.PathLike[str], peer_id: str,
@@ -247,7 +251,7 @@ class SnapshotStore:
     def new_tmp_dir(self) -> Path:
         """A fresh empty directory inside the store (for a build or a transfer)."""
         while True:
-            path = self.root / f"{_TMP_PREFIX}{os.getpid()}-{next(self._tmp_counter)}"
+            path = self.root / f"{_TMP_PREFIX}{os.getpid()}-{next(_TMP_COUNTER)}"
             try:
                 path.mkdir()
                 return path
