@@ -62,6 +62,7 @@ METRICS: list[tuple[str, Callable[[dict[str, Any]], float | None], str, str]] = 
     ("W4 acked writes lost", _get("W4", "acked_lost"), LOWER, "writes"),
     ("W5 4KiB x1000 throughput", _get("W5", "mb_per_s"), HIGHER, "MB/s"),
     ("W5 RSS max per node after", _max_of("W5", "rss_mb"), LOWER, "MB"),
+    ("W5 RSS max per node 2 s later", _max_of("W5", "rss_settled_mb"), LOWER, "MB"),
     ("W5 follower catch-up", _get("W5", "catch_up_s"), LOWER, "s"),
     ("W5 catch-up snapshot rate", _get("W5", "catch_up_mb_per_s"), HIGHER, "MB/s"),
     ("W5 snapshot transfer: leader sendfile", _get("W5", "transfer_sendfile_mb_per_s"),

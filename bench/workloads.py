@@ -7,7 +7,8 @@ Rules (3 nodes, keys k0..k9999, 100-byte random values unless stated):
 - W4 leader kill -9 under light load (an open-loop writer, about 200 writes/s), repeated:
   time from the kill to the first acknowledged write sent after it; then every acknowledged
   key is read back (linearizable) and must hold its value: ``acked_lost`` must be 0.
-- W5 4 KiB values, 1,000 outstanding -> MB/s (10^6 bytes), RSS per node; then a follower is
+- W5 4 KiB values, 1,000 outstanding -> MB/s (10^6 bytes), RSS per node (right after the
+  writes, and again ``RSS_SETTLE_S`` later, once the nodes are idle); then a follower is
   stopped, more writes make the others compact past its log, it is restarted and timed
   until it has applied the leader's commit index (zraft: through a snapshot). Raw loopback
   sendfile is measured in the same run for reference.
@@ -207,6 +208,9 @@ def verify_acked(side: Side, ops: Ops, acked: list[tuple[str, bytes]],
     return lost, len(acked) - len(payloads)
 
 
+RSS_SETTLE_S = 2.0
+
+
 def w5_large_values(side: Side, sizes: Sizes, ops4k: Ops) -> dict[str, Any]:
     term0 = side.max_term()
     res = _run(side, ops4k.put, sizes.w5_ops, 1_000, 1, sizes.time_limit, ops4k.put(0))
@@ -214,6 +218,9 @@ def w5_large_values(side: Side, sizes: Sizes, ops4k: Ops) -> dict[str, Any]:
     out["mb_per_s"] = res.ok * ops4k.value_size / res.elapsed / 1e6 if res.elapsed else 0.0
     out["unplanned_elections"] = side.max_term() - term0
     out["rss_mb"] = [round(x, 1) for x in side.rss_mb()]
+    # and once the nodes are idle again (snapshots finished, freed heap given back)
+    time.sleep(RSS_SETTLE_S)
+    out["rss_settled_mb"] = [round(x, 1) for x in side.rss_mb()]
     try:
         out.update(catch_up(side, sizes, ops4k))
     except Exception as exc:

@@ -33,3 +33,10 @@ def test_the_table_shows_the_transfer_rates() -> None:
     assert shown["W5 snapshot transfer: leader sendfile"] == 900.0
     assert shown["W5 snapshot transfer: follower receive+verify+fsync"] == 700.0
     assert shown["W5 full snapshot sends in catch-up"] == 1.0
+
+
+def test_the_table_shows_the_settled_rss() -> None:
+    run = {"W5": {"rss_mb": [120.0, 90.0, 95.0], "rss_settled_mb": [100.0, 80.0, 70.0]}}
+    shown = {name: read(run) for name, read, _better, _unit in METRICS}
+    assert shown["W5 RSS max per node after"] == 120.0
+    assert shown["W5 RSS max per node 2 s later"] == 100.0
