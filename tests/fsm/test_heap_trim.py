@@ -98,3 +98,33 @@ def test_snapshot_install_and_write_ask_for_a_trim(tmp_path: Path, monkeypatch) 
     other.install_snapshot(tmp_path / "data")
     assert asked == ["write", "install"]
     assert other.get("k") == 1
+
+
+_ARENAS_PROBE = """
+import ctypes, sys, threading
+from zraft.fsm.heap_trim import limit_arenas
+if sys.argv[1] == "limit":
+    assert limit_arenas(1)
+keep = []
+def work():
+    keep.append([bytes(2000) for _ in range(2000)])
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+ctypes.CDLL("libc.so.6").malloc_stats()
+"""
+
+
+@pytest.mark.skipif(heap_trim._glibc_trim() is None, reason="needs glibc malloc")
+def test_limit_arenas_keeps_every_thread_in_one_arena(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def arenas(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _ARENAS_PROBE, mode], capture_output=True,
+                             text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+                             check=True)
+        return sum(1 for line in out.stderr.splitlines() if line.startswith("Arena "))
+
+    assert arenas("default") > 1  # threads got arenas of their own
+    assert arenas("limit") == 1
