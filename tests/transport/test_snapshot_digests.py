@@ -24,6 +24,15 @@ LOOP = "127.0.0.1"
 BIG = 5 * 1024 * 1024 + 123  # over PIPELINE_MIN: received through the hashing thread
 
 
+@pytest.fixture(autouse=True, params=["splice", "copy"])
+def receive_path(request, monkeypatch) -> str:
+    """Every test runs with the kernel splice path and with the buffer-copy path."""
+    if request.param == "splice" and not hasattr(os, "splice"):
+        pytest.skip("no os.splice here")
+    monkeypatch.setattr(sf, "USE_SPLICE", request.param == "splice")
+    return request.param
+
+
 def receiver(dest: Path) -> tuple[SnapshotReceiver, str, int]:
     rx = SnapshotReceiver(dest, COOKIE, "follower", listen_addr=LOOP)
     host, port = rx.start()
@@ -149,3 +158,42 @@ def test_file_digest_notices_a_file_that_changed_size(tmp_path: Path) -> None:
         sf.file_digest(path, 4)
     with pytest.raises(SnapshotTransferError, match="grew"):
         sf.file_digest(path, 2)
+
+
+def test_the_receive_path_in_use_is_the_one_asked_for(tmp_path: Path, monkeypatch,
+                                                      receive_path: str) -> None:
+    used: list[str] = []
+    real = sf._receive_spliced
+    monkeypatch.setattr(sf, "_receive_spliced", lambda *a: used.append("splice") or real(*a))
+    files = tree(tmp_path / "src")
+    rx, host, port = receiver(tmp_path / "dest")
+    send_snapshot(tmp_path / "src", host, port, COOKIE, "leader")
+    rx.wait(30)
+    assert (tmp_path / "dest" / "data" / "state").read_bytes() == files["data/state"]
+    assert used == (["splice"] if receive_path == "splice" else [])
+
+
+def test_a_stalled_sender_inside_a_spliced_file_hits_the_io_timeout(tmp_path: Path) -> None:
+    """The sender stops in the middle of a large file: the receiver gives up after its
+    io_timeout (the spliced read waits on the non-blocking socket with that timeout)."""
+    import socket as socket_module
+
+    from zraft.transport.handshake import client_handshake
+
+    rx = SnapshotReceiver(tmp_path / "dest", COOKIE, "follower", listen_addr=LOOP,
+                          io_timeout=0.5)
+    host, port = rx.start()
+    sock = socket_module.create_connection((host, port), timeout=5)
+    try:
+        auth = client_handshake(sock, COOKIE, "leader", 5.0, role="snapshot")
+        files = [["big", BIG]]
+        ss._send_frame(sock, [files, ss._manifest_mac(auth.session_key, files)])
+        assert ss._recv_frame(sock) == ["ready"]
+        ss._send_frame(sock, ["big", BIG])
+        sock.sendall(b"x" * (2 * 1024 * 1024))  # then nothing more
+        with pytest.raises(SnapshotTransferError, match=r"stalled|timed out"):
+            rx.wait(10)
+    finally:
+        sock.close()
+    assert not (tmp_path / "dest").exists()
+    wait_for(lambda: not hash_threads())
