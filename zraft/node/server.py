@@ -113,7 +113,8 @@ class Node:
         self.sup = OneForOneSupervisor.start(name=f"node {cfg.listen}", max_restarts=3,
                                              period_s=period, on_give_up=self._on_give_up)
         self.transport = TcpTransport(cfg.resolved_cookie(), self._on_frames,
-                                      listen=(cfg.host, cfg.port), node_id=cfg.listen)
+                                      listen=(cfg.host, cfg.port), node_id=cfg.listen,
+                                      on_frames_many=self._on_frames_many)
         try:
             self.transport.start()
         except OSError as exc:
@@ -236,8 +237,30 @@ class Node:
                 ref.tell(RaftInbound(batch))
 
     def _on_frames(self, conn: Any, frames: list[Any]) -> None:
+        self._on_frames_many([(conn, frames)])
+
+    def _on_frames_many(self, ready: list[tuple[Any, list[Any]]]) -> None:
+        """Frames of one read (a connection's reader) or of one reactor round (every
+        client connection that was readable): one ClientBatch per peer for all of them."""
         raft: list[Any] = []
         requests: dict[Any, list[ClientRequest]] = defaultdict(list)
+        for conn, frames in ready:
+            self._sort_frames(conn, frames, raft, requests)
+        if raft:
+            self._route_raft(raft)
+        for name, reqs in requests.items():
+            handle = self._handle(name)
+            ref = handle.resolve() if handle is not None else None
+            if ref is None:
+                status = "loading" if handle is not None else "noproc"
+                for req in reqs:
+                    self.reply(req.conn, req.req_id, status,
+                               {"message": f"no running peer {name!r} on {self.address}"})
+                continue
+            ref.tell(ClientBatch(reqs))
+
+    def _sort_frames(self, conn: Any, frames: list[Any], raft: list[Any],
+                     requests: dict[Any, list[ClientRequest]]) -> None:
         for frame in frames:
             kind = type(frame)
             if kind in _RAFT_TYPES:
@@ -256,18 +279,6 @@ class Node:
                 self.snapshots.on_control(conn, frame)
             elif kind is codec.AdminRequest:
                 self._node_op(conn, frame)
-        if raft:
-            self._route_raft(raft)
-        for name, reqs in requests.items():
-            handle = self._handle(name)
-            ref = handle.resolve() if handle is not None else None
-            if ref is None:
-                status = "loading" if handle is not None else "noproc"
-                for req in reqs:
-                    self.reply(conn, req.req_id, status,
-                               {"message": f"no running peer {name!r} on {self.address}"})
-                continue
-            ref.tell(ClientBatch(reqs))
 
     # ---------------------------------------------------------------- node ops
 

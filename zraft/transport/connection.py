@@ -63,6 +63,7 @@ class TransportConfig:
     write_batch_bytes: int = 4 * 1024 * 1024
     retire_grace: float = 5.0
     join_timeout: float = 2.0
+    client_reactor: bool = True  # one thread reads all client connections (see reactor.py)
 
 
 def format_addr(host: str, port: int) -> str:
@@ -237,6 +238,8 @@ class Connection:
         self._writer_active = False
         self._reader: threading.Thread | None = None
         self._writer: threading.Thread | None = None
+        self._decoder: FrameDecoder | None = None  # reading through a Reactor
+        self.reactor_eof = False
         self.frames_in = 0
         self.bytes_in = 0
         self.frames_out = 0
@@ -445,19 +448,14 @@ class Connection:
                 data = recv(size)
                 if not data:
                     eof = True
-                    if decoder.pending():
-                        log.warning("%s (%s): connection closed in the middle of a frame "
-                                    "(%d bytes pending): truncated stream", self._label,
-                                    self.remote, decoder.pending())
+                    self._warn_truncated(decoder)
                     break
                 self.bytes_in += len(data)
                 bodies = decoder.feed(data)
                 if not bodies:
                     continue
-                frames = codec.decode_many(bodies)
-                self.frames_in += len(frames)
-                if self._is_blocked(self.peer_id):
-                    self.dropped_in += len(frames)
+                frames = self._accept_frames(codec.decode_many(bodies))
+                if not frames:
                     continue
                 try:
                     self._on_frames(self, frames)
@@ -470,16 +468,75 @@ class Connection:
             if not self._closed.is_set():
                 log.info("%s: read failed: %s", self._label, exc)
         finally:
-            with self._lock:
-                self._reader_done = True
-                writer_running = self._writer_active
-            if eof and writer_running and not self._closed.is_set():
-                # The other end half-closed (it retired this connection, or a client is done
-                # sending): let our writer finish its batch, half-close, then close.
-                self.retire()
-                self._leave(close=False)
-            else:
-                self._leave()
+            self._finish_reading(eof)
+
+    def _warn_truncated(self, decoder: FrameDecoder) -> None:
+        if decoder.pending():
+            log.warning("%s (%s): connection closed in the middle of a frame (%d bytes "
+                        "pending): truncated stream", self._label, self.remote,
+                        decoder.pending())
+
+    def _accept_frames(self, frames: list[codec.Frame]) -> list[codec.Frame]:
+        self.frames_in += len(frames)
+        if self._is_blocked(self.peer_id):
+            self.dropped_in += len(frames)
+            return []
+        return frames
+
+    def _finish_reading(self, eof: bool) -> None:
+        with self._lock:
+            self._reader_done = True
+            writer_running = self._writer_active
+        if eof and writer_running and not self._closed.is_set():
+            # The other end half-closed (it retired this connection, or a client is done
+            # sending): let our writer finish its batch, half-close, then close.
+            self.retire()
+            self._leave(close=False)
+        else:
+            self._leave()
+
+    # -- receiving through a Reactor (one thread for many connections) --------------------
+
+    def reactor_attach(self) -> bool:
+        """Become readable by a reactor instead of a reader thread (counts as a user of
+        the socket until ``reactor_detach``)."""
+        if not self._enter():
+            return False
+        self._decoder = FrameDecoder(self._config.max_frame_size)
+        self.reactor_eof = False
+        return True
+
+    def reactor_read(self) -> list[codec.Frame] | None:
+        """One non-blocking read: the frames it completed ([] if none), or None when this
+        connection is finished (EOF, error, malformed input)."""
+        decoder = self._decoder
+        assert decoder is not None, "reactor_attach first"
+        try:
+            data = self.sock.recv(self._config.recv_size, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError as exc:
+            if not self._closed.is_set():
+                log.info("%s: read failed: %s", self._label, exc)
+            return None
+        if not data:
+            self.reactor_eof = True
+            self._warn_truncated(decoder)
+            return None
+        self.bytes_in += len(data)
+        try:
+            bodies = decoder.feed(data)
+            if not bodies:
+                return []
+            return self._accept_frames(codec.decode_many(bodies))
+        except DecodeError as exc:
+            log.warning("%s (%s): malformed input, closing: %s", self._label, self.remote, exc)
+            self._on_malformed()
+            return None
+
+    def reactor_detach(self, eof: bool) -> None:
+        """The reactor stopped watching this socket: finish as a reader thread would."""
+        self._finish_reading(eof)
 
     def stats(self) -> dict[str, Any]:
         return {

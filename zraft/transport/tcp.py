@@ -8,7 +8,8 @@ Rules:
   call, so the node can batch (step many messages, then run one Ready). Replies go back on
   the same connection with ``conn.send`` (that is how client connections are answered; on a
   peer node's connection ``conn.send`` feeds the peer's link queue, same as ``send``).
-  ``on_frames`` runs on the connection's reader thread: hand work off, do not block.
+  ``on_frames`` runs on the connection's reader thread (or the reactor's, for clients, as
+  ``on_frames_many([(conn, frames), ...])``): hand work off, do not block.
 - Outbound: ``send(addr, frame)`` appends to the queue of the ``PeerLink`` for ``addr`` and
   returns at once; it never blocks on a dead or slow peer.
 - ONE TCP connection per pair of nodes carries every Raft group on them, both ways
@@ -30,12 +31,14 @@ Rules:
 - ``block(addrs)`` drops all traffic to and from those node addresses (fault injection).
 - ``close()`` stops everything and joins every thread with a timeout.
 
-Threads, and why: one reader and one writer thread per connection, one dialer thread per
-peer link, one acceptor. A node has a handful of peers and some clients; blocking
-``recv``/``sendall`` release the GIL, handshakes with timeouts stay simple straight-line
-code, a slow connection can never stall another one, and there is no selector loop to
-become the single hot thread. Connection counts in the thousands would call for a selector;
-a Raft node does not have them.
+Threads, and why: node-to-node connections have a reader and a writer thread each (a handful
+of them, busy, and a slow peer must never stall another); client connections are all read by
+ONE reactor thread (``reactor.py``, epoll): with a thread per client, 64 clients meant 64
+threads waking and fighting for the GIL on every request (the W3 benchmark spent more time
+handing the GIL around than in Raft), and one round of the reactor becomes one
+``on_frames_many`` call, so one ClientBatch per peer. Writes are direct from the sending
+thread when the socket takes them (see ``connection.py``), else by a writer thread.
+Handshakes run on a short-lived thread each (blocking, with timeouts: simple code).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import tenacity
@@ -64,6 +67,7 @@ from zraft.transport.connection import (
 )
 from zraft.transport.errors import HandshakeError
 from zraft.transport.handshake import client_handshake, cookie_bytes, server_handshake
+from zraft.transport.reactor import Reactor
 
 log = logging.getLogger("zraft.transport.tcp")
 
@@ -334,9 +338,14 @@ class TcpTransport:
         listen: tuple[str, int] | None = ("127.0.0.1", 0),
         node_id: str | None = None,
         config: TransportConfig | None = None,
+        on_frames_many: Callable[[list[tuple[Connection, list[Any]]]], None] | None = None,
     ) -> None:
         self.cookie = cookie_bytes(cookie)
         self.on_frames = on_frames
+        # Client connections are read by one Reactor thread; what one round read from all
+        # of them arrives in one on_frames_many call (or one on_frames call per connection).
+        self.on_frames_many = on_frames_many or self._each_on_frames
+        self._reactor: Reactor | None = None
         self.config = config or TransportConfig()
         self._listen = listen
         self.node_id = node_id or ""
@@ -380,6 +389,8 @@ class TcpTransport:
         self.address = format_addr(host, port)
         if not self.node_id:
             self.node_id = self.address
+        if self.config.client_reactor:
+            self._reactor = Reactor(self.on_frames_many, name=f"zraft-reactor-{port}")
         self._acceptor = threading.Thread(
             target=self._accept_loop, name=f"zraft-accept-{port}", daemon=True
         )
@@ -408,6 +419,8 @@ class TcpTransport:
             link.stop()
         for conn in inbound:
             conn.close()
+        if self._reactor is not None:
+            self._reactor.stop(self.config.join_timeout)
         deadline = time.monotonic() + self.config.join_timeout
         if self._acceptor is not None:
             self._acceptor.join(max(0.0, deadline - time.monotonic()))
@@ -593,7 +606,7 @@ class TcpTransport:
                 config=cfg,
                 is_blocked=self.is_blocked_id,
                 on_malformed=self.count_malformed,
-                on_close=link.connection_closed if link is not None else lambda _c: None,
+                on_close=link.connection_closed if link is not None else self._client_closed,
                 # conn.send on any connection of a peer node goes through its link, so a
                 # reply sent on a duplicate that is being retired still gets out
                 queue=link.queue if link is not None else None,
@@ -605,6 +618,9 @@ class TcpTransport:
                 self._inbound.add(conn)
             if link is not None:
                 link.install(conn)  # a losing duplicate is retired: still read to the end
+            elif self._reactor is not None and self._reactor.add(conn):
+                conn = None  # the reactor reads it; it leaves _inbound when it closes
+                return
             conn.read_loop()
             conn.join(cfg.join_timeout)
         finally:
@@ -612,6 +628,17 @@ class TcpTransport:
                 self._threads.discard(threading.current_thread())
                 if conn is not None:
                     self._inbound.discard(conn)
+
+    def _client_closed(self, conn: Connection) -> None:
+        with self._lock:
+            self._inbound.discard(conn)
+
+    def _each_on_frames(self, ready: list[tuple[Connection, list[Any]]]) -> None:
+        for conn, frames in ready:
+            try:
+                self.on_frames(conn, frames)
+            except Exception:
+                log.exception("on_frames callback failed")
 
     # -- status ---------------------------------------------------------------------------
 

@@ -1,0 +1,135 @@
+"""Reactor: one thread reads every client connection of a node (epoll via ``selectors``).
+
+Why: with a reader thread per connection, 64 clients meant 64 threads waking and fighting
+for the GIL on every request, and one ClientBatch (one actor message, one Ready) per frame.
+One reactor thread reads all the sockets that are ready, then hands every frame of the round
+to ``on_round([(conn, frames), ...])`` in ONE call, so the node can make one ClientBatch per
+peer for the whole round.
+
+Rules:
+- Only reading moves here; writing stays with ``Connection.send`` (direct or its writer).
+- A connection is attached with ``Connection.reactor_attach`` (it counts as a user of its
+  socket) and detached with ``reactor_detach`` after its fd left the selector, so the socket
+  is never closed while registered, and a reused fd number can never be confused.
+- EOF, a socket error or malformed input ends that connection only, exactly as its own
+  reader thread would (``Connection.reactor_detach`` shares that code).
+- ``on_round`` runs on the reactor thread; an exception there is logged, never fatal.
+- ``add`` may be called from any thread; the selector is touched only by the reactor thread
+  (new connections are handed over through a queue and a wake-up socket).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from zraft.transport.connection import Connection
+
+log = logging.getLogger("zraft.transport.tcp")
+
+OnRound = Callable[[list[tuple["Connection", list[Any]]]], None]
+
+
+class Reactor:
+    def __init__(self, on_round: OnRound, name: str = "zraft-reactor") -> None:
+        self._on_round = on_round
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._incoming: deque[Connection] = deque()
+        self._conns: set[Connection] = set()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def add(self, conn: Connection) -> bool:
+        """Start reading ``conn`` here; False if the reactor is stopping (the caller keeps
+        the connection and must close it)."""
+        if self._stopping.is_set() or not conn.reactor_attach():
+            return False
+        self._incoming.append(conn)
+        self._wake()
+        return True
+
+    def __len__(self) -> int:
+        return len(self._conns) + len(self._incoming)
+
+    def stop(self, timeout: float) -> None:
+        """Detach every connection (each is closed) and end the thread."""
+        self._stopping.set()
+        self._wake()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
+
+    # -- the reactor thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        sel = self._sel
+        try:
+            while not self._stopping.is_set():
+                self._admit()
+                events = sel.select(0.5)
+                ready: list[tuple[Connection, list[Any]]] = []
+                for key, _mask in events:
+                    conn = key.data
+                    if conn is None:
+                        with contextlib.suppress(BlockingIOError, OSError):
+                            while self._wake_r.recv(4096):
+                                pass
+                        continue
+                    frames = conn.reactor_read()
+                    if frames is None:
+                        self._drop(conn, finished=True)
+                    elif frames:
+                        ready.append((conn, frames))
+                if ready:
+                    try:
+                        self._on_round(ready)
+                    except Exception:
+                        log.exception("reactor: on_round callback failed")
+        except Exception:
+            log.exception("reactor thread failed")
+        finally:
+            self._admit()
+            for conn in list(self._conns):
+                self._drop(conn, finished=False)
+            with contextlib.suppress(OSError):
+                sel.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _admit(self) -> None:
+        while self._incoming:
+            conn = self._incoming.popleft()
+            if self._stopping.is_set():
+                self._conns.add(conn)  # dropped (and closed) by the caller's cleanup
+                continue
+            try:
+                self._sel.register(conn.sock, selectors.EVENT_READ, conn)
+            except (ValueError, OSError) as exc:  # closed meanwhile
+                log.info("reactor: cannot watch %s: %s", conn.remote, exc)
+                conn.reactor_detach(eof=False)
+                continue
+            self._conns.add(conn)
+
+    def _drop(self, conn: Connection, finished: bool) -> None:
+        """Unregister, then let the connection finish (EOF/error: as its reader would)."""
+        self._conns.discard(conn)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._sel.unregister(conn.sock)
+        if not finished:
+            conn.close()
+        conn.reactor_detach(eof=conn.reactor_eof)
