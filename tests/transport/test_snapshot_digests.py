@@ -3,6 +3,7 @@ receiver hashing on a second thread: integrity, authentication, threads, timings
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -197,3 +198,19 @@ def test_a_stalled_sender_inside_a_spliced_file_hits_the_io_timeout(tmp_path: Pa
         sock.close()
     assert not (tmp_path / "dest").exists()
     wait_for(lambda: not hash_threads())
+
+
+def test_writeback_starts_for_every_chunk_of_a_large_file(tmp_path: Path, monkeypatch) -> None:
+    ranges: list[tuple[int, int]] = []
+    real = sf.start_writeback
+    monkeypatch.setattr(sf, "start_writeback",
+                        lambda fd, offset, n: ranges.append((offset, n)) or real(fd, offset, n))
+    files = tree(tmp_path / "src")
+    rx, host, port = receiver(tmp_path / "dest")
+    send_snapshot(tmp_path / "src", host, port, COOKIE, "leader")
+    rx.wait(30)
+    assert (tmp_path / "dest" / "data" / "state").read_bytes() == files["data/state"]
+    ranges.sort()
+    assert ranges[0][0] == 0
+    assert all(a + n == b for (a, n), (b, _m) in itertools.pairwise(ranges))
+    assert sum(n for _a, n in ranges) == BIG
