@@ -121,9 +121,10 @@ def test_limit_arenas_keeps_every_thread_in_one_arena(tmp_path: Path) -> None:
     import sys
 
     def arenas(mode: str) -> int:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
         out = subprocess.run([sys.executable, "-c", _ARENAS_PROBE, mode], capture_output=True,
                              text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
-                             check=True)
+                             check=True, env=env)
         return sum(1 for line in out.stderr.splitlines() if line.startswith("Arena "))
 
     assert arenas("default") > 1  # threads got arenas of their own
