@@ -1,9 +1,13 @@
 """Client connections to nodes: one authenticated, pipelined connection per node address.
 
 Rules:
-- ``request`` never blocks: it queues ``[2, req_id, op, args]`` and returns at once. The
-  connection's writer thread connects (bounded by ``connect_timeout``), runs the cookie
-  handshake, then sends queued frames in batches (one ``sendall`` per batch).
+- ``request`` never blocks: once connected, and with nothing queued, it writes
+  ``[2, req_id, op, args]`` straight to the socket without waiting (MSG_DONTWAIT: no thread
+  hop on the latency path); otherwise, or for what the kernel did not take, it queues it and
+  returns at once. The connection's writer thread connects (bounded by ``connect_timeout``),
+  runs the cookie handshake, then sends queued frames in batches (one ``sendall`` per
+  batch). Socket writes hold one lock and queued frames go first: requests never reorder
+  (session writes rely on it).
 - The reader thread completes each request by calling its callback ``(status, payload)``
   with the reply ``[3, req_id, status, payload]``: ``status`` is ``"ok"`` or an error code of
   ``zraft.errors``. Callbacks run on the reader thread: they must be quick (tell an actor,
@@ -26,6 +30,7 @@ import itertools
 import logging
 import os
 import socket
+import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +83,7 @@ class Connection:
         self._pending: dict[int, ReplyCallback] = {}
         self._ids = itertools.count(1)
         self._sock: socket.socket | None = None
+        self._wlock = threading.Lock()  # held by whoever writes to the socket
         self._dead: str | None = None
         self.requests_sent = 0
         writer = threading.Thread(target=self._write_loop, name=f"zraft-conn-w-{address}")
@@ -101,11 +107,39 @@ class Connection:
                 req_id = next(self._ids)
                 body = pack([REQUEST_KIND, req_id, op, args])
                 self._pending[req_id] = callback
-                self._outbox.append(HEADER.pack(len(body)) + body)
-                self._wakeup.notify()
-                return req_id
-        callback("noproc", unreachable(dead))
-        return 0
+                frame = HEADER.pack(len(body)) + body
+                sock = self._sock
+                if sock is None or self._outbox or not self._wlock.acquire(False):
+                    self._outbox.append(frame)
+                    self._wakeup.notify()
+                    return req_id
+        if dead is not None:
+            callback("noproc", unreachable(dead))
+            return 0
+        self._send_now(sock, frame)
+        return req_id
+
+    def _send_now(self, sock: socket.socket, frame: bytes) -> None:
+        """Write ``frame`` without waiting (``_wlock`` held by the caller, released here);
+        the writer thread sends whatever the kernel did not take, before anything else."""
+        failed: OSError | None = None
+        try:
+            try:
+                sent = sock.send(frame, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                failed, sent = exc, len(frame)
+            if sent < len(frame):
+                with self._lock:
+                    self._outbox.appendleft(frame[sent:])
+                    self._wakeup.notify()
+            else:
+                self.requests_sent += 1
+        finally:
+            self._wlock.release()
+        if failed is not None:
+            self._fail(f"send to {self.address} failed: {failed}")
 
     def cancel(self, req_id: int) -> None:
         with self._lock:
@@ -125,7 +159,12 @@ class Connection:
         except BaseException:
             sock.close()
             raise
-        sock.settimeout(self._send_timeout)
+        # Blocking (requests write with MSG_DONTWAIT, reads wait for frames); SO_SNDTIMEO
+        # bounds the writer's sendall to a node that stopped reading.
+        sock.settimeout(None)
+        secs = int(self._send_timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack(
+            "ll", secs, int((self._send_timeout - secs) * 1e6)))
         return sock
 
     def _write_loop(self) -> None:
@@ -148,13 +187,21 @@ class Connection:
                     self._wakeup.wait()
                 if self._dead is not None:
                     return
-                batch = b"".join(self._outbox)
-                sent = len(self._outbox)
-                self._outbox.clear()
-            try:
-                sock.sendall(batch)
-            except OSError as exc:
-                self._fail(f"send to {self.address} failed: {exc}")
+            with self._wlock:
+                with self._lock:
+                    batch = b"".join(self._outbox)
+                    sent = len(self._outbox)
+                    self._outbox.clear()
+                if not batch:
+                    continue
+                try:
+                    sock.sendall(batch)
+                except OSError as exc:
+                    failed: OSError | None = exc
+                else:
+                    failed = None
+            if failed is not None:
+                self._fail(f"send to {self.address} failed: {failed}")
                 return
             self.requests_sent += sent
 
@@ -164,10 +211,7 @@ class Connection:
         try:
             sock_recv = sock.recv
             while self._dead is None:
-                try:
-                    data = sock_recv(_READ_SIZE)
-                except TimeoutError:
-                    continue  # the timeout bounds sends; reads just wait for the next frame
+                data = sock_recv(_READ_SIZE)
                 if not data:
                     break
                 for body in decoder.feed(data):
@@ -211,8 +255,9 @@ class Connection:
             self._wakeup.notify_all()
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv or sendall
+            with self._wlock:  # never close under a writer: its fd could be reused
+                sock.close()
         log.debug("connection to %s is down: %s", self.address, reason)
         for callback in pending:
             _safe_call(callback, "noproc", unreachable(reason))
