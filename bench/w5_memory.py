@@ -4,8 +4,9 @@
 ``ZraftSide`` whose nodes load ``bench/memprobe`` (SIGUSR2 -> JSON readings); readings are
 taken idle (after create), after the W5 writes, and (``--catch-up``) after the W5 catch-up.
 ``--trace`` runs the nodes under tracemalloc (slower, inflates RSS: use for the sites
-only); ``--trim`` adds a reading after ``malloc_trim(0)``; ``--env K=V`` sets node environment. Prints one line per node and
-reading, and the top allocation sites with ``--trace``.
+only); ``--trim`` adds a reading after ``malloc_trim(0)``; ``--env K=V`` sets node
+environment (e.g. MALLOC_ARENA_MAX=1). Prints one line per node and reading, and the top
+allocation sites with ``--trace``.
 """
 
 from __future__ import annotations
