@@ -229,3 +229,25 @@ def test_port_in_use_exits_2(tmp_path) -> None:
                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert f"127.0.0.1:{port}" in proc.stderr and "in use" in proc.stderr
+
+
+def test_restarted_node_dials_the_members_of_its_groups_at_start(make_cluster) -> None:
+    """Followers never message each other in steady state, so only the dial at start can
+    give a restarted follower a link to the other follower (the leader, likewise, adopts it
+    at once instead of waiting out its reconnect backoff)."""
+    h = make_cluster(3)
+    assert h.write(["k", 1]) == "ok"
+    leader = h.leader_index()
+    victim, other = [n for n in (1, 2, 3) if n != leader]
+    h.cluster.stop_node(victim)
+    h.cluster.start_node(victim)
+    other_addr = h.cluster.nodes[other - 1].address
+
+    def linked() -> bool:
+        try:
+            links = h.node_status(victim, timeout=2.0)["transport"]["links"]
+        except Exception:  # still starting
+            return False
+        return bool(links.get(other_addr, {}).get("connected"))
+
+    wait_until(linked, 10.0, "a link from the restarted follower to the other follower")

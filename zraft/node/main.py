@@ -16,6 +16,7 @@ import threading
 import pykka
 
 from zraft.config import ConfigError, ensure_dirs, load_config
+from zraft.fsm.heap_trim import limit_arenas
 from zraft.logsetup import setup_logging
 from zraft.storage.errors import DiskStorageError
 
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # One malloc arena, before any thread exists: each arena keeps its own freed pages, and
+    # the GIL serialises allocation anyway (W5 RSS after the run: 79-103 -> 70-80 MB).
+    limit_arenas(1)
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config, listen=args.listen, log_dir=args.log_dir,

@@ -119,12 +119,27 @@ class Node:
             self.transport.start()
         except OSError as exc:
             raise ConfigError(f"node.listen {cfg.listen}: {exc.strerror}") from None
+        # Dial the members of our groups now: a leader whose link to us sits in reconnect
+        # backoff adopts the fresh connection at once (a restarted follower catches up
+        # without waiting for the leader's next attempt).
+        self.transport.connect(self._members_of(self._preopened.values()))
         for meta in found:
             self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id, meta.backend or "dict")
         self.ticker = Ticker(self.tick_ms, self._peer_refs).start()
         self.events.record("node_start", pid=os.getpid(), peers=sorted(self.peers))
         log.info("node %s up (pid %d), peers: %s", cfg.listen, os.getpid(),
                  ", ".join(sorted(self.peers)) or "none")
+
+    @staticmethod
+    def _members_of(storages: Any) -> set[str]:
+        members: set[str] = set()
+        for storage in storages:
+            try:
+                _index, conf = storage.config_at(storage.last_index())
+            except Exception:  # a log without a config yet: nothing to dial
+                continue
+            members.update(PeerId.parse(p).node for p in (*conf.old, *conf.new))
+        return members
 
     def stop(self) -> None:
         """Clean stop: peers in reverse start order, then the transport."""
