@@ -17,13 +17,14 @@ from typing import Any
 
 import pykka
 
+from zraft.actors.fast_inbox import FastInboxActor
 from zraft.actors.messages import ChildFailed, Persisted, WriteOps
 from zraft.storage import LogWriter
 
 log = logging.getLogger(__name__)
 
 
-class LogWriterActor(pykka.ThreadingActor):
+class LogWriterActor(FastInboxActor):
     def __init__(self, storage: Any, peer: pykka.ActorRef[Any], name: str,
                  stats: dict[str, Any] | None = None,
                  send_raft: Callable[[list[Any]], None] | None = None) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 import pykka
 
 from zraft.actors.context import PeerContext
+from zraft.actors.fast_inbox import FastInboxActor
 from zraft.actors.log_writer import LogWriterActor
 from zraft.actors.messages import (
     Apply,
@@ -63,7 +64,7 @@ class PeerRemovedError(Exception):
     """The peer was removed from its cluster; it must not be restarted."""
 
 
-class RaftPeerActor(pykka.ThreadingActor):
+class RaftPeerActor(FastInboxActor):
     """Drives one RaftCore. Created by the node's supervisor, one per local peer."""
 
     def __init__(self, ctx: PeerContext) -> None:

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import pykka
 
 from zraft.actors.context import PeerContext
+from zraft.actors.fast_inbox import FastInboxActor
 from zraft.actors.messages import (
     Apply,
     ChildFailed,
@@ -48,7 +49,7 @@ class _SnapshotWritten(NamedTuple):
     error: str | None
 
 
-class StateMachineActor(pykka.ThreadingActor):
+class StateMachineActor(FastInboxActor):
     def __init__(self, ctx: PeerContext, peer: pykka.ActorRef[Any], storage: Any) -> None:
         super().__init__()
         self.ctx = ctx
