@@ -82,3 +82,79 @@ def test_requests_from_many_threads_arrive_whole_and_in_each_threads_order():
     assert conn.requests_sent == per_thread * threads_n + 1
     print(f"{len(partial)} partial direct writes")
     conn.close()
+
+
+def echo_node(n_conns: int) -> tuple[str, socket.socket]:
+    """A fake node answering every request with ``ok`` and its args (one thread per
+    accepted connection: the client side is what is under test)."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(n_conns)
+
+    def serve(sock: socket.socket) -> None:
+        from zraft.transport.codec import pack
+        from zraft.transport.framing import HEADER
+        try:
+            server_handshake(sock, COOKIE, "node", 5.0)
+            dec = FrameDecoder()
+            while chunk := sock.recv(65536):
+                for body in dec.feed(chunk):
+                    _kind, req_id, _op, args = unpack(body)
+                    reply = pack([3, req_id, "ok", args])
+                    sock.sendall(HEADER.pack(len(reply)) + reply)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def accept() -> None:
+        while True:
+            try:
+                sock, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(sock,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    host, port = lsock.getsockname()
+    return f"{host}:{port}", lsock
+
+
+def test_one_reader_thread_serves_every_client_connection_of_the_process():
+    address, lsock = echo_node(32)
+    conns = [Connection(address, COOKIE, f"c{i}", on_push=lambda _p: None) for i in range(32)]
+    done = threading.Semaphore(0)
+    got: list = []
+    try:
+        for i, conn in enumerate(conns):
+            conn.request("echo", [i], lambda s, p: (got.append((s, p)), done.release()))
+        for _ in conns:
+            assert done.acquire(timeout=10)
+        assert sorted(p[0] for s, p in got if s == "ok") == list(range(32))
+        readers = [t.name for t in threading.enumerate() if t.name.startswith("zraft-conn-r")]
+        assert readers == []  # no reader thread per connection
+        assert any(t.name == "zraft-client-reactor" for t in threading.enumerate())
+    finally:
+        for conn in conns:
+            conn.close()
+        lsock.close()
+
+
+def test_a_connection_closed_by_the_node_fails_its_requests_once():
+    address, lsock = echo_node(1)
+    conn = Connection(address, COOKIE, "c", on_push=lambda _p: None)
+    first = threading.Event()
+    conn.request("echo", [1], lambda s, p: first.set())
+    assert first.wait(5)
+    outcome: list = []
+    failed = threading.Event()
+    lsock.close()
+    conn.sock.shutdown(socket.SHUT_RDWR)  # as if the node went away
+    conn.request("echo", [2], lambda s, p: (outcome.append(s), failed.set()))
+    assert failed.wait(5)
+    assert outcome == ["noproc"]
+    deadline = time.monotonic() + 5
+    while conn.sock is not None:  # the reactor unregistered and closed it
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert not conn.alive

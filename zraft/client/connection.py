@@ -9,10 +9,12 @@ Rules:
   runs the cookie handshake, then sends queued frames in batches (one ``sendall`` per
   batch). Socket writes hold one lock and queued frames go first: requests never reorder
   (session writes rely on it).
-- The reader thread completes each request by calling its callback ``(status, payload)``
+- Replies are read by ONE reactor thread per process for all client connections
+  (``zraft.transport.reactor``; with 64 connections, 64 reader threads cost more than the
+  requests), which completes each request by calling its callback ``(status, payload)``
   with the reply ``[3, req_id, status, payload]``: ``status`` is ``"ok"`` or an error code of
-  ``zraft.errors``. Callbacks run on the reader thread: they must be quick (tell an actor,
-  set a future) and never wait for another reply.
+  ``zraft.errors``. Callbacks run on that thread: they must be quick (tell an actor, set a
+  future, send another request) and never wait for another reply.
 - If the connection cannot be made or breaks, every request still waiting gets
   ``("noproc", {"message": ...})`` exactly once and the connection is dead; the pool makes a
   new one on the next request (reconnect on demand). A reply for a request that was cancelled
@@ -42,6 +44,7 @@ from zraft.transport.codec import pack, unpack
 from zraft.transport.errors import TransportError
 from zraft.transport.framing import HEADER, FrameDecoder
 from zraft.transport.handshake import client_handshake, cookie_bytes
+from zraft.transport.reactor import Reactor
 
 log = logging.getLogger("zraft.client.connection")
 
@@ -89,6 +92,7 @@ class Connection:
         self._ids = itertools.count(1)
         self._sock: socket.socket | None = None
         self._wlock = threading.Lock()  # held by whoever writes to the socket
+        self.sock: socket.socket | None = None  # registered with the client reactor
         self._dead: str | None = None
         self.requests_sent = 0
         writer = threading.Thread(target=self._write_loop, name=f"zraft-conn-w-{address}")
@@ -184,9 +188,17 @@ class Connection:
                 sock.close()
                 return
             self._sock = sock
-        reader = threading.Thread(target=self._read_loop, args=(sock,), daemon=True)
-        reader.name = f"zraft-conn-r-{self.address}"
-        reader.start()
+            self.sock = sock  # the reactor's (it closes it once unregistered)
+        if not client_reactor().add(self):
+            with self._lock:
+                self.sock = None
+                dead = self._dead is not None
+            if dead:
+                sock.close()
+                return
+            reader = threading.Thread(target=self._read_loop, args=(sock,), daemon=True)
+            reader.name = f"zraft-conn-r-{self.address}"
+            reader.start()
         while True:
             with self._lock:
                 while not self._outbox and self._dead is None:
@@ -226,6 +238,46 @@ class Connection:
             reason = f"connection to {self.address} failed: {exc}"
         self._fail(reason)
 
+    # -- reading through the process's client reactor ----------------------------------
+
+    def reactor_attach(self) -> bool:
+        self._decoder = FrameDecoder()
+        self.reactor_eof = False
+        self._read_end = f"node {self.address} closed the connection"
+        return self._dead is None
+
+    def reactor_read(self) -> list[Any] | None:
+        """Read what is there and complete its requests (callbacks run here); None once
+        the connection is finished."""
+        sock = self.sock
+        if sock is None:
+            return None
+        try:
+            data = sock.recv(_READ_SIZE, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError as exc:
+            self._read_end = f"connection to {self.address} failed: {exc}"
+            return None
+        if not data:
+            self.reactor_eof = True
+            return None
+        try:
+            for body in self._decoder.feed(data):
+                self._dispatch(unpack(body))
+        except (TransportError, ValueError) as exc:
+            self._read_end = f"connection to {self.address} failed: {exc}"
+            return None
+        return []
+
+    def reactor_detach(self, eof: bool) -> None:
+        del eof
+        self._fail(self._read_end)
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            with self._wlock:
+                sock.close()
+
     def _dispatch(self, frame: Any) -> None:
         if type(frame) is not list or not frame:
             raise ValueError(f"malformed frame from {self.address}")
@@ -261,12 +313,34 @@ class Connection:
             self._wakeup.notify_all()
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv or sendall
-            with self._wlock:  # never close under a writer: its fd could be reused
-                sock.close()
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv, sendall, the reactor
+            if sock is not self.sock:  # a reactor's socket is closed once unregistered
+                with self._wlock:  # never close under a writer: its fd could be reused
+                    sock.close()
         log.debug("connection to %s is down: %s", self.address, reason)
         for callback in pending:
             _safe_call(callback, "noproc", unreachable(reason))
+
+
+_reactor: Reactor | None = None
+_reactor_lock = threading.Lock()
+
+
+def client_reactor() -> Reactor:
+    """The process's one reader thread for every client connection (made on first use)."""
+    global _reactor
+    with _reactor_lock:
+        if _reactor is None:
+            _reactor = Reactor(lambda _ready: None, name="zraft-client-reactor")
+        return _reactor
+
+
+def _forget_reactor_after_fork() -> None:
+    global _reactor, _reactor_lock
+    _reactor, _reactor_lock = None, threading.Lock()  # its thread did not survive the fork
+
+
+os.register_at_fork(after_in_child=_forget_reactor_after_fork)
 
 
 def _safe_call(callback: ReplyCallback, status: str, payload: Any) -> None:
