@@ -102,18 +102,26 @@ def _sid(value: Any) -> str:
     return value
 
 
+_SHAPE = {WRITE: 1, CONNECT: 2, PING: 2, SESSION_WRITE: 5, CLOSE: 1, EXPIRE_CHECK: 1}
+
+
 def decode_command(data: Any) -> Command:
     """Decode and validate entry data; raises ``BadCommand`` on anything malformed."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise BadCommand("command data must be bytes")
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise BadCommand("command data must be bytes")
+        data = bytes(data)
     try:
-        raw = unpackb(bytes(data))
+        raw = unpackb(data)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise BadCommand(f"undecodable command ({type(exc).__name__})") from None
     if not isinstance(raw, list) or not raw or type(raw[0]) is not int:
         raise BadCommand("a command is an array starting with an int code")
-    code, args = raw[0], raw[1:]
-    shape = {WRITE: 1, CONNECT: 2, PING: 2, SESSION_WRITE: 5, CLOSE: 1, EXPIRE_CHECK: 1}
+    code = raw[0]
+    if code == WRITE and len(raw) == 2:  # the common case, first
+        return Write(raw[1])
+    args = raw[1:]
+    shape = _SHAPE
     if code not in shape:
         raise BadCommand(f"unknown command code {code}")
     if len(args) != shape[code]:

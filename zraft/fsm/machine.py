@@ -75,6 +75,9 @@ from zraft.fsm.watches import WatchRegistry, WatchTrigger
 
 log = logging.getLogger(__name__)
 
+# keys that are hashable as they are (no conversion needed before a watch lookup)
+_PLAIN_KEYS = frozenset((str, bytes, int))
+
 BAD_COMMAND = "bad_command"
 SESSION_EXPIRED = "session_expired"
 NOT_LEADER = "not_leader"
@@ -239,7 +242,9 @@ class StateMachine:
         try:
             answer = method(*args)
             if isinstance(answer, ApplyResult):
-                return _Outcome(None, answer.result, [hashable(k) for k in answer.trigger_keys])
+                keys = [k if type(k) in _PLAIN_KEYS else hashable(k)
+                        for k in answer.trigger_keys]
+                return _Outcome(None, answer.result, keys)
             return _Outcome(None, answer)
         except BadCommand:
             return _Outcome(BAD_COMMAND, None)
@@ -254,6 +259,8 @@ class StateMachine:
     # ------------------------------------------------------------------ expiry
 
     def _expire_due(self, time: int, out: ApplyBatch) -> None:
+        if not self.sessions:  # nothing can expire (the common case, per entry)
+            return
         while (sid := self.sessions.pop_due(time)) is not None:
             self._expire(sid, out)
 
