@@ -57,3 +57,20 @@ def test_pysyncobj_front_end_speaks_the_zraft_protocol(tmp_path: Path) -> None:
     assert reads["ok"] == 200
     assert stat is not None and stat["role"] == "leader" and stat["term"] >= 1
     assert not any(side.alive(i) for i in range(3))
+
+
+def test_cpu_cost_reports_cpu_per_operation_for_every_process(tmp_path: Path) -> None:
+    from bench.cpu_cost import measure
+    from bench.engine import Ops
+    from bench.sides import ZraftSide
+
+    side = ZraftSide(tmp_path / "cpu")
+    side.start()
+    try:
+        row = measure(side, Ops(side.peer_name), "w3", scale=0.02)
+    finally:
+        side.stop()
+    assert row["ops"] >= 100 and row["ops_per_s"] > 0
+    per_process = [k for k in row if k.endswith("_us")]
+    assert len(per_process) == 4 and "leader_us" in per_process
+    assert all(row[k] > 0 for k in per_process)
