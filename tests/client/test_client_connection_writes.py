@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
+from tests.transport.helpers import wait_for
 from zraft.client.connection import Connection
 from zraft.transport.codec import unpack
 from zraft.transport.framing import FrameDecoder
@@ -48,10 +48,7 @@ def test_requests_from_many_threads_arrive_whole_and_in_each_threads_order():
     conn = Connection(address, COOKIE, "client", on_push=lambda _p: None)
     conn.request("ping", [], lambda s, p: None)  # connects
     assert ready.wait(5)
-    deadline = time.monotonic() + 5
-    while conn._sock is None:  # the handshake is over on our side too
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_for(lambda: conn._sock is not None)  # the handshake is over on our side too
     # a small send buffer: the kernel often takes only part of a frame
     conn._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     partial = []
@@ -153,8 +150,5 @@ def test_a_connection_closed_by_the_node_fails_its_requests_once():
     conn.request("echo", [2], lambda s, p: (outcome.append(s), failed.set()))
     assert failed.wait(5)
     assert outcome == ["noproc"]
-    deadline = time.monotonic() + 5
-    while conn.sock is not None:  # the reactor unregistered and closed it
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_for(lambda: conn.sock is None)  # the reactor unregistered and closed it
     assert not conn.alive

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 
@@ -42,7 +43,7 @@ class WriteOps(NamedTuple):
     ops: list[tuple[str, Any]]
     # Raft messages that may leave once this write is durable (votes, append replies): the
     # writer sends them itself right after the fsync, a thread hop before the peer could.
-    after: list[Any] = []
+    after: Sequence[Any] = ()
 
 
 class Apply(NamedTuple):

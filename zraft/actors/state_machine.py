@@ -110,8 +110,6 @@ class StateMachineActor(FastInboxActor):
                 self.config_index, self.config = entry.index, entry.data
         batch = machine.apply(msg.entries)
         self._push_triggers(batch.triggers)
-        # One encoded blob and one send per connection per batch, not one per entry: the
-        # per-reply queue put and wake-up showed in the leader's profile (bench/profiles).
         out: dict[Any, list[ClientReply]] = {}
         waiters = msg.waiters
         for r in batch.replies:
@@ -129,8 +127,7 @@ class StateMachineActor(FastInboxActor):
         for _index, (_term, conn, req_id) in waiters.items():
             out.setdefault(conn, []).append(
                 ClientReply(req_id, "leader_changed", {"message": "entry replaced"}))
-        for conn, replies in out.items():
-            conn.send(encode_frames(replies) if len(replies) > 1 else replies[0])
+        _send_per_connection(out)
         if machine.is_leader:
             for event in batch.events:
                 self._push(event.sid, Push(event.kind, [self.ctx.peer_name, event.sid]))
@@ -160,15 +157,10 @@ class StateMachineActor(FastInboxActor):
 
     def _answer_all(self, reqs: list[ClientRequest]) -> None:
         """Answer reads, one send per connection (as for write replies)."""
-        if len(reqs) == 1:
-            req = reqs[0]
-            req.conn.send(self._answer(req))
-            return
         out: dict[Any, list[ClientReply]] = {}
         for req in reqs:
             out.setdefault(req.conn, []).append(self._answer(req))
-        for conn, replies in out.items():
-            conn.send(encode_frames(replies) if len(replies) > 1 else replies[0])
+        _send_per_connection(out)
 
     def _answer(self, req: ClientRequest) -> ClientReply:
         args = req.args
@@ -276,3 +268,10 @@ class StateMachineActor(FastInboxActor):
 
     def _publish_stats(self) -> None:
         self.ctx.sm_stats[self.ctx.peer_name] = self.stats()
+
+
+def _send_per_connection(out: dict[Any, list[ClientReply]]) -> None:
+    """One encoded blob and one send per connection: the per-reply queue put and wake-up
+    showed in the leader's profile (bench/profiles)."""
+    for conn, replies in out.items():
+        conn.send(encode_frames(replies) if len(replies) > 1 else replies[0])

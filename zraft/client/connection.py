@@ -33,7 +33,6 @@ import itertools
 import logging
 import os
 import socket
-import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 
 from zraft.ids import PeerId, node_of, peer_str
 from zraft.transport.codec import pack, unpack
+from zraft.transport.connection import set_send_timeout
 from zraft.transport.errors import TransportError
 from zraft.transport.framing import HEADER, FrameDecoder
 from zraft.transport.handshake import client_handshake, cookie_bytes
@@ -138,14 +138,14 @@ class Connection:
                 sent = sock.send(frame, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 sent = 0
-            except OSError as exc:
-                failed, sent = exc, len(frame)
             if sent < len(frame):
                 with self._lock:
                     self._outbox.appendleft(frame[sent:])
                     self._wakeup.notify()
             else:
                 self.requests_sent += 1
+        except OSError as exc:
+            failed = exc
         finally:
             self._wlock.release()
         if failed is not None:
@@ -169,12 +169,7 @@ class Connection:
         except BaseException:
             sock.close()
             raise
-        # Blocking (requests write with MSG_DONTWAIT, reads wait for frames); SO_SNDTIMEO
-        # bounds the writer's sendall to a node that stopped reading.
-        sock.settimeout(None)
-        secs = int(self._send_timeout)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack(
-            "ll", secs, int((self._send_timeout - secs) * 1e6)))
+        set_send_timeout(sock, self._send_timeout)
         return sock
 
     def _write_loop(self) -> None:

@@ -121,11 +121,10 @@ def decode_command(data: Any) -> Command:
     if code == WRITE and len(raw) == 2:  # the common case, first
         return Write(raw[1])
     args = raw[1:]
-    shape = _SHAPE
-    if code not in shape:
+    if code not in _SHAPE:
         raise BadCommand(f"unknown command code {code}")
-    if len(args) != shape[code]:
-        raise BadCommand(f"command {code} takes {shape[code]} arguments, got {len(args)}")
+    if len(args) != _SHAPE[code]:
+        raise BadCommand(f"command {code} takes {_SHAPE[code]} arguments, got {len(args)}")
     if code == WRITE:
         return Write(args[0])
     sid = _sid(args[0])

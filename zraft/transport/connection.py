@@ -82,10 +82,16 @@ def parse_addr(addr: str) -> tuple[str, int]:
 def tune_socket(sock: socket.socket, write_timeout: float) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    # The socket stays blocking; SO_SNDTIMEO bounds a sendall to a peer that stopped reading
-    # without putting a timeout on the reader's recv (idle connections are fine).
-    secs = int(write_timeout)
-    usecs = int((write_timeout - secs) * 1e6)
+    set_send_timeout(sock, write_timeout)
+
+
+def set_send_timeout(sock: socket.socket, seconds: float) -> None:
+    """Keep the socket blocking (no Python timeout, so MSG_DONTWAIT writes never wait and
+    an idle reader's recv is fine) and bound a sendall to a peer that stopped reading with
+    SO_SNDTIMEO."""
+    sock.settimeout(None)
+    secs = int(seconds)
+    usecs = int((seconds - secs) * 1e6)
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", secs, usecs))
 

@@ -323,7 +323,8 @@ class LeaderRole:
         return min(commit, known) > pr.sent_commit
 
     def _leader_flush(self: Any) -> None:
-        """Called by ready(): batch appends, epoch heartbeats and commit notifications."""
+        """Called by ready(): batch appends and epoch heartbeats (commit news waits for
+        the tick, see ``_tick_leader``)."""
         need_epoch = False
         if self._read_new:
             self.epoch += 1
