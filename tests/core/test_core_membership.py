@@ -254,3 +254,59 @@ def test_leader_losing_power_with_an_unreplicated_joint_entry_recovers():
     assert new is not None and new.id == "n1"
     assert all(net.cores[p].log.config()[1] == ClusterConfig.stable(peers) for p in peers)
     assert all(net.cores[p].commit >= new.log.config()[0] for p in peers)
+
+
+def test_member_removed_inside_an_installed_snapshot_learns_it_and_stops():
+    # c was a voter of {a,b,c}; while it was away, {a,b} committed and the log was
+    # compacted, so c only ever sees the snapshot: no config entry that still had it.
+    from zraft.core.entries import SnapshotMeta
+    from zraft.core.messages import InstallSnapshot
+
+    c = make_core("c", seeded_storage(["a", "b", "c"]))
+    c.step(InstallSnapshot(2, "a", "c", SnapshotMeta(50, 2, 40, ClusterConfig.stable("ab")), 1))
+    rd = flush(c)
+    assert rd.snapshot is not None
+    assert c.removed and [e for e in rd.events if isinstance(e, Removed)]
+    for _ in range(100):
+        c.tick()
+    assert not c.promotable() and not c.ready().persisted_messages
+
+
+def test_new_member_catching_up_by_snapshot_is_not_taken_for_removed():
+    from zraft.core.entries import SnapshotMeta
+    from zraft.core.messages import InstallSnapshot
+    from zraft.core.storage import MemoryStorage
+
+    d = make_core("d", MemoryStorage())  # blank: joining, never a member yet
+    d.step(InstallSnapshot(2, "a", "d", SnapshotMeta(50, 2, 40, ClusterConfig.stable("abc")), 1))
+    rd = flush(d)
+    assert rd.snapshot is not None and not d.removed
+    assert not [e for e in rd.events if isinstance(e, Removed)]
+
+
+def test_removed_member_with_its_re_add_in_the_log_does_not_stop():
+    c = make_core("c", seeded_storage(["a", "b", "c"]))
+    c.step(AppendEntries(1, "a", "c", 1, 1, [
+        Entry(2, 1, CONFIG, ClusterConfig.joint("abc", "ab"), 0),
+        Entry(3, 1, CONFIG, ClusterConfig.stable("ab"), 0),
+        Entry(4, 1, CONFIG, ClusterConfig.joint("ab", "abc"), 0)], 3, 1))
+    flush(c)
+    assert c.commit == 3 and not c.removed  # {a,b} committed, but {a,b,c} is on its way
+    c.step(AppendEntries(1, "a", "c", 4, 1, [
+        Entry(5, 1, CONFIG, ClusterConfig.stable("abc"), 0)], 5, 1))
+    flush(c)
+    assert c.commit == 5 and not c.removed and c.promotable()
+
+
+def test_dropped_re_add_leaves_the_member_removed_at_the_next_commit():
+    c = make_core("c", seeded_storage(["a", "b", "c"]))
+    c.step(AppendEntries(1, "a", "c", 1, 1, [
+        Entry(2, 1, CONFIG, ClusterConfig.joint("abc", "ab"), 0),
+        Entry(3, 1, CONFIG, ClusterConfig.stable("ab"), 0),
+        Entry(4, 1, CONFIG, ClusterConfig.joint("ab", "abc"), 0)], 3, 1))
+    flush(c)
+    assert not c.removed
+    # a new leader of {a,b} never saw the re-add: it overwrites index 4 and commits past it
+    c.step(AppendEntries(2, "b", "c", 3, 1, [E(4, 2), E(5, 2)], 5, 1))
+    rd = flush(c)
+    assert c.removed and [e for e in rd.events if isinstance(e, Removed)]

@@ -304,12 +304,25 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         cidx, ccfg = log.config_at(self.commit)
         if cidx == self._removed_checked:
             return
-        self._removed_checked = cidx
         if ccfg.is_blank or ccfg.is_joint or self.id in ccfg.old:
+            self._removed_checked = cidx
             return
+        if not self._excluded_for_good(ccfg):
+            return  # a re-add is in our log: look again when the commit moves
+        self._removed_checked = cidx
         _, before = log.config_at(cidx - 1)
         if before.has_voter(self.id):
             self._mark_removed(cidx)
+
+    def _is_voter_in(self, cfg: ClusterConfig) -> bool:
+        return not cfg.is_blank and cfg.has_voter(self.id)
+
+    def _excluded_for_good(self, committed: ClusterConfig) -> bool:
+        """Does this committed config remove us, with no later config in our log that adds
+        us back (a re-add already on its way must not stop us)?"""
+        if committed.is_blank or committed.is_joint or self.id in committed.old:
+            return False
+        return not self._is_voter_in(self.log.config()[1])
 
     def _mark_removed(self, config_index: int) -> None:
         if self._removed_reported:
