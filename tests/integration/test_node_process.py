@@ -197,6 +197,29 @@ def test_removed_peer_stops_for_good_and_is_not_restarted(make_cluster) -> None:
     assert h.write(["y", 2]) == "ok"
 
 
+def test_peer_removed_while_down_stops_when_it_returns_after_compaction(make_cluster) -> None:
+    """The victim misses its removal and the entries that carried it are compacted away: on
+    return it learns it was removed (from a snapshot or a vote reply), stops, and the
+    cluster's term does not move."""
+    h = make_cluster(3, max_log_count=50)
+    h.write(["x", 1])
+    leader = h.leader_index()
+    victim = 1 + leader % 3
+    h.cluster.kill(victim)
+    keep = [p for p in h.peers if p != h.cluster.peer_id(victim)]
+    api.set_new_conf(h.cluster.peer_id(leader), keep, h.peers, timeout=15, pool=h.pool)
+    for i in range(200):
+        assert h.write([f"k{i}", i]) == "ok"
+    term = h.stat(leader)["term"]
+    assert h.stat(leader)["snapshot_index"] > 0 or h.stat(leader)["first_index"] > 1
+    h.cluster.restart(victim)
+    console = h.cluster.node(victim).directory / "log" / "console.log"
+    wait_until(lambda: "removed from its cluster" in console.read_text()
+               and list_peers(h, victim) == [], 20, "the removed peer to stop")
+    assert h.write(["y", 2]) == "ok"
+    assert h.stat(leader)["role"] == "leader" and h.stat(leader)["term"] == term
+
+
 @pytest.mark.parametrize(("extra", "needle"), [
     ('[node]\nbogus = 1\n', "unknown key 'node.bogus'"),
     ('[raft]\nelection_timeout = "x"\n', "raft.election_timeout must be an integer"),
@@ -251,3 +274,13 @@ def test_restarted_node_dials_the_members_of_its_groups_at_start(make_cluster) -
         return bool(links.get(other_addr, {}).get("connected"))
 
     wait_until(linked, 10.0, "a link from the restarted follower to the other follower")
+
+
+def test_a_node_serves_only_once_its_stored_peers_are_up(make_cluster) -> None:
+    """Restart, then ask at once: the first answer already lists the stored peer (the
+    transport binds first but listens only after the peers start)."""
+    h = make_cluster(3)
+    assert h.write(["k", 1]) == "ok"
+    for _ in range(5):
+        h.cluster.restart(2)
+        assert list_peers(h, 2) == ["zraft"]

@@ -417,6 +417,10 @@ class RaftPeerActor(FastInboxActor):
             log.warning("peer %s removed from its cluster (config %d): stopping for good",
                         self.peer_id, event.config_index)
             self.removed = True
+            # The log writer owns every storage write: let it finish what it holds and stop,
+            # or its metadata write races this one (same temp file).
+            if self.writer is not None and self.writer.is_alive():
+                self.writer.stop(timeout=10)
             self.storage.mark_removed()
             ctx.peer_removed(self.name)
             self.stop()  # a normal exit: the node's supervisor does not restart it
