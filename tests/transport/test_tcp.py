@@ -481,3 +481,19 @@ def test_conn_send_on_a_node_connection_uses_the_peer_link(pair):
     assert b.link_state(a.address)["frames_sent"] >= 1 or wait_for(
         lambda: b.link_state(a.address)["frames_sent"] == 50
     )
+
+
+def test_start_without_serving_holds_the_port_and_refuses_until_serve():
+    inbox = Inbox()
+    t = TcpTransport(COOKIE, inbox, config=FAST)
+    try:
+        host, port = t.start(serve=False)
+        with socket.socket() as s:
+            assert s.connect_ex((host, port)) != 0  # bound, not listening: refused
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind((host, port))  # the port is ours already
+        t.serve()
+        with socket.socket() as s:
+            assert s.connect_ex((host, port)) == 0
+    finally:
+        t.close()

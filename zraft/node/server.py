@@ -93,7 +93,8 @@ class Node:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Open every stored peer, bind, start the actors. Raises ConfigError (exit 2)."""
+        """Open every stored peer, bind, start the actors, then serve (a node that accepts
+        connections has its peers up). Raises ConfigError (exit 2)."""
         cfg = self.cfg
         if test_mutations():
             log.warning("TEST MUTATIONS ENABLED (%s): this node is deliberately unsafe",
@@ -116,7 +117,7 @@ class Node:
                                       listen=(cfg.host, cfg.port), node_id=cfg.listen,
                                       on_frames_many=self._on_frames_many)
         try:
-            self.transport.start()
+            self.transport.start(serve=False)  # hold the port; serve once the peers are up
         except OSError as exc:
             raise ConfigError(f"node.listen {cfg.listen}: {exc.strerror}") from None
         # Dial the members of our groups now: a leader whose link to us sits in reconnect
@@ -126,6 +127,7 @@ class Node:
         for meta in found:
             self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id, meta.backend or "dict")
         self.ticker = Ticker(self.tick_ms, self._peer_refs).start()
+        self.transport.serve()
         self.events.record("node_start", pid=os.getpid(), peers=sorted(self.peers))
         log.info("node %s up (pid %d), peers: %s", cfg.listen, os.getpid(),
                  ", ".join(sorted(self.peers)) or "none")

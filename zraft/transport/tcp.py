@@ -373,8 +373,11 @@ class TcpTransport:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> tuple[str, int] | None:
-        """Bind and serve (if ``listen`` was given); returns the bound (host, port)."""
+    def start(self, serve: bool = True) -> tuple[str, int] | None:
+        """Bind and (unless ``serve`` is false) serve, if ``listen`` was given; returns the
+        bound (host, port). ``serve=False`` holds the port (a busy port fails here) but
+        refuses connections until `serve`: a node binds, restores its peers, then serves, so
+        "it accepts connections" means "its peers are there"."""
         if self._listen is None:
             if not self.node_id:
                 raise ValueError("a transport without a listener needs a node_id")
@@ -382,20 +385,29 @@ class TcpTransport:
         lsock = socket.socket(socket.AF_INET6 if ":" in self._listen[0] else socket.AF_INET)
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         lsock.bind(self._listen)
-        lsock.listen(1024)
         lsock.settimeout(0.5)  # the accept loop re-checks for shutdown at least this often
         host, port = lsock.getsockname()[:2]
         self._lsock = lsock
         self.address = format_addr(host, port)
         if not self.node_id:
             self.node_id = self.address
+        if serve:
+            self.serve()
+        return host, port
+
+    def serve(self) -> None:
+        """Listen and accept (once; after ``start(serve=False)``)."""
+        lsock = self._lsock
+        if lsock is None or self._acceptor is not None:
+            return
+        lsock.listen(1024)
+        port = lsock.getsockname()[1]
         if self.config.client_reactor:
             self._reactor = Reactor(self.on_frames_many, name=f"zraft-reactor-{port}")
         self._acceptor = threading.Thread(
             target=self._accept_loop, name=f"zraft-accept-{port}", daemon=True
         )
         self._acceptor.start()
-        return host, port
 
     def close(self) -> None:
         """Stop accepting, close every connection and link, join threads (bounded)."""
