@@ -5,14 +5,15 @@ Rules:
   subcommands and sets ``func`` (``args -> exit code``) on each. A module that is not
   installed yet is skipped, so others can add ``zraft node``, ``zraft cluster ...``,
   ``zraft bench`` by creating the module (and listing it here).
-- Exit codes: 0 success, 1 the operation failed (the error's name is printed), 2 bad usage
-  (argparse's own code).
+- Exit codes: 0 success, 1 the operation failed (the error's name is printed) or the reader
+  of stdout went away (quietly), 2 bad usage (argparse's own code).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,7 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`zraft ... | head`): stop quietly, as Unix tools do, and
+        # keep Python from printing a second error when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -159,3 +159,23 @@ def test_console_script_runs(fake: FakeCluster) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["found"] is False
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`zraft ... | head`: no traceback and no 'Exception ignored' from the exit flush."""
+    import subprocess
+    import sys
+
+    script = ("import argparse, sys, zraft.cli as cli\n"
+              "p = argparse.ArgumentParser()\n"
+              "p.set_defaults(func=lambda a: [print('x' * 100) for _ in range(100_000)])\n"
+              "cli.build_parser = lambda: p\n"
+              "sys.exit(cli.main([]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"xxx")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 1
+    assert err == b""
