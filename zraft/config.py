@@ -30,6 +30,8 @@ class RaftConfig:
     snapshot_backup: bool = False
     max_segment_size: int = 10485760
     max_log_count: int = 1000
+    # ... and not before the log since the last snapshot holds this x its size (0: off)
+    snapshot_log_ratio: float = 1.0
     tick_ms: int = 0  # 0 = election_timeout / 10
     max_inflight: int = 256  # AppendEntries messages in flight per follower
     max_batch_bytes: int = 1048576  # byte cap of one AppendEntries
@@ -104,6 +106,10 @@ def _check_type(section: str, key: str, value: Any, expected: Any) -> Any:
     if expected in ("int", int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
+    elif expected in ("float", float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        value = float(value)
     elif expected in ("bool", bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
@@ -164,6 +170,9 @@ def validate(cfg: NodeConfig) -> None:
         raise ConfigError(f"raft.max_segment_size must be >= 4096, got {r.max_segment_size}")
     if r.max_log_count < 1:
         raise ConfigError(f"raft.max_log_count must be >= 1, got {r.max_log_count}")
+    if not 0 <= r.snapshot_log_ratio <= 1000:
+        raise ConfigError("raft.snapshot_log_ratio must be between 0 and 1000, "
+                          f"got {r.snapshot_log_ratio}")
     if r.max_inflight < 1 or r.max_batch_bytes < 1024:
         raise ConfigError("raft.max_inflight must be >= 1 and raft.max_batch_bytes >= 1024")
     if cfg.logging.level.lower() not in ("debug", "info", "warning", "error", "critical"):

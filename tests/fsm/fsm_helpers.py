@@ -10,9 +10,11 @@ from zraft.fsm import commands as cmd
 from zraft.fsm.machine import ApplyBatch, Reply, StateMachine
 
 
-def new_machine(max_log_count: int = 1000, backend: Any = None) -> StateMachine:
+def new_machine(max_log_count: int = 1000, backend: Any = None,
+                snapshot_log_ratio: float = 1.0) -> StateMachine:
     backend = backend if backend is not None else DictBackend()
-    return StateMachine(backend, "p1@127.0.0.1:9000", max_log_count=max_log_count)
+    return StateMachine(backend, "p1@127.0.0.1:9000", max_log_count=max_log_count,
+                        snapshot_log_ratio=snapshot_log_ratio)
 
 
 class Feeder:

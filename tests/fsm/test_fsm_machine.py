@@ -272,3 +272,59 @@ def test_restore_drops_watches_of_sessions_the_snapshot_does_not_have(tmp_path: 
     machine.query("k", sid="gone", watch_ref="w2")
     machine.restore(tmp_path)
     assert machine.watches.watches() == [("kept", "w1")]
+
+
+def _snapshot_now(machine: Any, directory: Path) -> int:
+    """Take and write a snapshot inline; returns its size on disk."""
+    image = machine.take_snapshot()
+    image.write(directory)
+    size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+    machine.snapshot_done(image, size)
+    return size
+
+
+def test_next_snapshot_waits_for_log_bytes_worth_the_state(tmp_path: Path) -> None:
+    """After a snapshot of S bytes the next one needs max_log_count entries AND S x ratio
+    command bytes: writing a big state every max_log_count entries is not free."""
+    machine = new_machine(max_log_count=10, snapshot_log_ratio=1.0)
+    feed = Feeder(machine)
+    for i in range(200):  # a state of 200 keys with 100-byte values
+        feed.write([f"k{i}", "v" * 100])
+    size = _snapshot_now(machine, tmp_path / "s1")
+    assert machine.snapshot_bytes == size > 20_000
+    applied = 0
+    while not machine.should_snapshot():  # overwrite one small key: tiny commands
+        feed.write(["small", applied])
+        applied += 1
+    assert applied > 10  # the count alone would have snapshotted after 10
+    assert machine.log_bytes >= size
+    # with the ratio off, the count rules again (zraft_lib)
+    plain = new_machine(max_log_count=10, snapshot_log_ratio=0)
+    pfeed = Feeder(plain)
+    for i in range(200):
+        pfeed.write([f"k{i}", "v" * 100])
+    _snapshot_now(plain, tmp_path / "s2")
+    for i in range(10):
+        assert not plain.should_snapshot()
+        pfeed.write(["small", i])
+    assert plain.should_snapshot()
+
+
+def test_restore_and_failed_snapshot_keep_the_byte_budget_right(tmp_path: Path) -> None:
+    machine = new_machine(max_log_count=2, snapshot_log_ratio=1.0)
+    feed = Feeder(machine)
+    for i in range(50):
+        feed.write([f"k{i}", "v" * 100])
+    before = machine.log_bytes
+    image = machine.take_snapshot()
+    machine.snapshot_failed(image, "disk full")
+    assert machine.log_bytes == before and machine.should_snapshot()
+    size = _snapshot_now(machine, tmp_path)
+    restarted = new_machine(max_log_count=2, snapshot_log_ratio=1.0)
+    restarted.restore(tmp_path)
+    # the restored snapshot's size sets the budget: its content is not replayed for free
+    assert restarted.snapshot_bytes >= size and restarted.log_bytes == 0
+    rfeed = Feeder(restarted)
+    rfeed.write(["x", 1])
+    rfeed.write(["y", 2])
+    assert not restarted.should_snapshot()

@@ -34,6 +34,7 @@ log_dir = "d1"
 [raft]
 election_timeout = 300
 max_log_count = 50
+snapshot_log_ratio = 0
 snapshot_backup = true
 [logging]
 level = "debug"
@@ -42,6 +43,7 @@ count = 2
     assert cfg.port == 7101 and cfg.host == "127.0.0.1"
     assert cfg.raft.election_timeout == 300 and cfg.raft.effective_request_timeout == 600
     assert cfg.raft.snapshot_backup is True and cfg.logging.count == 2
+    assert cfg.raft.snapshot_log_ratio == 0.0 and isinstance(cfg.raft.snapshot_log_ratio, float)
     assert cfg.resolved_cookie() == b"secret"
 
 
@@ -56,6 +58,8 @@ count = 2
         ('[sundry]\nx=1\n', "unknown section 'sundry'"),
         ('[node\n', "config file"),
         ('[raft]\nsnapshot_backup = 1\n[node]\ncookie="c"\n', "must be true or false"),
+        ('[raft]\nsnapshot_log_ratio = "x"\n[node]\ncookie="c"\n', "must be a number"),
+        ('[raft]\nsnapshot_log_ratio = -1\n[node]\ncookie="c"\n', "between 0 and 1000"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path, text: str, needle: str) -> None:

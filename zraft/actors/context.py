@@ -35,3 +35,4 @@ class PeerContext:
     sm_stats: dict[str, Any] = field(default_factory=dict)
     log_stats: dict[str, Any] = field(default_factory=dict)
     mutations: frozenset[str] = frozenset()  # test-only broken rules (never in use)
+    snapshot_log_ratio: float = 1.0  # see StateMachine.should_snapshot

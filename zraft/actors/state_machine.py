@@ -7,7 +7,8 @@ Rules:
    that term; otherwise another leader's entry took the index and the answer is
    ``leader_changed`` (the write was certainly not applied).
 3. Reads wait until ``applied >= read index`` (the index the leader confirmed with a quorum).
-4. Every ``max_log_count`` applied entries a snapshot is written (inline for sync backend
+4. A snapshot is written when ``StateMachine.should_snapshot`` says so (``max_log_count``
+   entries and ``snapshot_log_ratio``; inline for sync backend
    jobs, on a worker thread for async ones); once committed to the snapshot store the peer is
    told ``SnapshotTaken(index)`` so the core can compact the log.
 5. Leader only: when the clock passes a session's deadline, propose an expiry check.
@@ -67,7 +68,8 @@ class StateMachineActor(FastInboxActor):
     def on_start(self) -> None:
         ctx = self.ctx
         self.machine = StateMachine(ctx.make_backend(), ctx.peer_id,
-                                    max_log_count=ctx.max_log_count)
+                                    max_log_count=ctx.max_log_count,
+                                    snapshot_log_ratio=ctx.snapshot_log_ratio)
         self.store = ctx.snapshot_store()
         latest = self.store.clean()
         if latest is not None:
@@ -238,7 +240,8 @@ class StateMachineActor(FastInboxActor):
         if msg.error is not None:
             self.machine.snapshot_failed(msg.image, msg.error)
             return
-        self.machine.snapshot_done(msg.image)
+        info = msg.pending.info
+        self.machine.snapshot_done(msg.image, sum(f.size for f in info.files) if info else 0)
         self.snapshots_taken += 1
         self.ctx.events.record("snapshot", peer=self.ctx.peer_id, index=msg.image.index)
         self.peer.tell(SnapshotTaken(msg.image.index))

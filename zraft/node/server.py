@@ -185,6 +185,7 @@ class Node:
         return PeerContext(
             peer_id=peer_id, peer_name=name, backend_name=backend, tick_ms=self.tick_ms,
             max_log_count=cfg.raft.max_log_count, open_storage=open_storage,
+            snapshot_log_ratio=cfg.raft.snapshot_log_ratio,
             core_config=core_config,
             make_backend=lambda: load_backend(backend, cfg.backends),
             # retain=2: a transfer of the previous snapshot survives a new local one
