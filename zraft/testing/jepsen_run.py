@@ -10,7 +10,9 @@ Rules:
   clients, crash-safety checks (which append every member's final values as reads),
   linearizability per key, and a restart of every node from its own data.
 - Tiny ``max_log_count`` and ``max_segment_size`` make snapshots, installs and segment rolls
-  happen all the time, in every run.
+  happen all the time, in every run. Even seeds snapshot on the count alone
+  (``snapshot_log_ratio`` 0, zraft_lib's rule: the most snapshots), odd seeds with the
+  default ratio 1.0 (the rule nodes run with), unless ``snapshot_log_ratio`` is given.
 - The verdict of a run is ``ok`` only if the history is linearizable, no acknowledged write
   is lost, the replicas agree, the restart works and the session checks pass. A key whose
   search gives up is counted (``timed_out_keys``), never called linearizable or not.
@@ -68,6 +70,7 @@ class RunConfig:
     election_timeout: int = 300
     max_log_count: int = 30
     max_segment_size: int = 8192
+    snapshot_log_ratio: float | None = None  # None: 0 on even seeds, 1.0 on odd ones
     hold: float = 1.5  # seconds each fault stays
     gap: float = 0.5  # seconds of calm between faults
     sessions: bool = True
@@ -140,7 +143,14 @@ def make_cluster(cfg: RunConfig, directory: Path) -> LocalCluster:
         cls = NetnsCluster
     return cls(directory, cfg.nodes + cfg.spare, election_timeout=cfg.election_timeout,
                max_log_count=cfg.max_log_count,
-               extra_raft={"max_segment_size": cfg.max_segment_size}, env=node_env(cfg))
+               extra_raft={"max_segment_size": cfg.max_segment_size,
+                           "snapshot_log_ratio": snapshot_log_ratio(cfg)}, env=node_env(cfg))
+
+
+def snapshot_log_ratio(cfg: RunConfig) -> float:
+    if cfg.snapshot_log_ratio is not None:
+        return cfg.snapshot_log_ratio
+    return 0.0 if cfg.seed % 2 == 0 else 1.0
 
 
 def fault_kinds(cfg: RunConfig) -> tuple[str, ...]:
