@@ -205,3 +205,26 @@ def test_watch_needs_keys_and_hashable_ones() -> None:
     assert machine.query("unhashable", sid="s1", watch_ref="w").error == "backend_error: TypeError"
     assert machine.query("unhashable").value == "v"  # unwatched reads ignore the keys
     assert len(machine.watches) == 0
+
+
+def test_unhashable_trigger_key_from_a_backend_is_skipped_and_the_write_stands() -> None:
+    from typing import Any
+
+    from zraft.backends.dict import DictBackend
+    from zraft.fsm import ApplyResult
+
+    class OddTriggers(DictBackend):
+        def apply(self, command: Any) -> Any:
+            super().apply(command)
+            return ApplyResult("ok", ({"a": 1}, command[0]))
+
+    machine = new_machine(backend=OddTriggers())
+    machine.set_leader(True)
+    feed = Feeder(machine)
+    feed.connect("s1", 1000)
+    feed.write(["k", "v1"])
+    assert machine.query("k", sid="s1", watch_ref="w").value == "v1"
+    batch = feed.apply(encode_write(["k", "v2"]))
+    assert batch.replies[0].result == "ok" and batch.replies[0].error is None
+    assert batch.triggers == [WatchTrigger("s1", "w", DATA_CHANGED)]  # the hashable key fired
+    assert machine.query("k").value == "v2"

@@ -42,6 +42,7 @@ from zraft.fsm.machine import StateMachine
 from zraft.transport.codec import ClientReply, Push, encode_frames
 
 log = logging.getLogger(__name__)
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__
 
 
 class _SnapshotWritten(NamedTuple):
@@ -122,7 +123,7 @@ class StateMachineActor(FastInboxActor):
             if r.term != term:
                 reply = ClientReply(req_id, "leader_changed", {"message": "entry replaced"})
             elif r.error is None:
-                reply = ClientReply(req_id, "ok", r.result)
+                reply = _new_tuple(ClientReply, (req_id, "ok", r.result))  # hot path
             else:
                 reply = ClientReply(req_id, r.error.split(":", 1)[0], {"message": r.error})
             out.setdefault(conn, []).append(reply)

@@ -63,6 +63,7 @@ _FORMAT_VERSION = 3  # 3: chunked arrays; 2: all pairs in one array; 1: one reco
 CHUNK_BYTES = 1 << 20  # target size of one packed chunk
 _FIRST_CHUNK = 64  # records in the first chunk; later ones follow the measured record size
 _MAX_CHUNK = 1 << 16
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (hot path)
 READ_BLOCK = 1 << 20
 
 Key = Hashable
@@ -128,6 +129,19 @@ class DictBackend:
     # ---------------------------------------------------------------- writes
 
     def apply(self, command: Any) -> ApplyResult:
+        # The common write, [str key, value], without the general parse: same checks, same
+        # result (a str key is its own hashable form; "multi"/"delete" heads take the
+        # general path).
+        if type(command) is list and len(command) == 2:
+            key, value = command
+            if type(key) is str and key != "multi" and key != "delete" \
+                    and value is not NOT_FOUND:
+                if self._shared:
+                    self._unshare()
+                if key in self._owner:
+                    self._disown(key)
+                self._data[key] = value
+                return _new_tuple(ApplyResult, ("ok", (key,)))
         return self._write(command, None)
 
     def apply_in_session(self, command: Any, session_id: str) -> ApplyResult:

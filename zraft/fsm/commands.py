@@ -107,14 +107,24 @@ _SHAPE = {WRITE: 1, CONNECT: 2, PING: 2, SESSION_WRITE: 5, CLOSE: 1, EXPIRE_CHEC
 
 def decode_command(data: Any) -> Command:
     """Decode and validate entry data; raises ``BadCommand`` on anything malformed."""
+    return command_from_raw(unpack_command(data))
+
+
+def unpack_command(data: Any) -> Any:
+    """Entry data -> the raw msgpack array (``[WRITE, payload]`` for a plain write, which
+    the state machine applies without building a ``Write``); raises ``BadCommand``."""
     if type(data) is not bytes:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise BadCommand("command data must be bytes")
         data = bytes(data)
     try:
-        raw = unpackb(data)
+        return unpackb(data)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise BadCommand(f"undecodable command ({type(exc).__name__})") from None
+
+
+def command_from_raw(raw: Any) -> Command:
+    """Validate an unpacked command; raises ``BadCommand``."""
     if not isinstance(raw, list) or not raw or type(raw[0]) is not int:
         raise BadCommand("a command is an array starting with an int code")
     code = raw[0]
@@ -157,6 +167,7 @@ __all__ = [
     "Ping",
     "SessionWrite",
     "Write",
+    "command_from_raw",
     "decode_command",
     "encode_close",
     "encode_connect",
@@ -164,4 +175,5 @@ __all__ = [
     "encode_ping",
     "encode_session_write",
     "encode_write",
+    "unpack_command",
 ]

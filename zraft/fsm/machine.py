@@ -61,13 +61,15 @@ from zraft.core.entries import DATA, Entry
 from zraft.fsm.backend import ApplyResult, Backend, BadCommand, QueryResult, SnapshotCorrupted
 from zraft.fsm.codec import hashable, normalize
 from zraft.fsm.commands import (
+    WRITE,
     Close,
     Connect,
     ExpireCheck,
     Ping,
     SessionWrite,
     Write,
-    decode_command,
+    command_from_raw,
+    unpack_command,
 )
 from zraft.fsm.sessions import (
     APPLY,
@@ -85,6 +87,7 @@ log = logging.getLogger(__name__)
 
 # keys that are hashable as they are (no conversion needed before a watch lookup)
 _PLAIN_KEYS = frozenset((str, bytes, int))
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
 
 DEFAULT_SNAPSHOT_LOG_RATIO = 1.0
 BAD_COMMAND = "bad_command"
@@ -169,6 +172,7 @@ class StateMachine:
 
     def apply(self, entries: Iterable[Entry]) -> ApplyBatch:
         out = ApplyBatch(applied_index=self.applied_index)
+        replies_append = out.replies.append
         for entry in entries:
             if entry.index <= self.applied_index:
                 continue
@@ -181,7 +185,7 @@ class StateMachine:
                 data = entry.data
                 self.log_bytes += len(data) if type(data) is bytes else 32
                 error, value = self._apply_data(entry, out)
-                out.replies.append(Reply(entry.index, entry.term, value, error))
+                replies_append(_new_tuple(Reply, (entry.index, entry.term, value, error)))
             self.applied_index = entry.index
             self.applied_term = entry.term
             self.last_time = entry.time
@@ -190,14 +194,15 @@ class StateMachine:
 
     def _apply_data(self, entry: Entry, out: ApplyBatch) -> tuple[str | None, Any]:
         try:
-            command = decode_command(entry.data)
+            raw = unpack_command(entry.data)
+            if type(raw) is list and len(raw) == 2 and type(raw[0]) is int and raw[0] == WRITE:
+                return self._plain_write(raw[1], out)  # the common case: no Write object
+            command = command_from_raw(raw)
         except BadCommand:
             return BAD_COMMAND, None
         time = entry.time
         if isinstance(command, Write):
-            outcome = self._call(self.backend.apply, command.payload)
-            self._fire(outcome.trigger_keys, out)
-            return outcome.error, outcome.value
+            return self._plain_write(command.payload, out)
         if isinstance(command, SessionWrite):
             return self._session_write(command, time, out)
         if isinstance(command, Connect):
@@ -253,14 +258,28 @@ class StateMachine:
             out.events.append(event)  # once per batch, even if it expired just before
         return SESSION_EXPIRED, None
 
+    def _plain_write(self, payload: Any, out: ApplyBatch) -> tuple[str | None, Any]:
+        """`_call` + `_fire` for the hot path, without the intermediate outcome."""
+        try:
+            answer = self.backend.apply(payload)
+        except BadCommand:
+            return BAD_COMMAND, None
+        except Exception as exc:
+            log.debug("backend %s raised on %r", type(self.backend).__name__, payload,
+                      exc_info=True)
+            return backend_error(exc), None
+        if isinstance(answer, ApplyResult):
+            if answer.trigger_keys and self.watches:
+                self._fire(answer.trigger_keys, out)
+            return None, answer.result
+        return None, answer
+
     def _call(self, method: Callable[..., Any], *args: Any) -> _Outcome:
         """Run a backend write; turn its answer or exception into an outcome."""
         try:
             answer = method(*args)
             if isinstance(answer, ApplyResult):
-                keys = [k if type(k) in _PLAIN_KEYS else hashable(k)
-                        for k in answer.trigger_keys]
-                return _Outcome(None, answer.result, keys)
+                return _Outcome(None, answer.result, answer.trigger_keys)
             return _Outcome(None, answer)
         except BadCommand:
             return _Outcome(BAD_COMMAND, None)
@@ -269,8 +288,21 @@ class StateMachine:
             return _Outcome(backend_error(exc), None)
 
     def _fire(self, keys: Iterable[Hashable], out: ApplyBatch) -> None:
-        if keys:
-            out.triggers.extend(self.watches.fire(keys))
+        """Fire the watches on ``keys`` (leader only has watches). A key that cannot be made
+        hashable cannot be watched: it is skipped (the write itself stands)."""
+        if not keys or not self.watches:
+            return
+        plain: list[Hashable] = []
+        for k in keys:
+            if type(k) in _PLAIN_KEYS:
+                plain.append(k)
+            else:
+                try:
+                    plain.append(hashable(k))
+                except TypeError:
+                    log.warning("backend %s gave an unhashable trigger key %r: not watchable",
+                                type(self.backend).__name__, k)
+        out.triggers.extend(self.watches.fire(plain))
 
     # ------------------------------------------------------------------ expiry
 
