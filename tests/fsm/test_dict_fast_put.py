@@ -1,5 +1,6 @@
-"""The dict backend's fast path for ``[str key, value]`` writes answers and changes state
-exactly as the general parse does, for every command shape (hypothesis)."""
+"""The dict backend's fast path for ``[key, value]`` and ``["put", key, value]`` writes
+answers and changes state exactly as the general parse does, for every command shape
+(hypothesis)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ pairs = st.lists(st.one_of(keys, values), min_size=0, max_size=4)
 commands = st.one_of(
     st.tuples(keys, values).map(list),
     st.tuples(st.just("delete"), keys).map(list),
+    st.tuples(st.sampled_from(["put", "cas", "incr"]), keys, values).map(list),
     st.tuples(st.just("multi"), st.lists(st.tuples(keys, values).map(list), max_size=2)).map(list),
     pairs,
     st.tuples(keys, values),  # a tuple, not a list: the general path

@@ -129,13 +129,19 @@ class DictBackend:
     # ---------------------------------------------------------------- writes
 
     def apply(self, command: Any) -> ApplyResult:
-        # The common write, [str key, value], without the general parse: same checks, same
-        # result (a str key is its own hashable form; "multi"/"delete" heads take the
-        # general path).
-        if type(command) is list and len(command) == 2:
-            key, value = command
-            if type(key) is str and key != "multi" and key != "delete" \
-                    and value is not NOT_FOUND:
+        # The common writes, [key, value] and ["put", key, value] with a str key, without
+        # the general parse: same checks, same result (a str key is its own hashable form;
+        # "multi"/"delete" heads take the general path).
+        if type(command) is list:
+            size = len(command)
+            if size == 2:
+                key, value = command
+                plain = key != "multi" and key != "delete"
+            else:
+                plain = size == 3 and command[0] == "put"
+                if plain:
+                    _, key, value = command
+            if plain and type(key) is str and value is not NOT_FOUND:
                 if self._shared:
                     self._unshare()
                 if key in self._owner:
