@@ -284,3 +284,44 @@ def test_a_node_serves_only_once_its_stored_peers_are_up(make_cluster) -> None:
     for _ in range(5):
         h.cluster.restart(2)
         assert list_peers(h, 2) == ["zraft"]
+
+
+def test_follower_behind_compaction_installs_the_leaders_snapshot_without_loading_its_own(
+        make_cluster) -> None:
+    """The others drop (not queue) what they send the victim while it is away, so on return
+    the leader's newer snapshot is the first thing it needs: its own is never loaded."""
+    from zraft.client.calls import PeerCall
+
+    h = make_cluster(3, max_log_count=20, extra_raft={"snapshot_log_ratio": 0})
+    for i in range(60):
+        assert h.write([f"k{i}", i]) == "ok"
+    leader = h.leader_index()
+    victim = 1 + leader % 3
+    wait_until(lambda: h.stat(victim)["snapshot_index"] > 0, 15, "a local snapshot")
+    others = [n for n in (1, 2, 3) if n != victim]
+
+    def admin(node: int, op: str, args: list) -> None:
+        PeerCall(h.pool, h.cluster.peer_id(node), op, lambda _n: args, 5.0).run()
+    for n in others:
+        admin(n, "partition", [[h.cluster.node(victim).address]])
+    h.cluster.kill(victim)
+    for i in range(60, 160):
+        assert h.write([f"k{i}", i]) == "ok"
+    goal = h.stat(leader)["commit"]
+    for n in others:
+        admin(n, "heal", [])
+    h.cluster.restart(victim)
+
+    def caught_up() -> dict | None:
+        st = h.stat(victim, timeout=2.0)
+        fsm = st.get("fsm") or {}
+        return st if fsm.get("applied_index", 0) >= goal and not fsm.get("restore_pending") \
+            else None
+    st = wait_until(caught_up, 30, "the restarted follower to catch up")
+    text = (h.cluster.node(victim).directory / "log" / "console.log").read_text()
+    assert st["fsm"]["snapshots_installed"] == 1, text[-3000:]
+    assert "skipped: the leader's" in text
+    # its state is the leader's: it answers once it leads
+    h.cluster.kill(leader)
+    assert h.write(["after", 1], timeout=20) == "ok"
+    assert h.query("k159", timeout=20) == 159 and h.query("k0", timeout=20) == 0
