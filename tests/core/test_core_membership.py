@@ -284,13 +284,19 @@ def test_new_member_catching_up_by_snapshot_is_not_taken_for_removed():
     assert not [e for e in rd.events if isinstance(e, Removed)]
 
 
-def test_removed_member_with_its_re_add_in_the_log_does_not_stop():
+def _removed_with_re_add_on_its_way():
+    """c's log: removed ({a,b} committed at 3), then re-added (joint at 4, uncommitted)."""
     c = make_core("c", seeded_storage(["a", "b", "c"]))
     c.step(AppendEntries(1, "a", "c", 1, 1, [
         Entry(2, 1, CONFIG, ClusterConfig.joint("abc", "ab"), 0),
         Entry(3, 1, CONFIG, ClusterConfig.stable("ab"), 0),
         Entry(4, 1, CONFIG, ClusterConfig.joint("ab", "abc"), 0)], 3, 1))
     flush(c)
+    return c
+
+
+def test_removed_member_with_its_re_add_in_the_log_does_not_stop():
+    c = _removed_with_re_add_on_its_way()
     assert c.commit == 3 and not c.removed  # {a,b} committed, but {a,b,c} is on its way
     c.step(AppendEntries(1, "a", "c", 4, 1, [
         Entry(5, 1, CONFIG, ClusterConfig.stable("abc"), 0)], 5, 1))
@@ -299,12 +305,7 @@ def test_removed_member_with_its_re_add_in_the_log_does_not_stop():
 
 
 def test_dropped_re_add_leaves_the_member_removed_at_the_next_commit():
-    c = make_core("c", seeded_storage(["a", "b", "c"]))
-    c.step(AppendEntries(1, "a", "c", 1, 1, [
-        Entry(2, 1, CONFIG, ClusterConfig.joint("abc", "ab"), 0),
-        Entry(3, 1, CONFIG, ClusterConfig.stable("ab"), 0),
-        Entry(4, 1, CONFIG, ClusterConfig.joint("ab", "abc"), 0)], 3, 1))
-    flush(c)
+    c = _removed_with_re_add_on_its_way()
     assert not c.removed
     # a new leader of {a,b} never saw the re-add: it overwrites index 4 and commits past it
     c.step(AppendEntries(2, "b", "c", 3, 1, [E(4, 2), E(5, 2)], 5, 1))
