@@ -295,9 +295,11 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             elif self.role != FOLLOWER:
                 self.become_follower(self.term, None)
 
-    def _check_removed(self) -> None:
+    def _check_removed(self, known_voter: bool = False) -> None:
         """Emit Removed once when a committed stable config excludes us after a config that
-        included us (a member that was removed, not a learner catching up)."""
+        included us (a member that was removed, not a learner catching up), unless a later
+        config in our log adds us back. ``known_voter``: we were a voter in a config the log
+        no longer shows (an installed snapshot hid the entries that removed us)."""
         if self._removed_reported:
             return
         log = self.log
@@ -307,22 +309,14 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         if ccfg.is_blank or ccfg.is_joint or self.id in ccfg.old:
             self._removed_checked = cidx
             return
-        if not self._excluded_for_good(ccfg):
+        if self._is_voter_in(log.config()[1]):
             return  # a re-add is in our log: look again when the commit moves
         self._removed_checked = cidx
-        _, before = log.config_at(cidx - 1)
-        if before.has_voter(self.id):
+        if known_voter or log.config_at(cidx - 1)[1].has_voter(self.id):
             self._mark_removed(cidx)
 
     def _is_voter_in(self, cfg: ClusterConfig) -> bool:
         return not cfg.is_blank and cfg.has_voter(self.id)
-
-    def _excluded_for_good(self, committed: ClusterConfig) -> bool:
-        """Does this committed config remove us, with no later config in our log that adds
-        us back (a re-add already on its way must not stop us)?"""
-        if committed.is_blank or committed.is_joint or self.id in committed.old:
-            return False
-        return not self._is_voter_in(self.log.config()[1])
 
     def _mark_removed(self, config_index: int) -> None:
         if self._removed_reported:

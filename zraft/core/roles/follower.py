@@ -104,11 +104,9 @@ class FollowerRole:
             self._snapshot_to_install = meta
             self.commit = meta.index
             self.applied = meta.index
-            self._check_removed()
-            if was_voter and self._excluded_for_good(meta.config):
-                # The snapshot hides the config entries that removed us, so _check_removed
-                # cannot see a config that still had us; the one we knew before did.
-                self._mark_removed(meta.config_index)
+            # the snapshot hides the config entries that removed us, if it did: the config
+            # we knew before it tells whether we were a member
+            self._check_removed(known_voter=was_voter)
         self._pmsgs.append(
             AppendReply(self.term, self.id, msg.src, True, meta.index, 0, 0, msg.epoch)
         )
