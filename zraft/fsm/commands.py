@@ -127,10 +127,7 @@ def command_from_raw(raw: Any) -> Command:
     """Validate an unpacked command; raises ``BadCommand``."""
     if not isinstance(raw, list) or not raw or type(raw[0]) is not int:
         raise BadCommand("a command is an array starting with an int code")
-    code = raw[0]
-    if code == WRITE and len(raw) == 2:  # the common case, first
-        return Write(raw[1])
-    args = raw[1:]
+    code, args = raw[0], raw[1:]
     if code not in _SHAPE:
         raise BadCommand(f"unknown command code {code}")
     if len(args) != _SHAPE[code]:
