@@ -56,11 +56,16 @@ class Harness:
             return None
         return wait_until(find, timeout, "a leader")
 
-    def node_status(self, node: int, timeout: float = 5.0) -> dict[str, Any]:
+    def node_call(self, node: int, op: str, args: list[Any] | None = None,
+                  timeout: float = 5.0) -> Any:
+        """A node operation (node_status, list_peers, partition, heal...) via its peer."""
         from zraft.client.calls import PeerCall
 
         peer = self.cluster.peer_id(node)
-        return PeerCall(self.pool, peer, "node_status", lambda _name: [], timeout).run()
+        return PeerCall(self.pool, peer, op, lambda _name: args or [], timeout).run()
+
+    def node_status(self, node: int, timeout: float = 5.0) -> dict[str, Any]:
+        return self.node_call(node, "node_status", timeout=timeout)
 
     def close(self) -> None:
         self.pool.close()

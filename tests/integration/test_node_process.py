@@ -176,9 +176,7 @@ def test_ten_thousand_bad_frames_leave_the_node_serving(make_cluster) -> None:
 
 
 def list_peers(h: Harness, node: int) -> list[str]:
-    from zraft.client.calls import PeerCall
-
-    return PeerCall(h.pool, h.cluster.peer_id(node), "list_peers", lambda _n: [], 5.0).run()
+    return h.node_call(node, "list_peers")
 
 
 def test_removed_peer_stops_for_good_and_is_not_restarted(make_cluster) -> None:
@@ -290,8 +288,6 @@ def test_follower_behind_compaction_installs_the_leaders_snapshot_without_loadin
         make_cluster) -> None:
     """The others drop (not queue) what they send the victim while it is away, so on return
     the leader's newer snapshot is the first thing it needs: its own is never loaded."""
-    from zraft.client.calls import PeerCall
-
     h = make_cluster(3, max_log_count=20, extra_raft={"snapshot_log_ratio": 0})
     for i in range(60):
         assert h.write([f"k{i}", i]) == "ok"
@@ -299,17 +295,14 @@ def test_follower_behind_compaction_installs_the_leaders_snapshot_without_loadin
     victim = 1 + leader % 3
     wait_until(lambda: h.stat(victim)["snapshot_index"] > 0, 15, "a local snapshot")
     others = [n for n in (1, 2, 3) if n != victim]
-
-    def admin(node: int, op: str, args: list) -> None:
-        PeerCall(h.pool, h.cluster.peer_id(node), op, lambda _n: args, 5.0).run()
     for n in others:
-        admin(n, "partition", [[h.cluster.node(victim).address]])
+        h.node_call(n, "partition", [[h.cluster.node(victim).address]])
     h.cluster.kill(victim)
     for i in range(60, 160):
         assert h.write([f"k{i}", i]) == "ok"
     goal = h.stat(leader)["commit"]
     for n in others:
-        admin(n, "heal", [])
+        h.node_call(n, "heal")
     h.cluster.restart(victim)
 
     def caught_up() -> dict | None:
