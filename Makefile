@@ -33,10 +33,10 @@ test: $(STAMP)
 # against real nodes for MINUTES (and NETNS_MINUTES in network namespaces, skipped without
 # root), and a protocol fuzz campaign. Each prints its figures and exits non-zero on a finding.
 soak: $(STAMP)
-	$(PY) -m zraft.testing.sweep --seeds $(SEEDS) --steps 2000 --jobs 2
-	$(PY) -m zraft.testing.jepsen_run --minutes $(MINUTES) --workdir soak-runs/jepsen
-	$(PY) -m zraft.testing.jepsen_run --netns --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
-	$(PY) -m zraft.testing.jepsen_fuzz --cases 2000 --workdir soak-runs/fuzz
+	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2
+	$(PY) -m zraft.testing.jepsen.run --minutes $(MINUTES) --workdir soak-runs/jepsen
+	$(PY) -m zraft.testing.jepsen.run --netns --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
+	$(PY) -m zraft.testing.jepsen.fuzz --cases 2000 --workdir soak-runs/fuzz
 
 # zraft against PySyncObj (W1-W6 of issue 7), alternating, 3 repeats: medians, ranges, ratios.
 BENCH_STAMP := $(VENV)/.bench-installed

@@ -14,14 +14,26 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pykka
 
 from supervisors.spec import ChildNotRunningError
 
-if TYPE_CHECKING:
-    from supervisors.link import ChildLink
+
+class ChildLink(Protocol):
+    """What a directory needs of a child's link (``supervisors.link.ChildLink`` is one);
+    a protocol, so that this module does not import ``link`` (which imports it)."""
+
+    @property
+    def child_directory(self) -> ChildDirectory | None: ...
+
+    @property
+    def is_attached(self) -> bool: ...
+
+    @property
+    def started(self) -> threading.Event: ...
+
 
 __all__ = ["ChildDirectory", "ChildHandle"]
 

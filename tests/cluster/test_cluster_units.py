@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from zraft.bench.faults import Fault
-from zraft.bench.recorder import LatencyHistogram, Recorder, _rank
 from zraft.cluster import admin, events, status
 from zraft.cluster.local import CLUSTER_FILE, LocalCluster
+from zraft.loadgen.faults import Fault
+from zraft.loadgen.recorder import LatencyHistogram, Recorder, _rank
 
 
 def test_hdr_percentiles_match_exact_ones_within_precision() -> None:
@@ -141,7 +141,7 @@ def test_env_reaches_the_node_and_an_exiting_node_fails_fast(tmp_path: Path) -> 
 
 
 def test_sparkline_scales_to_the_peak_and_width() -> None:
-    from zraft.bench.commands import sparkline
+    from zraft.loadgen.commands import sparkline
 
     assert sparkline([0, 4, 8]) == " ▄█"
     assert len(sparkline(list(range(500)), width=40)) == 40

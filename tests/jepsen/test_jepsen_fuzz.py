@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from zraft.client import api
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.local import LocalCluster
-from zraft.testing.jepsen_fuzz import (
+from zraft.testing.jepsen.fuzz import (
     CaseResult,
     FuzzTarget,
     mutated_frames,
@@ -141,7 +141,7 @@ def test_fuzz_log_file_is_the_nodes(target: FuzzTarget) -> None:
 
 
 def test_random_campaign_cli_reports_outcomes(tmp_path: Path, capsys) -> None:
-    from zraft.testing.jepsen_fuzz import main
+    from zraft.testing.jepsen.fuzz import main
 
     assert main(["--cases", "25", "--seed", "4", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out

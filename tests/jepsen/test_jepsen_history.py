@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zraft.fsm.codec import NOT_FOUND
-from zraft.testing.jepsen_history import (
+from zraft.testing.jepsen.history import (
     CAS,
     FAIL,
     INSERT,
@@ -23,7 +23,7 @@ from zraft.testing.jepsen_history import (
     possible_inserts,
     save_ops,
 )
-from zraft.testing.jepsen_workload import classify, never_sent
+from zraft.testing.jepsen.workload import classify, never_sent
 
 
 def op(kind: str, key: str, invoke: float, complete: float | None, outcome: str = OK,

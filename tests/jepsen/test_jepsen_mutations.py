@@ -13,11 +13,11 @@ from zraft.client import api
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.local import LocalCluster, wait_until
 from zraft.errors import ZRaftError
-from zraft.testing.jepsen_history import OK, History
-from zraft.testing.jepsen_nemesis import Nemesis, Topology
-from zraft.testing.jepsen_run import RunConfig, node_env, run_once
-from zraft.testing.jepsen_safety import check_after_run
-from zraft.testing.jepsen_workload import ThreadClients, WorkloadConfig
+from zraft.testing.jepsen.history import OK, History
+from zraft.testing.jepsen.nemesis import Nemesis, Topology
+from zraft.testing.jepsen.run import RunConfig, node_env, run_once
+from zraft.testing.jepsen.safety import check_after_run
+from zraft.testing.jepsen.workload import ThreadClients, WorkloadConfig
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from zraft.testing.jepsen_netns import NetnsCluster, netns_unavailable
-from zraft.testing.jepsen_run import RunConfig, run_once
+from zraft.testing.jepsen.netns import NetnsCluster, netns_unavailable
+from zraft.testing.jepsen.run import RunConfig, run_once
 
 pytestmark = pytest.mark.integration
 

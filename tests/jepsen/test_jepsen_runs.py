@@ -1,7 +1,7 @@
 """Short Jepsen runs for ``make test``: real node processes, thread and process clients, a
 session probe, one fault kind per run, then every check (about 15 s each).
 
-The full soak is ``python -m zraft.testing.jepsen_run --minutes N`` (make soak)."""
+The full soak is ``python -m zraft.testing.jepsen.run --minutes N`` (make soak)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from zraft.testing.jepsen_run import RunConfig, main, run_once
+from zraft.testing.jepsen.run import RunConfig, main, run_once
 
 pytestmark = pytest.mark.integration
 

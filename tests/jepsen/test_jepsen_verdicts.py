@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from zraft.testing.jepsen_run import KindTotals, RunConfig, RunReport, soak, summary
-from zraft.testing.jepsen_sessions import EphemeralRead, SessionProbe, SessionRecord
+from zraft.testing.jepsen.run import KindTotals, RunConfig, RunReport, soak, summary
+from zraft.testing.jepsen.sessions import EphemeralRead, SessionProbe, SessionRecord
 
 
 def probe_with(*records: SessionRecord) -> SessionProbe:
@@ -91,7 +91,7 @@ def write_log(base: Path, peer: str, entries: list) -> None:
 
 def test_logs_on_disk_must_agree_at_every_applied_index(tmp_path: Path) -> None:
     from zraft.core.entries import DATA, Entry
-    from zraft.testing.jepsen_safety import compare_logs
+    from zraft.testing.jepsen.safety import compare_logs
 
     same = [Entry(i, 1, DATA, b"x%d" % i, 1000 + i) for i in range(1, 6)]
     write_log(tmp_path, "a@127.0.0.1:1", same)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zraft.core.messages import AppendReply, InstallSnapshot, VoteReply, VoteRequest
 from zraft.testing.linearizability import OK, UNKNOWN, check_history
-from zraft.testing.sim import SimCluster
+from zraft.testing.sim.cluster import SimCluster
 
 
 def in_flight(c: SimCluster, kind: type, src: str | None = None) -> list:

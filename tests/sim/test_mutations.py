@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from zraft.testing.sweep import run_seed, sweep
+from zraft.testing.sim.sweep import run_seed, sweep
 
 MUTATION_SEEDS = 1000
 STEPS = 2000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zraft.core.messages import InstallSnapshot
 from zraft.testing.linearizability import FAIL, OK, UNKNOWN, check_history
-from zraft.testing.sim import SimCluster
+from zraft.testing.sim.cluster import SimCluster
 
 
 def settle(cluster: SimCluster, op, steps: int = 20_000):

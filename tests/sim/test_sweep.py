@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zraft.testing.sweep import main, run_seed, sweep
+from zraft.testing.sim.sweep import main, run_seed, sweep
 
 SEEDS = 500
 STEPS = 2000
@@ -26,7 +26,7 @@ def test_cli_prints_a_replay_command_on_failure(capsys):
                  "--safety-only", "--mutation", "read_without_quorum"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "replay: python -m zraft.testing.sweep --seeds 1 --start" in out
+    assert "replay: python -m zraft.testing.sim.sweep --seeds 1 --start" in out
     assert "--mutation read_without_quorum --verbose" in out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import pairwise
 
 from zraft.testing.linearizability import UNKNOWN
-from zraft.testing.workload import CLIENT_TIMEOUT, Profile, Scenario
+from zraft.testing.sim.workload import CLIENT_TIMEOUT, Profile, Scenario
 
 
 def test_profiles_and_runs_are_seeded():

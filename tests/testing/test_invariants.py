@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zraft.core.entries import DATA, NOOP, Entry
-from zraft.testing.invariants import InvariantViolation, SafetyChecker, ShadowLog
+from zraft.testing.sim.invariants import InvariantViolation, SafetyChecker, ShadowLog
 
 
 def e(index, term, data=b"x", etype=DATA):

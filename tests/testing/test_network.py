@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from zraft.testing.network import SimNetwork
+from zraft.testing.sim.network import SimNetwork
 
 
 def drain(net, fifo=False):

@@ -127,8 +127,8 @@ def _activity(cluster: LocalCluster, pool: Any, seconds: float) -> None:
         watcher.stop()
 
     _step("a short pipelined bench (4 clients x 8 in flight)")
-    from zraft.bench.commands import run_bench
-    from zraft.bench.workload import BenchConfig
+    from zraft.loadgen.commands import run_bench
+    from zraft.loadgen.workload import BenchConfig
 
     bench_seconds = max(1.0, min(3.0, seconds - (time.monotonic() - begin) - 4.0))
     result = run_bench(pool, cluster.peers, BenchConfig(clients=4, inflight=8,

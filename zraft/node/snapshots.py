@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
 
@@ -41,7 +41,20 @@ from zraft.transport.codec import SnapshotControl
 from zraft.transport.snapshot_files import file_digest
 
 if TYPE_CHECKING:
-    from zraft.node.server import Node
+    from zraft.config import NodeConfig
+    from zraft.node.events import EventLog
+    from zraft.transport.tcp import TcpTransport
+
+
+class SnapshotHost(Protocol):
+    """What the snapshot service needs of its node (``zraft.node.server.Node``); a
+    protocol, so that this module does not import the server (which imports it)."""
+
+    address: str
+    cfg: NodeConfig
+    events: EventLog
+    peers: dict[str, Any]
+    transport: TcpTransport | None
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +62,7 @@ OFFER_TIMEOUT_S = 10.0
 
 
 class SnapshotService:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: SnapshotHost) -> None:
         self.node = node
         self._lock = threading.Lock()
         self._offers: dict[str, Future[list[Any]]] = {}

@@ -1,3 +1,8 @@
-"""Testing helpers importable by users: the deterministic simulator (``sim``), safety
-invariants (``invariants``), a linearizability checker (``linearizability``) and the seed
-sweep runner (``sweep``)."""
+"""Testing tools importable by users.
+
+- ``zraft.testing.sim``: the deterministic simulator (cores over a seeded network), its
+  invariants, workloads and the seed sweep (``python -m zraft.testing.sim.sweep``).
+- ``zraft.testing.jepsen``: Jepsen-style fault runs against real node processes
+  (``python -m zraft.testing.jepsen.run``) and the live protocol fuzzer (``.fuzz``).
+- ``zraft.testing.linearizability``: the Wing & Gong checker both of them use.
+"""

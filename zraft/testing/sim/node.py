@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from zraft.core.entries import DATA, Entry, HardState, SnapshotMeta
 from zraft.core.messages import (
@@ -28,12 +28,38 @@ from zraft.core.messages import (
     RoleChanged,
     SnapshotNeeded,
 )
-from zraft.testing.invariants import ShadowLog
-from zraft.testing.kv import KeyValueMachine
 from zraft.testing.linearizability import FAIL, OK, Operation
+from zraft.testing.sim.invariants import ShadowLog
+from zraft.testing.sim.kv import KeyValueMachine
 
 if TYPE_CHECKING:
-    from zraft.testing.sim import SimCluster
+    import random
+    from collections.abc import Callable
+
+    from zraft.core.config import CoreConfig
+    from zraft.testing.sim.invariants import SafetyChecker
+    from zraft.testing.sim.network import SimNetwork
+
+
+class SimCluster(Protocol):
+    """What a node uses of its cluster (``zraft.testing.sim.cluster.SimCluster``); a
+    protocol, so that this module does not import the cluster (which imports it)."""
+
+    rng: random.Random
+    core_config: CoreConfig
+    core_factory: Callable[..., Any]
+    snapshot_every: int
+    snapshot_failure_rate: float
+    snapshot_failures: list[tuple[str, str]]
+    network: SimNetwork
+    checker: SafetyChecker
+    leader_hint: str | None
+
+    def epoch_of(self, node: SimNode) -> int: ...
+    def complete(self, op: Operation, outcome: str, result: Any) -> None: ...
+    def record_effect(self, op_id: int, result: Any) -> None: ...
+    def config_result(self, peer: str, result: Any) -> None: ...
+    def node_removed(self, peer: str) -> None: ...
 
 _MAX_IMAGES = 4
 

@@ -33,7 +33,7 @@ from typing import Any
 import zraft
 from zraft.cluster.local import LocalCluster, NodeProcess, wait_until
 from zraft.errors import ZRaftError
-from zraft.testing.jepsen_nemesis import FaultUnsupported, Nemesis
+from zraft.testing.jepsen.nemesis import FaultUnsupported, Nemesis
 
 PACKAGE_ROOT = str(Path(zraft.__file__).resolve().parents[1])
 NETNS_FAULT_KINDS = ("link_down_leader", "link_down_node", "link_down_minority", "slow_link",

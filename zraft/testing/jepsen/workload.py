@@ -35,7 +35,7 @@ from typing import Any
 from zraft.client.api import write_command
 from zraft.client.connection import ConnectionPool
 from zraft.fsm.codec import NOT_FOUND
-from zraft.testing.jepsen_history import (
+from zraft.testing.jepsen.history import (
     CAS,
     FAIL,
     INSERT,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from zraft.core.config import CoreConfig
 from zraft.testing.linearizability import CAS, OK, READ, UNKNOWN, WRITE, Operation
-from zraft.testing.sim import SimCluster
+from zraft.testing.sim.cluster import SimCluster
 
 KEYS = ("a", "b", "c")
 CLIENT_TIMEOUT = 400  # steps a client waits before giving up (its op stays unknown)

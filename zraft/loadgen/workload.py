@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zraft.bench.recorder import Recorder
 from zraft.client.connection import ConnectionPool
+from zraft.loadgen.recorder import Recorder
 from zraft.transport.codec import pack
 
 _RETRY_PAUSE = 0.05

@@ -31,8 +31,8 @@ from zraft.errors import ZRaftError
 from zraft.fsm.codec import NOT_FOUND
 from zraft.storage import DiskLogStorage
 from zraft.storage.errors import DiskStorageError
-from zraft.testing.jepsen_history import OK, READ, REGISTER_KINDS, Op, acknowledged_inserts
-from zraft.testing.jepsen_nemesis import Nemesis
+from zraft.testing.jepsen.history import OK, READ, REGISTER_KINDS, Op, acknowledged_inserts
+from zraft.testing.jepsen.nemesis import Nemesis
 
 BARRIER_PREFIX = "barrier."
 

@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import tempfile
 
-    p = argparse.ArgumentParser(prog="python -m zraft.testing.jepsen_fuzz")
+    p = argparse.ArgumentParser(prog="python -m zraft.testing.jepsen.fuzz")
     p.add_argument("--cases", type=int, default=300)
     p.add_argument("--seed", type=int, default=random.SystemRandom().randrange(2**31))
     p.add_argument("--workdir", default=None)

@@ -1,11 +1,11 @@
 """Seed sweep: many random simulator runs, each checked for safety and linearizability.
 
-    python -m zraft.testing.sweep --seeds N --steps M [--start S] [--mutation NAME]
+    python -m zraft.testing.sim.sweep --seeds N --steps M [--start S] [--mutation NAME]
                                   [--jobs J] [--verbose] [--stop-on-first]
 
 Rules:
-- Seed ``s`` always replays the same run (see ``zraft.testing.sim``); a failure prints the one
-  command that replays exactly that seed.
+- Seed ``s`` always replays the same run (see ``zraft.testing.sim.cluster``); a failure prints
+  the one command that replays exactly that seed.
 - A run fails on: a broken invariant (checked after every step), an error raised by a core, a
   cluster that does not converge once the network is healed (liveness), an acknowledged
   write missing on a live member, or a non-linearizable client history.
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zraft.core.errors import CoreError
-from zraft.testing.invariants import InvariantViolation
 from zraft.testing.linearizability import check_history
-from zraft.testing.workload import Scenario
+from zraft.testing.sim.invariants import InvariantViolation
+from zraft.testing.sim.workload import Scenario
 
 STABILIZE_STEPS = 30_000
 
@@ -125,14 +125,14 @@ def sweep(seeds: int, steps: int, start: int = 0, mutations: frozenset[str] = fr
 
 
 def replay_command(seed: int, steps: int, mutations: frozenset[str]) -> str:
-    cmd = f"python -m zraft.testing.sweep --seeds 1 --start {seed} --steps {steps}"
+    cmd = f"python -m zraft.testing.sim.sweep --seeds 1 --start {seed} --steps {steps}"
     for m in sorted(mutations):
         cmd += f" --mutation {m}"
     return cmd + " --verbose"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zraft.testing.sweep", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m zraft.testing.sim.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--steps", type=int, default=2000)

@@ -1,7 +1,7 @@
 """Jepsen-style runs against real node processes, and soaks of many runs.
 
-    python -m zraft.testing.jepsen_run --minutes 30            # soak: fresh seeds, every kind
-    python -m zraft.testing.jepsen_run --kind pause --seconds 20 --seed 7   # one run
+    python -m zraft.testing.jepsen.run --minutes 30            # soak: fresh seeds, every kind
+    python -m zraft.testing.jepsen.run --kind pause --seconds 20 --seed 7   # one run
 
 Rules:
 - One run = one fresh LocalCluster (``nodes`` members plus one blank spare for membership
@@ -39,7 +39,7 @@ from typing import Any
 from zraft.client import api
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.local import LocalCluster
-from zraft.testing.jepsen_history import (
+from zraft.testing.jepsen.history import (
     FAIL,
     OK,
     UNKNOWN,
@@ -47,14 +47,14 @@ from zraft.testing.jepsen_history import (
     check_linearizable,
     save_ops,
 )
-from zraft.testing.jepsen_nemesis import FAULT_KINDS, Nemesis, Topology
-from zraft.testing.jepsen_safety import SafetyReport, check_after_run, compare_logs
-from zraft.testing.jepsen_sessions import SessionProbe
-from zraft.testing.jepsen_workload import KeySpace, ProcessClients, ThreadClients, WorkloadConfig
+from zraft.testing.jepsen.nemesis import FAULT_KINDS, Nemesis, Topology
+from zraft.testing.jepsen.safety import SafetyReport, check_after_run, compare_logs
+from zraft.testing.jepsen.sessions import SessionProbe
+from zraft.testing.jepsen.workload import KeySpace, ProcessClients, ThreadClients, WorkloadConfig
 
 MUTATIONS_ENV = "ZRAFT_TEST_MUTATIONS"
 NETNS_KINDS = ("link_down_leader", "link_down_node", "link_down_minority", "slow_link",
-               "netem_delay", "netem_loss")  # jepsen_netns.NETNS_FAULT_KINDS (lazy import)
+               "netem_delay", "netem_loss")  # jepsen.netns.NETNS_FAULT_KINDS (lazy import)
 
 
 @dataclass
@@ -139,7 +139,7 @@ def node_env(cfg: RunConfig) -> dict[str, str]:
 def make_cluster(cfg: RunConfig, directory: Path) -> LocalCluster:
     cls: type[LocalCluster] = LocalCluster
     if cfg.network == "netns":
-        from zraft.testing.jepsen_netns import NetnsCluster
+        from zraft.testing.jepsen.netns import NetnsCluster
         cls = NetnsCluster
     return cls(directory, cfg.nodes + cfg.spare, election_timeout=cfg.election_timeout,
                max_log_count=cfg.max_log_count,
@@ -157,7 +157,7 @@ def fault_kinds(cfg: RunConfig) -> tuple[str, ...]:
     if cfg.kind != "mixed":
         return (cfg.kind,)
     if cfg.network == "netns":
-        from zraft.testing.jepsen_netns import NETNS_FAULT_KINDS
+        from zraft.testing.jepsen.netns import NETNS_FAULT_KINDS
         return NETNS_FAULT_KINDS
     return FAULT_KINDS
 
@@ -165,7 +165,7 @@ def fault_kinds(cfg: RunConfig) -> tuple[str, ...]:
 def make_nemesis(cfg: RunConfig, topo: Topology, pool: ConnectionPool,
                  rng: random.Random) -> Nemesis:
     if cfg.network == "netns":
-        from zraft.testing.jepsen_netns import NetnsNemesis
+        from zraft.testing.jepsen.netns import NetnsNemesis
         return NetnsNemesis(topo, pool, rng, hold=cfg.hold)
     return Nemesis(topo, pool, rng, hold=cfg.hold)
 
@@ -360,7 +360,7 @@ def soak(minutes: float, workdir: Path, base: RunConfig, kinds: list[str],
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m zraft.testing.jepsen_run",
+    p = argparse.ArgumentParser(prog="python -m zraft.testing.jepsen.run",
                                 description="Jepsen-style runs against real zraft nodes.")
     p.add_argument("--minutes", type=float, help="soak: run until this many minutes pass")
     p.add_argument("--kind", action="append",
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                      election_timeout=args.election_timeout, max_log_count=args.max_log_count,
                      mutations=args.mutations, network="netns" if args.netns else "loopback")
     if args.netns:
-        from zraft.testing.jepsen_netns import netns_unavailable
+        from zraft.testing.jepsen.netns import netns_unavailable
         reason = netns_unavailable()
         if reason:
             print(f"zraft jepsen: netns run skipped: {reason}", flush=True)

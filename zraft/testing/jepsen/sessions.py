@@ -30,9 +30,9 @@ from zraft.client.connection import ConnectionPool
 from zraft.client.session import Session
 from zraft.client.watcher import SessionState
 from zraft.errors import ZRaftError
-from zraft.testing.jepsen_history import OK, READ, UNKNOWN, WRITE, History
-from zraft.testing.jepsen_nemesis import Topology
-from zraft.testing.jepsen_workload import call, classify
+from zraft.testing.jepsen.history import OK, READ, UNKNOWN, WRITE, History
+from zraft.testing.jepsen.nemesis import Topology
+from zraft.testing.jepsen.workload import call, classify
 
 
 @dataclass

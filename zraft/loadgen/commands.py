@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zraft.bench.faults import Fault, FaultSchedule
-from zraft.bench.workload import BenchConfig, Workload
 from zraft.client.commands import load_cluster_dir
 from zraft.client.connection import ConnectionPool, resolve_cookie
+from zraft.loadgen.faults import Fault, FaultSchedule
+from zraft.loadgen.workload import BenchConfig, Workload
 
 
 def _reads(text: str) -> float:
@@ -180,7 +180,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     finally:
         pool.close()
     if args.plot:
-        from zraft.bench.plot import PlotUnavailable, plot
+        from zraft.loadgen.plot import PlotUnavailable, plot
 
         try:
             result["plot"] = str(plot(result, args.plot))

@@ -6,7 +6,7 @@ Rules:
   optional transcript is byte-stable.
 - A *step* is one scheduler action: deliver one message, complete one write, tick one node,
   one client call or one fault. Safety invariants are checked as each node's Ready is
-  handled (``zraft.testing.invariants``), i.e. after every step.
+  handled (``zraft.testing.sim.invariants``), i.e. after every step.
 - Nodes start from an identical durable snapshot at index 1 holding the initial
   configuration, so start-up is the restart path; or, with ``bootstrap=True``, as
   zraft_lib's create(): the first node bootstraps alone, the rest are blank until added.
@@ -26,11 +26,11 @@ from zraft.core.config import CoreConfig
 from zraft.core.entries import ClusterConfig, SnapshotMeta
 from zraft.core.errors import NotLeader
 from zraft.core.storage import MemoryStorage
-from zraft.testing.invariants import SafetyChecker
-from zraft.testing.kv import encode
 from zraft.testing.linearizability import CAS, FAIL, OK, READ, UNKNOWN, WRITE, Operation
-from zraft.testing.network import SimNetwork
-from zraft.testing.simnode import SimNode
+from zraft.testing.sim.invariants import SafetyChecker
+from zraft.testing.sim.kv import encode
+from zraft.testing.sim.network import SimNetwork
+from zraft.testing.sim.node import SimNode
 
 MS_PER_STEP = 10
 
