@@ -9,10 +9,10 @@ Rules:
   skipped, a gap raises ``ValueError`` (a driver bug). NOOP and CONFIG entries only advance
   ``applied_index`` (and the clock, below).
 - Every DATA entry gets exactly one ``Reply(index, term, result, error)``; ``error`` is None
-  or a code: ``bad_command`` (undecodable/unknown command, or the backend raised
-  BadCommand), ``backend_error: <TypeName>`` (the backend raised), ``session_expired``,
-  ``exists`` (connect of a live session), ``duplicate`` (a session write already answered
-  and acknowledged). Nothing raised by a command escapes ``apply``.
+  or a code: ``bad_command: <reason>`` (undecodable/unknown command, or the backend raised
+  BadCommand: its message, bounded), ``backend_error: <TypeName>`` (the backend raised),
+  ``session_expired``, ``exists`` (connect of a live session), ``duplicate`` (a session
+  write already answered and acknowledged). Nothing raised by a command escapes ``apply``.
 - Time is entry time only. Before applying each entry, every session with
   ``expires_at <= entry.time`` expires; so after any batch no session due at the last
   entry's time remains, and the result does not depend on how entries were batched.
@@ -99,6 +99,17 @@ DISCONNECTED = "disconnected"
 
 def backend_error(exc: BaseException) -> str:
     return f"backend_error: {type(exc).__name__}"
+
+
+_REASON_CHARS = 200  # a refusal's reason is kept short: it may quote what a client sent
+
+
+def bad_command(exc: BadCommand) -> str:
+    """``"bad_command: <reason>"`` (the backend's message, bounded), or ``"bad_command"``.
+    The reason comes from the command and the backend's code only: every replica gives the
+    same one, so it may be cached in the session table."""
+    reason = str(exc)
+    return f"{BAD_COMMAND}: {reason[:_REASON_CHARS]}" if reason else BAD_COMMAND
 
 
 class Reply(NamedTuple):
@@ -198,8 +209,8 @@ class StateMachine:
             if type(raw) is list and len(raw) == 2 and type(raw[0]) is int and raw[0] == WRITE:
                 return self._plain_write(raw[1], out)  # the common case: no Write object
             command = command_from_raw(raw)
-        except BadCommand:
-            return BAD_COMMAND, None
+        except BadCommand as exc:
+            return bad_command(exc), None
         time = entry.time
         if isinstance(command, Write):
             return self._plain_write(command.payload, out)
@@ -262,8 +273,8 @@ class StateMachine:
         """`_call` + `_fire` for the hot path, without the intermediate outcome."""
         try:
             answer = self.backend.apply(payload)
-        except BadCommand:
-            return BAD_COMMAND, None
+        except BadCommand as exc:
+            return bad_command(exc), None
         except Exception as exc:
             log.debug("backend %s raised on %r", type(self.backend).__name__, payload,
                       exc_info=True)
@@ -281,8 +292,8 @@ class StateMachine:
             if isinstance(answer, ApplyResult):
                 return _Outcome(None, answer.result, answer.trigger_keys)
             return _Outcome(None, answer)
-        except BadCommand:
-            return _Outcome(BAD_COMMAND, None)
+        except BadCommand as exc:
+            return _Outcome(bad_command(exc), None)
         except Exception as exc:
             log.debug("backend %s raised on %r", type(self.backend).__name__, args, exc_info=True)
             return _Outcome(backend_error(exc), None)
@@ -367,8 +378,8 @@ class StateMachine:
             elif watched:
                 return QueryReply(None, WATCH_NOT_SUPPORTED)
             return QueryReply(answer.value)
-        except BadCommand:
-            return QueryReply(None, BAD_COMMAND)
+        except BadCommand as exc:
+            return QueryReply(None, bad_command(exc))
         except Exception as exc:
             log.debug("backend query raised", exc_info=True)
             return QueryReply(None, backend_error(exc))
