@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zraft.client.checks import timeout_arg
 from zraft.client.commands import load_cluster_dir
 from zraft.client.connection import ConnectionPool, resolve_cookie
 from zraft.loadgen.faults import Fault, FaultSchedule
@@ -206,11 +207,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cookie-file")
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--inflight", type=int, default=8, help="requests in flight per client")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--duration", type=timeout_arg, default=10.0, help="seconds")
     p.add_argument("--value-size", type=int, default=100, help="bytes per written value")
     p.add_argument("--reads", type=_reads, default=0.0, metavar="R%",
                    help="percentage of linearizable reads (default 0)")
-    p.add_argument("--request-timeout", type=float, default=2.0)
+    p.add_argument("--request-timeout", type=timeout_arg, default=2.0)
     p.add_argument("--fault", action="append", metavar="SECONDS:ACTION",
                    help="inject a fault during the run: kill-leader, pause-leader, "
                    "isolate-leader, heal, resume, restart (repeatable)")
