@@ -16,6 +16,12 @@ Rules:
 - Time is entry time only. Before applying each entry, every session with
   ``expires_at <= entry.time`` expires; so after any batch no session due at the last
   entry's time remains, and the result does not depend on how entries were batched.
+- A new leader renews every session: before the first DATA entry of a term higher than the
+  session table's ``leader_term`` is applied (and before its expiry scan), every session
+  gets at least a full timeout from that entry's time. The leader's NOOP and CONFIG entries
+  carry the previous entry's time, not the new leader's clock, so the first DATA entry (a
+  client's, or the new leader's expiry check) is the first to tell the takeover's time.
+  Time without a leader therefore never expires a session (docs/internals.md).
   Expiring: the backend drops the session's temporary data, the session's cached replies and
   watches are dropped, watches on the deleted keys fire, and ``("disconnected", sid)`` is
   reported so the leader can tell the session.
@@ -161,8 +167,12 @@ class StateMachine:
     """Replicated state: backend data + session table; leader-local: watches."""
 
     def __init__(self, backend: Backend, peer_id: str, *, max_log_count: int = 1000,
-                 snapshot_log_ratio: float = DEFAULT_SNAPSHOT_LOG_RATIO) -> None:
+                 snapshot_log_ratio: float = DEFAULT_SNAPSHOT_LOG_RATIO,
+                 connect_reply: Any = "ok") -> None:
         self.backend = backend
+        # what a new session's CONNECT answers: node-local hints for the client (e.g. the
+        # election timeout); never cached or snapshotted, so it need not be replicated
+        self.connect_reply = connect_reply
         self.peer_id = peer_id
         self.max_log_count = max_log_count
         self.snapshot_log_ratio = snapshot_log_ratio
@@ -191,6 +201,8 @@ class StateMachine:
                 raise ValueError(
                     f"entry {entry.index} applied after {self.applied_index}: gap in the log"
                 )
+            if entry.term > self.sessions.leader_term and entry.type == DATA:
+                self.sessions.new_leader(entry.term, entry.time)
             self._expire_due(entry.time, out)
             if entry.type == DATA:
                 data = entry.data
@@ -239,7 +251,7 @@ class StateMachine:
             # the expired incarnation's temporary data and watches go (no "disconnected":
             # the client reconnecting is the one that would receive it)
             self._drop_session_data(command.sid, out)
-        return None, "ok"
+        return None, self.connect_reply
 
     def _session_write(
         self, command: SessionWrite, time: int, out: ApplyBatch
