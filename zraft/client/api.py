@@ -42,7 +42,10 @@ _default_lock = threading.Lock()
 def configure(
     cookie: str | bytes | None = None, cookie_file: str | None = None
 ) -> ConnectionPool:
-    """Set the cookie of the default connection pool (closing the previous pool)."""
+    """Set the cookie of the default connection pool (closing the previous pool). The module
+    functions, ``Session.start`` and ``Client.start`` use that pool when given no ``pool=``
+    (and, for the last two, no ``cookie=`` / ``cookie_file=``). ``NoCookie`` if neither
+    argument is given and the environment names none."""
     global _default_pool
     pool = ConnectionPool(resolve_cookie(cookie, cookie_file))
     with _default_lock:
