@@ -6,7 +6,8 @@ Rules:
   installed yet is skipped, so others can add ``zraft node``, ``zraft cluster ...``,
   ``zraft bench`` by creating the module (and listing it here).
 - Exit codes: 0 success, 1 the operation failed (the error's name is printed) or the reader
-  of stdout went away (quietly), 2 bad usage (argparse's own code).
+  of stdout went away (quietly), 2 bad usage (argparse's own code), 3 ``zraft read``: the
+  key does not exist.
 """
 
 from __future__ import annotations

@@ -87,6 +87,13 @@ class BackendError(ZRaftError):
     code = "backend_error"
 
 
+class BadCommand(BackendError):
+    """The backend refused the command or query (a malformed command, a key of a refused
+    type, ...). Every replica refuses it the same way; nothing was changed."""
+
+    code = "bad_command"
+
+
 class BadRequest(ZRaftError):
     code = "bad_request"
 
@@ -95,12 +102,21 @@ class NoPeers(ZRaftError):
     code = "no_peers"
 
 
+class NoCookie(ZRaftError, ValueError):
+    """No cluster cookie was given or found. Give one with ``zraft.configure(cookie=...)`` or
+    ``configure(cookie_file=...)``, a ``cookie=``/``cookie_file=`` argument, or the
+    ``ZRAFT_COOKIE`` / ``ZRAFT_COOKIE_FILE`` environment variables. Also a ``ValueError``
+    (what it was before it had a class of its own)."""
+
+    code = "no_cookie"
+
+
 _BY_CODE: dict[str, type[ZRaftError]] = {
     cls.code: cls
     for cls in (
         Timeout, AllFailed, Unreachable, NotLeader, LeaderChanged, Loading, PeersChanged,
         NotStable, NewerExists, ProcessPrevChange, AlreadyPresent, Initialized,
-        SessionExpired, BackendError, BadRequest, NoPeers,
+        SessionExpired, BackendError, BadCommand, BadRequest, NoPeers,
     )
 }
 

@@ -142,6 +142,7 @@ class FakeCluster:
         self.requests: list[tuple[str, str, Any]] = []
         self.existing: set[str] = set()
         self.script: Script | None = None
+        self.connect_reply: Any = "ok"  # a real node answers {"election_timeout_ms": ...}
         for node in self.nodes:
             node.start()
 
@@ -279,7 +280,7 @@ class FakeCluster:
                 self.sessions[sid] = FakeSession(cmd[2], conn)
             else:
                 s.conn = conn
-            return "ok"
+            return self.connect_reply
         s = self.sessions.get(sid)
         if s is None:
             raise _Err("session_expired", {"message": "session expired"})

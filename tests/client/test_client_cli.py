@@ -28,7 +28,21 @@ def test_write_then_read(cluster: FakeCluster, capsys: pytest.CaptureFixture[str
     assert run(cluster, capsys, "read", "k")[:2] == (0, "42\n")
     assert run(cluster, capsys, "write", "s", "hello")[0] == 0
     assert run(cluster, capsys, "read", "s")[:2] == (0, "hello\n")
-    assert run(cluster, capsys, "read", "nope")[:2] == (0, "NOT_FOUND\n")
+    assert run(cluster, capsys, "read", "nope") == (3, "", "not found: nope\n")
+
+
+def test_a_missing_key_is_told_from_a_stored_not_found_string(
+    cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both printed NOT_FOUND with exit 0; now only the stored string does."""
+    assert run(cluster, capsys, "write", "s", "NOT_FOUND")[0] == 0
+    assert run(cluster, capsys, "read", "s") == (0, "NOT_FOUND\n", "")
+    assert run(cluster, capsys, "read", "absent") == (3, "", "not found: absent\n")
+    code, out, _ = run(cluster, capsys, "read", "absent", "--json")  # the document says it
+    assert code == 0 and json.loads(out)["found"] is False
+    code, out, _ = run(cluster, capsys, "read", "s", "--json")
+    assert code == 0 and json.loads(out)["found"] is True and json.loads(out)["value"] == (
+        "NOT_FOUND")
 
 
 def test_json_output(cluster: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,6 +119,12 @@ def test_bad_usage_exits_2(fake: FakeCluster, capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2
+    for bad in ("nan", "inf", "0", "-1", "1e9", "soon"):  # checked before anything is sent
+        with pytest.raises(SystemExit) as info:
+            run(fake, capsys, "write", "k", "v", "--timeout", bad)
+        assert info.value.code == 2
+        assert "timeout" in capsys.readouterr().err
+    assert fake.requests == []
 
 
 @pytest.mark.timeout(30)

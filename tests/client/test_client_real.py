@@ -136,3 +136,38 @@ def test_real_listener_states_across_a_leader_failure(
     _wait(lambda: len(states) >= 3 and states[-1] == SessionState.CONNECTED, timeout=15)
     assert states[:2] == [SessionState.CONNECTED, SessionState.SUSPENDED]
     assert s.write_sync(["after", 1], timeout=10) == "ok"
+
+
+def test_real_refused_keys_are_bad_command_with_the_reason(cluster: RealCluster) -> None:
+    """1, True and 1.0 are not one key: True and 1.0 are refused by every replica with a
+    reason, on plain writes, session writes and queries; key 1 is untouched."""
+    from zraft.client import api
+    from zraft.errors import BackendError, BadCommand
+
+    leader = cluster.leader_id()
+    assert api.write(leader, [1, "int"], pool=cluster.pool)[0] == "ok"
+    for alias in (True, 1.0):
+        with pytest.raises(BadCommand, match="a key must be str, bytes, int") as caught:
+            api.write(leader, [alias, "alias"], pool=cluster.pool)
+        assert isinstance(caught.value, BackendError) and caught.value.code == "bad_command"
+        with pytest.raises(BadCommand):
+            api.query(leader, ["get", alias], pool=cluster.pool)
+    s = Session.start(cluster.peers, 10.0, cookie=cluster.cookie)
+    try:
+        with pytest.raises(BadCommand, match="not float"):
+            s.write_sync([0.5, "x"], temporary=True)
+        assert s.write_sync(["after", "refusal"]) == "ok"  # the session goes on
+    finally:
+        s.stop()
+    for peer in cluster.peers:
+        _wait(lambda p=peer: api.query_local(p, 1, pool=cluster.pool) == "int")
+
+
+def test_real_session_learns_the_clusters_election_timeout(cluster: RealCluster) -> None:
+    s = Session.start(cluster.peers, 10.0, cookie=cluster.cookie)
+    try:
+        ring = pykka.ActorProxy(actor_ref=s.actor_ref).ring.get(timeout=5)
+        # the nodes run election_timeout = 200 ms: wait 2 ET for a leader, fail after 4 ET
+        assert (ring.election_timeout, ring.fail_timeout) == pytest.approx((0.4, 0.8))
+    finally:
+        s.stop()

@@ -340,3 +340,26 @@ def test_one_peer_is_enough_the_session_learns_the_rest(
     fake.leader = fake.peer(3)  # never named by the caller
     assert s.write_sync(["k", 2], timeout=5) == "ok"
     assert s.leader == fake.peer(3)
+
+
+def _ring(s: Session) -> Any:
+    return pykka.ActorProxy(actor_ref=s.actor_ref).ring.get(timeout=5)
+
+
+def test_the_session_ring_follows_the_clusters_election_timeout(
+    fake: FakeCluster, sessions: Callable[..., Session]
+) -> None:
+    """A node answers CONNECT with its election timeout ET; the session's "no leader yet"
+    wait (2 ET) and fail timeout (4 ET) follow it instead of a fixed 0.5 s ET, unless the
+    caller fixed them; a nonsensical answer is ignored."""
+    assert (_ring(sessions()).election_timeout, _ring(sessions()).fail_timeout) == (1.0, 2.0)
+    fake.connect_reply = {"election_timeout_ms": 150}
+    learned = _ring(sessions())
+    assert (learned.election_timeout, learned.fail_timeout) == (0.3, 0.6)
+    fixed = _ring(sessions(election_timeout=2.0))
+    assert (fixed.election_timeout, fixed.fail_timeout) == (4.0, 8.0)
+    fail_fixed = _ring(sessions(fail_timeout=5.0))
+    assert (fail_fixed.election_timeout, fail_fixed.fail_timeout) == (0.3, 5.0)
+    for junk in (0, -5, 10**9, 150.0, "150", True):
+        fake.connect_reply = {"election_timeout_ms": junk}
+        assert _ring(sessions()).election_timeout == 1.0

@@ -107,8 +107,9 @@ def test_cached_error_results_are_replayed() -> None:
     machine = new_machine()
     feed = Feeder(machine)
     feed.connect("s1", 1000)
-    assert feed.swrite("s1", 1, ["x", "y", "z", "w", "v"]).error == "bad_command"
-    assert feed.swrite("s1", 1, ["k", "v"]).error == "bad_command"
+    refused = feed.swrite("s1", 1, ["x", "y", "z", "w", "v"]).error
+    assert refused == "bad_command: unknown dict backend write of 5 items"
+    assert feed.swrite("s1", 1, ["k", "v"]).error == refused  # the cached reply, reason too
     assert machine.query("k").value is NOT_FOUND
 
 

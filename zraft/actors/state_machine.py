@@ -11,7 +11,11 @@ Rules:
    entries and ``snapshot_log_ratio``), inline for sync backend jobs, on a worker thread for
    async ones; once committed to the snapshot store the peer is told
    ``SnapshotTaken(index)`` so the core can compact the log.
-5. Leader only: when the clock passes a session's deadline, propose an expiry check.
+5. Leader only: when the clock passes a session's deadline, propose an expiry check. (A new
+   leader's first check is also the first DATA entry of its term: applying it renews every
+   session first, so a takeover never expires a live session; see ``StateMachine``.)
+   A session's CONNECT is answered ``{"election_timeout_ms": ...}``: the client's
+   leader tracking follows the cluster's election timeout.
 6. The local snapshot is loaded lazily, by the first message that needs the state; a newer
    snapshot from the leader arriving first replaces it without it ever being loaded.
 """
@@ -71,9 +75,11 @@ class StateMachineActor(FastInboxActor):
 
     def on_start(self) -> None:
         ctx = self.ctx
+        election_ms = ctx.core_config().election_ticks * ctx.tick_ms
         self.machine = StateMachine(ctx.make_backend(), ctx.peer_id,
                                     max_log_count=ctx.max_log_count,
-                                    snapshot_log_ratio=ctx.snapshot_log_ratio)
+                                    snapshot_log_ratio=ctx.snapshot_log_ratio,
+                                    connect_reply={"election_timeout_ms": election_ms})
         self.store = ctx.snapshot_store()
         # The local snapshot is loaded by the first message that needs the state, not here:
         # a follower restarted behind the leader's compaction is sent a newer snapshot

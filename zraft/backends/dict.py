@@ -21,8 +21,13 @@ Commands (msgpack-decoded lists):
   A key that is itself a list starting with "get"/"list" must be read with ``["get", k]``.
   A callable query (in-process ``query_local`` only) gets a read-only mapping of the data.
 
-Keys are any hashable msgpack value; arrays become tuples. Maps cannot be keys and
-``NOT_FOUND`` cannot be stored: those commands raise ``BadCommand``.
+Keys are str, bytes or int, or arrays of those (nested at most ``MAX_KEY_DEPTH`` deep;
+arrays become tuples). Everything else is refused with ``BadCommand`` (every replica answers
+``bad_command`` and nothing changes), on writes, cas, incr, multi, deletes and queries alike:
+floats and bools because Python's dict would make ``1``, ``1.0`` and ``True`` one key while
+msgpack (and every other client language) keeps them apart; nil, maps and ``NOT_FOUND``
+because they are not keys. ``NOT_FOUND`` cannot be stored either. A snapshot written before
+this rule is read as it is (its float keys answer to the equal int).
 
 Temporary (session-owned) data: a write through ``apply_in_session`` makes the key owned by
 the session; ``expire_session`` deletes every owned key and returns them in the order they
@@ -65,6 +70,7 @@ _FIRST_CHUNK = 64  # records in the first chunk; later ones follow the measured 
 _MAX_CHUNK = 1 << 16
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (hot path)
 READ_BLOCK = 1 << 20
+MAX_KEY_DEPTH = 16  # nesting of array keys
 
 Key = Hashable
 
@@ -307,12 +313,38 @@ def _value(value: Any) -> Any:
 
 
 def _key(raw: Any) -> Key:
-    if raw is NOT_FOUND:
-        raise BadCommand("NOT_FOUND cannot be a key")
-    try:
-        return hashable(raw)
-    except TypeError as exc:
-        raise BadCommand(f"bad key: {exc}") from None
+    """A valid key as stored (arrays as tuples); ``BadCommand`` for any other value."""
+    kind = type(raw)
+    if kind is str or kind is bytes or kind is int:
+        return raw
+    if kind is list or kind is tuple:
+        return _array_key(raw, 1)
+    raise BadCommand(_refused_key(raw))
+
+
+def _array_key(raw: list[Any] | tuple[Any, ...], depth: int) -> tuple[Any, ...]:
+    if depth > MAX_KEY_DEPTH:
+        raise BadCommand(f"a key array may be nested at most {MAX_KEY_DEPTH} deep")
+    items = []
+    for item in raw:
+        kind = type(item)
+        if kind is str or kind is bytes or kind is int:
+            items.append(item)
+        elif kind is list or kind is tuple:
+            items.append(_array_key(item, depth + 1))
+        else:
+            raise BadCommand(_refused_key(item, "a key array's items"))
+    return tuple(items)
+
+
+def _refused_key(value: Any, what: str = "a key") -> str:
+    if value is NOT_FOUND:
+        return "NOT_FOUND cannot be a key"
+    name = _KEY_TYPE_NAMES.get(type(value), type(value).__name__[:40])
+    return f"{what} must be str, bytes, int or an array of them, not {name}"
+
+
+_KEY_TYPE_NAMES = {type(None): "nil", dict: "a map"}
 
 
 def _same(current: Any, expected: Any) -> bool:

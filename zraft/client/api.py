@@ -2,15 +2,19 @@
 
 Rules:
 - Every function takes ``timeout`` in seconds (default 5.0) and never waits longer: a
-  redirect never resets the deadline. Failures raise ``zraft.errors`` exceptions (``Timeout``,
-  ``AllFailed``, ``Unreachable`` for zraft_lib's ``noproc``, ``NotLeader``, ``PeersChanged``,
-  ``NotStable``, ``NewerExists``, ``ProcessPrevChange``, ``AlreadyPresent``, ...).
+  redirect never resets the deadline. A timeout must be finite, > 0 and at most a day
+  (``checks.MAX_TIMEOUT``): anything else raises ``ValueError`` before anything is sent.
+  Failures raise ``zraft.errors`` exceptions (``Timeout``, ``AllFailed``, ``Unreachable``
+  for zraft_lib's ``noproc``, ``NotLeader``, ``PeersChanged``, ``NotStable``,
+  ``NewerExists``, ``ProcessPrevChange``, ``AlreadyPresent``, ``BadCommand``, ...).
 - ``write``/``query`` with a peer id return ``(result, leader_peer_id)``; with a LightSession
   they return ``(result, new_light_session)`` (the argument is not changed).
 - Plain writes are at-least-once: a write retried after a timeout or a leader change may be
   applied twice (zraft_lib's warning). Use a Session for exactly-once writes.
 - Connections come from ``pool=`` or from the default pool, whose cookie is set with
-  ``configure(cookie=..., cookie_file=...)`` or the ``ZRAFT_COOKIE(_FILE)`` environment.
+  ``configure(cookie=..., cookie_file=...)`` or the ``ZRAFT_COOKIE(_FILE)`` environment
+  (``NoCookie`` when there is none). ``Session.start`` and ``Client.start`` use the default
+  pool too when given no cookie, cookie file or pool.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from zraft.client.calls import PeerCall, RetryLater, RingCall, backoff
+from zraft.client.checks import check_timeout
 from zraft.client.connection import ConnectionPool, resolve_cookie
 from zraft.client.light_session import DEFAULT_ELECTION_TIMEOUT, LightSession, RingCell
 from zraft.errors import LeaderChanged, NoPeers, PeersChanged, ZRaftError
@@ -37,7 +42,10 @@ _default_lock = threading.Lock()
 def configure(
     cookie: str | bytes | None = None, cookie_file: str | None = None
 ) -> ConnectionPool:
-    """Set the cookie of the default connection pool (closing the previous pool)."""
+    """Set the cookie of the default connection pool (closing the previous pool). The module
+    functions, ``Session.start`` and ``Client.start`` use that pool when given no ``pool=``
+    (and, for the last two, no ``cookie=`` / ``cookie_file=``). ``NoCookie`` if neither
+    argument is given and the environment names none."""
     global _default_pool
     pool = ConnectionPool(resolve_cookie(cookie, cookie_file))
     with _default_lock:
@@ -53,6 +61,17 @@ def default_pool() -> ConnectionPool:
         if _default_pool is None:
             _default_pool = ConnectionPool(resolve_cookie())
         return _default_pool
+
+
+def pool_for(pool: ConnectionPool | None, cookie: str | bytes | None,
+             cookie_file: str | None) -> tuple[ConnectionPool, bool]:
+    """``(pool, owned)``: the given pool; else an own pool when a cookie or cookie file is
+    given (closed with its owner); else the default pool of ``zraft.configure``."""
+    if pool is not None:
+        return pool, False
+    if cookie is None and cookie_file is None:
+        return default_pool(), False
+    return ConnectionPool(resolve_cookie(cookie, cookie_file)), True
 
 
 def _pool(pool: ConnectionPool | None) -> ConnectionPool:
@@ -82,6 +101,7 @@ def light_session(
 ) -> LightSession:
     """A light session. A list of peers is used as given (leader = its first element, no
     network); a single peer id is asked for the configuration (leader at the head)."""
+    check_timeout(timeout)
     if isinstance(peer_or_peers, (str, PeerId)):
         leader, peers = get_conf(peer_or_peers, timeout, pool=pool)
         return LightSession.new(peers, fail_timeout, election_timeout, leader=leader)
@@ -96,6 +116,7 @@ def light_session(
 
 def _run(target: Peer | LightSession, op: str, args_fn: Any, timeout: float,
          pool: ConnectionPool | None) -> tuple[Any, Any]:
+    timeout = check_timeout(timeout)
     pool = _pool(pool)
     if isinstance(target, LightSession):
         cell = RingCell(target)
@@ -138,6 +159,7 @@ def conf_result(peer: str, payload: Any) -> tuple[str, int, list[str]]:
 
 def _get_conf_full(peer: Peer, timeout: float, pool: ConnectionPool | None
                    ) -> tuple[str, int, list[str]]:
+    timeout = check_timeout(timeout)
     return PeerCall(_pool(pool), peer, "get_conf", lambda name: [name], timeout,
                     ok_fn=conf_result, wait=backoff(0.02, DEFAULT_ELECTION_TIMEOUT)).run()
 
@@ -164,6 +186,7 @@ def set_new_conf(peer: Peer, new_peers: Iterable[Peer], old_peers: Iterable[Peer
     """Change the membership to ``new_peers`` (joint consensus). ``old_peers`` must equal the
     current stable committed configuration (``PeersChanged`` otherwise); already applied ->
     returns at once (idempotent). Returns the sorted new peer list."""
+    timeout = check_timeout(timeout)
     deadline = time.monotonic() + timeout
     new = sorted({peer_str(p) for p in new_peers})
     old = sorted({peer_str(p) for p in old_peers})
@@ -186,6 +209,7 @@ def set_new_conf(peer: Peer, new_peers: Iterable[Peer], old_peers: Iterable[Peer
 
 def _single(peer: Peer, op: str, args_fn: Any, timeout: float,
             pool: ConnectionPool | None) -> Any:
+    timeout = check_timeout(timeout)
     return PeerCall(_pool(pool), peer, op, args_fn, timeout).run()
 
 
@@ -222,6 +246,7 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
     ``(peer, error)``); a start failure with ``.details["peer"]``; bootstrap and
     set_new_conf errors as they are (the cluster then exists with a partial configuration).
     """
+    check_timeout(timeout)
     ids = [peer_str(p) for p in peers]
     if not ids:
         raise NoPeers("create needs at least one peer")

@@ -18,6 +18,10 @@ Rules:
 - ``ref.proxy()`` returns ``ClientProxy`` (not a generic pykka proxy): every call returns a
   ``pykka.Future`` of the result itself, and ``*_sync`` helpers block for scripts.
 - Plain writes are at-least-once (see ``zraft.client.api``); use a Session for exactly-once.
+- Without ``pool``, ``cookie`` or ``cookie_file`` the client uses the default pool
+  (``zraft.configure``). Timeouts are checked in the caller's thread, before anything is
+  sent (``checks.check_timeout``): ``Client.start`` and every proxy call raise
+  ``ValueError`` naming a bad one.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import pykka
 
 from zraft.client import api
 from zraft.client.calls import PeerCall, RingCall
-from zraft.client.connection import ConnectionPool, resolve_cookie
+from zraft.client.checks import check_optional_timeout, check_timeout
+from zraft.client.connection import ConnectionPool
 from zraft.client.light_session import LightSession, RingCell
 from zraft.ids import PeerId, peer_str
 
@@ -68,15 +73,15 @@ class Client(pykka.ThreadingActor):
         attempt_timeout: float | None = None,
     ) -> None:
         super().__init__()
-        self._actor_ref = ClientRef(self)
-        self._own_pool = pool is None
-        if pool is None:
-            pool = ConnectionPool(resolve_cookie(cookie, cookie_file))
-        self.pool = pool
+        timeout = check_timeout(timeout)
+        attempt_timeout = check_optional_timeout(attempt_timeout, "attempt_timeout")
         given = [peers] if isinstance(peers, (str, PeerId)) else list(peers)
         # A single peer id is enough: the ring learns the others from get_conf at start
         # (in the background) and the leader from the first redirect.
         self.cell = RingCell(LightSession.new(given, fail_timeout, election_timeout))
+        self._actor_ref = ClientRef(self)
+        pool, self._own_pool = api.pool_for(pool, cookie, cookie_file)
+        self.pool = pool
         self._learn_peers = len(given) == 1
         self.timeout = timeout
         self.attempt_timeout = (api.ring_attempt_timeout(self.cell.session)
@@ -181,6 +186,7 @@ class ClientProxy:
         self.actor_ref = ref
 
     def _call(self, kind: str, *args: Any, timeout: float | None = None) -> pykka.Future[Any]:
+        timeout = check_optional_timeout(timeout, "timeout")
         future: pykka.Future[Any] = pykka.ThreadingFuture()
         self.actor_ref.tell(_Start(future, kind, args, timeout))
         return future

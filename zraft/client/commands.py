@@ -8,9 +8,11 @@ Every subcommand takes ``--peers name@host:port,...`` (or ``ZRAFT_PEERS``), ``--
 
 Rules: exit 0 on success; exit 1 when the operation failed, printing the error's class name
 and message to stderr (``--json``: ``{"error": name, "message": ...}`` on stdout); exit 2
-for bad usage (argparse). Values: ``VALUE`` is parsed as JSON when it is valid JSON (numbers,
-lists, true, null, "quoted strings"), else taken as a plain string; ``--string`` forces a
-string. A missing key reads as ``NOT_FOUND`` (exit 0: the cluster answered).
+for bad usage (argparse, including a timeout that is not finite and > 0). Values: ``VALUE``
+is parsed as JSON when it is valid JSON (numbers, lists, true, null, "quoted strings"), else
+taken as a plain string; ``--string`` forces a string. ``read`` of a missing key exits 3
+with nothing on stdout and ``not found: KEY`` on stderr, so a stored string "NOT_FOUND" (exit
+0) is told apart; with ``--json`` it exits 0 and the document says ``"found": false``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from zraft.client import api
+from zraft.client.checks import timeout_arg
 from zraft.client.connection import ConnectionPool, resolve_cookie
 from zraft.client.light_session import LightSession
 from zraft.client.watcher import SessionState
@@ -63,6 +66,8 @@ def load_cluster_dir(path: str) -> ClusterDir:
 CLUSTER_DIR_LOADER: ClusterDirLoader = load_cluster_dir
 
 
+EXIT_NOT_FOUND = 3  # `zraft read`: the cluster answered that the key does not exist
+
 # -- option handling --------------------------------------------------------------------
 
 
@@ -75,7 +80,7 @@ def _common() -> argparse.ArgumentParser:
     group.add_argument("--cookie-file", help="file whose first line is the cookie")
     group.add_argument("--dir", help="local cluster directory (reads DIR/cluster.json; "
                        "default: $ZRAFT_CLUSTER_DIR when no peers are given)")
-    group.add_argument("--timeout", type=float, default=api.DEFAULT_TIMEOUT,
+    group.add_argument("--timeout", type=timeout_arg, default=api.DEFAULT_TIMEOUT,
                        help="seconds per operation (default 5)")
     group.add_argument("--json", action="store_true", help="JSON output for scripts")
     return common
@@ -199,6 +204,9 @@ def cmd_write(args: argparse.Namespace, t: Target) -> int:
 def cmd_read(args: argparse.Namespace, t: Target) -> int:
     value, session = api.query(t.session(), ["get", args.key], t.timeout, pool=t.pool)
     found = value is not NOT_FOUND
+    if not found and not args.json:
+        print(f"not found: {args.key}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     _emit(args, {"key": args.key, "found": found, "value": value, "leader": session.leader},
           _show(value))
     return 0
@@ -305,13 +313,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("value")
     p.add_argument("--string", action="store_true", help="take VALUE as a string, not JSON")
 
-    p = add("read", cmd_read, "read KEY through the leader (linearizable)")
+    p = add("read", cmd_read, "read KEY through the leader (linearizable); a missing key "
+            "exits 3 (not found: KEY on stderr)")
     p.add_argument("key")
 
     p = add("watch", cmd_watch, "print KEY's value and every change (a session watch)")
     p.add_argument("key")
     p.add_argument("--count", type=int, help="stop after this many changes")
-    p.add_argument("--session-timeout", type=float, default=10.0)
+    p.add_argument("--session-timeout", type=timeout_arg, default=10.0)
 
     conf = subparsers.add_parser("conf", help="cluster membership")
     conf_sub = conf.add_subparsers(dest="conf_command", metavar="get|set", required=True)

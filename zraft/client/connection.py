@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zraft.errors import NoCookie
 from zraft.ids import PeerId, node_of, peer_str
 from zraft.transport.codec import pack, unpack
 from zraft.transport.connection import set_send_timeout
@@ -418,18 +419,30 @@ class ConnectionPool:
             conn.close()
 
 
+_HOW_TO_GIVE_A_COOKIE = (
+    "give one with zraft.configure(cookie_file=...) or configure(cookie=...), a cookie= / "
+    "cookie_file= argument, or the ZRAFT_COOKIE_FILE / ZRAFT_COOKIE environment variables "
+    "(the CLI: --cookie-file, --cookie or --dir)"
+)
+
+
 def resolve_cookie(cookie: str | bytes | None = None, cookie_file: str | None = None) -> bytes:
     """The cookie: ``cookie`` if given, else the first line of ``cookie_file``, else the
-    ``ZRAFT_COOKIE`` / ``ZRAFT_COOKIE_FILE`` environment variables. ``ValueError`` if none."""
+    ``ZRAFT_COOKIE`` / ``ZRAFT_COOKIE_FILE`` environment variables. ``NoCookie`` (a
+    ZRaftError and a ValueError) if there is none, or the file is unreadable or empty."""
     if cookie:
         return cookie_bytes(cookie)
     path = cookie_file or os.environ.get("ZRAFT_COOKIE_FILE")
     if not cookie_file and os.environ.get("ZRAFT_COOKIE"):
         return cookie_bytes(os.environ["ZRAFT_COOKIE"])
     if path:
-        lines = Path(path).read_text().splitlines()
+        try:
+            lines = Path(path).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NoCookie(f"cannot read the cookie file {path!r} ({exc.__class__.__name__}: "
+                           f"{getattr(exc, 'strerror', None) or exc})") from None
         text = lines[0].strip() if lines else ""
         if not text:
-            raise ValueError(f"cookie file {path!r} is empty")
+            raise NoCookie(f"the cookie file {path!r} is empty")
         return text.encode()
-    raise ValueError("no cookie: pass cookie=/cookie_file= or set ZRAFT_COOKIE(_FILE)")
+    raise NoCookie(f"no cluster cookie: {_HOW_TO_GIVE_A_COOKIE}")

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
+from zraft.client.checks import check_timeout
 from zraft.errors import AllFailed, NoPeers
 from zraft.ids import PeerId, peer_str
 
@@ -61,12 +62,14 @@ class LightSession:
         leader: PeerId | str | None = None,
         clock: Clock = time.monotonic,
     ) -> LightSession:
-        """A ring on the sorted peers, ``leader`` (default: the first peer given) at the head."""
+        """A ring on the sorted peers, ``leader`` (default: the first peer given) at the head.
+        Timeouts are checked (``checks.check_timeout``): ``ValueError`` naming a bad one."""
+        et = (DEFAULT_ELECTION_TIMEOUT if election_timeout is None
+              else check_timeout(election_timeout, "election_timeout"))
+        ft = 2 * et if fail_timeout is None else check_timeout(fail_timeout, "fail_timeout")
         given = [peer_str(p) for p in peers]
         if not given:
             raise NoPeers("a light session needs at least one peer")
-        et = DEFAULT_ELECTION_TIMEOUT if election_timeout is None else election_timeout
-        ft = 2 * et if fail_timeout is None else fail_timeout
         ring = tuple(sorted(set(given)))
         session = LightSession(ring, (_CLEAN,) * len(ring), ft, et, clock)
         head = given[0] if leader is None else peer_str(leader)

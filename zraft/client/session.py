@@ -9,7 +9,9 @@
 Rules: ``Session`` only sends messages to its ``SessionActor`` (all protocol rules are in
 ``zraft.client.session_actor``) and returns pykka futures; user callbacks run on the
 session's ``Watcher`` actor; ``start`` blocks (bounded) until the cluster acknowledged the
-session unless ``wait=False``.
+session unless ``wait=False``. Without ``pool``, ``cookie`` or ``cookie_file`` the session
+uses the default pool (``zraft.configure``). Every timeout argument is checked before
+anything is sent (``checks.check_timeout``: ``ValueError`` naming it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import pykka
 
 from zraft.client import api
-from zraft.client.connection import ConnectionPool, resolve_cookie
+from zraft.client.checks import check_optional_timeout, check_timeout
+from zraft.client.connection import ConnectionPool
 from zraft.client.session_actor import (
     ListenerChange,
     QueryRequest,
@@ -67,14 +70,15 @@ class Session:
         """Start a session; with ``wait`` block until it is connected (``Timeout`` if the
         cluster did not acknowledge it within ``session_timeout``). ``listeners`` are added
         before connecting, so they see the first CONNECTED."""
-        own_pool = pool is None
-        if pool is None:
-            pool = ConnectionPool(resolve_cookie(cookie, cookie_file))
+        session_timeout = check_timeout(session_timeout, "session_timeout")
+        fail_timeout = check_optional_timeout(fail_timeout, "fail_timeout")
+        election_timeout = check_optional_timeout(election_timeout, "election_timeout")
         given = ([peer_or_peers] if isinstance(peer_or_peers, (str, PeerId))
                  else list(peer_or_peers))
         peers = [peer_str(p) for p in given]
         if not peers:
             raise NoPeers("a session needs at least one peer")
+        pool, own_pool = api.pool_for(pool, cookie, cookie_file)
         info = SessionInfo(f"s-{uuid.uuid4().hex}", peers[0])
         watcher = Watcher.start()
         actor = SessionActor.start(peers, session_timeout, pool, watcher, info,
@@ -104,6 +108,7 @@ class Session:
     def write(self, data: Any, temporary: bool = False,
               timeout: float = api.DEFAULT_TIMEOUT) -> pykka.Future[Any]:
         """Exactly-once write; ``temporary`` data is deleted when the session ends."""
+        timeout = check_timeout(timeout)
         future: pykka.Future[Any] = pykka.ThreadingFuture()
         self._tell(WriteRequest(future, data, temporary, timeout), future)
         return future
@@ -113,6 +118,7 @@ class Session:
         """Linearizable read. ``watch`` arms a one-shot watch: a callable gets the
         ``WatchEvent``, a queue gets it put, any other value is a tag whose event goes to
         ``session.events``."""
+        timeout = check_timeout(timeout)
         future: pykka.Future[Any] = pykka.ThreadingFuture()
         if watch is not None and is_tag(watch):
             watch = _TaggedQueue(self.events, watch)
@@ -136,6 +142,7 @@ class Session:
             def on_config(value, event): ...
 
         Later calls run on the watcher thread (they query again there, which re-arms)."""
+        check_timeout(timeout)
 
         def decorator(fn: Callable[[Any, WatchEvent | None], Any]) -> Any:
             stopped = False
@@ -173,6 +180,7 @@ class Session:
     def stop(self, timeout: float = 5.0) -> None:
         """Close the session now (``[5, sid]``: its temporary data goes at once). From a
         watch or listener callback it does not wait (the watcher cannot wait for itself)."""
+        timeout = check_timeout(timeout)
         future: pykka.Future[Any] = pykka.ThreadingFuture()
         inside = in_watcher_thread()
         try:

@@ -15,9 +15,12 @@ Rules (SPEC 8, bugs 19 fixed):
   it is then ignored) and re-sends everything outstanding; the caller only sees latency.
   Failure replies from an older epoch are stale and ignored.
 - Ring says "no leader yet": SUSPENDED, nothing is sent for the ring's election timeout, then
-  ``reset``. Every peer unreachable: SUSPENDED, retried with a pause; after
-  ``session_timeout`` without any answer the session is EXPIRED locally (the cluster will
-  have expired it too).
+  ``reset``. The ring's timeouts follow the cluster's election timeout ET (zraft_lib's
+  session ring: election timeout 2 ET, fail timeout 4 ET): ET is the ``election_timeout``
+  given, else what the cluster's answer to CONNECT says (``{"election_timeout_ms": ...}``),
+  else 0.5 s until that answer arrives. Every peer unreachable: SUSPENDED, retried with a
+  pause; after ``session_timeout`` without any answer the session is EXPIRED locally (the
+  cluster will have expired it too).
 - ``[6, "disconnected", ...]`` or a ``session_expired`` reply: EXPIRED; every pending and
   later call fails with ``SessionExpired``.
 - All state lives in the session actor; replies, pushes and timers are ``tell``-ed to it.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import itertools
 import threading
 import time
@@ -148,6 +152,8 @@ class SessionActor(pykka.ThreadingActor):
         super().__init__()
         self.close_pool = close_pool  # the pool is this session's own
         et = DEFAULT_ELECTION_TIMEOUT if election_timeout is None else election_timeout
+        self.learn_et = election_timeout is None  # from the cluster's CONNECT answer
+        self.fixed_fail_timeout = fail_timeout
         # zraft_lib's session ring: FailTimeout = 4 ET, ElectionTimeout = 2 ET
         self.ring = LightSession.new(
             peers, 4 * et if fail_timeout is None else fail_timeout, 2 * et
@@ -171,14 +177,29 @@ class SessionActor(pykka.ThreadingActor):
         self.pending: TimerHandle | None = None  # no leader known: send nothing until it fires
         self.last_sent = 0.0
         self.last_contact = time.monotonic()
-        self.attempt_timeout = max(self.ring.fail_timeout, 1.0)
-        self.retry_wait = backoff(0.02, self.ring.fail_timeout / 2)
+        self._set_ring_timeouts(self.ring)
         self._tries = 0
         self.timers: list[TimerHandle] = []  # connect / close timers
         self.ping_timer: TimerHandle | None = None
         self.stopping: pykka.Future[Any] | None = None
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def _set_ring_timeouts(self, ring: LightSession) -> None:
+        self.ring = ring
+        self.attempt_timeout = max(ring.fail_timeout, 1.0)
+        self.retry_wait = backoff(0.02, ring.fail_timeout / 2)
+
+    def _learn_election_timeout(self, payload: Any) -> None:
+        """The CONNECT answer names the cluster's election timeout: the ring follows it
+        (unless the caller fixed one). A value out of range is ignored."""
+        ms = payload.get("election_timeout_ms") if isinstance(payload, dict) else None
+        if not self.learn_et or type(ms) is not int or not 10 <= ms <= 600_000:
+            return
+        et = ms / 1000
+        ft = 4 * et if self.fixed_fail_timeout is None else self.fixed_fail_timeout
+        self._set_ring_timeouts(
+            dataclasses.replace(self.ring, fail_timeout=ft, election_timeout=2 * et))
 
     def _tell_later(self, delay: float, message: Any) -> TimerHandle:
         ref = self.actor_ref
@@ -364,6 +385,8 @@ class SessionActor(pykka.ThreadingActor):
     def _on_ok(self, r: _Reply) -> None:
         if r.kind == "connect":
             if not self.info.connected:
+                if r.status == "ok":
+                    self._learn_election_timeout(r.payload)
                 self.info.connected = True
                 self.epoch += 1
                 self.info.settled.set()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from zraft.client.checks import timeout_arg
 from zraft.client.connection import ConnectionPool
 from zraft.cluster import admin, events, status
 from zraft.cluster.local import CLUSTER_FILE, LocalCluster, NodeProcess, wait_until
@@ -328,18 +329,18 @@ def register(subparsers: Any) -> None:
                    help="entries between snapshots")
     p.add_argument("--backend", default="dict", metavar="SPEC")
     p.add_argument("--peer-name", default="zraft")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to get a leader")
+    p.add_argument("--timeout", type=timeout_arg, default=30.0, help="seconds to get a leader")
 
     p = add("down", cmd_down, "stop every node process (by pid); --purge deletes the data",
             context=False)
     p.add_argument("--purge", action="store_true")
-    p.add_argument("--timeout", type=float, default=20.0,
+    p.add_argument("--timeout", type=timeout_arg, default=20.0,
                    help="seconds to wait for a clean stop before SIGKILL (default 20)")
 
     p = add("status", cmd_status, "one row per node: state, term, indexes, lag, RSS")
     p.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0)
-    p.add_argument("--probe-timeout", type=float, default=1.0)
+    p.add_argument("--probe-timeout", type=timeout_arg, default=1.0)
 
     p = add("events", cmd_events, "timeline of elections, leaders, configs, snapshots, faults",
             context=False)
@@ -361,7 +362,7 @@ def register(subparsers: Any) -> None:
         p = add(name, body, text)
         p.add_argument("node", metavar="NODE", help="1..N, nodeK, address, peer id or 'leader'")
         if name == "remove-node":
-            p.add_argument("--timeout", type=float, default=30.0)
+            p.add_argument("--timeout", type=timeout_arg, default=30.0)
 
     p = add("partition", cmd_partition,
             "split the network: `partition 1,2 3` (unlisted nodes form one more group)")
@@ -369,7 +370,7 @@ def register(subparsers: Any) -> None:
     add("heal", cmd_heal, "remove every partition")
 
     p = add("add-node", cmd_add_node, "start a node and add it (learner first, then voter)")
-    p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--timeout", type=timeout_arg, default=30.0)
 
     p = add("demo", cmd_demo, "bring a cluster up and show it working (make run)",
             context=False)

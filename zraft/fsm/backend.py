@@ -8,8 +8,10 @@ A backend is a plain object; the StateMachine calls it. Rules:
   with the same results.
 - Values, not exceptions. A result (``"ok"``, a value, a failure description) is returned.
   Raise ``BadCommand`` for a command or query the backend does not understand; the machine
-  answers ``"bad_command"``. Any other exception becomes ``"backend_error: <TypeName>"``;
-  the state must then be unchanged or changed deterministically (same on every replica).
+  answers ``"bad_command: <its message>"`` (clients raise ``zraft.BadCommand``), so the
+  message must be deterministic too. Any other exception becomes
+  ``"backend_error: <TypeName>"``; the state must then be unchanged or changed
+  deterministically (same on every replica).
 - Commands and queries arrive msgpack-decoded: arrays are lists, the missing marker is
   ``NOT_FOUND``, ``str`` and ``bytes`` differ. Results must be msgpack-encodable.
 - Lifecycle: ``init(peer_id)`` once, first. ``install_snapshot`` may follow at any time and

@@ -9,13 +9,19 @@ Rules:
   skipped, a gap raises ``ValueError`` (a driver bug). NOOP and CONFIG entries only advance
   ``applied_index`` (and the clock, below).
 - Every DATA entry gets exactly one ``Reply(index, term, result, error)``; ``error`` is None
-  or a code: ``bad_command`` (undecodable/unknown command, or the backend raised
-  BadCommand), ``backend_error: <TypeName>`` (the backend raised), ``session_expired``,
-  ``exists`` (connect of a live session), ``duplicate`` (a session write already answered
-  and acknowledged). Nothing raised by a command escapes ``apply``.
+  or a code: ``bad_command: <reason>`` (undecodable/unknown command, or the backend raised
+  BadCommand: its message, bounded), ``backend_error: <TypeName>`` (the backend raised),
+  ``session_expired``, ``exists`` (connect of a live session), ``duplicate`` (a session
+  write already answered and acknowledged). Nothing raised by a command escapes ``apply``.
 - Time is entry time only. Before applying each entry, every session with
   ``expires_at <= entry.time`` expires; so after any batch no session due at the last
   entry's time remains, and the result does not depend on how entries were batched.
+- A new leader renews every session: before the first DATA entry of a term higher than the
+  session table's ``leader_term`` is applied (and before its expiry scan), every session
+  gets at least a full timeout from that entry's time. The leader's NOOP and CONFIG entries
+  carry the previous entry's time, not the new leader's clock, so the first DATA entry (a
+  client's, or the new leader's expiry check) is the first to tell the takeover's time.
+  Time without a leader therefore never expires a session (docs/internals.md).
   Expiring: the backend drops the session's temporary data, the session's cached replies and
   watches are dropped, watches on the deleted keys fire, and ``("disconnected", sid)`` is
   reported so the leader can tell the session.
@@ -101,6 +107,17 @@ def backend_error(exc: BaseException) -> str:
     return f"backend_error: {type(exc).__name__}"
 
 
+_REASON_CHARS = 200  # a refusal's reason is kept short: it may quote what a client sent
+
+
+def bad_command(exc: BadCommand) -> str:
+    """``"bad_command: <reason>"`` (the backend's message, bounded), or ``"bad_command"``.
+    The reason comes from the command and the backend's code only: every replica gives the
+    same one, so it may be cached in the session table."""
+    reason = str(exc)
+    return f"{BAD_COMMAND}: {reason[:_REASON_CHARS]}" if reason else BAD_COMMAND
+
+
 class Reply(NamedTuple):
     """The outcome of one DATA entry, for the client waiting on (index, term)."""
 
@@ -150,8 +167,12 @@ class StateMachine:
     """Replicated state: backend data + session table; leader-local: watches."""
 
     def __init__(self, backend: Backend, peer_id: str, *, max_log_count: int = 1000,
-                 snapshot_log_ratio: float = DEFAULT_SNAPSHOT_LOG_RATIO) -> None:
+                 snapshot_log_ratio: float = DEFAULT_SNAPSHOT_LOG_RATIO,
+                 connect_reply: Any = "ok") -> None:
         self.backend = backend
+        # what a new session's CONNECT answers: node-local hints for the client (e.g. the
+        # election timeout); never cached or snapshotted, so it need not be replicated
+        self.connect_reply = connect_reply
         self.peer_id = peer_id
         self.max_log_count = max_log_count
         self.snapshot_log_ratio = snapshot_log_ratio
@@ -180,6 +201,8 @@ class StateMachine:
                 raise ValueError(
                     f"entry {entry.index} applied after {self.applied_index}: gap in the log"
                 )
+            if entry.term > self.sessions.leader_term and entry.type == DATA:
+                self.sessions.new_leader(entry.term, entry.time)
             self._expire_due(entry.time, out)
             if entry.type == DATA:
                 data = entry.data
@@ -198,8 +221,8 @@ class StateMachine:
             if type(raw) is list and len(raw) == 2 and type(raw[0]) is int and raw[0] == WRITE:
                 return self._plain_write(raw[1], out)  # the common case: no Write object
             command = command_from_raw(raw)
-        except BadCommand:
-            return BAD_COMMAND, None
+        except BadCommand as exc:
+            return bad_command(exc), None
         time = entry.time
         if isinstance(command, Write):
             return self._plain_write(command.payload, out)
@@ -228,7 +251,7 @@ class StateMachine:
             # the expired incarnation's temporary data and watches go (no "disconnected":
             # the client reconnecting is the one that would receive it)
             self._drop_session_data(command.sid, out)
-        return None, "ok"
+        return None, self.connect_reply
 
     def _session_write(
         self, command: SessionWrite, time: int, out: ApplyBatch
@@ -262,8 +285,8 @@ class StateMachine:
         """`_call` + `_fire` for the hot path, without the intermediate outcome."""
         try:
             answer = self.backend.apply(payload)
-        except BadCommand:
-            return BAD_COMMAND, None
+        except BadCommand as exc:
+            return bad_command(exc), None
         except Exception as exc:
             log.debug("backend %s raised on %r", type(self.backend).__name__, payload,
                       exc_info=True)
@@ -281,8 +304,8 @@ class StateMachine:
             if isinstance(answer, ApplyResult):
                 return _Outcome(None, answer.result, answer.trigger_keys)
             return _Outcome(None, answer)
-        except BadCommand:
-            return _Outcome(BAD_COMMAND, None)
+        except BadCommand as exc:
+            return _Outcome(bad_command(exc), None)
         except Exception as exc:
             log.debug("backend %s raised on %r", type(self.backend).__name__, args, exc_info=True)
             return _Outcome(backend_error(exc), None)
@@ -367,8 +390,8 @@ class StateMachine:
             elif watched:
                 return QueryReply(None, WATCH_NOT_SUPPORTED)
             return QueryReply(answer.value)
-        except BadCommand:
-            return QueryReply(None, BAD_COMMAND)
+        except BadCommand as exc:
+            return QueryReply(None, bad_command(exc))
         except Exception as exc:
             log.debug("backend query raised", exc_info=True)
             return QueryReply(None, backend_error(exc))

@@ -14,8 +14,14 @@ Rules:
 - Commands: ``connect`` / ``ping`` / ``start_write`` + ``finish_write`` implement the table
   side of CONNECT, PING and session writes; they report a dead session and leave expiring it
   (backend data, watches, "disconnected") to the StateMachine, as ``pop_due`` does.
+- A new leader gives every live session a fresh timeout (ZooKeeper's and etcd's rule), so
+  time without a leader never expires a session: ``new_leader(term, time)`` sets every
+  ``expires_at`` to at least ``time + timeout_ms`` and records ``leader_term``. The state
+  machine calls it at the first DATA entry of each new term, before that entry's expiry
+  scan (docs/internals.md, "Sessions across leader changes").
 - ``to_bytes`` is canonical (sessions sorted by id, replies by message id): two replicas
-  with the same history produce identical bytes. The table is part of every snapshot.
+  with the same history produce identical bytes. The table, ``leader_term`` included, is
+  part of every snapshot (format 2; format 1 reads with ``leader_term`` 0).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any, NamedTuple
 
 from zraft.fsm.codec import packb, unpackb
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: [2, rows, leader_term]; 1: [1, rows]
 
 
 class CachedReply(NamedTuple):
@@ -76,6 +82,7 @@ class SessionTable:
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
         self._deadlines: list[tuple[int, str]] = []
+        self.leader_term = 0  # the term whose leader last refreshed every session
 
     # ---------------------------------------------------------------- inspection
 
@@ -132,6 +139,18 @@ class SessionTable:
     def remove(self, sid: str) -> Session | None:
         """Forget the session and its cached replies (its heap entries go stale)."""
         return self._sessions.pop(sid, None)
+
+    def new_leader(self, term: int, time: int) -> None:
+        """The leader of ``term`` wrote its first entry at ``time``: every session gets at
+        least a full timeout from then (none is shortened). Call before expiring anything
+        at ``time``, so that a session still registered then survives the takeover."""
+        self.leader_term = term
+        for session in self._sessions.values():
+            expires_at = time + session.timeout_ms
+            if expires_at > session.expires_at:
+                session.expires_at = expires_at
+        self._deadlines = [(s.expires_at, s.sid) for s in self._sessions.values()]
+        heapq.heapify(self._deadlines)
 
     # ---------------------------------------------------------------- commands
     # The session commands' table side. The caller (StateMachine) does the rest of an
@@ -222,16 +241,17 @@ class SessionTable:
             s = self._sessions[sid]
             replies = [[m, r.error, r.value] for m, r in sorted(s.replies.items())]
             rows.append([sid, s.timeout_ms, s.expires_at, s.acked_upto, replies])
-        return packb([_FORMAT_VERSION, rows])
+        return packb([_FORMAT_VERSION, rows, self.leader_term])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SessionTable:
         """Rebuild a table from ``to_bytes`` output; raises ValueError if malformed."""
         try:
-            version, rows = unpackb(data)
-            if version != _FORMAT_VERSION:
+            version, rows, *rest = unpackb(data)
+            if version not in (1, _FORMAT_VERSION) or len(rest) != version - 1:
                 raise ValueError(f"unsupported session table version {version!r}")
             table = cls()
+            table.leader_term = int(rest[0]) if rest else 0
             for sid, timeout_ms, expires_at, acked_upto, replies in rows:
                 if not isinstance(sid, str) or sid in table._sessions:
                     raise ValueError(f"bad session id {sid!r}")

@@ -9,6 +9,9 @@ from an HDR histogram. Marks on the plot and in the report come from the cluster
 timeline (faults injected by ``zraft cluster`` or ``--fault``, leader changes logged by the
 nodes) within the run. A progress line goes to stderr while the run lasts when stderr is a
 terminal (or with ``--progress``). Exit 0 if any operation completed, 1 otherwise.
+Ctrl-C (SIGINT) ends the run early: the report (and ``--plot``) covers the time run, says
+``interrupted after S s``, and the exit code is 130 (128 + SIGINT) as for any interrupted
+command; a Ctrl-C while reporting only cuts the report short (exit 130, no traceback).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zraft.client.checks import timeout_arg
 from zraft.client.commands import load_cluster_dir
 from zraft.client.connection import ConnectionPool, resolve_cookie
 from zraft.loadgen.faults import Fault, FaultSchedule
@@ -63,7 +67,7 @@ def run_bench(pool: ConnectionPool, peers: list[str], config: BenchConfig,
             schedule.stop()
     if progress:
         print(file=sys.stderr)
-    elapsed = max(1e-9, config.duration)
+    elapsed = max(1e-9, workload.measured if workload.interrupted else config.duration)
     end_wall = workload.start_wall + elapsed
     ops = recorder.completed()
     result: dict[str, Any] = {
@@ -74,9 +78,10 @@ def run_bench(pool: ConnectionPool, peers: list[str], config: BenchConfig,
         "errors": dict(recorder.errors), "redirects": workload.redirects,
         "throughput": round(ops / elapsed, 1),
         "latency_ms": recorder.latency.summary_ms(), "histogram": recorder.latency.kind,
-        "timeline": recorder.timeline(config.duration),
+        "timeline": recorder.timeline(elapsed),
         "start": round(workload.start_wall, 3), "marks": [],
         "faults_injected": schedule.done if schedule is not None else [],
+        "interrupted": workload.interrupted, "measured_s": round(elapsed, 3),
     }
     if cluster_dir:
         result["marks"] = _marks(cluster_dir, workload.start_wall, end_wall)
@@ -135,6 +140,8 @@ def format_result(result: dict[str, Any]) -> str:
     lines = [
         f"zraft bench: {cfg['clients']} clients x {cfg['inflight']} in flight, "
         f"{cfg['duration']:g} s, {cfg['value_size']}-byte values, {cfg['read_pct']:g}% reads",
+        *([f"interrupted after {result['measured_s']:.1f} s: figures cover that time"]
+          if result.get("interrupted") else []),
         f"ops: {result['ops']} ({result['writes']} writes, {result['reads']} reads)"
         + (f", errors: {', '.join(f'{k} {v}' for k, v in sorted(result['errors'].items()))}"
            if result["errors"] else ", no errors"),
@@ -145,7 +152,8 @@ def format_result(result: dict[str, Any]) -> str:
     ]
     rates = [row["ops_per_s"] for row in result["timeline"]]
     if rates:
-        lines.append(f"ops/s over {cfg['duration']:g} s: |{sparkline(rates)}| "
+        span = result.get("measured_s", cfg["duration"])
+        lines.append(f"ops/s over {span:g} s: |{sparkline(rates)}| "
                      f"(peak {max(rates):,.0f})")
     for mark in result["marks"]:
         lines.append(f"  at {mark['at']:6.2f} s  {mark['category']:<6}  {mark['label']}")
@@ -174,7 +182,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          value_size=args.value_size, read_ratio=args.reads / 100,
                          request_timeout=args.request_timeout)
     progress = args.progress or (sys.stderr.isatty() and not args.quiet)
-    pool = ConnectionPool(cookie)
+    try:
+        return _bench_and_report(args, ConnectionPool(cookie), peers, config, faults, progress)
+    except KeyboardInterrupt:  # outside the measured run (start-up, drain, report)
+        print("\nzraft bench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _bench_and_report(args: argparse.Namespace, pool: ConnectionPool, peers: list[str],
+                      config: BenchConfig, faults: list[Fault], progress: bool) -> int:
     try:
         result = run_bench(pool, peers, config, args.dir, faults, progress)
     finally:
@@ -192,7 +208,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         doc["marks"] = [{k: v for k, v in m.items() if k != "event"} for m in result["marks"]]
         print(json.dumps(doc, sort_keys=True, default=str))
     else:
-        print(format_result(result))
+        print(format_result(result), flush=True)
+    if result["interrupted"]:
+        return 130
     return 0 if result["ops"] else 1
 
 
@@ -206,11 +224,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cookie-file")
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--inflight", type=int, default=8, help="requests in flight per client")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--duration", type=timeout_arg, default=10.0, help="seconds")
     p.add_argument("--value-size", type=int, default=100, help="bytes per written value")
     p.add_argument("--reads", type=_reads, default=0.0, metavar="R%",
                    help="percentage of linearizable reads (default 0)")
-    p.add_argument("--request-timeout", type=float, default=2.0)
+    p.add_argument("--request-timeout", type=timeout_arg, default=2.0)
     p.add_argument("--fault", action="append", metavar="SECONDS:ACTION",
                    help="inject a fault during the run: kill-leader, pause-leader, "
                    "isolate-leader, heal, resume, restart (repeatable)")

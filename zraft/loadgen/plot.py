@@ -43,7 +43,7 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     bottom.set_xlabel("seconds since start")
     bottom.grid(alpha=0.3, which="both")
 
-    duration = float(result["config"]["duration"]) or 1.0
+    duration = float(result.get("measured_s") or result["config"]["duration"]) or 1.0
     last_in_row: list[float] = []
     for mark in sorted(result.get("marks", []), key=lambda m: m["at"]):
         fault = mark["category"] == "fault"
@@ -68,7 +68,9 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     fig.suptitle(f"zraft bench: {cfg['clients']} clients x {cfg['inflight']} in flight, "
                  f"{cfg['value_size']} B values, {cfg['read_pct']:g}% reads  |  "
                  f"{result['throughput']:.0f} ops/s, p50 {lat['p50']:.2f} ms, "
-                 f"p99 {lat['p99']:.2f} ms", fontsize=10)
+                 f"p99 {lat['p99']:.2f} ms"
+                 + (f"  |  interrupted after {result['measured_s']:.1f} s"
+                    if result.get("interrupted") else ""), fontsize=10)
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=110)

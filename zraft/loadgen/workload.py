@@ -13,6 +13,9 @@ Rules:
   and queue sends; no callback waits. Sends happen outside the lock (a dead connection calls
   back synchronously). Stale replies (a slot moved on: timeout, stop) are ignored by
   generation number.
+- Ctrl-C (KeyboardInterrupt in ``run``) ends the run early, not the program: ``interrupted``
+  is set, ``measured`` is the time actually run, in-flight requests get a short drain (none
+  after a second Ctrl-C), and what was recorded is returned as for a full run.
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ class Workload:
         self.retries = 0
         self.start_wall = 0.0
         self.start = 0.0
+        self.interrupted = False
+        self.measured = 0.0  # seconds actually run (less than the duration if interrupted)
         self.recorder = Recorder(time.monotonic(), config.bucket_seconds())
         self.slots = [_Slot(c, k) for c in range(config.clients) for k in range(config.inflight)]
         self._timers: list[tuple[float, int, _Slot, int]] = []
@@ -101,14 +106,22 @@ class Workload:
         timer_thread = threading.Thread(target=self._timer_loop, name="zraft-bench-timers",
                                         daemon=True)
         timer_thread.start()
-        for slot in self.slots:
-            self._begin(slot)
         end = self.start + self.config.duration
-        while (now := time.monotonic()) < end:
-            time.sleep(min(0.5, end - now))
-            if on_tick is not None:
-                on_tick(time.monotonic() - self.start)
-        self.stop()
+        try:
+            for slot in self.slots:
+                self._begin(slot)
+            while (now := time.monotonic()) < end:
+                time.sleep(min(0.5, end - now))
+                if on_tick is not None:
+                    on_tick(time.monotonic() - self.start)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        self.measured = min(time.monotonic() - self.start, self.config.duration)
+        try:
+            self.stop(drain=0.5 if self.interrupted else 2.0)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop without waiting for the drain
+            self.interrupted = True
+            self.stop(drain=0.0)
         timer_thread.join(timeout=2.0)
         return self.recorder
 
