@@ -58,6 +58,7 @@ def append_entries(draw: st.DrawFn) -> AppendEntries:
         draw(entry_lists(prev_index + 1)),
         draw(uints),
         draw(uints),
+        draw(uints),
     )
 
 
@@ -65,7 +66,8 @@ raft_messages = st.one_of(
     st.builds(VoteRequest, uints, ids, ids, uints, uints, st.booleans()),
     st.builds(VoteReply, uints, ids, ids, st.booleans(), st.booleans(), st.booleans()),
     append_entries(),
-    st.builds(AppendReply, uints, ids, ids, st.booleans(), uints, uints, uints, uints),
+    st.builds(AppendReply, uints, ids, ids, st.booleans(), uints, uints, uints, uints,
+              st.booleans()),
     st.builds(InstallSnapshot, uints, ids, ids, metas, uints),
 )
 

@@ -119,8 +119,8 @@ BAD_BOOL = [0, 1, "true", None, 1.0]
 SAMPLES = [
     (VoteRequest(3, "a", "b", 5, 2, False), "ussuub"),
     (VoteReply(3, "a", "b", True, False, False), "ussbbb"),
-    (AppendEntries(3, "a", "b", 4, 2, [Entry(5, 3, DATA, b"x", 1)], 4, 9), "ussuuEuu"),
-    (AppendReply(3, "a", "b", True, 5, 0, 0, 9), "ussbuuuu"),
+    (AppendEntries(3, "a", "b", 4, 2, [Entry(5, 3, DATA, b"x", 1)], 4, 9, 2), "ussuuEuuu"),
+    (AppendReply(3, "a", "b", True, 5, 0, 0, 9, True), "ussbuuuub"),
     (InstallSnapshot(3, "a", "b", SnapshotMeta(9, 2, 1, ClusterConfig(("a",), ())), 1), "ussMu"),
 ]
 

@@ -305,8 +305,8 @@ def _vote_reply(raw: list[Any]) -> VoteReply:
 
 
 def _append_entries(raw: list[Any]) -> AppendEntries:
-    term, src, dst, prev_index, prev_term, entries, commit, epoch = _fields(
-        raw, AppendEntries, 8
+    term, src, dst, prev_index, prev_term, entries, commit, epoch, heal_to = _fields(
+        raw, AppendEntries, 9
     )
     prev_index = _uint(prev_index, "prev_index")
     return AppendEntries(
@@ -318,11 +318,13 @@ def _append_entries(raw: list[Any]) -> AppendEntries:
         _entries(entries, prev_index),
         _uint(commit, "commit"),
         _uint(epoch, "epoch"),
+        _uint(heal_to, "heal_to"),
     )
 
 
 def _append_reply(raw: list[Any]) -> AppendReply:
-    term, src, dst, success, index, hint_index, hint_term, epoch = _fields(raw, AppendReply, 8)
+    term, src, dst, success, index, hint_index, hint_term, epoch, recovering = _fields(
+        raw, AppendReply, 9)
     return AppendReply(
         _uint(term, "term"),
         _str(src, "src"),
@@ -332,6 +334,7 @@ def _append_reply(raw: list[Any]) -> AppendReply:
         _uint(hint_index, "hint_index"),
         _uint(hint_term, "hint_term"),
         _uint(epoch, "epoch"),
+        _bool(recovering, "recovering"),
     )
 
 

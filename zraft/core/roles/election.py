@@ -8,8 +8,10 @@ Rules:
   partitioned or removed peer cannot disrupt a healthy cluster with its higher term.
 - A candidate counts its own vote only once its (term, vote) is durable.
 - A vote is granted at most once per term and only to a log at least as up to date as
-  ours. Every vote request and reply (pre-votes too) is a persisted message, so it leaves
-  only once the term and vote it depends on are durable.
+  ours, and never while ``recovering`` (our log may lack entries we acknowledged, so the
+  up-to-date check would be a lie; pre-votes alike). Every vote request and reply
+  (pre-votes too) is a persisted message, so it leaves only once the term and vote it
+  depends on are durable.
 - A voter whose COMMITTED stable config excludes the candidate, and whose log shows the
   candidate has not even seen that config, answers ``removed=True`` without looking at the
   term; the candidate then stops for good (emits Removed).
@@ -111,6 +113,8 @@ class ElectionRole:
         up_to_date = "vote_stale_log" in self.mutations or log.is_up_to_date(
             msg.last_index, msg.last_term
         )
+        if self.recovering and "vote_while_recovering" not in self.mutations:
+            up_to_date = False
         if msg.prevote:  # answered without any state change
             if can_vote and up_to_date:
                 self._pmsgs.append(VoteReply(msg.term, self.id, msg.src, True, True))

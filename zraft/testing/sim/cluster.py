@@ -296,6 +296,26 @@ class SimCluster:
         node.crash()
         self.network.discard_to(peer)
 
+    def damage(self, peer: str, first_lost: int) -> None:
+        """Crash ``peer``, then lose its durable log from ``first_lost`` on (a disk that
+        dropped synced data) and record, as the disk log does when its recovery finds
+        damage, that it may have lost acknowledged entries: ``recovering`` = its term."""
+        self.now += 1
+        node = self.nodes[peer]
+        if node.up:
+            node.crash()
+            self.network.discard_to(peer)
+        storage = node.storage
+        lost = storage.lose_tail(first_lost)
+        hs = storage.hard_state
+        if lost and hs.term:
+            storage.set_hard_state(hs._replace(recovering=max(hs.recovering, hs.term)))
+        self.log(f"damage {peer}: lost {lost} entries from {first_lost}")
+
+    def recovering(self, peer: str) -> int:
+        """The peer's durable ``recovering`` mark (0 when its log is whole)."""
+        return self.nodes[peer].storage.hard_state.recovering
+
     def restart(self, peer: str) -> None:
         self.now += 1
         node = self.nodes[peer]
