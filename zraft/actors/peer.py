@@ -101,6 +101,9 @@ class RaftPeerActor(FastInboxActor):
         if storage.meta.removed:
             raise PeerRemovedError(f"peer {self.peer_id} was removed from its cluster")
         seed = int.from_bytes(os.urandom(8), "big")
+        if storage.damage:
+            ctx.events.record("log_damaged", peer=self.peer_id, damage=storage.damage,
+                              recovering=storage.meta.recovering)
         self.core = RaftCore(self.peer_id, storage, ctx.core_config(), random.Random(seed))
         self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats,
                                            ctx.send_raft)
@@ -409,6 +412,17 @@ class RaftPeerActor(FastInboxActor):
                                   peers=list(cfg[0]))
             else:
                 ctx.reply(conn, req_id, event.error, {"leader": event.leader})
+        elif isinstance(event, m.SafetyAlarm):
+            log.error("SAFETY ALARM peer %s: refused %s from %s in term %d (%s): two leaders "
+                      "in one term cannot happen in a correct cluster; check for a node "
+                      "started on another's data or a copied data directory",
+                      self.peer_id, event.kind, event.src, event.term, event.detail)
+            ctx.events.record("safety_alarm", peer=self.peer_id, kind=event.kind,
+                              src=event.src, term=event.term, detail=event.detail)
+        elif isinstance(event, m.Healed):
+            log.warning("peer %s: log repaired by the leader (term %d): it votes again",
+                        self.peer_id, event.term)
+            ctx.events.record("healed", peer=self.peer_id, term=event.term)
         elif isinstance(event, m.SnapshotNeeded):
             assert self.core is not None
             ctx.snapshots.send(self.actor_ref, self.peer_id, event.peer, event.meta,

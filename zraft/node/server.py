@@ -35,6 +35,7 @@ from zraft.node.events import EventLog
 from zraft.node.sessions import SessionRegistry
 from zraft.node.snapshots import SnapshotService
 from zraft.storage import DiskLogStorage, SnapshotStore, list_peers
+from zraft.storage.errors import DiskStorageError
 from zraft.storage.naming import peer_log_path
 from zraft.transport import codec
 from zraft.transport.tcp import TcpTransport
@@ -165,8 +166,13 @@ class Node:
     # ---------------------------------------------------------------- peers
 
     def _open_storage(self, peer_id: str, backend: str | None) -> DiskLogStorage:
-        return DiskLogStorage.open(self.cfg.log_dir, peer_id, backend=backend,
-                                   max_segment_size=self.cfg.raft.max_segment_size)
+        try:
+            return DiskLogStorage.open(self.cfg.log_dir, peer_id, backend=backend,
+                                       max_segment_size=self.cfg.raft.max_segment_size)
+        except OSError as exc:  # e.g. a read-only file system: one line, not a traceback
+            where = exc.filename or peer_log_path(self.cfg.log_dir, peer_id)
+            raise DiskStorageError(f"peer {peer_id}: cannot open its log ({where}): "
+                                   f"{exc.strerror or exc}") from None
 
     def _context(self, name: str, peer_id: str, backend: str) -> PeerContext:
         cfg = self.cfg
@@ -179,6 +185,8 @@ class Node:
             return CoreConfig(election_ticks=cfg.raft.election_ticks,
                               heartbeat_ticks=max(1, cfg.raft.election_ticks // 5),
                               max_inflight=cfg.raft.max_inflight,
+                              request_timeout_ticks=max(
+                                  1, cfg.raft.effective_request_timeout // self.tick_ms),
                               max_batch_bytes=cfg.raft.max_batch_bytes,
                               mutations=test_mutations() & KNOWN_MUTATIONS)
 
