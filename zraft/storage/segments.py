@@ -149,8 +149,12 @@ class DiskLogStorage:
              max_segment_size: int = DEFAULT_MAX_SEGMENT_SIZE, *,
              backend: str | None = None,
              cache_entries: int = DEFAULT_CACHE_ENTRIES,
-             cache_bytes: int = DEFAULT_CACHE_BYTES) -> DiskLogStorage:
-        """Open (creating if new) and recover the log of `peer_id` under `log_dir`."""
+             cache_bytes: int = DEFAULT_CACHE_BYTES,
+             discard_after: int | None = None) -> DiskLogStorage:
+        """Open (creating if new) and recover the log of `peer_id` under `log_dir`.
+        ``discard_after``: reopening after a failed write or fsync, cut every entry after
+        this index, the last one known durable (a failed fsync may leave pages in the
+        cache that look written but never reached the disk)."""
         peer_path = peer_log_path(log_dir, peer_id)
         log_path = peer_path / "log"
         if not log_path.is_dir():
@@ -177,6 +181,11 @@ class DiskLogStorage:
             write_meta(peer_path, meta)
         store = cls(peer_path, meta, max_segment_size, cache_entries, cache_bytes)
         store._recover(seg_files)
+        if discard_after is not None and store.last_index() > discard_after:
+            cut = max(discard_after, store.meta.snapshot.index) + 1
+            log.warning("log %s: cutting entries from %d on (written after the last "
+                        "durable index before a failed write)", store.log_path, cut)
+            store.truncate_from(cut)
         return store
 
     def _recover(self, seg_files: list[tuple[int, Path]]) -> None:
