@@ -184,3 +184,24 @@ def test_request_timeout_sends_a_silent_follower_back_to_probing():
     assert a.progress["b"].state == "replicate"
     net.tick("a")
     assert a.progress["b"].state == "probe"
+
+
+def test_messages_of_another_cluster_are_refused_with_an_alarm():
+    b = make_core("b", seeded_storage(["a", "b", "c"]), cluster_id="blue")
+    b.step(VoteRequest(9, "a", "b", 5, 5, False, "green"))
+    b.step(AppendEntries(9, "a", "b", 1, 1, [E(2, 9)], 2, 1, 0, "green"))
+    rd = flush(b)
+    assert rd.persisted_messages == [] and b.term == 1 and b.log.last_index() == 1
+    assert [e.kind for e in rd.events if isinstance(e, SafetyAlarm)] == ["foreign_cluster"] * 2
+    assert b.status()["safety_alarms"] == 2
+    b.step(AppendEntries(2, "a", "b", 1, 1, [E(2, 2)], 2, 1, 0, "blue"))
+    rd = flush(b)
+    (reply,) = rd.persisted_messages
+    assert reply.success and reply.cluster == "blue"  # our own cluster: stamped and taken
+
+
+def test_a_peer_without_a_cluster_id_is_not_checked():
+    b = make_core("b", seeded_storage(["a", "b", "c"]))
+    b.step(AppendEntries(2, "a", "b", 1, 1, [E(2, 2)], 2, 1, 0, "blue"))
+    (reply,) = flush(b).persisted_messages
+    assert reply.success and reply.cluster == ""

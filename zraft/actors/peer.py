@@ -24,6 +24,7 @@ clients directly (their waiters travel with the Apply message), so no reply hops
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -94,6 +95,7 @@ class RaftPeerActor(FastInboxActor):
         self._leader: str | None = None
         self.removed = False
         self._failure: StorageFailure | None = None  # the log cannot be written (see module)
+        self._alarms: dict[tuple[str, str], int] = {}  # (kind, sender) -> refused so far
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -113,7 +115,8 @@ class RaftPeerActor(FastInboxActor):
         if storage.damage:
             ctx.events.record("log_damaged", peer=self.peer_id, damage=storage.damage,
                               recovering=storage.meta.recovering)
-        self.core = RaftCore(self.peer_id, storage, ctx.core_config(), random.Random(seed))
+        config = dataclasses.replace(ctx.core_config(), cluster_id=storage.meta.cluster_id)
+        self.core = RaftCore(self.peer_id, storage, config, random.Random(seed))
         self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats,
                                            ctx.send_raft)
         self.sm = StateMachineActor.start(ctx, self.actor_ref, storage)
@@ -164,6 +167,25 @@ class RaftPeerActor(FastInboxActor):
         self._write_inflight = False
         self._pending_number = self._last_write_number = self._durable_number = 0
         self._role = "follower"
+
+    _ALARM_HINTS = {
+        "second_leader": "two leaders in one term cannot happen in a correct cluster",
+        "foreign_cluster": "a node of another cluster (same peer ids): a node started on "
+                           "another cluster's data, or a copied data directory",
+    }
+
+    def _safety_alarm(self, event: m.SafetyAlarm) -> None:
+        """Log and record a refused message loudly, but not once per message: a
+        misconfigured node keeps sending (1st, 10th, 100th, ... of each kind and sender)."""
+        key = (event.kind, event.src)
+        n = self._alarms[key] = self._alarms.get(key, 0) + 1
+        if n not in (1, 10, 100, 1000) and n % 10000:
+            return
+        log.error("SAFETY ALARM peer %s: refused %s from %s in term %d (%s; %d so far): %s",
+                  self.peer_id, event.kind, event.src, event.term, event.detail, n,
+                  self._ALARM_HINTS.get(event.kind, ""))
+        self.ctx.events.record("safety_alarm", peer=self.peer_id, alarm=event.kind,
+                               src=event.src, term=event.term, detail=event.detail, count=n)
 
     def _other_leader(self) -> str | None:
         return self._leader if self._leader != self.peer_id else None
@@ -487,12 +509,7 @@ class RaftPeerActor(FastInboxActor):
             else:
                 ctx.reply(conn, req_id, event.error, {"leader": event.leader})
         elif isinstance(event, m.SafetyAlarm):
-            log.error("SAFETY ALARM peer %s: refused %s from %s in term %d (%s): two leaders "
-                      "in one term cannot happen in a correct cluster; check for a node "
-                      "started on another's data or a copied data directory",
-                      self.peer_id, event.kind, event.src, event.term, event.detail)
-            ctx.events.record("safety_alarm", peer=self.peer_id, kind=event.kind,
-                              src=event.src, term=event.term, detail=event.detail)
+            self._safety_alarm(event)
         elif isinstance(event, m.Healed):
             log.warning("peer %s: log repaired by the leader (term %d): it votes again",
                         self.peer_id, event.term)

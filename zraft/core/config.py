@@ -45,6 +45,8 @@ class CoreConfig:
     # answered anything for this long is probed again instead of pipelined to (0 means
     # 2 x election_ticks, zraft_lib's default).
     request_timeout_ticks: int = 0
+    # the cluster's identity (stored with the peer, stamped on every message); "" = none
+    cluster_id: str = ""
 
     def validate(self) -> CoreConfig:
         if self.election_ticks < 1:

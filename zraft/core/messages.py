@@ -1,8 +1,10 @@
 """Messages between Raft peers, and the events a core reports to its driver.
 
 Every message is a NamedTuple whose first three fields are ``term``, ``src`` and ``dst``
-(peer ids). The transport encodes a message as ``[type_code, *fields]`` (see ``MESSAGE_CODES``);
-names follow zraft_lib's records (``vote_request``, ``append_entries``, ...).
+(peer ids) and whose last is ``cluster``: the identity of the cluster it belongs to
+(generated at create, stored with every peer); a core refuses a message of another
+cluster. The transport encodes a message as ``[type_code, *fields]`` (see
+``MESSAGE_CODES``); names follow zraft_lib's records (``vote_request``, ...).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class VoteRequest(NamedTuple):
     last_index: int
     last_term: int
     prevote: bool = False
+    cluster: str = ""
 
 
 class VoteReply(NamedTuple):
@@ -33,6 +36,7 @@ class VoteReply(NamedTuple):
     granted: bool
     prevote: bool = False
     removed: bool = False
+    cluster: str = ""
 
 
 class AppendEntries(NamedTuple):
@@ -51,6 +55,7 @@ class AppendEntries(NamedTuple):
     commit: int
     epoch: int
     heal_to: int = 0
+    cluster: str = ""
 
 
 class AppendReply(NamedTuple):
@@ -74,6 +79,7 @@ class AppendReply(NamedTuple):
     hint_term: int
     epoch: int
     recovering: bool = False
+    cluster: str = ""
 
 
 class InstallSnapshot(NamedTuple):
@@ -86,6 +92,7 @@ class InstallSnapshot(NamedTuple):
     dst: str
     meta: SnapshotMeta
     epoch: int
+    cluster: str = ""
 
 
 Message = VoteRequest | VoteReply | AppendEntries | AppendReply | InstallSnapshot

@@ -20,7 +20,9 @@ Rules kept here (role-specific rules live in ``zraft.core.roles``):
   it holds a durable entry of a later term than ``recovering`` (docs/internals.md,
   "Protocol-aware recovery"); its acknowledgements count as usual, being true.
 - An AppendEntries or InstallSnapshot of our term from a second leader, or while we lead,
-  is refused with a ``SafetyAlarm`` event (counted in ``status()``), never a crash.
+  is refused with a ``SafetyAlarm`` event (counted in ``status()``), never a crash; so is
+  any message of another cluster (``cluster`` differs; an empty id on either side is a
+  peer made before clusters had one, and is not checked).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         self.log = RaftLog(storage, snap)
         self.term = hs.term
         self.vote = hs.vote
+        self.cluster = config.cluster_id
         self.recovering = hs.recovering
         self._heal_at = 0  # recovering: healed once the log is durable through here
         self.safety_alarms = 0
@@ -126,6 +129,11 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
     def step(self, msg: Any) -> None:
         if msg.dst != self.id:
             return
+        if msg.cluster != self.cluster and msg.cluster and self.cluster:
+            self._safety_alarm("foreign_cluster", msg,
+                               f"{type(msg).__name__} of cluster {msg.cluster[:40]!r}, "
+                               f"we are {self.cluster!r}")
+            return
         kind = type(msg)
         if kind is VoteRequest:
             self._on_vote_request(msg)
@@ -142,7 +150,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             if kind is AppendEntries or kind is InstallSnapshot:
                 self._pmsgs.append(
                     AppendReply(self.term, self.id, msg.src, False, 0, 0, 0, msg.epoch,
-                                bool(self.recovering))
+                                bool(self.recovering), self.cluster)
                 )
             return
         handler = self._HANDLERS[self.role].get(kind)
@@ -394,6 +402,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             "config_state": cfg.state,
             "epoch": self.epoch,
             "removed": self.removed,
+            "cluster_id": self.cluster,
             "recovering": self.recovering,
             "safety_alarms": self.safety_alarms,
             "pending_reads": len(self._read_pending) + len(self._read_new)

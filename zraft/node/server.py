@@ -40,7 +40,7 @@ from zraft.config import ConfigError, NodeConfig
 from zraft.core.config import KNOWN_MUTATIONS, CoreConfig
 from zraft.core.messages import MESSAGE_CODES
 from zraft.fsm.registry import BackendNotAllowed, canonical_name, is_allowed, load_backend
-from zraft.ids import PeerId, node_of
+from zraft.ids import PeerId, is_cluster_id, node_of
 from zraft.node.events import EventLog
 from zraft.node.sessions import SessionRegistry
 from zraft.node.snapshots import SnapshotService
@@ -177,24 +177,25 @@ class Node:
     # ---------------------------------------------------------------- peers
 
     def _open_storage(self, peer_id: str, backend: str | None,
-                      discard_after: int | None = None) -> DiskLogStorage:
+                      discard_after: int | None = None, cluster_id: str = "") -> DiskLogStorage:
         try:
             return DiskLogStorage.open(self.cfg.log_dir, peer_id, backend=backend,
                                        max_segment_size=self.cfg.raft.max_segment_size,
-                                       discard_after=discard_after)
+                                       discard_after=discard_after, cluster_id=cluster_id)
         except OSError as exc:  # e.g. a read-only file system: one line, not a traceback
             where = exc.filename or peer_log_path(self.cfg.log_dir, peer_id)
             raise DiskStorageError(f"peer {peer_id}: cannot open its log ({where}): "
                                    f"{exc.strerror or exc}") from None
 
-    def _context(self, name: str, peer_id: str, backend: str) -> PeerContext:
+    def _context(self, name: str, peer_id: str, backend: str,
+                 cluster_id: str = "") -> PeerContext:
         cfg = self.cfg
 
         def open_storage(discard_after: int | None = None) -> DiskLogStorage:
             pre = self._preopened.pop(name, None) if discard_after is None else None
             if pre is not None:
                 return pre
-            return self._open_storage(peer_id, backend, discard_after)
+            return self._open_storage(peer_id, backend, discard_after, cluster_id)
 
         def core_config() -> CoreConfig:
             return CoreConfig(election_ticks=cfg.raft.election_ticks,
@@ -221,8 +222,8 @@ class Node:
             peer_removed=self._peer_removed, sm_stats=self.sm_stats, log_stats=self.log_stats,
             mutations=test_mutations())
 
-    def _start_peer(self, name: str, peer_id: str, backend: str) -> None:
-        ctx = self._context(name, peer_id, backend)
+    def _start_peer(self, name: str, peer_id: str, backend: str, cluster_id: str = "") -> None:
+        ctx = self._context(name, peer_id, backend, cluster_id)
         # A peer in a crash loop is restarted after a growing delay, never counted against
         # the node supervisor's intensity: one group's trouble must not stop the node.
         spec = ChildSpec(name, RaftPeerActor, args=(ctx,), restart=Restart.TRANSIENT,
@@ -380,6 +381,9 @@ class Node:
     def _create_peer(self, conn: Any, req_id: int, args: list[Any]) -> None:
         try:
             name, backend = str(args[0]), str(args[1])
+            cluster_id = args[2] if len(args) > 2 and args[2] is not None else ""
+            if not is_cluster_id(cluster_id):
+                raise ValueError("cluster id must be 1-64 letters, digits, '-' or '_'")
             peer_id = str(PeerId.parse(f"{name}@{self.address}"))
             if not is_allowed(backend, self.cfg.backends):
                 raise BackendNotAllowed(f"backend {backend!r} is not allowed on this node")
@@ -388,7 +392,7 @@ class Node:
                 if status != "ok":
                     self.reply(conn, req_id, status, payload)
                     return
-                self._start_peer(name, peer_id, canonical_name(backend))
+                self._start_peer(name, peer_id, canonical_name(backend), cluster_id)
             self.reply(conn, req_id, "ok", peer_id)
         except BackendNotAllowed as exc:
             self.reply(conn, req_id, "backend_not_allowed", {"message": str(exc)})

@@ -4,7 +4,8 @@ Rules:
 - Content: magic ``ZRMETA01`` then one record (length, CRC32, payload) whose payload is a
   msgpack map with peer_id, backend, term, vote, first_index, snapshot
   ``[index, term, config_index, [old, new]]``, removed, and (absent in older files, read as
-  0) ``recovering`` (see ``HardState``) and ``newest_segment``: the first index of the
+  0 or "") ``cluster_id`` (the cluster's identity, given at creation, never changed),
+  ``recovering`` (see ``HardState``) and ``newest_segment``: the first index of the
   newest log segment created, written before any record goes into it, so recovery can
   tell a segment that was lost from one a crash never finished creating.
 - Written atomically: write ``raft.meta.tmp``, fsync it, ``os.replace`` over ``raft.meta``,
@@ -51,6 +52,7 @@ class RaftMeta:
     removed: bool = False
     recovering: int = 0
     newest_segment: int = 0
+    cluster_id: str = ""
 
     @property
     def first_index(self) -> int:
@@ -76,6 +78,7 @@ class RaftMeta:
             "removed": self.removed,
             "recovering": self.recovering,
             "newest_segment": self.newest_segment,
+            "cluster_id": self.cluster_id,
         }
 
     @staticmethod
@@ -94,6 +97,7 @@ class RaftMeta:
             removed=bool(raw["removed"]),
             recovering=int(raw.get("recovering", 0)),
             newest_segment=int(raw.get("newest_segment", 0)),
+            cluster_id=str(raw.get("cluster_id") or ""),
         )
         if raw.get("first_index") != meta.first_index:
             raise ValueError("first_index disagrees with the snapshot index")

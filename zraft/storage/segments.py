@@ -150,11 +150,12 @@ class DiskLogStorage:
              backend: str | None = None,
              cache_entries: int = DEFAULT_CACHE_ENTRIES,
              cache_bytes: int = DEFAULT_CACHE_BYTES,
-             discard_after: int | None = None) -> DiskLogStorage:
+             discard_after: int | None = None, cluster_id: str = "") -> DiskLogStorage:
         """Open (creating if new) and recover the log of `peer_id` under `log_dir`.
         ``discard_after``: reopening after a failed write or fsync, cut every entry after
         this index, the last one known durable (a failed fsync may leave pages in the
-        cache that look written but never reached the disk)."""
+        cache that look written but never reached the disk). ``cluster_id`` is recorded
+        when the peer is created (an existing peer keeps its own)."""
         peer_path = peer_log_path(log_dir, peer_id)
         log_path = peer_path / "log"
         if not log_path.is_dir():
@@ -169,7 +170,7 @@ class DiskLogStorage:
             if seg_files:
                 raise CorruptMetaError(str(peer_path / "raft.meta"),
                                        "missing although log segments exist") from None
-            meta = RaftMeta(peer_id=peer_id, backend=backend)
+            meta = RaftMeta(peer_id=peer_id, backend=backend, cluster_id=cluster_id)
             write_meta(peer_path, meta)
         if meta.peer_id != peer_id:
             raise DiskStorageError(f"{peer_path} belongs to {meta.peer_id!r}, not {peer_id!r}")

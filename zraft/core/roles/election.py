@@ -69,7 +69,8 @@ class ElectionRole:
         out = self._pmsgs  # every vote request and reply waits for durability
         for peer in sorted(log.config()[1].voters()):
             if peer != self.id:
-                out.append(VoteRequest(term, self.id, peer, last_index, last_term, prevote))
+                out.append(VoteRequest(term, self.id, peer, last_index, last_term, prevote,
+                                       self.cluster))
 
     def _tally(self: Any) -> None:
         result = vote_result(self.log.config()[1], self.votes)
@@ -92,7 +93,8 @@ class ElectionRole:
             and msg.src not in ccfg.old
             and msg.last_index < cidx
         ):
-            self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote, True))
+            self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote, True,
+                                          self.cluster))
             return
         in_lease = self.role == LEADER or (
             self.leader is not None and self.election_elapsed < self.cfg.min_election_timeout
@@ -103,7 +105,8 @@ class ElectionRole:
             if not msg.prevote:
                 self.become_follower(msg.term, None)
         elif msg.term < self.term:
-            self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote))
+            self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote, False,
+                                          self.cluster))
             return
         can_vote = self.role != LEADER and (
             self.vote == msg.src
@@ -117,16 +120,19 @@ class ElectionRole:
             up_to_date = False
         if msg.prevote:  # answered without any state change
             if can_vote and up_to_date:
-                self._pmsgs.append(VoteReply(msg.term, self.id, msg.src, True, True))
+                self._pmsgs.append(VoteReply(msg.term, self.id, msg.src, True, True, False,
+                                              self.cluster))
             else:
-                self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, True))
+                self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, True, False,
+                                              self.cluster))
             return
         granted = can_vote and up_to_date
         if granted:
             if "forget_vote" not in self.mutations:
                 self.vote = msg.src
             self._reset_election_timer()
-        self._pmsgs.append(VoteReply(self.term, self.id, msg.src, granted, False))
+        self._pmsgs.append(VoteReply(self.term, self.id, msg.src, granted, False, False,
+                                      self.cluster))
 
     # -- candidate side ------------------------------------------------------------------
 

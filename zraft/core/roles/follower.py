@@ -96,14 +96,14 @@ class FollowerRole:
             self._maybe_heal_at()
         self._pmsgs.append(
             AppendReply(self.term, self.id, msg.src, True, max(end, commit), 0, 0, msg.epoch,
-                        bool(self.recovering))
+                        bool(self.recovering), self.cluster)
         )
 
     def _reject(self: Any, msg: AppendEntries, hint_index: int, hint_term: int) -> None:
         self._pmsgs.append(
             AppendReply(
                 self.term, self.id, msg.src, False, msg.prev_index, hint_index, hint_term,
-                msg.epoch, bool(self.recovering),
+                msg.epoch, bool(self.recovering), self.cluster,
             )
         )
 
@@ -122,5 +122,5 @@ class FollowerRole:
             self._check_removed(known_voter=was_voter)
         self._pmsgs.append(
             AppendReply(self.term, self.id, msg.src, True, meta.index, 0, 0, msg.epoch,
-                        bool(self.recovering))
+                        bool(self.recovering), self.cluster)
         )

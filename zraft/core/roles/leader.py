@@ -291,7 +291,7 @@ class LeaderRole:
         commit = self.commit if self.commit < end else end
         self._msgs.append(
             AppendEntries(self.term, self.id, peer, prev, prev_term, entries, commit, self.epoch,
-                          pr.heal_to)
+                          pr.heal_to, self.cluster)
         )
         pr.sent(end, len(entries))
         if commit > pr.sent_commit:
@@ -319,7 +319,7 @@ class LeaderRole:
         commit = self.commit if self.commit < prev else prev
         self._msgs.append(
             AppendEntries(self.term, self.id, peer, prev, prev_term, [], commit, self.epoch,
-                          pr.heal_to)
+                          pr.heal_to, self.cluster)
         )
         if commit > pr.sent_commit:
             pr.sent_commit = commit

@@ -338,7 +338,9 @@ class Nemesis:
 
     def add_member(self, peer: str, members: list[str]) -> str:
         try:
-            api.create_peer(peer, self.cluster.backend, timeout=5.0, pool=self.pool)
+            cluster_id = api.stat(members[0], 5.0, pool=self.pool).get("cluster_id") or None
+            api.create_peer(peer, self.cluster.backend, timeout=5.0, pool=self.pool,
+                            cluster_id=cluster_id)
         except ZRaftError as exc:
             if exc.code != "already_present":
                 raise

@@ -18,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +55,11 @@ class SimCluster:
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.core_config = core_config or CoreConfig()
+        config = core_config or CoreConfig()
+        # every message carries the cluster's identity: a message built without it would
+        # be refused (SafetyAlarm), which the run reports as a violation
+        self.core_config = (config if config.cluster_id
+                            else dataclasses.replace(config, cluster_id=f"sim-{seed}"))
         self.core_factory = core_factory or _default_core_factory
         self.snapshot_every = snapshot_every
         self.snapshot_failure_rate = 0.0
