@@ -11,6 +11,7 @@ Rules:
 from supervisors.directory import ChildHandle
 from supervisors.mixin import SupervisedMixin, with_supervised_mixin
 from supervisors.spec import (
+    Backoff,
     ChildAlreadyExistsError,
     ChildInfo,
     ChildNotFoundError,
@@ -26,6 +27,7 @@ from supervisors.spec import (
 from supervisors.supervisor import OneForOneSupervisor
 
 __all__ = [
+    "Backoff",
     "ChildAlreadyExistsError",
     "ChildHandle",
     "ChildInfo",

@@ -17,6 +17,7 @@ from typing import Any
 import pykka
 
 __all__ = [
+    "Backoff",
     "ChildAlreadyExistsError",
     "ChildInfo",
     "ChildNotFoundError",
@@ -78,6 +79,30 @@ ActorFactory = Callable[..., pykka.ActorRef[Any]]
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """Restart a crashing child after a growing delay instead of at once, and without
+    counting it against the supervisor's intensity (Akka's BackoffSupervisor): one child
+    in a crash loop is slowed down, never lets the supervisor (and every sibling) give up.
+
+    The n-th consecutive restart waits ``min(max_s, initial_s * 2**(n-1))``; an
+    incarnation that ran ``reset_after_s`` or longer starts the count again.
+    """
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    reset_after_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial_s <= self.max_s:
+            raise ValueError("Backoff needs 0 < initial_s <= max_s")
+        if not self.reset_after_s > 0:
+            raise ValueError("Backoff.reset_after_s must be > 0")
+
+    def delay(self, failures: int) -> float:
+        return min(self.max_s, self.initial_s * 2 ** max(0, failures - 1))
+
+
+@dataclass(frozen=True)
 class ChildSpec:
     """How to start one child and what to do when it exits.
 
@@ -98,6 +123,7 @@ class ChildSpec:
     restart: Restart = Restart.PERMANENT
     shutdown_s: float = DEFAULT_SHUTDOWN_S
     start_timeout_s: float = DEFAULT_START_TIMEOUT_S
+    backoff: Backoff | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -110,6 +136,8 @@ class ChildSpec:
             raise ValueError(f"ChildSpec {self.name!r}: shutdown_s must be > 0")
         if not self.start_timeout_s >= 0:
             raise ValueError(f"ChildSpec {self.name!r}: start_timeout_s must be >= 0")
+        if self.backoff is not None and not isinstance(self.backoff, Backoff):
+            raise TypeError(f"ChildSpec {self.name!r}: backoff must be a Backoff or None")
 
     def start(
         self, adapt_class: Callable[[type[pykka.Actor]], type[pykka.Actor]] = lambda cls: cls
@@ -140,6 +168,7 @@ class ChildInfo:
     restarts: int
     is_supervisor: bool
     last_exit: ExitInfo | None
+    restart_in_s: float | None = None  # waiting for a backoff restart this long
 
 
 class SupervisorError(Exception):

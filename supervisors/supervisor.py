@@ -8,6 +8,10 @@ Rules:
   supervisor gives up: it stops its children in reverse start order and ends with an
   ABNORMAL exit, which its own supervisor sees like any child crash, or, at the top,
   the ExitSink's `on_give_up` callback receives.
+- A child whose spec has a `Backoff` is restarted after a growing delay instead, and its
+  restarts never count against the intensity: a crash loop in one child slows that child
+  down and leaves its siblings alone. While it waits, `which_children` shows the delay;
+  `terminate_child` cancels the pending restart.
 - Children start in spec order and stop in reverse order, each bounded by its
   `shutdown_s`; a child that does not stop in time is logged and abandoned.
 - Threading: every method below runs in the supervisor's own actor thread (Pykka
@@ -22,7 +26,9 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -62,6 +68,11 @@ class _Child:
     restarts: int = 0
     last_exit: ExitInfo | None = None
     terminated: bool = False  # by terminate_child: no automatic restart until restart_child
+    started_at: float = 0.0
+    backoff_failures: int = 0  # consecutive crashes of a Backoff child
+    backoff_due: float | None = None  # clock time of its pending restart
+    backoff_token: int = 0  # the pending restart's; a stale timer is ignored
+    backoff_timer: threading.Timer | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,14 @@ class _RetryRestart:
     """Told to self when a restart's factory raised: try again through the inbox."""
 
     name: str
+
+
+@dataclass(frozen=True)
+class _BackoffDue:
+    """Told to self by a Backoff child's timer: restart it now (if still wanted)."""
+
+    name: str
+    token: int
 
 
 class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
@@ -158,6 +177,12 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
             if (child is not None and child.ref is None and not child.terminated
                     and not self._shutting_down):
                 self._restart(child, child.last_exit)
+        elif isinstance(message, _BackoffDue):
+            child = self._children.get(message.name)
+            if (child is not None and child.ref is None and not child.terminated
+                    and not self._shutting_down and child.backoff_token == message.token):
+                child.backoff_due = child.backoff_timer = None
+                self._backoff_start(child)
         else:
             return super().on_receive(message)
         return None
@@ -183,6 +208,7 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
         """Stop a child; its spec stays (restart_child/delete_child) unless temporary."""
         child = self._get(name)
         child.terminated = True
+        self._cancel_backoff(child)
         if child.ref is not None:
             self._stop_child(child)
         if child.spec.restart is Restart.TEMPORARY:
@@ -193,6 +219,7 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
         child = self._get(name)
         if child.ref is not None:
             raise ChildRunningError(f"child {name!r} is running")
+        self._cancel_backoff(child)
         ref = self._start_incarnation(child)
         child.terminated = False
         return ref
@@ -200,6 +227,7 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
     def delete_child(self, name: str) -> None:
         """Forget a terminated child's spec."""
         child = self._get(name)
+        self._cancel_backoff(child)
         if child.ref is not None:
             raise ChildRunningError(f"child {name!r} is running; terminate it first")
         del self._children[name]
@@ -213,6 +241,8 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
                 restarts=child.restarts,
                 is_supervisor=self._is_supervisor(child),
                 last_exit=child.last_exit,
+                restart_in_s=(None if child.backoff_due is None
+                              else max(0.0, child.backoff_due - self._clock())),
             )
             for name, child in self._children.items()
         ]
@@ -269,6 +299,7 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
             link = ChildLink(spec.name, self.actor_ref, self._directory, self._sink,
                              spec.shutdown_s)
         child.ref, child.link = ref, link
+        child.started_at = self._clock()
         self._directory.publish(spec.name, ref, link)
         self._watcher.watch(link, ref)
         # Start in order like OTP: let a mixin child finish on_start (or fail) before the
@@ -307,6 +338,9 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
 
     def _restart(self, child: _Child, cause: ExitInfo | None) -> None:
         name = child.spec.name
+        if child.spec.backoff is not None:
+            self._schedule_backoff(child, cause)
+            return
         if not self._restart_allowed():
             self._give_up(ExitInfo(
                 ExitKind.ABNORMAL,
@@ -323,6 +357,47 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
         except ChildStartError as exc:
             child.last_exit = ExitInfo(ExitKind.ABNORMAL, str(exc), exc.__cause__)
             self.actor_ref.tell(_RetryRestart(name))  # counted again, so this can not loop
+
+    # -- backoff restarts (actor thread; timers only tell the inbox) ------------------------
+
+    def _schedule_backoff(self, child: _Child, cause: ExitInfo | None) -> None:
+        backoff = child.spec.backoff
+        assert backoff is not None
+        if child.started_at and self._clock() - child.started_at >= backoff.reset_after_s:
+            child.backoff_failures = 0  # it ran well for a while: start the count again
+        child.backoff_failures += 1
+        delay = backoff.delay(child.backoff_failures)
+        child.backoff_token += 1
+        child.backoff_due = self._clock() + delay
+        logger.warning("supervisor %r: restarting child %r in %.1fs (crash #%d in a row) "
+                       "after %s", self._name, child.spec.name, delay,
+                       child.backoff_failures, cause)
+        message = _BackoffDue(child.spec.name, child.backoff_token)
+        timer = threading.Timer(delay, self._tell_self, args=(message,))
+        timer.daemon = True
+        child.backoff_timer = timer
+        timer.start()
+
+    def _tell_self(self, message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(message)
+
+    def _backoff_start(self, child: _Child) -> None:
+        child.restarts += 1
+        try:
+            self._start_incarnation(child)
+        except ChildStartError as exc:
+            child.last_exit = ExitInfo(ExitKind.ABNORMAL, str(exc), exc.__cause__)
+            child.started_at = 0.0
+            self._schedule_backoff(child, child.last_exit)
+
+    @staticmethod
+    def _cancel_backoff(child: _Child) -> None:
+        child.backoff_token += 1
+        child.backoff_due = None
+        if child.backoff_timer is not None:
+            child.backoff_timer.cancel()
+            child.backoff_timer = None
 
     def _restart_allowed(self) -> bool:
         now = self._clock()
@@ -343,6 +418,8 @@ class OneForOneSupervisor(SupervisedMixin, pykka.ThreadingActor):
     def _shutdown(self) -> None:
         """Stop every child in reverse start order, then the watcher. Idempotent."""
         self._shutting_down = True
+        for child in self._children.values():
+            self._cancel_backoff(child)
         for child in reversed(list(self._children.values())):
             if child.ref is not None:
                 self._stop_child(child)

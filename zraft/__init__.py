@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "ProcessPrevChange": "zraft.errors", "AlreadyPresent": "zraft.errors",
     "SessionExpired": "zraft.errors", "BackendError": "zraft.errors",
     "BadCommand": "zraft.errors", "NoCookie": "zraft.errors",
+    "StorageFailed": "zraft.errors",
     # state machines
     "Backend": "zraft.fsm", "ApplyResult": "zraft.fsm", "QueryResult": "zraft.fsm",
     "SnapshotJob": "zraft.fsm",

@@ -24,7 +24,9 @@ class RaftConfig:
     """zraft_lib's application environment (names and defaults as in zraft_lib)."""
 
     election_timeout: int = 500  # ms; election timer random in [1.5, 2.5) x this
-    request_timeout: int = 0  # ms; 0 = 2 x election_timeout (zraft_lib's default)
+    # ms; 0 = 2 x election_timeout (zraft_lib's default): a follower with appends in flight
+    # that answers nothing for this long is probed again (zraft_lib: per-request timeout)
+    request_timeout: int = 0
     snapshot_listener_port: int = 0  # 0 = any free port
     snapshot_listener_addr: str = "127.0.0.1"  # zraft_lib: 0.0.0.0; loopback is safer
     snapshot_backup: bool = False

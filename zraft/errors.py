@@ -111,12 +111,20 @@ class NoCookie(ZRaftError, ValueError):
     code = "no_cookie"
 
 
+class StorageFailed(ZRaftError):
+    """A peer cannot write its log (disk full, read-only, I/O error); the message names the
+    error. From every peer it tried: the cluster cannot write until space is freed (the
+    peers retry by themselves). A write that was in flight may or may not have applied."""
+
+    code = "storage_failed"
+
+
 _BY_CODE: dict[str, type[ZRaftError]] = {
     cls.code: cls
     for cls in (
         Timeout, AllFailed, Unreachable, NotLeader, LeaderChanged, Loading, PeersChanged,
         NotStable, NewerExists, ProcessPrevChange, AlreadyPresent, Initialized,
-        SessionExpired, BackendError, BadCommand, BadRequest, NoPeers,
+        SessionExpired, BackendError, BadCommand, BadRequest, NoPeers, StorageFailed,
     )
 }
 

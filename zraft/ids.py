@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from typing import NamedTuple
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -53,3 +54,16 @@ def peer_str(peer: PeerId | str) -> str:
 def node_of(peer: str) -> str:
     """``host:port`` of a peer id string."""
     return peer.partition("@")[2]
+
+
+_CLUSTER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def new_cluster_id() -> str:
+    """A fresh cluster identity (64 random bits, hex), made once by ``create``."""
+    return secrets.token_hex(8)
+
+
+def is_cluster_id(value: object) -> bool:
+    """Empty (a peer made before clusters had an identity) or 1-64 of [A-Za-z0-9_-]."""
+    return value == "" or (isinstance(value, str) and _CLUSTER_ID.fullmatch(value) is not None)

@@ -14,7 +14,7 @@ from zraft.testing.jepsen.run import RunConfig, main, run_once
 pytestmark = pytest.mark.integration
 
 SHORT_KINDS = ["kill_leader", "partition_bridge", "pause", "membership",
-               "snapshot_install_kill"]
+               "snapshot_install_kill", "disk_damage"]
 
 
 @pytest.mark.parametrize("kind", SHORT_KINDS)

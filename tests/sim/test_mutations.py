@@ -19,6 +19,8 @@ STEPS = 2000
         "read_without_quorum",
         "truncate_matching",
         "forget_vote",
+        "vote_while_recovering",
+        "heal_early",
     ],
 )
 def test_sweep_catches_mutation(mutation):

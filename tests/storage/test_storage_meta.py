@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from zraft.core.entries import ClusterConfig, HardState, SnapshotMeta
+from zraft.core.entries import DATA, ClusterConfig, Entry, HardState, SnapshotMeta
 from zraft.storage import CorruptMetaError, DiskLogStorage, RaftMeta, list_peers
 from zraft.storage.meta import META_FILE, META_TMP, encode_meta, read_meta, write_meta
 from zraft.storage.naming import peer_dir_name
@@ -96,20 +96,41 @@ def test_damaged_meta_is_detected(tmp_path, damage):
     assert str(path) in str(info.value)
 
 
-def test_list_peers_skips_unreadable_with_warning(tmp_path, caplog):
+def test_list_peers_skips_empty_dirs_with_a_warning(tmp_path, caplog):
     for peer in ("a@h:1", "b@h:2"):
         DiskLogStorage.open(tmp_path, peer, backend="dict").close()
     (tmp_path / "junk-dir").mkdir()
     (tmp_path / "stray-file").write_text("x")
-    broken = tmp_path / peer_dir_name("c@h:3")
-    broken.mkdir()
-    (broken / META_FILE).write_bytes(b"nonsense")
     with caplog.at_level(logging.WARNING, logger="zraft.storage"):
         peers = list_peers(tmp_path)
     assert sorted(m.peer_id for m in peers) == ["a@h:1", "b@h:2"]
     assert all(m.backend == "dict" for m in peers)
-    assert "junk-dir" in caplog.text and broken.name in caplog.text
+    assert "junk-dir" in caplog.text
     assert list_peers(tmp_path / "nothing-here") == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing", "unreadable"])
+def test_list_peers_refuses_a_peer_whose_metadata_is_damaged(tmp_path, damage):
+    # a node that skipped such a peer would start without its data and say "ready"
+    store = DiskLogStorage.open(tmp_path, "c@h:3", backend="dict")
+    store.append([Entry(1, 1, DATA, b"x", 0)])
+    store.close()
+    path = tmp_path / peer_dir_name("c@h:3") / META_FILE
+    if damage == "garbage":
+        path.write_bytes(b"nonsense")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-5])
+    elif damage == "missing":
+        path.unlink()
+    else:
+        path.chmod(0)
+        if os.access(path, os.R_OK):  # root reads anything: make it a directory instead
+            path.chmod(0o600)
+            path.unlink()
+            path.mkdir()
+    with pytest.raises(CorruptMetaError) as info:
+        list_peers(tmp_path)
+    assert str(path) in str(info.value)
 
 
 def test_peer_dir_name_is_safe_and_deterministic():

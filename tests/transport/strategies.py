@@ -46,6 +46,9 @@ def entry_lists(draw: st.DrawFn, first_index: int) -> list[Entry]:
     return out
 
 
+clusters = st.text(max_size=64)
+
+
 @st.composite
 def append_entries(draw: st.DrawFn) -> AppendEntries:
     prev_index = draw(small_uints)
@@ -58,15 +61,19 @@ def append_entries(draw: st.DrawFn) -> AppendEntries:
         draw(entry_lists(prev_index + 1)),
         draw(uints),
         draw(uints),
+        draw(uints),
+        draw(clusters),
     )
 
 
 raft_messages = st.one_of(
-    st.builds(VoteRequest, uints, ids, ids, uints, uints, st.booleans()),
-    st.builds(VoteReply, uints, ids, ids, st.booleans(), st.booleans(), st.booleans()),
+    st.builds(VoteRequest, uints, ids, ids, uints, uints, st.booleans(), clusters),
+    st.builds(VoteReply, uints, ids, ids, st.booleans(), st.booleans(), st.booleans(),
+              clusters),
     append_entries(),
-    st.builds(AppendReply, uints, ids, ids, st.booleans(), uints, uints, uints, uints),
-    st.builds(InstallSnapshot, uints, ids, ids, metas, uints),
+    st.builds(AppendReply, uints, ids, ids, st.booleans(), uints, uints, uints, uints,
+              st.booleans(), clusters),
+    st.builds(InstallSnapshot, uints, ids, ids, metas, uints, clusters),
 )
 
 # Any msgpack value as decoded (lists, not tuples), plus NOT_FOUND.

@@ -117,11 +117,13 @@ BAD_BOOL = [0, 1, "true", None, 1.0]
 
 # (message, kinds of its fields)
 SAMPLES = [
-    (VoteRequest(3, "a", "b", 5, 2, False), "ussuub"),
-    (VoteReply(3, "a", "b", True, False, False), "ussbbb"),
-    (AppendEntries(3, "a", "b", 4, 2, [Entry(5, 3, DATA, b"x", 1)], 4, 9), "ussuuEuu"),
-    (AppendReply(3, "a", "b", True, 5, 0, 0, 9), "ussbuuuu"),
-    (InstallSnapshot(3, "a", "b", SnapshotMeta(9, 2, 1, ClusterConfig(("a",), ())), 1), "ussMu"),
+    (VoteRequest(3, "a", "b", 5, 2, False, "c1"), "ussuubc"),
+    (VoteReply(3, "a", "b", True, False, False, "c1"), "ussbbbc"),
+    (AppendEntries(3, "a", "b", 4, 2, [Entry(5, 3, DATA, b"x", 1)], 4, 9, 2, "c1"),
+     "ussuuEuuuc"),
+    (AppendReply(3, "a", "b", True, 5, 0, 0, 9, True, "c1"), "ussbuuuubc"),
+    (InstallSnapshot(3, "a", "b", SnapshotMeta(9, 2, 1, ClusterConfig(("a",), ())), 1, "c1"),
+     "ussMuc"),
 ]
 
 BAD_ENTRIES = [
@@ -156,7 +158,9 @@ BAD_META = [
     [9, 2, 1, [[1], []]],
     [9, 2, 1, "cfg"],
 ]
-BAD_BY_KIND = {"u": BAD_UINT, "s": BAD_STR, "b": BAD_BOOL, "E": BAD_ENTRIES, "M": BAD_META}
+BAD_CLUSTER = [1, None, b"c1", ["c1"], "x" * 65]
+BAD_BY_KIND = {"u": BAD_UINT, "s": BAD_STR, "b": BAD_BOOL, "E": BAD_ENTRIES, "M": BAD_META,
+               "c": BAD_CLUSTER}
 
 
 def _raw(msg):

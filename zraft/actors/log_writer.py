@@ -18,8 +18,9 @@ from typing import Any
 import pykka
 
 from zraft.actors.fast_inbox import FastInboxActor
-from zraft.actors.messages import ChildFailed, Persisted, WriteOps
+from zraft.actors.messages import ChildFailed, Persisted, StorageFailed, WriteOps
 from zraft.storage import LogWriter
+from zraft.storage.errors import DiskStorageError
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,30 @@ class LogWriterActor(FastInboxActor):
         self.entries = 0
         self.seconds = 0.0
         self.published = stats if stats is not None else {}
+        self.failed = False
         # Test-only slow disk (ZRAFT_TEST_DISK_DELAY_MS): legal behaviour that widens the
         # window in which a deliberately broken rule (ack before fsync) can lose data.
         self.delay_s = int(os.environ.get("ZRAFT_TEST_DISK_DELAY_MS", "0") or 0) / 1000
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, WriteOps):
+            if self.failed:
+                return None  # the peer is tearing us down (see StorageFailed)
             if self.delay_s:
                 time.sleep(self.delay_s)
             started = time.perf_counter()
-            last_index = self.writer.write_ops(message.ops)
+            try:
+                last_index = self.writer.write_ops(message.ops)
+            except (OSError, DiskStorageError) as exc:
+                # disk full, read-only, I/O error: tell the peer, which waits and retries
+                # (storage_failure.py); crashing would only make a restart loop
+                self.failed = True
+                reason = str(exc) if isinstance(exc, DiskStorageError) else (
+                    f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc))
+                log.error("log writer of %s: write failed: %s", self.name, reason)
+                with contextlib.suppress(pykka.ActorDeadError):
+                    self.peer.tell(StorageFailed(reason, self.writer.storage.last_index()))
+                return None
             self.seconds += time.perf_counter() - started
             self.batches += 1
             self.entries += sum(len(arg) for op, arg in message.ops if op == "append")

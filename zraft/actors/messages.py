@@ -100,3 +100,11 @@ class ProposeInternal(NamedTuple):
 class ChildFailed(NamedTuple):
     name: str
     reason: str
+
+
+class StorageFailed(NamedTuple):
+    """Log writer -> peer: a write or fsync failed (``reason``); ``durable`` is the last
+    index that was durable before it. The writer takes no more writes."""
+
+    reason: str
+    durable: int

@@ -24,6 +24,7 @@ clients directly (their waiters travel with the Apply message), so no reply hops
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -49,10 +50,12 @@ from zraft.actors.messages import (
     SnapshotArrived,
     SnapshotSendDone,
     SnapshotTaken,
+    StorageFailed,
     Tick,
     WriteOps,
 )
 from zraft.actors.state_machine import StateMachineActor
+from zraft.actors.storage_failure import StorageFailure
 from zraft.core import messages as m
 from zraft.core.errors import NotLeader
 from zraft.core.raft import RaftCore
@@ -91,17 +94,29 @@ class RaftPeerActor(FastInboxActor):
         self._role = "follower"
         self._leader: str | None = None
         self.removed = False
+        self._failure: StorageFailure | None = None  # the log cannot be written (see module)
+        self._alarms: dict[tuple[str, str], int] = {}  # (kind, sender) -> refused so far
 
     # ---------------------------------------------------------------- lifecycle
 
     def on_start(self) -> None:
+        self._start_internals()
+
+    def _start_internals(self, discard_after: int | None = None) -> None:
+        """Open (recover) the log, then build the core, the log writer and the state
+        machine: at start, and again after a storage failure (``discard_after``: cut the
+        log after this durable index, see storage_failure.py)."""
         ctx = self.ctx
-        storage = ctx.open_storage()
+        storage = ctx.open_storage(discard_after)
         self.storage = storage  # on_stop closes it even if the rest of on_start fails
         if storage.meta.removed:
             raise PeerRemovedError(f"peer {self.peer_id} was removed from its cluster")
         seed = int.from_bytes(os.urandom(8), "big")
-        self.core = RaftCore(self.peer_id, storage, ctx.core_config(), random.Random(seed))
+        if storage.damage:
+            ctx.events.record("log_damaged", peer=self.peer_id, damage=storage.damage,
+                              recovering=storage.meta.recovering)
+        config = dataclasses.replace(ctx.core_config(), cluster_id=storage.meta.cluster_id)
+        self.core = RaftCore(self.peer_id, storage, config, random.Random(seed))
         self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats,
                                            ctx.send_raft)
         self.sm = StateMachineActor.start(ctx, self.actor_ref, storage)
@@ -127,9 +142,92 @@ class RaftPeerActor(FastInboxActor):
         if storage is not None:
             storage.close()
 
+    # ---------------------------------------------------------------- storage failure
+
+    def _on_storage_failed(self, msg: StorageFailed) -> None:
+        """The log cannot be written: drop everything built on it and wait (see
+        storage_failure.py); answer what was waiting, uncertain as a timeout."""
+        self._failure = StorageFailure.begin(msg.reason, msg.durable)
+        log.error("peer %s cannot write its log (%s): it stops taking part until a retry "
+                  "succeeds", self.peer_id, msg.reason)
+        self.ctx.events.record("storage_failed", peer=self.peer_id, error=msg.reason)
+        note = {"message": f"{self._failure.message(self.peer_id)} (the write may or may "
+                           "not have been applied)", "leader": self._other_leader()}
+        for _term, conn, req_id in self._waiters.values():
+            self.ctx.reply(conn, req_id, "storage_failed", note)
+        for req in self._reads.values():
+            self.ctx.reply(req.conn, req.req_id, "storage_failed", note)
+        self._teardown()
+
+    def _teardown(self) -> None:
+        self._release()
+        self.core = self.writer = self.sm = None
+        self._waiters, self._reads = {}, {}
+        self._pending_ops, self._held = [], []
+        self._write_inflight = False
+        self._pending_number = self._last_write_number = self._durable_number = 0
+        self._role = "follower"
+
+    _ALARM_HINTS = {
+        "second_leader": "two leaders in one term cannot happen in a correct cluster",
+        "foreign_cluster": "a node of another cluster (same peer ids): a node started on "
+                           "another cluster's data, or a copied data directory",
+    }
+
+    def _safety_alarm(self, event: m.SafetyAlarm) -> None:
+        """Log and record a refused message loudly, but not once per message: a
+        misconfigured node keeps sending (1st, 10th, 100th, ... of each kind and sender)."""
+        key = (event.kind, event.src)
+        n = self._alarms[key] = self._alarms.get(key, 0) + 1
+        if n not in (1, 10, 100, 1000) and n % 10000:
+            return
+        log.error("SAFETY ALARM peer %s: refused %s from %s in term %d (%s; %d so far): %s",
+                  self.peer_id, event.kind, event.src, event.term, event.detail, n,
+                  self._ALARM_HINTS.get(event.kind, ""))
+        self.ctx.events.record("safety_alarm", peer=self.peer_id, alarm=event.kind,
+                               src=event.src, term=event.term, detail=event.detail, count=n)
+
+    def _other_leader(self) -> str | None:
+        return self._leader if self._leader != self.peer_id else None
+
+    def _receive_while_failed(self, message: Any) -> None:
+        failure = self._failure
+        assert failure is not None
+        if type(message) is Tick:
+            if failure.due():
+                self._retry_storage(failure)
+        elif type(message) is ClientBatch:
+            for req in message.requests:
+                if req.op == "stat":
+                    self.ctx.reply(req.conn, req.req_id, "ok", self.stat())
+                else:
+                    self.ctx.reply(req.conn, req.req_id, "storage_failed",
+                                   {"message": failure.message(self.peer_id),
+                                    "leader": self._other_leader()})
+        # Raft messages, write acknowledgements and snapshot news are dropped: the core
+        # they were for is gone, and a fresh one learns everything again.
+
+    def _retry_storage(self, failure: StorageFailure) -> None:
+        try:
+            self._start_internals(discard_after=failure.durable)
+        except Exception as exc:  # still cannot open or write it
+            reason = f"[Errno {exc.errno}] {exc.strerror}" if isinstance(
+                exc, OSError) and exc.errno else str(exc)
+            failure.failed_again(reason)
+            log.warning("peer %s: log still not writable (%s); next try in %.1fs",
+                        self.peer_id, reason, failure.retry_s)
+            self._teardown()
+            return
+        self._failure = None
+        log.warning("peer %s: log writable again after %.1fs", self.peer_id,
+                    time.monotonic() - failure.since)
+        self.ctx.events.record("storage_recovered", peer=self.peer_id)
+
     # ---------------------------------------------------------------- dispatch
 
     def on_receive(self, message: Any) -> Any:
+        if self._failure is not None:
+            return self._receive_while_failed(message)
         handler = self._handlers.get(type(message))
         if handler is None:
             log.warning("peer %s: unexpected message %r", self.peer_id, type(message))
@@ -213,6 +311,7 @@ class RaftPeerActor(FastInboxActor):
         SnapshotSendDone: _on_snapshot_send_done,
         ProposeInternal: _on_propose_internal,
         ChildFailed: _on_child_failed,
+        StorageFailed: _on_storage_failed,
     }
 
     # ---------------------------------------------------------------- client ops
@@ -409,6 +508,12 @@ class RaftPeerActor(FastInboxActor):
                                   peers=list(cfg[0]))
             else:
                 ctx.reply(conn, req_id, event.error, {"leader": event.leader})
+        elif isinstance(event, m.SafetyAlarm):
+            self._safety_alarm(event)
+        elif isinstance(event, m.Healed):
+            log.warning("peer %s: log repaired by the leader (term %d): it votes again",
+                        self.peer_id, event.term)
+            ctx.events.record("healed", peer=self.peer_id, term=event.term)
         elif isinstance(event, m.SnapshotNeeded):
             assert self.core is not None
             ctx.snapshots.send(self.actor_ref, self.peer_id, event.peer, event.meta,
@@ -430,6 +535,9 @@ class RaftPeerActor(FastInboxActor):
     def stat(self) -> dict[str, Any]:
         st = dict(self.core.status()) if self.core else {}
         st["peer"] = self.peer_id
+        if self._failure is not None:
+            st["storage_failed"] = self._failure.stat()
+            st.setdefault("role", "down")
         st["backend"] = self.ctx.backend_name
         st["durable_ready"] = self._durable_number
         st["pending_client_writes"] = len(self._waiters)

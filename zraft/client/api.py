@@ -29,7 +29,7 @@ from zraft.client.checks import check_timeout
 from zraft.client.connection import ConnectionPool, resolve_cookie
 from zraft.client.light_session import DEFAULT_ELECTION_TIMEOUT, LightSession, RingCell
 from zraft.errors import LeaderChanged, NoPeers, PeersChanged, ZRaftError
-from zraft.ids import PeerId, peer_str
+from zraft.ids import PeerId, is_cluster_id, new_cluster_id, peer_str
 from zraft.transport.codec import pack
 
 DEFAULT_TIMEOUT = 5.0
@@ -220,9 +220,13 @@ def check_exists(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
 
 
 def create_peer(peer: Peer, backend: str, timeout: float = DEFAULT_TIMEOUT,
-                *, pool: ConnectionPool | None = None) -> None:
-    """Start a blank peer on its node."""
-    _single(peer, "create_peer", lambda name: [name, backend], timeout, pool)
+                *, pool: ConnectionPool | None = None, cluster_id: str | None = None) -> None:
+    """Start a blank peer on its node. ``cluster_id``: the identity of the cluster it will
+    join (``create`` makes one; to add a member, pass ``stat(leader)["cluster_id"]``); a
+    peer then refuses Raft messages of any other cluster."""
+    if cluster_id is not None and not is_cluster_id(cluster_id):
+        raise ValueError(f"not a cluster id: {cluster_id!r:.80}")
+    _single(peer, "create_peer", lambda name: [name, backend, cluster_id], timeout, pool)
 
 
 def bootstrap(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
@@ -241,6 +245,7 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
            *, pool: ConnectionPool | None = None) -> list[str]:
     """Create a cluster (zraft_lib create/2): check every peer, start them in list order,
     bootstrap the first, then set the configuration to all. Each step has ``timeout``.
+    Every peer is given the same new cluster identity (see ``create_peer``).
 
     Raises: the first check failure's class (``.details["failures"]`` lists every
     ``(peer, error)``); a start failure with ``.details["peer"]``; bootstrap and
@@ -250,6 +255,7 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
     ids = [peer_str(p) for p in peers]
     if not ids:
         raise NoPeers("create needs at least one peer")
+    cluster_id = new_cluster_id()
     failures: list[tuple[str, ZRaftError]] = []
     for peer in ids:
         try:
@@ -265,7 +271,7 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
         raise err
     for peer in ids:
         try:
-            create_peer(peer, backend, timeout, pool=pool)
+            create_peer(peer, backend, timeout, pool=pool, cluster_id=cluster_id)
         except ZRaftError as exc:
             exc.details.setdefault("peer", peer)
             raise

@@ -31,7 +31,14 @@ import tenacity
 from zraft.client.connection import ConnectionPool
 from zraft.client.light_session import LightSession, NoLeaderYet, RingCell
 from zraft.client.timers import Scheduler, TimerHandle, default_scheduler
-from zraft.errors import AllFailed, Timeout, Unreachable, ZRaftError, error_from_code
+from zraft.errors import (
+    AllFailed,
+    StorageFailed,
+    Timeout,
+    Unreachable,
+    ZRaftError,
+    error_from_code,
+)
 from zraft.ids import PeerId, peer_str
 
 ArgsFn = Callable[[str], Any]  # peer name -> request args
@@ -238,7 +245,7 @@ class PeerCall(RetryingCall):
         super().__init__(pool, op, args_fn, timeout, **kw)
         self.origin = peer_str(peer)
         self.fallback: str | None = None
-        self._redirects = 0
+        self._redirects = 0  # (PeerCall) followed redirects
 
     def first_peer(self) -> str:
         return self.origin
@@ -259,6 +266,13 @@ class PeerCall(RetryingCall):
         if status in _RETRY_SAME or status == "leader_changed":
             # leader_changed: our entry was replaced by a new leader's; it will redirect us
             return ("retry", peer, self._tries.next_wait(self.wait))
+        if status == "storage_failed":
+            # that peer cannot write its log: follow the leader it last knew, if any
+            leader = _leader_hint(payload)
+            if leader is not None and leader != peer and self._redirects < 2:
+                self._redirects += 1
+                return ("retry", leader, 0.0)
+            raise error_from_reply(status, payload)
         if status in _UNREACHABLE:
             if self.fallback is not None and self.fallback != peer:
                 fallback, self.fallback = self.fallback, None
@@ -277,6 +291,7 @@ class RingCall(RetryingCall):
         super().__init__(pool, op, args_fn, timeout, **kw)
         self.cell = cell
         self._redirects = 0
+        self._storage_failed: dict[str, str] = {}  # peer -> why it cannot write its log
 
     def first_peer(self) -> str:
         return self.cell.session.leader
@@ -289,6 +304,11 @@ class RingCall(RetryingCall):
             return ("retry", self.cell.session.leader,
                     max(self._tries.next_wait(self.wait), self.cell.session.election_timeout / 4))
         except AllFailed as exc:
+            if self._storage_failed:  # say why the cluster cannot write, not "all failed"
+                raise StorageFailed(
+                    "no peer could take the request; cannot write their logs: "
+                    + "; ".join(f"{p}: {why}" for p, why in self._storage_failed.items()),
+                    peers=dict(self._storage_failed)) from exc
             raise AllFailed(f"every peer failed; last: {self.last_error}") from exc
         return ("retry", head, 0.0)
 
@@ -310,5 +330,12 @@ class RingCall(RetryingCall):
         if status in _RETRY_SAME:
             return ("retry", peer, self._tries.next_wait(self.wait))
         if status in _UNREACHABLE or status == "timeout":
+            return self._move(peer, LightSession.fail)
+        if status == "storage_failed":
+            message = payload.get("message") if isinstance(payload, dict) else payload
+            self._storage_failed[peer] = str(message)
+            leader = _leader_hint(payload)
+            if leader is not None and leader != peer and leader not in self._storage_failed:
+                return self._move(peer, lambda s: s.change_leader(leader))
             return self._move(peer, LightSession.fail)
         raise error_from_reply(status, payload)

@@ -169,7 +169,9 @@ def add_node(pool: ConnectionPool, cluster: LocalCluster, timeout: float = 30.0)
     leader, old = api.get_conf(_any_peer(cluster), timeout, pool=pool)
     n = cluster.add_node()
     new_peer = cluster.peer_id(n)
-    api.create_peer(new_peer, cluster.backend, timeout=_left(deadline), pool=pool)
+    cluster_id = api.stat(leader, _left(deadline), pool=pool).get("cluster_id") or None
+    api.create_peer(new_peer, cluster.backend, timeout=_left(deadline), pool=pool,
+                    cluster_id=cluster_id)
     api.set_new_conf(leader, [*old, new_peer], old, _left(deadline), pool=pool)
     return n
 

@@ -20,6 +20,8 @@ KNOWN_MUTATIONS = frozenset(
         "truncate_matching",  # follower drops a matching suffix on a stale append
         "forget_vote",  # vote not remembered: grants twice in one term
         "apply_before_durable",  # hand out committed entries before they are on disk here
+        "vote_while_recovering",  # a peer that lost acknowledged entries votes anyway
+        "heal_early",  # a recovering peer is whole again on the leader's word, caught up or not
     }
 )
 
@@ -39,6 +41,12 @@ class CoreConfig:
     # SnapshotNeeded): covers a follower that crashed before making the snapshot durable.
     # Drivers ignore SnapshotNeeded for a peer whose transfer is still running.
     snapshot_retry_ticks: int = 300
+    # zraft_lib's request_timeout: a follower that has appends in flight and has not
+    # answered anything for this long is probed again instead of pipelined to (0 means
+    # 2 x election_ticks, zraft_lib's default).
+    request_timeout_ticks: int = 0
+    # the cluster's identity (stored with the peer, stamped on every message); "" = none
+    cluster_id: str = ""
 
     def validate(self) -> CoreConfig:
         if self.election_ticks < 1:
@@ -49,12 +57,18 @@ class CoreConfig:
             raise ConfigError("max_inflight must be >= 1")
         if self.snapshot_retry_ticks < 1:
             raise ConfigError("snapshot_retry_ticks must be >= 1")
+        if self.request_timeout_ticks < 0:
+            raise ConfigError("request_timeout_ticks must be >= 0")
         if self.max_batch_bytes < 1:
             raise ConfigError("max_batch_bytes must be >= 1")
         unknown = set(self.mutations) - KNOWN_MUTATIONS
         if unknown:
             raise ConfigError(f"unknown mutations: {sorted(unknown)}")
         return self
+
+    @property
+    def effective_request_timeout(self) -> int:
+        return self.request_timeout_ticks or 2 * self.election_ticks
 
     @property
     def min_election_timeout(self) -> int:

@@ -124,7 +124,14 @@ class SnapshotMeta(NamedTuple):
 
 
 class HardState(NamedTuple):
-    """What must be durable before any message that depends on it is sent."""
+    """What must be durable before any message that depends on it is sent.
+
+    ``recovering`` > 0: this peer found its log damaged at start and may have lost entries it
+    had acknowledged in a term <= ``recovering`` (protocol-aware recovery, see
+    docs/internals.md). Until it holds a durable entry of a later term it neither votes nor
+    campaigns; 0 means its log is whole.
+    """
 
     term: int = 0
     vote: str | None = None
+    recovering: int = 0

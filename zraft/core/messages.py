@@ -1,8 +1,10 @@
 """Messages between Raft peers, and the events a core reports to its driver.
 
 Every message is a NamedTuple whose first three fields are ``term``, ``src`` and ``dst``
-(peer ids). The transport encodes a message as ``[type_code, *fields]`` (see ``MESSAGE_CODES``);
-names follow zraft_lib's records (``vote_request``, ``append_entries``, ...).
+(peer ids) and whose last is ``cluster``: the identity of the cluster it belongs to
+(generated at create, stored with every peer); a core refuses a message of another
+cluster. The transport encodes a message as ``[type_code, *fields]`` (see
+``MESSAGE_CODES``); names follow zraft_lib's records (``vote_request``, ...).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class VoteRequest(NamedTuple):
     last_index: int
     last_term: int
     prevote: bool = False
+    cluster: str = ""
 
 
 class VoteReply(NamedTuple):
@@ -33,11 +36,15 @@ class VoteReply(NamedTuple):
     granted: bool
     prevote: bool = False
     removed: bool = False
+    cluster: str = ""
 
 
 class AppendEntries(NamedTuple):
     """AppendEntries; an empty ``entries`` list is a heartbeat. ``epoch`` is zraft_lib's read
-    epoch: followers echo it so the leader can confirm leadership for pending reads."""
+    epoch: followers echo it so the leader can confirm leadership for pending reads.
+    ``heal_to`` (0 unless the follower said it is recovering): once the follower's log
+    matches ours through this index it holds everything it may have lost (see
+    docs/internals.md, "Protocol-aware recovery")."""
 
     term: int
     src: str
@@ -47,6 +54,8 @@ class AppendEntries(NamedTuple):
     entries: list[Entry]
     commit: int
     epoch: int
+    heal_to: int = 0
+    cluster: str = ""
 
 
 class AppendReply(NamedTuple):
@@ -57,6 +66,8 @@ class AppendReply(NamedTuple):
     rejected ``prev_index`` and ``hint_index``/``hint_term`` let the leader skip back fast:
     the follower's last index on a gap, else the last index whose term is at most
     ``hint_term`` (etcd's findConflictByTerm). ``epoch`` echoes the request's epoch.
+    ``recovering``: the follower found its log damaged and may have lost entries it had
+    acknowledged; the leader then stops trusting what it had counted for it.
     """
 
     term: int
@@ -67,6 +78,8 @@ class AppendReply(NamedTuple):
     hint_index: int
     hint_term: int
     epoch: int
+    recovering: bool = False
+    cluster: str = ""
 
 
 class InstallSnapshot(NamedTuple):
@@ -79,6 +92,7 @@ class InstallSnapshot(NamedTuple):
     dst: str
     meta: SnapshotMeta
     epoch: int
+    cluster: str = ""
 
 
 Message = VoteRequest | VoteReply | AppendEntries | AppendReply | InstallSnapshot
@@ -146,3 +160,22 @@ class Removed(NamedTuple):
     """This peer is not part of a committed configuration any more: stop it for good."""
 
     config_index: int
+
+
+class SafetyAlarm(NamedTuple):
+    """A message that cannot happen in a correct cluster was refused (SPEC section 11 item
+    9): an AppendEntries or InstallSnapshot of our own term from a second leader, or one
+    received while we lead that term. ``src`` sent it. Drivers log it loudly and count it;
+    the simulator treats it as an invariant violation."""
+
+    kind: str
+    src: str
+    term: int
+    detail: str
+
+
+class Healed(NamedTuple):
+    """A recovering peer now holds a durable entry of term ``term``, newer than any term in
+    which it could have acknowledged what it lost: it votes again."""
+
+    term: int

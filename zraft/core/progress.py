@@ -7,8 +7,10 @@ Rules (etcd's tracker, see DESIGN.md part 2):
   advances as soon as a batch is sent, at most ``max_inflight`` batches are unacknowledged.
 - SNAPSHOT: the follower needs entries the leader has compacted; appends pause (heartbeats
   continue) until a success reply reaches ``pending_snapshot`` or the send fails.
-- ``match`` only grows; ``next`` is > ``match``, except while repairing a follower that
-  lost acknowledged entries (its reject hint lies below ``match``).
+- ``match`` only grows, except when the follower reports it is recovering from a damaged
+  log: then it falls to what the follower reports (what was counted may be gone). ``next``
+  is > ``match``, except while repairing a follower that lost acknowledged entries (its
+  reject hint lies below ``match``).
 - Learners (staging members) and departing members are replicated to but never counted.
 """
 
@@ -25,6 +27,7 @@ class Progress:
     __slots__ = (
         "departing",
         "epoch",
+        "heal_to",
         "inflight",
         "learner",
         "match",
@@ -35,6 +38,7 @@ class Progress:
         "recent_active",
         "sent_commit",
         "sent_epoch",
+        "silent_ticks",
         "snapshot_elapsed",
         "state",
     )
@@ -54,6 +58,10 @@ class Progress:
         self.sent_commit = 0
         self.sent_epoch = 0
         self.snapshot_elapsed = 0
+        self.silent_ticks = 0  # ticks since the last reply while appends are in flight
+        # the follower is recovering (lost acknowledged entries): it is whole again once
+        # its log matches ours through heal_to, our last index when we first heard of it
+        self.heal_to = 0
 
     # -- state transitions -----------------------------------------------------------------
 
@@ -133,4 +141,5 @@ class Progress:
             "departing": self.departing,
             "inflight": len(self.inflight),
             "epoch": self.epoch,
+            "heal_to": self.heal_to,
         }

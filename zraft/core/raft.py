@@ -16,6 +16,13 @@ Rules kept here (role-specific rules live in ``zraft.core.roles``):
   latest config campaigns only while that config is uncommitted (see ``promotable``).
 - ``hard_state`` changes are handed out before any persisted message depending on them.
 - Committed entries are handed out once, in order, up to min(commit, durable last index).
+- A peer whose log was damaged (``HardState.recovering``) neither votes nor campaigns until
+  it holds a durable entry of a later term than ``recovering`` (docs/internals.md,
+  "Protocol-aware recovery"); its acknowledgements count as usual, being true.
+- An AppendEntries or InstallSnapshot of our term from a second leader, or while we lead,
+  is refused with a ``SafetyAlarm`` event (counted in ``status()``), never a crash; so is
+  any message of another cluster (``cluster`` differs; an empty id on either side is a
+  peer made before clusters had one, and is not checked).
 """
 
 from __future__ import annotations
@@ -28,15 +35,17 @@ if TYPE_CHECKING:  # the rng is injected; the core never draws from the global o
 
 from zraft.core.config import CoreConfig
 from zraft.core.entries import CONFIG, ClusterConfig, Entry, HardState, SnapshotMeta
-from zraft.core.errors import CoreError, InvariantViolation
+from zraft.core.errors import CoreError
 from zraft.core.log import NO_LIMIT, RaftLog
 from zraft.core.membership import PendingChange
 from zraft.core.messages import (
     AppendEntries,
     AppendReply,
+    Healed,
     InstallSnapshot,
     Removed,
     RoleChanged,
+    SafetyAlarm,
     VoteReply,
     VoteRequest,
 )
@@ -65,6 +74,10 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         self.log = RaftLog(storage, snap)
         self.term = hs.term
         self.vote = hs.vote
+        self.cluster = config.cluster_id
+        self.recovering = hs.recovering
+        self._heal_at = 0  # recovering: healed once the log is durable through here
+        self.safety_alarms = 0
         self.role = FOLLOWER
         self.leader: str | None = None
         self.commit = snap.index
@@ -116,6 +129,11 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
     def step(self, msg: Any) -> None:
         if msg.dst != self.id:
             return
+        if msg.cluster != self.cluster and msg.cluster and self.cluster:
+            self._safety_alarm("foreign_cluster", msg,
+                               f"{type(msg).__name__} of cluster {msg.cluster[:40]!r}, "
+                               f"we are {self.cluster!r}")
+            return
         kind = type(msg)
         if kind is VoteRequest:
             self._on_vote_request(msg)
@@ -131,7 +149,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         elif msg.term < self.term:
             if kind is AppendEntries or kind is InstallSnapshot:
                 self._pmsgs.append(
-                    AppendReply(self.term, self.id, msg.src, False, 0, 0, 0, msg.epoch)
+                    AppendReply(self.term, self.id, msg.src, False, 0, 0, 0, msg.epoch,
+                                bool(self.recovering), self.cluster)
                 )
             return
         handler = self._HANDLERS[self.role].get(kind)
@@ -172,6 +191,10 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             _, index, term = pending.popleft()
             if index:
                 self.log.stable_to(index, term)
+            if self.recovering and term > self.recovering:
+                self._heal(term)
+        if self._heal_at:
+            self._maybe_heal_at()
         if 0 < self._self_vote_ready <= number:
             self._count_own_vote()
         if self.role == LEADER:
@@ -196,7 +219,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             return True
         if (self.role, self.term, self.leader) != self._soft:
             return True
-        if self._handed_hs.term != self.term or self._handed_hs.vote != self.vote:
+        hs = self._handed_hs
+        if hs.term != self.term or hs.vote != self.vote or hs.recovering != self.recovering:
             return True
         if self.log.has_unhanded():
             return True
@@ -215,8 +239,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         self._number += 1
         rd = Ready(self._number)
         hs = self._handed_hs
-        if hs.term != self.term or hs.vote != self.vote:
-            hs = self._handed_hs = HardState(self.term, self.vote)
+        if hs.term != self.term or hs.vote != self.vote or hs.recovering != self.recovering:
+            hs = self._handed_hs = HardState(self.term, self.vote, self.recovering)
             rd.hard_state = hs
         if self._self_vote_ready < 0:
             self._self_vote_ready = rd.number  # this Ready makes our own vote durable
@@ -230,7 +254,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             last = entries[-1]
             self._unpersisted.append((self._number, last.index, last.term))
         elif rd.snapshot is not None:
-            self._unpersisted.append((self._number, 0, 0))
+            # no entry to mark stable, but the snapshot's term is durable with this Ready
+            self._unpersisted.append((self._number, 0, rd.snapshot.term))
         rd.compact_to = self._compact_to
         self._compact_to = 0
         rd.messages, self._msgs = self._msgs, []
@@ -270,6 +295,11 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             return False
         cidx, cfg = self.log.config()
         if cfg.is_blank:
+            return False
+        if (self.recovering and "vote_while_recovering" not in self.mutations
+                and cfg.voters() != {self.id}):
+            # (a sole voter has no one to repair it from: what it lost is lost, and the
+            # driver said so when it found the damage)
             return False
         return cfg.has_voter(self.id) or cidx > self.commit
 
@@ -315,6 +345,27 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         if known_voter or log.config_at(cidx - 1)[1].has_voter(self.id):
             self._mark_removed(cidx)
 
+    def _heal(self, term: int) -> None:
+        """A durable entry (or snapshot) of ``term`` > ``recovering`` is ours: it came from
+        a leader elected without our vote, which holds every entry committed in the terms
+        we may have acknowledged lost ones in. Our log is trustworthy for votes again."""
+        self.recovering = 0
+        self._heal_at = 0
+        self._events.append(Healed(term))
+
+    def _maybe_heal_at(self) -> None:
+        """The leader said our log holds all we may have lost once it matches its own
+        through ``_heal_at`` (AppendEntries.heal_to): heal when that much is durable."""
+        if not self.recovering:
+            self._heal_at = 0
+        elif self.log.stable_last() >= self._heal_at:
+            self._heal_at = 0
+            self._heal(self.term)
+
+    def _safety_alarm(self, kind: str, msg: Any, detail: str) -> None:
+        self.safety_alarms += 1
+        self._events.append(SafetyAlarm(kind, msg.src, msg.term, detail))
+
     def _is_voter_in(self, cfg: ClusterConfig) -> bool:
         return not cfg.is_blank and cfg.has_voter(self.id)
 
@@ -351,6 +402,9 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             "config_state": cfg.state,
             "epoch": self.epoch,
             "removed": self.removed,
+            "cluster_id": self.cluster,
+            "recovering": self.recovering,
+            "safety_alarms": self.safety_alarms,
             "pending_reads": len(self._read_pending) + len(self._read_new)
             + len(self._read_wait),
             "config_change": self.change.phase if self.change else None,
@@ -358,9 +412,9 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         }
 
     def _leader_conflict(self, msg: Any) -> None:
-        raise InvariantViolation(
-            f"{self.id}: leader of term {self.term} got {type(msg).__name__} from {msg.src}"
-        )
+        """SPEC 11 item 9: a second leader of our term (zraft_lib crashed here). Refused."""
+        self._safety_alarm("second_leader", msg,
+                           f"leader of term {self.term} got {type(msg).__name__}")
 
 
 RaftCore._HANDLERS = {

@@ -106,6 +106,14 @@ class MemoryStorage:
         self.snapshot = meta
         self._entries = keep
 
+    def lose_tail(self, first_lost: int) -> int:
+        """Fault injection (the simulator's damaged disk): forget durable entries from
+        ``first_lost`` on, as a disk losing synced data would. Returns how many went."""
+        keep = max(first_lost - self.snapshot.index - 1, 0)
+        lost = len(self._entries) - keep
+        del self._entries[keep:]
+        return max(lost, 0)
+
     def compact(self, index: int) -> None:
         base = self.snapshot.index
         if index <= base:

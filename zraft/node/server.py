@@ -6,8 +6,11 @@ Rules:
 2. Frames decoded from one socket read are routed as one batch per local peer (a
    RaftInbound and a ClientBatch), so a busy connection costs one actor hop per read.
 3. Peers are supervised children reached by name (a ChildHandle resolves the current actor
-   on every call), restarted one-for-one when they crash, never restarted once removed from
-   their cluster (restart = transient; a removed peer stops normally).
+   on every call), restarted one-for-one when they crash, after a growing delay that never
+   counts against the supervisor's intensity (a crash loop in one group never stops the
+   node), and never restarted once removed from their cluster (restart = transient; a
+   removed peer stops normally). A peer that cannot write its log waits and retries
+   without crashing (zraft/actors/storage_failure.py).
 4. At start every peer found in ``log_dir`` is restarted, its storage opened (and recovered)
    before any actor starts, so a corrupt log stops the node with exit code 2.
 """
@@ -21,7 +24,14 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from supervisors import ChildHandle, ChildSpec, ExitInfo, OneForOneSupervisor, Restart
+from supervisors import (
+    Backoff,
+    ChildHandle,
+    ChildSpec,
+    ExitInfo,
+    OneForOneSupervisor,
+    Restart,
+)
 from zraft.actors.context import PeerContext
 from zraft.actors.messages import ClientBatch, ClientRequest, RaftInbound
 from zraft.actors.peer import RaftPeerActor
@@ -30,11 +40,12 @@ from zraft.config import ConfigError, NodeConfig
 from zraft.core.config import KNOWN_MUTATIONS, CoreConfig
 from zraft.core.messages import MESSAGE_CODES
 from zraft.fsm.registry import BackendNotAllowed, canonical_name, is_allowed, load_backend
-from zraft.ids import PeerId, node_of
+from zraft.ids import PeerId, is_cluster_id, node_of
 from zraft.node.events import EventLog
 from zraft.node.sessions import SessionRegistry
 from zraft.node.snapshots import SnapshotService
 from zraft.storage import DiskLogStorage, SnapshotStore, list_peers
+from zraft.storage.errors import DiskStorageError
 from zraft.storage.naming import peer_log_path
 from zraft.transport import codec
 from zraft.transport.tcp import TcpTransport
@@ -55,6 +66,7 @@ def test_mutations() -> frozenset[str]:
     if unknown:
         raise ConfigError(f"{MUTATIONS_ENV}: unknown mutations {sorted(unknown)}")
     return names
+PEER_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, reset_after_s=60.0)
 _NODE_OPS = frozenset({"create_peer", "check_exists", "node_status", "partition", "heal",
                        "list_peers", "ping"})
 
@@ -164,21 +176,33 @@ class Node:
 
     # ---------------------------------------------------------------- peers
 
-    def _open_storage(self, peer_id: str, backend: str | None) -> DiskLogStorage:
-        return DiskLogStorage.open(self.cfg.log_dir, peer_id, backend=backend,
-                                   max_segment_size=self.cfg.raft.max_segment_size)
+    def _open_storage(self, peer_id: str, backend: str | None,
+                      discard_after: int | None = None, cluster_id: str = "") -> DiskLogStorage:
+        try:
+            return DiskLogStorage.open(self.cfg.log_dir, peer_id, backend=backend,
+                                       max_segment_size=self.cfg.raft.max_segment_size,
+                                       discard_after=discard_after, cluster_id=cluster_id)
+        except OSError as exc:  # e.g. a read-only file system: one line, not a traceback
+            where = exc.filename or peer_log_path(self.cfg.log_dir, peer_id)
+            raise DiskStorageError(f"peer {peer_id}: cannot open its log ({where}): "
+                                   f"{exc.strerror or exc}") from None
 
-    def _context(self, name: str, peer_id: str, backend: str) -> PeerContext:
+    def _context(self, name: str, peer_id: str, backend: str,
+                 cluster_id: str = "") -> PeerContext:
         cfg = self.cfg
 
-        def open_storage() -> DiskLogStorage:
-            pre = self._preopened.pop(name, None)
-            return pre if pre is not None else self._open_storage(peer_id, backend)
+        def open_storage(discard_after: int | None = None) -> DiskLogStorage:
+            pre = self._preopened.pop(name, None) if discard_after is None else None
+            if pre is not None:
+                return pre
+            return self._open_storage(peer_id, backend, discard_after, cluster_id)
 
         def core_config() -> CoreConfig:
             return CoreConfig(election_ticks=cfg.raft.election_ticks,
                               heartbeat_ticks=max(1, cfg.raft.election_ticks // 5),
                               max_inflight=cfg.raft.max_inflight,
+                              request_timeout_ticks=max(
+                                  1, cfg.raft.effective_request_timeout // self.tick_ms),
                               max_batch_bytes=cfg.raft.max_batch_bytes,
                               mutations=test_mutations() & KNOWN_MUTATIONS)
 
@@ -198,10 +222,12 @@ class Node:
             peer_removed=self._peer_removed, sm_stats=self.sm_stats, log_stats=self.log_stats,
             mutations=test_mutations())
 
-    def _start_peer(self, name: str, peer_id: str, backend: str) -> None:
-        ctx = self._context(name, peer_id, backend)
+    def _start_peer(self, name: str, peer_id: str, backend: str, cluster_id: str = "") -> None:
+        ctx = self._context(name, peer_id, backend, cluster_id)
+        # A peer in a crash loop is restarted after a growing delay, never counted against
+        # the node supervisor's intensity: one group's trouble must not stop the node.
         spec = ChildSpec(name, RaftPeerActor, args=(ctx,), restart=Restart.TRANSIENT,
-                         shutdown_s=15.0, start_timeout_s=10.0)
+                         shutdown_s=15.0, start_timeout_s=10.0, backoff=PEER_BACKOFF)
         self.sup.proxy().start_child(spec).get(timeout=15)
         handle = self.sup.proxy().child_handle(name).get(timeout=5)
         with self._peers_lock:
@@ -355,6 +381,9 @@ class Node:
     def _create_peer(self, conn: Any, req_id: int, args: list[Any]) -> None:
         try:
             name, backend = str(args[0]), str(args[1])
+            cluster_id = args[2] if len(args) > 2 and args[2] is not None else ""
+            if not is_cluster_id(cluster_id):
+                raise ValueError("cluster id must be 1-64 letters, digits, '-' or '_'")
             peer_id = str(PeerId.parse(f"{name}@{self.address}"))
             if not is_allowed(backend, self.cfg.backends):
                 raise BackendNotAllowed(f"backend {backend!r} is not allowed on this node")
@@ -363,7 +392,7 @@ class Node:
                 if status != "ok":
                     self.reply(conn, req_id, status, payload)
                     return
-                self._start_peer(name, peer_id, canonical_name(backend))
+                self._start_peer(name, peer_id, canonical_name(backend), cluster_id)
             self.reply(conn, req_id, "ok", peer_id)
         except BackendNotAllowed as exc:
             self.reply(conn, req_id, "backend_not_allowed", {"message": str(exc)})

@@ -3,13 +3,20 @@
 Rules:
 - Content: magic ``ZRMETA01`` then one record (length, CRC32, payload) whose payload is a
   msgpack map with peer_id, backend, term, vote, first_index, snapshot
-  ``[index, term, config_index, [old, new]]`` and removed.
+  ``[index, term, config_index, [old, new]]``, removed, and (absent in older files, read as
+  0 or "") ``cluster_id`` (the cluster's identity, given at creation, never changed),
+  ``recovering`` (see ``HardState``) and ``newest_segment``: the first index of the
+  newest log segment created, written before any record goes into it, so recovery can
+  tell a segment that was lost from one a crash never finished creating.
 - Written atomically: write ``raft.meta.tmp``, fsync it, ``os.replace`` over ``raft.meta``,
   fsync the directory. A crash leaves either the old or the new file, never a mix; a left
   over temp file is ignored and removed on the next write or open.
 - ``first_index`` is always ``snapshot.index + 1`` (kept for readers of the file).
-- ``list_peers(log_dir)`` returns the metadata of every peer directory, skipping (with a
-  warning) directories whose metadata cannot be read.
+- ``list_peers(log_dir)`` returns the metadata of every peer directory. A peer whose
+  metadata is corrupt, truncated or unreadable, or missing although its log has segments,
+  raises ``CorruptMetaError`` naming the file: a node must not start without a peer's data
+  (and say "ready"). A directory with neither metadata nor segments (a create that died
+  before writing anything) is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ class RaftMeta:
     vote: str | None = None
     snapshot: SnapshotMeta = field(default_factory=SnapshotMeta)
     removed: bool = False
+    recovering: int = 0
+    newest_segment: int = 0
+    cluster_id: str = ""
 
     @property
     def first_index(self) -> int:
@@ -50,10 +60,10 @@ class RaftMeta:
 
     @property
     def hard_state(self) -> HardState:
-        return HardState(self.term, self.vote)
+        return HardState(self.term, self.vote, self.recovering)
 
     def with_hard_state(self, hs: HardState) -> RaftMeta:
-        return replace(self, term=hs.term, vote=hs.vote)
+        return replace(self, term=hs.term, vote=hs.vote, recovering=hs.recovering)
 
     def to_map(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -66,6 +76,9 @@ class RaftMeta:
             "first_index": self.first_index,
             "snapshot": [snap.index, snap.term, snap.config_index, list(map(list, snap.config))],
             "removed": self.removed,
+            "recovering": self.recovering,
+            "newest_segment": self.newest_segment,
+            "cluster_id": self.cluster_id,
         }
 
     @staticmethod
@@ -82,6 +95,9 @@ class RaftMeta:
             vote=raw["vote"],
             snapshot=snap,
             removed=bool(raw["removed"]),
+            recovering=int(raw.get("recovering", 0)),
+            newest_segment=int(raw.get("newest_segment", 0)),
+            cluster_id=str(raw.get("cluster_id") or ""),
         )
         if raw.get("first_index") != meta.first_index:
             raise ValueError("first_index disagrees with the snapshot index")
@@ -153,10 +169,25 @@ def list_peers(log_dir: str | Path) -> list[RaftMeta]:
     for child in sorted(root.iterdir()):
         if not child.is_dir():
             continue
+        path = child / META_FILE
         try:
             found.append(read_meta(child))
         except FileNotFoundError:
-            log.warning("skipping %s: no %s", child, META_FILE)
-        except (CorruptMetaError, OSError) as exc:
-            log.warning("skipping %s: %s", child, exc)
+            if _has_segments(child):
+                raise CorruptMetaError(str(path), "missing although the log has segments "
+                                       "(restore it from a backup, or move the peer's "
+                                       "directory away to drop the peer)") from None
+            log.warning("skipping %s: no %s and no log", child, META_FILE)
+        except CorruptMetaError:
+            raise
+        except OSError as exc:
+            raise CorruptMetaError(str(path), exc.strerror or str(exc)) from None
     return found
+
+
+def _has_segments(peer_path: Path) -> bool:
+    log_path = peer_path / "log"
+    try:
+        return any(p.suffix == ".seg" for p in log_path.iterdir())
+    except OSError:
+        return False

@@ -195,6 +195,11 @@ class SegmentScan:
     definitely_corrupt: bool = False
     valid_after_bad: int | None = None
     header_ok: bool = True
+    #: the bad record is a prefix of a record followed only by zeros (or the end of the
+    #: file): what a write cut short by a crash leaves. Anything else at the tail (a
+    #: complete record failing its checksum, data after the zeros) is damage to bytes that
+    #: may have been synced, hence acknowledged.
+    torn: bool = False
 
     @property
     def last_index(self) -> int:
@@ -261,6 +266,12 @@ def scan_segment(path: Path, first_index: int) -> SegmentScan:
     return scan
 
 
+#: A record whose last non-zero byte is at least this far before its declared end counts as
+#: cut short (torn); a shorter run of zeros may be the record's own last bytes (msgpack ends
+#: an entry with its time stamp), so a checksum failure there counts as damage.
+TORN_ZERO_RUN = 4
+
+
 def _mark_bad(scan: SegmentScan, data: bytes, offset: int, reason: str,
               definite: bool = False) -> None:
     scan.bad_offset = offset
@@ -268,3 +279,20 @@ def _mark_bad(scan: SegmentScan, data: bytes, offset: int, reason: str,
     scan.definitely_corrupt = definite
     min_index = scan.first_index + len(scan.entries)
     scan.valid_after_bad = find_valid_entry_after(data, offset, min_index)
+    scan.torn = not definite and _cut_short(data, offset)
+
+
+def _cut_short(data: bytes, offset: int) -> bool:
+    """Is the record at ``offset`` an unfinished write: its bytes stop (zeros or the end of
+    the file follow) at least TORN_ZERO_RUN bytes before the end its header declares, and
+    nothing non-zero follows? A header itself cut short counts too."""
+    last_nonzero = len(data.rstrip(b"\0"))
+    if last_nonzero <= offset:
+        return True  # only zeros from here: nothing was written (or the header's start)
+    if offset + HEADER_SIZE > len(data):
+        return True  # the file ends inside the header
+    length, _crc = RECORD_HEADER.unpack_from(data, offset)
+    if length == 0 or length > MAX_RECORD_SIZE:
+        return False
+    declared_end = offset + HEADER_SIZE + length
+    return declared_end - last_nonzero >= TORN_ZERO_RUN

@@ -23,10 +23,23 @@ Layout: ``<log_dir>/<peerdir>/raft.meta`` (see `meta`) and ``<log_dir>/<peerdir>
   snapshot point in the metadata first and deletes whole segments below it afterwards; a
   straddling segment stays and its old records are ignored. An installed snapshot that
   does not match the log deletes every segment (newest first) and then writes the metadata.
-- Recovery: a torn or garbled last record, or garbage after the last good record of the
-  LAST segment, is cut off with a warning. A bad record anywhere else, a bad record followed
-  by valid ones, a CRC-valid record out of sequence or a missing segment raises
-  `CorruptLogError` naming the file and offset, before anything is modified.
+- Recovery tells a write a crash cut short (never synced, so never acknowledged) from
+  damage to synced bytes (protocol-aware recovery, docs/internals.md):
+  - a last record that stops short of its declared length with only zeros after it is a
+    torn write: cut off with a warning;
+  - a complete last record failing its checksum, or non-zero bytes after the last good
+    record that are not a cut-short record, is damage at the tail; so is the newest
+    segment (named in the metadata before any record goes into it) missing or with a
+    damaged header. The tail from the damage on is cut, and the peer is marked
+    ``recovering`` (at its durable term) in the metadata before anything else happens: it
+    may have lost entries it acknowledged, and the core keeps it from voting until a
+    leader has repaired it. ``damage`` says what was found, for the node's log.
+  - a bad record anywhere else, a bad record followed by valid ones, a CRC-valid record
+    out of sequence or a missing segment before the newest raises `CorruptLogError` naming
+    the file and offset, before anything is modified: the operator decides.
+- Segment rolls create the new segment, then record it as ``newest_segment`` in the
+  metadata, then write records into it; truncations and snapshot installs that delete
+  segments record the new newest one.
 - Limit: a power loss that persists later sectors of an unsynced write but not earlier
   ones looks like a bad record followed by valid ones, so it is refused too (an operator
   can cut the file at the reported offset). A kill -9 cannot cause it (the page cache
@@ -66,6 +79,7 @@ from zraft.storage.segment_file import (
     SegmentScan,
     parse_segment_name,
     scan_segment,
+    segment_name,
 )
 
 log = logging.getLogger(__name__)
@@ -125,6 +139,8 @@ class DiskLogStorage:
         self.disk_reads = 0
         #: the OSError that broke a write; later writes refuse until reopened
         self.failed: OSError | None = None
+        #: what recovery found damaged at the tail (empty: the log was whole)
+        self.damage: list[str] = []
 
     # ------------------------------------------------------------------ opening
 
@@ -133,8 +149,13 @@ class DiskLogStorage:
              max_segment_size: int = DEFAULT_MAX_SEGMENT_SIZE, *,
              backend: str | None = None,
              cache_entries: int = DEFAULT_CACHE_ENTRIES,
-             cache_bytes: int = DEFAULT_CACHE_BYTES) -> DiskLogStorage:
-        """Open (creating if new) and recover the log of `peer_id` under `log_dir`."""
+             cache_bytes: int = DEFAULT_CACHE_BYTES,
+             discard_after: int | None = None, cluster_id: str = "") -> DiskLogStorage:
+        """Open (creating if new) and recover the log of `peer_id` under `log_dir`.
+        ``discard_after``: reopening after a failed write or fsync, cut every entry after
+        this index, the last one known durable (a failed fsync may leave pages in the
+        cache that look written but never reached the disk). ``cluster_id`` is recorded
+        when the peer is created (an existing peer keeps its own)."""
         peer_path = peer_log_path(log_dir, peer_id)
         log_path = peer_path / "log"
         if not log_path.is_dir():
@@ -149,7 +170,7 @@ class DiskLogStorage:
             if seg_files:
                 raise CorruptMetaError(str(peer_path / "raft.meta"),
                                        "missing although log segments exist") from None
-            meta = RaftMeta(peer_id=peer_id, backend=backend)
+            meta = RaftMeta(peer_id=peer_id, backend=backend, cluster_id=cluster_id)
             write_meta(peer_path, meta)
         if meta.peer_id != peer_id:
             raise DiskStorageError(f"{peer_path} belongs to {meta.peer_id!r}, not {peer_id!r}")
@@ -161,22 +182,44 @@ class DiskLogStorage:
             write_meta(peer_path, meta)
         store = cls(peer_path, meta, max_segment_size, cache_entries, cache_bytes)
         store._recover(seg_files)
+        if discard_after is not None and store.last_index() > discard_after:
+            cut = max(discard_after, store.meta.snapshot.index) + 1
+            log.warning("log %s: cutting entries from %d on (written after the last "
+                        "durable index before a failed write)", store.log_path, cut)
+            store.truncate_from(cut)
         return store
 
     def _recover(self, seg_files: list[tuple[int, Path]]) -> None:
         first_index = self._meta.first_index
+        newest = self._meta.newest_segment
         expected: int | None = None
         live: list[SegmentScan] = []
         to_delete: list[Path] = []
         torn: SegmentScan | None = None
+        lost_from: int | None = None  # first index of the damaged tail, if any
         tail: deque[Entry] = deque(maxlen=self._cache.max_entries)
+        if newest >= first_index and newest not in {first for first, _ in seg_files}:
+            self.damage.append(f"newest segment {segment_name(newest)} is missing")
+            lost_from = newest
+        # segments created after the newest one recorded never got a record: a crash
+        # while rolling (their header may be unfinished)
+        unfinished = {first for first, _ in seg_files if newest and first > newest}
         for k, (first, path) in enumerate(seg_files):
-            last_file = k == len(seg_files) - 1
+            last_file = k == len(seg_files) - 1 or all(
+                f in unfinished for f, _ in seg_files[k + 1:])
+            if first in unfinished:
+                to_delete.append(path)
+                continue
             scan = scan_segment(path, first)
             if scan.bad_offset is not None:
                 if not last_file or scan.definitely_corrupt or scan.valid_after_bad is not None:
                     raise scan.error()
                 torn = scan
+                if not scan.torn or (first == newest and not scan.header_ok):
+                    what = ("header damaged" if not scan.header_ok
+                            else f"{scan.bad_reason} at byte offset {scan.bad_offset}")
+                    self.damage.append(f"{path}: {what}")
+                    lost_from = first + len(scan.entries)
             if not scan.entries:
                 if not last_file:
                     raise CorruptLogError(str(path), SEGMENT_HEADER_SIZE,
@@ -216,6 +259,22 @@ class DiskLogStorage:
         if to_delete:
             fsync_dir(self.log_path)
         self._durable_last = self._last
+        if lost_from is not None:
+            self._mark_damaged(lost_from)
+
+    def _mark_damaged(self, lost_from: int) -> None:
+        """Record durably, before the peer runs, that it may have lost acknowledged entries
+        from ``lost_from`` on (it could only have acknowledged them in terms up to its
+        durable term), and what the newest segment is now."""
+        meta = self._meta
+        recovering = max(meta.recovering, meta.term)
+        newest = self._segments[-1].first_index if self._segments else 0
+        self._meta = replace(meta, recovering=recovering, newest_segment=newest)
+        self._write_meta()
+        log.error("log %s: damaged (%s): entries from index %d on may have been "
+                  "acknowledged and are lost; the peer will not vote until a leader has "
+                  "repaired its log (recovering at term %d)", self.log_path,
+                  "; ".join(self.damage), lost_from, recovering)
 
     def _index_entries(self, entries: list[Entry], first_index: int,
                        tail: deque[Entry]) -> None:
@@ -416,6 +475,9 @@ class DiskLogStorage:
                 self.log_syncs += 1
         segment = Segment.create(self.log_path, index, self.max_segment_size)
         self._segments.append(segment)
+        # before any record goes in: recovery then knows this segment must exist
+        self._meta = replace(self._meta, newest_segment=index)
+        self._write_meta()
         return segment
 
     @_poison_on_error
@@ -433,6 +495,9 @@ class DiskLogStorage:
                 removed = True
             if removed:
                 fsync_dir(self.log_path)
+                newest = self._segments[-1].first_index if self._segments else 0
+                self._meta = replace(self._meta, newest_segment=newest)
+                self._write_meta()
             if self._segments:
                 self._segments[-1].truncate_from(index, self.max_segment_size)
             self._terms.truncate_after(index - 1)
@@ -472,7 +537,7 @@ class DiskLogStorage:
             self._segments.clear()
             self._doomed.clear()
             fsync_dir(self.log_path)
-            self._meta = replace(self._meta, snapshot=meta)
+            self._meta = replace(self._meta, snapshot=meta, newest_segment=0)
             self._write_meta()
             self._terms.reset(meta.index, meta.term)
             self._configs = ConfigHistory()

@@ -280,8 +280,17 @@ def _entries(raw: Any, prev_index: int) -> list[Entry]:
     return out
 
 
+MAX_CLUSTER_ID = 64
+
+
+def _cluster(value: Any) -> str:
+    if type(value) is not str or len(value) > MAX_CLUSTER_ID:
+        raise _bad(f"cluster must be a str of at most {MAX_CLUSTER_ID} characters", value)
+    return value
+
+
 def _vote_request(raw: list[Any]) -> VoteRequest:
-    term, src, dst, last_index, last_term, prevote = _fields(raw, VoteRequest, 6)
+    term, src, dst, last_index, last_term, prevote, cluster = _fields(raw, VoteRequest, 7)
     return VoteRequest(
         _uint(term, "term"),
         _str(src, "src"),
@@ -289,11 +298,12 @@ def _vote_request(raw: list[Any]) -> VoteRequest:
         _uint(last_index, "last_index"),
         _uint(last_term, "last_term"),
         _bool(prevote, "prevote"),
+        _cluster(cluster),
     )
 
 
 def _vote_reply(raw: list[Any]) -> VoteReply:
-    term, src, dst, granted, prevote, removed = _fields(raw, VoteReply, 6)
+    term, src, dst, granted, prevote, removed, cluster = _fields(raw, VoteReply, 7)
     return VoteReply(
         _uint(term, "term"),
         _str(src, "src"),
@@ -301,12 +311,13 @@ def _vote_reply(raw: list[Any]) -> VoteReply:
         _bool(granted, "granted"),
         _bool(prevote, "prevote"),
         _bool(removed, "removed"),
+        _cluster(cluster),
     )
 
 
 def _append_entries(raw: list[Any]) -> AppendEntries:
-    term, src, dst, prev_index, prev_term, entries, commit, epoch = _fields(
-        raw, AppendEntries, 8
+    term, src, dst, prev_index, prev_term, entries, commit, epoch, heal_to, cluster = _fields(
+        raw, AppendEntries, 10
     )
     prev_index = _uint(prev_index, "prev_index")
     return AppendEntries(
@@ -318,11 +329,14 @@ def _append_entries(raw: list[Any]) -> AppendEntries:
         _entries(entries, prev_index),
         _uint(commit, "commit"),
         _uint(epoch, "epoch"),
+        _uint(heal_to, "heal_to"),
+        _cluster(cluster),
     )
 
 
 def _append_reply(raw: list[Any]) -> AppendReply:
-    term, src, dst, success, index, hint_index, hint_term, epoch = _fields(raw, AppendReply, 8)
+    (term, src, dst, success, index, hint_index, hint_term, epoch, recovering,
+     cluster) = _fields(raw, AppendReply, 10)
     return AppendReply(
         _uint(term, "term"),
         _str(src, "src"),
@@ -332,13 +346,16 @@ def _append_reply(raw: list[Any]) -> AppendReply:
         _uint(hint_index, "hint_index"),
         _uint(hint_term, "hint_term"),
         _uint(epoch, "epoch"),
+        _bool(recovering, "recovering"),
+        _cluster(cluster),
     )
 
 
 def _install_snapshot(raw: list[Any]) -> InstallSnapshot:
-    term, src, dst, meta, epoch = _fields(raw, InstallSnapshot, 5)
+    term, src, dst, meta, epoch, cluster = _fields(raw, InstallSnapshot, 6)
     return InstallSnapshot(
-        _uint(term, "term"), _str(src, "src"), _str(dst, "dst"), _meta(meta), _uint(epoch, "epoch")
+        _uint(term, "term"), _str(src, "src"), _str(dst, "dst"), _meta(meta),
+        _uint(epoch, "epoch"), _cluster(cluster),
     )
 
 

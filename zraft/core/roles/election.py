@@ -8,8 +8,10 @@ Rules:
   partitioned or removed peer cannot disrupt a healthy cluster with its higher term.
 - A candidate counts its own vote only once its (term, vote) is durable.
 - A vote is granted at most once per term and only to a log at least as up to date as
-  ours. Every vote request and reply (pre-votes too) is a persisted message, so it leaves
-  only once the term and vote it depends on are durable.
+  ours, and never while ``recovering`` (our log may lack entries we acknowledged, so the
+  up-to-date check would be a lie; pre-votes alike). Every vote request and reply
+  (pre-votes too) is a persisted message, so it leaves only once the term and vote it
+  depends on are durable.
 - A voter whose COMMITTED stable config excludes the candidate, and whose log shows the
   candidate has not even seen that config, answers ``removed=True`` without looking at the
   term; the candidate then stops for good (emits Removed).
@@ -67,7 +69,8 @@ class ElectionRole:
         out = self._pmsgs  # every vote request and reply waits for durability
         for peer in sorted(log.config()[1].voters()):
             if peer != self.id:
-                out.append(VoteRequest(term, self.id, peer, last_index, last_term, prevote))
+                out.append(VoteRequest(term, self.id, peer, last_index, last_term, prevote,
+                                       self.cluster))
 
     def _tally(self: Any) -> None:
         result = vote_result(self.log.config()[1], self.votes)
@@ -90,7 +93,8 @@ class ElectionRole:
             and msg.src not in ccfg.old
             and msg.last_index < cidx
         ):
-            self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote, True))
+            self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote, True,
+                                          self.cluster))
             return
         in_lease = self.role == LEADER or (
             self.leader is not None and self.election_elapsed < self.cfg.min_election_timeout
@@ -101,7 +105,8 @@ class ElectionRole:
             if not msg.prevote:
                 self.become_follower(msg.term, None)
         elif msg.term < self.term:
-            self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote))
+            self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, msg.prevote, False,
+                                          self.cluster))
             return
         can_vote = self.role != LEADER and (
             self.vote == msg.src
@@ -111,18 +116,23 @@ class ElectionRole:
         up_to_date = "vote_stale_log" in self.mutations or log.is_up_to_date(
             msg.last_index, msg.last_term
         )
+        if self.recovering and "vote_while_recovering" not in self.mutations:
+            up_to_date = False
         if msg.prevote:  # answered without any state change
             if can_vote and up_to_date:
-                self._pmsgs.append(VoteReply(msg.term, self.id, msg.src, True, True))
+                self._pmsgs.append(VoteReply(msg.term, self.id, msg.src, True, True, False,
+                                              self.cluster))
             else:
-                self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, True))
+                self._pmsgs.append(VoteReply(self.term, self.id, msg.src, False, True, False,
+                                              self.cluster))
             return
         granted = can_vote and up_to_date
         if granted:
             if "forget_vote" not in self.mutations:
                 self.vote = msg.src
             self._reset_election_timer()
-        self._pmsgs.append(VoteReply(self.term, self.id, msg.src, granted, False))
+        self._pmsgs.append(VoteReply(self.term, self.id, msg.src, granted, False, False,
+                                      self.cluster))
 
     # -- candidate side ------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Rules:
 - Any append or snapshot of our term (or higher) makes us a follower of its sender and
-  resets the election timer; two different senders in one term is an invariant violation.
+  resets the election timer; one from a second sender in the same term cannot happen in a
+  correct cluster: it is refused with a SafetyAlarm (zraft_lib crashed: SPEC 11 item 9).
 - Entries at or below our commit are committed and therefore match the leader's log: they
   are skipped, never compared or truncated.
 - Entries whose (index, term) already match are skipped; the log is truncated only at the
@@ -24,19 +25,23 @@ from zraft.core.roles import FOLLOWER
 
 
 class FollowerRole:
-    def _follow(self: Any, msg: Any) -> None:
+    def _follow(self: Any, msg: Any) -> bool:
+        """Accept ``msg``'s sender as our leader; False (refused, alarm raised) if another
+        peer already leads our term."""
         if self.role != FOLLOWER:
             self.become_follower(msg.term, msg.src)
         elif self.leader is None:
             self.leader = msg.src
         elif self.leader != msg.src:
-            raise InvariantViolation(
-                f"{self.id}: two leaders in term {self.term}: {self.leader} and {msg.src}"
-            )
+            self._safety_alarm("second_leader", msg,
+                               f"{type(msg).__name__} in term {self.term} led by {self.leader}")
+            return False
         self._reset_election_timer()
+        return True
 
     def _on_append(self: Any, msg: AppendEntries) -> None:
-        self._follow(msg)
+        if not self._follow(msg):
+            return
         log = self.log
         prev = msg.prev_index
         entries = msg.entries
@@ -83,20 +88,28 @@ class FollowerRole:
         if new_commit > self.commit:
             self.commit = new_commit
             self._check_removed()
+        if self.recovering and msg.heal_to and (
+            max(end, commit) >= msg.heal_to or "heal_early" in self.mutations
+        ):
+            # our log now matches the leader's through heal_to: healed once that is durable
+            self._heal_at = max(end, commit)
+            self._maybe_heal_at()
         self._pmsgs.append(
-            AppendReply(self.term, self.id, msg.src, True, max(end, commit), 0, 0, msg.epoch)
+            AppendReply(self.term, self.id, msg.src, True, max(end, commit), 0, 0, msg.epoch,
+                        bool(self.recovering), self.cluster)
         )
 
     def _reject(self: Any, msg: AppendEntries, hint_index: int, hint_term: int) -> None:
         self._pmsgs.append(
             AppendReply(
                 self.term, self.id, msg.src, False, msg.prev_index, hint_index, hint_term,
-                msg.epoch,
+                msg.epoch, bool(self.recovering), self.cluster,
             )
         )
 
     def _on_install_snapshot(self: Any, msg: InstallSnapshot) -> None:
-        self._follow(msg)
+        if not self._follow(msg):
+            return
         meta = msg.meta
         if meta.index > self.commit:
             was_voter = self._is_voter_in(self.log.config()[1])
@@ -108,5 +121,6 @@ class FollowerRole:
             # we knew before it tells whether we were a member
             self._check_removed(known_voter=was_voter)
         self._pmsgs.append(
-            AppendReply(self.term, self.id, msg.src, True, meta.index, 0, 0, msg.epoch)
+            AppendReply(self.term, self.id, msg.src, True, meta.index, 0, 0, msg.epoch,
+                        bool(self.recovering), self.cluster)
         )

@@ -13,6 +13,9 @@ Rules:
   its epoch and every voter gets a message carrying it; when a quorum (leader included)
   echoed epoch >= e, reads of epoch <= e are released at the commit index they saw.
 - check-quorum: a leader that did not hear from a quorum during election_ticks steps down.
+- request timeout (zraft_lib's ``request_timeout``): a REPLICATE follower with appends in
+  flight that answered nothing for ``effective_request_timeout`` ticks goes back to PROBE,
+  so a follower that lost them (or restarted) is not pipelined to blindly.
 - Membership: see membership.py; a leader that commits a stable config without itself
   tells everyone the commit, emits Removed and steps down.
 """
@@ -219,6 +222,13 @@ class LeaderRole:
                 if pr.state == REPLICATE and self._commit_news(pr, commit):
                     self._send_heartbeat(p, pr)
         self._commit_notify = False
+        request_timeout = cfg.effective_request_timeout
+        for pr in self.progress.values():
+            if pr.state == REPLICATE and pr.inflight:
+                pr.silent_ticks += 1
+                if pr.silent_ticks >= request_timeout:
+                    pr.become_probe()  # the heartbeat below sends the probe
+                    pr.silent_ticks = 0
         if self.heartbeat_elapsed >= cfg.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             for p, pr in self.progress.items():
@@ -280,7 +290,8 @@ class LeaderRole:
         end = prev + len(entries)
         commit = self.commit if self.commit < end else end
         self._msgs.append(
-            AppendEntries(self.term, self.id, peer, prev, prev_term, entries, commit, self.epoch)
+            AppendEntries(self.term, self.id, peer, prev, prev_term, entries, commit, self.epoch,
+                          pr.heal_to, self.cluster)
         )
         pr.sent(end, len(entries))
         if commit > pr.sent_commit:
@@ -307,7 +318,8 @@ class LeaderRole:
                 prev, prev_term = 0, 0
         commit = self.commit if self.commit < prev else prev
         self._msgs.append(
-            AppendEntries(self.term, self.id, peer, prev, prev_term, [], commit, self.epoch)
+            AppendEntries(self.term, self.id, peer, prev, prev_term, [], commit, self.epoch,
+                          pr.heal_to, self.cluster)
         )
         if commit > pr.sent_commit:
             pr.sent_commit = commit
@@ -355,6 +367,12 @@ class LeaderRole:
         if pr is None:
             return
         pr.recent_active = True
+        pr.silent_ticks = 0
+        if msg.recovering:
+            if not pr.heal_to:
+                self._follower_recovering(msg.src, pr, msg)
+        elif pr.heal_to:
+            pr.heal_to = 0
         if msg.epoch > pr.epoch:
             pr.epoch = msg.epoch
             if self._read_pending:
@@ -394,6 +412,18 @@ class LeaderRole:
             guess = self.log.find_conflict_by_term(msg.hint_index, msg.hint_term)
         if pr.maybe_decrease(msg.index, guess + 1):
             self._dirty.add(msg.src)
+
+    def _follower_recovering(self: Any, peer: str, pr: Progress, msg: AppendReply) -> None:
+        """``peer`` lost entries it may have acknowledged. What we counted for it may be
+        gone: from now on count only what it reports, and tell it it is whole once it
+        holds our log up to our last index now (which holds every entry it acknowledged
+        to us, and every entry committed before, counted for it or not)."""
+        pr.heal_to = max(self.log.last_index(), 1)
+        honest = msg.index if msg.success else msg.hint_index
+        if pr.match > honest:
+            pr.match = honest
+            pr.become_probe()
+            self._dirty.add(peer)
 
     # -- commit, reads, membership -------------------------------------------------------
 

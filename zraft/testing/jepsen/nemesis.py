@@ -12,7 +12,12 @@ Rules:
   current admin op, see the module report), ``membership`` (add a node, remove a node,
   remove the leader, during traffic), ``snapshot_install_kill`` (a lagging follower is
   restarted and killed again while it receives a snapshot), ``segment_roll_kill`` (kill -9
-  the moment a new log segment file appears), ``mixed`` (any of the above).
+  the moment a new log segment file appears), ``disk_damage`` (kill -9 a node, damage its
+  newest log segment: one bit flipped in the last record, zero-filled, or deleted, restart
+  it; then, half the time, kill the leader while the damaged node recovers: the second
+  fault that once lost acknowledged writes), ``mixed`` (any of the above).
+- Damage goes to one node at a time, and only once no member reports ``recovering``:
+  losing synced data on two nodes at once can lose a committed entry whatever the protocol.
 - Membership keeps the config between ``base`` and ``base + 1`` members. A removed node is
   stopped, its data wiped, and restarted blank: it is a spare the next ``add`` can use.
 - The nemesis never decides correctness; it only records what it did (``Topology.events``).
@@ -46,9 +51,25 @@ def segment_names(log_dir: Path) -> set[str]:
         return set()
 
 
+def damage_segment(path: Path, how: str) -> None:
+    """Damage a log segment as a disk might: ``bitflip`` one bit inside its last record,
+    ``zero`` every byte, ``delete`` the file."""
+    if how == "delete":
+        path.unlink(missing_ok=True)
+        return
+    data = bytearray(path.read_bytes())
+    if how == "zero":
+        path.write_bytes(bytes(len(data)))
+        return
+    end = len(data.rstrip(b"\0"))
+    if end > 40:
+        data[end - 20] ^= 0x04
+        path.write_bytes(bytes(data))
+
+
 FAULT_KINDS = ("kill", "kill_leader", "kill_majority", "pause", "partition_leader",
                "partition_halves", "partition_bridge", "partition_oneway", "membership",
-               "snapshot_install_kill", "segment_roll_kill")
+               "snapshot_install_kill", "segment_roll_kill", "disk_damage")
 
 
 class FaultUnsupported(Exception):
@@ -287,6 +308,37 @@ class Nemesis:
         self.start(victim)
         return f"kill -9 {victim} ({moment})"
 
+    def fault_disk_damage(self) -> str:
+        members = self.topo.member_peers()
+        wait_until(lambda: not any(self._recovering(p) for p in members), 15,
+                   "every member to be whole before damaging one")
+        victim = self.rng.choice(members)
+        node = self.topo.node_of(victim)
+        log_dir = peer_log_path(node.directory / "data", victim) / "log"
+        self.kill(victim)
+        segments = sorted(log_dir.glob("*.seg"))
+        how = self.rng.choice(("bitflip", "zero", "delete"))
+        if segments:
+            damage_segment(segments[-1], how)
+        self.topo.record(f"{how} newest segment of {victim}")
+        self.notes[f"disk_damage {how}"] += 1
+        second = ""
+        if self.rng.random() < 0.5:
+            with contextlib.suppress(ZRaftError, TimeoutError):
+                leader = self.leader(timeout=5.0)
+                if leader != victim:
+                    self.kill(leader)
+                    second = f", then kill -9 leader {leader}"
+        self.start(victim)
+        self.sleep(self.hold * self.rng.random())
+        return f"{how} newest segment of {victim}{second}"
+
+    def _recovering(self, peer: str) -> bool:
+        try:
+            return bool(self.stat(peer).get("recovering"))
+        except ZRaftError:
+            return False  # down: heal_all restarts it; its mark shows once it is up
+
     def fault_snapshot_install_kill(self) -> str:
         """Kill a lagging follower as soon as the leader starts streaming it a snapshot."""
         leader = self.leader()
@@ -338,7 +390,9 @@ class Nemesis:
 
     def add_member(self, peer: str, members: list[str]) -> str:
         try:
-            api.create_peer(peer, self.cluster.backend, timeout=5.0, pool=self.pool)
+            cluster_id = api.stat(members[0], 5.0, pool=self.pool).get("cluster_id") or None
+            api.create_peer(peer, self.cluster.backend, timeout=5.0, pool=self.pool,
+                            cluster_id=cluster_id)
         except ZRaftError as exc:
             if exc.code != "already_present":
                 raise

@@ -18,7 +18,7 @@ import random
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from zraft.core.entries import DATA, Entry, HardState, SnapshotMeta
+from zraft.core.entries import CONFIG, DATA, ClusterConfig, Entry, HardState, SnapshotMeta
 from zraft.core.messages import (
     ConfigChangeResult,
     InstallSnapshot,
@@ -26,10 +26,11 @@ from zraft.core.messages import (
     ReadState,
     Removed,
     RoleChanged,
+    SafetyAlarm,
     SnapshotNeeded,
 )
 from zraft.testing.linearizability import FAIL, OK, Operation
-from zraft.testing.sim.invariants import ShadowLog
+from zraft.testing.sim.invariants import InvariantViolation, ShadowLog
 from zraft.testing.sim.kv import KeyValueMachine
 
 if TYPE_CHECKING:
@@ -128,6 +129,19 @@ class SimNode:
         base = first - 1
         terms = [storage.term(i) for i in range(first, last + 1)]
         return ShadowLog(base, meta.term if base == meta.index else storage.term(base), terms)
+
+    def latest_config(self) -> ClusterConfig:
+        """The newest configuration in this node's log, durable or not (its core's when up,
+        else its storage's)."""
+        if self.up:
+            return self.core.log.config()[1]
+        storage = self.storage
+        first, last = storage.first_index(), storage.last_index()
+        for entry in reversed(storage.entries(first, last + 1, 1 << 62) if last >= first
+                              else []):
+            if entry.type == CONFIG:
+                return entry.data
+        return storage.snapshot.config
 
     def crash(self) -> None:
         self.up = False
@@ -257,6 +271,10 @@ class SimNode:
             cluster.config_result(self.id, event)
         elif isinstance(event, Removed):
             cluster.node_removed(self.id)
+        elif isinstance(event, SafetyAlarm):
+            raise InvariantViolation(
+                f"safety alarm at {self.id}: {event.kind} from {event.src} in term "
+                f"{event.term}: {event.detail}")
 
     def _send_snapshot(self, event: SnapshotNeeded) -> None:
         meta = event.meta

@@ -11,6 +11,12 @@ Rules:
   get isolated while clients keep reading from every node that still believes it leads
   (stale reads), and membership changes add, remove and remove the leader.
 - At most a minority of the current members is crashed at once, so runs keep making progress.
+- Profiles with ``disk_damage`` also crash a node and lose the tail of its durable log (what
+  a flipped bit, a zero-filled or deleted segment does), marking it recovering as the disk
+  log's recovery does; only while no other node is recovering, since losing synced data on
+  two nodes at once can lose a committed entry whatever the protocol does. The
+  ``vote_while_recovering`` mutation (a node that lost acknowledged entries votes anyway)
+  must then lose acknowledged writes.
 - Clients behave like real ones: each has at most one call outstanding; one that gives up
   (timeout) is replaced by a fresh client (a new process in the history), as in Jepsen.
   This bounds concurrency, which keeps the linearizability search small.
@@ -22,6 +28,7 @@ import random
 from dataclasses import dataclass
 
 from zraft.core.config import CoreConfig
+from zraft.core.entries import ClusterConfig
 from zraft.testing.linearizability import CAS, OK, READ, UNKNOWN, WRITE, Operation
 from zraft.testing.sim.cluster import SimCluster
 
@@ -49,6 +56,7 @@ class Profile:
     bootstrap: bool  # start as zraft_lib's create(): one node, then add the others
     prevote: bool
     check_quorum: bool
+    disk_damage: bool  # a node's durable log tail is lost now and then (see module rules)
 
     @staticmethod
     def draw(rng: random.Random) -> Profile:
@@ -71,6 +79,7 @@ class Profile:
             bootstrap=rng.random() < 0.2,
             prevote=rng.random() < 0.75,
             check_quorum=rng.random() < 0.75,
+            disk_damage=rng.random() < 0.5,
         )
 
 
@@ -103,6 +112,7 @@ class Scenario:
             (i, None) for i in range(profile.clients)
         ]
         self._next_process = profile.clients
+        self._healing: tuple[str, str] | None = None  # (damaged peer, leader) see _after_heal
 
     # -- the step -------------------------------------------------------------------------
 
@@ -112,6 +122,8 @@ class Scenario:
         self.steps += 1
         roll = rng.random()
         profile = self.profile
+        if self._healing is not None:
+            self._after_heal()
         if self.growing and roll < 0.01:
             self._grow()
         elif self._leader_commit_ahead_of_disk() and rng.random() < 0.1:
@@ -175,6 +187,66 @@ class Scenario:
         assert peer is not None
         self.cluster.crash(peer)
         self.cluster.restart(peer)
+
+    def _damage(self, members: list[str], down_members: list[str]) -> None:
+        """Lose the durable tail of one member's log (see the module rules), preferring one
+        that holds entries some others lack: the loss then matters."""
+        cluster = self.cluster
+        if self.growing or any(cluster.recovering(p) for p in cluster.nodes):
+            return
+        if len(down_members) >= (len(members) - 1) // 2 + 1:
+            return
+        # The healthy members must still form a quorum in every configuration any node
+        # holds (else what a majority lost is lost, and the cluster rightly waits for an
+        # operator): one stable config of >= 3 voters everywhere, no change under way.
+        configs = {cluster.nodes[p].latest_config() for p in cluster.nodes
+                   if not cluster.nodes[p].removed}
+        configs.discard(ClusterConfig())
+        if len(configs) != 1:
+            return
+        (config,) = configs
+        if config.new or len(config.old) < 3:
+            return
+        pool = [p for p in members if not cluster.nodes[p].removed]
+        if not pool:
+            return
+        leader = cluster.leader()
+        followers = [p for p in pool if p != leader]
+        followers.sort(key=lambda p: -cluster.nodes[p].storage.last_index())
+        if followers and self.rng.random() < 0.7:
+            peer = followers[0]  # ahead of the other followers: its loss matters
+        else:
+            peer = self.rng.choice(pool)
+        node = cluster.nodes[peer]
+        storage = node.storage
+        # never below the newest state-machine image: it stands for applied entries the
+        # node's snapshot covers
+        floor = max(storage.snapshot.index, max(node.durable_images, default=0))
+        last = storage.last_index()
+        if last <= floor:
+            return
+        first_lost = self.rng.randint(max(floor + 1, last - 5), last)
+        cluster.damage(peer, first_lost)
+        if self.rng.random() < 0.7:
+            cluster.restart(peer)
+            if leader is not None and leader != peer and self.rng.random() < 0.5:
+                self._healing = (peer, leader)  # see _after_heal
+                # the others lag behind meanwhile: the damaged peer's repair is then all
+                # that stands between its lost entries and the next election
+                others = [p for p in sorted(cluster.nodes) if p not in (peer, leader)]
+                cluster.partition([peer, leader], others)
+
+    def _after_heal(self) -> None:
+        """Crash the leader right after a damaged follower it repaired says it is whole:
+        the election that follows is where a wrong 'whole' would lose a committed entry."""
+        peer, leader = self._healing
+        node = self.cluster.nodes[peer]
+        if not node.up or self.cluster.leader() != leader:
+            self._healing = None
+        elif not node.core.recovering:
+            self._healing = None
+            self.cluster.crash(leader)
+            self.cluster.heal()
 
     def persist(self) -> None:
         """Complete one write, on a node chosen by disk speed (slow disks lag behind)."""
@@ -246,7 +318,10 @@ class Scenario:
         kinds = ["crash", "crash_busy", "bounce", "bounce_leader", "restart", "restart",
                  "partition", "isolate_leader", "isolate_slow_leader", "one_way", "heal",
                  "heal", "weather", "snapshot_failures", "slow_disk_leader", "snapshot"]
-        if self.profile.membership and not self.growing:
+        if self.profile.disk_damage:
+            kinds += ["damage", "damage"]
+        if (self.profile.membership and not self.growing
+                and not any(cluster.recovering(p) for p in cluster.nodes)):
             # (never while a bootstrapped cluster still grows: growing re-adds the initial
             # ids, and a removed id must never come back)
             kinds += ["add", "add", "remove", "remove", "remove_leader", "remove_leader"]
@@ -272,6 +347,8 @@ class Scenario:
             if victim is not None:
                 cluster.crash(victim)
                 cluster.restart(victim)
+        elif kind == "damage":
+            self._damage(members, down_members)
         elif kind == "restart":
             down = cluster.down_nodes()
             if down:
