@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "NotStable": "zraft.errors", "NewerExists": "zraft.errors",
     "ProcessPrevChange": "zraft.errors", "AlreadyPresent": "zraft.errors",
     "SessionExpired": "zraft.errors", "BackendError": "zraft.errors",
+    "BadRequest": "zraft.errors", "TooLarge": "zraft.errors",
     # state machines
     "Backend": "zraft.fsm", "ApplyResult": "zraft.fsm", "QueryResult": "zraft.fsm",
     "SnapshotJob": "zraft.fsm",

@@ -88,7 +88,18 @@ class BackendError(ZRaftError):
 
 
 class BadRequest(ZRaftError):
+    """The node refused the request's arguments (wrong type, size or shape) before acting
+    on it; the message names the op and the field. Retrying the same request cannot help."""
+
     code = "bad_request"
+
+
+class TooLarge(ZRaftError):
+    """A write above the leader's ``max_entry_size``, refused before it entered the log; a
+    request whose frame would pass the frame limit (refused by the client, never sent); or
+    a reply that would (a read answering more than a frame holds). Nothing was applied."""
+
+    code = "too_large"
 
 
 class NoPeers(ZRaftError):
@@ -100,7 +111,7 @@ _BY_CODE: dict[str, type[ZRaftError]] = {
     for cls in (
         Timeout, AllFailed, Unreachable, NotLeader, LeaderChanged, Loading, PeersChanged,
         NotStable, NewerExists, ProcessPrevChange, AlreadyPresent, Initialized,
-        SessionExpired, BackendError, BadRequest, NoPeers,
+        SessionExpired, BackendError, BadRequest, TooLarge, NoPeers,
     )
 }
 
