@@ -187,3 +187,25 @@ def test_partition_and_create_peer_fields() -> None:
     assert validate("partition", [[]], LIMITS) == [[], None]
     assert refused("create_peer", ["zraft", ""]).message.startswith("create_peer: backend ")
     assert refused("create_peer", ["zraft", "b" * 257]).code == BAD_REQUEST
+
+
+def test_the_fast_path_agrees_with_the_schema() -> None:
+    """``fast_ok`` (the hot ops written out inline) may only accept what the generic walk
+    accepts unchanged; anything else it leaves to the walk."""
+    from zraft.node.requests import fast_ok, walk
+
+    validate("stat", ["zraft"], LIMITS)  # the name is known from here on
+    over = encode_write(b"x" * LIMITS.max_entry_size)
+    names = ["zraft", "unknown-but-valid", "", "a b", [1], {"a": 1}, None, 7, "z" * 65]
+    sids = [None, "s-1", "", "s" * MAX_SID, "s" * (MAX_SID + 1), {"a": 1}, ["s"], 5, b"s"]
+    cmds = [CMD, over, b"", b"\x92", b"\xc0\x00", "text", None, bytearray(CMD)]
+    refs = [None, 7, "ref", [1], {"a": 1}]
+    cases = [("propose", [n, c, s]) for n in names for c in cmds for s in sids]
+    cases += [("query", [n, "k", s, r]) for n in names for s in sids for r in refs]
+    cases += [("propose", ["zraft", CMD]), ("query", ["zraft", "k"]), ("stat", ["zraft"])]
+    accepted = 0
+    for op, args in cases:
+        if fast_ok(op, args, LIMITS):
+            accepted += 1
+            assert walk(op, args, LIMITS) == args, (op, args)
+    assert accepted == 6  # a known name, a good command or no watch, each valid sid

@@ -23,27 +23,38 @@ FRAME_LIMIT = DEFAULT_MAX_FRAME_SIZE  # a frame's body, as every node and client
 
 def encode_reply(reply: ClientReply, limit: int | None = None) -> bytes:
     """The length-prefixed frame of ``reply``, or of the error that replaces it."""
-    if limit is None:
-        limit = FRAME_LIMIT
-    try:
-        data = encode_frame(reply)
-    except Exception as exc:  # msgpack: TypeError, ValueError, OverflowError...
-        log.warning("reply %d (%s) cannot be encoded: %s", reply.req_id, reply.status,
-                    type(exc).__name__)
-        return encode_frame(ClientReply(reply.req_id, "backend_error", {
-            "message": f"the result cannot be encoded ({type(exc).__name__})"}))
-    size = len(data) - HEADER.size
-    if size > limit:
-        log.warning("reply %d (%s) of %d bytes is above the frame limit %d: too_large sent",
-                    reply.req_id, reply.status, size, limit)
-        return encode_frame(ClientReply(reply.req_id, "too_large", {
-            "message": f"the reply is {size} bytes, above the frame limit {limit}",
-            "size": size, "limit": limit}))
-    return data
+    return encode_replies([reply], limit)
 
 
 def encode_replies(replies: list[ClientReply], limit: int | None = None) -> bytes:
-    """Several replies for one connection, as one blob of frames."""
-    if len(replies) == 1:
-        return encode_reply(replies[0], limit)
-    return b"".join([encode_reply(r, limit) for r in replies])
+    """Several replies for one connection, as one blob of frames (each checked alone)."""
+    if limit is None:
+        limit = FRAME_LIMIT
+    out = []
+    for reply in replies:
+        try:
+            data = encode_frame(reply)
+        except Exception as exc:  # msgpack: TypeError, ValueError, OverflowError...
+            data = _unencodable(reply, exc)
+        if len(data) > limit + _HEADER:
+            data = _too_large(reply, len(data) - _HEADER, limit)
+        out.append(data)
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+_HEADER = HEADER.size
+
+
+def _unencodable(reply: ClientReply, exc: Exception) -> bytes:
+    log.warning("reply %d (%s) cannot be encoded: %s", reply.req_id, reply.status,
+                type(exc).__name__)
+    return encode_frame(ClientReply(reply.req_id, "backend_error", {
+        "message": f"the result cannot be encoded ({type(exc).__name__})"}))
+
+
+def _too_large(reply: ClientReply, size: int, limit: int) -> bytes:
+    log.warning("reply %d (%s) of %d bytes is above the frame limit %d: too_large sent",
+                reply.req_id, reply.status, size, limit)
+    return encode_frame(ClientReply(reply.req_id, "too_large", {
+        "message": f"the reply is {size} bytes, above the frame limit {limit}",
+        "size": size, "limit": limit}))

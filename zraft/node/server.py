@@ -34,7 +34,7 @@ from zraft.core.messages import MESSAGE_CODES
 from zraft.fsm.registry import BackendNotAllowed, canonical_name, is_allowed, load_backend
 from zraft.ids import PeerId, node_of
 from zraft.node.events import EventLog
-from zraft.node.requests import NODE_OPS, Limits, RequestError, validate
+from zraft.node.requests import NODE_OPS, Limits, RequestError, fast_ok, validate
 from zraft.node.sessions import SessionRegistry
 from zraft.node.snapshots import SnapshotService
 from zraft.storage import DiskLogStorage, SnapshotStore, list_peers
@@ -45,6 +45,8 @@ from zraft.transport.tcp import TcpTransport
 log = logging.getLogger(__name__)
 
 _RAFT_TYPES = frozenset(MESSAGE_CODES)
+_CLIENT_REQUEST = codec.ClientRequest
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (hot path)
 MUTATIONS_ENV = "ZRAFT_TEST_MUTATIONS"
 NODE_MUTATIONS = frozenset({"follower_local_reads"})
 
@@ -273,10 +275,17 @@ class Node:
         requester and never costs the round's other frames."""
         raft: list[Any] = []
         requests: dict[str, list[ClientRequest]] = defaultdict(list)
+        limits, sort = self.limits, self._sort_frame
         for conn, frames in ready:
             for frame in frames:
                 try:
-                    self._sort_frame(conn, frame, raft, requests)
+                    # the hot path inline: a full propose or query that certainly fits
+                    if type(frame) is _CLIENT_REQUEST and type(args := frame.args) is list \
+                            and fast_ok(op := frame.op, args, limits):
+                        requests[args[0]].append(
+                            _new_tuple(ClientRequest, (conn, frame.req_id, op, args)))
+                    else:
+                        sort(conn, frame, raft, requests)
                 except Exception as exc:
                     self._frame_failed(conn, frame, exc)
         if raft:
