@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "SessionExpired": "zraft.errors", "BackendError": "zraft.errors",
     "BadCommand": "zraft.errors", "NoCookie": "zraft.errors",
     "StorageFailed": "zraft.errors",
+    "BadRequest": "zraft.errors", "TooLarge": "zraft.errors",
     # state machines
     "Backend": "zraft.fsm", "ApplyResult": "zraft.fsm", "QueryResult": "zraft.fsm",
     "SnapshotJob": "zraft.fsm",

@@ -14,6 +14,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from zraft.core.entries import ENTRY_OVERHEAD
+from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_SIZE
+
+# Room kept in a frame for an AppendEntries' own fields (kind, term, two peer ids, indexes,
+# the entries' array header) and a client request's (req_id, op, peer name, session id).
+FRAME_ENVELOPE = 64 * 1024
 
 class ConfigError(Exception):
     """A configuration problem, with a one-line message naming the key."""
@@ -37,6 +43,9 @@ class RaftConfig:
     tick_ms: int = 0  # 0 = election_timeout / 10
     max_inflight: int = 256  # AppendEntries messages in flight per follower
     max_batch_bytes: int = 1048576  # byte cap of one AppendEntries
+    # largest command (DATA entry) the node accepts: a larger write is refused with
+    # too_large before it enters the log (so one entry's AppendEntries always fits a frame)
+    max_entry_size: int = 8388608
 
     @property
     def effective_request_timeout(self) -> int:
@@ -177,6 +186,16 @@ def validate(cfg: NodeConfig) -> None:
                           f"got {r.snapshot_log_ratio}")
     if r.max_inflight < 1 or r.max_batch_bytes < 1024:
         raise ConfigError("raft.max_inflight must be >= 1 and raft.max_batch_bytes >= 1024")
+    # An AppendEntries holds entries up to max_batch_bytes, or one entry alone (at most
+    # max_entry_size): either must fit a frame with the message's own fields.
+    room = MAX_FRAME_SIZE - FRAME_ENVELOPE
+    if r.max_batch_bytes > room:
+        raise ConfigError(f"raft.max_batch_bytes must be at most {room} (the frame limit "
+                          f"{MAX_FRAME_SIZE} less {FRAME_ENVELOPE}), got {r.max_batch_bytes}")
+    if not 1024 <= r.max_entry_size <= room - ENTRY_OVERHEAD:
+        raise ConfigError(f"raft.max_entry_size must be between 1024 and "
+                          f"{room - ENTRY_OVERHEAD} (the frame limit {MAX_FRAME_SIZE} less "
+                          f"{FRAME_ENVELOPE + ENTRY_OVERHEAD}), got {r.max_entry_size}")
     if cfg.logging.level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"logging.level must be debug/info/warning/error: {cfg.logging.level!r}")
     if cfg.logging.size < 1024 or cfg.logging.count < 0:

@@ -95,7 +95,18 @@ class BadCommand(BackendError):
 
 
 class BadRequest(ZRaftError):
+    """The node refused the request's arguments (wrong type, size or shape) before acting
+    on it; the message names the op and the field. Retrying the same request cannot help."""
+
     code = "bad_request"
+
+
+class TooLarge(ZRaftError):
+    """A write above the leader's ``max_entry_size``, refused before it entered the log; a
+    request whose frame would pass the frame limit (refused by the client, never sent); or
+    a reply that would (a read answering more than a frame holds). Nothing was applied."""
+
+    code = "too_large"
 
 
 class NoPeers(ZRaftError):
@@ -124,7 +135,8 @@ _BY_CODE: dict[str, type[ZRaftError]] = {
     for cls in (
         Timeout, AllFailed, Unreachable, NotLeader, LeaderChanged, Loading, PeersChanged,
         NotStable, NewerExists, ProcessPrevChange, AlreadyPresent, Initialized,
-        SessionExpired, BackendError, BadCommand, BadRequest, NoPeers, StorageFailed,
+        SessionExpired, BackendError, BadCommand, BadRequest, TooLarge, NoPeers,
+        StorageFailed,
     )
 }
 

@@ -108,6 +108,36 @@ def test_server_errors_are_typed(fake: FakeCluster, pool: ConnectionPool) -> Non
         api.write(fake.peer(1), ["k", 1], pool=pool)
 
 
+def test_a_request_past_the_frame_limit_is_too_large_and_never_sent(
+    fake: FakeCluster, pool: ConnectionPool
+) -> None:
+    """A 70 MB value says "too large" at once, not Unreachable after the node closed the
+    connection; the connection stays up for the next request."""
+    from zraft.errors import TooLarge
+    from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE
+
+    big = b"x" * (DEFAULT_MAX_FRAME_SIZE + 1)
+    with pytest.raises(TooLarge, match="frame limit") as info:
+        api.write(fake.peer(1), ["k", big], timeout=5, pool=pool)
+    assert info.value.details["size"] > DEFAULT_MAX_FRAME_SIZE
+    del big
+    assert fake.ops("propose") == []
+    assert api.write(fake.peer(1), ["k", 1], timeout=3, pool=pool) == ("ok", fake.peer(1))
+
+
+def test_too_large_and_bad_request_replies_are_typed(
+    fake: FakeCluster, pool: ConnectionPool
+) -> None:
+    from zraft.errors import BadRequest, TooLarge
+
+    fake.script = lambda peer, op, args: ("reply", "too_large", {"message": "9 > 8"})
+    with pytest.raises(TooLarge, match="9 > 8"):
+        api.write(fake.peer(1), ["k", 1], pool=pool)
+    fake.script = lambda peer, op, args: ("reply", "bad_request", {"message": "propose: sid"})
+    with pytest.raises(BadRequest, match="propose: sid"):
+        api.write(fake.peer(1), ["k", 1], pool=pool)
+
+
 # -- light session targets --------------------------------------------------------------
 
 

@@ -49,6 +49,31 @@ def test_batches_are_capped_by_max_batch_bytes():
     assert sizes == [3, 3, 3, 1]
 
 
+def test_every_append_encodes_within_its_cap_plus_the_message_fields():
+    """Entry.size() bounds an entry's msgpack size, so an AppendEntries of entries up to
+    max_batch_bytes (or of one larger entry alone) fits max(cap, entry) + its fields: what
+    the node's max_entry_size / max_batch_bytes validation relies on."""
+    from zraft.core.entries import ClusterConfig
+    from zraft.transport.codec import encode
+
+    cap = 4096
+    c = leader_with_followers(max_batch_bytes=cap, max_inflight=10_000)
+    rng = random.Random(7)
+    datas = [b"x" * rng.choice([0, 1, 200, 255, 256, 3000, 9000]) for _ in range(300)]
+    c.propose(datas, 2**63)  # the widest timestamps
+    rd = flush(c)
+    sent = appends(rd, "b")
+    assert sum(len(m.entries) for m in sent) == len(datas)
+    for m in sent:
+        biggest = max(e.size() for e in m.entries)
+        fields = len(encode(m._replace(entries=[])))
+        assert len(encode(m)) <= max(cap, biggest) + fields + 5  # + the array32 header
+        assert len(m.entries) == 1 or sum(e.size() for e in m.entries) <= cap
+    big = ClusterConfig(tuple(f"n{i:02d}@h{'o' * 200}:{i + 1}" for i in range(40)), ())
+    entry = Entry(2**63, 2**63, 1, big, 2**63)
+    assert len(encode(AppendEntries(1, "a", "b", 0, 0, [entry], 0, 0))) < entry.size() + 100
+
+
 def test_pipeline_respects_max_inflight_and_resumes_on_ack():
     size = Entry(1, 1, 2, b"x", 0).size()
     c = leader_with_followers(max_batch_bytes=size, max_inflight=3)

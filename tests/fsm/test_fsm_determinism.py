@@ -139,3 +139,33 @@ def test_garbage_entries_never_raise(garbage: bytes) -> None:
     machine = new_machine()
     batch = machine.apply([Entry(1, 1, DATA, garbage, 0)])
     assert len(batch.replies) == 1 and machine.applied_index == 1
+
+
+def _nested_key_command(depth: int) -> bytes:
+    """A packed plain write ``[1, ["put", key, 1]]`` whose key nests ``depth`` arrays (built
+    as bytes: deeper than the client's own packer would go)."""
+    return b"\x92\x01\x93\xa3put" + b"\x91" * depth + b"\x00" + b"\x01"
+
+
+def _apply_at_stack_depth(frames: int, data: bytes) -> Reply:
+    """Apply ``data`` on a fresh machine from ``frames`` Python frames down (a replica's
+    stack differs with its code path: thread, restart, recovery)."""
+    if frames > 0:
+        return _apply_at_stack_depth(frames - 1, data)
+    machine = new_machine()
+    return machine.apply([Entry(1, 1, DATA, data, 1)]).replies[0]
+
+
+def test_deeply_nested_keys_get_the_same_answer_at_any_stack_depth() -> None:
+    """A key nested past MAX_KEY_DEPTH is refused by a fixed rule (bad_command), not by
+    Python's recursion limit, whose reach depends on how deep the applying thread's stack
+    already is: replicas must never diverge on it."""
+    from zraft.fsm.codec import MAX_KEY_DEPTH
+
+    # before the bound, a 350-deep key was stored at a shallow stack, a RecursionError
+    # (backend_error) 300 frames deeper: the same entry, two results
+    for depth, expected in ((MAX_KEY_DEPTH, None), (MAX_KEY_DEPTH + 1, "bad_command"),
+                            (350, "bad_command"), (1000, "bad_command")):
+        data = _nested_key_command(depth)
+        answers = {_apply_at_stack_depth(frames, data).error for frames in (0, 300, 600)}
+        assert answers == {expected}, (depth, answers)

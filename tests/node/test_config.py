@@ -93,3 +93,23 @@ def test_node_config_is_frozen() -> None:
     cfg = NodeConfig(cookie="c")
     with pytest.raises(AttributeError):
         cfg.listen = "x"  # type: ignore[misc]
+
+
+def test_entry_and_batch_sizes_fit_a_frame() -> None:
+    """An AppendEntries holds a batch (<= max_batch_bytes) or one entry (<= max_entry_size
+    + its fields): both must fit the frame limit with the message's own fields."""
+    from zraft.config import FRAME_ENVELOPE, MAX_FRAME_SIZE
+    from zraft.core.entries import ENTRY_OVERHEAD
+
+    assert RaftConfig().max_entry_size == 8 * 1024 * 1024
+    room = MAX_FRAME_SIZE - FRAME_ENVELOPE
+    ok = parse_config({"node": {"cookie": "c"}, "raft": {
+        "max_entry_size": room - ENTRY_OVERHEAD, "max_batch_bytes": room}})
+    assert ok.raft.max_entry_size == room - ENTRY_OVERHEAD
+    for raft, key in (({"max_entry_size": room - ENTRY_OVERHEAD + 1}, "raft.max_entry_size"),
+                      ({"max_entry_size": MAX_FRAME_SIZE}, "raft.max_entry_size"),
+                      ({"max_entry_size": 1023}, "raft.max_entry_size"),
+                      ({"max_batch_bytes": room + 1}, "raft.max_batch_bytes")):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"node": {"cookie": "c"}, "raft": raft})
+        assert str(info.value).startswith(key), info.value

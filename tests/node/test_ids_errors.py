@@ -28,3 +28,11 @@ def test_error_codes_map_to_classes() -> None:
     assert isinstance(error_from_code("peers_changed"), PeersChanged)
     odd = error_from_code("something_new")
     assert isinstance(odd, ZRaftError) and odd.code == "something_new"
+
+
+def test_too_large_and_bad_request_are_exported_zraft_errors() -> None:
+    import zraft
+
+    assert issubclass(zraft.TooLarge, ZRaftError) and zraft.TooLarge.code == "too_large"
+    assert issubclass(zraft.BadRequest, ZRaftError) and zraft.BadRequest.code == "bad_request"
+    assert isinstance(error_from_code("too_large", "x"), zraft.TooLarge)

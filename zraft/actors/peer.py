@@ -57,7 +57,7 @@ from zraft.actors.messages import (
 from zraft.actors.state_machine import StateMachineActor
 from zraft.actors.storage_failure import StorageFailure
 from zraft.core import messages as m
-from zraft.core.errors import NotLeader
+from zraft.core.errors import InvariantViolation, NotLeader
 from zraft.core.raft import RaftCore
 
 log = logging.getLogger(__name__)
@@ -256,14 +256,28 @@ class RaftPeerActor(FastInboxActor):
             step(raft_msg)
 
     def _on_client(self, msg: ClientBatch) -> None:
+        """Each request in isolation: an unexpected exception answers its own request with
+        ``error`` (logged) and never ends the peer, unless the core says its state broke a
+        safety invariant (then a restart from disk is the only right answer)."""
         proposals: list[ClientRequest] = []
         for req in msg.requests:
             if req.op == "propose":
                 proposals.append(req)
-            else:
+                continue
+            try:
                 self._client_op(req)
+            except InvariantViolation:
+                raise
+            except Exception as exc:
+                self._internal_error(req, exc)
         if proposals:
             self._propose(proposals)
+
+    def _internal_error(self, req: ClientRequest, exc: Exception) -> None:
+        log.error("peer %s: %s request %d failed: %s", self.peer_id, req.op, req.req_id,
+                  type(exc).__name__, exc_info=exc)
+        self.ctx.reply(req.conn, req.req_id, "error",
+                       {"message": f"{req.op}: internal error ({type(exc).__name__})"})
 
     def _on_persisted(self, msg: Persisted) -> None:
         assert self.core is not None
@@ -317,15 +331,18 @@ class RaftPeerActor(FastInboxActor):
     # ---------------------------------------------------------------- client ops
 
     def _propose(self, reqs: list[ClientRequest]) -> None:
+        """Args were checked at the node's boundary (``zraft.node.requests``); the checks
+        here are the defence behind it."""
         assert self.core is not None
         datas = []
         for req in reqs:
-            cmd = req.args[1] if len(req.args) > 1 else None
-            if not isinstance(cmd, bytes):
+            args = req.args
+            cmd = args[1] if len(args) > 1 else None
+            sid = args[2] if len(args) > 2 else None
+            if type(cmd) is not bytes or not (sid is None or type(sid) is str):
                 self.ctx.reply(req.conn, req.req_id, "bad_request",
-                               {"message": "command must be bytes"})
+                               {"message": "propose: takes [peer_name, command bytes, sid]"})
                 continue
-            sid = req.args[2] if len(req.args) > 2 else None
             if sid is not None:
                 self.ctx.sessions.register(self.name, sid, req.conn)
             datas.append(req)
@@ -336,6 +353,12 @@ class RaftPeerActor(FastInboxActor):
         except NotLeader as exc:
             for req in datas:
                 self.ctx.reply(req.conn, req.req_id, "not_leader", {"leader": exc.leader})
+            return
+        except InvariantViolation:
+            raise
+        except Exception as exc:  # a core bug: these writes' fate is unknown, say so
+            for req in datas:
+                self._internal_error(req, exc)
             return
         waiters = self._waiters
         for req, (index, term) in zip(datas, placed, strict=True):
@@ -353,7 +376,7 @@ class RaftPeerActor(FastInboxActor):
             self._read_seq += 1
             ctx = self._read_seq
             self._reads[ctx] = req
-            if op == "query" and len(req.args) > 2 and req.args[2] is not None:
+            if op == "query" and len(req.args) > 2 and type(req.args[2]) is str:
                 self.ctx.sessions.register(self.name, req.args[2], req.conn)
             self.core.read(ctx)
         elif op == "query_local":
@@ -374,15 +397,19 @@ class RaftPeerActor(FastInboxActor):
             self.ctx.reply(req.conn, req.req_id, "bad_request", {"message": f"unknown op {op!r}"})
 
     def _set_conf(self, req: ClientRequest) -> None:
+        """``[peer_name, prev_index, [peer ids], timeout_ms]``, checked at the boundary."""
         assert self.core is not None
-        try:
-            _, prev_index, peers, timeout_ms = req.args
-            peers = [str(p) for p in peers]
-            ticks = max(1, int(timeout_ms) // self.ctx.tick_ms)
-        except (ValueError, TypeError):
-            self.ctx.reply(req.conn, req.req_id, "bad_request", {"message": "bad set_conf args"})
+        args = req.args
+        if len(args) != 4 or type(args[1]) is not int or type(args[3]) is not int \
+                or type(args[2]) is not list or not args[2] \
+                or not all(type(p) is str for p in args[2]):
+            self.ctx.reply(req.conn, req.req_id, "bad_request",
+                           {"message": "set_conf: takes [peer_name, prev_index, peers, "
+                                       "timeout_ms]"})
             return
-        self.core.change_config(peers, int(prev_index), (req.conn, req.req_id), ticks)
+        _, prev_index, peers, timeout_ms = args
+        ticks = max(1, timeout_ms // self.ctx.tick_ms)
+        self.core.change_config(peers, prev_index, (req.conn, req.req_id), ticks)
 
     # ---------------------------------------------------------------- Ready
 

@@ -42,10 +42,11 @@ from zraft.actors.messages import (
     SnapshotTaken,
     Tick,
 )
+from zraft.actors.replies import encode_replies
 from zraft.core.entries import BLANK_CONFIG, CONFIG, SnapshotMeta
 from zraft.fsm.commands import encode_expire_check
 from zraft.fsm.machine import StateMachine
-from zraft.transport.codec import ClientReply, Push, encode_frames
+from zraft.transport.codec import ClientReply, Push
 
 log = logging.getLogger(__name__)
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__
@@ -197,6 +198,16 @@ class StateMachineActor(FastInboxActor):
         _send_per_connection(out)
 
     def _answer(self, req: ClientRequest) -> ClientReply:
+        """One read's reply; whatever goes wrong answers that read only (the args were
+        checked at the node's boundary, this is the defence behind it)."""
+        try:
+            return self._answer_one(req)
+        except Exception as exc:
+            log.exception("peer %s: %s request %d failed", self.ctx.peer_id, req.op, req.req_id)
+            return ClientReply(req.req_id, "error",
+                               {"message": f"{req.op}: internal error ({type(exc).__name__})"})
+
+    def _answer_one(self, req: ClientRequest) -> ClientReply:
         args = req.args
         query = args[1] if len(args) > 1 else None
         if req.op == "query_local":
@@ -314,6 +325,7 @@ class StateMachineActor(FastInboxActor):
 
 def _send_per_connection(out: dict[Any, list[ClientReply]]) -> None:
     """One encoded blob and one send per connection: the per-reply queue put and wake-up
-    showed in the leader's profile (bench/profiles)."""
+    showed in the leader's profile (bench/profiles). A reply too large for a frame, or
+    that cannot be encoded, becomes an error for its own request (``replies``)."""
     for conn, replies in out.items():
-        conn.send(encode_frames(replies) if len(replies) > 1 else replies[0])
+        conn.send(encode_replies(replies))

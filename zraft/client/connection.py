@@ -15,6 +15,9 @@ Rules:
   with the reply ``[3, req_id, status, payload]``: ``status`` is ``"ok"`` or an error code of
   ``zraft.errors``. Callbacks run on that thread: they must be quick (tell an actor, set a
   future, send another request) and never wait for another reply.
+- A request whose frame would pass the frame limit is never sent: its callback gets
+  ``("too_large", {"message": ...})`` at once (sent, the node would close the connection and
+  every request on it would fail as unreachable).
 - If the connection cannot be made or breaks, every request still waiting gets
   ``("noproc", {"message": ...})`` exactly once and the connection is dead; the pool makes a
   new one on the next request (reconnect on demand). A reply for a request that was cancelled
@@ -43,6 +46,7 @@ from zraft.ids import PeerId, node_of, peer_str
 from zraft.transport.codec import pack, unpack
 from zraft.transport.connection import set_send_timeout
 from zraft.transport.errors import TransportError
+from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_SIZE
 from zraft.transport.framing import HEADER, FrameDecoder
 from zraft.transport.handshake import client_handshake, cookie_bytes
 from zraft.transport.reactor import Reactor
@@ -111,11 +115,15 @@ class Connection:
     def request(self, op: str, args: Any, callback: ReplyCallback) -> int:
         """Queue a request; ``callback`` gets exactly one ``(status, payload)`` unless
         cancelled. Returns the req_id (for ``cancel``)."""
+        too_large = 0
         with self._lock:
             dead = self._dead
             if dead is None:
                 req_id = next(self._ids)
                 body = pack([REQUEST_KIND, req_id, op, args])
+                if len(body) > MAX_FRAME_SIZE:  # the node would drop the connection
+                    too_large = len(body)
+            if dead is None and not too_large:
                 self._pending[req_id] = callback
                 frame = HEADER.pack(len(body)) + body
                 sock = self._sock
@@ -124,6 +132,11 @@ class Connection:
                     self._outbox.append(frame)
                     self._wakeup.notify()
                     return req_id
+        if too_large:
+            callback("too_large", {"message": f"{op}: the request is {too_large} bytes, above "
+                                              f"the frame limit {MAX_FRAME_SIZE}: not sent",
+                                   "size": too_large, "limit": MAX_FRAME_SIZE})
+            return 0
         if dead is not None:
             callback("noproc", unreachable(dead))
             return 0

@@ -10,6 +10,10 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, NamedTuple
 
+# msgpack bytes of an entry besides its data's content, at most: the array header (1),
+# index, term and time as uint64 (9 each), the type (1), a bin32/str32/array32 header (5).
+ENTRY_OVERHEAD = 34
+
 
 class EntryType(IntEnum):
     """Entry kinds, numbered as in zraft_lib (``1 = CONFIG, 2 = DATA, 3 = NOOP``)."""
@@ -90,11 +94,17 @@ class Entry(NamedTuple):
     time: int
 
     def size(self) -> int:
-        """Approximate encoded size in bytes, used for batch byte caps."""
+        """At least the entry's msgpack size in bytes, used for batch byte caps: a batch
+        of entries whose sizes add up to N encodes in at most N bytes (plus the message's
+        own fields), so a capped AppendEntries always fits a frame."""
         d = self.data
         if type(d) is bytes:  # nearly always (checked first: this runs per entry per send)
-            return 24 + len(d)
-        return 24 + (len(d) if isinstance(d, (bytearray, str)) else 32)
+            return ENTRY_OVERHEAD + len(d)
+        if isinstance(d, ClusterConfig):  # two arrays of str ids (rare: a config change)
+            return ENTRY_OVERHEAD + 10 + sum(5 + 4 * len(p) for p in (*d.old, *d.new))
+        if isinstance(d, (bytearray, str)):
+            return ENTRY_OVERHEAD + 4 * len(d)
+        return ENTRY_OVERHEAD + 32
 
     @staticmethod
     def from_wire(raw: Any) -> Entry:

@@ -54,13 +54,20 @@ def unpacker(**options: Any) -> msgpack.Unpacker:
     )
 
 
-def hashable(value: Any) -> Any:
+MAX_KEY_DEPTH = 100  # arrays nested in a key, at most
+
+
+def hashable(value: Any, _depth: int = 0) -> Any:
     """Make a decoded msgpack value usable as a dict key (lists -> tuples, recursively).
 
-    Raises ``TypeError`` for maps and other unhashable values.
+    Raises ``TypeError`` for maps, other unhashable values and arrays nested more than
+    ``MAX_KEY_DEPTH`` deep: a fixed bound, so every replica refuses the same keys (running
+    into Python's recursion limit instead would depend on each thread's stack).
     """
     if isinstance(value, (list, tuple)):
-        return tuple(hashable(item) for item in value)
+        if _depth >= MAX_KEY_DEPTH:
+            raise TypeError(f"a key nests arrays more than {MAX_KEY_DEPTH} deep")
+        return tuple([hashable(item, _depth + 1) for item in value])
     if isinstance(value, dict):
         raise TypeError("a map cannot be used as a key")
     hash(value)
@@ -81,4 +88,7 @@ def normalize(value: Any) -> Any:
 _SCALARS = frozenset({str, bytes, int, float, bool})
 
 
-__all__ = ["NOT_FOUND", "hashable", "normalize", "packb", "packer", "unpackb", "unpacker"]
+__all__ = [
+    "MAX_KEY_DEPTH", "NOT_FOUND", "hashable", "normalize", "packb", "packer", "unpackb",
+    "unpacker",
+]

@@ -58,6 +58,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import reprlib
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,7 +289,7 @@ class StateMachine:
         except BadCommand as exc:
             return bad_command(exc), None
         except Exception as exc:
-            log.debug("backend %s raised on %r", type(self.backend).__name__, payload,
+            log.debug("backend %s raised on %s", type(self.backend).__name__, _brief(payload),
                       exc_info=True)
             return backend_error(exc), None
         if isinstance(answer, ApplyResult):
@@ -307,7 +308,8 @@ class StateMachine:
         except BadCommand as exc:
             return _Outcome(bad_command(exc), None)
         except Exception as exc:
-            log.debug("backend %s raised on %r", type(self.backend).__name__, args, exc_info=True)
+            log.debug("backend %s raised on %s", type(self.backend).__name__, _brief(args),
+                      exc_info=True)
             return _Outcome(backend_error(exc), None)
 
     def _fire(self, keys: Iterable[Hashable], out: ApplyBatch) -> None:
@@ -323,8 +325,8 @@ class StateMachine:
                 try:
                     plain.append(hashable(k))
                 except TypeError:
-                    log.warning("backend %s gave an unhashable trigger key %r: not watchable",
-                                type(self.backend).__name__, k)
+                    log.warning("backend %s gave an unhashable trigger key %s: not watchable",
+                                type(self.backend).__name__, _brief(k))
         out.triggers.extend(self.watches.fire(plain))
 
     # ------------------------------------------------------------------ expiry
@@ -479,6 +481,18 @@ class StateMachine:
             "watchers": len(self.watches),
             "temporary_keys": temporary() if callable(temporary) else None,
         }
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+
+
+def _brief(value: Any) -> str:
+    """A command's value in a log line: bounded in depth and length (it is a client's)."""
+    try:
+        return _REPR.repr(value)
+    except Exception:
+        return type(value).__name__
 
 
 def _tree_size(directory: Path) -> int:

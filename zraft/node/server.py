@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -35,6 +36,7 @@ from supervisors import (
 from zraft.actors.context import PeerContext
 from zraft.actors.messages import ClientBatch, ClientRequest, RaftInbound
 from zraft.actors.peer import RaftPeerActor
+from zraft.actors.replies import encode_reply
 from zraft.actors.ticker import Ticker
 from zraft.config import ConfigError, NodeConfig
 from zraft.core.config import KNOWN_MUTATIONS, CoreConfig
@@ -42,6 +44,7 @@ from zraft.core.messages import MESSAGE_CODES
 from zraft.fsm.registry import BackendNotAllowed, canonical_name, is_allowed, load_backend
 from zraft.ids import PeerId, is_cluster_id, node_of
 from zraft.node.events import EventLog
+from zraft.node.requests import NODE_OPS, Limits, RequestError, fast_ok, validate
 from zraft.node.sessions import SessionRegistry
 from zraft.node.snapshots import SnapshotService
 from zraft.storage import DiskLogStorage, SnapshotStore, list_peers
@@ -53,6 +56,8 @@ from zraft.transport.tcp import TcpTransport
 log = logging.getLogger(__name__)
 
 _RAFT_TYPES = frozenset(MESSAGE_CODES)
+_CLIENT_REQUEST = codec.ClientRequest
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (hot path)
 MUTATIONS_ENV = "ZRAFT_TEST_MUTATIONS"
 NODE_MUTATIONS = frozenset({"follower_local_reads"})
 
@@ -67,8 +72,6 @@ def test_mutations() -> frozenset[str]:
         raise ConfigError(f"{MUTATIONS_ENV}: unknown mutations {sorted(unknown)}")
     return names
 PEER_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, reset_after_s=60.0)
-_NODE_OPS = frozenset({"create_peer", "check_exists", "node_status", "partition", "heal",
-                       "list_peers", "ping"})
 
 
 class PeerEntry:
@@ -101,6 +104,7 @@ class Node:
         self.sup: Any = None
         self.ticker: Ticker | None = None
         self.snapshots = SnapshotService(self)
+        self.limits = Limits(max_entry_size=cfg.raft.max_entry_size)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -218,7 +222,7 @@ class Node:
                                                           retain=2),
             send_raft=self.send_raft, reply=self.reply, sessions=self.sessions,
             snapshots=self.snapshots, events=self.events,
-            report_failure=lambda n, r: log.error("peer %s failed: %s", n, r),
+            report_failure=self._peer_failed,
             peer_removed=self._peer_removed, sm_stats=self.sm_stats, log_stats=self.log_stats,
             mutations=test_mutations())
 
@@ -233,6 +237,13 @@ class Node:
         with self._peers_lock:
             self.peers[name] = PeerEntry(name, peer_id, backend, handle)
         self.events.record("peer_start", peer=peer_id)
+
+    def _peer_failed(self, name: str, reason: str) -> None:
+        """A peer actor crashed (the supervisor restarts it): logged and in the events."""
+        log.error("peer %s failed: %s", name, reason)
+        entry = self.peers.get(name)
+        self.events.record("peer_failed", peer=entry.peer_id if entry else name,
+                           reason=reason[:200])
 
     def _peer_removed(self, name: str) -> None:
         """Called from the removed peer's own thread: never wait on the supervisor here."""
@@ -254,7 +265,7 @@ class Node:
     # ---------------------------------------------------------------- I/O
 
     def reply(self, conn: Any, req_id: int, status: str, payload: Any) -> None:
-        conn.send(codec.ClientReply(req_id, status, payload))
+        conn.send(encode_reply(codec.ClientReply(req_id, status, payload)))
 
     def send_raft(self, msgs: list[Any]) -> None:
         """Send Raft messages: grouped per destination node; local peers directly."""
@@ -285,56 +296,87 @@ class Node:
 
     def _on_frames_many(self, ready: list[tuple[Any, list[Any]]]) -> None:
         """Frames of one read (a connection's reader) or of one reactor round (every
-        client connection that was readable): one ClientBatch per peer for all of them."""
+        client connection that was readable): one ClientBatch per peer for all of them.
+        Each frame is sorted in isolation (``_sort_frame``): a bad one answers its own
+        requester and never costs the round's other frames."""
         raft: list[Any] = []
-        requests: dict[Any, list[ClientRequest]] = defaultdict(list)
+        requests: dict[str, list[ClientRequest]] = defaultdict(list)
+        limits, sort = self.limits, self._sort_frame
         for conn, frames in ready:
-            self._sort_frames(conn, frames, raft, requests)
+            for frame in frames:
+                try:
+                    # the hot path inline: a full propose or query that certainly fits
+                    if type(frame) is _CLIENT_REQUEST and type(args := frame.args) is list \
+                            and fast_ok(op := frame.op, args, limits):
+                        requests[args[0]].append(
+                            _new_tuple(ClientRequest, (conn, frame.req_id, op, args)))
+                    else:
+                        sort(conn, frame, raft, requests)
+                except Exception as exc:
+                    self._frame_failed(conn, frame, exc)
         if raft:
             self._route_raft(raft)
         for name, reqs in requests.items():
-            handle = self._handle(name)
-            ref = handle.resolve() if handle is not None else None
-            if ref is None:
-                status = "loading" if handle is not None else "noproc"
+            try:
+                self._route_requests(name, reqs)
+            except Exception as exc:
                 for req in reqs:
-                    self.reply(req.conn, req.req_id, status,
-                               {"message": f"no running peer {name!r} on {self.address}"})
-                continue
-            ref.tell(ClientBatch(reqs))
+                    self._frame_failed(req.conn, req, exc)
 
-    def _sort_frames(self, conn: Any, frames: list[Any], raft: list[Any],
-                     requests: dict[Any, list[ClientRequest]]) -> None:
-        for frame in frames:
-            kind = type(frame)
-            if kind in _RAFT_TYPES:
-                raft.append(frame)
-            elif kind is codec.ClientRequest:
-                op, args = frame.op, frame.args
-                if op in _NODE_OPS:
-                    self._node_op(conn, frame)
-                    continue
-                if not isinstance(args, list) or not args:
-                    self.reply(conn, frame.req_id, "bad_request",
-                               {"message": "args must be a list"})
-                    continue
+    def _route_requests(self, name: str, reqs: list[ClientRequest]) -> None:
+        handle = self._handle(name)
+        ref = handle.resolve() if handle is not None else None
+        if ref is None:
+            status = "loading" if handle is not None else "noproc"
+            for req in reqs:
+                self.reply(req.conn, req.req_id, status,
+                           {"message": f"no running peer {name} on {self.address}"})
+            return
+        ref.tell(ClientBatch(reqs))
+
+    def _sort_frame(self, conn: Any, frame: Any, raft: list[Any],
+                    requests: dict[str, list[ClientRequest]]) -> None:
+        kind = type(frame)
+        if kind in _RAFT_TYPES:
+            raft.append(frame)
+        elif kind is codec.ClientRequest or kind is codec.AdminRequest:
+            op = frame.op
+            try:
+                args = validate(op, frame.args, self.limits)
+                if kind is codec.AdminRequest and op not in NODE_OPS:
+                    raise RequestError("bad_request", f"{op}: not an admin op")
+            except RequestError as exc:
+                self.reply(conn, frame.req_id, exc.code, {"message": exc.message})
+                return
+            if op in NODE_OPS:
+                self._node_op(conn, frame.req_id, op, args)
+            else:
                 requests[args[0]].append(ClientRequest(conn, frame.req_id, op, args))
-            elif kind is codec.SnapshotControl:
-                self.snapshots.on_control(conn, frame)
-            elif kind is codec.AdminRequest:
-                self._node_op(conn, frame)
+        elif kind is codec.SnapshotControl:
+            self.snapshots.on_control(conn, frame)
+
+    def _frame_failed(self, conn: Any, frame: Any, exc: Exception) -> None:
+        """An unexpected error while sorting or routing one frame: logged, and answered
+        (``error``) if it was a request."""
+        log.error("frame %s from %s failed: %s", type(frame).__name__,
+                  getattr(conn, "peer_id", "?"), type(exc).__name__, exc_info=exc)
+        req_id = getattr(frame, "req_id", None)
+        if type(req_id) is int:
+            with contextlib.suppress(Exception):
+                self.reply(conn, req_id, "error",
+                           {"message": f"internal error ({type(exc).__name__})"})
 
     # ---------------------------------------------------------------- node ops
 
-    def _node_op(self, conn: Any, frame: Any) -> None:
-        op, args, req_id = frame.op, frame.args or [], frame.req_id
+    def _node_op(self, conn: Any, req_id: int, op: str, args: list[Any]) -> None:
+        """A node op whose args ``validate`` checked (``zraft.node.requests``)."""
         try:
             if op == "ping":
                 self.reply(conn, req_id, "ok", self.address)
             elif op == "list_peers":
                 self.reply(conn, req_id, "ok", sorted(self.peers))
             elif op == "check_exists":
-                self.reply(conn, req_id, *self._check_exists(str(args[0])))
+                self.reply(conn, req_id, *self._check_exists(args[0]))
             elif op == "create_peer":
                 # Starting an actor waits for its on_start: keep the reader thread free.
                 threading.Thread(target=self._create_peer, args=(conn, req_id, args),
@@ -345,10 +387,8 @@ class Node:
             elif op == "partition":
                 # [[addrs]] or [[addrs], "in" | "out" | "both"]: a one-way partition blocks
                 # one direction on one node
-                if not isinstance(args[0], list) or len(args) > 2:
-                    raise ValueError("partition takes [[node addresses], direction]")
-                addrs = [str(a) for a in args[0]]
-                direction = str(args[1]) if len(args) > 1 else "both"
+                addrs = list(args[0])
+                direction = args[1] or "both"
                 self._fault_injection_allowed()
                 assert self.transport is not None
                 self.transport.unblock()
@@ -362,11 +402,9 @@ class Node:
                 self.events.record("heal")
                 self.reply(conn, req_id, "ok", None)
             else:
-                self.reply(conn, req_id, "bad_request", {"message": f"unknown op {op!r}"})
+                self.reply(conn, req_id, "bad_request", {"message": f"unknown op {op}"})
         except PermissionError as exc:
             self.reply(conn, req_id, "not_allowed", {"message": str(exc)})
-        except (IndexError, TypeError, ValueError) as exc:
-            self.reply(conn, req_id, "bad_request", {"message": f"{op}: {exc}"})
 
     def _fault_injection_allowed(self) -> None:
         if not self.cfg.fault_injection:
@@ -380,7 +418,7 @@ class Node:
 
     def _create_peer(self, conn: Any, req_id: int, args: list[Any]) -> None:
         try:
-            name, backend = str(args[0]), str(args[1])
+            name, backend = args[0], args[1]
             cluster_id = args[2] if len(args) > 2 and args[2] is not None else ""
             if not is_cluster_id(cluster_id):
                 raise ValueError("cluster id must be 1-64 letters, digits, '-' or '_'")
