@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from supervisors import (
@@ -104,6 +104,7 @@ class Node:
         self.sup: Any = None
         self.ticker: Ticker | None = None
         self.snapshots = SnapshotService(self)
+        self.counters: Counter[str] = Counter()  # refusals the node made, for node_status
         self.limits = Limits(max_entry_size=cfg.raft.max_entry_size)
 
     # ---------------------------------------------------------------- lifecycle
@@ -337,8 +338,13 @@ class Node:
     def _sort_frame(self, conn: Any, frame: Any, raft: list[Any],
                     requests: dict[str, list[ClientRequest]]) -> None:
         kind = type(frame)
-        if kind in _RAFT_TYPES:
-            raft.append(frame)
+        if kind in _RAFT_TYPES or kind is codec.SnapshotControl:
+            if getattr(conn, "role", "client") != "node":
+                self._not_for_clients(conn, kind)
+            elif kind is codec.SnapshotControl:
+                self.snapshots.on_control(conn, frame)
+            else:
+                raft.append(frame)
         elif kind is codec.ClientRequest or kind is codec.AdminRequest:
             op = frame.op
             try:
@@ -352,8 +358,16 @@ class Node:
                 self._node_op(conn, frame.req_id, op, args)
             else:
                 requests[args[0]].append(ClientRequest(conn, frame.req_id, op, args))
-        elif kind is codec.SnapshotControl:
-            self.snapshots.on_control(conn, frame)
+
+    def _not_for_clients(self, conn: Any, kind: type) -> None:
+        """A client connection sent a Raft message or a snapshot control frame: only a
+        peer node may (a client holding the cookie must not be able to step a core, with
+        a higher term say). Close that connection; nothing else is touched."""
+        self.counters["refused_peer_frames_from_clients"] += 1
+        log.warning("closing client connection %s (%s): it sent %s, which only a peer node "
+                    "may send", getattr(conn, "peer_id", "?"), getattr(conn, "remote", "?"),
+                    kind.__name__)
+        conn.close()
 
     def _frame_failed(self, conn: Any, frame: Any, exc: Exception) -> None:
         """An unexpected error while sorting or routing one frame: logged, and answered
@@ -452,6 +466,7 @@ class Node:
             "peers": peers,
             "transport": self.transport.status() if self.transport else None,
             "snapshots": self.snapshots.stats(),
+            "refused": dict(self.counters),
             "events": self.events.tail()[-20:],
         }
         self.reply(conn, req_id, "ok", status)
