@@ -168,4 +168,6 @@ def test_deeply_nested_keys_get_the_same_answer_at_any_stack_depth() -> None:
                             (350, "bad_command"), (1000, "bad_command")):
         data = _nested_key_command(depth)
         answers = {_apply_at_stack_depth(frames, data).error for frames in (0, 300, 600)}
-        assert answers == {expected}, (depth, answers)
+        assert len(answers) == 1, (depth, answers)  # one answer whatever the stack
+        (answer,) = answers
+        assert (answer or "").partition(":")[0] == (expected or ""), (depth, answer)
