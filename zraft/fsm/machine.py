@@ -82,6 +82,7 @@ from zraft.fsm.sessions import (
 )
 from zraft.fsm.snapshot import DATA_DIR, SnapshotImage, read_machine_state
 from zraft.fsm.watches import WatchRegistry, WatchTrigger
+from zraft.saferepr import safe_repr
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +266,8 @@ class StateMachine:
         except BadCommand:
             return BAD_COMMAND, None
         except Exception as exc:
-            log.debug("backend %s raised on %r", type(self.backend).__name__, payload,
-                      exc_info=True)
+            log.debug("backend %s raised on %s", type(self.backend).__name__,
+                      safe_repr(payload), exc_info=True)
             return backend_error(exc), None
         if isinstance(answer, ApplyResult):
             if answer.trigger_keys and self.watches:
@@ -284,7 +285,8 @@ class StateMachine:
         except BadCommand:
             return _Outcome(BAD_COMMAND, None)
         except Exception as exc:
-            log.debug("backend %s raised on %r", type(self.backend).__name__, args, exc_info=True)
+            log.debug("backend %s raised on %s", type(self.backend).__name__, safe_repr(args),
+                      exc_info=True)
             return _Outcome(backend_error(exc), None)
 
     def _fire(self, keys: Iterable[Hashable], out: ApplyBatch) -> None:
@@ -300,8 +302,8 @@ class StateMachine:
                 try:
                     plain.append(hashable(k))
                 except TypeError:
-                    log.warning("backend %s gave an unhashable trigger key %r: not watchable",
-                                type(self.backend).__name__, k)
+                    log.warning("backend %s gave an unhashable trigger key %s: not watchable",
+                                type(self.backend).__name__, safe_repr(k))
         out.triggers.extend(self.watches.fire(plain))
 
     # ------------------------------------------------------------------ expiry
@@ -323,7 +325,7 @@ class StateMachine:
         try:
             deleted = [hashable(k) for k in self.backend.expire_session(sid)]
         except Exception:
-            log.warning("backend expire_session(%r) raised", sid, exc_info=True)
+            log.warning("backend expire_session(%s) raised", safe_repr(sid), exc_info=True)
             deleted = []
         self._fire(deleted, out)
 

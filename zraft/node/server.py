@@ -34,6 +34,7 @@ from zraft.ids import PeerId, node_of
 from zraft.node.events import EventLog
 from zraft.node.sessions import SessionRegistry
 from zraft.node.snapshots import SnapshotService
+from zraft.saferepr import safe_repr
 from zraft.storage import DiskLogStorage, SnapshotStore, list_peers
 from zraft.storage.naming import peer_log_path
 from zraft.transport import codec
@@ -273,7 +274,7 @@ class Node:
                 status = "loading" if handle is not None else "noproc"
                 for req in reqs:
                     self.reply(req.conn, req.req_id, status,
-                               {"message": f"no running peer {name!r} on {self.address}"})
+                               {"message": f"no running peer {safe_repr(name)} on {self.address}"})
                 continue
             ref.tell(ClientBatch(reqs))
 
@@ -336,7 +337,7 @@ class Node:
                 self.events.record("heal")
                 self.reply(conn, req_id, "ok", None)
             else:
-                self.reply(conn, req_id, "bad_request", {"message": f"unknown op {op!r}"})
+                self.reply(conn, req_id, "bad_request", {"message": f"unknown op {safe_repr(op)}"})
         except PermissionError as exc:
             self.reply(conn, req_id, "not_allowed", {"message": str(exc)})
         except (IndexError, TypeError, ValueError) as exc:
@@ -357,7 +358,7 @@ class Node:
             name, backend = str(args[0]), str(args[1])
             peer_id = str(PeerId.parse(f"{name}@{self.address}"))
             if not is_allowed(backend, self.cfg.backends):
-                raise BackendNotAllowed(f"backend {backend!r} is not allowed on this node")
+                raise BackendNotAllowed(f"backend {safe_repr(backend)} is not allowed on this node")
             with self._create_lock:
                 status, payload = self._check_exists(name)
                 if status != "ok":

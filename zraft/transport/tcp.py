@@ -53,6 +53,7 @@ from typing import Any
 
 import tenacity
 
+from zraft.saferepr import safe_repr
 from zraft.transport import codec
 from zraft.transport.connection import (
     Connection,
@@ -253,10 +254,10 @@ class PeerLink:
                 log.info("link to %s up after %d failed attempts", self.addr, self._failure_streak)
             if auth.peer_id != self.addr:
                 log.warning(
-                    "%s announces itself as %r; use node ids that are the advertised "
+                    "%s announces itself as %s; use node ids that are the advertised "
                     "host:port so both directions share one connection",
                     self.addr,
-                    auth.peer_id,
+                    safe_repr(auth.peer_id),
                 )
             conn = Connection(
                 sock,
@@ -601,12 +602,14 @@ class TcpTransport:
                 try:
                     link = self._link(auth.peer_id)
                 except ValueError:
-                    log.warning("refusing node %r: its id is not host:port", auth.peer_id)
+                    log.warning("refusing node %s: its id is not host:port",
+                                safe_repr(auth.peer_id))
                 if link is None:
                     sock.close()
                     return
             elif auth.role != "client":
-                log.warning("refusing a %r connection from %r", auth.role, auth.peer_id)
+                log.warning("refusing a %s connection from %s", safe_repr(auth.role),
+                        safe_repr(auth.peer_id))
                 sock.close()
                 return
             conn = Connection(
