@@ -25,6 +25,8 @@ import os
 import resource
 from typing import Final, NamedTuple
 
+from zraft.transport.connection import TransportConfig
+
 log = logging.getLogger("zraft.transport.tcp")
 
 FD_CEILING: Final = 1 << 20  # the kernel's default nr_open
@@ -70,6 +72,17 @@ def connection_caps(fd_limit: int, in_use: int = 0) -> ConnectionCaps:
     return ConnectionCaps(fd_limit, reserve, max_connections, max_handshaking)
 
 
+def node_transport_config(max_buffered_bytes: int) -> TransportConfig:
+    """A node's transport settings: raise the fd limit, size the caps from it (logged)."""
+    caps = connection_caps(raise_fd_limit(), open_fds())
+    log.info("open file limit %d: %d kept for storage and links, up to %d connections "
+             "(%d pending handshakes)", caps.fd_limit, caps.reserve, caps.max_connections,
+             caps.max_handshaking)
+    return TransportConfig(max_connections=caps.max_connections,
+                           max_handshaking=caps.max_handshaking,
+                           max_buffered_bytes=max_buffered_bytes)
+
+
 class AcceptBackoff:
     """Waits between failed accepts: ``initial`` doubling up to ``maximum``; the first
     failure of a streak is logged, and its end."""
@@ -97,6 +110,7 @@ __all__ = [
     "AcceptBackoff",
     "ConnectionCaps",
     "connection_caps",
+    "node_transport_config",
     "open_fds",
     "raise_fd_limit",
 ]

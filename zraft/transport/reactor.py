@@ -47,7 +47,9 @@ OnExit = Callable[["Reactor", BaseException], None]
 
 class Reactor:
     def __init__(self, on_round: OnRound, name: str = "zraft-reactor",
-                 on_exit: OnExit | None = None) -> None:
+                 on_exit: OnExit | None = None, start: bool = True) -> None:
+        """``start=False``: call ``start()`` once the owner holds the reference (a thread
+        that dies at once reports to an owner that already knows it)."""
         self._on_round = on_round
         self._on_exit = on_exit
         self._sel = selectors.DefaultSelector()
@@ -59,6 +61,10 @@ class Reactor:
         self._conns: set[Connection] = set()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        if start:
+            self._thread.start()
+
+    def start(self) -> None:
         self._thread.start()
 
     def add(self, conn: Connection) -> bool:
@@ -81,6 +87,11 @@ class Reactor:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive() and not self._stopping.is_set()
+
+    @property
+    def thread_alive(self) -> bool:
+        """False once the thread has ended (after ``on_exit``, if it failed)."""
+        return self._thread.is_alive()
 
     def __len__(self) -> int:
         return len(self._conns) + len(self._incoming)

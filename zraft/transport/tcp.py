@@ -58,6 +58,7 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -139,6 +140,7 @@ class TcpTransport:
         self._on_fatal = on_fatal
         self.fatal: str | None = None
         self._restarts: deque[float] = deque()
+        self._dead_reactors: weakref.WeakSet[Reactor] = weakref.WeakSet()
         # fault injection: frames from _blocked_in are dropped on arrival, frames to
         # _blocked_out are dropped before sending (a one-way partition blocks one side)
         self._blocked_in: frozenset[str] = frozenset()
@@ -190,13 +192,15 @@ class TcpTransport:
             return
         lsock.listen(1024)
         if self.config.client_reactor:
-            self._reactor = self._new_reactor()
+            self._start_reactor()
         self._start_acceptor()
 
-    def _new_reactor(self) -> Reactor:
+    def _start_reactor(self) -> None:
         port = self._lsock.getsockname()[1] if self._lsock is not None else 0
-        return Reactor(self.on_frames_many, name=f"zraft-reactor-{port}",
-                       on_exit=self._reactor_died)
+        reactor = Reactor(self.on_frames_many, name=f"zraft-reactor-{port}",
+                          on_exit=self._reactor_died, start=False)
+        self._reactor = reactor
+        reactor.start()
 
     def _start_acceptor(self) -> None:
         port = self._lsock.getsockname()[1] if self._lsock is not None else 0
@@ -231,9 +235,14 @@ class TcpTransport:
         return False
 
     def _reactor_died(self, reactor: Reactor, exc: BaseException) -> None:
-        """On the dying reactor's thread, after it closed its connections."""
-        if reactor is self._reactor and self._may_restart("reactor", exc):
-            self._reactor = self._new_reactor()
+        """On the dying reactor's thread, after it closed its connections (or from the
+        watchdog): each reactor is replaced once."""
+        with self._lock:
+            if reactor is not self._reactor or reactor in self._dead_reactors:
+                return
+            self._dead_reactors.add(reactor)
+        if self._may_restart("reactor", exc):
+            self._start_reactor()
 
     def check_threads(self) -> None:
         """Restart the reactor or the accept loop if one ended without saying so (a
@@ -241,7 +250,7 @@ class TcpTransport:
         if self._closing.is_set() or self.fatal is not None:
             return
         reactor = self._reactor
-        if reactor is not None and not reactor.alive:
+        if reactor is not None and not reactor.thread_alive:
             self._reactor_died(reactor, RuntimeError("reactor thread gone"))
         acceptor = self._acceptor
         if (acceptor is not None and not acceptor.is_alive()
@@ -403,9 +412,10 @@ class TcpTransport:
                     log.error("accept loop: %s: %s", type(exc).__name__,
                               safe_repr(str(exc), 200), exc_info=exc)
                     self._closing.wait(0.05)
-        except BaseException as exc:
+        except BaseException as exc:  # logged here, and a new accept loop takes over
             failure = exc
-            raise
+            log.critical("accept loop failed: %s: %s", type(exc).__name__,
+                         safe_repr(str(exc), 200), exc_info=exc)
         finally:
             if not self._closing.is_set() and self._may_restart(
                     "accept loop", failure or RuntimeError("accept loop ended")):
