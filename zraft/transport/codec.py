@@ -196,20 +196,32 @@ def check_nesting(value: Any, what: str = "value", limit: int = MAX_NESTING) -> 
     """``value`` itself if its lists and maps nest at most ``limit`` levels, else
     ``DecodeError``. Iterative, one pass over the containers (scalars cost one type test)."""
     kind = type(value)
-    if kind is not list and kind is not dict:
-        return value
+    if kind is not list:
+        if kind is not dict:
+            return value
+    else:  # the common case, a flat list (request args): one pass, nothing allocated
+        for item in value:
+            inner_kind = type(item)
+            if inner_kind is list or inner_kind is dict:
+                break
+        else:
+            return value
     level = [value]
-    depth = 0
-    while level:
+    depth = 1
+    while True:  # one level of containers at a time: no recursion, whatever the input
+        inner: list[Any] = []
+        append = inner.append
+        for container in level:
+            for item in (container.values() if type(container) is dict else container):
+                inner_kind = type(item)
+                if inner_kind is list or inner_kind is dict:
+                    append(item)
+        if not inner:
+            return value
         depth += 1
         if depth > limit:
             raise DecodeError(f"{what} nests deeper than {limit} levels")
-        inner: list[Any] = []
-        for item in level:
-            inner += [x for x in (item.values() if type(item) is dict else item)
-                      if type(x) is list or type(x) is dict]
         level = inner
-    return value
 
 
 def _uint(value: Any, what: str) -> int:
