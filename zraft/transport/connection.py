@@ -310,10 +310,16 @@ class Connection:
             # a user of the socket from now on, not from when the thread gets to run
             self._users += 1
             self._writer_active = True
-            self._writer = threading.Thread(
+            self._writer = writer = threading.Thread(
                 target=self.write_loop, name=f"zraft-write-{self._label}", daemon=True
             )
-            self._writer.start()
+        try:
+            writer.start()
+        except RuntimeError:  # no thread to be had: this connection cannot write
+            log.error("%s: cannot start a writer thread, closing", self._label)
+            with self._lock:
+                self._writer_active = False
+            self._leave()
 
     def close(self) -> None:
         """Stop both directions (idempotent)."""
