@@ -26,10 +26,11 @@ from zraft.transport.tcp import TcpTransport, TransportConfig, connect, parse_ad
 
 def test_caps_keep_a_reserve_for_storage_and_follow_the_fd_limit():
     small = connection_caps(256, in_use=20)
-    assert (small.reserve, small.max_connections, small.max_handshaking) == (64, 172, 43)
+    assert (small.reserve, small.max_handshaking, small.max_connections) == (64, 43, 129)
     issue = connection_caps(1024, in_use=20)  # the fd limit of the report
-    assert issue.reserve == 256 and issue.max_connections == 748
-    assert issue.max_handshaking == 187  # not a fixed 1,024 above the fd limit
+    assert issue.reserve == 256 and issue.max_handshaking == 187  # not a fixed 1,024
+    assert issue.max_connections == 561
+    assert issue.reserve + issue.max_handshaking + issue.max_connections + 20 == 1024
     big = connection_caps(1 << 20, in_use=30)
     assert big.max_handshaking == 1024  # one thread each: capped
     tiny = connection_caps(32, in_use=40)
@@ -94,31 +95,33 @@ def test_silent_connections_are_evicted_oldest_first_and_a_client_gets_in():
         server.close()
 
 
-def test_connections_over_the_cap_are_refused_and_handshakes_give_way():
-    cfg = TransportConfig(max_handshaking=4, max_connections=3, join_timeout=2.0)
+def test_clients_over_the_cap_are_refused_and_peer_nodes_still_get_in():
+    cfg = TransportConfig(max_handshaking=4, max_connections=3, join_timeout=2.0,
+                          reconnect_initial=0.01, reconnect_max=0.1)
     server = TcpTransport(COOKIE, _echo, config=cfg)
     server.start()
+    peer = TcpTransport(COOKIE, Inbox(), config=cfg)
+    peer.start()
     clients = [connect(server.address, COOKIE, f"c{i}", Inbox(), cfg) for i in range(3)]
     try:
         wait_for(lambda: len(server.inbound_connections()) == 3)
         extra = socket.create_connection(parse_addr(server.address), timeout=5)
         with extra:
-            assert extra.recv(10) == b""  # full of authenticated connections: refused
+            client_handshake(extra, COOKIE, "extra", 5.0)
+            assert extra.recv(10) == b""  # closed right after its handshake
         assert server.status()["refused_over_limit"] == 1
+        peer.connect([server.address])  # a node: admitted over the client cap
+        wait_for(lambda: (server.link_state(peer.address) or {}).get("connected"))
         clients.pop().close()
-        wait_for(lambda: len(server.inbound_connections()) == 2)
-        pending = socket.create_connection(parse_addr(server.address), timeout=5)
-        wait_for(lambda: len(server._handshaking) == 1)
-        newer = socket.create_connection(parse_addr(server.address), timeout=5)
-        with pending, newer:
-            pending.settimeout(5)
-            while pending.recv(4096):  # the cap is reached: the older handshake gives way
-                pass
-            client_handshake(newer, COOKIE, "newer", 5.0)
-        assert server.status()["handshakes_evicted"] == 1
+        wait_for(lambda: len(server.inbound_connections()) == 3)
+        replies = Inbox()
+        clients.append(connect(server.address, COOKIE, "again", replies, cfg))
+        clients[-1].send(ClientRequest(1, "echo", "in"))
+        assert replies.wait_count(1) == [ClientReply(1, "ok", "in")]
     finally:
         for c in clients:
             c.close()
+        peer.close()
         server.close()
 
 

@@ -73,7 +73,7 @@ class TransportConfig:
     queue_max_bytes: int = 64 * 1024 * 1024
     reconnect_initial: float = 0.05
     reconnect_max: float = 2.0
-    max_connections: int = 1024  # accepted sockets: pending handshakes + inbound connections
+    max_connections: int = 1024  # inbound client connections (peer nodes always get in)
     max_handshaking: int = 256  # pending handshakes; a new one evicts the oldest beyond this
     max_buffered_bytes: int = DEFAULT_MAX_BUFFERED  # node-wide partial frames (framing.py)
     partial_allowance: int = DEFAULT_ALLOWANCE  # per connection, not charged to the above

@@ -5,13 +5,15 @@ File descriptors (the rule, also in README "Running nodes"):
 - it keeps ``reserve = max(64, limit // 4)`` descriptors for everything that is not an
   accepted connection: log segments, metadata and snapshot files of every peer (also peers
   created later), outbound links to peer nodes, snapshot transfer sockets, log files;
-- accepted sockets (pending handshakes and authenticated connections together) are capped at
-  ``max_connections = limit - reserve - (descriptors already open at start)``, at least 8;
-  a connection over that cap is accepted and closed at once (counted ``refused_over_limit``);
-- pending (unauthenticated) handshakes have their own cap,
-  ``max_handshaking = min(1024, max_connections // 4)`` (at least 4; one thread each): a new
-  connection beyond it evicts the OLDEST pending handshake, so silent connections can never
-  hold a real client off, nor starve storage of descriptors.
+- what is left, ``budget = limit - reserve - (descriptors already open at start)``, is
+  shared by accepted sockets: pending (unauthenticated) handshakes get
+  ``max_handshaking = min(1024, budget // 4)`` (at least 4; one thread each), and a new
+  connection beyond that evicts the OLDEST pending handshake, so silent connections can
+  never hold a real client off, nor starve storage of descriptors; authenticated client
+  connections get ``max_connections = budget - max_handshaking`` (at least 8), a client
+  over it is closed right after its handshake (counted ``refused_over_limit``). Peer
+  nodes are always admitted: they are few, and covered by the reserve, so clients can
+  never lock the cluster's own traffic out.
 
 Accept failures for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) back off
 exponentially from 10 ms to 1 s, logged once per streak: never a spin, never fatal.
@@ -67,8 +69,9 @@ def open_fds() -> int:
 def connection_caps(fd_limit: int, in_use: int = 0) -> ConnectionCaps:
     """The caps of the module rules for a soft fd limit and the descriptors already open."""
     reserve = max(RESERVE_MIN, fd_limit // 4)
-    max_connections = max(8, fd_limit - reserve - in_use)
-    max_handshaking = max(4, min(HANDSHAKES_MAX, max_connections // 4))
+    budget = max(12, fd_limit - reserve - in_use)
+    max_handshaking = max(4, min(HANDSHAKES_MAX, budget // 4))
+    max_connections = max(8, budget - max_handshaking)
     return ConnectionCaps(fd_limit, reserve, max_connections, max_handshaking)
 
 

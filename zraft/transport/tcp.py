@@ -35,8 +35,9 @@ Rules:
   EMFILE, see ``limits.py``). Should the reactor or the accept loop die anyway, a new one
   starts; past ``RESTARTS`` restarts in ``RESTART_PERIOD_S``, ``on_fatal(message)`` is called
   (a node exits with code 1): never limping on without them.
-- Accepted sockets are capped (``max_connections``), pending handshakes too
-  (``max_handshaking``, the oldest evicted first); a node sizes both from its fd limit.
+- Pending handshakes are capped (``max_handshaking``, the oldest evicted first), client
+  connections too (``max_connections``; peer nodes always get in); a node sizes both from
+  its fd limit (``limits.py``).
 - ``block(addrs)`` drops all traffic to and from those node addresses (fault injection).
 - ``close()`` stops everything and joins every thread with a timeout.
 
@@ -447,27 +448,18 @@ class TcpTransport:
         evict: socket.socket | None = None
         thread: threading.Thread | None = None
         with self._lock:
-            pending = len(self._handshaking)
-            full = pending + len(self._inbound) >= cfg.max_connections
-            if pending and (pending >= cfg.max_handshaking or full):
+            if len(self._handshaking) >= cfg.max_handshaking:
                 evict = next(iter(self._handshaking))  # the oldest pending handshake
                 del self._handshaking[evict]
-                full = False
-            if not full:
-                self._handshaking[sock] = time.monotonic()
-                thread = threading.Thread(
-                    target=self._serve, args=(sock,), name="zraft-serve", daemon=True
-                )
-                self._threads.add(thread)
+            self._handshaking[sock] = time.monotonic()
+            thread = threading.Thread(
+                target=self._serve, args=(sock,), name="zraft-serve", daemon=True
+            )
+            self._threads.add(thread)
         if evict is not None:
             self._count("handshakes_evicted")
             with contextlib.suppress(OSError):
                 evict.shutdown(socket.SHUT_RDWR)  # its handshake thread fails and closes it
-        if thread is None:
-            self._count("refused_over_limit")
-            log.warning("refusing a connection: %d open", cfg.max_connections)
-            sock.close()
-            return
         self._count("accepted")
         try:
             thread.start()
@@ -549,6 +541,13 @@ class TcpTransport:
                         safe_repr(auth.peer_id))
             sock.close()
             return None
+        if link is None and self._client_count() >= cfg.max_connections:
+            # a client over the cap; peer nodes always get in (few, and in the fd reserve)
+            self._count("refused_over_limit")
+            log.warning("refusing client %s: %d client connections open",
+                        safe_repr(auth.peer_id), cfg.max_connections)
+            sock.close()
+            return None
         conn = Connection(
             sock,
             auth.peer_id,
@@ -579,6 +578,10 @@ class TcpTransport:
         if reactor is not None and reactor.add(conn):
             return None  # the reactor reads it; it leaves _inbound when it closes
         return conn
+
+    def _client_count(self) -> int:
+        with self._lock:
+            return sum(1 for conn in self._inbound if conn.role != "node")
 
     def _client_closed(self, conn: Connection) -> None:
         with self._lock:
