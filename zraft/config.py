@@ -21,6 +21,9 @@ from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_SIZE
 # the entries' array header) and a client request's (req_id, op, peer name, session id).
 FRAME_ENVELOPE = 64 * 1024
 
+MIN_BUFFERED_BYTES = 16 * 1024 * 1024
+
+
 class ConfigError(Exception):
     """A configuration problem, with a one-line message naming the key."""
 
@@ -83,6 +86,8 @@ class NodeConfig:
     log_dir: str = "data"
     snapshot_dir: str = "data"
     fault_injection: bool = True  # accept authenticated partition/heal admin messages
+    # node-wide cap on memory held for partial (incomplete) frames, beyond 1 MiB each
+    max_buffered_bytes: int = 256 * 1024 * 1024
     raft: RaftConfig = field(default_factory=RaftConfig)
     logging: LogConfig = field(default_factory=LogConfig)
 
@@ -202,6 +207,9 @@ def validate(cfg: NodeConfig) -> None:
         raise ConfigError("logging.size must be >= 1024 and logging.count >= 0")
     if not cfg.backends:
         raise ConfigError("node.backends must name at least one allowed backend")
+    if cfg.max_buffered_bytes < MIN_BUFFERED_BYTES:
+        raise ConfigError(f"node.max_buffered_bytes must be >= {MIN_BUFFERED_BYTES} "
+                          f"(16 MiB), got {cfg.max_buffered_bytes}")
     cfg.resolved_cookie()
 
 

@@ -10,6 +10,8 @@ import re
 import secrets
 from typing import NamedTuple
 
+from zraft.saferepr import safe_repr
+
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
@@ -22,19 +24,20 @@ class PeerId(NamedTuple):
     def parse(text: str) -> PeerId:
         """Parse ``name@host:port``; raise ValueError with a message that says what is wrong."""
         if not isinstance(text, str) or "@" not in text:
-            raise ValueError(f"bad peer id {text!r}: expected name@host:port")
+            raise ValueError(f"bad peer id {safe_repr(text)}: expected name@host:port")
         name, _, address = text.partition("@")
         host, sep, port_text = address.rpartition(":")
         if not sep or not host:
-            raise ValueError(f"bad peer id {text!r}: expected name@host:port")
+            raise ValueError(f"bad peer id {safe_repr(text)}: expected name@host:port")
         if not _NAME.match(name):
-            raise ValueError(f"bad peer id {text!r}: name must be 1-64 of [A-Za-z0-9_.-]")
+            raise ValueError(f"bad peer id {safe_repr(text)}: name must be 1-64 of [A-Za-z0-9_.-]")
         try:
             port = int(port_text)
         except ValueError:
-            raise ValueError(f"bad peer id {text!r}: port {port_text!r} is not a number") from None
+            raise ValueError(f"bad peer id {safe_repr(text)}: port {safe_repr(port_text, 20)} "
+                             "is not a number") from None
         if not 0 < port < 65536:
-            raise ValueError(f"bad peer id {text!r}: port {port} out of range")
+            raise ValueError(f"bad peer id {safe_repr(text)}: port {port} out of range")
         return PeerId(name, host.strip("[]"), port)
 
     @property

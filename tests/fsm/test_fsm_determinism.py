@@ -160,7 +160,7 @@ def test_deeply_nested_keys_get_the_same_answer_at_any_stack_depth() -> None:
     """A key nested past MAX_KEY_DEPTH is refused by a fixed rule (bad_command), not by
     Python's recursion limit, whose reach depends on how deep the applying thread's stack
     already is: replicas must never diverge on it."""
-    from zraft.fsm.codec import MAX_KEY_DEPTH
+    from zraft.backends.dict import MAX_KEY_DEPTH  # the dict backend's (lower) bound
 
     # before the bound, a 350-deep key was stored at a shallow stack, a RecursionError
     # (backend_error) 300 frames deeper: the same entry, two results
@@ -168,4 +168,6 @@ def test_deeply_nested_keys_get_the_same_answer_at_any_stack_depth() -> None:
                             (350, "bad_command"), (1000, "bad_command")):
         data = _nested_key_command(depth)
         answers = {_apply_at_stack_depth(frames, data).error for frames in (0, 300, 600)}
-        assert answers == {expected}, (depth, answers)
+        assert len(answers) == 1, (depth, answers)  # one answer whatever the stack
+        (answer,) = answers
+        assert (answer or "").partition(":")[0] == (expected or ""), (depth, answer)

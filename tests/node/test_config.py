@@ -60,6 +60,8 @@ count = 2
         ('[raft]\nsnapshot_backup = 1\n[node]\ncookie="c"\n', "must be true or false"),
         ('[raft]\nsnapshot_log_ratio = "x"\n[node]\ncookie="c"\n', "must be a number"),
         ('[raft]\nsnapshot_log_ratio = -1\n[node]\ncookie="c"\n', "between 0 and 1000"),
+        ('[node]\ncookie="c"\nmax_buffered_bytes = 1000\n', "node.max_buffered_bytes must be >="),
+        ('[node]\ncookie="c"\nmax_buffered_bytes = "1G"\n', "must be an integer"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path, text: str, needle: str) -> None:

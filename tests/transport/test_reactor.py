@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from tests.transport.helpers import COOKIE, Inbox, wait_for
 from zraft.transport import codec
 from zraft.transport.codec import ClientReply, ClientRequest
 from zraft.transport.framing import FrameDecoder
 from zraft.transport.handshake import client_handshake
-from zraft.transport.tcp import TcpTransport, TransportConfig, connect, parse_addr
+from zraft.transport.tcp import (
+    Connection,
+    SendQueue,
+    TcpTransport,
+    TransportConfig,
+    connect,
+    parse_addr,
+)
 
 FAST = TransportConfig(reconnect_initial=0.01, reconnect_max=0.1, join_timeout=2.0)
 
@@ -149,6 +157,62 @@ def test_replies_written_before_a_client_half_close_are_delivered():
         wait_for(lambda: len(server._reactor) == 0)
     finally:
         sock.close()
+        server.close()
+
+
+def _half_close_and_collect(server: TcpTransport, n: int) -> list[int]:
+    sock = raw_client(server.address, "halfclose")
+    try:
+        for i in range(n):
+            sock.sendall(codec.encode_frame(ClientRequest(i, "echo", b"v" * 500)))
+        sock.shutdown(socket.SHUT_WR)  # done sending, still reading
+        dec, got = FrameDecoder(), []
+        while chunk := sock.recv(65536):
+            got.extend(codec.decode_many(dec.feed(chunk)))
+        return [r.req_id for r in got]
+    finally:
+        sock.close()
+
+
+def test_replies_queued_before_the_writer_thread_runs_survive_a_half_close(monkeypatch):
+    """The race behind the flaky test above: the EOF was read before the writer thread had
+    counted itself in, so the connection was closed under its queued replies (widened here
+    by holding the writer thread back)."""
+    original = Connection.write_loop
+
+    def late_writer(self):
+        time.sleep(0.3)
+        original(self)
+
+    monkeypatch.setattr(Connection, "write_loop", late_writer)
+    server = TcpTransport(COOKIE, Inbox(), config=FAST, on_frames_many=Rounds())
+    server.start()
+    try:
+        assert _half_close_and_collect(server, 50) == list(range(50))
+        wait_for(lambda: len(server._reactor) == 0)
+    finally:
+        server.close()
+
+
+def test_replies_still_queued_when_the_client_half_closes_are_written(monkeypatch):
+    """The other half of it: a half-close retired the connection and its writer stopped
+    after the batch in hand, dropping every reply still queued (widened here with a slow
+    writer taking one frame per batch)."""
+    original = SendQueue.take
+
+    def slow_take(self, timeout, max_bytes, owner=None):
+        time.sleep(0.002)
+        return original(self, timeout, max_bytes, owner)
+
+    monkeypatch.setattr(SendQueue, "take", slow_take)
+    cfg = TransportConfig(reconnect_initial=0.01, reconnect_max=0.1, join_timeout=2.0,
+                          write_batch_bytes=1)
+    server = TcpTransport(COOKIE, Inbox(), config=cfg, on_frames_many=Rounds())
+    server.start()
+    try:
+        assert _half_close_and_collect(server, 200) == list(range(200))
+        wait_for(lambda: len(server._reactor) == 0)
+    finally:
         server.close()
 
 

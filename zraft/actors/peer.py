@@ -59,6 +59,7 @@ from zraft.actors.storage_failure import StorageFailure
 from zraft.core import messages as m
 from zraft.core.errors import InvariantViolation, NotLeader
 from zraft.core.raft import RaftCore
+from zraft.saferepr import safe_repr
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +395,8 @@ class RaftPeerActor(FastInboxActor):
             else:
                 self.ctx.reply(req.conn, req.req_id, "ok", None)
         else:
-            self.ctx.reply(req.conn, req.req_id, "bad_request", {"message": f"unknown op {op!r}"})
+            self.ctx.reply(req.conn, req.req_id, "bad_request",
+                           {"message": f"unknown op {safe_repr(op)}"})
 
     def _set_conf(self, req: ClientRequest) -> None:
         """``[peer_name, prev_index, [peer ids], timeout_ms]``, checked at the boundary."""

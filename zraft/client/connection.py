@@ -339,7 +339,7 @@ def client_reactor() -> Reactor:
     """The process's one reader thread for every client connection (made on first use)."""
     global _reactor
     with _reactor_lock:
-        if _reactor is None:
+        if _reactor is None or not _reactor.alive:  # made anew should it ever have died
             _reactor = Reactor(lambda _ready: None, name="zraft-client-reactor")
         return _reactor
 

@@ -58,7 +58,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import reprlib
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +88,7 @@ from zraft.fsm.sessions import (
 )
 from zraft.fsm.snapshot import DATA_DIR, SnapshotImage, read_machine_state
 from zraft.fsm.watches import WatchRegistry, WatchTrigger
+from zraft.saferepr import safe_repr
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +289,8 @@ class StateMachine:
         except BadCommand as exc:
             return bad_command(exc), None
         except Exception as exc:
-            log.debug("backend %s raised on %s", type(self.backend).__name__, _brief(payload),
-                      exc_info=True)
+            log.debug("backend %s raised on %s", type(self.backend).__name__,
+                      safe_repr(payload), exc_info=True)
             return backend_error(exc), None
         if isinstance(answer, ApplyResult):
             if answer.trigger_keys and self.watches:
@@ -308,7 +308,7 @@ class StateMachine:
         except BadCommand as exc:
             return _Outcome(bad_command(exc), None)
         except Exception as exc:
-            log.debug("backend %s raised on %s", type(self.backend).__name__, _brief(args),
+            log.debug("backend %s raised on %s", type(self.backend).__name__, safe_repr(args),
                       exc_info=True)
             return _Outcome(backend_error(exc), None)
 
@@ -326,7 +326,7 @@ class StateMachine:
                     plain.append(hashable(k))
                 except TypeError:
                     log.warning("backend %s gave an unhashable trigger key %s: not watchable",
-                                type(self.backend).__name__, _brief(k))
+                                type(self.backend).__name__, safe_repr(k))
         out.triggers.extend(self.watches.fire(plain))
 
     # ------------------------------------------------------------------ expiry
@@ -348,7 +348,7 @@ class StateMachine:
         try:
             deleted = [hashable(k) for k in self.backend.expire_session(sid)]
         except Exception:
-            log.warning("backend expire_session(%r) raised", sid, exc_info=True)
+            log.warning("backend expire_session(%s) raised", safe_repr(sid), exc_info=True)
             deleted = []
         self._fire(deleted, out)
 
@@ -481,18 +481,6 @@ class StateMachine:
             "watchers": len(self.watches),
             "temporary_keys": temporary() if callable(temporary) else None,
         }
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
-
-
-def _brief(value: Any) -> str:
-    """A command's value in a log line: bounded in depth and length (it is a client's)."""
-    try:
-        return _REPR.repr(value)
-    except Exception:
-        return type(value).__name__
 
 
 def _tree_size(directory: Path) -> int:

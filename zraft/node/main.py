@@ -1,8 +1,9 @@
 """Entry point of a node process.
 
-Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 if the node's supervisor gave up,
-2 for a bad configuration, an unwritable directory, a port in use or a corrupt log (one line
-on stderr saying what is wrong; nothing deleted).
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 if the node's supervisor gave up or its
+transport could not keep its serving threads alive (one line on stderr saying why), 2 for a
+bad configuration, an unwritable directory, a port in use or a corrupt log (one line on
+stderr saying what is wrong; nothing deleted).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     while not stop_requested.is_set() and not node.stopped.is_set():
         stop_requested.wait(0.5)
     code = node.exit_code
+    if node.fatal:
+        print(f"zraft node {cfg.listen}: {node.fatal}", file=sys.stderr, flush=True)
     node.stop()
     pykka.ActorRegistry.stop_all(timeout=10)
     log.info("node %s stopped (exit %d)", cfg.listen, code)

@@ -41,16 +41,19 @@ from zraft.actors.ticker import Ticker
 from zraft.config import ConfigError, NodeConfig
 from zraft.core.config import KNOWN_MUTATIONS, CoreConfig
 from zraft.core.messages import MESSAGE_CODES
+from zraft.fsm.heap_trim import request_trim
 from zraft.fsm.registry import BackendNotAllowed, canonical_name, is_allowed, load_backend
 from zraft.ids import PeerId, is_cluster_id, node_of
 from zraft.node.events import EventLog
 from zraft.node.requests import NODE_OPS, Limits, RequestError, fast_ok, validate
 from zraft.node.sessions import SessionRegistry
 from zraft.node.snapshots import SnapshotService
+from zraft.saferepr import safe_repr
 from zraft.storage import DiskLogStorage, SnapshotStore, list_peers
 from zraft.storage.errors import DiskStorageError
 from zraft.storage.naming import peer_log_path
 from zraft.transport import codec
+from zraft.transport.limits import node_transport_config
 from zraft.transport.tcp import TcpTransport
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,7 @@ class Node:
         self._preopened: dict[str, DiskLogStorage] = {}
         self.stopped = threading.Event()
         self.exit_code = 0
+        self.fatal: str | None = None  # why the node stops with exit code 1 (one line)
         self.started_at = time.time()
         self.transport: TcpTransport | None = None
         self.sup: Any = None
@@ -132,7 +136,10 @@ class Node:
                                              period_s=period, on_give_up=self._on_give_up)
         self.transport = TcpTransport(cfg.resolved_cookie(), self._on_frames,
                                       listen=(cfg.host, cfg.port), node_id=cfg.listen,
-                                      on_frames_many=self._on_frames_many)
+                                      on_frames_many=self._on_frames_many,
+                                      config=node_transport_config(cfg.max_buffered_bytes),
+                                      on_fatal=self._on_transport_fatal,
+                                      on_shrink=request_trim)
         try:
             self.transport.start(serve=False)  # hold the port; serve once the peers are up
         except OSError as exc:
@@ -172,6 +179,12 @@ class Node:
         for storage in self._preopened.values():
             storage.close()
         self.events.record("node_stop")
+        self.stopped.set()
+
+    def _on_transport_fatal(self, message: str) -> None:
+        """The transport could not keep its serving threads alive: exit 1, loudly."""
+        self.fatal = message
+        self.exit_code = 1
         self.stopped.set()
 
     def _on_give_up(self, info: ExitInfo) -> None:
@@ -438,7 +451,7 @@ class Node:
                 raise ValueError("cluster id must be 1-64 letters, digits, '-' or '_'")
             peer_id = str(PeerId.parse(f"{name}@{self.address}"))
             if not is_allowed(backend, self.cfg.backends):
-                raise BackendNotAllowed(f"backend {backend!r} is not allowed on this node")
+                raise BackendNotAllowed(f"backend {safe_repr(backend)} is not allowed on this node")
             with self._create_lock:
                 status, payload = self._check_exists(name)
                 if status != "ok":

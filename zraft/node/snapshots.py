@@ -34,6 +34,7 @@ import pykka
 from zraft.actors.messages import SnapshotArrived, SnapshotSendDone
 from zraft.core.entries import SnapshotMeta
 from zraft.ids import PeerId
+from zraft.saferepr import safe_repr
 from zraft.storage import SnapshotStore
 from zraft.storage.snapshots import MANIFEST, SnapshotInfo
 from zraft.transport import snapshot_stream
@@ -133,30 +134,36 @@ class SnapshotService:
     # ------------------------------------------------------------------ control frames
 
     def on_control(self, conn: Any, frame: SnapshotControl) -> None:
+        """A control frame from another node (or anyone holding the cookie): whatever it
+        holds, it fails alone and is logged with bounded values."""
         op, args = frame.op, frame.args
         try:
             if op == "offer":
                 self._on_offer(conn, args)
             elif op in ("accept", "reject"):
                 with self._lock:
-                    fut = self._offers.get(str(args[0]))
+                    fut = self._offers.get(_wire_str(args[0], "tid"))
                 if fut is not None and not fut.done():
                     if op == "accept":
-                        fut.set_result([str(args[1]), int(args[2])])
+                        fut.set_result([_wire_str(args[1], "host"), _wire_int(args[2], "port")])
                     else:
-                        fut.set_exception(RuntimeError(f"receiver refused: {args[1]}"))
+                        fut.set_exception(RuntimeError(
+                            f"receiver refused: {safe_repr(args[1], 200)}"))
             else:
-                log.warning("unknown snapshot control op %r from %s", op, conn.peer_id)
-        except (IndexError, TypeError, ValueError) as exc:
-            log.warning("bad snapshot control frame from %s: %s", conn.peer_id, exc)
+                log.warning("unknown snapshot control op %s from %s", safe_repr(op),
+                            conn.peer_id)
+        except Exception as exc:
+            log.warning("bad snapshot control frame %s from %s: %s: %s", safe_repr(op),
+                        conn.peer_id, type(exc).__name__, safe_repr(str(exc), 200))
 
     def _on_offer(self, conn: Any, args: list[Any]) -> None:
         tid, name, leader_id, term, raw_meta, _leader_node = args
-        tid, name, leader_id = str(tid), str(name), str(leader_id)
+        tid, name = _wire_str(tid, "tid"), _wire_str(name, "peer name")
+        leader_id, term = _wire_str(leader_id, "leader id"), _wire_int(term, "term")
         meta = SnapshotMeta.from_wire(raw_meta)
         entry = self.node.peers.get(name)
         if entry is None:
-            conn.send(SnapshotControl("reject", [tid, f"no peer {name!r} here"]))
+            conn.send(SnapshotControl("reject", [tid, f"no peer {safe_repr(name)} here"]))
             return
         cfg = self.node.cfg
         store = SnapshotStore.for_peer(cfg.snapshot_dir, entry.peer_id,
@@ -174,8 +181,20 @@ class SnapshotService:
         except OSError as exc:
             conn.send(SnapshotControl("reject", [tid, f"cannot listen: {exc}"]))
             return
-        SnapshotReceiverActor.start(self, receiver, store, entry.name, leader_id, int(term), meta)
+        SnapshotReceiverActor.start(self, receiver, store, entry.name, leader_id, term, meta)
         conn.send(SnapshotControl("accept", [tid, host, port]))
+
+
+def _wire_str(value: Any, what: str) -> str:
+    if type(value) is not str:
+        raise ValueError(f"{what} must be a string, not {safe_repr(value, 40)}")
+    return value
+
+
+def _wire_int(value: Any, what: str) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{what} must be an int >= 0, not {safe_repr(value, 40)}")
+    return value
 
 
 def stream_manifest(info: SnapshotInfo) -> list[snapshot_stream.ManifestEntry]:

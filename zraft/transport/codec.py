@@ -22,7 +22,10 @@ Rules:
   data a pair of lists of ``str``, NOOP data ``None`` (or ``bytes``), entries contiguous from
   ``prev_index + 1``. Anything else raises ``DecodeError``. For the generic frames only the
   envelope is checked (req_id int >= 0, op/status ``str`` or int >= 0); ``args``/``payload``
-  are any msgpack value and their owner validates them.
+  are any msgpack value nested at most ``MAX_NESTING`` levels (checked without recursion:
+  code that walks values, ``repr`` included, may recurse) and their owner validates them.
+  The depth check runs once per generic frame, never per Raft entry.
+- Error messages show wire values through ``safe_repr`` only (bounded, never raises).
 """
 
 from __future__ import annotations
@@ -43,9 +46,14 @@ from zraft.core.messages import (
     VoteReply,
     VoteRequest,
 )
+from zraft.saferepr import safe_repr
 from zraft.transport.errors import DecodeError
 from zraft.transport.framing import HEADER
 from zraft.transport.sentinels import NOT_FOUND, NOT_FOUND_EXT_CODE
+
+# Deepest nesting of args/payload in a generic frame: a list holding a list is depth 2.
+# A stored value sits 3 to 5 levels down in its request, so values may nest ~60 levels.
+MAX_NESTING: Final = 64
 
 # Frame kinds (stable: never renumber).
 RAFT: Final = 1
@@ -181,10 +189,39 @@ def unpack(body: bytes | bytearray | memoryview) -> Any:
 
 
 def _bad(what: str, value: Any) -> DecodeError:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return DecodeError(f"{what}: {text}")
+    return DecodeError(f"{what}: {safe_repr(value, 60)}")
+
+
+def check_nesting(value: Any, what: str = "value", limit: int = MAX_NESTING) -> Any:
+    """``value`` itself if its lists and maps nest at most ``limit`` levels, else
+    ``DecodeError``. Iterative, one pass over the containers (scalars cost one type test)."""
+    kind = type(value)
+    if kind is not list:
+        if kind is not dict:
+            return value
+    else:  # the common case, a flat list (request args): one pass, nothing allocated
+        for item in value:
+            inner_kind = type(item)
+            if inner_kind is list or inner_kind is dict:
+                break
+        else:
+            return value
+    level = [value]
+    depth = 1
+    while True:  # one level of containers at a time: no recursion, whatever the input
+        inner: list[Any] = []
+        append = inner.append
+        for container in level:
+            for item in (container.values() if type(container) is dict else container):
+                inner_kind = type(item)
+                if inner_kind is list or inner_kind is dict:
+                    append(item)
+        if not inner:
+            return value
+        depth += 1
+        if depth > limit:
+            raise DecodeError(f"{what} nests deeper than {limit} levels")
+        level = inner
 
 
 def _uint(value: Any, what: str) -> int:
@@ -395,19 +432,20 @@ def decode_object(raw: Any) -> Frame:
         if n != 4:
             raise _bad("request frame must be [kind, req_id, op, args]", raw)
         cls = ClientRequest if kind == REQUEST else AdminRequest
-        return cls(_uint(raw[1], "req_id"), _op(raw[2], "op"), raw[3])
+        return cls(_uint(raw[1], "req_id"), _op(raw[2], "op"), check_nesting(raw[3], "args"))
     if kind == REPLY:
         if n != 4:
             raise _bad("reply frame must be [3, req_id, status, payload]", raw)
-        return ClientReply(_uint(raw[1], "req_id"), _op(raw[2], "status"), raw[3])
+        return ClientReply(_uint(raw[1], "req_id"), _op(raw[2], "status"),
+                           check_nesting(raw[3], "payload"))
     if kind == SNAPSHOT:
         if n != 3:
             raise _bad("snapshot frame must be [4, op, args]", raw)
-        return SnapshotControl(_op(raw[1], "op"), raw[2])
+        return SnapshotControl(_op(raw[1], "op"), check_nesting(raw[2], "args"))
     if kind == PUSH:
         if n != 3:
             raise _bad("push frame must be [6, kind, args]", raw)
-        return Push(_op(raw[1], "kind"), raw[2])
+        return Push(_op(raw[1], "kind"), check_nesting(raw[2], "args"))
     raise _bad("unknown frame kind", kind)
 
 
@@ -423,6 +461,7 @@ def decode_many(bodies: Iterable[bytes]) -> list[Frame]:
 
 __all__ = [
     "ADMIN",
+    "MAX_NESTING",
     "PUSH",
     "RAFT",
     "REPLY",
@@ -435,6 +474,7 @@ __all__ = [
     "Frame",
     "Push",
     "SnapshotControl",
+    "check_nesting",
     "decode",
     "decode_many",
     "decode_object",

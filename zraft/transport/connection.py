@@ -4,7 +4,9 @@ bounded send queue drained by a writer thread.
 Rules:
 - every frame decoded from ONE socket read is delivered in ONE ``on_frames(conn, frames)``
   call (the node batches on it); a callback exception is logged, never kills the reader;
-- malformed input (bad length, bad msgpack, bad fields) closes this connection only;
+- malformed input (bad length, bad msgpack, bad fields), a partial frame over the node's
+  buffer budget, or ANY exception while reading or decoding closes this connection only
+  (logged with bounded values), whether a reader thread or a reactor reads it;
 - ``send`` never blocks: when nothing is queued it writes straight to the socket without
   waiting (MSG_DONTWAIT, which saves a thread hop per frame on the latency path); otherwise,
   or for what the kernel did not take, it appends to a ``SendQueue`` that keeps at most N
@@ -16,7 +18,13 @@ Rules:
 - the socket stays blocking for reads (idle is fine) while ``SO_SNDTIMEO`` bounds writes to
   a peer that stopped reading; ``close`` shuts the socket down, which wakes both threads;
 - ``retire`` ends a connection gracefully (finish the batch in hand, half-close, read to EOF)
-  so frames already written are never lost; EOF from the other end retires it too;
+  so frames already written are never lost; EOF from the other end retires it too. A
+  connection with its own queue (a client's) first writes everything queued: those are
+  replies to requests it sent before half-closing. A peer link's queue is not drained (the
+  link's next connection carries it);
+- the writer counts as a user of the socket from ``start_writer`` on, before its thread
+  runs, so an EOF read meanwhile retires the connection instead of closing it under the
+  queued frames;
 - the socket is closed only by the last thread using it, never under a running recv/send.
 """
 
@@ -33,9 +41,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from zraft.saferepr import safe_repr
 from zraft.transport import codec
-from zraft.transport.errors import DecodeError
-from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
+from zraft.transport.errors import BufferLimitExceeded, DecodeError
+from zraft.transport.framing import (
+    DEFAULT_ALLOWANCE,
+    DEFAULT_MAX_BUFFERED,
+    DEFAULT_MAX_FRAME_SIZE,
+    BufferBudget,
+    FrameDecoder,
+)
 from zraft.transport.handshake import DEFAULT_HANDSHAKE_TIMEOUT, client_handshake, cookie_bytes
 
 log = logging.getLogger("zraft.transport.tcp")
@@ -58,7 +73,10 @@ class TransportConfig:
     queue_max_bytes: int = 64 * 1024 * 1024
     reconnect_initial: float = 0.05
     reconnect_max: float = 2.0
-    max_connections: int = 1024
+    max_connections: int = 1024  # inbound client connections (peer nodes always get in)
+    max_handshaking: int = 256  # pending handshakes; a new one evicts the oldest beyond this
+    max_buffered_bytes: int = DEFAULT_MAX_BUFFERED  # node-wide partial frames (framing.py)
+    partial_allowance: int = DEFAULT_ALLOWANCE  # per connection, not charged to the above
     recv_size: int = 256 * 1024
     write_batch_bytes: int = 4 * 1024 * 1024
     retire_grace: float = 5.0
@@ -221,6 +239,9 @@ class Connection:
         on_malformed: Callable[[], None] = lambda: None,
         on_close: Callable[[Connection], None] = lambda _: None,
         label: str = "",
+        budget: BufferBudget | None = None,
+        on_over_budget: Callable[[], None] = lambda: None,
+        on_shrink: Callable[[], object] | None = None,
     ) -> None:
         self.sock = sock
         self.peer_id = peer_id
@@ -231,6 +252,10 @@ class Connection:
         self._on_frames = on_frames
         self._config = config
         self._queue = queue or SendQueue(config.queue_max_frames, config.queue_max_bytes)
+        self._drain_on_retire = queue is None  # a private queue holds our replies only
+        self._budget = budget
+        self._on_over_budget = on_over_budget
+        self._on_shrink = on_shrink
         self._is_blocked = is_blocked
         self._on_malformed = on_malformed
         self._on_close = on_close
@@ -244,7 +269,7 @@ class Connection:
         self._writer_active = False
         self._reader: threading.Thread | None = None
         self._writer: threading.Thread | None = None
-        self._decoder: FrameDecoder | None = None  # reading through a Reactor
+        self._decoder: FrameDecoder | None = None
         self.reactor_eof = False
         self.frames_in = 0
         self.bytes_in = 0
@@ -268,6 +293,7 @@ class Connection:
             if self._writer is not None:
                 raise RuntimeError("writer already running")
             old, self._queue = self._queue, queue
+            self._drain_on_retire = False
         old_frames = old.take(0, 1 << 62) if len(old) else []
         queue.put_many(old_frames)
 
@@ -281,10 +307,19 @@ class Connection:
         with self._lock:
             if self._writer is not None or self._closed.is_set():
                 return
-            self._writer = threading.Thread(
+            # a user of the socket from now on, not from when the thread gets to run
+            self._users += 1
+            self._writer_active = True
+            self._writer = writer = threading.Thread(
                 target=self.write_loop, name=f"zraft-write-{self._label}", daemon=True
             )
-            self._writer.start()
+        try:
+            writer.start()
+        except RuntimeError:  # no thread to be had: this connection cannot write
+            log.error("%s: cannot start a writer thread, closing", self._label)
+            with self._lock:
+                self._writer_active = False
+            self._leave()
 
     def close(self) -> None:
         """Stop both directions (idempotent)."""
@@ -335,13 +370,11 @@ class Connection:
     def retired(self) -> bool:
         return self._retired
 
-    def _enter(self, writer: bool = False) -> bool:
+    def _enter(self) -> bool:
         with self._lock:
-            if self._closed.is_set() or (writer and self._retired):
+            if self._closed.is_set():
                 return False
             self._users += 1
-            if writer:
-                self._writer_active = True
             return True
 
     def _leave(self, close: bool = True) -> None:
@@ -408,15 +441,15 @@ class Connection:
                 self.close()
 
     def write_loop(self) -> None:
-        """Drain the queue into the socket until the connection closes or a write fails; when
-        retired, half-close after the batch in hand (closing fully if reading is over too)."""
-        if not self._enter(writer=True):
-            return
+        """The writer thread (``start_writer`` counted it as a user): drain the queue into
+        the socket until the connection closes or a write fails; when retired, half-close
+        after the batch in hand, or once a private queue is empty (closing fully if reading
+        is over too)."""
         queue, sock, cfg = self._queue, self.sock, self._config
         half_close = False
         try:
             while not self._closed.is_set():
-                if self._retired:
+                if self._retired and not (self._drain_on_retire and not queue.idle()):
                     with self._wlock:
                         sock.shutdown(socket.SHUT_WR)  # the reader carries on until EOF
                     half_close = True
@@ -434,6 +467,8 @@ class Connection:
         except OSError as exc:
             if not self._closed.is_set():
                 log.info("%s: write failed, closing: %s", self._label, exc)
+        except Exception:
+            log.exception("%s: writer failed, closing", self._label)
         finally:
             with self._lock:
                 self._writer_active = False
@@ -446,7 +481,7 @@ class Connection:
         """Read, frame, decode, deliver; close on EOF, socket error or malformed input."""
         if not self._enter():
             return
-        decoder = FrameDecoder(self._config.max_frame_size)
+        decoder = self._decoder = self._new_decoder()
         recv, size = self.sock.recv, self._config.recv_size
         eof = False
         try:
@@ -467,14 +502,33 @@ class Connection:
                     self._on_frames(self, frames)
                 except Exception:
                     log.exception("%s: on_frames callback failed", self._label)
-        except DecodeError as exc:
-            log.warning("%s (%s): malformed input, closing: %s", self._label, self.remote, exc)
-            self._on_malformed()
         except OSError as exc:
             if not self._closed.is_set():
                 log.info("%s: read failed: %s", self._label, exc)
+        except Exception as exc:
+            self._bad_input(exc)
         finally:
             self._finish_reading(eof)
+
+    def _new_decoder(self) -> FrameDecoder:
+        cfg = self._config
+        return FrameDecoder(cfg.max_frame_size, self._budget, cfg.partial_allowance,
+                            self._on_shrink)
+
+    def _bad_input(self, exc: Exception) -> None:
+        """Whatever went wrong reading or decoding closes this connection only."""
+        if isinstance(exc, BufferLimitExceeded):
+            log.warning("%s (%s): partial frames over the node's buffer budget, closing: %s",
+                        self._label, self.remote, exc)
+            self._on_over_budget()
+        elif isinstance(exc, DecodeError):
+            log.warning("%s (%s): malformed input, closing: %s", self._label, self.remote,
+                        safe_repr(str(exc), 200))
+            self._on_malformed()
+        else:  # a bug, or input nothing above foresaw: still this connection's problem only
+            log.error("%s (%s): reading failed, closing: %s: %s", self._label, self.remote,
+                      type(exc).__name__, safe_repr(str(exc), 200), exc_info=exc)
+            self._on_malformed()
 
     def _warn_truncated(self, decoder: FrameDecoder) -> None:
         if decoder.pending():
@@ -490,6 +544,9 @@ class Connection:
         return frames
 
     def _finish_reading(self, eof: bool) -> None:
+        decoder = self._decoder
+        if decoder is not None:
+            decoder.release()  # give the node-wide buffer budget back
         with self._lock:
             self._reader_done = True
             writer_running = self._writer_active
@@ -508,9 +565,16 @@ class Connection:
         the socket until ``reactor_detach``)."""
         if not self._enter():
             return False
-        self._decoder = FrameDecoder(self._config.max_frame_size)
+        self._decoder = self._new_decoder()
         self.reactor_eof = False
         return True
+
+    def reactor_cancel(self) -> None:
+        """Undo ``reactor_attach`` (the reactor never watched it): the caller reads it."""
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            decoder.release()
+        self._leave(close=False)
 
     def reactor_read(self) -> list[codec.Frame] | None:
         """One non-blocking read: the frames it completed ([] if none), or None when this
@@ -535,9 +599,8 @@ class Connection:
             if not bodies:
                 return []
             return self._accept_frames(codec.decode_many(bodies))
-        except DecodeError as exc:
-            log.warning("%s (%s): malformed input, closing: %s", self._label, self.remote, exc)
-            self._on_malformed()
+        except Exception as exc:
+            self._bad_input(exc)
             return None
 
     def reactor_detach(self, eof: bool) -> None:

@@ -20,6 +20,11 @@ class FrameTooLarge(DecodeError):
     """A frame header announced a length above the configured maximum (or zero)."""
 
 
+class BufferLimitExceeded(DecodeError):
+    """A connection's partial frame would take the node-wide partial-frame memory past its
+    cap (``max_buffered_bytes``): the connection is closed, the frame was not malformed."""
+
+
 class HandshakeError(TransportError):
     """Cookie authentication failed: wrong cookie, wrong version, replay, timeout, garbage."""
 

@@ -11,9 +11,14 @@ Rules:
 - A connection is attached with ``Connection.reactor_attach`` (it counts as a user of its
   socket) and detached with ``reactor_detach`` after its fd left the selector, so the socket
   is never closed while registered, and a reused fd number can never be confused.
-- EOF, a socket error or malformed input ends that connection only, exactly as its own
-  reader thread would (``Connection.reactor_detach`` shares that code).
+- EOF, a socket error, malformed input or ANY exception while reading one connection ends
+  that connection only, exactly as its own reader thread would (``Connection.reactor_detach``
+  shares that code); the round goes on with the others.
 - ``on_round`` runs on the reactor thread; an exception there is logged, never fatal.
+- Should the thread die anyway (a bug outside any one connection), it closes every
+  connection it held, refuses new ones (``add`` returns False: the caller serves the
+  connection itself) and calls ``on_exit(reactor, exc)``: the transport starts a new reactor
+  or, past its restart budget, reports the node as failed.
 - ``add`` may be called from any thread; the selector is touched only by the reactor thread
   (new connections are handed over through a queue and a wake-up socket).
 """
@@ -29,17 +34,24 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from zraft.saferepr import safe_repr
+
 if TYPE_CHECKING:
     from zraft.transport.connection import Connection
 
 log = logging.getLogger("zraft.transport.tcp")
 
 OnRound = Callable[[list[tuple["Connection", list[Any]]]], None]
+OnExit = Callable[["Reactor", BaseException], None]
 
 
 class Reactor:
-    def __init__(self, on_round: OnRound, name: str = "zraft-reactor") -> None:
+    def __init__(self, on_round: OnRound, name: str = "zraft-reactor",
+                 on_exit: OnExit | None = None, start: bool = True) -> None:
+        """``start=False``: call ``start()`` once the owner holds the reference (a thread
+        that dies at once reports to an owner that already knows it)."""
         self._on_round = on_round
+        self._on_exit = on_exit
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -49,6 +61,10 @@ class Reactor:
         self._conns: set[Connection] = set()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        if start:
+            self._thread.start()
+
+    def start(self) -> None:
         self._thread.start()
 
     def add(self, conn: Connection) -> bool:
@@ -57,8 +73,25 @@ class Reactor:
         if self._stopping.is_set() or not conn.reactor_attach():
             return False
         self._incoming.append(conn)
+        if self._stopping.is_set():
+            # stopped meanwhile: if the thread's last _admit did not take it, it is ours
+            try:
+                self._incoming.remove(conn)
+            except ValueError:
+                return True  # taken, and closed, by the thread on its way out
+            conn.reactor_cancel()
+            return False
         self._wake()
         return True
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._stopping.is_set()
+
+    @property
+    def thread_alive(self) -> bool:
+        """False once the thread has ended (after ``on_exit``, if it failed)."""
+        return self._thread.is_alive()
 
     def __len__(self) -> int:
         return len(self._conns) + len(self._incoming)
@@ -77,39 +110,54 @@ class Reactor:
     # -- the reactor thread --------------------------------------------------------------
 
     def _run(self) -> None:
-        sel = self._sel
+        failure: BaseException | None = None
         try:
             while not self._stopping.is_set():
-                self._admit()
-                events = sel.select(0.5)
-                ready: list[tuple[Connection, list[Any]]] = []
-                for key, _mask in events:
-                    conn = key.data
-                    if conn is None:
-                        with contextlib.suppress(BlockingIOError, OSError):
-                            while self._wake_r.recv(4096):
-                                pass
-                        continue
-                    frames = conn.reactor_read()
-                    if frames is None:
-                        self._drop(conn, finished=True)
-                    elif frames:
-                        ready.append((conn, frames))
-                if ready:
-                    try:
-                        self._on_round(ready)
-                    except Exception:
-                        log.exception("reactor: on_round callback failed")
-        except Exception:
-            log.exception("reactor thread failed")
+                self._round()
+        except BaseException as exc:
+            failure = exc
+            log.critical("reactor thread failed: %s: %s", type(exc).__name__,
+                         safe_repr(str(exc), 200), exc_info=exc)
         finally:
+            self._stopping.set()  # add() refuses from now on
             self._admit()
             for conn in list(self._conns):
-                self._drop(conn, finished=False)
+                with contextlib.suppress(Exception):
+                    self._drop(conn, finished=False)
             with contextlib.suppress(OSError):
-                sel.close()
+                self._sel.close()
             self._wake_r.close()
             self._wake_w.close()
+            if failure is not None and self._on_exit is not None:
+                self._on_exit(self, failure)
+
+    def _round(self) -> None:
+        self._admit()
+        events = self._sel.select(0.5)
+        ready: list[tuple[Connection, list[Any]]] = []
+        for key, _mask in events:
+            conn = key.data
+            if conn is None:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    while self._wake_r.recv(4096):
+                        pass
+                continue
+            try:
+                frames = conn.reactor_read()
+            except Exception as exc:  # reactor_read handles its own; this is a last resort
+                log.error("reactor: reading %s failed, closing it: %s: %s", conn.remote,
+                          type(exc).__name__, safe_repr(str(exc), 200), exc_info=exc)
+                self._drop(conn, finished=False)
+                continue
+            if frames is None:
+                self._drop(conn, finished=True)
+            elif frames:
+                ready.append((conn, frames))
+        if ready:
+            try:
+                self._on_round(ready)
+            except Exception:
+                log.exception("reactor: on_round callback failed")
 
     def _admit(self) -> None:
         while self._incoming:

@@ -53,7 +53,9 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from zraft.transport.errors import HandshakeError, SnapshotTransferError
+from zraft.saferepr import safe_repr
+from zraft.transport.codec import check_nesting
+from zraft.transport.errors import DecodeError, HandshakeError, SnapshotTransferError
 from zraft.transport.framing import HEADER, HEADER_SIZE
 from zraft.transport.handshake import client_handshake, cookie_bytes, server_handshake
 from zraft.transport.snapshot_files import DigestsOf, file_digest, receive_file
@@ -142,9 +144,13 @@ def _recv_frame(sock: socket.socket) -> Any:
     if not 0 < length <= MAX_CONTROL_FRAME:
         raise SnapshotTransferError(f"control frame length {length} not allowed")
     try:
-        return msgpack.unpackb(_recv_exact(sock, length), raw=False)
+        obj = msgpack.unpackb(_recv_exact(sock, length), raw=False)
     except Exception as exc:
         raise SnapshotTransferError(f"bad control frame: {type(exc).__name__}") from None
+    try:  # control frames hold lists of [path, size, digest]: never deep
+        return check_nesting(obj, "control frame", limit=4)
+    except DecodeError as exc:
+        raise SnapshotTransferError(str(exc)) from None
 
 
 def _manifest_mac(session_key: bytes, files: list[list[Any]]) -> bytes:
@@ -197,7 +203,7 @@ def _check_manifest(raw: Any, max_total: int | None) -> list[ManifestEntry]:
             raise SnapshotTransferError("manifest sha256 must be 32 bytes")
         _check_path(path)
         if path in seen:
-            raise SnapshotTransferError(f"duplicate path {path!r}")
+            raise SnapshotTransferError(f"duplicate path {safe_repr(path)}")
         seen.add(path)
         total += size
         entries.append(ManifestEntry(path, size, digest))
@@ -221,7 +227,7 @@ def _check_path(path: Any) -> None:
         or pure.as_posix() != path
         or any(part in ("", ".", "..") for part in pure.parts)
     ):
-        raise SnapshotTransferError(f"unsafe path in manifest: {path!r}")
+        raise SnapshotTransferError(f"unsafe path in manifest: {safe_repr(path)}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -338,8 +344,8 @@ def _expect(reply: Any, word: str) -> None:
     if reply == [word]:
         return
     if type(reply) is list and reply and reply[0] == "error":
-        raise SnapshotTransferError(f"receiver refused: {reply[1:]!r:.200}")
-    raise SnapshotTransferError(f"expected {word!r}, got {reply!r:.80}")
+        raise SnapshotTransferError(f"receiver refused: {safe_repr(reply[1:], 200)}")
+    raise SnapshotTransferError(f"expected {word!r}, got {safe_repr(reply)}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -507,7 +513,8 @@ class SnapshotReceiver:
             for entry in entries:
                 header = _recv_frame(sock)
                 if header != [entry.path, entry.size]:
-                    raise SnapshotTransferError(f"file header {header!r:.80} is not {entry.path}")
+                    raise SnapshotTransferError(
+                        f"file header {safe_repr(header)} is not {entry.path}")
                 digest = self._receive_file(sock, entry)
                 if entry.sha256 is not None and not hmac.compare_digest(digest, entry.sha256):
                     raise SnapshotTransferError(f"{entry.path}: sha256 mismatch (corrupted)")

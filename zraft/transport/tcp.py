@@ -26,8 +26,18 @@ Rules:
   whose link to it sits in reconnect backoff adopts the fresh inbound connection at once
   (instead of waiting for its next attempt, or for this node's first election message).
   An adopted connection ends the link's backoff.
-- Malformed input (garbage, truncated or oversized frames, unknown kinds, wrong field types)
-  closes that connection only, and is logged; the server keeps serving everyone else.
+- Malformed input (garbage, truncated or oversized frames, unknown kinds, wrong field types,
+  too deep values), a partial frame over the node-wide buffer budget (``max_buffered_bytes``)
+  or any other exception while reading it closes that connection only, and is logged; the
+  server keeps serving everyone else.
+- No thread that serves many connections dies of one: the reactor and the handshake threads
+  catch everything per connection, the accept loop survives anything (and backs off on
+  EMFILE, see ``limits.py``). Should the reactor or the accept loop die anyway, a new one
+  starts; past ``RESTARTS`` restarts in ``RESTART_PERIOD_S``, ``on_fatal(message)`` is called
+  (a node exits with code 1): never limping on without them.
+- Pending handshakes are capped (``max_handshaking``, the oldest evicted first), client
+  connections too (``max_connections``; peer nodes always get in); a node sizes both from
+  its fd limit (``limits.py``).
 - ``block(addrs)`` drops all traffic to and from those node addresses (fault injection).
 - ``close()`` stops everything and joins every thread with a timeout.
 
@@ -39,6 +49,7 @@ handing the GIL around than in Raft), and one round of the reactor becomes one
 ``on_frames_many`` call, so one ClientBatch per peer. Writes are direct from the sending
 thread when the socket takes them (see ``connection.py``), else by a writer thread.
 Handshakes run on a short-lived thread each (blocking, with timeouts: simple code).
+``PeerLink`` (one per peer node) lives in ``peer_link.py``.
 """
 
 from __future__ import annotations
@@ -48,11 +59,12 @@ import logging
 import socket
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
-import tenacity
-
+from zraft.saferepr import safe_repr
 from zraft.transport import codec
 from zraft.transport.connection import (
     Connection,
@@ -66,7 +78,10 @@ from zraft.transport.connection import (
     tune_socket,
 )
 from zraft.transport.errors import HandshakeError
-from zraft.transport.handshake import client_handshake, cookie_bytes, server_handshake
+from zraft.transport.framing import BufferBudget
+from zraft.transport.handshake import cookie_bytes, server_handshake
+from zraft.transport.limits import RESOURCE_ERRNOS, AcceptBackoff
+from zraft.transport.peer_link import PeerLink
 from zraft.transport.reactor import Reactor
 
 log = logging.getLogger("zraft.transport.tcp")
@@ -74,6 +89,7 @@ log = logging.getLogger("zraft.transport.tcp")
 __all__ = [
     "Connection",
     "PeerLink",
+    "SendQueue",
     "TcpTransport",
     "TransportConfig",
     "connect",
@@ -82,248 +98,8 @@ __all__ = [
 ]
 
 
-class _Stopped(Exception):
-    pass
-
-
-class PeerLink:
-    """Everything this node sends to one peer node: a persistent bounded queue, the ONE
-    connection currently carrying it (dialed by us, or adopted from the peer's dial), and a
-    thread that dials with backoff whenever there is something to send and no connection.
-
-    Duplicate resolution: if both nodes dial at once, each ends up holding two connections.
-    Both keep the one dialed by the node with the smaller id and retire the other, so they
-    agree without talking: a retired connection stops writing, half-closes, and is read
-    until the other side half-closes too, so frames already written on it still arrive.
-    Frames still queued simply go out on the surviving connection.
-    """
-
-    def __init__(self, transport: TcpTransport, addr: str) -> None:
-        self.addr = addr
-        self._transport = transport
-        cfg = transport.config
-        self.queue = SendQueue(cfg.queue_max_frames, cfg.queue_max_bytes)
-        self.conn: Connection | None = None
-        self._last_conn: Connection | None = None  # the one stop() closed, for join()
-        self.connects = 0
-        self.adopted = 0
-        self.duplicates_closed = 0
-        self.connect_failures = 0
-        self.frames_sent_done = 0  # frames written by connections that are gone
-        self.last_error: str | None = None
-        self._dialing = False
-        self._failure_streak = 0
-        self._wanted = False  # connect() asked for a connection with nothing queued
-        self._cond = threading.Condition(threading.Lock())
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"zraft-link-{addr}", daemon=True)
-        self._thread.start()
-
-    # -- used by the transport ------------------------------------------------------------
-
-    @property
-    def state(self) -> str:
-        if self._stop.is_set():
-            return "closed"
-        if self._live():
-            return "connected"
-        if self._dialing:
-            return "backoff" if self._failure_streak else "connecting"
-        return "disconnected"
-
-    def send(self, data: bytes) -> None:
-        conn = self.conn
-        if conn is not None and conn.try_send_now(data):
-            return
-        self.queue.put(data)
-        if not self._live():
-            with self._cond:
-                self._cond.notify_all()  # wake the dialer
-
-    def want_connection(self) -> None:
-        """Dial now even with nothing to send (until a connection is up)."""
-        with self._cond:
-            self._wanted = True
-            self._cond.notify_all()
-
-    def stop(self) -> None:
-        self._stop.set()
-        with self._cond:
-            conn = self.conn
-            self._cond.notify_all()
-        self.queue.wake()
-        if conn is not None:
-            self._last_conn = conn
-            conn.close()
-
-    def join(self, timeout: float) -> None:
-        """Join the dialer and the threads of the connection it carried at ``stop``."""
-        deadline = time.monotonic() + timeout
-        self._thread.join(timeout)
-        conn = self._last_conn
-        if conn is not None:
-            conn.join(max(0.0, deadline - time.monotonic()))
-
-    def install(self, conn: Connection) -> bool:
-        """Offer a fresh connection to this peer (ours or theirs). Returns True if it now
-        carries the link; otherwise it is a duplicate and has been retired."""
-        loser: Connection | None = None
-        with self._cond:
-            current = self.conn
-            if self._stop.is_set():
-                take, loser = False, conn
-            elif current is None or current.closed:
-                take = True
-            elif current.inbound == conn.inbound:
-                take, loser = True, current  # a newer connection from the same dialer
-            else:
-                smaller_dials = self._transport.node_id < conn.peer_id
-                # keep the connection dialed by the smaller id: ours if we are smaller
-                take = conn.inbound != smaller_dials
-                loser = current if take else conn
-            if take:
-                self.conn = conn
-                self.connects += 1
-                self._wanted = False
-                self._failure_streak = 0  # the dialer's backoff ends (see _pause)
-                if conn.inbound:
-                    self.adopted += 1
-                conn.use_queue(self.queue)
-                self._cond.notify_all()
-        if loser is not None:
-            if self._stop.is_set():
-                loser.close()
-            else:
-                self.duplicates_closed += 1
-                log.info("retiring duplicate connection with %s (%s)", self.addr, loser.remote)
-                loser.retire(self._transport.config.retire_grace)
-        if take:
-            conn.start_writer()
-        return take
-
-    def connection_closed(self, conn: Connection) -> None:
-        with self._cond:
-            if self.conn is conn:
-                self.conn = None
-                self.frames_sent_done += conn.frames_out
-                self._cond.notify_all()
-
-    # -- the dialing thread ---------------------------------------------------------------
-
-    def _live(self) -> bool:
-        conn = self.conn
-        return conn is not None and not conn.closed
-
-    def _should_dial(self) -> bool:
-        return (not self._stop.is_set() and not self._live()
-                and (self._wanted or len(self.queue) > 0))
-
-    def _pause(self, seconds: float) -> None:
-        """Backoff sleep that ends early on stop or when the peer's dial gave us a link."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._stop.is_set() or self._live(), seconds)
-
-    def _run(self) -> None:
-        cfg = self._transport.config
-        retrying = tenacity.Retrying(
-            # exponential, capped, plus jitter (spelled so that tenacity 8 and 9 agree)
-            wait=tenacity.wait_exponential(multiplier=cfg.reconnect_initial, max=cfg.reconnect_max)
-            + tenacity.wait_random(0, cfg.reconnect_initial),
-            retry=tenacity.retry_if_exception_type((OSError, HandshakeError)),
-            stop=lambda _state: not self._should_dial(),
-            sleep=self._pause,
-            before_sleep=self._note_failure,
-            reraise=True,
-        )
-        while not self._stop.is_set():
-            # Dial only when there is something to send and no connection: an idle link to a
-            # dead node costs nothing, and Raft heartbeats keep live links busy anyway.
-            with self._cond:
-                self._cond.wait_for(lambda: self._stop.is_set() or self._should_dial(), 0.5)
-            if not self._should_dial():
-                continue
-            self._dialing = True
-            try:
-                sock, auth = retrying(self._dial)
-            except (OSError, HandshakeError, _Stopped):
-                continue  # stopped, or the peer dialed us meanwhile
-            finally:
-                self._dialing = False
-            if self._failure_streak:
-                log.info("link to %s up after %d failed attempts", self.addr, self._failure_streak)
-            if auth.peer_id != self.addr:
-                log.warning(
-                    "%s announces itself as %r; use node ids that are the advertised "
-                    "host:port so both directions share one connection",
-                    self.addr,
-                    auth.peer_id,
-                )
-            conn = Connection(
-                sock,
-                auth.peer_id,
-                inbound=False,
-                role="node",
-                on_frames=self._transport.on_frames,
-                config=cfg,
-                queue=self.queue,
-                # filter on the address we dialed, whatever id the peer announced
-                is_blocked=lambda _peer: self.addr in self._transport.blocked_in,
-                on_malformed=self._transport.count_malformed,
-                on_close=self.connection_closed,
-                label=f"link:{self.addr}",
-            )
-            self.install(conn)
-            conn.start_reader()  # even a retired duplicate is read to its end
-
-    def _dial(self) -> tuple[socket.socket, Any]:
-        if not self._should_dial():
-            raise _Stopped()
-        cfg = self._transport.config
-        sock = socket.create_connection(parse_addr(self.addr), timeout=cfg.connect_timeout)
-        try:
-            auth = client_handshake(
-                sock,
-                self._transport.cookie,
-                self._transport.node_id,
-                cfg.handshake_timeout,
-                role="node",
-            )
-            tune_socket(sock, cfg.write_timeout)
-        except BaseException:
-            sock.close()
-            raise
-        return sock, auth
-
-    def _note_failure(self, state: tenacity.RetryCallState) -> None:
-        self.connect_failures += 1
-        self._failure_streak += 1
-        exc = state.outcome.exception() if state.outcome else None
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        if self._failure_streak == 1 or self._failure_streak % 50 == 0:
-            log.warning(
-                "cannot reach %s (attempt %d): %s", self.addr, self._failure_streak, self.last_error
-            )
-
-    def stats(self) -> dict[str, Any]:
-        conn = self.conn
-        live = conn is not None and not conn.closed
-        return {
-            "state": self.state,
-            "connected": live,
-            "direction": (("inbound" if conn.inbound else "outbound") if live and conn else None),
-            "local": conn.local if live and conn else None,
-            "remote": conn.remote if live and conn else None,
-            "connects": self.connects,
-            "adopted": self.adopted,
-            "duplicates_closed": self.duplicates_closed,
-            "connect_failures": self.connect_failures,
-            "last_error": self.last_error,
-            "queued": len(self.queue),
-            "queued_bytes": self.queue.nbytes,
-            "dropped": self.queue.dropped,
-            "frames_sent": self.frames_sent_done + (conn.frames_out if live and conn else 0),
-            "frames_received": conn.frames_in if live and conn else 0,
-        }
+RESTARTS: Final = 3  # of the reactor / accept loop, within RESTART_PERIOD_S, then fatal
+RESTART_PERIOD_S: Final = 60.0
 
 
 class TcpTransport:
@@ -339,7 +115,11 @@ class TcpTransport:
         node_id: str | None = None,
         config: TransportConfig | None = None,
         on_frames_many: Callable[[list[tuple[Connection, list[Any]]]], None] | None = None,
+        on_fatal: Callable[[str], None] | None = None,
+        on_shrink: Callable[[], object] | None = None,
     ) -> None:
+        """``on_fatal(message)``: a serving thread kept dying (see the module rules);
+        ``on_shrink()``: a large partial frame's memory was freed (e.g. trim the heap)."""
         self.cookie = cookie_bytes(cookie)
         self.on_frames = on_frames
         # Client connections are read by one Reactor thread; what one round read from all
@@ -353,8 +133,15 @@ class TcpTransport:
         self._lock = threading.Lock()
         self._links: dict[str, PeerLink] = {}
         self._inbound: set[Connection] = set()
-        self._handshaking: set[socket.socket] = set()
+        # pending handshakes, oldest first (dicts keep insertion order): evicted in order
+        self._handshaking: dict[socket.socket, float] = {}
         self._threads: set[threading.Thread] = set()
+        self.buffers = BufferBudget(self.config.max_buffered_bytes)
+        self._on_shrink = on_shrink
+        self._on_fatal = on_fatal
+        self.fatal: str | None = None
+        self._restarts: deque[float] = deque()
+        self._dead_reactors: weakref.WeakSet[Reactor] = weakref.WeakSet()
         # fault injection: frames from _blocked_in are dropped on arrival, frames to
         # _blocked_out are dropped before sending (a one-way partition blocks one side)
         self._blocked_in: frozenset[str] = frozenset()
@@ -368,6 +155,10 @@ class TcpTransport:
             "auth_failures": 0,
             "malformed": 0,
             "refused_over_limit": 0,
+            "handshakes_evicted": 0,
+            "closed_over_buffer_budget": 0,
+            "accept_errors": 0,
+            "thread_restarts": 0,
             "dropped_by_filter": 0,
         }
 
@@ -401,13 +192,71 @@ class TcpTransport:
         if lsock is None or self._acceptor is not None:
             return
         lsock.listen(1024)
-        port = lsock.getsockname()[1]
         if self.config.client_reactor:
-            self._reactor = Reactor(self.on_frames_many, name=f"zraft-reactor-{port}")
+            self._start_reactor()
+        self._start_acceptor()
+
+    def _start_reactor(self) -> None:
+        port = self._lsock.getsockname()[1] if self._lsock is not None else 0
+        reactor = Reactor(self.on_frames_many, name=f"zraft-reactor-{port}",
+                          on_exit=self._reactor_died, start=False)
+        self._reactor = reactor
+        reactor.start()
+
+    def _start_acceptor(self) -> None:
+        port = self._lsock.getsockname()[1] if self._lsock is not None else 0
         self._acceptor = threading.Thread(
             target=self._accept_loop, name=f"zraft-accept-{port}", daemon=True
         )
         self._acceptor.start()
+
+    # -- keeping the serving threads alive ------------------------------------------------
+
+    def _may_restart(self, what: str, exc: BaseException) -> bool:
+        """Count a restart of ``what``; False (and ``on_fatal``) past the budget."""
+        now = time.monotonic()
+        with self._lock:
+            if self._closing.is_set():
+                return False
+            while self._restarts and now - self._restarts[0] > RESTART_PERIOD_S:
+                self._restarts.popleft()
+            self._restarts.append(now)
+            over = len(self._restarts) > RESTARTS
+        if not over:
+            self._count("thread_restarts")
+            log.error("transport: %s died (%s): starting a new one", what, type(exc).__name__)
+            return True
+        message = (f"transport {what} died {len(self._restarts)} times within "
+                   f"{RESTART_PERIOD_S:.0f}s, last: {type(exc).__name__}: "
+                   f"{safe_repr(str(exc), 120)}")
+        self.fatal = message
+        log.critical("%s: giving up", message)
+        if self._on_fatal is not None:
+            self._on_fatal(message)
+        return False
+
+    def _reactor_died(self, reactor: Reactor, exc: BaseException) -> None:
+        """On the dying reactor's thread, after it closed its connections (or from the
+        watchdog): each reactor is replaced once."""
+        with self._lock:
+            if reactor is not self._reactor or reactor in self._dead_reactors:
+                return
+            self._dead_reactors.add(reactor)
+        if self._may_restart("reactor", exc):
+            self._start_reactor()
+
+    def check_threads(self) -> None:
+        """Restart the reactor or the accept loop if one ended without saying so (a
+        watchdog; each reports its own death, this covers the unforeseen)."""
+        if self._closing.is_set() or self.fatal is not None:
+            return
+        reactor = self._reactor
+        if reactor is not None and not reactor.thread_alive:
+            self._reactor_died(reactor, RuntimeError("reactor thread gone"))
+        acceptor = self._acceptor
+        if (acceptor is not None and not acceptor.is_alive()
+                and self._may_restart("accept loop", RuntimeError("accept thread gone"))):
+            self._start_acceptor()
 
     def close(self) -> None:
         """Stop accepting, close every connection and link, join threads (bounded)."""
@@ -554,92 +403,185 @@ class TcpTransport:
     def _accept_loop(self) -> None:
         lsock = self._lsock
         assert lsock is not None
-        while not self._closing.is_set():
-            try:
-                sock, _ = lsock.accept()
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                if self._closing.is_set():
-                    break
+        backoff = AcceptBackoff()
+        failure: BaseException | None = None
+        try:
+            while not self._closing.is_set():
+                try:
+                    self._accept_one(lsock, backoff)
+                except Exception as exc:  # never let one connection end the accept loop
+                    log.error("accept loop: %s: %s", type(exc).__name__,
+                              safe_repr(str(exc), 200), exc_info=exc)
+                    self._closing.wait(0.05)
+        except BaseException as exc:  # logged here, and a new accept loop takes over
+            failure = exc
+            log.critical("accept loop failed: %s: %s", type(exc).__name__,
+                         safe_repr(str(exc), 200), exc_info=exc)
+        finally:
+            if not self._closing.is_set() and self._may_restart(
+                    "accept loop", failure or RuntimeError("accept loop ended")):
+                self._start_acceptor()
+
+    def _accept_one(self, lsock: socket.socket, backoff: AcceptBackoff) -> None:
+        try:
+            sock, _ = lsock.accept()
+        except TimeoutError:
+            self.check_threads()
+            return
+        except OSError as exc:
+            if self._closing.is_set():
+                return
+            self._count("accept_errors")
+            if exc.errno in RESOURCE_ERRNOS:
+                self._evict_handshakes(1)  # frees a descriptor for whoever comes next
+                self._closing.wait(backoff.failed(exc))
+            else:
                 log.warning("accept failed: %s", exc)
-                self._closing.wait(0.05)  # e.g. out of file descriptors: do not spin
-                continue
-            with self._lock:
-                over = len(self._threads) >= self.config.max_connections
-                if not over:
-                    thread = threading.Thread(
-                        target=self._serve, args=(sock,), name="zraft-serve", daemon=True
-                    )
-                    self._threads.add(thread)
-            if over:
-                self._count("refused_over_limit")
-                log.warning("refusing a connection: %d open", self.config.max_connections)
-                sock.close()
-                continue
-            self._count("accepted")
+                self._closing.wait(0.05)
+            return
+        backoff.succeeded()
+        self._admit(sock)
+
+    def _admit(self, sock: socket.socket) -> None:
+        """Start the handshake of a fresh socket, within the caps (see ``limits.py``)."""
+        cfg = self.config
+        evict: socket.socket | None = None
+        thread: threading.Thread | None = None
+        with self._lock:
+            if len(self._handshaking) >= cfg.max_handshaking:
+                evict = next(iter(self._handshaking))  # the oldest pending handshake
+                del self._handshaking[evict]
+            self._handshaking[sock] = time.monotonic()
+            thread = threading.Thread(
+                target=self._serve, args=(sock,), name="zraft-serve", daemon=True
+            )
+            self._threads.add(thread)
+        if evict is not None:
+            self._count("handshakes_evicted")
+            with contextlib.suppress(OSError):
+                evict.shutdown(socket.SHUT_RDWR)  # its handshake thread fails and closes it
+        self._count("accepted")
+        try:
             thread.start()
+        except BaseException:  # cannot start a thread (out of memory, thread limit)
+            with self._lock:
+                self._handshaking.pop(sock, None)
+                self._threads.discard(thread)
+            sock.close()
+            raise
+
+    def _evict_handshakes(self, n: int) -> None:
+        with self._lock:
+            victims = list(self._handshaking)[:n]
+            for sock in victims:
+                del self._handshaking[sock]
+        for sock in victims:
+            self._count("handshakes_evicted")
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def reading_options(self) -> dict[str, Any]:
+        """What every connection of this transport reads with: the shared buffer budget and
+        the counters of what closed it."""
+        return {
+            "budget": self.buffers,
+            "on_malformed": self.count_malformed,
+            "on_over_budget": lambda: self._count("closed_over_buffer_budget"),
+            "on_shrink": self._on_shrink,
+        }
 
     def _serve(self, sock: socket.socket) -> None:
-        cfg = self.config
+        """A handshake thread; then, for connections no reactor reads, their reader."""
         conn: Connection | None = None
         try:
-            with self._lock:
-                self._handshaking.add(sock)
-            try:
-                auth = server_handshake(sock, self.cookie, self.node_id, cfg.handshake_timeout)
-                tune_socket(sock, cfg.write_timeout)
-            except HandshakeError:
-                self._count("auth_failures")
+            conn = self._authenticate(sock)
+            if conn is not None:
+                conn.read_loop()
+                conn.join(self.config.join_timeout)
+        except Exception as exc:  # this connection's problem only, whatever it was
+            log.error("serving a connection failed: %s: %s", type(exc).__name__,
+                      safe_repr(str(exc), 200), exc_info=exc)
+            if conn is not None:
+                conn.close()
+            with contextlib.suppress(OSError):
                 sock.close()
-                return
-            finally:
-                with self._lock:
-                    self._handshaking.discard(sock)
-            link: PeerLink | None = None
-            if auth.role == "node":
-                try:
-                    link = self._link(auth.peer_id)
-                except ValueError:
-                    log.warning("refusing node %r: its id is not host:port", auth.peer_id)
-                if link is None:
-                    sock.close()
-                    return
-            elif auth.role != "client":
-                log.warning("refusing a %r connection from %r", auth.role, auth.peer_id)
-                sock.close()
-                return
-            conn = Connection(
-                sock,
-                auth.peer_id,
-                inbound=True,
-                role=auth.role,
-                on_frames=self.on_frames,
-                config=cfg,
-                is_blocked=self.is_blocked_id,
-                on_malformed=self.count_malformed,
-                on_close=link.connection_closed if link is not None else self._client_closed,
-                # conn.send on any connection of a peer node goes through its link, so a
-                # reply sent on a duplicate that is being retired still gets out
-                queue=link.queue if link is not None else None,
-            )
-            with self._lock:
-                if self._closing.is_set():
-                    conn.close()
-                    return
-                self._inbound.add(conn)
-            if link is not None:
-                link.install(conn)  # a losing duplicate is retired: still read to the end
-            elif self._reactor is not None and self._reactor.add(conn):
-                conn = None  # the reactor reads it; it leaves _inbound when it closes
-                return
-            conn.read_loop()
-            conn.join(cfg.join_timeout)
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+                self._handshaking.pop(sock, None)
                 if conn is not None:
                     self._inbound.discard(conn)
+
+    def _authenticate(self, sock: socket.socket) -> Connection | None:
+        """Handshake, then hand the connection to its link or the reactor. Returns it if
+        this thread must read it, else None (refused, or read elsewhere)."""
+        cfg = self.config
+        try:
+            auth = server_handshake(sock, self.cookie, self.node_id, cfg.handshake_timeout)
+            tune_socket(sock, cfg.write_timeout)
+        except HandshakeError:
+            with self._lock:
+                evicted = self._handshaking.pop(sock, None) is None
+            if not evicted:
+                self._count("auth_failures")
+            sock.close()
+            return None
+        link: PeerLink | None = None
+        if auth.role == "node":
+            try:
+                link = self._link(auth.peer_id)
+            except ValueError:
+                log.warning("refusing node %s: its id is not host:port",
+                            safe_repr(auth.peer_id))
+            if link is None:
+                sock.close()
+                return None
+        elif auth.role != "client":
+            log.warning("refusing a %s connection from %s", safe_repr(auth.role),
+                        safe_repr(auth.peer_id))
+            sock.close()
+            return None
+        if link is None and self._client_count() >= cfg.max_connections:
+            # a client over the cap; peer nodes always get in (few, and in the fd reserve)
+            self._count("refused_over_limit")
+            log.warning("refusing client %s: %d client connections open",
+                        safe_repr(auth.peer_id), cfg.max_connections)
+            sock.close()
+            return None
+        conn = Connection(
+            sock,
+            auth.peer_id,
+            inbound=True,
+            role=auth.role,
+            on_frames=self.on_frames,
+            config=cfg,
+            is_blocked=self.is_blocked_id,
+            on_close=link.connection_closed if link is not None else self._client_closed,
+            # conn.send on any connection of a peer node goes through its link, so a
+            # reply sent on a duplicate that is being retired still gets out
+            queue=link.queue if link is not None else None,
+            **self.reading_options(),
+        )
+        with self._lock:
+            # from pending to inbound in one step: the caps never miss it
+            self._handshaking.pop(sock, None)
+            closing = self._closing.is_set()
+            if not closing:
+                self._inbound.add(conn)
+        if closing:
+            conn.close()  # outside the lock: on_close takes it
+            return None
+        if link is not None:
+            link.install(conn)  # a losing duplicate is retired: still read to the end
+            return conn
+        reactor = self._reactor
+        if reactor is not None and reactor.add(conn):
+            return None  # the reactor reads it; it leaves _inbound when it closes
+        return conn
+
+    def _client_count(self) -> int:
+        with self._lock:
+            return sum(1 for conn in self._inbound if conn.role != "node")
 
     def _client_closed(self, conn: Connection) -> None:
         with self._lock:
@@ -674,5 +616,12 @@ class TcpTransport:
             "blocked_out": sorted(self._blocked_out),
             "links": {addr: link.stats() for addr, link in links.items()},
             "inbound": [conn.stats() for conn in inbound],
+            "handshaking": len(self._handshaking),
+            "max_connections": self.config.max_connections,
+            "max_handshaking": self.config.max_handshaking,
+            "buffered_bytes": self.buffers.used,
+            "buffered_bytes_peak": self.buffers.peak,
+            "max_buffered_bytes": self.buffers.limit,
+            "fatal": self.fatal,
             **self.counters,
         }
