@@ -80,11 +80,13 @@ PEER_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, reset_after_s=60.0)
 class PeerEntry:
     """What the node knows about one local peer, for routing and restarts."""
 
-    def __init__(self, name: str, peer_id: str, backend: str, handle: ChildHandle) -> None:
+    def __init__(self, name: str, peer_id: str, backend: str, handle: ChildHandle,
+                 cluster_id: str = "") -> None:
         self.name = name
         self.peer_id = peer_id
         self.backend = backend
         self.handle = handle
+        self.cluster_id = cluster_id
 
 
 class Node:
@@ -149,7 +151,8 @@ class Node:
         # without waiting for the leader's next attempt).
         self.transport.connect(self._members_of(self._preopened.values()))
         for meta in found:
-            self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id, meta.backend or "dict")
+            self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id,
+                             meta.backend or "dict", meta.cluster_id)
         self.ticker = Ticker(self.tick_ms, self._peer_refs).start()
         self.transport.serve()
         self.events.record("node_start", pid=os.getpid(), peers=sorted(self.peers))
@@ -249,7 +252,7 @@ class Node:
         self.sup.proxy().start_child(spec).get(timeout=15)
         handle = self.sup.proxy().child_handle(name).get(timeout=5)
         with self._peers_lock:
-            self.peers[name] = PeerEntry(name, peer_id, backend, handle)
+            self.peers[name] = PeerEntry(name, peer_id, backend, handle, cluster_id)
         self.events.record("peer_start", peer=peer_id)
 
     def _peer_failed(self, name: str, reason: str) -> None:
