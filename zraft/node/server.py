@@ -62,7 +62,7 @@ _RAFT_TYPES = frozenset(MESSAGE_CODES)
 _CLIENT_REQUEST = codec.ClientRequest
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (hot path)
 MUTATIONS_ENV = "ZRAFT_TEST_MUTATIONS"
-NODE_MUTATIONS = frozenset({"follower_local_reads"})
+NODE_MUTATIONS = frozenset({"follower_local_reads", "client_peer_frames"})
 
 
 def test_mutations() -> frozenset[str]:
@@ -111,6 +111,8 @@ class Node:
         self.ticker: Ticker | None = None
         self.snapshots = SnapshotService(self)
         self.counters: Counter[str] = Counter()  # refusals the node made, for node_status
+        # test-only: clients may send Raft messages (the frame fuzzer must catch it)
+        self._client_peer_frames = "client_peer_frames" in test_mutations()
         self.limits = Limits(max_entry_size=cfg.raft.max_entry_size)
 
     # ---------------------------------------------------------------- lifecycle
@@ -355,7 +357,7 @@ class Node:
                     requests: dict[str, list[ClientRequest]]) -> None:
         kind = type(frame)
         if kind in _RAFT_TYPES or kind is codec.SnapshotControl:
-            if getattr(conn, "role", "client") != "node":
+            if getattr(conn, "role", "client") != "node" and not self._client_peer_frames:
                 self._not_for_clients(conn, kind)
             elif kind is codec.SnapshotControl:
                 self.snapshots.on_control(conn, frame)
