@@ -39,6 +39,7 @@ soak: $(STAMP)
 	$(PY) -m zraft.testing.jepsen.run --minutes $(MINUTES) --workdir soak-runs/jepsen
 	$(PY) -m zraft.testing.jepsen.run --netns --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
 	$(PY) -m zraft.testing.jepsen.fuzz --cases 2000 --workdir soak-runs/fuzz
+	$(PY) -m zraft.testing.jepsen.frame_fuzz --cases 20000 --workdir soak-runs/frame-fuzz
 
 # zraft against PySyncObj (W1-W6 of issue 7), alternating, 3 repeats: medians, ranges, ratios.
 BENCH_STAMP := $(VENV)/.bench-installed

@@ -20,8 +20,11 @@ from zraft.transport.framing import FrameDecoder
 class Conn:
     """A client connection: records the replies sent to it (thread-safe)."""
 
-    def __init__(self, name: str = "client") -> None:
+    def __init__(self, name: str = "client", role: str = "client") -> None:
         self.peer_id = name
+        self.role = role
+        self.remote = "127.0.0.1:1"
+        self.closed = False
         self._decoder = FrameDecoder()
         self._lock = threading.Lock()
         self.replies: dict[int, tuple[str, Any]] = {}
@@ -35,6 +38,9 @@ class Conn:
                 if isinstance(reply, codec.ClientReply):
                     self.replies[reply.req_id] = (reply.status, reply.payload)
         return True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def peer_context(tmp_path: Path, failures: list[str], name: str = "p") -> PeerContext:

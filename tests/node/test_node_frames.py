@@ -10,6 +10,7 @@ from node_fakes import Conn
 
 from zraft.actors.messages import ClientBatch
 from zraft.config import NodeConfig, RaftConfig
+from zraft.core.messages import AppendEntries
 from zraft.fsm.commands import encode_write
 from zraft.node.server import Node, PeerEntry
 from zraft.transport import codec
@@ -151,3 +152,18 @@ def test_an_unexpected_failure_answers_its_own_frame_only(node, monkeypatch) -> 
     assert told(node) == [(2, "stat")]
     assert conn.replies[1][0] == "error"
     assert conn.replies[3][0] == "noproc"
+
+
+def test_only_a_peer_node_may_send_raft_messages_and_snapshot_control(node: Node) -> None:
+    # a client holding the cookie must not step a core (a made-up term would depose the
+    # leader): its connection is closed, nothing is routed, the node counts it
+    routed: list[Any] = []
+    node._route_raft = routed.extend  # type: ignore[method-assign]
+    msg = AppendEntries(99, "zraft@127.0.0.1:1", f"zraft@{node.address}", 0, 0, [], 0, 0)
+    client = Conn()
+    node._on_frames_many([(client, [msg, codec.SnapshotControl("offer", [])])])
+    assert client.closed and routed == []
+    assert node.counters["refused_peer_frames_from_clients"] == 2
+    peer = Conn("127.0.0.1:1", role="node")
+    node._on_frames_many([(peer, [msg])])
+    assert not peer.closed and routed == [msg]

@@ -76,6 +76,7 @@ class SnapshotArrived(NamedTuple):
     src: str
     meta: Any
     path: str
+    cluster: str = ""  # the sending leader's cluster id (from its offer)
 
 
 class InstallSnapshot(NamedTuple):

@@ -300,7 +300,8 @@ class RaftPeerActor(FastInboxActor):
     def _on_snapshot_arrived(self, msg: SnapshotArrived) -> None:
         assert self.core is not None
         self._arrived_path = msg.path
-        self.core.step(m.InstallSnapshot(msg.term, msg.src, self.peer_id, msg.meta, 0))
+        self.core.step(m.InstallSnapshot(msg.term, msg.src, self.peer_id, msg.meta, 0,
+                                         msg.cluster))
 
     def _on_snapshot_send_done(self, msg: SnapshotSendDone) -> None:
         assert self.core is not None
@@ -546,7 +547,7 @@ class RaftPeerActor(FastInboxActor):
         elif isinstance(event, m.SnapshotNeeded):
             assert self.core is not None
             ctx.snapshots.send(self.actor_ref, self.peer_id, event.peer, event.meta,
-                               self.core.term)
+                               self.core.term, self.core.cluster)
         elif isinstance(event, m.Removed):
             log.warning("peer %s removed from its cluster (config %d): stopping for good",
                         self.peer_id, event.config_index)

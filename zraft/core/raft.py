@@ -20,9 +20,9 @@ Rules kept here (role-specific rules live in ``zraft.core.roles``):
   it holds a durable entry of a later term than ``recovering`` (docs/internals.md,
   "Protocol-aware recovery"); its acknowledgements count as usual, being true.
 - An AppendEntries or InstallSnapshot of our term from a second leader, or while we lead,
-  is refused with a ``SafetyAlarm`` event (counted in ``status()``), never a crash; so is
-  any message of another cluster (``cluster`` differs; an empty id on either side is a
-  peer made before clusters had one, and is not checked).
+  is refused with a ``SafetyAlarm`` event (counted in ``status()``), never a crash; so is,
+  by a peer that has a cluster id, any message without that id (a peer made before
+  clusters had one has an empty id and checks nothing).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
     def step(self, msg: Any) -> None:
         if msg.dst != self.id:
             return
-        if msg.cluster != self.cluster and msg.cluster and self.cluster:
+        if self.cluster and msg.cluster != self.cluster:
             self._safety_alarm("foreign_cluster", msg,
                                f"{type(msg).__name__} of cluster {msg.cluster[:40]!r}, "
                                f"we are {self.cluster!r}")

@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from supervisors import (
@@ -62,7 +62,7 @@ _RAFT_TYPES = frozenset(MESSAGE_CODES)
 _CLIENT_REQUEST = codec.ClientRequest
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (hot path)
 MUTATIONS_ENV = "ZRAFT_TEST_MUTATIONS"
-NODE_MUTATIONS = frozenset({"follower_local_reads"})
+NODE_MUTATIONS = frozenset({"follower_local_reads", "client_peer_frames"})
 
 
 def test_mutations() -> frozenset[str]:
@@ -80,11 +80,13 @@ PEER_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, reset_after_s=60.0)
 class PeerEntry:
     """What the node knows about one local peer, for routing and restarts."""
 
-    def __init__(self, name: str, peer_id: str, backend: str, handle: ChildHandle) -> None:
+    def __init__(self, name: str, peer_id: str, backend: str, handle: ChildHandle,
+                 cluster_id: str = "") -> None:
         self.name = name
         self.peer_id = peer_id
         self.backend = backend
         self.handle = handle
+        self.cluster_id = cluster_id
 
 
 class Node:
@@ -108,6 +110,9 @@ class Node:
         self.sup: Any = None
         self.ticker: Ticker | None = None
         self.snapshots = SnapshotService(self)
+        self.counters: Counter[str] = Counter()  # refusals the node made, for node_status
+        # test-only: clients may send Raft messages (the frame fuzzer must catch it)
+        self._client_peer_frames = "client_peer_frames" in test_mutations()
         self.limits = Limits(max_entry_size=cfg.raft.max_entry_size)
 
     # ---------------------------------------------------------------- lifecycle
@@ -148,7 +153,8 @@ class Node:
         # without waiting for the leader's next attempt).
         self.transport.connect(self._members_of(self._preopened.values()))
         for meta in found:
-            self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id, meta.backend or "dict")
+            self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id,
+                             meta.backend or "dict", meta.cluster_id)
         self.ticker = Ticker(self.tick_ms, self._peer_refs).start()
         self.transport.serve()
         self.events.record("node_start", pid=os.getpid(), peers=sorted(self.peers))
@@ -248,7 +254,7 @@ class Node:
         self.sup.proxy().start_child(spec).get(timeout=15)
         handle = self.sup.proxy().child_handle(name).get(timeout=5)
         with self._peers_lock:
-            self.peers[name] = PeerEntry(name, peer_id, backend, handle)
+            self.peers[name] = PeerEntry(name, peer_id, backend, handle, cluster_id)
         self.events.record("peer_start", peer=peer_id)
 
     def _peer_failed(self, name: str, reason: str) -> None:
@@ -350,8 +356,13 @@ class Node:
     def _sort_frame(self, conn: Any, frame: Any, raft: list[Any],
                     requests: dict[str, list[ClientRequest]]) -> None:
         kind = type(frame)
-        if kind in _RAFT_TYPES:
-            raft.append(frame)
+        if kind in _RAFT_TYPES or kind is codec.SnapshotControl:
+            if getattr(conn, "role", "client") != "node" and not self._client_peer_frames:
+                self._not_for_clients(conn, kind)
+            elif kind is codec.SnapshotControl:
+                self.snapshots.on_control(conn, frame)
+            else:
+                raft.append(frame)
         elif kind is codec.ClientRequest or kind is codec.AdminRequest:
             op = frame.op
             try:
@@ -365,8 +376,16 @@ class Node:
                 self._node_op(conn, frame.req_id, op, args)
             else:
                 requests[args[0]].append(ClientRequest(conn, frame.req_id, op, args))
-        elif kind is codec.SnapshotControl:
-            self.snapshots.on_control(conn, frame)
+
+    def _not_for_clients(self, conn: Any, kind: type) -> None:
+        """A client connection sent a Raft message or a snapshot control frame: only a
+        peer node may (a client holding the cookie must not be able to step a core, with
+        a higher term say). Close that connection; nothing else is touched."""
+        self.counters["refused_peer_frames_from_clients"] += 1
+        log.warning("closing client connection %s (%s): it sent %s, which only a peer node "
+                    "may send", getattr(conn, "peer_id", "?"), getattr(conn, "remote", "?"),
+                    kind.__name__)
+        conn.close()
 
     def _frame_failed(self, conn: Any, frame: Any, exc: Exception) -> None:
         """An unexpected error while sorting or routing one frame: logged, and answered
@@ -465,6 +484,7 @@ class Node:
             "peers": peers,
             "transport": self.transport.status() if self.transport else None,
             "snapshots": self.snapshots.stats(),
+            "refused": dict(self.counters),
             "events": self.events.tail()[-20:],
         }
         self.reply(conn, req_id, "ok", status)

@@ -4,7 +4,8 @@ zraft_snapshot_sender / zraft_snapshot_receiver).
 
 Protocol (control frames over the normal node connection, files over their own socket):
 1. leader core -> SnapshotNeeded -> SnapshotSenderActor sends
-   ``SnapshotControl("offer", [tid, target_name, leader_id, term, meta, leader_node])``;
+   ``SnapshotControl("offer", [tid, target_name, leader_id, term, meta, leader_node,
+   cluster_id])``; the follower's node refuses an offer of another cluster than its peer's;
 2. the follower's node starts a SnapshotReceiverActor listening on
    ``snapshot_listener_addr:snapshot_listener_port`` and answers ``("accept", [tid, host,
    port])`` (or ``("reject", [tid, reason])``);
@@ -101,20 +102,21 @@ class SnapshotService:
     # ------------------------------------------------------------------ leader side
 
     def send(self, leader_ref: Any, leader_id: str, target: str, meta: SnapshotMeta,
-             term: int) -> None:
+             term: int, cluster: str = "") -> None:
         """Start a transfer, unless one to that peer is still running (the core asks again
         when a transfer takes long; the running one will answer it)."""
         with self._lock:
             if (leader_id, target) in self._sending:
                 return
             self._sending.add((leader_id, target))
-        SnapshotSenderActor.start(self, leader_ref, leader_id, target, meta, term)
+        SnapshotSenderActor.start(self, leader_ref, leader_id, target, meta, term, cluster)
 
     def _sent(self, leader_id: str, target: str) -> None:
         with self._lock:
             self._sending.discard((leader_id, target))
 
-    def offer(self, target: str, leader_id: str, term: int, meta: SnapshotMeta) -> list[Any]:
+    def offer(self, target: str, leader_id: str, term: int, meta: SnapshotMeta,
+              cluster: str = "") -> list[Any]:
         """Ask the target's node to get ready; returns [host, port] or raises."""
         tid = uuid.uuid4().hex
         fut: Future[list[Any]] = Future()
@@ -125,7 +127,8 @@ class SnapshotService:
             assert transport is not None
             pid = PeerId.parse(target)
             transport.send(pid.node, SnapshotControl(
-                "offer", [tid, pid.name, leader_id, term, list(meta), self.node.address]))
+                "offer", [tid, pid.name, leader_id, term, list(meta), self.node.address,
+                          cluster]))
             return fut.result(timeout=OFFER_TIMEOUT_S)
         finally:
             with self._lock:
@@ -157,13 +160,20 @@ class SnapshotService:
                         conn.peer_id, type(exc).__name__, safe_repr(str(exc), 200))
 
     def _on_offer(self, conn: Any, args: list[Any]) -> None:
-        tid, name, leader_id, term, raw_meta, _leader_node = args
+        tid, name, leader_id, term, raw_meta, _leader_node = args[:6]
+        cluster = _wire_str(args[6], "cluster") if len(args) > 6 else ""
         tid, name = _wire_str(tid, "tid"), _wire_str(name, "peer name")
         leader_id, term = _wire_str(leader_id, "leader id"), _wire_int(term, "term")
         meta = SnapshotMeta.from_wire(raw_meta)
         entry = self.node.peers.get(name)
         if entry is None:
             conn.send(SnapshotControl("reject", [tid, f"no peer {safe_repr(name)} here"]))
+            return
+        if entry.cluster_id and cluster != entry.cluster_id:
+            log.error("SAFETY ALARM refused a snapshot offer for %s from %s of cluster %s "
+                      "(ours: %s)", entry.peer_id, safe_repr(leader_id, 80),
+                      safe_repr(cluster, 80), entry.cluster_id)
+            conn.send(SnapshotControl("reject", [tid, "another cluster"]))
             return
         cfg = self.node.cfg
         store = SnapshotStore.for_peer(cfg.snapshot_dir, entry.peer_id,
@@ -181,7 +191,8 @@ class SnapshotService:
         except OSError as exc:
             conn.send(SnapshotControl("reject", [tid, f"cannot listen: {exc}"]))
             return
-        SnapshotReceiverActor.start(self, receiver, store, entry.name, leader_id, term, meta)
+        SnapshotReceiverActor.start(self, receiver, store, entry.name, leader_id, term, meta,
+                                    cluster)
         conn.send(SnapshotControl("accept", [tid, host, port]))
 
 
@@ -222,10 +233,11 @@ class SnapshotSenderActor(pykka.ThreadingActor):
     """One outgoing transfer (temporary: never restarted; the core retries)."""
 
     def __init__(self, service: SnapshotService, leader_ref: Any, leader_id: str,
-                 target: str, meta: SnapshotMeta, term: int) -> None:
+                 target: str, meta: SnapshotMeta, term: int, cluster: str = "") -> None:
         super().__init__()
         self.service, self.leader_ref, self.leader_id = service, leader_ref, leader_id
         self.target, self.meta, self.term = target, meta, term
+        self.cluster = cluster
 
     def on_start(self) -> None:
         self.actor_ref.tell("run")
@@ -249,7 +261,8 @@ class SnapshotSenderActor(pykka.ThreadingActor):
             if info is None or info.meta.index < self.meta.index:
                 raise RuntimeError(f"no local snapshot at or after {self.meta.index}")
             self.meta = info.meta
-            host, port = self.service.offer(self.target, self.leader_id, self.term, self.meta)
+            host, port = self.service.offer(self.target, self.leader_id, self.term, self.meta,
+                                            self.cluster)
             log.info("sending snapshot %d to %s at %s:%d", self.meta.index, self.target, host, port)
 
             def progress(done: int, total: int) -> None:
@@ -277,8 +290,10 @@ class SnapshotReceiverActor(pykka.ThreadingActor):
     """One incoming transfer: wait for the files, verify, install, tell the peer."""
 
     def __init__(self, service: SnapshotService, receiver: Any, store: SnapshotStore,
-                 peer_name: str, leader_id: str, term: int, meta: SnapshotMeta) -> None:
+                 peer_name: str, leader_id: str, term: int, meta: SnapshotMeta,
+                 cluster: str = "") -> None:
         super().__init__()
+        self.cluster = cluster
         self.service, self.receiver, self.store = service, receiver, store
         self.peer_name, self.leader_id, self.term, self.meta = peer_name, leader_id, term, meta
 
@@ -315,4 +330,5 @@ class SnapshotReceiverActor(pykka.ThreadingActor):
         entry = self.service.node.peers.get(self.peer_name)
         ref = entry.handle.resolve() if entry is not None else None
         if ref is not None:
-            ref.tell(SnapshotArrived(self.term, self.leader_id, self.meta, str(info.path)))
+            ref.tell(SnapshotArrived(self.term, self.leader_id, self.meta, str(info.path),
+                                     self.cluster))

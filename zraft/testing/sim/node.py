@@ -283,7 +283,8 @@ class SimNode:
         if image is None or cluster.rng.random() < cluster.snapshot_failure_rate:
             cluster.snapshot_failures.append((self.id, event.peer))
             return
-        msg = InstallSnapshot(self.term, self.id, event.peer, meta, cluster.epoch_of(self))
+        msg = InstallSnapshot(self.term, self.id, event.peer, meta, cluster.epoch_of(self),
+                              cluster.core_config.cluster_id)
         cluster.network.send(self.id, event.peer, msg, image)
 
     def _maybe_snapshot(self) -> None:

@@ -207,6 +207,8 @@ class Scenario:
         (config,) = configs
         if config.new or len(config.old) < 3:
             return
+        if any(n.up and n.core.change is not None for n in cluster.nodes.values()):
+            return  # a leader about to propose a change (it could shrink the majority)
         pool = [p for p in members if not cluster.nodes[p].removed]
         if not pool:
             return
