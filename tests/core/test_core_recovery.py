@@ -200,8 +200,12 @@ def test_messages_of_another_cluster_are_refused_with_an_alarm():
     assert reply.success and reply.cluster == "blue"  # our own cluster: stamped and taken
 
 
-def test_a_peer_without_a_cluster_id_is_not_checked():
+def test_a_peer_without_a_cluster_id_joins_its_first_leaders_cluster():
     b = make_core("b", seeded_storage(["a", "b", "c"]))
     b.step(AppendEntries(2, "a", "b", 1, 1, [E(2, 2)], 2, 1, 0, "blue"))
-    (reply,) = flush(b).persisted_messages
-    assert reply.success and reply.cluster == ""
+    rd = flush(b)
+    (reply,) = rd.persisted_messages
+    assert reply.success and reply.cluster == "blue" and b.cluster == "blue"
+    assert [e.cluster_id for e in rd.events if type(e).__name__ == "ClusterAdopted"] == ["blue"]
+    b.step(AppendEntries(2, "a", "b", 2, 2, [], 2, 1, 0, "green"))  # from now on: checked
+    assert b.safety_alarms == 1

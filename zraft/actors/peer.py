@@ -440,6 +440,9 @@ class RaftPeerActor(FastInboxActor):
             ops.append(("append", rd.entries))
         if rd.compact_to:
             ops.append(("compact", rd.compact_to))
+        for event in rd.events:
+            if type(event) is m.ClusterAdopted:
+                ops.append(("cluster_id", event.cluster_id))
         if rd.messages:  # first: followers start their fsync while we do ours
             ctx.send_raft(rd.messages)
         if rd.persisted_messages:
@@ -540,6 +543,8 @@ class RaftPeerActor(FastInboxActor):
                 ctx.reply(conn, req_id, event.error, {"leader": event.leader})
         elif isinstance(event, m.SafetyAlarm):
             self._safety_alarm(event)
+        elif isinstance(event, m.ClusterAdopted):
+            log.info("peer %s joined cluster %s", self.peer_id, event.cluster_id)
         elif isinstance(event, m.Healed):
             log.warning("peer %s: log repaired by the leader (term %d): it votes again",
                         self.peer_id, event.term)

@@ -174,6 +174,13 @@ class SafetyAlarm(NamedTuple):
     detail: str
 
 
+class ClusterAdopted(NamedTuple):
+    """This peer had no cluster id (``create_peer`` without one) and took ``cluster_id``
+    from the first leader that sent it entries; the driver records it with the peer."""
+
+    cluster_id: str
+
+
 class Healed(NamedTuple):
     """A recovering peer now holds a durable entry of term ``term``, newer than any term in
     which it could have acknowledged what it lost: it votes again."""

@@ -21,8 +21,9 @@ Rules kept here (role-specific rules live in ``zraft.core.roles``):
   "Protocol-aware recovery"); its acknowledgements count as usual, being true.
 - An AppendEntries or InstallSnapshot of our term from a second leader, or while we lead,
   is refused with a ``SafetyAlarm`` event (counted in ``status()``), never a crash; so is,
-  by a peer that has a cluster id, any message without that id (a peer made before
-  clusters had one has an empty id and checks nothing).
+  by a peer that has a cluster id, any message without that id. A peer without one (made
+  by ``create_peer`` without an id, or before clusters had one) takes the id of the first
+  leader that sends it an append or a snapshot (``ClusterAdopted``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from zraft.core.membership import PendingChange
 from zraft.core.messages import (
     AppendEntries,
     AppendReply,
+    ClusterAdopted,
     Healed,
     InstallSnapshot,
     Removed,
@@ -129,12 +131,18 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
     def step(self, msg: Any) -> None:
         if msg.dst != self.id:
             return
-        if self.cluster and msg.cluster != self.cluster:
-            self._safety_alarm("foreign_cluster", msg,
-                               f"{type(msg).__name__} of cluster {msg.cluster[:40]!r}, "
-                               f"we are {self.cluster!r}")
-            return
         kind = type(msg)
+        if msg.cluster != self.cluster:
+            if not self.cluster and (kind is AppendEntries or kind is InstallSnapshot) \
+                    and msg.term >= self.term:
+                # a peer created without an id joins the cluster of its first leader
+                self.cluster = msg.cluster
+                self._events.append(ClusterAdopted(msg.cluster))
+            elif self.cluster:
+                self._safety_alarm("foreign_cluster", msg,
+                                   f"{type(msg).__name__} of cluster {msg.cluster[:40]!r}, "
+                                   f"we are {self.cluster!r}")
+                return
         if kind is VoteRequest:
             self._on_vote_request(msg)
             return

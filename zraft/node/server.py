@@ -111,8 +111,9 @@ class Node:
         self.ticker: Ticker | None = None
         self.snapshots = SnapshotService(self)
         self.counters: Counter[str] = Counter()  # refusals the node made, for node_status
-        # test-only: clients may send Raft messages (the frame fuzzer must catch it)
-        self._client_peer_frames = "client_peer_frames" in test_mutations()
+        # test-only: clients may send Raft messages (the frame fuzzer must catch it); read
+        # in start(), where a bad ZRAFT_TEST_MUTATIONS is a ConfigError (exit 2)
+        self._client_peer_frames = False
         self.limits = Limits(max_entry_size=cfg.raft.max_entry_size)
 
     # ---------------------------------------------------------------- lifecycle
@@ -121,6 +122,7 @@ class Node:
         """Open every stored peer, bind, start the actors, then serve (a node that accepts
         connections has its peers up). Raises ConfigError (exit 2)."""
         cfg = self.cfg
+        self._client_peer_frames = "client_peer_frames" in test_mutations()
         if test_mutations():
             log.warning("TEST MUTATIONS ENABLED (%s): this node is deliberately unsafe",
                         ",".join(sorted(test_mutations())))

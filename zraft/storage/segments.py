@@ -506,6 +506,13 @@ class DiskLogStorage:
             self._last = index - 1
 
     @_poison_on_error
+    def stage_cluster_id(self, cluster_id: str) -> None:
+        """Record the cluster a peer created without an id joined (``ClusterAdopted``)."""
+        if cluster_id != self._meta.cluster_id:
+            self._meta = replace(self._meta, cluster_id=cluster_id)
+            self._meta_dirty = True
+
+    @_poison_on_error
     def stage_compact(self, index: int) -> None:
         """A local snapshot covers entries <= index: forget them."""
         snap = self._meta.snapshot

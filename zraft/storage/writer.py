@@ -59,7 +59,7 @@ class LogWriter:
 
     def stage_op(self, op: tuple[str, Any]) -> None:
         """One op: ("hard_state", HardState) | ("snapshot", SnapshotMeta) |
-        ("append", list[Entry]) | ("compact", index)."""
+        ("append", list[Entry]) | ("compact", index) | ("cluster_id", str)."""
         kind, arg = op
         store = self.storage
         if kind == "hard_state":
@@ -71,6 +71,8 @@ class LogWriter:
             self.entries_written += len(arg)
         elif kind == "compact":
             store.stage_compact(arg)
+        elif kind == "cluster_id":
+            store.stage_cluster_id(arg)
         else:
             raise ValueError(f"unknown log write op {kind!r}")
 

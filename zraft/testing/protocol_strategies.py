@@ -218,8 +218,9 @@ def request_cases(draw: st.DrawFn, target: Target) -> Case:
                                                 len(spec.fields) - n_given + 3))
         expect = BAD_REQUEST
     elif mode == "not_list":
-        args = draw(st.one_of(st.none(), st.integers(), st.text(max_size=5), st.dictionaries(
-            st.text(max_size=3), scalars, max_size=2))) if spec.required else 5
+        not_lists = st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), st.text(max_size=5),
+                              st.dictionaries(st.text(max_size=3), scalars, max_size=2))
+        args = draw(not_lists) if spec.required else 5
         expect = BAD_REQUEST
     elif mode == "unknown_op":
         op = draw(st.one_of(st.text(max_size=12), st.integers(0, 2**64 - 1)).filter(
