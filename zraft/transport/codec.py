@@ -199,10 +199,19 @@ def check_nesting(value: Any, what: str = "value", limit: int = MAX_NESTING) -> 
     if kind is not list:
         if kind is not dict:
             return value
-    else:  # the common case, a flat list (request args): one pass, nothing allocated
+    else:  # the common cases, request args that nest at most 2 levels (a query ["get",
+        # key] inside them): one pass, nothing allocated (W6 paid ~1 us a read without it)
         for item in value:
             inner_kind = type(item)
-            if inner_kind is list or inner_kind is dict:
+            if inner_kind is list:
+                for sub in item:
+                    sub_kind = type(sub)
+                    if sub_kind is list or sub_kind is dict:
+                        break
+                else:
+                    continue
+                break
+            if inner_kind is dict:
                 break
         else:
             return value
