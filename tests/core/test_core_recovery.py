@@ -50,7 +50,7 @@ def test_a_recovering_peer_refuses_votes_and_prevotes():
     assert b.term == 4  # the term still moves on: only the vote is withheld
 
 
-def test_a_recovering_peer_does_not_campaign_but_a_sole_voter_does():
+def test_a_recovering_peer_does_not_campaign_not_even_as_a_sole_voter():
     st = seeded_storage(["a", "b", "c"], term=2)
     st.set_hard_state(HardState(2, None, 2))
     b = make_core("b", st)
@@ -64,7 +64,9 @@ def test_a_recovering_peer_does_not_campaign_but_a_sole_voter_does():
         a.tick()
         while a.has_ready():
             flush(a)
-    assert a.role == "leader"  # no one else could repair it: it goes on (the driver warned)
+    # the config it still has may be older than the one it lost (the entries that grew
+    # the cluster): electing itself could lose committed entries (sim seed 14883)
+    assert a.role == "follower"
 
 
 def test_lost_committed_entry_survives_because_the_damaged_peer_does_not_vote():

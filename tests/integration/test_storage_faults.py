@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from zraft.cluster import admin
@@ -145,3 +146,32 @@ def test_a_node_on_a_read_only_file_system_exits_2_with_one_line(make_cluster, t
         assert "ead-only" in lines[0] or "not writable" in lines[0], lines
     finally:
         subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_a_damaged_single_node_waits_for_the_operator(make_cluster) -> None:
+    # alone, it cannot tell whether it lost a config that had more members (and their
+    # votes): it waits; --clear-recovering is the operator's explicit acceptance
+    h = make_cluster(1)
+    for i in range(5):
+        assert h.write([f"k{i}", i]) == "ok"
+    cluster = h.cluster
+    assert cluster.stop_node(1) == 0
+    _damage(_newest_segment(h, 1), "bitflip")
+    cluster.start_node(1)
+    assert h.stat(1)["recovering"] > 0
+    deadline = time.monotonic() + 10 * 0.3
+    while time.monotonic() < deadline:
+        assert _role(h, 1) != "leader"
+        time.sleep(0.05)
+    assert cluster.stop_node(1) == 0
+    n = cluster.node(1)
+    proc = subprocess.run([*cluster.node_command(n), "--clear-recovering", "nosuch"],
+                          capture_output=True, text=True, timeout=60, cwd=n.directory)
+    assert proc.returncode == 2 and "no peer named 'nosuch'" in proc.stderr
+    n.proc = psutil.Popen([*cluster.node_command(n), "--clear-recovering", cluster.peer_name],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          cwd=n.directory, start_new_session=True)  # reaped by the fixture
+    cluster.wait_listening(n)
+    wait_until(lambda: _role(h, 1) == "leader", 10, "the node to lead again")
+    assert h.stat(1)["recovering"] == 0
+    assert h.query("k0") == 0

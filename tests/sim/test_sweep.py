@@ -37,3 +37,11 @@ def test_sweep_500_seeds_of_2000_steps_finds_no_violation():
     details = "\n".join(f"seed {f.seed} [{f.kind}]: {f.violation}" for f in report.failures[:5])
     assert not report.failures, details
     assert report.seeds == SEEDS and report.steps == SEEDS * STEPS
+
+
+def test_a_damaged_node_left_with_its_bootstrap_config_does_not_elect_itself():
+    # found by the 20,000-seed soak: a damaged node whose lost entries held the config
+    # that grew the cluster, a sole voter of what it still had, elected itself without
+    # committed entries while it was meant to wait as recovering
+    result = run_seed(14883, 2000)
+    assert result.violation is None, result.violation

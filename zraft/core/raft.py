@@ -304,10 +304,11 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         cidx, cfg = self.log.config()
         if cfg.is_blank:
             return False
-        if (self.recovering and "vote_while_recovering" not in self.mutations
-                and cfg.voters() != {self.id}):
-            # (a sole voter has no one to repair it from: what it lost is lost, and the
-            # driver said so when it found the damage)
+        if self.recovering and "vote_while_recovering" not in self.mutations:
+            # Not even as the sole voter of the config it still has: the damage may have
+            # taken the entries that grew the cluster (the simulator found that: a damaged
+            # node, left with its bootstrap config, elected itself without committed
+            # entries). Only an operator can decide a recovering node goes on alone.
             return False
         return cfg.has_voter(self.id) or cidx > self.commit
 

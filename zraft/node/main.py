@@ -31,7 +31,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-dir", help="override node.log_dir")
     parser.add_argument("--snapshot-dir", help="override node.snapshot_dir")
     parser.add_argument("--cookie-file", help="override node.cookie_file")
+    parser.add_argument("--clear-recovering", metavar="PEER_NAME", action="append", default=[],
+                        help="operator's decision: let this recovering peer vote and lead "
+                             "again although its damaged log may have lost acknowledged "
+                             "writes (when no majority of whole peers is left to repair it)")
     return parser
+
+
+def clear_recovering(log_dir: str, name: str) -> None:
+    """Clear a peer's ``recovering`` mark (``--clear-recovering``): it votes and leads again,
+    with whatever its log still holds. Logged loudly; ConfigError if there is no such peer."""
+    from dataclasses import replace
+
+    from zraft.ids import PeerId
+    from zraft.storage.meta import list_peers, write_meta
+    from zraft.storage.naming import peer_log_path
+
+    for meta in list_peers(log_dir):
+        if PeerId.parse(meta.peer_id).name != name:
+            continue
+        if meta.recovering:
+            write_meta(peer_log_path(log_dir, meta.peer_id), replace(meta, recovering=0))
+            log.error("OPERATOR: peer %s no longer recovering (was: term %d): entries it "
+                      "acknowledged and lost to storage damage are lost for good",
+                      meta.peer_id, meta.recovering)
+        else:
+            log.warning("--clear-recovering %s: the peer is not recovering", name)
+        return
+    raise ConfigError(f"--clear-recovering: no peer named {name!r} in {log_dir}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
     node = Node(cfg)
     try:
+        for name in args.clear_recovering:
+            clear_recovering(cfg.log_dir, name)
         node.start()
     except (ConfigError, DiskStorageError) as exc:
         log.error("node %s cannot start: %s", cfg.listen, exc)
