@@ -43,6 +43,21 @@ def test_key_surviving_expiry_or_coming_back_is_a_violation() -> None:
     assert any("came back" in v for v in found)
 
 
+def test_expiry_bound_counts_from_the_last_fault_not_only_from_the_session_end() -> None:
+    # kill_majority seed 1644558272: leaders kept dying before the (renewed) session could
+    # expire; the bound must restart at every nemesis action, as each new leader renews it
+    from types import SimpleNamespace
+
+    topo = SimpleNamespace(disturbed_at=0.0)
+    probe = probe_with()
+    probe.topo = topo  # type: ignore[assignment]
+    topo.last_disturbance = lambda: topo.disturbed_at
+    rec = SessionRecord("s4", put_ok=True, expired_at=100.0)
+    assert probe.gone_deadline(rec) == 113.0
+    topo.disturbed_at = 110.0
+    assert probe.gone_deadline(rec) == 123.0
+
+
 def test_summary_has_a_row_per_kind_with_every_figure() -> None:
     ok = RunReport("kill", 1, "/x", faults={"kill": 3}, ops={"ok": 10, "fail": 2, "unknown": 1},
                    keys_checked=4, acked_inserts=5)

@@ -83,9 +83,20 @@ class Topology:
     cluster: LocalCluster
     members: list[str]  # peer ids in the committed configuration (as far as we know)
     events: list[tuple[float, str]] = field(default_factory=list)
+    # monotonic time a fault last began or ended: a leader change may follow either, and a
+    # new leader renews every session (a session's clock runs only under a stable leader)
+    disturbed_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+
+    def disturbed(self) -> None:
+        with self.lock:
+            self.disturbed_at = time.monotonic()
+
+    def last_disturbance(self) -> float:
+        with self.lock:
+            return self.disturbed_at
 
     def all_peers(self) -> list[str]:
         """Every node's peer id: clients may send anywhere, members answer."""
@@ -146,18 +157,18 @@ class Nemesis:
 
     def kill(self, peer: str) -> None:
         self.cluster.kill(self.topo.node_of(peer))
-        self.topo.record(f"kill -9 {peer}")
+        self.note(f"kill -9 {peer}")
 
     def start(self, peer: str) -> None:
         self.cluster.start_node(self.topo.node_of(peer))
-        self.topo.record(f"start {peer}")
+        self.note(f"start {peer}")
 
     def partition(self, blocks: dict[str, list[str]]) -> None:
         """``blocks[peer]`` = peers whose node that peer's node drops."""
         for peer, others in blocks.items():
             addrs = [self.topo.node_of(o).address for o in others]
             self.admin(peer, "partition", [addrs])
-        self.topo.record(f"partition {blocks}")
+        self.note(f"partition {blocks}")
 
     def heal_all(self) -> None:
         """Every node running, resumed and unpartitioned (best effort, bounded)."""
@@ -170,7 +181,12 @@ class Nemesis:
         for peer in self.topo.all_peers():
             with contextlib.suppress(ZRaftError):
                 self.admin(peer, "heal", [], timeout=3.0)
-        self.topo.record("heal")
+        self.note("heal")
+
+    def note(self, text: str) -> None:
+        """Record a nemesis action; every action may change the leader."""
+        self.topo.record(text)
+        self.topo.disturbed()
 
     def sleep(self, seconds: float, stop: threading.Event | None = None) -> None:
         if stop is not None:
@@ -183,6 +199,7 @@ class Nemesis:
     def run_fault(self, kind: str) -> str:
         fn: Callable[[], str] = getattr(self, f"fault_{kind}")
         self.injected[kind] += 1
+        self.topo.disturbed()  # before the fault acts
         try:
             return fn()
         except FaultUnsupported as exc:
@@ -192,7 +209,7 @@ class Nemesis:
             return f"{kind} not injected: {exc}"
         except (ZRaftError, TimeoutError) as exc:
             self.failed[kind] += 1
-            self.topo.record(f"{kind} incomplete: {exc}")
+            self.note(f"{kind} incomplete: {exc}")
             return f"{kind} incomplete: {exc}"
         finally:
             self.heal_all()
@@ -231,10 +248,10 @@ class Nemesis:
         victim = self.leader() if self.rng.random() < 0.5 else self.rng.choice(members)
         node = self.topo.node_of(victim)
         self.cluster.pause(node)
-        self.topo.record(f"SIGSTOP {victim}")
+        self.note(f"SIGSTOP {victim}")
         self.sleep(max(3 * self.et, self.hold))  # longer than the election timeout
         self.cluster.resume(node)
-        self.topo.record(f"SIGCONT {victim}")
+        self.note(f"SIGCONT {victim}")
         return f"pause {victim}"
 
     def fault_partition_leader(self) -> str:
@@ -286,7 +303,7 @@ class Nemesis:
             self.admin(a, "partition", [addrs])
             how = "one side only (node has no direction: symmetric in effect)"
             self.notes["partition_oneway symmetric fallback"] += 1
-        self.topo.record(f"{how}: {a} drops traffic from {b}")
+        self.note(f"{how}: {a} drops traffic from {b}")
         self.sleep(self.hold)
         return f"{how}: {a} drops {b}"
 
@@ -320,7 +337,7 @@ class Nemesis:
         how = self.rng.choice(("bitflip", "zero", "delete"))
         if segments:
             damage_segment(segments[-1], how)
-        self.topo.record(f"{how} newest segment of {victim}")
+        self.note(f"{how} newest segment of {victim}")
         self.notes[f"disk_damage {how}"] += 1
         second = ""
         if self.rng.random() < 0.5:
@@ -400,7 +417,7 @@ class Nemesis:
             api.set_new_conf(members[0], [*members, peer], members, timeout=15.0, pool=self.pool)
         finally:
             self.refresh_members()
-        self.topo.record(f"added {peer}")
+        self.note(f"added {peer}")
         return f"add {peer}"
 
     def remove_member(self, peer: str, members: list[str], what: str) -> str:
@@ -411,7 +428,7 @@ class Nemesis:
             self.refresh_members()
         if peer not in self.topo.member_peers():
             self.wipe(peer)
-        self.topo.record(f"removed {what} {peer}")
+        self.note(f"removed {what} {peer}")
         return f"remove {what} {peer}"
 
     def refresh_members(self) -> None:
@@ -431,7 +448,7 @@ class Nemesis:
         self.cluster.stop_node(node)
         shutil.rmtree(node.directory / "data", ignore_errors=True)
         self.cluster.start_node(node)
-        self.topo.record(f"wiped {peer}")
+        self.note(f"wiped {peer}")
 
 
 __all__ = ["FAULT_KINDS", "FaultUnsupported", "Nemesis", "Topology"]

@@ -200,7 +200,7 @@ class NetnsNemesis(Nemesis):
     def link_down(self, peers: list[str]) -> None:
         for p in peers:
             self.cluster.link(self.topo.node_of(p), up=False)
-        self.topo.record(f"link down {peers}")
+        self.note(f"link down {peers}")
 
     def fault_link_down_leader(self) -> str:
         leader = self.leader()
