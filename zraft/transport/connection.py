@@ -52,6 +52,7 @@ from zraft.transport.framing import (
     FrameDecoder,
 )
 from zraft.transport.handshake import DEFAULT_HANDSHAKE_TIMEOUT, client_handshake, cookie_bytes
+from zraft.transport.joining import join_started
 
 log = logging.getLogger("zraft.transport.tcp")
 
@@ -298,10 +299,11 @@ class Connection:
         queue.put_many(old_frames)
 
     def start_reader(self) -> None:
-        self._reader = threading.Thread(
+        reader = threading.Thread(
             target=self.read_loop, name=f"zraft-read-{self._label}", daemon=True
         )
-        self._reader.start()
+        reader.start()
+        self._reader = reader  # join() sees no thread or a started one
 
     def start_writer(self) -> None:
         with self._lock:
@@ -310,16 +312,19 @@ class Connection:
             # a user of the socket from now on, not from when the thread gets to run
             self._users += 1
             self._writer_active = True
-            self._writer = writer = threading.Thread(
+            writer = threading.Thread(
                 target=self.write_loop, name=f"zraft-write-{self._label}", daemon=True
             )
-        try:
-            writer.start()
-        except RuntimeError:  # no thread to be had: this connection cannot write
-            log.error("%s: cannot start a writer thread, closing", self._label)
-            with self._lock:
+            # started under the lock, so join() never meets a thread that is not started
+            # yet (a close racing the start raised "cannot join thread before it is started")
+            try:
+                writer.start()
+                self._writer = writer
+                return
+            except RuntimeError:  # no thread to be had: this connection cannot write
                 self._writer_active = False
-            self._leave()
+        log.error("%s: cannot start a writer thread, closing", self._label)
+        self._leave()
 
     def close(self) -> None:
         """Stop both directions (idempotent)."""
@@ -388,13 +393,7 @@ class Connection:
                 self.sock.close()
 
     def join(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in (self._reader, self._writer):
-            if (
-                isinstance(thread, threading.Thread)
-                and thread is not threading.current_thread()
-            ):
-                thread.join(max(0.0, deadline - time.monotonic()))
+        join_started([self._reader, self._writer], time.monotonic() + timeout)
 
     # -- sending --------------------------------------------------------------------------
 

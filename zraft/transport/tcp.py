@@ -80,6 +80,7 @@ from zraft.transport.connection import (
 from zraft.transport.errors import HandshakeError
 from zraft.transport.framing import BufferBudget
 from zraft.transport.handshake import cookie_bytes, server_handshake
+from zraft.transport.joining import join_started
 from zraft.transport.limits import RESOURCE_ERRNOS, AcceptBackoff
 from zraft.transport.peer_link import PeerLink
 from zraft.transport.reactor import Reactor
@@ -283,14 +284,12 @@ class TcpTransport:
         if self._reactor is not None:
             self._reactor.stop(self.config.join_timeout)
         deadline = time.monotonic() + self.config.join_timeout
-        if self._acceptor is not None:
-            self._acceptor.join(max(0.0, deadline - time.monotonic()))
+        join_started([self._acceptor], deadline)
         for link in links:
             link.join(max(0.0, deadline - time.monotonic()))
         for conn in inbound:
             conn.join(max(0.0, deadline - time.monotonic()))
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        join_started(threads, deadline)  # a serve thread may be registered, not yet started
 
     def __enter__(self) -> TcpTransport:
         self.start()
