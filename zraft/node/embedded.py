@@ -132,7 +132,8 @@ class Node:
             self._server.stop()
 
     def __enter__(self) -> Node:
-        return self.start()
+        # ``with Node(...) as n`` starts it; ``with Node(...).start() as n`` is the same node
+        return self if self.running and not self._stopped else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
