@@ -19,20 +19,24 @@ from zraft.objects import backend_name
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "objects"
-BACKENDS = ["dict", "zraft.objects:Counter", "zraft.objects:Dict", "zraft.objects:List",
-            "zraft.objects:Queue", "zraft.objects:Set", "zraft.objects:LockManager",
-            "inventory:Inventory"]
+BACKENDS = ["dict", "inventory:Inventory", "zraft.objects:Counter", "zraft.objects:Dict",
+            "zraft.objects:List", "zraft.objects:Queue", "zraft.objects:Set",
+            "zraft.objects:LockManager"]
 
 
 class ObjectCluster(LocalCluster):
-    """A LocalCluster whose node configs allow BACKENDS (LocalCluster writes no
-    ``backends`` key of its own yet)."""
+    """A LocalCluster whose node configs allow ``backends`` (default BACKENDS;
+    LocalCluster writes no ``backends`` key of its own yet)."""
+
+    def __init__(self, *args: Any, backends: list[str] | None = None, **kwargs: Any) -> None:
+        self.allowed = list(BACKENDS if backends is None else backends)
+        super().__init__(*args, **kwargs)
 
     def write_config(self, n: Any) -> None:
         super().write_config(n)
         text = n.config_path.read_text()
         n.config_path.write_text(
-            text.replace("[node]\n", f"[node]\nbackends = {json.dumps(BACKENDS)}\n", 1))
+            text.replace("[node]\n", f"[node]\nbackends = {json.dumps(self.allowed)}\n", 1))
 
 
 class Objects(Acceptance):
@@ -82,9 +86,10 @@ def object_cluster(tmp_path: Path) -> Iterator[Callable[..., Objects]]:
         acc.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_objects(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Objects]:
-    """One 3-node cluster for a module's tests; each test makes its own groups on it.
+    """One 3-node cluster for these tests; each test makes its own groups (peer names) on
+    it, and leaves every node running.
     Snapshots every 20 entries, so they happen in short tests too."""
     acc = make_objects(tmp_path_factory.mktemp("objects"), max_log_count=20,
                        extra_raft={"snapshot_log_ratio": 0})

@@ -62,7 +62,7 @@ def test_a_ready_made_object_works_on_real_nodes(shared_objects: Objects, cls: t
 def test_a_user_defined_class_runs_snapshots_and_survives_a_restart(
         shared_objects: Objects) -> None:
     acc = shared_objects
-    peers = acc.create_object("shop", Inventory)
+    peers = acc.create_object("inventory", Inventory)
     shop = _connect(acc, peers, Inventory)
     assert shop.restock("apple", 3) == 3
     with pytest.raises(zraft.BadCommand, match="cannot sell 5 apple: 3 left"):

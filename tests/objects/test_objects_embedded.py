@@ -1,7 +1,8 @@
 """``zraft.Node``: a node embedded in the application's process. In process: the config
 rules, a clean stop (no actor, thread or logging change left behind), a restart from the
-same data directory. Across processes: three copies of ``examples/objects/shop.py`` (each an
-app with its own embedded node) serve one replicated Inventory, through a leader kill."""
+same data directory. Across processes: three copies of ``examples/objects/shop.py``, started
+by the README's command lines (each an app with its own embedded node), serve one
+replicated Inventory through a leader kill."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 
 import zraft
 from tests.acceptance.harness import ROOT, _line, wait_for
-from tests.objects.conftest import EXAMPLES
+from tests.objects.test_objects_readme import readme_shop_commands
 from zraft.cluster.local import free_port
 from zraft.config import ConfigError
 from zraft.node.embedded import build_config
@@ -84,6 +85,16 @@ def test_an_embedded_node_serves_stops_cleanly_and_restarts_from_its_data(
         again.start()
 
 
+def _readme_command(me: int, nodes: list[str], cookie_file: Path) -> list[str]:
+    """The README's command line for copy ``me``, on free ports and this test's files."""
+    argv = list(readme_shop_commands()[me])
+    argv[0], argv[1] = sys.executable, str(Path(ROOT) / argv[1])
+    argv[argv.index("--nodes") + 1] = ",".join(nodes)
+    argv[argv.index("--cookie-file") + 1] = str(cookie_file)
+    assert argv[argv.index("--me") + 1] == str(me)
+    return argv
+
+
 class App:
     """One ``shop.py`` process: its embedded node and its Inventory handle."""
 
@@ -92,9 +103,8 @@ class App:
             p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
         self.address = nodes[me]
         self.proc = psutil.Popen(
-            [sys.executable, str(EXAMPLES / "shop.py"), "--me", str(me), "--nodes",
-             ",".join(nodes), "--data", str(tmp / "shop"), "--cookie-file", str(cookie_file),
-             "--election-timeout", "250"],
+            [*_readme_command(me, nodes, cookie_file),
+             "--data", str(tmp / "shop"), "--election-timeout", "250"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=tmp)
 
     def ask(self, line: str) -> Any:
