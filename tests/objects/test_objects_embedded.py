@@ -95,6 +95,30 @@ def _readme_command(me: int, nodes: list[str], cookie_file: Path) -> list[str]:
     return argv
 
 
+def test_a_start_that_fails_midway_leaves_nothing_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any failure inside start (not only ConfigError) stops what was started: the
+    application's process goes on without a half-made node in it."""
+    from zraft.node import server
+
+    started = server.Node.start
+
+    def start_then_fail(self: server.Node) -> None:
+        started(self)  # supervisor, transport, ticker are up now
+        raise RuntimeError("planted failure after the node started")
+
+    monkeypatch.setattr(server.Node, "start", start_then_fail)
+    actors_before = set(pykka.ActorRegistry.get_all())
+    port = free_port()
+    node = _node(tmp_path, port)
+    with pytest.raises(RuntimeError, match="planted failure"):
+        node.start()
+    assert not node.running and set(pykka.ActorRegistry.get_all()) == actors_before
+    monkeypatch.undo()
+    with _node(tmp_path / "again", port) as again:  # the port was released
+        assert again.running
+
+
 class App:
     """One ``shop.py`` process: its embedded node and its Inventory handle."""
 

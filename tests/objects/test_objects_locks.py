@@ -22,6 +22,7 @@ from zraft.objects import LockManager
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
+LEEWAY = 1.0  # seconds
 HOLDER = textwrap.dedent("""
     import sys
     import zraft
@@ -66,8 +67,11 @@ def test_killing_the_holders_process_frees_its_lock_within_the_session_bound(
     holder.wait(5)
     wait_for(lambda: locks.owner("job") is None, SESSION_TIMEOUT + 2 * ET + 5, "the release")
     freed_after = time.monotonic() - killed
-    print(f"lock freed {freed_after:.2f}s after SIGKILL (bound {SESSION_TIMEOUT + 2 * ET:.2f}s)")
-    assert freed_after <= SESSION_TIMEOUT + 2 * ET, f"took {freed_after:.2f}s"
+    # the lease: the session timeout, an election bound, and LEEWAY for the polled reads
+    # and a loaded machine (it still catches a lock kept for another session timeout)
+    bound = SESSION_TIMEOUT + 2 * ET + LEEWAY
+    print(f"lock freed {freed_after:.2f}s after SIGKILL (bound {bound:.2f}s)")
+    assert freed_after <= bound, f"took {freed_after:.2f}s"
     assert locks.acquire("job") is True and locks.is_mine("job")
     # the lock counts as the session's temporary data in stat (each replica, once applied)
     for peer in peers:

@@ -15,7 +15,7 @@ Rules:
   validated as a config file is: ``ConfigError`` with one line naming the key.
 - ``start()`` returns once the node listens and its stored peers run; it raises
   ``ConfigError`` (bad config, port in use, unwritable directory) or ``DiskStorageError``
-  (a corrupt log), having stopped whatever it had started.
+  (a corrupt log), or whatever else failed, having stopped whatever it had started.
 - Logging is the application's: the node's loggers (``zraft.*``) propagate to whatever the
   application configured. ``log_to_files=True`` installs the node process's handlers
   (console.log, error.log, crash.log, excepthooks, faulthandler) instead; that takes over
@@ -108,13 +108,13 @@ class Node:
 
             setup_logging(cfg.logging, cfg.listen)
         from zraft.node.server import Node as ServerNode  # after logging: its loggers
-        from zraft.storage.errors import DiskStorageError
 
         server = ServerNode(cfg)
         self._server = server
         try:
             server.start()
-        except (ConfigError, DiskStorageError):
+        except BaseException:  # any failure: the application's process keeps no half-node
+            self._stopped = True
             server.stop()
             raise
         return self
