@@ -6,7 +6,7 @@ Every node is killed by pid at teardown (``Acceptance.close``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,10 @@ BACKENDS = ["dict", "inventory:Inventory", "zraft.objects:Counter", "zraft.objec
 
 
 class ObjectCluster(LocalCluster):
-    """A LocalCluster whose node configs allow ``backends`` (default BACKENDS;
-    LocalCluster writes no ``backends`` key of its own yet)."""
+    """A LocalCluster whose node configs allow BACKENDS (LocalCluster writes no
+    ``backends`` key of its own yet)."""
 
-    def __init__(self, *args: Any, backends: list[str] | None = None, **kwargs: Any) -> None:
-        self.allowed = list(BACKENDS if backends is None else backends)
-        super().__init__(*args, **kwargs)
+    allowed = BACKENDS
 
     def write_config(self, n: Any) -> None:
         super().write_config(n)
@@ -70,20 +68,6 @@ def make_objects(directory: Path, nodes: int = 3, **kwargs: Any) -> Objects:
     acc = Objects(ObjectCluster(directory, nodes, **kwargs))
     acc.start_nodes([n.index for n in acc.cluster.nodes])
     return acc
-
-
-@pytest.fixture
-def object_cluster(tmp_path: Path) -> Iterator[Callable[..., Objects]]:
-    made: list[Objects] = []
-
-    def make(nodes: int = 3, **kwargs: Any) -> Objects:
-        acc = make_objects(tmp_path / f"cluster{len(made)}", nodes, **kwargs)
-        made.append(acc)
-        return acc
-
-    yield make
-    for acc in made:
-        acc.close()
 
 
 @pytest.fixture(scope="session")

@@ -86,8 +86,9 @@ def test_a_user_defined_class_runs_snapshots_and_survives_a_restart(
     assert shop.report() == report
 
 
-def test_a_leader_kill_during_writes_loses_no_acknowledged_write(object_cluster: Any) -> None:
-    acc = object_cluster()
+def test_a_leader_kill_during_writes_loses_no_acknowledged_write(
+        shared_objects: Objects) -> None:
+    acc = shared_objects
     peers = acc.create_object("count", Counter)
     counter = _connect(acc, peers, Counter, timeout=10.0)
     acked: list[int] = []
@@ -105,11 +106,15 @@ def test_a_leader_kill_during_writes_loses_no_acknowledged_write(object_cluster:
     thread.start()
     wait_for(lambda: len(acked) >= 30, 20, "writes before the kill")
     leader = acc.group_leader(peers)
-    acc.cluster.kill(leader.partition("@")[2])  # SIGKILL the node by its address
-    at_kill = len(acked)
-    wait_for(lambda: len(acked) >= at_kill + 30, 30, "writes after the kill")
-    halt.set()
-    thread.join(15)
+    victim = acc.cluster.node(leader.partition("@")[2]).index
+    acc.cluster.kill(victim)  # SIGKILL the leader's node
+    try:
+        at_kill = len(acked)
+        wait_for(lambda: len(acked) >= at_kill + 30, 30, "writes after the kill")
+    finally:
+        halt.set()
+        thread.join(15)
+        acc.start_node(victim)  # the shared cluster is whole again for the next tests
     survivors = [p for p in peers if p != leader]
     final = _connect(acc, survivors, Counter).get()
     print(f"{len(acked)} acknowledged increments, {len(failures)} failed, final {final}; "
