@@ -5,6 +5,7 @@ Every node is killed by pid at teardown (``Acceptance.close``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,3 +80,19 @@ def shared_objects(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Objects
                        extra_raft={"snapshot_log_ratio": 0})
     yield acc
     acc.close()
+
+
+@pytest.fixture(autouse=True)
+def _end_test_sessions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Sessions a test registered on the shared cluster end with the test (they would
+    keep pinging it, and reconnecting in this process, through the tests after)."""
+    if "shared_objects" not in request.fixturenames:
+        yield
+        return
+    acc: Objects = request.getfixturevalue("shared_objects")
+    first = len(acc.sessions)
+    yield
+    for session in acc.sessions[first:]:
+        with contextlib.suppress(Exception):
+            session.stop(timeout=1.0)
+    del acc.sessions[first:]

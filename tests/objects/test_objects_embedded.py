@@ -74,9 +74,16 @@ def test_an_embedded_node_serves_stops_cleanly_and_restarts_from_its_data(
     assert not node.running and node.exit_code == 0 and node.fatal is None
     node.stop()  # idempotent
     assert set(pykka.ActorRegistry.get_all()) == actors_before
-    wait_for(lambda: not [t for t in threading.enumerate() if t.ident not in threads_before
-                          and not t.name.startswith("zraft-client")], 10,
-             "the node's threads to end")
+    def leftover() -> list[str]:
+        """New threads but the shared client ones, and connections to other nodes (other
+        tests' clusters may be in this process)."""
+        return [f"{t.name}{' (daemon)' if t.daemon else ''}" for t in threading.enumerate()
+                if t.ident not in threads_before and not t.name.startswith("zraft-client")
+                and not (t.name.startswith("zraft-conn-") and not t.name.endswith(f":{port}"))]
+    try:
+        wait_for(lambda: not leftover(), 10, "the node's threads to end")
+    except TimeoutError:
+        raise AssertionError(f"node {port}: threads left: {leftover()}") from None
     assert (list(root.handlers), root.level) == (handlers_before, level_before)
     with _node(tmp_path, port) as again, \
             zraft.connect_object([again.peer_id("c")], Counter, cookie="c") as counter:
