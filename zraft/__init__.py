@@ -20,7 +20,7 @@ logging.getLogger("zraft").addHandler(logging.NullHandler())
 _EXPORTS: dict[str, str] = {
     # cluster API (zraft_client)
     "configure": "zraft.client", "create": "zraft.client", "light_session": "zraft.client",
-    "write": "zraft.client", "query": "zraft.client", "query_local": "zraft.client",
+    "write": "zraft.client", "query": "zraft.objects.methods", "query_local": "zraft.client",
     "get_conf": "zraft.client", "set_new_conf": "zraft.client",
     "check_exists": "zraft.client", "stat": "zraft.client", "create_peer": "zraft.client",
     "bootstrap": "zraft.client", "LightSession": "zraft.client",
@@ -44,12 +44,20 @@ _EXPORTS: dict[str, str] = {
     "SnapshotJob": "zraft.fsm",
     # local clusters
     "LocalCluster": "zraft.cluster",
+    # replicated objects and the embedded node (``query`` above is also the @query marker)
+    "replicated": "zraft.objects.methods", "connect_object": "zraft.objects.handle",
+    "Node": "zraft.node.embedded",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
+_SUBPACKAGES = frozenset({"objects"})  # ``zraft.objects.Counter`` after a bare ``import zraft``
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"zraft.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'zraft' has no attribute {name!r}")

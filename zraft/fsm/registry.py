@@ -6,7 +6,9 @@ Rules:
   operations happen until the check passes, so a refused module's top-level code never runs.
   Aliases are expanded on both sides, so allowing ``"dict"`` also allows
   ``"zraft.backends.dict:DictBackend"`` and vice versa.
-- The loaded class is instantiated with no arguments and must satisfy ``Backend``.
+- The loaded class is instantiated with no arguments and must satisfy ``Backend``, unless
+  it is a replicated object (``@replicated`` / ``@query`` methods): then it is wrapped in
+  ``zraft.objects.backend.ObjectBackend``, which is the Backend.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def load_backend(name: str, allowed: Iterable[str]) -> Backend:
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise BackendLoadError(f"{module_name!r} has no class {class_name!r}")
+    from zraft.objects.methods import is_replicated_class
+
+    if is_replicated_class(cls):
+        from zraft.objects.backend import ObjectBackend
+
+        return ObjectBackend(cls, name=canonical_name(name))
     instance = cls()
     if not isinstance(instance, Backend):
         raise BackendLoadError(f"{name!r} does not implement the Backend protocol")

@@ -18,7 +18,7 @@ import pykka
 
 from zraft.config import ConfigError, ensure_dirs, load_config
 from zraft.fsm.heap_trim import limit_arenas
-from zraft.logsetup import setup_logging
+from zraft.node.embedded import Node
 from zraft.storage.errors import DiskStorageError
 
 log = logging.getLogger("zraft.node")
@@ -73,10 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"zraft node: {exc}", file=sys.stderr)
         return 2
-    setup_logging(cfg.logging, cfg.listen)
-    from zraft.node.server import Node  # after logging: imports register loggers
-
-    node = Node(cfg)
+    node = Node(cfg, log_to_files=True)  # the embedded node, with the process's handlers
     try:
         for name in args.clear_recovering:
             clear_recovering(cfg.log_dir, name)
@@ -84,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DiskStorageError) as exc:
         log.error("node %s cannot start: %s", cfg.listen, exc)
         print(f"zraft node: {exc}", file=sys.stderr)
-        node.stop()
         return 2
     stop_requested = threading.Event()
 
@@ -96,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGUSR1, lambda *_: pykka.debug.log_thread_tracebacks())
     print(f"zraft node {cfg.listen} ready", flush=True)
-    while not stop_requested.is_set() and not node.stopped.is_set():
+    while not stop_requested.is_set() and node.running:
         stop_requested.wait(0.5)
     code = node.exit_code
     if node.fatal:
