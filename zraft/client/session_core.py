@@ -1,4 +1,6 @@
-"""The session actor (zraft_lib's ``zraft_session`` process); ``session.Session`` wraps it.
+"""A session's protocol rules (zraft_lib's ``zraft_session`` process), with no thread of its
+own: ``session_actor.SessionActor`` runs it as a Pykka actor (``session.Session`` wraps it),
+``zraft.aio.session`` on an asyncio event loop.
 
 Rules (SPEC 8, bugs 19 fixed):
 - Connect sends ``[2, sid, timeout_ms]`` (``sid`` is a fresh random string); the session is
@@ -23,8 +25,12 @@ Rules (SPEC 8, bugs 19 fixed):
   cluster will have expired it too).
 - ``[6, "disconnected", ...]`` or a ``session_expired`` reply: EXPIRED; every pending and
   later call fails with ``SessionExpired``.
-- All state lives in the session actor; replies, pushes and timers are ``tell``-ed to it.
-  User callbacks run on the watcher actor (``zraft.client.watcher``).
+- All state lives in the ``SessionCore``, touched by one thread at a time: replies, pushes
+  and timers are handed to it through its host's ``post`` (an actor's mailbox, or the
+  loop's ``call_soon``), never run inside another handler. User callbacks go to the
+  ``watcher`` (``tell(Deliver(...))``: the watcher actor, or the loop), never run here.
+- A caller that gives up on a write or read (``CancelRequest``) has it forgotten: it is
+  never re-sent and ``acc_upto`` moves past it (a write already sent may still apply, once).
 """
 
 from __future__ import annotations
@@ -37,19 +43,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
-
-import pykka
+from typing import Any, NamedTuple, Protocol
 
 from zraft.client.calls import backoff, error_from_reply, name_of
-from zraft.client.connection import ConnectionPool
+from zraft.client.connection import PoolBase
 from zraft.client.light_session import (
     DEFAULT_ELECTION_TIMEOUT,
     LightSession,
     NoLeaderYet,
 )
-from zraft.client.timers import Scheduler, TimerHandle, default_scheduler
-from zraft.client.watcher import Deliver, SessionState, Watcher, WatchEvent
+from zraft.client.timers import Cancellable, Timers, default_scheduler
+from zraft.client.watcher import Deliver, SessionState, WatchEvent
 from zraft.errors import (
     AllFailed,
     SessionExpired,
@@ -65,18 +69,32 @@ _RETRY_SAME = frozenset({"loading", "retry"})
 _FAILED = frozenset({"noproc", "timeout", "local_timeout"})
 
 
-# -- messages to the session actor ------------------------------------------------------
+class Completion(Protocol):
+    """A future the core completes: a pykka future, or ``zraft.aio``'s loop future."""
+
+    def set(self, value: Any = None) -> None: ...
+
+    def set_exception(self, exc_info: Any = None) -> None: ...
+
+
+class Teller(Protocol):
+    """Where user callbacks go (``tell(Deliver(target, event))``): the watcher actor's ref."""
+
+    def tell(self, message: Any) -> None: ...
+
+
+# -- messages to the session core ---------------------------------------------------------
 
 
 class WriteRequest(NamedTuple):
-    future: pykka.Future[Any]
+    future: Completion
     data: Any
     temporary: bool
     timeout: float
 
 
 class QueryRequest(NamedTuple):
-    future: pykka.Future[Any]
+    future: Completion
     query: Any
     watch: Any
     timeout: float
@@ -106,23 +124,31 @@ class ListenerChange(NamedTuple):
 
 
 class StopRequest(NamedTuple):
-    future: pykka.Future[Any]
+    future: Completion
+
+
+class CancelRequest(NamedTuple):
+    """The caller of the write or read completing ``future`` gave up on it."""
+
+    future: Completion
 
 
 @dataclass
 class _Pending:
-    future: pykka.Future[Any]
+    future: Completion
     payload: Any  # write data, or the query
-    deadline: TimerHandle
+    deadline: Cancellable
     temporary: bool = False
     watch: Any = None
     watch_ref: int | None = None
     sent_epoch: int = -1
-    attempt: TimerHandle | None = None
+    attempt: Cancellable | None = None
 
 
 class SessionInfo:
-    """What the wrapper may read without asking the actor (atomic attribute reads)."""
+    """What the wrapper may read without asking the core (atomic attribute reads).
+    ``settled`` is set once connected or expired: a ``threading.Event``, or anything with
+    ``set()`` (``zraft.aio`` puts an ``asyncio.Event`` there)."""
 
     def __init__(self, sid: str, leader: str) -> None:
         self.sid = sid
@@ -130,26 +156,26 @@ class SessionInfo:
         self.leader = leader
         self.connected = False
         self.expired_reason: str | None = None
-        self.settled = threading.Event()  # connected or expired: Session.start may return
+        self.settled: Any = threading.Event()  # connected or expired: start may return
 
 
-class SessionActor(pykka.ThreadingActor):
-    use_daemon_thread = True  # a forgotten session must not keep a script alive
+class SessionCore:
+    """The rules; a host supplies ``post`` (hand a message to ``handle`` later, from any
+    thread the host allows) and ``stop_self`` (the session is over: call ``stop_core``)."""
 
     def __init__(
         self,
         peers: Sequence[str],
         session_timeout: float,
-        pool: ConnectionPool,
-        watcher: pykka.ActorRef[Watcher],
+        pool: PoolBase,
+        watcher: Teller,
         info: SessionInfo,
         fail_timeout: float | None = None,
         election_timeout: float | None = None,
-        scheduler: Scheduler | None = None,
+        scheduler: Timers | None = None,
         listeners: Sequence[Callable[[SessionState], Any]] = (),
         close_pool: bool = False,
     ) -> None:
-        super().__init__()
         self.close_pool = close_pool  # the pool is this session's own
         et = DEFAULT_ELECTION_TIMEOUT if election_timeout is None else election_timeout
         self.learn_et = election_timeout is None  # from the cluster's CONNECT answer
@@ -174,14 +200,32 @@ class SessionActor(pykka.ThreadingActor):
         self.watch_refs = itertools.count(1)
         self.watches: dict[int, tuple[Any, WatchEvent]] = {}
         self.listeners: list[Callable[[SessionState], Any]] = list(listeners)
-        self.pending: TimerHandle | None = None  # no leader known: send nothing until it fires
+        self.pending: Cancellable | None = None  # no leader known: send nothing until it fires
         self.last_sent = 0.0
         self.last_contact = time.monotonic()
         self._set_ring_timeouts(self.ring)
         self._tries = 0
-        self.timers: list[TimerHandle] = []  # connect / close timers
-        self.ping_timer: TimerHandle | None = None
-        self.stopping: pykka.Future[Any] | None = None
+        self.timers: list[Cancellable] = []  # connect / close timers
+        self.ping_timer: Cancellable | None = None
+        self.stopping: Completion | None = None
+
+    # -- the host's part ------------------------------------------------------------------
+
+    def post(self, message: Any) -> None:
+        """Have ``handle(message)`` run later, on the core's thread (never inside a handler)."""
+        raise NotImplementedError
+
+    def stop_self(self) -> None:
+        """The session is over (closed): the host stops, calling ``stop_core``."""
+        raise NotImplementedError
+
+    def handle(self, message: Any) -> bool:
+        """Run the handler of ``message``; False if it is not a session message."""
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            return False
+        handler(self, message)
+        return True
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -201,20 +245,15 @@ class SessionActor(pykka.ThreadingActor):
         self._set_ring_timeouts(
             dataclasses.replace(self.ring, fail_timeout=ft, election_timeout=2 * et))
 
-    def _tell_later(self, delay: float, message: Any) -> TimerHandle:
-        ref = self.actor_ref
-
-        def fire() -> None:
-            if ref.is_alive():
-                _tell(ref, message)
-
-        return self.scheduler.call_later(delay, fire)
+    def _tell_later(self, delay: float, message: Any) -> Cancellable:
+        post = self.post
+        return self.scheduler.call_later(delay, lambda: post(message))
 
     def _send(self, kind: str, key: int, op: str, args_fn: Callable[[str], Any]) -> None:
-        peer, epoch, ref = self.ring.leader, self.epoch, self.actor_ref
+        peer, epoch, post = self.ring.leader, self.epoch, self.post
 
         def on_reply(status: str, payload: Any) -> None:
-            _tell(ref, _Reply(kind, key, epoch, peer, status, payload))
+            post(_Reply(kind, key, epoch, peer, status, payload))
 
         self.last_sent = time.monotonic()
         self.pool.request(peer, op, args_fn(name_of(peer)), on_reply)
@@ -238,13 +277,13 @@ class SessionActor(pykka.ThreadingActor):
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def on_start(self) -> None:
-        ref = self.actor_ref
-        self.pool.add_push_handler(self.sid, lambda push: _tell(ref, _Push(push)))
+    def start_core(self) -> None:
+        post = self.post
+        self.pool.add_push_handler(self.sid, lambda push: post(_Push(push)))
         self.timers.append(self._tell_later(self.timeout, _Timer("connect_timeout")))
         self._connect()
 
-    def on_stop(self) -> None:
+    def stop_core(self) -> None:
         self.pool.remove_push_handler(self.sid)
         self._cancel_timers()
         self._fail_all(SessionExpired("session stopped"))
@@ -256,12 +295,6 @@ class SessionActor(pykka.ThreadingActor):
         for timer in (*self.timers, self.ping_timer, self.pending):
             if timer is not None:
                 timer.cancel()
-
-    def on_receive(self, message: Any) -> Any:
-        handler = self._handlers.get(type(message))
-        if handler is None:
-            return super().on_receive(message)
-        return handler(self, message)
 
     def _connect(self) -> None:
         self._propose("connect", 0, [2, self.sid, int(self.timeout * 1000)])
@@ -317,6 +350,13 @@ class SessionActor(pykka.ThreadingActor):
     def _can_send(self) -> bool:
         return self.info.connected and self.pending is None
 
+    def _on_cancel(self, msg: CancelRequest) -> None:
+        for kind, table in (("write", self.writes), ("read", self.reads)):
+            for key, p in table.items():
+                if p.future is msg.future:
+                    self._pop(kind, key)
+                    return
+
     def _on_listener(self, msg: ListenerChange) -> None:
         if msg.add:
             self.listeners.append(msg.fn)
@@ -336,7 +376,7 @@ class SessionActor(pykka.ThreadingActor):
         stopping, self.stopping = self.stopping, None
         if stopping is not None:  # once: the close reply and its timer may both come
             stopping.set(None)
-            self.actor_ref.stop(block=False)
+            self.stop_self()
 
     # -- replies --------------------------------------------------------------------------
 
@@ -559,7 +599,7 @@ class SessionActor(pykka.ThreadingActor):
                 fail_future(p.future, exc)
             table.clear()
 
-    _handlers: dict[type, Callable[[SessionActor, Any], Any]] = {
+    _handlers: dict[type, Callable[[SessionCore, Any], Any]] = {
         WriteRequest: _on_write,
         QueryRequest: _on_query,
         _Reply: _on_reply,
@@ -567,15 +607,11 @@ class SessionActor(pykka.ThreadingActor):
         _Push: _on_push,
         ListenerChange: _on_listener,
         StopRequest: _on_stop,
+        CancelRequest: _on_cancel,
     }
 
 
-def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
-    with contextlib.suppress(pykka.ActorDeadError):
-        ref.tell(message)
-
-
-def fail_future(future: pykka.Future[Any], exc: BaseException) -> None:
+def fail_future(future: Completion, exc: BaseException) -> None:
     with contextlib.suppress(Exception):  # already completed
         future.set_exception((type(exc), exc, None))
 
