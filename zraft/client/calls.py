@@ -62,19 +62,28 @@ def backoff(initial: float = 0.01, maximum: float = 0.5) -> tenacity.wait.wait_b
     return tenacity.wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
 
 
+_DEFAULT_WAIT = backoff()  # stateless (it reads the attempt number): shared by every call
+
+
 class _Tries:
-    """The tenacity retry state a wait strategy reads (attempt_number)."""
+    """The tenacity retry state a wait strategy reads (attempt_number), made on the first
+    retry only: most calls never retry, and every call is on the per-request path."""
+
+    __slots__ = ("state",)
 
     def __init__(self) -> None:
-        self.state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+        self.state: tenacity.RetryCallState | None = None
 
     def next_wait(self, wait: tenacity.wait.wait_base) -> float:
+        if self.state is None:
+            self.state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
         delay = float(wait(self.state))
         self.state.attempt_number += 1
         return delay
 
     def reset(self) -> None:
-        self.state.attempt_number = 1
+        if self.state is not None:
+            self.state.attempt_number = 1
 
 
 def name_of(peer: str) -> str:
@@ -104,7 +113,7 @@ class RetryingCall:
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
         self.attempt_timeout = attempt_timeout
-        self.wait = wait or backoff()
+        self.wait = wait or _DEFAULT_WAIT
         self.future: pykka.Future[Any] = (
             future if future is not None else pykka.ThreadingFuture()
         )

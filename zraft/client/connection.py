@@ -66,6 +66,7 @@ _READ_SIZE = 256 * 1024
 # counts. Behind a deep pipeline one more request waits anyway, and the writer thread's
 # batches (one send for many frames) cost the client and the node far less per request.
 _DIRECT_MAX_IN_FLIGHT = 8
+_MAX_ADDRESSES = 1024  # remembered peer id -> address pairs per pool
 
 
 def unreachable(message: str) -> dict[str, Any]:
@@ -401,6 +402,7 @@ class PoolBase:
         self._lock = threading.Lock()
         self._conns: dict[str, ClientConnection] = {}
         self._push_handlers: dict[str, PushHandler] = {}
+        self._addresses: dict[str, str] = {}  # peer id -> node address (parsed once)
         self._closed = False
 
     def _new_connection(self, address: str) -> ClientConnection:
@@ -420,8 +422,15 @@ class PoolBase:
         self, peer: PeerId | str, op: str, args: Any, callback: ReplyCallback
     ) -> Callable[[], None]:
         """Send ``op`` to the node hosting ``peer``; returns a function that cancels it."""
+        address = self._addresses.get(peer) if type(peer) is str else None
+        if address is None:  # parsing a peer id costs microseconds: once per peer id
+            address = address_of(peer)
+            if type(peer) is str:
+                if len(self._addresses) >= _MAX_ADDRESSES:
+                    self._addresses.clear()
+                self._addresses[peer] = address
         try:
-            conn = self.connection(address_of(peer))
+            conn = self.connection(address)
         except RuntimeError as exc:
             callback("noproc", unreachable(str(exc)))
             return lambda: None
