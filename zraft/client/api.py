@@ -15,18 +15,20 @@ Rules:
   ``configure(cookie=..., cookie_file=...)`` or the ``ZRAFT_COOKIE(_FILE)`` environment
   (``NoCookie`` when there is none). ``Session.start`` and ``Client.start`` use the default
   pool too when given no cookie, cookie file or pool.
+- ``zraft.aio`` has the same functions as coroutines; they share everything here that does
+  no I/O (argument builders, result shapes, the configuration checks, ``create``'s errors).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from zraft.client.calls import PeerCall, RetryLater, RingCall, backoff
+from zraft.client.calls import PeerCall, RetryingCall, RetryLater, RingCall, backoff
 from zraft.client.checks import check_timeout
-from zraft.client.connection import ConnectionPool, resolve_cookie
+from zraft.client.connection import ConnectionPool, PoolBase, resolve_cookie
 from zraft.client.light_session import DEFAULT_ELECTION_TIMEOUT, LightSession, RingCell
 from zraft.errors import LeaderChanged, NoPeers, PeersChanged, ZRaftError
 from zraft.ids import PeerId, is_cluster_id, new_cluster_id, peer_str
@@ -55,6 +57,12 @@ def configure(
     return pool
 
 
+def configured_cookie() -> bytes | None:
+    """The cookie given to ``configure`` (None before any), for ``zraft.aio``'s default."""
+    with _default_lock:
+        return None if _default_pool is None else _default_pool.cookie
+
+
 def default_pool() -> ConnectionPool:
     global _default_pool
     with _default_lock:
@@ -81,6 +89,22 @@ def _pool(pool: ConnectionPool | None) -> ConnectionPool:
 def write_command(data: Any) -> bytes:
     """The log command of a plain write: ``[1, payload]`` (architecture "Commands in the log")."""
     return pack([1, data])
+
+
+def write_args(data: Any) -> Callable[[str], list[Any]]:
+    """``propose`` arguments for a plain write of ``data``, by peer name."""
+    command = write_command(data)
+    return lambda name: [name, command, None]
+
+
+def query_args(query: Any) -> Callable[[str], list[Any]]:
+    """``query`` arguments for a linearizable read, by peer name."""
+    return lambda name: [name, query, None, None]
+
+
+def peer_result(peer: str, payload: Any) -> tuple[Any, str]:
+    """What a call to a peer id returns: ``(result, the peer that answered)``."""
+    return payload, peer
 
 
 def ring_attempt_timeout(session: LightSession) -> float:
@@ -114,31 +138,35 @@ def light_session(
 # -- write / query ---------------------------------------------------------------------
 
 
+def target_call(pool: PoolBase, target: Peer | LightSession, op: str, args_fn: Any,
+                timeout: float, **kw: Any) -> tuple[RetryingCall, RingCell | None]:
+    """The call of a write or read to a peer id or a light session (then with the cell
+    whose final ring the caller returns)."""
+    if isinstance(target, LightSession):
+        cell = RingCell(target)
+        return RingCall(pool, cell, op, args_fn, timeout,
+                        attempt_timeout=ring_attempt_timeout(target), **kw), cell
+    return PeerCall(pool, target, op, args_fn, timeout, ok_fn=peer_result, **kw), None
+
+
 def _run(target: Peer | LightSession, op: str, args_fn: Any, timeout: float,
          pool: ConnectionPool | None) -> tuple[Any, Any]:
     timeout = check_timeout(timeout)
-    pool = _pool(pool)
-    if isinstance(target, LightSession):
-        cell = RingCell(target)
-        call = RingCall(pool, cell, op, args_fn, timeout,
-                        attempt_timeout=ring_attempt_timeout(target))
-        return call.run(), cell.session
-    result_and_peer = PeerCall(pool, target, op, args_fn, timeout,
-                               ok_fn=lambda peer, payload: (payload, peer)).run()
-    return result_and_peer
+    call, cell = target_call(_pool(pool), target, op, args_fn, timeout)
+    result = call.run()
+    return result if cell is None else (result, cell.session)
 
 
 def write(target: Peer | LightSession, data: Any, timeout: float = DEFAULT_TIMEOUT,
           *, pool: ConnectionPool | None = None) -> tuple[Any, Any]:
     """Apply ``data`` through the leader: ``(result, leader)`` or ``(result, session)``."""
-    command = write_command(data)
-    return _run(target, "propose", lambda name: [name, command, None], timeout, pool)
+    return _run(target, "propose", write_args(data), timeout, pool)
 
 
 def query(target: Peer | LightSession, query: Any, timeout: float = DEFAULT_TIMEOUT,
           *, pool: ConnectionPool | None = None) -> tuple[Any, Any]:
     """Linearizable read through the leader: ``(result, leader)`` or ``(result, session)``."""
-    return _run(target, "query", lambda name: [name, query, None, None], timeout, pool)
+    return _run(target, "query", query_args(query), timeout, pool)
 
 
 def query_local(peer: Peer, query: Any, timeout: float = DEFAULT_TIMEOUT,
@@ -157,11 +185,16 @@ def conf_result(peer: str, payload: Any) -> tuple[str, int, list[str]]:
     return peer, int(index), sorted(peers)
 
 
+def get_conf_call(pool: PoolBase, peer: Peer, timeout: float, **kw: Any) -> PeerCall:
+    """The call whose result is ``(leader, config index, sorted peers)``."""
+    return PeerCall(pool, peer, "get_conf", lambda name: [name], timeout,
+                    ok_fn=conf_result, wait=backoff(0.02, DEFAULT_ELECTION_TIMEOUT), **kw)
+
+
 def _get_conf_full(peer: Peer, timeout: float, pool: ConnectionPool | None
                    ) -> tuple[str, int, list[str]]:
     timeout = check_timeout(timeout)
-    return PeerCall(_pool(pool), peer, "get_conf", lambda name: [name], timeout,
-                    ok_fn=conf_result, wait=backoff(0.02, DEFAULT_ELECTION_TIMEOUT)).run()
+    return get_conf_call(_pool(pool), peer, timeout).run()
 
 
 def get_conf(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
@@ -171,7 +204,7 @@ def get_conf(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
     return leader, peers
 
 
-class _SetConfCall(PeerCall):
+class SetConfCall(PeerCall):
     """set_conf goes to the leader found by get_conf; a redirect means it lost leadership."""
 
     def decide(self, peer: str, status: str, payload: Any) -> tuple[Any, ...]:
@@ -188,20 +221,40 @@ def set_new_conf(peer: Peer, new_peers: Iterable[Peer], old_peers: Iterable[Peer
     returns at once (idempotent). Returns the sorted new peer list."""
     timeout = check_timeout(timeout)
     deadline = time.monotonic() + timeout
+    new, old = conf_change(new_peers, old_peers)
+    leader, index, current = _get_conf_full(peer, timeout, pool)
+    if conf_done(current, new, old):
+        return new
+    set_conf_call(_pool(pool), leader, index, new, deadline).run()
+    return new
+
+
+def conf_change(new_peers: Iterable[Peer], old_peers: Iterable[Peer]
+                ) -> tuple[list[str], list[str]]:
+    """``(new, old)`` sorted and without duplicates; ``NoPeers`` if ``new`` is empty."""
     new = sorted({peer_str(p) for p in new_peers})
     old = sorted({peer_str(p) for p in old_peers})
     if not new:
         raise NoPeers("the new configuration is empty")
-    leader, index, current = _get_conf_full(peer, timeout, pool)
+    return new, old
+
+
+def conf_done(current: list[str], new: list[str], old: list[str]) -> bool:
+    """True if ``new`` is in place already; ``PeersChanged`` if ``old`` is out of date."""
     if current == new:
-        return new
+        return True
     if current != old:
         raise PeersChanged(f"current peers are {current}, not {old}", current=current)
+    return False
+
+
+def set_conf_call(pool: PoolBase, leader: str, index: int, new: list[str], deadline: float,
+                  **kw: Any) -> SetConfCall:
+    """The ``set_conf`` call to ``leader`` with what is left of ``deadline`` (monotonic)."""
     left = max(0.001, deadline - time.monotonic())
     timeout_ms = int(left * 1000)
-    _SetConfCall(_pool(pool), leader, "set_conf",
-                 lambda name: [name, index, new, timeout_ms], left).run()
-    return new
+    return SetConfCall(pool, leader, "set_conf",
+                       lambda name: [name, index, new, timeout_ms], left, **kw)
 
 
 # -- single-peer operations ------------------------------------------------------------
@@ -263,12 +316,7 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
         except ZRaftError as exc:
             failures.append((peer, exc))
     if failures:
-        first = failures[0][1]
-        text = ", ".join(f"{p}: {type(e).__name__}({e})" for p, e in failures)
-        err = type(first)(text)
-        err.details.update(failures=failures)
-        err.code = first.code
-        raise err
+        raise create_failure(failures)
     for peer in ids:
         try:
             create_peer(peer, backend, timeout, pool=pool, cluster_id=cluster_id)
@@ -277,3 +325,14 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
             raise
     bootstrap(ids[0], timeout, pool=pool)
     return set_new_conf(ids[0], ids, [ids[0]], timeout, pool=pool)
+
+
+def create_failure(failures: list[tuple[str, ZRaftError]]) -> ZRaftError:
+    """``create``'s error when some peers cannot be created: the first failure's class,
+    naming every ``(peer, error)`` (also in ``.details["failures"]``)."""
+    first = failures[0][1]
+    text = ", ".join(f"{p}: {type(e).__name__}({e})" for p, e in failures)
+    err = type(first)(text)
+    err.details.update(failures=failures)
+    err.code = first.code
+    return err

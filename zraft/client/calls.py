@@ -16,6 +16,11 @@ Rules (SPEC 7.3/7.4 with bug 20 fixed):
   ``change_leader``; ``AllFailed`` from the ring ends the call.
 - Plain writes are NOT deduplicated: a write retried after a timeout or a leader change may
   be applied twice (zraft_lib's warning). Sessions are the exactly-once path.
+- The driver needs only a pool (``request`` with a reply callback), a scheduler
+  (``call_later`` returning something with ``cancel``) and a future (``set`` /
+  ``set_exception``): ``zraft.aio`` runs these same calls on an asyncio loop (the loop is the
+  scheduler, replies come from its reader tasks). ``cancel()`` is the caller giving up: no
+  more retries, the request in flight is forgotten (a write may still apply).
 """
 
 from __future__ import annotations
@@ -28,9 +33,9 @@ from typing import Any
 import pykka
 import tenacity
 
-from zraft.client.connection import ConnectionPool
+from zraft.client.connection import PoolBase
 from zraft.client.light_session import LightSession, NoLeaderYet, RingCell
-from zraft.client.timers import Scheduler, TimerHandle, default_scheduler
+from zraft.client.timers import Cancellable, Timers, default_scheduler
 from zraft.errors import (
     AllFailed,
     StorageFailed,
@@ -57,19 +62,28 @@ def backoff(initial: float = 0.01, maximum: float = 0.5) -> tenacity.wait.wait_b
     return tenacity.wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
 
 
+_DEFAULT_WAIT = backoff()  # stateless (it reads the attempt number): shared by every call
+
+
 class _Tries:
-    """The tenacity retry state a wait strategy reads (attempt_number)."""
+    """The tenacity retry state a wait strategy reads (attempt_number), made on the first
+    retry only: most calls never retry, and every call is on the per-request path."""
+
+    __slots__ = ("state",)
 
     def __init__(self) -> None:
-        self.state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+        self.state: tenacity.RetryCallState | None = None
 
     def next_wait(self, wait: tenacity.wait.wait_base) -> float:
+        if self.state is None:
+            self.state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
         delay = float(wait(self.state))
         self.state.attempt_number += 1
         return delay
 
     def reset(self) -> None:
-        self.state.attempt_number = 1
+        if self.state is not None:
+            self.state.attempt_number = 1
 
 
 def name_of(peer: str) -> str:
@@ -81,12 +95,12 @@ class RetryingCall:
 
     def __init__(
         self,
-        pool: ConnectionPool,
+        pool: PoolBase,
         op: str,
         args_fn: ArgsFn,
         timeout: float,
         ok_fn: OkFn | None = None,
-        scheduler: Scheduler | None = None,
+        scheduler: Timers | None = None,
         attempt_timeout: float | None = None,
         wait: tenacity.wait.wait_base | None = None,
         future: pykka.Future[Any] | None = None,
@@ -99,7 +113,7 @@ class RetryingCall:
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
         self.attempt_timeout = attempt_timeout
-        self.wait = wait or backoff()
+        self.wait = wait or _DEFAULT_WAIT
         self.future: pykka.Future[Any] = (
             future if future is not None else pykka.ThreadingFuture()
         )
@@ -109,7 +123,7 @@ class RetryingCall:
         self._lock = threading.Lock()
         self._done = False
         self._current_attempt = 0
-        self._timer: TimerHandle | None = None
+        self._timer: Cancellable | None = None
         self._cancel: Callable[[], None] | None = None
 
     # -- driving ------------------------------------------------------------------------
@@ -126,6 +140,18 @@ class RetryingCall:
         except pykka.Timeout:
             self._finish_error(Timeout(f"{self.op}: no answer within {self.timeout}s"))
             return self.future.get(timeout=0)
+
+    def cancel(self) -> None:
+        """The caller gave up: finish without completing the future, stop retrying and
+        forget the request in flight (its reply is dropped; a write may still apply)."""
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._cancel is not None:
+            self._cancel()
 
     def _send(self, peer: str) -> None:
         with self._lock:
@@ -240,7 +266,7 @@ class PeerCall(RetryingCall):
     """Target one peer id; follow its redirects; fall back to the previous peer if a
     redirect target is unreachable."""
 
-    def __init__(self, pool: ConnectionPool, peer: PeerId | str, op: str, args_fn: ArgsFn,
+    def __init__(self, pool: PoolBase, peer: PeerId | str, op: str, args_fn: ArgsFn,
                  timeout: float, **kw: Any) -> None:
         super().__init__(pool, op, args_fn, timeout, **kw)
         self.origin = peer_str(peer)
@@ -286,7 +312,7 @@ class PeerCall(RetryingCall):
 class RingCall(RetryingCall):
     """Target a light session held in a ``RingCell`` (shared or private to the call)."""
 
-    def __init__(self, pool: ConnectionPool, cell: RingCell, op: str, args_fn: ArgsFn,
+    def __init__(self, pool: PoolBase, cell: RingCell, op: str, args_fn: ArgsFn,
                  timeout: float, **kw: Any) -> None:
         super().__init__(pool, op, args_fn, timeout, **kw)
         self.cell = cell

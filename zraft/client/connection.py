@@ -39,7 +39,7 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from zraft.errors import NoCookie
 from zraft.ids import PeerId, node_of, peer_str
@@ -66,6 +66,7 @@ _READ_SIZE = 256 * 1024
 # counts. Behind a deep pipeline one more request waits anyway, and the writer thread's
 # batches (one send for many frames) cost the client and the node far less per request.
 _DIRECT_MAX_IN_FLIGHT = 8
+_MAX_ADDRESSES = 1024  # remembered peer id -> address pairs per pool
 
 
 def unreachable(message: str) -> dict[str, Any]:
@@ -301,14 +302,8 @@ class Connection:
             if callback is not None:
                 _safe_call(callback, str(frame[2]), frame[3])
         elif kind == PUSH_KIND:
-            # [6, kind, [peer_name, sid, ...]] (transport.codec.Push); a flat
-            # [6, kind, peer_name, sid, ...] is accepted too. Handlers get the flat list.
-            if len(frame) == 3 and isinstance(frame[2], list):
-                push = [frame[1], *frame[2]]
-            else:
-                push = frame[1:]
             try:
-                self._on_push(push)
+                self._on_push(flat_push(frame))
             except Exception:
                 log.exception("push handler failed")
         else:
@@ -363,8 +358,37 @@ def _safe_call(callback: ReplyCallback, status: str, payload: Any) -> None:
         log.exception("reply callback failed")
 
 
-class ConnectionPool:
-    """Connections by node address (created on demand) and push handlers by session id."""
+class ClientConnection(Protocol):
+    """What a pool needs of a connection (the blocking one here, ``zraft.aio``'s too)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def request(self, op: str, args: Any, callback: ReplyCallback) -> int: ...
+
+    def cancel(self, req_id: int) -> None: ...
+
+    def close(self, reason: str = ...) -> None: ...
+
+
+def address_of(peer: PeerId | str) -> str:
+    """The node address of a peer id (a bare ``host:port`` is its own address)."""
+    if isinstance(peer, PeerId):
+        return peer.node
+    return node_of(peer_str(peer)) if "@" in peer else peer
+
+
+def flat_push(frame: list[Any]) -> list[Any]:
+    """A push frame ``[6, kind, [peer_name, sid, ...]]`` (``transport.codec.Push``; a flat
+    ``[6, kind, peer_name, sid, ...]`` is accepted too) as ``[kind, peer_name, sid, ...]``."""
+    if len(frame) == 3 and isinstance(frame[2], list):
+        return [frame[1], *frame[2]]
+    return frame[1:]
+
+
+class PoolBase:
+    """Connections by node address (created on demand, replaced once dead) and push
+    handlers by session id; subclasses say how a connection is made."""
 
     def __init__(
         self,
@@ -376,20 +400,21 @@ class ConnectionPool:
         self.client_id = client_id or f"client-{os.getpid()}-{id(self):x}"
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        self._conns: dict[str, Connection] = {}
+        self._conns: dict[str, ClientConnection] = {}
         self._push_handlers: dict[str, PushHandler] = {}
+        self._addresses: dict[str, str] = {}  # peer id -> node address (parsed once)
         self._closed = False
 
-    def connection(self, address: str) -> Connection:
+    def _new_connection(self, address: str) -> ClientConnection:
+        raise NotImplementedError
+
+    def connection(self, address: str) -> ClientConnection:
         with self._lock:
             conn = self._conns.get(address)
             if conn is None or not conn.alive:
                 if self._closed:
                     raise RuntimeError("connection pool is closed")
-                conn = Connection(
-                    address, self.cookie, self.client_id, self._dispatch_push,
-                    self.connect_timeout,
-                )
+                conn = self._new_connection(address)
                 self._conns[address] = conn
             return conn
 
@@ -397,10 +422,13 @@ class ConnectionPool:
         self, peer: PeerId | str, op: str, args: Any, callback: ReplyCallback
     ) -> Callable[[], None]:
         """Send ``op`` to the node hosting ``peer``; returns a function that cancels it."""
-        if isinstance(peer, PeerId):
-            address = peer.node
-        else:
-            address = node_of(peer_str(peer)) if "@" in peer else peer
+        address = self._addresses.get(peer) if type(peer) is str else None
+        if address is None:  # parsing a peer id costs microseconds: once per peer id
+            address = address_of(peer)
+            if type(peer) is str:
+                if len(self._addresses) >= _MAX_ADDRESSES:
+                    self._addresses.clear()
+                self._addresses[peer] = address
         try:
             conn = self.connection(address)
         except RuntimeError as exc:
@@ -434,6 +462,14 @@ class ConnectionPool:
             self._conns.clear()
         for conn in conns:
             conn.close()
+
+
+class ConnectionPool(PoolBase):
+    """The blocking client's pool: a ``Connection`` (writer thread, reactor reads) per node."""
+
+    def _new_connection(self, address: str) -> Connection:
+        return Connection(address, self.cookie, self.client_id, self._dispatch_push,
+                          self.connect_timeout)
 
 
 _HOW_TO_GIVE_A_COOKIE = (

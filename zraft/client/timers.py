@@ -14,8 +14,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger("zraft.client.timers")
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> object: ...
+
+
+class Timers(Protocol):
+    """What the client's state machines need of a scheduler: ``Scheduler`` below, or an
+    asyncio event loop (``zraft.aio``), whose ``call_later`` has the same shape."""
+
+    def call_later(self, delay: float, fn: Callable[[], object], /) -> Cancellable: ...
 
 
 class TimerHandle:

@@ -19,6 +19,9 @@ failure, whatever raised it, becomes ``HandshakeError`` and the caller closes th
 Handshake messages are flat arrays: a nested value is refused before any field is looked
 at, and messages show received values through ``safe_repr`` only. Both sides log refusals.
 Reads take exactly the bytes of each message, so nothing sent after the handshake is lost.
+The client's steps are pure functions (``client_answer``, ``client_finish``, with
+``encode_message`` / ``decode_message``) so the blocking and the asyncio clients
+(``zraft.aio``) run the same checks over their own I/O.
 """
 
 from __future__ import annotations
@@ -106,20 +109,21 @@ def recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
-def _send(sock: socket.socket, obj: Any, deadline: float) -> None:
+def encode_message(obj: list[Any]) -> bytes:
+    """One handshake message as it goes on the wire: the length header, then msgpack."""
     body = msgpack.packb(obj, use_bin_type=True)
-    sock.settimeout(_remaining(deadline))
-    try:
-        sock.sendall(HEADER.pack(len(body)) + body)
-    except TimeoutError:
-        raise HandshakeError("handshake timed out") from None
+    return HEADER.pack(len(body)) + body
 
 
-def _recv(sock: socket.socket, deadline: float) -> list[Any]:
-    (length,) = HEADER.unpack(recv_exact(sock, HEADER_SIZE, deadline))
+def check_message_length(length: int) -> int:
+    """The length of a handshake message's body, if it is allowed."""
     if not 0 < length <= MAX_HANDSHAKE_FRAME:
         raise HandshakeError(f"handshake frame length {length} is not allowed")
-    body = recv_exact(sock, length, deadline)
+    return length
+
+
+def decode_message(body: bytes) -> list[Any]:
+    """A handshake message's body: a flat msgpack array whose first element is a tag."""
     try:
         obj = msgpack.unpackb(body, raw=False)
     except Exception as exc:
@@ -131,6 +135,19 @@ def _recv(sock: socket.socket, deadline: float) -> list[Any]:
     except DecodeError as exc:
         raise HandshakeError(str(exc)) from None
     return obj
+
+
+def _send(sock: socket.socket, obj: Any, deadline: float) -> None:
+    sock.settimeout(_remaining(deadline))
+    try:
+        sock.sendall(encode_message(obj))
+    except TimeoutError:
+        raise HandshakeError("handshake timed out") from None
+
+
+def _recv(sock: socket.socket, deadline: float) -> list[Any]:
+    (length,) = HEADER.unpack(recv_exact(sock, HEADER_SIZE, deadline))
+    return decode_message(recv_exact(sock, check_message_length(length), deadline))
 
 
 def _check_id(value: Any) -> str:
@@ -188,6 +205,68 @@ def server_handshake(
     return Authenticated(client_id, version, _mac(cookie, b"zraft-session", transcript), role)
 
 
+class ClientProof(NamedTuple):
+    """What the client side keeps between its answer and the server's reply."""
+
+    server_id: str
+    version: int
+    role: str
+    transcript: bytes
+
+
+def client_answer(
+    hello: list[Any],
+    cookie: bytes,
+    client_id: str,
+    role: str = "client",
+    expect_server_id: str | None = None,
+) -> tuple[list[Any], ClientProof]:
+    """The client's step 2, with no I/O (shared by the blocking and asyncio clients): check
+    the server's hello, return the auth message to send and what ``client_finish`` needs."""
+    if hello[0] != _HELLO or len(hello) != 4:
+        raise HandshakeError(f"expected {_HELLO}, got {safe_repr(hello[0], 40)}")
+    _, version, server_id, server_nonce = hello
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise HandshakeError(
+            f"server speaks protocol {safe_repr(version, 20)}, not {PROTOCOL_VERSION}")
+    server_id = _check_id(server_id)
+    if expect_server_id is not None and server_id != expect_server_id:
+        raise HandshakeError(
+            f"expected node {expect_server_id!r}, found {safe_repr(server_id)}")
+    server_nonce = _check_nonce(server_nonce)
+    client_nonce = os.urandom(NONCE_SIZE)
+    transcript = _transcript(version, server_id, client_id, role, server_nonce, client_nonce)
+    client_mac = _mac(cookie, b"zraft-client", transcript)
+    auth = [_AUTH, version, client_id, client_nonce, client_mac, role]
+    return auth, ClientProof(server_id, version, role, transcript)
+
+
+def client_finish(reply: list[Any], cookie: bytes, proof: ClientProof) -> Authenticated:
+    """The client's step 3, with no I/O: check the server's proof of the cookie."""
+    if reply[0] == _DENIED:
+        raise HandshakeError(f"server refused us: {safe_repr(reply[1:], 60)}")
+    if reply[0] != _OK or len(reply) != 2:
+        raise HandshakeError(f"expected {_OK}, got {safe_repr(reply[0], 40)}")
+    expected = _mac(cookie, b"zraft-server", proof.transcript)
+    if type(reply[1]) is not bytes or not hmac.compare_digest(reply[1], expected):
+        raise HandshakeError(f"server {safe_repr(proof.server_id)} does not know the cookie")
+    return Authenticated(proof.server_id, proof.version,
+                         _mac(cookie, b"zraft-session", proof.transcript), proof.role)
+
+
+def client_failure(exc: BaseException, peer: str) -> HandshakeError:
+    """Any failure of a client handshake as one logged ``HandshakeError``."""
+    if isinstance(exc, HandshakeError):
+        log.warning("handshake with %s refused: %s", peer, exc)
+        return exc
+    if isinstance(exc, OSError):
+        log.warning("handshake with %s failed: %s", peer, exc)
+        return HandshakeError(f"socket error: {exc}")
+    # a bug or a value nothing above expected: still one refusal
+    log.warning("handshake with %s failed: %s", peer, type(exc).__name__)
+    return HandshakeError(f"handshake failed: {type(exc).__name__}")
+
+
 def client_handshake(
     sock: socket.socket,
     cookie: bytes,
@@ -204,41 +283,17 @@ def client_handshake(
     deadline = time.monotonic() + timeout
     peer = _peername(sock)
     try:
-        hello = _recv(sock, deadline)
-        if hello[0] != _HELLO or len(hello) != 4:
-            raise HandshakeError(f"expected {_HELLO}, got {safe_repr(hello[0], 40)}")
-        _, version, server_id, server_nonce = hello
-        if type(version) is not int or version != PROTOCOL_VERSION:
-            raise HandshakeError(
-                f"server speaks protocol {safe_repr(version, 20)}, not {PROTOCOL_VERSION}")
-        server_id = _check_id(server_id)
-        if expect_server_id is not None and server_id != expect_server_id:
-            raise HandshakeError(
-                f"expected node {expect_server_id!r}, found {safe_repr(server_id)}")
-        server_nonce = _check_nonce(server_nonce)
-        client_nonce = os.urandom(NONCE_SIZE)
-        transcript = _transcript(version, server_id, client_id, role, server_nonce, client_nonce)
-        client_mac = _mac(cookie, b"zraft-client", transcript)
-        _send(sock, [_AUTH, version, client_id, client_nonce, client_mac, role], deadline)
-        reply = _recv(sock, deadline)
-        if reply[0] == _DENIED:
-            raise HandshakeError(f"server refused us: {safe_repr(reply[1:], 60)}")
-        if reply[0] != _OK or len(reply) != 2:
-            raise HandshakeError(f"expected {_OK}, got {safe_repr(reply[0], 40)}")
-        expected = _mac(cookie, b"zraft-server", transcript)
-        if type(reply[1]) is not bytes or not hmac.compare_digest(reply[1], expected):
-            raise HandshakeError(f"server {safe_repr(server_id)} does not know the cookie")
-    except HandshakeError as exc:
-        log.warning("handshake with %s refused: %s", peer, exc)
-        raise
-    except OSError as exc:
-        log.warning("handshake with %s failed: %s", peer, exc)
-        raise HandshakeError(f"socket error: {exc}") from exc
-    except Exception as exc:  # a bug or a value nothing above expected: still one refusal
-        log.warning("handshake with %s failed: %s", peer, type(exc).__name__)
-        raise HandshakeError(f"handshake failed: {type(exc).__name__}") from None
+        auth, proof = client_answer(_recv(sock, deadline), cookie, client_id, role,
+                                    expect_server_id)
+        _send(sock, auth, deadline)
+        result = client_finish(_recv(sock, deadline), cookie, proof)
+    except Exception as exc:
+        failure = client_failure(exc, peer)
+        if failure is exc:
+            raise
+        raise failure from (exc if isinstance(exc, OSError) else None)
     sock.settimeout(None)
-    return Authenticated(server_id, version, _mac(cookie, b"zraft-session", transcript), role)
+    return result
 
 
 def _deny(sock: socket.socket, reason: str, deadline: float) -> None:
