@@ -126,6 +126,31 @@ def test_a_start_that_fails_midway_leaves_nothing_running(
         assert again.running
 
 
+def test_an_application_that_forgets_stop_still_exits(tmp_path: Path) -> None:
+    """Pykka's actor threads are not daemon threads: before the exit hook, a script that
+    started a node and returned without ``stop()`` hung at interpreter exit for ever."""
+    port = free_port()
+    script = (
+        "import zraft\n"
+        f"node = zraft.Node(listen='127.0.0.1:{port}', data_dir={str(tmp_path)!r}, "
+        "cookie='c', backends=['zraft.objects:Counter'])\n"
+        "node.start()\n"
+        "print('started', flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
+    proc = psutil.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the process never exited: the forgotten node kept it alive")
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert out.decode().strip() == "started"
+
+
 class App:
     """One ``shop.py`` process: its embedded node and its Inventory handle."""
 

@@ -25,11 +25,16 @@ Rules:
   sessions keep running. ``stop()`` is idempotent; ``wait()`` blocks until the node stops
   (by ``stop()``, or on its own: ``fatal`` then says why, ``exit_code`` is 1, and the
   application calls ``stop()`` to release what is left, as the node process does).
+- A node the application never stopped is stopped when the interpreter exits, before Python
+  waits for non-daemon threads (Pykka's actor threads are such threads): returning from
+  ``main`` without ``stop()`` ends the process instead of hanging it.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +68,29 @@ def build_config(config: NodeConfig | str | os.PathLike[str] | None = None, *,
     if logging:
         raw["logging"] = dict(logging)
     return parse_config(raw)
+
+
+_RUNNING: weakref.WeakSet[Node] = weakref.WeakSet()
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+
+def _stop_running_nodes() -> None:
+    for node in list(_RUNNING):
+        node.stop()
+
+
+def _stop_at_exit() -> None:
+    """Stop forgotten nodes at interpreter exit, before the non-daemon threads are joined:
+    ``atexit`` runs after that join, so only threading's own exit hook comes early enough."""
+    global _hook_installed
+    with _hook_lock:
+        if _hook_installed:
+            return
+        _hook_installed = True
+    register = getattr(threading, "_register_atexit", None)  # CPython >= 3.9
+    if register is not None:
+        register(_stop_running_nodes)
 
 
 class Node:
@@ -111,10 +139,13 @@ class Node:
 
         server = ServerNode(cfg)
         self._server = server
+        _stop_at_exit()
+        _RUNNING.add(self)
         try:
             server.start()
         except BaseException:  # any failure: the application's process keeps no half-node
             self._stopped = True
+            _RUNNING.discard(self)
             server.stop()
             raise
         return self
@@ -129,6 +160,7 @@ class Node:
         """Stop the node's peers, transport and threads (idempotent)."""
         if self._server is not None and not self._stopped:
             self._stopped = True
+            _RUNNING.discard(self)
             self._server.stop()
 
     def __enter__(self) -> Node:
