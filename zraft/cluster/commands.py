@@ -85,7 +85,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     else:
         cluster = LocalCluster(args.dir, args.nodes, election_timeout=args.election_timeout,
                                max_log_count=args.max_log_count, backend=args.backend,
-                               base_port=args.base_port, peer_name=args.peer_name)
+                               base_port=args.base_port, peer_name=args.peer_name,
+                               python_path=args.python_path)
     pool = admin.pool_for(cluster)
     try:
         cluster.record_fault("up")
@@ -327,7 +328,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--election-timeout", type=int, default=500, metavar="MS")
     p.add_argument("--max-log-count", type=int, default=1000, metavar="N",
                    help="entries between snapshots")
-    p.add_argument("--backend", default="dict", metavar="SPEC")
+    p.add_argument("--backend", default="dict", metavar="SPEC",
+                   help="the group's backend: dict, or package.module:Class (the nodes "
+                        "allow it; docs/backends.md)")
+    p.add_argument("--python-path", action="append", default=[], metavar="DIR",
+                   help="a directory the nodes import the backend's module from "
+                        "(repeatable; relative to the current directory)")
     p.add_argument("--peer-name", default="zraft")
     p.add_argument("--timeout", type=timeout_arg, default=30.0, help="seconds to get a leader")
 

@@ -16,7 +16,7 @@ import threading
 
 import pykka
 
-from zraft.config import ConfigError, ensure_dirs, load_config
+from zraft.config import ConfigError, ensure_dirs, load_config, use_python_path
 from zraft.fsm.heap_trim import limit_arenas
 from zraft.logsetup import setup_logging
 from zraft.storage.errors import DiskStorageError
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zraft node: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.logging, cfg.listen)
+    use_python_path(cfg)  # before any backend is imported
     from zraft.node.server import Node  # after logging: imports register loggers
 
     node = Node(cfg)
