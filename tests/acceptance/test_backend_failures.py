@@ -79,6 +79,15 @@ def test_create_fails_exactly_and_leaves_nothing_until_the_cause_is_fixed(
         f"{acc.peer(1)}: backend 'not_listed:Backend' is not allowed on node {nodes[0]} (its "
         "[node] backends: late_backend:Flaky, flaky_backend:Nope, "
         "flaky_backend:BrokenConstructor, flaky_backend:Flaky, dict): add it there")
+    # create_peer alone (add a member, or a script) is checked at the node boundary too,
+    # before any directory exists; a name not listed is never imported
+    with pytest.raises(zraft.BackendError) as one:
+        api.create_peer(acc.peer(1), "late_backend:Flaky", timeout=10, pool=acc.pool)
+    assert str(one.value) == (f"backend late_backend:Flaky cannot be loaded on node "
+                              f"{nodes[0]}: ModuleNotFoundError: No module named 'late_backend'")
+    for hostile in ("os:system", "../x:Y", "dict:"):
+        with pytest.raises(zraft.BackendNotAllowed):
+            api.create_peer(acc.peer(1), hostile, timeout=10, pool=acc.pool)
     _nothing_left(acc)
 
     # the cause fixed (the module now exists), the same create works, on the same nodes
