@@ -13,8 +13,10 @@ right after shows it. Processes are only ever signalled by the pid recorded for 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -76,6 +78,8 @@ def _wait_answering(ctx: Context, n: NodeProcess, timeout: float = 15.0) -> None
 def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     existing = os.path.exists(os.path.join(args.dir, CLUSTER_FILE))
+    made_dir = not os.path.exists(args.dir)
+    before = set() if made_dir or existing else set(os.listdir(args.dir))
     if existing:
         cluster = LocalCluster.load(args.dir)
         running = [n.index for n in cluster.nodes if n.alive()]
@@ -98,6 +102,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 leader = admin.create(pool, cluster, args.backend, args.timeout)
         except BaseException:
             cluster.stop()  # never leave half a cluster behind
+            if not existing:  # nor its files: a retry (say, with the backend fixed) is a
+                _forget_new(args.dir, made_dir, before)  # new `up`, not a restart
             raise
         cluster.save()
         took = time.monotonic() - started
@@ -112,6 +118,22 @@ def cmd_up(args: argparse.Namespace) -> int:
                      pids=[n.pid for n in cluster.nodes], cookie_file=str(cluster.cookie_file))
     finally:
         pool.close()
+
+
+def _forget_new(directory: str, made_dir: bool, before: set[str]) -> None:
+    """Delete what a failed first ``up`` created in ``directory`` (all of it if ``up``
+    created the directory), so the next ``up`` starts afresh instead of waiting for the
+    leader of a group that was never created."""
+    if made_dir:
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    for name in set(os.listdir(directory)) - before:
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
