@@ -21,6 +21,7 @@ import zraft
 from tests.acceptance.harness import Acceptance, wait_for
 from zraft.client import api
 from zraft.cluster import admin, status
+from zraft.storage.naming import peer_dir_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -45,11 +46,23 @@ def _create_error(acc: Acceptance, backend: str, cls: type = zraft.BackendError)
     return info.value
 
 
-def _nothing_left(acc: Acceptance, backend: str | None = None) -> None:
+def _nothing_left(acc: Acceptance, other: list[str]) -> None:
+    """No trace of the failed group on any node; the node's other group is all there is."""
+    kept = {peer_dir_name(p) for p in other}
     for n in acc.cluster.nodes:
         api.check_exists(acc.peer(n.index), timeout=5, pool=acc.pool)  # no AlreadyPresent
-        assert admin.node_status(acc.pool, acc.cluster, n, 5.0)["peers"] == {}
-        assert not any((n.directory / "data").iterdir()), "a peer directory was made"
+        assert set(admin.node_status(acc.pool, acc.cluster, n, 5.0)["peers"]) == {"other"}
+        made = {p.name for p in (n.directory / "data").iterdir()} - kept
+        assert not made, f"a peer directory was made: {made}"
+        assert n.alive(), "a failed create must never stop a node"
+
+
+def _other_serves(acc: Acceptance, other: list[str], value: str) -> None:
+    """The nodes' other group takes a write and every replica of it has it."""
+    api.write(other[0], ["k", value], timeout=10, pool=acc.pool)
+    for peer in other:
+        wait_for(lambda peer=peer: api.query_local(peer, "k", timeout=2, pool=acc.pool)
+                 == value, 10, f"{peer} to serve the other group")
 
 
 def test_create_fails_exactly_and_leaves_nothing_until_the_cause_is_fixed(
@@ -60,20 +73,25 @@ def test_create_fails_exactly_and_leaves_nothing_until_the_cause_is_fixed(
                                                "flaky_backend:BrokenConstructor", FLAKY],
                        python_path=[modules, USER_BACKENDS])
     nodes = [n.address for n in acc.cluster.nodes]
+    other = _other_group(acc)
 
     err = _create_error(acc, "late_backend:Flaky")
     assert str(err) == "; ".join(
         f"{acc.peer(i + 1)}: backend late_backend:Flaky cannot be loaded on node {addr}: "
         "ModuleNotFoundError: No module named 'late_backend'" for i, addr in enumerate(nodes))
     assert type(err) is zraft.BackendError and err.code == "backend_error"
-    _nothing_left(acc)
+    _nothing_left(acc, other)
+    _other_serves(acc, other, "after a failed import")
 
     err = _create_error(acc, "flaky_backend:Nope")
-    assert f"backend flaky_backend:Nope cannot be loaded on node {nodes[0]}: module " \
-           "'flaky_backend' has no class 'Nope'" in str(err)
+    assert str(err) == "; ".join(
+        f"{acc.peer(i + 1)}: backend flaky_backend:Nope cannot be loaded on node {addr}: "
+        "module 'flaky_backend' has no class 'Nope'" for i, addr in enumerate(nodes))
     err = _create_error(acc, "flaky_backend:BrokenConstructor")
-    assert f"cannot be loaded on node {nodes[0]}: BrokenConstructor() raised OSError: " \
-           "cannot open /nonexistent/flaky.db" in str(err)
+    assert str(err) == "; ".join(
+        f"{acc.peer(i + 1)}: backend flaky_backend:BrokenConstructor cannot be loaded on node "
+        f"{addr}: BrokenConstructor() raised OSError: cannot open /nonexistent/flaky.db"
+        for i, addr in enumerate(nodes))
     err = _create_error(acc, "not_listed:Backend", zraft.BackendNotAllowed)
     assert str(err).startswith(
         f"{acc.peer(1)}: backend 'not_listed:Backend' is not allowed on node {nodes[0]} (its "
@@ -88,7 +106,8 @@ def test_create_fails_exactly_and_leaves_nothing_until_the_cause_is_fixed(
     for hostile in ("os:system", "../x:Y", "dict:"):
         with pytest.raises(zraft.BackendNotAllowed):
             api.create_peer(acc.peer(1), hostile, timeout=10, pool=acc.pool)
-    _nothing_left(acc)
+    _nothing_left(acc, other)
+    _other_serves(acc, other, "after every failed create")
 
     # the cause fixed (the module now exists), the same create works, on the same nodes
     shutil.copy(USER_BACKENDS / "flaky_backend.py", modules / "late_backend.py")
@@ -97,18 +116,20 @@ def test_create_fails_exactly_and_leaves_nothing_until_the_cause_is_fixed(
     assert api.create(acc.peers, "late_backend:Flaky", timeout=20,
                       pool=acc.pool) == sorted(acc.peers)
     assert api.write(acc.peers[0], ["add", "a", 2], timeout=10, pool=acc.pool)[0] == 2
-    for n in acc.cluster.nodes:
-        assert n.alive(), "a failed create must never stop a node"
+    _other_serves(acc, other, "at the end")
 
 
 def test_init_that_raises_fails_create_and_leaves_nothing(make_cluster) -> None:
     acc = make_cluster(create=False, backends=[FLAKY], python_path=[USER_BACKENDS],
                        env={"FLAKY_FAIL_INIT": "1"})
+    other = _other_group(acc)
     err = _create_error(acc, FLAKY)
-    assert f"{acc.peer(1)}: backend {FLAKY} cannot be loaded on node " \
-           f"{acc.cluster.node(1).address}: Flaky.init raised OSError: no state directory " \
-           f"for {acc.peer(1)}" in str(err)
-    _nothing_left(acc)
+    assert str(err) == "; ".join(
+        f"{acc.peer(n.index)}: backend {FLAKY} cannot be loaded on node {n.address}: "
+        f"Flaky.init raised OSError: no state directory for {acc.peer(n.index)}"
+        for n in acc.cluster.nodes)
+    _nothing_left(acc, other)
+    _other_serves(acc, other, "after a failed init")
 
 
 def _failed(acc: Acceptance, node: int) -> dict[str, Any]:
@@ -178,6 +199,7 @@ def test_an_apply_that_raises_answers_alike_and_replicas_stay_equal(make_cluster
     acc = make_cluster(create=False, backends=[FLAKY], python_path=[USER_BACKENDS],
                        max_log_count=20)
     api.create(acc.peers, FLAKY, timeout=20, pool=acc.pool)
+    other = _other_group(acc)
     leader = acc.leader()
     for i in range(30):
         assert api.write(leader, ["add", "a", 1], timeout=10, pool=acc.pool)[0] == i + 1
@@ -205,6 +227,7 @@ def test_an_apply_that_raises_answers_alike_and_replicas_stay_equal(make_cluster
     api.write(leader, ["add", "a", 1], timeout=10, pool=acc.pool)
     acc.restart(follower)  # snapshot + log replay
     _same_everywhere(acc, acc.peers, [["a", 31], ["b", 60], ["c", 5]])
+    _other_serves(acc, other, "after the raising applies")
 
 
 def test_a_restore_that_raises_stops_that_replica_alone(make_cluster) -> None:
