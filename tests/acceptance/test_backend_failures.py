@@ -213,6 +213,11 @@ def test_an_apply_that_raises_answers_alike_and_replicas_stay_equal(make_cluster
     with pytest.raises(zraft.BadCommand) as bad:
         api.write(leader, ["mul", "a", 2], timeout=10, pool=acc.pool)
     assert str(bad.value) == "bad_command: flaky writes: add, add_then_fail, div"
+    for read in (api.query, api.query_local):  # a read that raises answers the same way
+        with pytest.raises(zraft.BackendError) as info:
+            read(leader, ["div", "a", 0], timeout=10, pool=acc.pool)
+        assert str(info.value) == ("backend_error: ZeroDivisionError: integer division or "
+                                   "modulo by zero")
     with acc.session() as session:  # exactly-once writes answer the same way
         with pytest.raises(zraft.BackendError) as info:
             session.write_sync(["add_then_fail", "c", 5])

@@ -3,7 +3,7 @@
 Writes: ``["add", k, n]``; ``["add_then_fail", k, n]`` adds, THEN raises ValueError (a
 backend bug that leaves a partial change: every replica must still agree);
 ``["div", k, d]`` sets k to k // d (ZeroDivisionError before any change when d == 0).
-Queries: ``"all"`` (sorted pairs), ``["get", k]``.
+Queries: ``"all"`` (sorted pairs), ``["get", k]``, ``["div", k, d]`` (raises when d == 0).
 A node started with ``FLAKY_FAIL_RESTORE=1`` refuses every snapshot install; with
 ``FLAKY_FAIL_INIT=1`` its ``init`` raises.
 """
@@ -42,7 +42,9 @@ class Flaky(SimpleBackend):
                 return sorted(self.counts.items())
             case ["get", str(k)]:
                 return self.counts.get(k, 0)
-        raise BadCommand("flaky queries: 'all', ['get', k]")
+            case ["div", str(k), int(d)]:
+                return self.counts.get(k, 0) // d  # ZeroDivisionError when d == 0
+        raise BadCommand("flaky queries: 'all', ['get', k], ['div', k, d]")
 
     def get_state(self) -> Any:
         return self.counts
