@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from supervisors import (
@@ -84,6 +85,10 @@ def test_mutations() -> frozenset[str]:
         raise ConfigError(f"{MUTATIONS_ENV}: unknown mutations {sorted(unknown)}")
     return names
 PEER_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, reset_after_s=60.0)
+# admin ops answered on a thread of their own (create_peer, check_exists of a backend,
+# node_status: they import backends, start actors, wait on every peer): at most this many
+# at once, so a client sending them in a loop costs a refusal each, never a thread each
+MAX_SLOW_OPS = 8
 
 
 class PeerEntry:
@@ -110,6 +115,7 @@ class Node:
         self.peers: dict[str, PeerEntry] = {}
         self._peers_lock = threading.Lock()
         self._create_lock = threading.Lock()  # create_peer: check and start as one step
+        self._slow_ops = threading.BoundedSemaphore(MAX_SLOW_OPS)
         self._preopened: dict[str, DiskLogStorage] = {}
         self.stopped = threading.Event()
         self.exit_code = 0
@@ -435,15 +441,12 @@ class Node:
                 if args[1] is None:
                     self.reply(conn, req_id, *self._check_exists(args[0]))
                 else:  # importing a backend may take a while: keep the reader thread free
-                    threading.Thread(target=self._check_exists_with, args=(conn, req_id, args),
-                                     daemon=True).start()
+                    self._slow_op(op, self._check_exists_with, conn, req_id, args)
             elif op == "create_peer":
                 # Starting an actor waits for its on_start: keep the reader thread free.
-                threading.Thread(target=self._create_peer, args=(conn, req_id, args),
-                                 daemon=True).start()
+                self._slow_op(op, self._create_peer, conn, req_id, args)
             elif op == "node_status":
-                threading.Thread(target=self._node_status, args=(conn, req_id),
-                                 daemon=True).start()
+                self._slow_op(op, self._node_status, conn, req_id)
             elif op == "partition":
                 # [[addrs]] or [[addrs], "in" | "out" | "both"]: a one-way partition blocks
                 # one direction on one node
@@ -475,6 +478,27 @@ class Node:
         if name in self.peers or peer_log_path(self.cfg.log_dir, peer_id).exists():
             return "already_present", {"message": f"peer {peer_id} already exists"}
         return "ok", None
+
+    def _slow_op(self, op: str, target: Callable[..., None], conn: Any, req_id: int,
+                 *args: Any) -> None:
+        """Run ``target(conn, req_id, *args)`` on a thread of its own, if fewer than
+        MAX_SLOW_OPS run; else refuse this request at once (``error``: retry later)."""
+        if not self._slow_ops.acquire(blocking=False):
+            self.counters["refused_slow_ops"] += 1
+            self.reply(conn, req_id, "error", {"message": f"{op}: node busy ({MAX_SLOW_OPS} "
+                                                          "admin requests in progress); retry"})
+            return
+
+        def run() -> None:
+            try:
+                target(conn, req_id, *args)
+            finally:
+                self._slow_ops.release()
+        try:
+            threading.Thread(target=run, name=f"zraft-{op}", daemon=True).start()
+        except BaseException:
+            self._slow_ops.release()
+            raise
 
     def _check_backend(self, backend: str, peer_id: str) -> None:
         """Rule 5: raise ``BackendError`` (``BackendNotAllowed`` or a load error), one line
