@@ -212,7 +212,16 @@ def test_an_apply_that_raises_answers_alike_and_replicas_stay_equal(make_cluster
                                "modulo by zero")
     with pytest.raises(zraft.BadCommand) as bad:
         api.write(leader, ["mul", "a", 2], timeout=10, pool=acc.pool)
-    assert str(bad.value) == "bad_command: flaky writes: add, add_then_fail, div"
+    assert str(bad.value) == "bad_command: flaky writes: add, add_then_fail, div, exit"
+    # sys.exit() in a backend is a BaseException: an error result like any other, never
+    # the end of the state machine, the peer, the node or its other group
+    with pytest.raises(zraft.BackendError) as info:
+        api.write(leader, ["exit", 3], timeout=10, pool=acc.pool)
+    assert str(info.value) == "backend_error: SystemExit: 3"
+    with pytest.raises(zraft.BackendError) as info:
+        api.query(leader, ["exit", 4], timeout=10, pool=acc.pool)
+    assert str(info.value) == "backend_error: SystemExit: 4"
+    _other_serves(acc, other, "after sys.exit() in a backend")
     for read in (api.query, api.query_local):  # a read that raises answers the same way
         with pytest.raises(zraft.BackendError) as info:
             read(leader, ["div", "a", 0], timeout=10, pool=acc.pool)

@@ -4,6 +4,8 @@ BadCommand classes, and SimpleBackend's snapshots with their versions."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,34 @@ def test_an_apply_that_raises_answers_the_same_line_on_every_replica() -> None:
                       "bad_command: refused by the client's class", None]
     # the state is what the backend left: "half" and "client-bad" were appended first
     assert items[:4] == ["a", "half", "client-bad", "b"]
+
+
+class Exiting(Raising):
+    def apply(self, command: Any) -> Any:
+        if command == "exit":
+            sys.exit(3)
+        if command == "interrupt":
+            raise KeyboardInterrupt
+        return super().apply(command)
+
+    def query(self, query: Any) -> Any:
+        sys.exit(4)
+
+
+def test_sys_exit_in_a_backend_is_its_error_but_ctrl_c_in_the_main_thread_is_not() -> None:
+    machine = new_machine(backend=Exiting())
+    feed = Feeder(machine)
+    assert tuple(feed.write("exit"))[3] == "backend_error: SystemExit: 3"
+    assert machine.query("anything").error == "backend_error: SystemExit: 4"
+    assert tuple(feed.write("a"))[2:] == (1, None), "the machine goes on"
+    with pytest.raises(KeyboardInterrupt):  # this test runs in the main thread
+        feed.write("interrupt")
+    # in an actor's thread an explicit KeyboardInterrupt is the backend's error too
+    answers: list[Any] = []
+    worker = threading.Thread(target=lambda: answers.append(tuple(feed.write("interrupt"))))
+    worker.start()
+    worker.join(10)
+    assert answers[0][3] == "backend_error: KeyboardInterrupt"
 
 
 def test_the_entry_time_goes_to_backends_that_take_it() -> None:

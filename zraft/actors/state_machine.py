@@ -51,7 +51,7 @@ from zraft.actors.messages import (
 )
 from zraft.actors.replies import encode_replies
 from zraft.core.entries import BLANK_CONFIG, CONFIG, SnapshotMeta
-from zraft.fsm.backend import Backend
+from zraft.fsm.backend import Backend, reraise_interrupt
 from zraft.fsm.commands import encode_expire_check
 from zraft.fsm.machine import StateMachine
 from zraft.saferepr import exception_line
@@ -98,7 +98,8 @@ class StateMachineActor(FastInboxActor):
                                         max_log_count=ctx.max_log_count,
                                         snapshot_log_ratio=ctx.snapshot_log_ratio,
                                         connect_reply={"election_timeout_ms": election_ms})
-        except Exception as exc:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             self._fail(f"{type(self.backend).__name__}.init", exc)
             return
         # The local snapshot is loaded by the first message that needs the state, not here:
@@ -126,7 +127,8 @@ class StateMachineActor(FastInboxActor):
         assert latest is not None
         try:
             index, _ = self.machine.restore(latest.path)
-        except Exception as exc:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             self._fail(f"restoring its snapshot {latest.meta.index}: "
                        f"{type(self.backend).__name__}.install_snapshot", exc)
             return
@@ -301,7 +303,8 @@ class StateMachineActor(FastInboxActor):
         machine = self.machine
         try:
             image = machine.take_snapshot()
-        except Exception as exc:  # the backend's snapshot() raised: the state is intact
+        except BaseException as exc:  # the backend's snapshot() raised: the state is intact
+            reraise_interrupt(exc)
             self._snapshot_error(f"{type(self.backend).__name__}.snapshot raised", exc)
             return
         meta = SnapshotMeta(image.index, image.term, self.config_index, self.config)
@@ -326,7 +329,8 @@ class StateMachineActor(FastInboxActor):
         try:
             image.write(pending.path)
             pending.commit()
-        except Exception as exc:  # a failed snapshot is reported, not fatal
+        except BaseException as exc:  # a failed snapshot is reported, not fatal
+            reraise_interrupt(exc)
             log.exception("snapshot at %d failed", image.index)
             pending.abort()
             return _SnapshotWritten(image, pending, f"{type(exc).__name__}: {exc}")
@@ -346,7 +350,8 @@ class StateMachineActor(FastInboxActor):
         if msg.error is not None:
             try:
                 self.machine.snapshot_failed(msg.image, msg.error)
-            except Exception as exc:
+            except BaseException as exc:
+                reraise_interrupt(exc)
                 self._snapshot_error(f"{type(self.backend).__name__}.snapshot_failed raised",
                                      exc)
             return
@@ -354,7 +359,8 @@ class StateMachineActor(FastInboxActor):
         try:
             self.machine.snapshot_done(msg.image,
                                        sum(f.size for f in info.files) if info else 0)
-        except Exception as exc:  # the snapshot is committed: only the backend's hook failed
+        except BaseException as exc:  # the snapshot is committed: only the backend's hook failed
+            reraise_interrupt(exc)
             self._snapshot_error(f"{type(self.backend).__name__}.snapshot_done raised", exc)
         self.snapshots_taken += 1
         self.ctx.events.record("snapshot", peer=self.ctx.peer_id, index=msg.image.index)
@@ -368,7 +374,8 @@ class StateMachineActor(FastInboxActor):
             self._unrestored = None
         try:
             index, _ = self.machine.restore(msg.path)
-        except Exception as exc:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             self._fail(f"installing the leader's snapshot {msg.meta.index}: "
                        f"{type(self.backend).__name__}.install_snapshot", exc)
             return

@@ -73,7 +73,14 @@ from typing import Any, NamedTuple
 
 from zraft.core.entries import DATA, Entry
 from zraft.errors import BadCommand as ClientBadCommand
-from zraft.fsm.backend import ApplyResult, Backend, BadCommand, QueryResult, SnapshotCorrupted
+from zraft.fsm.backend import (
+    ApplyResult,
+    Backend,
+    BadCommand,
+    QueryResult,
+    SnapshotCorrupted,
+    reraise_interrupt,
+)
 from zraft.fsm.codec import hashable, normalize
 from zraft.fsm.commands import (
     WRITE,
@@ -315,7 +322,8 @@ class StateMachine:
             answer = self._backend_apply(payload)
         except _BAD_COMMAND as exc:
             return bad_command(exc), None
-        except Exception as exc:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             log.debug("backend %s raised on %s", type(self.backend).__name__,
                       safe_repr(payload), exc_info=True)
             return backend_error(exc), None
@@ -334,7 +342,8 @@ class StateMachine:
             return _Outcome(None, answer)
         except _BAD_COMMAND as exc:
             return _Outcome(bad_command(exc), None)
-        except Exception as exc:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             log.debug("backend %s raised on %s", type(self.backend).__name__, safe_repr(args),
                       exc_info=True)
             return _Outcome(backend_error(exc), None)
@@ -374,7 +383,8 @@ class StateMachine:
         self.watches.drop_session(sid)
         try:
             deleted = [hashable(k) for k in self.backend.expire_session(sid)]
-        except Exception:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             log.warning("backend expire_session(%s) raised", safe_repr(sid), exc_info=True)
             deleted = []
         self._fire(deleted, out)
@@ -421,7 +431,8 @@ class StateMachine:
             return QueryReply(answer.value)
         except _BAD_COMMAND as exc:
             return QueryReply(None, bad_command(exc))
-        except Exception as exc:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             log.debug("backend query raised", exc_info=True)
             return QueryReply(None, backend_error(exc))
 
@@ -536,7 +547,8 @@ def _cacheable(outcome: _Outcome) -> CachedReply:
         return CachedReply(outcome.error, None)
     try:
         return CachedReply(None, normalize(outcome.value))
-    except Exception as exc:
+    except BaseException as exc:
+        reraise_interrupt(exc)
         return CachedReply(backend_error(exc), None)
 
 

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 
 from zraft.errors import BackendError, BackendNotAllowed
-from zraft.fsm.backend import Backend
+from zraft.fsm.backend import Backend, reraise_interrupt
 from zraft.saferepr import exception_line, safe_repr
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,8 @@ def load_backend(name: str, allowed: Iterable[str]) -> Backend:
     module_name, class_name = canonical_name(name).split(":")
     try:
         module = importlib.import_module(module_name)
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:
+        reraise_interrupt(exc)
         log.warning("backend %s: import of %s failed", name, module_name, exc_info=True)
         # a module added since the last attempt is found next time (the import system
         # caches directory listings)
@@ -93,7 +94,8 @@ def load_backend(name: str, allowed: Iterable[str]) -> Backend:
                                f"(missing: {', '.join(missing)})")
     try:
         instance = cls()
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:
+        reraise_interrupt(exc)
         log.warning("backend %s: %s() raised", name, class_name, exc_info=True)
         raise BackendLoadError(f"{class_name}() raised {exception_line(exc)}") from None
     return instance
@@ -106,7 +108,8 @@ def probe_backend(name: str, allowed: Iterable[str], peer_id: str) -> None:
     instance = load_backend(name, allowed)
     try:
         instance.init(peer_id)
-    except Exception as exc:
+    except BaseException as exc:
+        reraise_interrupt(exc)
         log.warning("backend %s: init raised", name, exc_info=True)
         raise BackendLoadError(f"{type(instance).__name__}.init raised "
                                f"{exception_line(exc)}") from None

@@ -2,7 +2,8 @@
 
 Writes: ``["add", k, n]``; ``["add_then_fail", k, n]`` adds, THEN raises ValueError (a
 backend bug that leaves a partial change: every replica must still agree);
-``["div", k, d]`` sets k to k // d (ZeroDivisionError before any change when d == 0).
+``["div", k, d]`` sets k to k // d (ZeroDivisionError before any change when d == 0);
+``["exit", code]`` calls ``sys.exit(code)`` (a BaseException: SystemExit).
 Queries: ``"all"`` (sorted pairs), ``["get", k]``, ``["div", k, d]`` (raises when d == 0).
 A node started with ``FLAKY_FAIL_RESTORE=1`` refuses every snapshot install; with
 ``FLAKY_FAIL_INIT=1`` its ``init`` raises.
@@ -11,6 +12,7 @@ A node started with ``FLAKY_FAIL_RESTORE=1`` refuses every snapshot install; wit
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from zraft.fsm import BadCommand, SimpleBackend
@@ -34,7 +36,9 @@ class Flaky(SimpleBackend):
             case ["div", str(k), int(d)]:
                 self.counts[k] = self.counts.get(k, 0) // d
                 return self.counts[k]
-        raise BadCommand("flaky writes: add, add_then_fail, div")
+            case ["exit", int(code)]:
+                sys.exit(code)  # a BaseException, not an Exception
+        raise BadCommand("flaky writes: add, add_then_fail, div, exit")
 
     def query(self, query: Any) -> Any:
         match query:
@@ -44,6 +48,8 @@ class Flaky(SimpleBackend):
                 return self.counts.get(k, 0)
             case ["div", str(k), int(d)]:
                 return self.counts.get(k, 0) // d  # ZeroDivisionError when d == 0
+            case ["exit", int(code)]:
+                sys.exit(code)
         raise BadCommand("flaky queries: 'all', ['get', k], ['div', k, d]")
 
     def get_state(self) -> Any:
