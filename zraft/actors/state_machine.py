@@ -142,7 +142,7 @@ class StateMachineActor(FastInboxActor):
 
     # ------------------------------------------------------------------ dispatch
 
-    def _fail(self, call: str, exc: Exception) -> None:
+    def _fail(self, call: str, exc: BaseException) -> None:
         """Rule 7: the backend cannot go on; the peer is told once."""
         log.error("peer %s: %s raised", self.ctx.peer_id, call, exc_info=exc)
         self.failed = f"backend {self.ctx.backend_name}: {call} raised {exception_line(exc)}"
@@ -336,7 +336,7 @@ class StateMachineActor(FastInboxActor):
             return _SnapshotWritten(image, pending, f"{type(exc).__name__}: {exc}")
         return _SnapshotWritten(image, pending, None)
 
-    def _snapshot_error(self, what: str, exc: Exception) -> None:
+    def _snapshot_error(self, what: str, exc: BaseException) -> None:
         """A snapshot that could not be taken or finished: logged, counted, retried only
         after ``max_log_count`` more entries (the log keeps everything meanwhile)."""
         self.snapshot_errors += 1
