@@ -10,7 +10,10 @@ Each document runs in its own empty directory (the reader's project), in order:
   first on PATH; ``examples/`` of this repository is linked into the directory, so the
   README's "from a clone" commands run as written;
 - ```toml blocks must parse as a node configuration; ```py blocks are only shown.
-A block fails the test if it raises or exits non-zero, naming the file and line. Every node
+A block fails the test if it raises or exits non-zero, naming the file and line. What a
+python block prints must be what its comments say: ``print(x)  # text`` (or the comment on
+the line after), where ``...`` stands for anything and a remark after two spaces and ``(``
+is not output. Every node
 process the examples started (``LocalCluster`` objects, ``cluster.json`` files) is killed
 by pid at the end.
 """
@@ -94,6 +97,55 @@ def test_blocks_are_found_with_their_files_and_sections() -> None:
 
 
 DOCS = [("docs/backends.md", None), ("README.md", "Your own state machine")]
+_PRINT = re.compile(r"^\s*print\((.*?)\)\s*(?:#\s?(.*))?$")
+
+
+def promised_prints(code: str) -> list[str | None]:
+    """What each ``print(...)`` line of ``code`` says it prints (None: it does not say)."""
+    lines = code.splitlines()
+    found: list[str | None] = []
+    for number, line in enumerate(lines):
+        if (match := _PRINT.match(line)) is None:
+            continue
+        said = match.group(2)
+        if said is None and number + 1 < len(lines) and lines[number + 1].strip()[:1] == "#":
+            said = lines[number + 1].strip()[1:].strip()
+        found.append(said)
+    return found
+
+
+def prints_as_promised(said: str, printed: str) -> bool:
+    said = said.split("  (", 1)[0].strip()  # "  (a remark)"
+    return re.fullmatch(".*".join(re.escape(part) for part in said.split("...")),
+                        printed) is not None
+
+
+def test_promised_prints_are_read_from_the_comments() -> None:
+    code = ("print(a)  # x: ... (...)\nprint(f(b)[0])\n# {'k': ...}  (a remark)\n"
+            "print(c)\nx = 1\n")
+    assert promised_prints(code) == ["x: ... (...)", "{'k': ...}  (a remark)", None]
+    assert prints_as_promised("x: ... (...)", "x: 1 (the rest)")
+    assert prints_as_promised("{'k': ...}  (a remark)", "{'k': 17}")
+    assert not prints_as_promised("bad_command: no", "bad_command: yes")
+
+
+def _run_python(block: Block, namespace: dict[str, Any], where: str) -> None:
+    printed: list[str] = []
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        printed.append(kwargs.get("sep", " ").join(str(a) for a in args))
+        print(*args, **kwargs)
+
+    namespace["print"] = record
+    try:
+        exec(compile(block.code, where, "exec"), namespace)
+    finally:
+        del namespace["print"]
+    promised = promised_prints(block.code)
+    assert len(printed) == len(promised), f"{where}: printed {printed}"
+    for said, line in zip(promised, printed, strict=True):
+        assert said is None or prints_as_promised(said, line), \
+            f"{where}: printed {line!r}, the comment says {said!r}"
 
 
 def _run_shell(code: str, cwd: Path, where: str) -> None:
@@ -159,7 +211,7 @@ def test_guide_examples_run_on_real_nodes(doc: str, section: str | None, tmp_pat
             if block.file is not None:
                 (app / block.file).write_text(block.code)
             elif block.lang == "python":
-                exec(compile(block.code, where, "exec"), namespace)
+                _run_python(block, namespace, where)
             elif block.lang == "sh":
                 _run_shell(block.code, app, where)
             elif block.lang == "toml":
