@@ -7,9 +7,11 @@ at the same log entry: no job is lost and none is done twice by two live workers
 
 Writes (plain or through a session):
     ["submit", payload]          -> the new job's id (1, 2, ...)
-    ["finish", job_id, result]   -> "ok"; BadCommand if the job is not claimed
 Temporary writes (``session.write(cmd, temporary=True)``: the claim is the session's):
     ["claim", worker]            -> [job_id, payload], or None when nothing is pending
+    ["finish", job_id, result]   -> "ok"; BadCommand unless this session holds the claim
+                                    (a worker whose session expired while it worked cannot
+                                    finish a job another worker holds now)
 Queries:
     "stats"                      -> {"pending": n, "claimed": n, "done": n}
     ["job", job_id]              -> the job as a map, or zraft.NOT_FOUND
@@ -48,14 +50,8 @@ class JobQueue(SimpleBackend):
                                      "submitted_ms": time_ms}
                 self.pending.append(job_id)
                 return ApplyResult(job_id, (PENDING,))
-            case ["finish", int(job_id), result]:
-                job = self.jobs.get(job_id)
-                if job is None or job["state"] != "claimed":
-                    raise BadCommand(f"job {job_id} is not claimed")  # before any change
-                self.claims[job["owner"]].remove(job_id)
-                job.update(state="done", result=result, finished_ms=time_ms, owner=None)
-                return "ok"
-        raise BadCommand("jobqueue writes: ['submit', payload], ['finish', id, result]")
+        raise BadCommand("jobqueue writes: ['submit', payload] (claim and finish are "
+                         "temporary writes)")
 
     def apply_in_session(self, command: Any, session_id: str, *, time_ms: int) -> Any:
         match command:
@@ -67,7 +63,15 @@ class JobQueue(SimpleBackend):
                            claimed_ms=time_ms, claims=job.get("claims", 0) + 1)
                 self.claims.setdefault(session_id, []).append(job["id"])
                 return [job["id"], job["payload"]]
-        raise BadCommand("jobqueue temporary writes: ['claim', worker]")
+            case ["finish", int(job_id), result]:
+                job = self.jobs.get(job_id)
+                if job is None or job.get("owner") != session_id:
+                    raise BadCommand(f"job {job_id} is not claimed by this session")
+                self.claims[session_id].remove(job_id)  # checked first: no partial change
+                job.update(state="done", result=result, finished_ms=time_ms, owner=None)
+                return "ok"
+        raise BadCommand("jobqueue temporary writes: ['claim', worker], "
+                         "['finish', id, result]")
 
     def expire_session(self, session_id: str) -> list[str]:
         """The session's claims lapse: its jobs go back to the front of the queue, oldest

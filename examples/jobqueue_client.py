@@ -60,7 +60,7 @@ def work(peers: list[str], name: str, jobs: int, crash: bool = False) -> None:
             if crash:
                 print(f"{name}: claimed job {job_id} ({payload}) and crashed", flush=True)
                 os._exit(1)  # no close: the claim lasts until the session expires
-            session.write_sync(["finish", job_id, payload.upper()])
+            session.write_sync(["finish", job_id, payload.upper()], temporary=True)
             print(f"{name}: finished job {job_id} ({payload})", flush=True)
             done += 1
 
