@@ -37,11 +37,12 @@ _EXPORTS: dict[str, str] = {
     "ProcessPrevChange": "zraft.errors", "AlreadyPresent": "zraft.errors",
     "SessionExpired": "zraft.errors", "BackendError": "zraft.errors",
     "BadCommand": "zraft.errors", "NoCookie": "zraft.errors",
+    "BackendNotAllowed": "zraft.errors", "BackendFailed": "zraft.errors",
     "StorageFailed": "zraft.errors",
     "BadRequest": "zraft.errors", "TooLarge": "zraft.errors",
     # state machines
     "Backend": "zraft.fsm", "ApplyResult": "zraft.fsm", "QueryResult": "zraft.fsm",
-    "SnapshotJob": "zraft.fsm",
+    "SnapshotJob": "zraft.fsm", "SimpleBackend": "zraft.fsm",
     # local clusters
     "LocalCluster": "zraft.cluster",
     # replicated objects and the embedded node (``query`` above is also the @query marker)

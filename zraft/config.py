@@ -9,6 +9,7 @@ prints it and exits with code 2.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -83,6 +84,9 @@ class NodeConfig:
     cookie: str = ""
     cookie_file: str = ""
     backends: tuple[str, ...] = ("dict",)
+    # directories put first on the node's import path (sys.path), in order, so the
+    # modules of the allowed backends can be imported; relative to the config file
+    python_path: tuple[str, ...] = ()
     log_dir: str = "data"
     snapshot_dir: str = "data"
     fault_injection: bool = True  # accept authenticated partition/heal admin messages
@@ -207,6 +211,9 @@ def validate(cfg: NodeConfig) -> None:
         raise ConfigError("logging.size must be >= 1024 and logging.count >= 0")
     if not cfg.backends:
         raise ConfigError("node.backends must name at least one allowed backend")
+    for entry in cfg.python_path:
+        if not os.path.isdir(entry):
+            raise ConfigError(f"node.python_path: {entry!r} is not a directory")
     if cfg.max_buffered_bytes < MIN_BUFFERED_BYTES:
         raise ConfigError(f"node.max_buffered_bytes must be >= {MIN_BUFFERED_BYTES} "
                           f"(16 MiB), got {cfg.max_buffered_bytes}")
@@ -238,5 +245,17 @@ def load_config(path: str | os.PathLike[str], **overrides: Any) -> NodeConfig:
         raise ConfigError(f"config file {str(path)!r}: {exc.strerror}") from None
     node = dict(raw.get("node", {}))
     node.update({k: v for k, v in overrides.items() if v is not None})
+    entries = node.get("python_path")
+    if isinstance(entries, list):  # relative to the config file, not to the cwd
+        base = Path(path).resolve().parent
+        node["python_path"] = [str(base / e) if isinstance(e, str) else e for e in entries]
     raw["node"] = node
     return parse_config(raw)
+
+
+def use_python_path(cfg: NodeConfig) -> None:
+    """Put ``node.python_path`` first on ``sys.path``, in order."""
+    for entry in reversed(cfg.python_path):
+        while entry in sys.path:
+            sys.path.remove(entry)
+        sys.path.insert(0, entry)

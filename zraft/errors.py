@@ -84,7 +84,27 @@ class SessionExpired(ZRaftError):
 
 
 class BackendError(ZRaftError):
+    """The state machine (backend) failed: its apply or query raised (the message is
+    ``backend_error: TypeName: its message``, the same on every replica), or it cannot be
+    loaded on a node (``backend 'mod:Class' cannot be loaded on HOST:PORT: ...``)."""
+
     code = "backend_error"
+
+
+class BackendNotAllowed(BackendError):
+    """The node's ``[node] backends`` allowlist does not name the backend: nothing was
+    imported or created."""
+
+    code = "backend_not_allowed"
+
+
+class BackendFailed(BackendError):
+    """The peer's state machine is down: its backend could not be loaded, or its
+    ``init``/``install_snapshot``/``snapshot`` raised. The peer stopped (the node and its
+    other groups keep running); the message names the cause. Fix the backend, then restart
+    the node."""
+
+    code = "backend_failed"
 
 
 class BadCommand(BackendError):
@@ -135,8 +155,8 @@ _BY_CODE: dict[str, type[ZRaftError]] = {
     for cls in (
         Timeout, AllFailed, Unreachable, NotLeader, LeaderChanged, Loading, PeersChanged,
         NotStable, NewerExists, ProcessPrevChange, AlreadyPresent, Initialized,
-        SessionExpired, BackendError, BadCommand, BadRequest, TooLarge, NoPeers,
-        StorageFailed,
+        SessionExpired, BackendError, BackendNotAllowed, BackendFailed, BadCommand,
+        BadRequest, TooLarge, NoPeers, StorageFailed,
     )
 }
 

@@ -12,6 +12,7 @@ container, long strings and bytes cut BEFORE being formatted, the whole result a
 
 from __future__ import annotations
 
+import re
 import reprlib
 from itertools import islice
 from typing import Any, Final
@@ -93,4 +94,21 @@ def safe_repr(value: Any, limit: int = 80) -> str:
     return text
 
 
-__all__ = ["safe_repr"]
+_ADDRESS: Final = re.compile(r"0x[0-9a-fA-F]{6,}")
+
+
+def exception_line(exc: BaseException, limit: int = 200) -> str:
+    """``"TypeName: first line of its message"``, at most ``limit`` characters, never
+    raising. Memory addresses (``0x7f...``, as in a default repr) are masked: the same
+    error on two replicas gives the same line, so it may be replicated or cached."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    text = _ADDRESS.sub("0x...", text.strip().split("\n", 1)[0][: limit + 1])
+    line = f"{name}: {text}" if text else name
+    return line if len(line) <= limit else line[: max(0, limit - 3)] + "..."
+
+
+__all__ = ["exception_line", "safe_repr"]

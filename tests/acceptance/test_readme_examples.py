@@ -30,6 +30,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ["README.md"]
 SECTIONS = {"Client API", "Sessions, ephemeral data and watches", "Command line"}
+# subsections run elsewhere, in a directory of their own (test_backend_guide.py)
+SKIPPED = {"Your own state machine"}
 SHELL_TIMEOUT = 60.0
 _FENCE = re.compile(r"^```(\w*)")
 
@@ -41,15 +43,17 @@ class Example(NamedTuple):
 
 
 def examples(text: str) -> list[Example]:
-    """The python and sh blocks under the level-2 headings named in SECTIONS."""
+    """The python and sh blocks under the level-2 headings named in SECTIONS, except those
+    under a level-3 heading named in SKIPPED."""
     found: list[Example] = []
     section = ""
+    skipped = False
     block: list[str] | None = None
     lang, start = "", 0
     for number, line in enumerate(text.splitlines(), 1):
         if block is not None:
             if line.startswith("```"):
-                if section in SECTIONS and lang in ("python", "sh"):
+                if section in SECTIONS and not skipped and lang in ("python", "sh"):
                     found.append(Example(lang, "\n".join(block) + "\n", start))
                 block = None
             else:
@@ -59,7 +63,9 @@ def examples(text: str) -> list[Example]:
         if fence:
             block, lang, start = [], fence.group(1), number
         elif line.startswith("## "):
-            section = line[3:].strip()
+            section, skipped = line[3:].strip(), False
+        elif line.startswith("### "):
+            skipped = line[4:].strip() in SKIPPED
     return found
 
 
@@ -68,6 +74,9 @@ def test_examples_are_found_under_the_sections_only() -> None:
             "```toml\nx = 1\n```\n```py\nshown = 1\n```\n## Command line\n```sh\necho hi\n```\n"
             "## Layout\n```sh\nnot run\n```\n")
     assert examples(text) == [Example("python", "a = 1\n", 7), Example("sh", "echo hi\n", 17)]
+    text = ("## Client API\n### Your own state machine\n```python\nskip = 1\n```\n"
+            "### Next\n```python\nrun = 1\n```\n")
+    assert examples(text) == [Example("python", "run = 1\n", 7)]
 
 
 def _run_shell(code: str, acc: Acceptance, cwd: Path, where: str) -> None:

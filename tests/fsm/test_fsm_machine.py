@@ -91,7 +91,7 @@ def test_backend_bad_command_and_crash_are_error_results() -> None:
     feed = Feeder(machine)
     assert feed.write(["a", "b", "c", "d", "e"]).error == (
         "bad_command: unknown dict backend write of 5 items")
-    assert feed.write("boom").error == "backend_error: ZeroDivisionError"
+    assert feed.write("boom").error == "backend_error: ZeroDivisionError: no"
     assert feed.write(["k", "v"]).result == "ok"
     assert machine.applied_index == 3
 
@@ -104,7 +104,7 @@ def test_query_errors_are_values() -> None:
             return super().query(query)
 
     machine = new_machine(backend=Broken())
-    assert machine.query("boom").error == "backend_error: KeyError"
+    assert machine.query("boom").error == "backend_error: KeyError: 'boom'"
     assert machine.query(["list", 5]).error == "bad_command: list prefix must be str or bytes"
     assert machine.query(lambda d: len(d)).value == 0
 

@@ -14,6 +14,7 @@ from zraft.fsm.registry import (
     canonical_name,
     is_allowed,
     load_backend,
+    probe_backend,
 )
 
 TRAP_MODULE = "zraft_fsm_test_trap_backend"
@@ -48,9 +49,11 @@ def test_refused_backend_is_never_imported(trap: str) -> None:
 
 
 def test_the_trap_really_raises_when_allowed(trap: str) -> None:
-    """Proves the previous test could fail: once allowed, the import does run."""
-    with pytest.raises(RuntimeError, match="never be imported"):
+    """Proves the previous test could fail: once allowed, the import does run (and what it
+    raises becomes one line naming the cause)."""
+    with pytest.raises(BackendLoadError) as info:
         load_backend(f"{trap}:Backend", [f"{trap}:Backend"])
+    assert str(info.value) == "RuntimeError: this module must never be imported"
 
 
 def test_empty_allowlist_refuses_even_the_builtin() -> None:
@@ -73,13 +76,72 @@ def test_malformed_names_are_refused(name: str) -> None:
     assert not is_allowed(name, [name])
 
 
-def test_allowed_but_missing_or_wrong_is_a_load_error() -> None:
-    with pytest.raises(BackendLoadError, match="cannot import"):
-        load_backend("zraft_no_such_module_xyz:B", ["zraft_no_such_module_xyz:B"])
-    with pytest.raises(BackendLoadError, match="has no class"):
-        load_backend("zraft.backends.dict:Nope", ["zraft.backends.dict:Nope"])
-    with pytest.raises(BackendLoadError, match="Backend protocol"):
-        load_backend("collections:OrderedDict", ["collections:OrderedDict"])
+def _load_error(name: str) -> str:
+    with pytest.raises(BackendLoadError) as info:
+        load_backend(name, [name])
+    return str(info.value)
+
+
+def test_allowed_but_missing_or_wrong_is_a_load_error_of_one_line() -> None:
+    assert _load_error("zraft_no_such_module_xyz:B") == (
+        "ModuleNotFoundError: No module named 'zraft_no_such_module_xyz'")
+    assert _load_error("zraft.backends.dict:Nope") == (
+        "module 'zraft.backends.dict' has no class 'Nope'")
+    assert _load_error("collections:OrderedDict") == (
+        "OrderedDict does not implement the Backend protocol (missing: init, query, apply, "
+        "apply_in_session, expire_session, snapshot, snapshot_done, snapshot_failed, "
+        "install_snapshot)")
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Write a module ``name`` with ``source`` on a fresh import path entry."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    written: list[str] = []
+
+    def write(name: str, source: str) -> str:
+        (tmp_path / f"{name}.py").write_text(source)
+        sys.modules.pop(name, None)
+        written.append(name)
+        return name
+
+    yield write
+    for name in written:
+        sys.modules.pop(name, None)
+
+
+_OK = (
+    "class B:\n"
+    "    def __init__(self, fail=False):\n        pass\n"
+    + "".join(f"    def {m}(self, *a):\n        pass\n" for m in (
+        "query", "apply", "apply_in_session", "expire_session", "snapshot", "snapshot_done",
+        "snapshot_failed", "install_snapshot"))
+)
+
+
+def test_a_module_that_fails_at_import_is_named_with_its_error(user_module) -> None:
+    name = user_module("zraft_reg_syntax", "def broken(:\n")
+    assert _load_error(f"{name}:B").startswith("SyntaxError: ")
+    name = user_module("zraft_reg_exit", "import sys\nsys.exit(3)\n")
+    assert _load_error(f"{name}:B") == "SystemExit: 3"
+
+
+def test_a_constructor_or_init_that_raises_is_named(user_module) -> None:
+    name = user_module("zraft_reg_ctor", _OK.replace("pass\n", "raise ValueError('no disk')\n", 1)
+                       + "    def init(self, peer_id):\n        pass\n")
+    assert _load_error(f"{name}:B") == "B() raised ValueError: no disk"
+    name = user_module("zraft_reg_init", _OK + "    def init(self, peer_id):\n"
+                                              "        raise KeyError(peer_id)\n")
+    with pytest.raises(BackendLoadError) as info:
+        probe_backend(f"{name}:B", [f"{name}:B"], "p@h:1")
+    assert str(info.value) == "B.init raised KeyError: 'p@h:1'"
+
+
+def test_a_module_added_after_a_failed_import_is_found(user_module, tmp_path: Path) -> None:
+    assert _load_error("zraft_reg_late:B") == (
+        "ModuleNotFoundError: No module named 'zraft_reg_late'")
+    user_module("zraft_reg_late", _OK + "    def init(self, peer_id):\n        pass\n")
+    assert type(load_backend("zraft_reg_late:B", ["zraft_reg_late:B"])).__name__ == "B"
 
 
 def test_errors_are_zraft_errors() -> None:
@@ -87,3 +149,8 @@ def test_errors_are_zraft_errors() -> None:
 
     assert issubclass(BackendNotAllowed, ZRaftError)
     assert BackendNotAllowed.code == "backend_not_allowed"
+    from zraft.errors import BackendError
+
+    # both reach a client as zraft.BackendError (subclasses), with their own wire codes
+    assert issubclass(BackendNotAllowed, BackendError)
+    assert issubclass(BackendLoadError, BackendError) and BackendLoadError.code == "backend_error"

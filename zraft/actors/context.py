@@ -36,3 +36,5 @@ class PeerContext:
     log_stats: dict[str, Any] = field(default_factory=dict)
     mutations: frozenset[str] = frozenset()  # test-only broken rules (never in use)
     snapshot_log_ratio: float = 1.0  # see StateMachine.should_snapshot
+    # (name, one-line message) -> None: the peer stopped because its backend cannot run
+    backend_failed: Any = field(default=lambda _name, _text: None)

@@ -109,3 +109,10 @@ class StorageFailed(NamedTuple):
 
     reason: str
     durable: int
+
+
+class BackendFailed(NamedTuple):
+    """State machine -> peer: the backend cannot go on (its ``init`` or ``install_snapshot``
+    raised); ``reason`` is one line naming the call and the exception."""
+
+    reason: str

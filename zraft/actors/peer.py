@@ -33,11 +33,13 @@ from typing import Any
 
 import pykka
 
+from zraft.actors.backend_failure import BackendFailure
 from zraft.actors.context import PeerContext
 from zraft.actors.fast_inbox import FastInboxActor
 from zraft.actors.log_writer import LogWriterActor
 from zraft.actors.messages import (
     Apply,
+    BackendFailed,
     ChildFailed,
     ClientBatch,
     ClientRequest,
@@ -59,7 +61,8 @@ from zraft.actors.storage_failure import StorageFailure
 from zraft.core import messages as m
 from zraft.core.errors import InvariantViolation, NotLeader
 from zraft.core.raft import RaftCore
-from zraft.saferepr import safe_repr
+from zraft.errors import BackendError
+from zraft.saferepr import exception_line, safe_repr
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,9 @@ class RaftPeerActor(FastInboxActor):
         self._role = "follower"
         self._leader: str | None = None
         self.removed = False
-        self._failure: StorageFailure | None = None  # the log cannot be written (see module)
+        # the log cannot be written, or the backend cannot run: the peer waits, answering
+        # every request with the failure (storage_failure.py, backend_failure.py)
+        self._failure: StorageFailure | BackendFailure | None = None
         self._alarms: dict[tuple[str, str], int] = {}  # (kind, sender) -> refused so far
 
     # ---------------------------------------------------------------- lifecycle
@@ -106,8 +111,15 @@ class RaftPeerActor(FastInboxActor):
     def _start_internals(self, discard_after: int | None = None) -> None:
         """Open (recover) the log, then build the core, the log writer and the state
         machine: at start, and again after a storage failure (``discard_after``: cut the
-        log after this durable index, see storage_failure.py)."""
+        log after this durable index, see storage_failure.py). A backend that cannot be
+        loaded stops the peer before its log is even opened (backend_failure.py)."""
         ctx = self.ctx
+        try:
+            backend = ctx.make_backend()
+        except Exception as exc:
+            cause = str(exc) if isinstance(exc, BackendError) else exception_line(exc)
+            self._backend_failed(f"backend {ctx.backend_name} cannot be loaded: {cause}")
+            return
         storage = ctx.open_storage(discard_after)
         self.storage = storage  # on_stop closes it even if the rest of on_start fails
         if storage.meta.removed:
@@ -120,7 +132,7 @@ class RaftPeerActor(FastInboxActor):
         self.core = RaftCore(self.peer_id, storage, config, random.Random(seed))
         self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats,
                                            ctx.send_raft)
-        self.sm = StateMachineActor.start(ctx, self.actor_ref, storage)
+        self.sm = StateMachineActor.start(ctx, self.actor_ref, storage, backend)
         log.info("peer %s started: %s", self.peer_id, self._brief())
         self._drain()
 
@@ -142,6 +154,7 @@ class RaftPeerActor(FastInboxActor):
         storage = getattr(self, "storage", None)
         if storage is not None:
             storage.close()
+            self.storage = None
 
     # ---------------------------------------------------------------- storage failure
 
@@ -158,6 +171,23 @@ class RaftPeerActor(FastInboxActor):
             self.ctx.reply(conn, req_id, "storage_failed", note)
         for req in self._reads.values():
             self.ctx.reply(req.conn, req.req_id, "storage_failed", note)
+        self._teardown()
+
+    def _on_backend_failed(self, msg: BackendFailed) -> None:
+        self._backend_failed(msg.reason)
+
+    def _backend_failed(self, reason: str) -> None:
+        """The backend cannot run: stop taking part, answer what waits, say so once on the
+        node's stderr (see backend_failure.py)."""
+        failure = self._failure = BackendFailure(reason)
+        text = failure.message(self.peer_id)
+        log.error("%s", text)
+        self.ctx.backend_failed(self.name, text)
+        note = {"message": text, "leader": self._other_leader()}
+        for _term, conn, req_id in self._waiters.values():
+            self.ctx.reply(conn, req_id, failure.code, note)
+        for req in self._reads.values():
+            self.ctx.reply(req.conn, req.req_id, failure.code, note)
         self._teardown()
 
     def _teardown(self) -> None:
@@ -202,13 +232,14 @@ class RaftPeerActor(FastInboxActor):
                 if req.op == "stat":
                     self.ctx.reply(req.conn, req.req_id, "ok", self.stat())
                 else:
-                    self.ctx.reply(req.conn, req.req_id, "storage_failed",
+                    self.ctx.reply(req.conn, req.req_id, failure.code,
                                    {"message": failure.message(self.peer_id),
                                     "leader": self._other_leader()})
         # Raft messages, write acknowledgements and snapshot news are dropped: the core
         # they were for is gone, and a fresh one learns everything again.
 
-    def _retry_storage(self, failure: StorageFailure) -> None:
+    def _retry_storage(self, failure: StorageFailure | BackendFailure) -> None:
+        assert isinstance(failure, StorageFailure)
         try:
             self._start_internals(discard_after=failure.durable)
         except Exception as exc:  # still cannot open or write it
@@ -219,6 +250,8 @@ class RaftPeerActor(FastInboxActor):
                         self.peer_id, reason, failure.retry_s)
             self._teardown()
             return
+        if self._failure is not failure:
+            return  # the log opened, but the backend cannot be loaded now
         self._failure = None
         log.warning("peer %s: log writable again after %.1fs", self.peer_id,
                     time.monotonic() - failure.since)
@@ -328,6 +361,7 @@ class RaftPeerActor(FastInboxActor):
         ProposeInternal: _on_propose_internal,
         ChildFailed: _on_child_failed,
         StorageFailed: _on_storage_failed,
+        BackendFailed: _on_backend_failed,
     }
 
     # ---------------------------------------------------------------- client ops
@@ -571,7 +605,7 @@ class RaftPeerActor(FastInboxActor):
         st = dict(self.core.status()) if self.core else {}
         st["peer"] = self.peer_id
         if self._failure is not None:
-            st["storage_failed"] = self._failure.stat()
+            st[self._failure.code] = self._failure.stat()
             st.setdefault("role", "down")
         st["backend"] = self.ctx.backend_name
         st["durable_ready"] = self._durable_number

@@ -18,6 +18,12 @@ Rules:
    leader tracking follows the cluster's election timeout.
 6. The local snapshot is loaded lazily, by the first message that needs the state; a newer
    snapshot from the leader arriving first replaces it without it ever being loaded.
+7. A backend whose ``init`` or ``install_snapshot`` raises leaves this replica without a
+   known state: the actor tells the peer ``BackendFailed`` (one line: the call and the
+   exception) and from then on only answers, with ``backend_failed``, what still reaches
+   it; the peer stops (backend_failure.py). A backend ``snapshot()`` (or its
+   ``snapshot_done``/``snapshot_failed``) that raises only fails that snapshot, logged and
+   counted in ``stat``; the next try waits another ``max_log_count`` entries.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from zraft.actors.context import PeerContext
 from zraft.actors.fast_inbox import FastInboxActor
 from zraft.actors.messages import (
     Apply,
+    BackendFailed,
     ChildFailed,
     ClientRequest,
     InstallSnapshot,
@@ -44,8 +51,10 @@ from zraft.actors.messages import (
 )
 from zraft.actors.replies import encode_replies
 from zraft.core.entries import BLANK_CONFIG, CONFIG, SnapshotMeta
+from zraft.fsm.backend import Backend, reraise_interrupt
 from zraft.fsm.commands import encode_expire_check
 from zraft.fsm.machine import StateMachine
+from zraft.saferepr import exception_line
 from zraft.transport.codec import ClientReply, Push
 
 log = logging.getLogger(__name__)
@@ -59,11 +68,17 @@ class _SnapshotWritten(NamedTuple):
 
 
 class StateMachineActor(FastInboxActor):
-    def __init__(self, ctx: PeerContext, peer: pykka.ActorRef[Any], storage: Any) -> None:
+    def __init__(self, ctx: PeerContext, peer: pykka.ActorRef[Any], storage: Any,
+                 backend: Backend) -> None:
         super().__init__()
         self.ctx = ctx
         self.peer = peer
         self.storage = storage
+        self.backend = backend
+        self.failed: str | None = None  # why the backend cannot go on (rule 7)
+        self.snapshot_errors = 0
+        self._last_snapshot_error: str | None = None
+        self._snapshot_after = 0  # after a failed snapshot(), no new try before this index
         self.deferred: list[Read] = []
         self._unrestored: Any = None  # the local snapshot, until something needs the state
         self.snapshots_taken = 0
@@ -77,11 +92,16 @@ class StateMachineActor(FastInboxActor):
     def on_start(self) -> None:
         ctx = self.ctx
         election_ms = ctx.core_config().election_ticks * ctx.tick_ms
-        self.machine = StateMachine(ctx.make_backend(), ctx.peer_id,
-                                    max_log_count=ctx.max_log_count,
-                                    snapshot_log_ratio=ctx.snapshot_log_ratio,
-                                    connect_reply={"election_timeout_ms": election_ms})
         self.store = ctx.snapshot_store()
+        try:
+            self.machine = StateMachine(self.backend, ctx.peer_id,
+                                        max_log_count=ctx.max_log_count,
+                                        snapshot_log_ratio=ctx.snapshot_log_ratio,
+                                        connect_reply={"election_timeout_ms": election_ms})
+        except BaseException as exc:
+            reraise_interrupt(exc)
+            self._fail(f"{type(self.backend).__name__}.init", exc)
+            return
         # The local snapshot is loaded by the first message that needs the state, not here:
         # a follower restarted behind the leader's compaction is sent a newer snapshot
         # first, and loading this one too would only delay that install (W5: 40 MB, about
@@ -105,7 +125,13 @@ class StateMachineActor(FastInboxActor):
     def _restore_local(self) -> None:
         latest, self._unrestored = self._unrestored, None
         assert latest is not None
-        index, _ = self.machine.restore(latest.path)
+        try:
+            index, _ = self.machine.restore(latest.path)
+        except BaseException as exc:
+            reraise_interrupt(exc)
+            self._fail(f"restoring its snapshot {latest.meta.index}: "
+                       f"{type(self.backend).__name__}.install_snapshot", exc)
+            return
         self.config_index, self.config = latest.meta.config_index, latest.meta.config
         log.info("peer %s: state restored from snapshot %d", self.ctx.peer_id, index)
 
@@ -116,9 +142,34 @@ class StateMachineActor(FastInboxActor):
 
     # ------------------------------------------------------------------ dispatch
 
+    def _fail(self, call: str, exc: BaseException) -> None:
+        """Rule 7: the backend cannot go on; the peer is told once."""
+        log.error("peer %s: %s raised", self.ctx.peer_id, call, exc_info=exc)
+        self.failed = f"backend {self.ctx.backend_name}: {call} raised {exception_line(exc)}"
+        self.peer.tell(BackendFailed(self.failed))
+
+    def _while_failed(self, message: Any) -> Any:
+        """Answer whatever still reaches a failed state machine (the peer is stopping)."""
+        note = {"message": f"peer {self.ctx.peer_id} is stopped: {self.failed}"}
+        out: dict[Any, list[ClientReply]] = {}
+        if isinstance(message, Apply):
+            for _term, conn, req_id in message.waiters.values():
+                out.setdefault(conn, []).append(ClientReply(req_id, "backend_failed", note))
+        elif isinstance(message, Read):
+            for req in message.requests:
+                out.setdefault(req.conn, []).append(
+                    ClientReply(req.req_id, "backend_failed", note))
+        elif message == "stats":
+            return {"backend_failed": self.failed}
+        _send_per_connection(out)
+        return None
+
     def on_receive(self, message: Any) -> Any:
-        if self._unrestored is not None and self._needs_state(message):
+        if self.failed is None and self._unrestored is not None \
+                and self._needs_state(message):
             self._restore_local()
+        if self.failed is not None:
+            return self._while_failed(message)
         if isinstance(message, Apply):
             self._apply(message)
         elif isinstance(message, Read):
@@ -168,7 +219,7 @@ class StateMachineActor(FastInboxActor):
                 self._push(event.sid, Push(event.kind, [self.ctx.peer_name, event.sid]))
         if self.deferred:
             self._release_deferred()
-        if machine.should_snapshot():
+        if machine.should_snapshot() and machine.applied_index >= self._snapshot_after:
             self._take_snapshot()
         self._publish_stats()
 
@@ -250,7 +301,12 @@ class StateMachineActor(FastInboxActor):
 
     def _take_snapshot(self) -> None:
         machine = self.machine
-        image = machine.take_snapshot()
+        try:
+            image = machine.take_snapshot()
+        except BaseException as exc:  # the backend's snapshot() raised: the state is intact
+            reraise_interrupt(exc)
+            self._snapshot_error(f"{type(self.backend).__name__}.snapshot raised", exc)
+            return
         meta = SnapshotMeta(image.index, image.term, self.config_index, self.config)
         pending = self.store.create(meta)
         if not image.is_async:
@@ -273,18 +329,39 @@ class StateMachineActor(FastInboxActor):
         try:
             image.write(pending.path)
             pending.commit()
-        except Exception as exc:  # a failed snapshot is reported, not fatal
+        except BaseException as exc:  # a failed snapshot is reported, not fatal
+            reraise_interrupt(exc)
             log.exception("snapshot at %d failed", image.index)
             pending.abort()
             return _SnapshotWritten(image, pending, f"{type(exc).__name__}: {exc}")
         return _SnapshotWritten(image, pending, None)
 
+    def _snapshot_error(self, what: str, exc: BaseException) -> None:
+        """A snapshot that could not be taken or finished: logged, counted, retried only
+        after ``max_log_count`` more entries (the log keeps everything meanwhile)."""
+        self.snapshot_errors += 1
+        self._last_snapshot_error = f"{what} {exception_line(exc)}"
+        self._snapshot_after = self.machine.applied_index + max(1, self.ctx.max_log_count)
+        log.error("peer %s: snapshot failed: %s", self.ctx.peer_id, self._last_snapshot_error,
+                  exc_info=exc)
+        self._publish_stats()
+
     def _snapshot_written(self, msg: _SnapshotWritten) -> None:
         if msg.error is not None:
-            self.machine.snapshot_failed(msg.image, msg.error)
+            try:
+                self.machine.snapshot_failed(msg.image, msg.error)
+            except BaseException as exc:
+                reraise_interrupt(exc)
+                self._snapshot_error(f"{type(self.backend).__name__}.snapshot_failed raised",
+                                     exc)
             return
         info = msg.pending.info
-        self.machine.snapshot_done(msg.image, sum(f.size for f in info.files) if info else 0)
+        try:
+            self.machine.snapshot_done(msg.image,
+                                       sum(f.size for f in info.files) if info else 0)
+        except BaseException as exc:  # the snapshot is committed: only the backend's hook failed
+            reraise_interrupt(exc)
+            self._snapshot_error(f"{type(self.backend).__name__}.snapshot_done raised", exc)
         self.snapshots_taken += 1
         self.ctx.events.record("snapshot", peer=self.ctx.peer_id, index=msg.image.index)
         self.peer.tell(SnapshotTaken(msg.image.index))
@@ -295,7 +372,13 @@ class StateMachineActor(FastInboxActor):
             log.info("peer %s: local snapshot %d skipped: the leader's %d replaces it",
                      self.ctx.peer_id, self._unrestored.meta.index, msg.meta.index)
             self._unrestored = None
-        index, _ = self.machine.restore(msg.path)
+        try:
+            index, _ = self.machine.restore(msg.path)
+        except BaseException as exc:
+            reraise_interrupt(exc)
+            self._fail(f"installing the leader's snapshot {msg.meta.index}: "
+                       f"{type(self.backend).__name__}.install_snapshot", exc)
+            return
         self.config_index, self.config = msg.meta.config_index, msg.meta.config
         self.snapshots_installed += 1
         self.deferred_release_after_install()
@@ -316,6 +399,9 @@ class StateMachineActor(FastInboxActor):
             st["restore_pending"] = True
         st["snapshots_taken"] = self.snapshots_taken
         st["snapshots_installed"] = self.snapshots_installed
+        if self.snapshot_errors:
+            st["snapshot_errors"] = self.snapshot_errors
+            st["last_snapshot_error"] = self._last_snapshot_error
         st["deferred_reads"] = len(self.deferred)
         return st
 

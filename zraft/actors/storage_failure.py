@@ -33,6 +33,7 @@ class StorageFailure:
     retry_s: float = FIRST_RETRY_S
     next_retry: float = 0.0
     attempts: int = 0
+    code: str = "storage_failed"
 
     @classmethod
     def begin(cls, reason: str, durable: int) -> StorageFailure:

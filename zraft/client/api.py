@@ -267,9 +267,13 @@ def _single(peer: Peer, op: str, args_fn: Any, timeout: float,
 
 
 def check_exists(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
-                 *, pool: ConnectionPool | None = None) -> None:
-    """None if ``peer`` can be created on its node; ``AlreadyPresent`` if it exists."""
-    _single(peer, "check_exists", lambda name: [name], timeout, pool)
+                 *, pool: ConnectionPool | None = None, backend: str | None = None) -> None:
+    """None if ``peer`` can be created on its node; ``AlreadyPresent`` if it exists. With
+    ``backend``, also whether its node could run that backend: ``BackendNotAllowed`` (not
+    in the node's ``backends`` list) or ``BackendError`` (it cannot be imported,
+    constructed or initialised there; the message names the cause)."""
+    args = [backend] if backend is not None else []
+    _single(peer, "check_exists", lambda name: [name, *args], timeout, pool)
 
 
 def create_peer(peer: Peer, backend: str, timeout: float = DEFAULT_TIMEOUT,
@@ -296,13 +300,16 @@ def stat(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
 
 def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT,
            *, pool: ConnectionPool | None = None) -> list[str]:
-    """Create a cluster (zraft_lib create/2): check every peer, start them in list order,
-    bootstrap the first, then set the configuration to all. Each step has ``timeout``.
-    Every peer is given the same new cluster identity (see ``create_peer``).
+    """Create a cluster (zraft_lib create/2): check every peer (it does not exist yet and
+    its node can run ``backend``), start them in list order, bootstrap the first, then set
+    the configuration to all. Each step has ``timeout``. Every peer is given the same new
+    cluster identity (see ``create_peer``).
 
     Raises: the first check failure's class (``.details["failures"]`` lists every
-    ``(peer, error)``); a start failure with ``.details["peer"]``; bootstrap and
-    set_new_conf errors as they are (the cluster then exists with a partial configuration).
+    ``(peer, error)``): ``AlreadyPresent``, ``BackendNotAllowed``, ``BackendError`` (the
+    backend cannot be loaded on that node: nothing was created anywhere); a start failure
+    with ``.details["peer"]``; bootstrap and set_new_conf errors as they are (the cluster
+    then exists with a partial configuration).
     """
     check_timeout(timeout)
     ids = [peer_str(p) for p in peers]
@@ -312,11 +319,20 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
     failures: list[tuple[str, ZRaftError]] = []
     for peer in ids:
         try:
-            check_exists(peer, timeout, pool=pool)
+            check_exists(peer, timeout, pool=pool, backend=backend)
         except ZRaftError as exc:
             failures.append((peer, exc))
     if failures:
+<<<<<<< HEAD
         raise create_failure(failures)
+=======
+        first = failures[0][1]
+        text = "; ".join(f"{p}: {e}" for p, e in failures)  # each one line
+        err = type(first)(text)
+        err.details.update(failures=failures)
+        err.code = first.code
+        raise err
+>>>>>>> i12-backends
     for peer in ids:
         try:
             create_peer(peer, backend, timeout, pool=pool, cluster_id=cluster_id)

@@ -38,6 +38,7 @@ from zraft.client.light_session import LightSession, NoLeaderYet, RingCell
 from zraft.client.timers import Cancellable, Timers, default_scheduler
 from zraft.errors import (
     AllFailed,
+    BackendFailed,
     StorageFailed,
     Timeout,
     Unreachable,
@@ -50,6 +51,9 @@ ArgsFn = Callable[[str], Any]  # peer name -> request args
 OkFn = Callable[[str, Any], Any]  # (peer id, payload) -> call result
 
 _RETRY_SAME = frozenset({"loading", "retry"})
+# the peer itself is down (cannot write its log, or its backend cannot run): another peer,
+# the leader it last knew say, may serve the request
+_PEER_DOWN = frozenset({"storage_failed", "backend_failed"})
 _UNREACHABLE = frozenset({"noproc", "unreachable", "local_timeout"})
 _REDIRECTS_BEFORE_BACKOFF = 3
 
@@ -292,8 +296,8 @@ class PeerCall(RetryingCall):
         if status in _RETRY_SAME or status == "leader_changed":
             # leader_changed: our entry was replaced by a new leader's; it will redirect us
             return ("retry", peer, self._tries.next_wait(self.wait))
-        if status == "storage_failed":
-            # that peer cannot write its log: follow the leader it last knew, if any
+        if status in _PEER_DOWN:
+            # that peer is down: follow the leader it last knew, if any
             leader = _leader_hint(payload)
             if leader is not None and leader != peer and self._redirects < 2:
                 self._redirects += 1
@@ -317,7 +321,8 @@ class RingCall(RetryingCall):
         super().__init__(pool, op, args_fn, timeout, **kw)
         self.cell = cell
         self._redirects = 0
-        self._storage_failed: dict[str, str] = {}  # peer -> why it cannot write its log
+        # peer -> (status, why it is down: cannot write its log, backend cannot run)
+        self._down: dict[str, tuple[str, str]] = {}
 
     def first_peer(self) -> str:
         return self.cell.session.leader
@@ -330,11 +335,8 @@ class RingCall(RetryingCall):
             return ("retry", self.cell.session.leader,
                     max(self._tries.next_wait(self.wait), self.cell.session.election_timeout / 4))
         except AllFailed as exc:
-            if self._storage_failed:  # say why the cluster cannot write, not "all failed"
-                raise StorageFailed(
-                    "no peer could take the request; cannot write their logs: "
-                    + "; ".join(f"{p}: {why}" for p, why in self._storage_failed.items()),
-                    peers=dict(self._storage_failed)) from exc
+            if self._down:  # say why the peers cannot serve, not "all failed"
+                raise self._down_error() from exc
             raise AllFailed(f"every peer failed; last: {self.last_error}") from exc
         return ("retry", head, 0.0)
 
@@ -357,11 +359,26 @@ class RingCall(RetryingCall):
             return ("retry", peer, self._tries.next_wait(self.wait))
         if status in _UNREACHABLE or status == "timeout":
             return self._move(peer, LightSession.fail)
-        if status == "storage_failed":
+        if status in _PEER_DOWN:
             message = payload.get("message") if isinstance(payload, dict) else payload
-            self._storage_failed[peer] = str(message)
+            self._down[peer] = (status, str(message))
             leader = _leader_hint(payload)
-            if leader is not None and leader != peer and leader not in self._storage_failed:
+            if leader is not None and leader != peer and leader not in self._down:
                 return self._move(peer, lambda s: s.change_leader(leader))
             return self._move(peer, LightSession.fail)
         raise error_from_reply(status, payload)
+
+    def _down_error(self) -> ZRaftError:
+        """``StorageFailed`` if some peer cannot write its log (the cluster cannot write),
+        else ``BackendFailed``; the message lists every down peer's reason."""
+        statuses = {status for status, _ in self._down.values()}
+        if "storage_failed" in statuses:
+            return StorageFailed(
+                "no peer could take the request; cannot write their logs: "
+                + "; ".join(f"{p}: {why}" for p, (st, why) in self._down.items()
+                            if st == "storage_failed"),
+                peers={p: why for p, (_st, why) in self._down.items()})
+        return BackendFailed(
+            "no peer could take the request: "
+            + "; ".join(why for _st, why in self._down.values()),
+            peers={p: why for p, (_st, why) in self._down.items()})

@@ -13,8 +13,10 @@ right after shows it. Processes are only ever signalled by the pid recorded for 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -76,6 +78,8 @@ def _wait_answering(ctx: Context, n: NodeProcess, timeout: float = 15.0) -> None
 def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     existing = os.path.exists(os.path.join(args.dir, CLUSTER_FILE))
+    made_dir = not os.path.exists(args.dir)
+    before = set() if made_dir or existing else set(os.listdir(args.dir))
     if existing:
         cluster = LocalCluster.load(args.dir)
         running = [n.index for n in cluster.nodes if n.alive()]
@@ -85,7 +89,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     else:
         cluster = LocalCluster(args.dir, args.nodes, election_timeout=args.election_timeout,
                                max_log_count=args.max_log_count, backend=args.backend,
-                               base_port=args.base_port, peer_name=args.peer_name)
+                               base_port=args.base_port, peer_name=args.peer_name,
+                               python_path=args.python_path)
     pool = admin.pool_for(cluster)
     try:
         cluster.record_fault("up")
@@ -97,6 +102,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 leader = admin.create(pool, cluster, args.backend, args.timeout)
         except BaseException:
             cluster.stop()  # never leave half a cluster behind
+            if not existing:  # nor its files: a retry (say, with the backend fixed) is a
+                _forget_new(args.dir, made_dir, before)  # new `up`, not a restart
             raise
         cluster.save()
         took = time.monotonic() - started
@@ -111,6 +118,22 @@ def cmd_up(args: argparse.Namespace) -> int:
                      pids=[n.pid for n in cluster.nodes], cookie_file=str(cluster.cookie_file))
     finally:
         pool.close()
+
+
+def _forget_new(directory: str, made_dir: bool, before: set[str]) -> None:
+    """Delete what a failed first ``up`` created in ``directory`` (all of it if ``up``
+    created the directory), so the next ``up`` starts afresh instead of waiting for the
+    leader of a group that was never created."""
+    if made_dir:
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    for name in set(os.listdir(directory)) - before:
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -327,7 +350,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--election-timeout", type=int, default=500, metavar="MS")
     p.add_argument("--max-log-count", type=int, default=1000, metavar="N",
                    help="entries between snapshots")
-    p.add_argument("--backend", default="dict", metavar="SPEC")
+    p.add_argument("--backend", default="dict", metavar="SPEC",
+                   help="the group's backend: dict, or package.module:Class (the nodes "
+                        "allow it; docs/backends.md)")
+    p.add_argument("--python-path", action="append", default=[], metavar="DIR",
+                   help="a directory the nodes import the backend's module from "
+                        "(repeatable; relative to the current directory)")
     p.add_argument("--peer-name", default="zraft")
     p.add_argument("--timeout", type=timeout_arg, default=30.0, help="seconds to get a leader")
 

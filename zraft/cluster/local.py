@@ -5,9 +5,13 @@ wait polls with a deadline; ports are free loopback ports chosen at creation; ea
 its own directory ``DIR/nodeK/`` with its config, data and logs. ``cluster.json`` in DIR
 records peers, ports, pids (with each process's start time, so a recycled pid is never
 mistaken for a node) and the cookie file so later commands, in other processes, find the
-cluster again with ``LocalCluster.load(DIR)``. Every fault done through this class (kill,
-stop, pause, resume, restart, add, remove, down) is appended to ``DIR/faults.jsonl`` for the
-event timeline and the bench plot; nodes log their own partitions and heals.
+cluster again with ``LocalCluster.load(DIR)``. The backends the nodes may run (``backends``,
+always with the group's ``backend``) and the directories they import them from
+(``python_path``, absolute) are written into every node's config and kept in
+``cluster.json``, so restarted and added nodes get them too. Every fault done through this
+class (kill, stop, pause, resume, restart, add, remove, down) is appended to
+``DIR/faults.jsonl`` for the event timeline and the bench plot; nodes log their own
+partitions and heals.
 """
 
 from __future__ import annotations
@@ -135,14 +139,20 @@ class LocalCluster:
                  election_timeout: int = 500, max_log_count: int = 1000,
                  backend: str = "dict", base_port: int | None = None,
                  peer_name: str = "zraft", extra_raft: dict[str, Any] | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        """``env``: extra environment for every node process (e.g. ZRAFT_TEST_MUTATIONS);
+                 env: dict[str, str] | None = None, backends: list[str] | None = None,
+                 python_path: list[str | os.PathLike[str]] | None = None) -> None:
+        """``backend``: the group's backend (``create`` uses it); ``backends``: what every
+        node may run (default ``["dict"]``; ``backend`` is always added); ``python_path``:
+        directories the nodes import backend modules from (made absolute here). ``env``:
+        extra environment for every node process (e.g. ZRAFT_TEST_MUTATIONS);
         ``nodes[i].env`` adds to it for one node."""
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.election_timeout = election_timeout
         self.max_log_count = max_log_count
         self.backend = backend
+        self.backends = list(dict.fromkeys([*(backends or ["dict"]), backend]))
+        self.python_path = [str(Path(p).resolve()) for p in python_path or []]
         self.peer_name = peer_name
         self.base_port = base_port
         self.extra_raft = dict(extra_raft or {})
@@ -166,7 +176,8 @@ class LocalCluster:
         cluster = cls(directory, 0, election_timeout=doc.get("election_timeout", 500),
                       max_log_count=doc.get("max_log_count", 1000),
                       backend=doc.get("backend", "dict"), peer_name=doc.get("peer_name", "zraft"),
-                      extra_raft=doc.get("extra_raft"), env=doc.get("env"))
+                      extra_raft=doc.get("extra_raft"), env=doc.get("env"),
+                      backends=doc.get("backends"), python_path=doc.get("python_path"))
         cluster.cookie_file = Path(doc.get("cookie_file") or cluster.cookie_file)
         for item in doc.get("nodes", []):
             port = int(str(item["address"]).rpartition(":")[2])
@@ -221,7 +232,9 @@ class LocalCluster:
                 **n.extra_raft}
         lines = ["[node]", f'listen = "{n.address}"', f'cookie_file = "{self.cookie_file}"',
                  f'log_dir = "{n.directory / "data"}"',
-                 f'snapshot_dir = "{n.directory / "data"}"', "", "[raft]"]
+                 f'snapshot_dir = "{n.directory / "data"}"',
+                 f"backends = {json.dumps(self.backends)}",  # JSON strings are TOML strings
+                 f"python_path = {json.dumps(self.python_path)}", "", "[raft]"]
         for key, value in raft.items():
             lines.append(f"{key} = {json.dumps(value)}")
         lines += ["", "[logging]", f'dir = "{n.directory / "log"}"', 'level = "info"']
@@ -403,6 +416,7 @@ class LocalCluster:
             return
         doc = {
             "peer_name": self.peer_name, "backend": self.backend,
+            "backends": self.backends, "python_path": self.python_path,
             "cookie_file": str(self.cookie_file),
             "election_timeout": self.election_timeout, "max_log_count": self.max_log_count,
             "extra_raft": self.extra_raft, "env": self.env,

@@ -5,8 +5,9 @@ Rules: a node's state comes first from its process (``down`` when it does not ru
 it), then from its peer's stat (``leader``/``follower``/``candidate``; a pre-candidate shows
 as ``candidate``; a member the leader replicates to as a learner, or a peer that is not in
 its own configuration, shows as ``learner``; ``unreachable`` if a running node does not
-answer in time). Lag is the leader's last log index minus the node's. Probes run in
-parallel, each bounded by ``timeout``.
+answer in time; ``failed`` when the peer stopped because its backend cannot run, with the
+reason in ``failure`` and in the NOTE column). Lag is the leader's last log index minus the
+node's. Probes run in parallel, each bounded by ``timeout``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from zraft.client.connection import ConnectionPool
 from zraft.cluster import admin
 from zraft.cluster.local import LocalCluster, NodeProcess
 
-STATES = ("leader", "follower", "candidate", "learner", "down", "paused", "unreachable")
+STATES = ("leader", "follower", "candidate", "learner", "down", "paused", "unreachable",
+          "failed")
 COLUMNS = ("node", "peer", "pid", "state", "term", "commit", "applied", "last_index",
            "snapshot_index", "lag", "rss_mb", "blocked")
 
@@ -60,7 +62,7 @@ def _row(cluster: LocalCluster, n: NodeProcess, info: dict[str, Any] | None,
         "node": n.index, "peer": cluster.peer_id(n), "address": n.address,
         "pid": n.pid if alive else None, "state": "down", "term": None, "commit": None,
         "applied": None, "last_index": None, "snapshot_index": None, "lag": None,
-        "rss_mb": None, "blocked": [], "leader": None, "snapshots": None,
+        "rss_mb": None, "blocked": [], "leader": None, "snapshots": None, "failure": None,
     }
     if not alive:
         return row
@@ -76,6 +78,9 @@ def _row(cluster: LocalCluster, n: NodeProcess, info: dict[str, Any] | None,
                last_index=info.get("last_index"), snapshot_index=info.get("snapshot_index"),
                leader=info.get("leader"), config_state=info.get("config_state"))
     row["state"] = _state(cluster.peer_id(n), info, leader)
+    failed = info.get("backend_failed")
+    if isinstance(failed, dict):
+        row["state"], row["failure"] = "failed", str(failed.get("error"))
     # an old leader cut off in a minority still says "leader" until it hears a newer term
     row["stale_leader"] = bool(row["state"] == "leader" and leader is not None
                                and info.get("term", 0) < leader.get("term", 0))
@@ -125,6 +130,8 @@ def render(doc: dict[str, Any]) -> str:
         if stream.get("sends_started", 0) > stream.get("sends_ok", 0) + stream.get(
                 "sends_failed", 0):
             note.append("sending snapshot")
+        if row.get("failure"):
+            note.append(f"backend failed: {row['failure']}")
         if row.get("stale_leader"):
             note.append("stale leader (older term)")
         if row.get("config_state") not in (None, "stable"):

@@ -7,6 +7,7 @@
 - ``commands``: the command arrays carried by DATA entries, with encoders.
 - ``registry``: load a backend by name behind an allowlist.
 - ``snapshot``: the state machine's part of a snapshot directory.
+- ``simple``: SimpleBackend, a Backend whose state is one msgpack value (docs/backends.md).
 """
 
 from zraft.fsm.backend import (
@@ -20,6 +21,7 @@ from zraft.fsm.backend import (
 from zraft.fsm.codec import NOT_FOUND
 from zraft.fsm.machine import ApplyBatch, QueryReply, Reply, SessionEvent, StateMachine
 from zraft.fsm.registry import BackendNotAllowed, load_backend
+from zraft.fsm.simple import SimpleBackend
 from zraft.fsm.snapshot import SnapshotImage
 from zraft.fsm.watches import DATA_CHANGED, LEADER_CHANGED, WatchTrigger
 
@@ -36,6 +38,7 @@ __all__ = [
     "QueryResult",
     "Reply",
     "SessionEvent",
+    "SimpleBackend",
     "SnapshotCorrupted",
     "SnapshotImage",
     "SnapshotJob",

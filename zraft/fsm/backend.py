@@ -28,6 +28,7 @@ machine's thread; at most one snapshot is in progress at a time.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
@@ -108,6 +109,17 @@ class Backend(Protocol):
 
         Raise ``SnapshotCorrupted`` if the files are missing or damaged.
         """
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Re-raise ``exc`` if it is a Ctrl-C meant for this process (``KeyboardInterrupt`` in
+    the main thread, as in the simulator). Whatever else a backend's code raises, also a
+    ``BaseException`` such as ``SystemExit`` from ``sys.exit()``, is the backend's error:
+    let through, it would end the state machine's actor, and Pykka stops every actor of
+    the process (the node's other groups too) on a ``BaseException``."""
+    if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is \
+            threading.main_thread():
+        raise exc
 
 
 __all__ = [

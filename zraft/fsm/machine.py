@@ -10,9 +10,16 @@ Rules:
   ``applied_index`` (and the clock, below).
 - Every DATA entry gets exactly one ``Reply(index, term, result, error)``; ``error`` is None
   or a code: ``bad_command: <reason>`` (undecodable/unknown command, or the backend raised
-  BadCommand: its message, bounded), ``backend_error: <TypeName>`` (the backend raised),
-  ``session_expired``, ``exists`` (connect of a live session), ``duplicate`` (a session
-  write already answered and acknowledged). Nothing raised by a command escapes ``apply``.
+  BadCommand: its message, bounded), ``backend_error: <TypeName>: <message>`` (the backend
+  raised anything else: the first line of its message, bounded, memory addresses masked, so
+  every replica gives the same text), ``session_expired``, ``exists`` (connect of a live
+  session), ``duplicate`` (a session write already answered and acknowledged). Nothing
+  raised by a command escapes ``apply``. The backend's state is left as the raising call
+  left it (no rollback): the same on every replica, since the same deterministic code ran
+  on the same state (docs/backends.md, "When apply raises").
+- A backend whose ``apply`` / ``apply_in_session`` takes a keyword ``time_ms`` is given the
+  entry's time (the leader's clock when it accepted the write, the same on every replica),
+  the only clock a backend may read; others are called without it (no cost for them).
 - Time is entry time only. Before applying each entry, every session with
   ``expires_at <= entry.time`` expires; so after any batch no session due at the last
   entry's time remains, and the result does not depend on how entries were batched.
@@ -56,6 +63,7 @@ Driver recipe (the state machine actor):
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -64,7 +72,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from zraft.core.entries import DATA, Entry
-from zraft.fsm.backend import ApplyResult, Backend, BadCommand, QueryResult, SnapshotCorrupted
+from zraft.errors import BadCommand as ClientBadCommand
+from zraft.fsm.backend import (
+    ApplyResult,
+    Backend,
+    BadCommand,
+    QueryResult,
+    SnapshotCorrupted,
+    reraise_interrupt,
+)
 from zraft.fsm.codec import hashable, normalize
 from zraft.fsm.commands import (
     WRITE,
@@ -88,7 +104,7 @@ from zraft.fsm.sessions import (
 )
 from zraft.fsm.snapshot import DATA_DIR, SnapshotImage, read_machine_state
 from zraft.fsm.watches import WatchRegistry, WatchTrigger
-from zraft.saferepr import safe_repr
+from zraft.saferepr import exception_line, safe_repr
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +121,23 @@ DISCONNECTED = "disconnected"
 
 
 def backend_error(exc: BaseException) -> str:
-    return f"backend_error: {type(exc).__name__}"
+    """``"backend_error: TypeName: first line of the message"`` (see ``exception_line``)."""
+    return f"backend_error: {exception_line(exc)}"
 
 
+# what a backend raises to refuse a command: zraft.fsm.BadCommand, or the client's
+# zraft.BadCommand (the same meaning, easy to reach for from ``import zraft``)
+_BAD_COMMAND = (BadCommand, ClientBadCommand)
 _REASON_CHARS = 200  # a refusal's reason is kept short: it may quote what a client sent
 
 
-def bad_command(exc: BadCommand) -> str:
+def bad_command(exc: BadCommand | ClientBadCommand) -> str:
     """``"bad_command: <reason>"`` (the backend's message, bounded), or ``"bad_command"``.
     The reason comes from the command and the backend's code only: every replica gives the
     same one, so it may be cached in the session table."""
     reason = str(exc)
+    if reason == BAD_COMMAND:  # zraft.BadCommand() without a message
+        reason = ""
     return f"{BAD_COMMAND}: {reason[:_REASON_CHARS]}" if reason else BAD_COMMAND
 
 
@@ -188,7 +210,19 @@ class StateMachine:
         self.watches = WatchRegistry()
         self.is_leader = False
         self._snapshot_in_progress: SnapshotImage | None = None
+        # bound once: a backend that asks for the entry time gets it, the others are
+        # called exactly as before (the plain write path stays one call)
+        self._backend_apply: Callable[[Any], Any] = (
+            self._timed(backend.apply) if takes_time(backend.apply) else backend.apply)
+        self._backend_apply_in_session: Callable[[Any, str], Any] = (
+            self._timed(backend.apply_in_session) if takes_time(backend.apply_in_session)
+            else backend.apply_in_session)
         backend.init(peer_id)
+
+    def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            return method(*args, time_ms=self.last_time)
+        return call
 
     # ------------------------------------------------------------------ apply
 
@@ -205,6 +239,7 @@ class StateMachine:
             if entry.term > self.sessions.leader_term and entry.type == DATA:
                 self.sessions.new_leader(entry.term, entry.time)
             self._expire_due(entry.time, out)
+            self.last_time = entry.time  # before the apply: a timed backend reads it
             if entry.type == DATA:
                 data = entry.data
                 self.log_bytes += len(data) if type(data) is bytes else 32
@@ -212,7 +247,6 @@ class StateMachine:
                 replies_append(_new_tuple(Reply, (entry.index, entry.term, value, error)))
             self.applied_index = entry.index
             self.applied_term = entry.term
-            self.last_time = entry.time
         out.applied_index = self.applied_index
         return out
 
@@ -222,7 +256,7 @@ class StateMachine:
             if type(raw) is list and len(raw) == 2 and type(raw[0]) is int and raw[0] == WRITE:
                 return self._plain_write(raw[1], out)  # the common case: no Write object
             command = command_from_raw(raw)
-        except BadCommand as exc:
+        except _BAD_COMMAND as exc:
             return bad_command(exc), None
         time = entry.time
         if isinstance(command, Write):
@@ -263,9 +297,9 @@ class StateMachine:
             return self._refuse_dead_session(sid, out)
         if decision.action == APPLY:
             if command.temporary:
-                outcome = self._call(self.backend.apply_in_session, command.payload, sid)
+                outcome = self._call(self._backend_apply_in_session, command.payload, sid)
             else:
-                outcome = self._call(self.backend.apply, command.payload)
+                outcome = self._call(self._backend_apply, command.payload)
             self._fire(outcome.trigger_keys, out)
             reply = _cacheable(outcome)
             self.sessions.finish_write(sid, msg_id, command.acc_upto, reply)
@@ -285,10 +319,11 @@ class StateMachine:
     def _plain_write(self, payload: Any, out: ApplyBatch) -> tuple[str | None, Any]:
         """`_call` + `_fire` for the hot path, without the intermediate outcome."""
         try:
-            answer = self.backend.apply(payload)
-        except BadCommand as exc:
+            answer = self._backend_apply(payload)
+        except _BAD_COMMAND as exc:
             return bad_command(exc), None
-        except Exception as exc:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             log.debug("backend %s raised on %s", type(self.backend).__name__,
                       safe_repr(payload), exc_info=True)
             return backend_error(exc), None
@@ -305,9 +340,10 @@ class StateMachine:
             if isinstance(answer, ApplyResult):
                 return _Outcome(None, answer.result, answer.trigger_keys)
             return _Outcome(None, answer)
-        except BadCommand as exc:
+        except _BAD_COMMAND as exc:
             return _Outcome(bad_command(exc), None)
-        except Exception as exc:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             log.debug("backend %s raised on %s", type(self.backend).__name__, safe_repr(args),
                       exc_info=True)
             return _Outcome(backend_error(exc), None)
@@ -347,7 +383,8 @@ class StateMachine:
         self.watches.drop_session(sid)
         try:
             deleted = [hashable(k) for k in self.backend.expire_session(sid)]
-        except Exception:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             log.warning("backend expire_session(%s) raised", safe_repr(sid), exc_info=True)
             deleted = []
         self._fire(deleted, out)
@@ -392,9 +429,10 @@ class StateMachine:
             elif watched:
                 return QueryReply(None, WATCH_NOT_SUPPORTED)
             return QueryReply(answer.value)
-        except BadCommand as exc:
+        except _BAD_COMMAND as exc:
             return QueryReply(None, bad_command(exc))
-        except Exception as exc:
+        except BaseException as exc:
+            reraise_interrupt(exc)
             log.debug("backend query raised", exc_info=True)
             return QueryReply(None, backend_error(exc))
 
@@ -483,6 +521,16 @@ class StateMachine:
         }
 
 
+def takes_time(method: Callable[..., Any]) -> bool:
+    """True if ``method`` accepts a keyword argument ``time_ms`` (the entry's time)."""
+    try:
+        param = inspect.signature(method).parameters.get("time_ms")
+    except (TypeError, ValueError):  # no signature (a builtin): it cannot take one
+        return False
+    return param is not None and param.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def _tree_size(directory: Path) -> int:
     """Bytes of every file under ``directory`` (a snapshot: a handful of files)."""
     total = 0
@@ -499,7 +547,8 @@ def _cacheable(outcome: _Outcome) -> CachedReply:
         return CachedReply(outcome.error, None)
     try:
         return CachedReply(None, normalize(outcome.value))
-    except Exception as exc:
+    except BaseException as exc:
+        reraise_interrupt(exc)
         return CachedReply(backend_error(exc), None)
 
 
@@ -516,4 +565,5 @@ __all__ = [
     "Reply",
     "SessionEvent",
     "StateMachine",
+    "takes_time",
 ]

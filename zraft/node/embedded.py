@@ -38,7 +38,14 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from zraft.config import ConfigError, NodeConfig, ensure_dirs, load_config, parse_config
+from zraft.config import (
+    ConfigError,
+    NodeConfig,
+    ensure_dirs,
+    load_config,
+    parse_config,
+    use_python_path,
+)
 from zraft.ids import PeerId
 
 
@@ -135,6 +142,7 @@ class Node:
             from zraft.logsetup import setup_logging
 
             setup_logging(cfg.logging, cfg.listen)
+        use_python_path(cfg)  # before any backend is imported
         from zraft.node.server import Node as ServerNode  # after logging: its loggers
 
         server = ServerNode(cfg)

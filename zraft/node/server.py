@@ -13,6 +13,13 @@ Rules:
    without crashing (zraft/actors/storage_failure.py).
 4. At start every peer found in ``log_dir`` is restarted, its storage opened (and recovered)
    before any actor starts, so a corrupt log stops the node with exit code 2.
+5. A backend is checked at the boundary, before anything exists: ``create_peer`` (and
+   ``check_exists`` given a backend) refuses a name the allowlist lacks
+   (``backend_not_allowed``) and one that cannot be imported, constructed or initialised
+   (``backend_error``, one line naming the cause), before any directory is made. A stored
+   peer whose backend cannot run at start (or later: its ``init``/``install_snapshot``
+   raised) stops alone: one line on stderr, ``backend_failed`` in its ``stat`` and in
+   ``node_status``; the node and its other peers go on (actors/backend_failure.py).
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from supervisors import (
@@ -41,8 +50,9 @@ from zraft.actors.ticker import Ticker
 from zraft.config import ConfigError, NodeConfig
 from zraft.core.config import KNOWN_MUTATIONS, CoreConfig
 from zraft.core.messages import MESSAGE_CODES
+from zraft.errors import BackendError, BackendNotAllowed
 from zraft.fsm.heap_trim import request_trim
-from zraft.fsm.registry import BackendNotAllowed, canonical_name, is_allowed, load_backend
+from zraft.fsm.registry import canonical_name, is_allowed, load_backend, probe_backend
 from zraft.ids import PeerId, is_cluster_id, node_of
 from zraft.node.events import EventLog
 from zraft.node.requests import NODE_OPS, Limits, RequestError, fast_ok, validate
@@ -75,6 +85,10 @@ def test_mutations() -> frozenset[str]:
         raise ConfigError(f"{MUTATIONS_ENV}: unknown mutations {sorted(unknown)}")
     return names
 PEER_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, reset_after_s=60.0)
+# admin ops answered on a thread of their own (create_peer, check_exists of a backend,
+# node_status: they import backends, start actors, wait on every peer): at most this many
+# at once, so a client sending them in a loop costs a refusal each, never a thread each
+MAX_SLOW_OPS = 8
 
 
 class PeerEntry:
@@ -101,6 +115,7 @@ class Node:
         self.peers: dict[str, PeerEntry] = {}
         self._peers_lock = threading.Lock()
         self._create_lock = threading.Lock()  # create_peer: check and start as one step
+        self._slow_ops = threading.BoundedSemaphore(MAX_SLOW_OPS)
         self._preopened: dict[str, DiskLogStorage] = {}
         self.stopped = threading.Event()
         self.exit_code = 0
@@ -111,6 +126,7 @@ class Node:
         self.ticker: Ticker | None = None
         self.snapshots = SnapshotService(self)
         self.counters: Counter[str] = Counter()  # refusals the node made, for node_status
+        self.backend_failures: dict[str, str] = {}  # peer name -> why it stopped
         # test-only: clients may send Raft messages (the frame fuzzer must catch it); read
         # in start(), where a bad ZRAFT_TEST_MUTATIONS is a ConfigError (exit 2)
         self._client_peer_frames = False
@@ -243,7 +259,7 @@ class Node:
                                                           retain=2),
             send_raft=self.send_raft, reply=self.reply, sessions=self.sessions,
             snapshots=self.snapshots, events=self.events,
-            report_failure=self._peer_failed,
+            report_failure=self._peer_failed, backend_failed=self._backend_failed,
             peer_removed=self._peer_removed, sm_stats=self.sm_stats, log_stats=self.log_stats,
             mutations=test_mutations())
 
@@ -265,6 +281,18 @@ class Node:
         entry = self.peers.get(name)
         self.events.record("peer_failed", peer=entry.peer_id if entry else name,
                            reason=reason[:200])
+
+    def _backend_failed(self, name: str, text: str) -> None:
+        """A peer stopped because its backend cannot run (called from its thread): one line
+        on stderr, an event, and ``node_status``; its pre-opened log is closed."""
+        self.backend_failures[name] = text
+        print(f"zraft node {self.address}: {text}", file=sys.stderr, flush=True)
+        entry = self.peers.get(name)
+        self.events.record("backend_failed", peer=entry.peer_id if entry else name,
+                           reason=text[:300])
+        storage = self._preopened.pop(name, None)
+        if storage is not None:
+            storage.close()
 
     def _peer_removed(self, name: str) -> None:
         """Called from the removed peer's own thread: never wait on the supervisor here."""
@@ -410,14 +438,15 @@ class Node:
             elif op == "list_peers":
                 self.reply(conn, req_id, "ok", sorted(self.peers))
             elif op == "check_exists":
-                self.reply(conn, req_id, *self._check_exists(args[0]))
+                if args[1] is None:
+                    self.reply(conn, req_id, *self._check_exists(args[0]))
+                else:  # importing a backend may take a while: keep the reader thread free
+                    self._slow_op(op, self._check_exists_with, conn, req_id, args)
             elif op == "create_peer":
                 # Starting an actor waits for its on_start: keep the reader thread free.
-                threading.Thread(target=self._create_peer, args=(conn, req_id, args),
-                                 daemon=True).start()
+                self._slow_op(op, self._create_peer, conn, req_id, args)
             elif op == "node_status":
-                threading.Thread(target=self._node_status, args=(conn, req_id),
-                                 daemon=True).start()
+                self._slow_op(op, self._node_status, conn, req_id)
             elif op == "partition":
                 # [[addrs]] or [[addrs], "in" | "out" | "both"]: a one-way partition blocks
                 # one direction on one node
@@ -450,6 +479,54 @@ class Node:
             return "already_present", {"message": f"peer {peer_id} already exists"}
         return "ok", None
 
+    def _slow_op(self, op: str, target: Callable[..., None], conn: Any, req_id: int,
+                 *args: Any) -> None:
+        """Run ``target(conn, req_id, *args)`` on a thread of its own, if fewer than
+        MAX_SLOW_OPS run; else refuse this request at once (``error``: retry later)."""
+        if not self._slow_ops.acquire(blocking=False):
+            self.counters["refused_slow_ops"] += 1
+            self.reply(conn, req_id, "error", {"message": f"{op}: node busy ({MAX_SLOW_OPS} "
+                                                          "admin requests in progress); retry"})
+            return
+
+        def run() -> None:
+            try:
+                target(conn, req_id, *args)
+            finally:
+                self._slow_ops.release()
+        try:
+            threading.Thread(target=run, name=f"zraft-{op}", daemon=True).start()
+        except BaseException:
+            self._slow_ops.release()
+            raise
+
+    def _check_backend(self, backend: str, peer_id: str) -> None:
+        """Rule 5: raise ``BackendError`` (``BackendNotAllowed`` or a load error), one line
+        naming the backend, this node and the cause, unless a peer here could run it."""
+        if not is_allowed(backend, self.cfg.backends):
+            raise BackendNotAllowed(
+                f"backend {safe_repr(backend)} is not allowed on node {self.address} (its "
+                f"[node] backends: {', '.join(self.cfg.backends)}): add it there")
+        try:
+            probe_backend(backend, self.cfg.backends, peer_id)
+        except BackendError as exc:
+            raise type(exc)(f"backend {canonical_name(backend)} cannot be loaded on node "
+                            f"{self.address}: {exc}") from None
+
+    def _check_exists_with(self, conn: Any, req_id: int, args: list[Any]) -> None:
+        """``check_exists [name, backend]``: also whether this node can run the backend."""
+        try:
+            status, payload = self._check_exists(args[0])
+            if status == "ok":
+                self._check_backend(args[1], str(PeerId.parse(f"{args[0]}@{self.address}")))
+            self.reply(conn, req_id, status, payload)
+        except BackendError as exc:
+            self.reply(conn, req_id, exc.code, {"message": str(exc)})
+        except Exception as exc:
+            log.exception("check_exists failed")
+            self.reply(conn, req_id, "error", {"message": f"check_exists: internal error "
+                                                          f"({type(exc).__name__})"})
+
     def _create_peer(self, conn: Any, req_id: int, args: list[Any]) -> None:
         try:
             name, backend = args[0], args[1]
@@ -457,8 +534,7 @@ class Node:
             if not is_cluster_id(cluster_id):
                 raise ValueError("cluster id must be 1-64 letters, digits, '-' or '_'")
             peer_id = str(PeerId.parse(f"{name}@{self.address}"))
-            if not is_allowed(backend, self.cfg.backends):
-                raise BackendNotAllowed(f"backend {safe_repr(backend)} is not allowed on this node")
+            self._check_backend(backend, peer_id)  # before anything exists (rule 5)
             with self._create_lock:
                 status, payload = self._check_exists(name)
                 if status != "ok":
@@ -466,8 +542,8 @@ class Node:
                     return
                 self._start_peer(name, peer_id, canonical_name(backend), cluster_id)
             self.reply(conn, req_id, "ok", peer_id)
-        except BackendNotAllowed as exc:
-            self.reply(conn, req_id, "backend_not_allowed", {"message": str(exc)})
+        except BackendError as exc:
+            self.reply(conn, req_id, exc.code, {"message": str(exc)})
         except (IndexError, ValueError) as exc:
             self.reply(conn, req_id, "bad_request", {"message": f"create_peer: {exc}"})
         except Exception as exc:
@@ -480,6 +556,8 @@ class Node:
             ref = entry.handle.resolve()
             peers[name] = {"peer": entry.peer_id, "running": ref is not None,
                            "fsm": self.sm_stats.get(name), "log_writer": self.log_stats.get(name)}
+            if name in self.backend_failures:
+                peers[name]["backend_failed"] = self.backend_failures[name]
         status = {
             "node": self.address, "pid": os.getpid(),
             "uptime": round(time.time() - self.started_at, 1),

@@ -1,0 +1,1 @@
+"""Small apps built on zraft (see README.md, "Your own state machine")."""
