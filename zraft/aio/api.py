@@ -179,9 +179,11 @@ async def _single(peer: Peer, op: str, args_fn: Any, timeout: float,
 
 
 async def check_exists(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
-                       *, pool: ConnectionPool | None = None) -> None:
-    """None if ``peer`` can be created on its node; ``AlreadyPresent`` if it exists."""
-    await _single(peer, "check_exists", lambda name: [name], timeout, pool)
+                       *, pool: ConnectionPool | None = None, backend: str | None = None) -> None:
+    """None if ``peer`` can be created on its node; ``AlreadyPresent`` if it exists. With
+    ``backend``, also whether its node could run it (as ``zraft.check_exists``)."""
+    args = [backend] if backend is not None else []
+    await _single(peer, "check_exists", lambda name: [name, *args], timeout, pool)
 
 
 async def create_peer(peer: Peer, backend: str, timeout: float = DEFAULT_TIMEOUT,
@@ -207,7 +209,8 @@ async def stat(peer: Peer, timeout: float = DEFAULT_TIMEOUT,
 
 async def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT,
                  *, pool: ConnectionPool | None = None) -> list[str]:
-    """Create a cluster, as ``zraft.create``: check every peer (concurrently), start them
+    """Create a cluster, as ``zraft.create``: check every peer (concurrently: it does not
+    exist yet and its node can run ``backend``; nothing is created if one fails), start them
     in list order, bootstrap the first, then set the configuration to all. Each step has
     ``timeout``; errors as ``zraft.create``'s."""
     check_timeout(timeout)
@@ -215,8 +218,9 @@ async def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_T
     if not ids:
         raise NoPeers("create needs at least one peer")
     cluster_id = new_cluster_id()
-    checks = await asyncio.gather(*(check_exists(peer, timeout, pool=pool) for peer in ids),
-                                  return_exceptions=True)
+    checks = await asyncio.gather(
+        *(check_exists(peer, timeout, pool=pool, backend=backend) for peer in ids),
+        return_exceptions=True)
     failures: list[tuple[str, ZRaftError]] = []
     for peer, outcome in zip(ids, checks, strict=True):
         if isinstance(outcome, ZRaftError):

@@ -323,16 +323,7 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
         except ZRaftError as exc:
             failures.append((peer, exc))
     if failures:
-<<<<<<< HEAD
         raise create_failure(failures)
-=======
-        first = failures[0][1]
-        text = "; ".join(f"{p}: {e}" for p, e in failures)  # each one line
-        err = type(first)(text)
-        err.details.update(failures=failures)
-        err.code = first.code
-        raise err
->>>>>>> i12-backends
     for peer in ids:
         try:
             create_peer(peer, backend, timeout, pool=pool, cluster_id=cluster_id)
@@ -347,7 +338,7 @@ def create_failure(failures: list[tuple[str, ZRaftError]]) -> ZRaftError:
     """``create``'s error when some peers cannot be created: the first failure's class,
     naming every ``(peer, error)`` (also in ``.details["failures"]``)."""
     first = failures[0][1]
-    text = ", ".join(f"{p}: {type(e).__name__}({e})" for p, e in failures)
+    text = "; ".join(f"{p}: {e}" for p, e in failures)  # each one line
     err = type(first)(text)
     err.details.update(failures=failures)
     err.code = first.code

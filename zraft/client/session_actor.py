@@ -25,7 +25,6 @@ from zraft.client.session_core import (  # re-exported: session.py and tests imp
     is_tag,
 )
 
-<<<<<<< HEAD
 __all__ = [
     "CancelRequest",
     "ListenerChange",
@@ -37,13 +36,6 @@ __all__ = [
     "fail_future",
     "is_tag",
 ]
-=======
-Peer = PeerId | str
-_EXISTS = frozenset({"exists", "already_present", "session_exists"})
-_RETRY_SAME = frozenset({"loading", "retry"})
-# the peer cannot serve (backend_failed: its backend cannot run): try another one
-_FAILED = frozenset({"noproc", "timeout", "local_timeout", "backend_failed"})
->>>>>>> i12-backends
 
 
 class SessionActor(SessionCore, pykka.ThreadingActor):

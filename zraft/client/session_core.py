@@ -66,7 +66,8 @@ from zraft.transport.codec import pack
 Peer = PeerId | str
 _EXISTS = frozenset({"exists", "already_present", "session_exists"})
 _RETRY_SAME = frozenset({"loading", "retry"})
-_FAILED = frozenset({"noproc", "timeout", "local_timeout"})
+# the peer cannot serve (backend_failed: its backend cannot run): try another one
+_FAILED = frozenset({"noproc", "timeout", "local_timeout", "backend_failed"})
 
 
 class Completion(Protocol):
