@@ -6,7 +6,6 @@ Every node is killed by pid at teardown (``Acceptance.close``)."""
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,6 @@ EXAMPLES = ROOT / "examples" / "objects"
 BACKENDS = ["dict", "inventory:Inventory", "zraft.objects:Counter", "zraft.objects:Dict",
             "zraft.objects:List", "zraft.objects:Queue", "zraft.objects:Set",
             "zraft.objects:LockManager"]
-
-
-class ObjectCluster(LocalCluster):
-    """A LocalCluster whose node configs allow BACKENDS (LocalCluster writes no
-    ``backends`` key of its own yet)."""
-
-    allowed = BACKENDS
-
-    def write_config(self, n: Any) -> None:
-        super().write_config(n)
-        text = n.config_path.read_text()
-        n.config_path.write_text(
-            text.replace("[node]\n", f"[node]\nbackends = {json.dumps(self.allowed)}\n", 1))
 
 
 class Objects(Acceptance):
@@ -65,8 +51,8 @@ class Objects(Acceptance):
 
 def make_objects(directory: Path, nodes: int = 3, **kwargs: Any) -> Objects:
     kwargs.setdefault("election_timeout", ELECTION_TIMEOUT_MS)
-    kwargs.setdefault("env", {"PYTHONPATH": str(EXAMPLES)})
-    acc = Objects(ObjectCluster(directory, nodes, **kwargs))
+    acc = Objects(LocalCluster(directory, nodes, backends=BACKENDS, python_path=[EXAMPLES],
+                               **kwargs))
     acc.start_nodes([n.index for n in acc.cluster.nodes])
     return acc
 

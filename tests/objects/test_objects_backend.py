@@ -113,8 +113,11 @@ def test_through_the_state_machine_errors_are_the_same_on_every_replica() -> Non
             feeder.write(["crash"]), feeder.write(["odd_result"]), feeder.write(["nope"]))])
     assert replies[0] == replies[1]
     assert replies[0] == [
-        (10, None), (None, "bad_command: balance is 10"), (None, "backend_error: KeyError"),
-        (None, "backend_error: TypeError"), (None, "bad_command: Account has no method 'nope'"),
+        (10, None), (None, "bad_command: balance is 10"),
+        (None, "backend_error: KeyError: 'boom'"),  # the message reaches the client
+        (None, "backend_error: TypeError: Account.odd_result returned a value msgpack "
+               "cannot carry (cannot encode set with msgpack)"),
+        (None, "bad_command: Account has no method 'nope'"),
     ]
 
 

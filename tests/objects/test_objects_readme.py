@@ -65,7 +65,7 @@ def test_the_shop_commands_start_three_copies_of_the_example_app() -> None:
 def test_the_python_examples_run_on_real_nodes(
         shared_objects: Objects, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (toml,) = blocks("toml")
-    assert tomllib.loads(toml)["node"]["backends"] == shared_objects.cluster.allowed
+    assert tomllib.loads(toml)["node"]["backends"] == shared_objects.cluster.backends
     acc = shared_objects
     monkeypatch.chdir(tmp_path)  # the embedded node's relative data_dir
     monkeypatch.syspath_prepend(str(EXAMPLES))  # ``from inventory import Inventory``
