@@ -1,0 +1,145 @@
+"""The determinism checker on the shipped backends, and on planted backends that each break
+one rule: every one is caught, with the first command that shows it named in the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.testing import check_backend_planted as planted
+from zraft.fsm import commands as cmd
+from zraft.fsm.codec import unpackb
+from zraft.testing.check_backend import CheckFailed, check
+from zraft.testing.check_backend.scenario import build, describe_entry, generate
+
+STEPS = 120
+
+
+def _failure(cls: type, *, processes: bool = False, seeds: int = 3) -> CheckFailed:
+    with pytest.raises(CheckFailed) as info:
+        check(cls, planted.kv_commands, seeds=seeds, steps=STEPS, processes=processes)
+    return info.value
+
+
+def _payload(entry: Any) -> Any:
+    """The user's command in a log entry (plain, session or temporary write), else None."""
+    if entry.data is None:
+        return None
+    raw = unpackb(entry.data)
+    if raw[0] == cmd.WRITE:
+        return raw[1]
+    if raw[0] == cmd.SESSION_WRITE:
+        return raw[5]
+    return None
+
+
+def _first_entry(seed: int, op: str) -> Any:
+    """The first log entry of the scenario of ``seed`` that carries the command ``op``."""
+    scenario = build(generate(planted.kv_commands, STEPS, seed), seed)
+    for entry in scenario.entries:
+        payload = _payload(entry)
+        if isinstance(payload, list) and payload[:1] == [op]:
+            return entry
+    raise AssertionError(f"no {op} in the scenario of seed {seed}")
+
+
+# ----------------------------------------------------------------- what passes
+
+
+def test_the_dict_backend_passes_in_replica_processes() -> None:
+    summary = check("dict", seeds=2, steps=150)
+    assert summary.mode == "processes" and summary.notes == []
+    # the run did exercise every path it claims to: snapshots, restores, crashes, installs
+    for what in ("snapshots", "restores", "crashes", "installs", "queries"):
+        assert summary.totals[what] > 0, (what, summary)
+
+
+def test_a_correct_backend_passes() -> None:
+    summary = check(planted.KV, planted.kv_commands, seeds=4, steps=STEPS, processes=False,
+                    state_of=planted.kv_state)
+    assert summary.mode == "inline"
+    assert summary.totals["restores"] > 0 and summary.totals["installs"] > 0
+
+
+# ----------------------------------------------------------------- planted defects
+
+
+def test_randomness_in_apply_is_caught_at_the_first_command_that_uses_it() -> None:
+    exc = _failure(planted.RandomKV)
+    first = _first_entry(exc.seed, "add")
+    assert exc.kind == "answers_differ" and exc.index == first.index
+    assert f"the replicas answered {describe_entry(first)} differently" in exc.report
+    assert "random.randint x1" in exc.report
+
+
+def test_set_iteration_order_is_caught_with_per_replica_hash_seeds() -> None:
+    exc = _failure(planted.SetOrderKV, processes=True)
+    assert exc.kind == "answers_differ"
+    assert "['pop'] differently" in exc.report
+    assert "PYTHONHASHSEED=101" in exc.report
+
+
+@pytest.mark.parametrize("cls, read", [(planted.ClockKV, "datetime.now x1"),
+                                       (planted.ImportedClockKV, "time.time x1")])
+def test_reading_the_clock_is_caught_at_the_first_command_that_reads_it(
+        cls: type, read: str) -> None:
+    # processes: ImportedClockKV's module bound the real time.time when this test imported
+    # it; only a replica process (fakes installed before the import) sees that read
+    exc = _failure(cls, processes=True, seeds=1)
+    first = _first_entry(exc.seed, "set")
+    assert exc.kind == "answers_differ" and exc.index == first.index
+    assert f"the replicas answered {describe_entry(first)} differently" in exc.report
+    assert read in exc.report
+
+
+def test_a_snapshot_that_loses_data_is_caught() -> None:
+    exc = _failure(planted.LossyKV)
+    assert exc.kind == "snapshot_roundtrip"
+    assert f"restore(snapshot(s)) != s: after restoring the snapshot at entry {exc.index}" \
+        in exc.report
+
+
+def test_a_snapshot_that_forgets_owners_makes_a_later_expiry_diverge() -> None:
+    exc = _failure(planted.ForgetfulOwnersKV)
+    assert "expiry check of session" in exc.report
+
+
+def test_dict_order_changed_by_a_restore_is_caught() -> None:
+    exc = _failure(planted.DictOrderKV)
+    assert exc.kind == "snapshot_roundtrip" and "query ['keys'] answers" in exc.report
+
+
+def test_a_mutated_command_is_caught_at_the_first_write() -> None:
+    exc = _failure(planted.MutatingKV)
+    scenario = build(generate(planted.kv_commands, STEPS, exc.seed), exc.seed)
+    first = next(e for e in scenario.entries if _payload(e) is not None)
+    assert exc.kind == "mutated_input" and exc.index == first.index
+    assert f"at {describe_entry(first)}" in exc.report
+
+
+def test_a_pickled_snapshot_is_refused() -> None:
+    exc = _failure(planted.PickleKV)
+    assert exc.kind == "pickle_snapshot" and "data/state is a pickle" in exc.report
+
+
+def test_an_async_snapshot_job_reading_live_state_is_caught() -> None:
+    exc = _failure(planted.LiveAsyncSnapshotKV)
+    assert exc.kind == "async_snapshot_live"
+
+
+def test_a_result_msgpack_cannot_encode_is_caught() -> None:
+    exc = _failure(planted.SetResultKV)
+    assert exc.kind == "not_msgpack" and "query ['members']" in exc.report
+
+
+def test_a_result_that_is_live_state_is_caught() -> None:
+    exc = _failure(planted.LiveResultKV)
+    assert exc.kind == "live_reference"
+
+
+def test_the_peer_id_in_the_state_is_caught() -> None:
+    exc = _failure(planted.PeerIdKV)
+    first = _first_entry(exc.seed, "del")
+    assert exc.kind == "answers_differ" and exc.index == first.index
+    assert "n1@127.0.0.1:9001" in exc.report
