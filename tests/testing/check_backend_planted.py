@@ -271,3 +271,29 @@ class PeerIdKV(KV):
         if isinstance(command, list) and command[:1] == ["del"]:
             return self.me
         return super()._apply(command, sid)
+
+
+class UnsortedSnapshotKV(KV):
+    """Correct, but its snapshot writes the members in the set's iteration order: the bytes
+    differ between replicas (PYTHONHASHSEED) while the states are the same."""
+
+    def state(self) -> list[Any]:
+        data, owner, _ = super().state()
+        return [data, owner, list(self.members)]
+
+
+class EmbeddedPickleKV(KV):
+    """msgpack on the outside, a pickle of the members inside a bin field."""
+
+    def snapshot(self) -> SnapshotJob:
+        import pickle
+
+        data, owner, members = self.state()
+        state = packb([data, owner, pickle.dumps(members)])
+        return SnapshotJob("sync", lambda d: (Path(d) / "state").write_bytes(state))
+
+    def install_snapshot(self, directory: Path) -> None:
+        import pickle
+
+        data, owner, members = unpackb((Path(directory) / "state").read_bytes())
+        self.data, self.owner, self.members = dict(data), dict(owner), set(pickle.loads(members))

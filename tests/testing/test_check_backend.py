@@ -3,14 +3,19 @@ one rule: every one is caught, with the first command that shows it named in the
 
 from __future__ import annotations
 
+import pickle
+import random
 from typing import Any
 
 import pytest
 
 from tests.testing import check_backend_planted as planted
 from zraft.fsm import commands as cmd
-from zraft.fsm.codec import unpackb
-from zraft.testing.check_backend import CheckFailed, check
+from zraft.fsm.codec import packb, unpackb
+from zraft.fsm.registry import BUILTIN_BACKENDS
+from zraft.testing.check_backend import DEFAULTS, CheckFailed, check
+from zraft.testing.check_backend.__main__ import main
+from zraft.testing.check_backend.replica import pickle_at
 from zraft.testing.check_backend.scenario import build, describe_entry, generate
 
 STEPS = 120
@@ -47,8 +52,11 @@ def _first_entry(seed: int, op: str) -> Any:
 # ----------------------------------------------------------------- what passes
 
 
-def test_the_dict_backend_passes_in_replica_processes() -> None:
-    summary = check("dict", seeds=2, steps=150)
+@pytest.mark.parametrize("name", sorted(BUILTIN_BACKENDS))
+def test_every_shipped_backend_passes_in_replica_processes(name: str) -> None:
+    # a shipped backend needs a default generator (generators.DEFAULTS) to be checked here
+    assert BUILTIN_BACKENDS[name] in DEFAULTS, f"no command generator for {name}"
+    summary = check(name, seeds=2, steps=150)
     assert summary.mode == "processes" and summary.notes == []
     # the run did exercise every path it claims to: snapshots, restores, crashes, installs
     for what in ("snapshots", "restores", "crashes", "installs", "queries"):
@@ -56,7 +64,7 @@ def test_the_dict_backend_passes_in_replica_processes() -> None:
 
 
 def test_a_correct_backend_passes() -> None:
-    summary = check(planted.KV, planted.kv_commands, seeds=4, steps=STEPS, processes=False,
+    summary = check(planted.KV, planted.kv_commands, seeds=3, steps=STEPS, processes=False,
                     state_of=planted.kv_state)
     assert summary.mode == "inline"
     assert summary.totals["restores"] > 0 and summary.totals["installs"] > 0
@@ -123,6 +131,23 @@ def test_a_pickled_snapshot_is_refused() -> None:
     assert exc.kind == "pickle_snapshot" and "data/state is a pickle" in exc.report
 
 
+def test_a_pickle_inside_a_msgpack_snapshot_is_refused() -> None:
+    exc = _failure(planted.EmbeddedPickleKV)
+    assert exc.kind == "pickle_snapshot" and "data/state holds a pickle at byte" in exc.report
+
+
+def test_pickle_detection_has_no_false_positive_on_binary_data() -> None:
+    rng = random.Random(7)
+    assert pickle_at(rng.randbytes(1 << 20)) is None
+    # msgpack of binary values full of pickle-like bytes (PROTO 4, FRAME, STOP)
+    values = [bytes(rng.choice((0x80, 0x04, 0x95, 0x2E, 0x4B, rng.randrange(256)))
+                    for _ in range(rng.randrange(1, 64))) for _ in range(2000)]
+    assert pickle_at(packb(values)) is None
+    assert pickle_at(b"\x80\x04" + bytes(100)) is None
+    assert pickle_at(pickle.dumps({"a": [1, 2]})) == 0
+    assert pickle_at(b"\x93\xa1x\xc4" + pickle.dumps((1, "b"))) == 4
+
+
 def test_an_async_snapshot_job_reading_live_state_is_caught() -> None:
     exc = _failure(planted.LiveAsyncSnapshotKV)
     assert exc.kind == "async_snapshot_live"
@@ -143,3 +168,35 @@ def test_the_peer_id_in_the_state_is_caught() -> None:
     first = _first_entry(exc.seed, "del")
     assert exc.kind == "answers_differ" and exc.index == first.index
     assert "n1@127.0.0.1:9001" in exc.report
+
+
+# ----------------------------------------------------------------- non-canonical snapshots
+
+
+def test_unsorted_snapshot_bytes_are_reported_unless_state_of_describes_the_state() -> None:
+    # the same state written in a set's iteration order: bytes differ between replicas
+    exc = _failure(planted.UnsortedSnapshotKV, processes=True, seeds=2)
+    assert exc.kind == "states_differ" and "pass state_of" in exc.report
+    summary = check(planted.UnsortedSnapshotKV, planted.kv_commands, seeds=2, steps=STEPS,
+                    state_of=planted.kv_state)
+    assert summary.mode == "processes"
+
+
+# ----------------------------------------------------------------- the command line
+
+PLANTED = "tests.testing.check_backend_planted"
+
+
+def test_the_command_line_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--commands", f"{PLANTED}:kv_commands", "--seeds", "2", "--steps", "60",
+            "--inline"]
+    assert main([f"{PLANTED}:KV", *args]) == 0
+    assert "2 seeds x 60 steps passed" in capsys.readouterr().out
+    assert main([f"{PLANTED}:RandomKV", *args]) == 1
+    out = capsys.readouterr().out
+    assert "failed at scenario seed 0" in out and "differently" in out
+    assert f"Replay: python -m zraft.testing.check_backend {PLANTED}:RandomKV" in out
+    assert main(["no_such_module_zz:X", *args]) == 2
+    assert "ModuleNotFoundError" in capsys.readouterr().err
+    assert main([f"{PLANTED}:KV"]) == 2  # no generator: it says what to pass
+    assert "no command generator" in capsys.readouterr().err

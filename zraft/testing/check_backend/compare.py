@@ -100,14 +100,32 @@ def _show_state(obs: Observation, other: Observation) -> list[str]:
     lines = []
     previews, state = obs.info[1] or {}, obs.info[2]
     other_previews, other_state = other.info[1] or {}, other.info[2]
-    if state is not None or other_state is not None:
-        lines.append(f"state_of: {safe_repr(_unpack(other_state))} vs "
-                     f"{safe_repr(_unpack(state))}")
+    if state != other_state:
+        a, b = _unpack(other_state), _unpack(state)
+        lines.append(f"state_of: {safe_repr(a)} vs {safe_repr(b)}")
+        lines.append(f"state_of first differs at {value_difference(a, b)}")
+        if _unpack(obs.detail)[0] == _unpack(other.detail)[0]:
+            return lines  # the compared files agree: only the backend's bytes are unsorted
     if previews != other_previews:
         lines.append(f"snapshot files: {file_difference(other_previews, previews)}")
     elif _unpack(obs.detail)[0] != _unpack(other.detail)[0]:
         lines.append(f"snapshot files differ after their first {PREVIEW_BYTES} bytes")
     return lines
+
+
+def value_difference(a: Any, b: Any, path: str = "") -> str:
+    """Where two decoded values first differ: ``[2][0]: 'c' vs 'f'``."""
+    if isinstance(a, list) and isinstance(b, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            if x != y:
+                return value_difference(x, y, f"{path}[{i}]")
+        if len(a) != len(b):
+            return f"{path or 'the top'}: {len(a)} vs {len(b)} items"
+    elif isinstance(a, dict) and isinstance(b, dict) and list(a) == list(b):
+        for k in a:
+            if a[k] != b[k]:
+                return value_difference(a[k], b[k], f"{path}[{safe_repr(k)}]")
+    return f"{path or 'the top'}: {safe_repr(a)} vs {safe_repr(b)}"
 
 
 def first_problem(scenario: Scenario, traces: list[Trace],
@@ -202,4 +220,4 @@ def _divergence(scenario: Scenario, obs: Observation, replica: int, ref: Observa
     return Problem(obs.key, STATES_DIFFER, "\n".join(lines))
 
 
-__all__ = ["ANSWERS_DIFFER", "STATES_DIFFER", "Problem", "first_problem"]
+__all__ = ["ANSWERS_DIFFER", "STATES_DIFFER", "Problem", "first_problem", "value_difference"]

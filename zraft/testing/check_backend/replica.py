@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 from zraft.core.entries import Entry
 from zraft.fsm.codec import packb, unpackb
 from zraft.fsm.machine import StateMachine
-from zraft.fsm.snapshot import SnapshotImage
+from zraft.fsm.snapshot import DATA_DIR, SnapshotImage
 from zraft.saferepr import safe_repr
 from zraft.testing.check_backend.env import Surroundings
 from zraft.testing.check_backend.probe import Call, Finding, Probe, pack
@@ -133,15 +133,43 @@ def file_difference(a: dict[str, bytes], b: dict[str, bytes]) -> str:
     return "no difference"
 
 
-def is_pickle(data: bytes) -> bool:
-    """True if ``data`` is one whole pickle (pickle in a snapshot lets a peer run code)."""
-    if len(data) < 2 or data[0] != 0x80 or data[-1:] != b".":
-        return False
+_PICKLE_SCAN_BYTES = 4 << 20  # of each snapshot file
+_PICKLE_CANDIDATES = 256  # offsets tried per file, at most
+_PICKLE_MIN_BYTES = 16  # pickle.dumps of anything but a tiny scalar is longer
+
+
+def pickle_at(data: bytes) -> int | None:
+    """The offset of a pickle (protocol 2 or later) in ``data``, whole or embedded (e.g.
+    ``pickle.dumps`` bytes stored in a msgpack bin), else None. Found by parsing the opcodes
+    (``pickletools``, which never runs them) from each PROTO opcode up to a STOP."""
+    data = data[:_PICKLE_SCAN_BYTES]
+    start, tried = data.find(b"\x80"), 0
+    while start != -1 and tried < _PICKLE_CANDIDATES:
+        if start + 1 < len(data) and 2 <= data[start + 1] <= 5:
+            tried += 1
+            if _whole_pickle(data[start:]):
+                return start
+        start = data.find(b"\x80", start + 1)
+    return None
+
+
+def _whole_pickle(data: bytes) -> bool:
+    """``data`` starts with a pickle as ``pickle.dumps`` writes one: one PROTO, first; frames
+    that fit; one object built (``pickletools.dis`` checks the stack and memo) up to STOP."""
     try:
-        ops = list(pickletools.genops(io.BytesIO(data)))
+        for op, arg, pos in pickletools.genops(io.BytesIO(data)):
+            if (op.name == "PROTO") != (pos == 0):
+                return False
+            if op.name == "FRAME" and arg > len(data) - pos - 9:
+                return False
+            if op.name == "STOP":
+                if pos < _PICKLE_MIN_BYTES - 1:
+                    return False  # a bare small int or so: nothing worth a pickle
+                break
+        pickletools.dis(io.BytesIO(data), out=io.StringIO())
     except Exception:
         return False
-    return bool(ops) and ops[-1][0].name == "STOP" and ops[-1][2] == len(data) - 1
+    return True
 
 
 class ReplicaRun:
@@ -316,14 +344,18 @@ class ReplicaRun:
         return True
 
     def _check_pickle(self, key: tuple[int, int, int], directory: Path) -> None:
+        """A snapshot must be msgpack-clean: no pickle in it, whole or embedded."""
         if self._pickle_checked:
             return
-        for name, data in fingerprint(directory / "data").items():
-            if is_pickle(data):
+        for name, data in fingerprint(directory / DATA_DIR).items():
+            at = pickle_at(data)
+            if at is not None:
                 self._pickle_checked = True
-                self._find(key, PICKLE, f"the snapshot file data/{name} is a pickle: a node "
+                where = "is a pickle" if at == 0 else f"holds a pickle at byte {at}"
+                self._find(key, PICKLE, f"the snapshot file data/{name} {where}: a node "
                            "installing a snapshot from a peer would run whatever it says; "
                            "write msgpack (zraft.fsm.codec.packb) instead")
+                return
 
     def _checkpoint(self, index: int) -> None:
         if self.pending is not None:
@@ -337,9 +369,18 @@ class ReplicaRun:
         files = fingerprint(directory)
         state = self._state_of((index, SELF, 1), self.probe.backend)
         previews = {name: data[:PREVIEW_BYTES] for name, data in files.items()}
-        self.observations.append(Observation(key, packb([digest(files), state]),
-                                             [[], previews, state]))
+        self.observations.append(Observation(key, packb([digest(self._compared(files)),
+                                                         state]), [[], previews, state]))
         self._roundtrip(index, directory, files, state)
+
+    def _compared(self, files: dict[str, bytes]) -> dict[str, bytes]:
+        """The snapshot files whose bytes must match: all of them, or with ``state_of``
+        (which then describes the backend's state) only the machine's own (sessions), so a
+        backend may write a state in a non-canonical order (a set as it iterates)."""
+        if self.state_of is None:
+            return files
+        return {name: data for name, data in files.items()
+                if not name.startswith(DATA_DIR + "/")}
 
     def _state_of(self, key: tuple[int, int, int], backend: Any) -> bytes | None:
         if self.state_of is None:
@@ -376,10 +417,11 @@ class ReplicaRun:
             return
         files2 = fingerprint(again)
         shutil.rmtree(again, ignore_errors=True)
-        if files2 != files:
+        if self._compared(files2) != self._compared(files):
             self._find(key, ROUNDTRIP, f"restore(snapshot(s)) != s: the state restored from "
                        f"the snapshot at entry {index} snapshots differently "
-                       f"({file_difference(files, files2)}): the snapshot loses or changes "
+                       f"({file_difference(self._compared(files), self._compared(files2))})"
+                       ": the snapshot loses or changes "
                        "something (or is not canonical)")
             return
         state2 = self._state_of(key, probe.backend)
@@ -529,4 +571,4 @@ def _answer(pair: tuple[bytes | None, str | None]) -> str:
 
 
 __all__ = ["ENTRY", "QUERY", "SELF", "STATE", "Observation", "ReplicaRun", "Schedule",
-           "Trace", "digest", "file_difference", "fingerprint", "is_pickle"]
+           "Trace", "digest", "file_difference", "fingerprint", "pickle_at"]
