@@ -297,3 +297,46 @@ class EmbeddedPickleKV(KV):
 
         data, owner, members = unpackb((Path(directory) / "state").read_bytes())
         self.data, self.owner, self.members = dict(data), dict(owner), set(pickle.loads(members))
+
+
+class HiddenRandomKV(KV):
+    """``set`` answers right but also records a random stamp in the state: no answer
+    differs, only the states (and so the snapshots) do."""
+
+    def init(self, peer_id: str) -> None:
+        super().init(peer_id)
+        self.stamps: dict[str, int] = {}
+
+    def _apply(self, command: Any, sid: str | None) -> Any:
+        if isinstance(command, list) and command[:1] == ["set"] and len(command) == 3:
+            self.stamps[command[1]] = random.getrandbits(32)
+        return super()._apply(command, sid)
+
+    def state(self) -> list[Any]:
+        return [*super().state(), sorted(self.stamps.items())]
+
+    def install_snapshot(self, directory: Path) -> None:
+        data, owner, members, stamps = unpackb((Path(directory) / "state").read_bytes())
+        self.data, self.owner, self.members = dict(data), dict(owner), set(members)
+        self.stamps = dict(stamps)
+
+
+class QueryWritesKV(KV):
+    """``get`` counts its reads in the state: only the replicas that ran a query change."""
+
+    def init(self, peer_id: str) -> None:
+        super().init(peer_id)
+        self.reads = 0
+
+    def query(self, q: Any) -> Any:
+        if isinstance(q, list) and q[:1] == ["get"]:
+            self.reads += 1
+        return super().query(q)
+
+    def state(self) -> list[Any]:
+        return [*super().state(), self.reads]
+
+    def install_snapshot(self, directory: Path) -> None:
+        data, owner, members, reads = unpackb((Path(directory) / "state").read_bytes())
+        self.data, self.owner, self.members = dict(data), dict(owner), set(members)
+        self.reads = reads

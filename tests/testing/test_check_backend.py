@@ -64,7 +64,7 @@ def test_every_shipped_backend_passes_in_replica_processes(name: str) -> None:
 
 
 def test_a_correct_backend_passes() -> None:
-    summary = check(planted.KV, planted.kv_commands, seeds=3, steps=STEPS, processes=False,
+    summary = check(planted.KV, planted.kv_commands, seeds=2, steps=STEPS, processes=False,
                     state_of=planted.kv_state)
     assert summary.mode == "inline"
     assert summary.totals["restores"] > 0 and summary.totals["installs"] > 0
@@ -99,6 +99,22 @@ def test_reading_the_clock_is_caught_at_the_first_command_that_reads_it(
     assert exc.kind == "answers_differ" and exc.index == first.index
     assert f"the replicas answered {describe_entry(first)} differently" in exc.report
     assert read in exc.report
+
+
+def test_randomness_kept_in_the_state_is_narrowed_to_the_entry_that_wrote_it() -> None:
+    # no answer differs, only the states: the checker reruns the seed comparing them after
+    # every entry, so the report names the first set, not a checkpoint a few entries later
+    exc = _failure(planted.HiddenRandomKV)
+    first = _first_entry(exc.seed, "set")
+    assert exc.kind == "states_differ" and exc.index == first.index
+    assert f"The entry that made them differ:\n  {describe_entry(first)}" in exc.report
+    assert "comparing the states after every entry" in exc.report
+
+
+def test_a_query_that_changes_the_state_is_caught() -> None:
+    exc = _failure(planted.QueryWritesKV)
+    assert exc.kind == "states_differ"
+    assert "and the queries ['get'," in exc.report
 
 
 def test_a_snapshot_that_loses_data_is_caught() -> None:
@@ -177,7 +193,7 @@ def test_unsorted_snapshot_bytes_are_reported_unless_state_of_describes_the_stat
     # the same state written in a set's iteration order: bytes differ between replicas
     exc = _failure(planted.UnsortedSnapshotKV, processes=True, seeds=2)
     assert exc.kind == "states_differ" and "pass state_of" in exc.report
-    summary = check(planted.UnsortedSnapshotKV, planted.kv_commands, seeds=2, steps=STEPS,
+    summary = check(planted.UnsortedSnapshotKV, planted.kv_commands, seeds=1, steps=STEPS,
                     state_of=planted.kv_state)
     assert summary.mode == "processes"
 
@@ -195,7 +211,9 @@ def test_the_command_line_exit_codes(capsys: pytest.CaptureFixture[str]) -> None
     assert main([f"{PLANTED}:RandomKV", *args]) == 1
     out = capsys.readouterr().out
     assert "failed at scenario seed 0" in out and "differently" in out
-    assert f"Replay: python -m zraft.testing.check_backend {PLANTED}:RandomKV" in out
+    replay = (f"Replay: python -m zraft.testing.check_backend {PLANTED}:RandomKV --commands "
+              f"{PLANTED}:kv_commands --inline --seed 0 --seeds 1 --steps 60")
+    assert replay in out
     assert main(["no_such_module_zz:X", *args]) == 2
     assert "ModuleNotFoundError" in capsys.readouterr().err
     assert main([f"{PLANTED}:KV"]) == 2  # no generator: it says what to pass

@@ -128,9 +128,10 @@ def value_difference(a: Any, b: Any, path: str = "") -> str:
     return f"{path or 'the top'}: {safe_repr(a)} vs {safe_repr(b)}"
 
 
-def first_problem(scenario: Scenario, traces: list[Trace],
-                  names: list[str]) -> tuple[Problem | None, int]:
-    """The first problem in log order and how many problems there are in all."""
+def first_problem(scenario: Scenario, traces: list[Trace], names: list[str],
+                  every: int = 16) -> tuple[Problem | None, int]:
+    """The first problem in log order and how many problems there are in all (``every``:
+    the replicas' checkpoint interval, in entries)."""
     reference: dict[tuple[int, int, int], tuple[Observation, int]] = {}
     for trace in traces:
         for obs in trace.observations:
@@ -159,7 +160,7 @@ def first_problem(scenario: Scenario, traces: list[Trace],
         return Problem(finding.key, finding.kind,
                        text + (f"\n{history}" if history else "")), len(candidates)
     obs, replica, ref, ref_replica = first
-    problem = _divergence(scenario, obs, replica, ref, ref_replica, names)
+    problem = _divergence(scenario, obs, replica, ref, ref_replica, names, every)
     histories = [h for h in (_history(traces[ref_replica], names[ref_replica], obs.key[0]),
                              _history(traces[replica], names[replica], obs.key[0])) if h]
     if histories:
@@ -178,7 +179,7 @@ def _history(trace: Trace, name: str, index: int) -> str:
 
 
 def _divergence(scenario: Scenario, obs: Observation, replica: int, ref: Observation,
-                ref_replica: int, names: list[str]) -> Problem:
+                ref_replica: int, names: list[str], every: int) -> Problem:
     index, phase, sub = obs.key
     a, b = names[ref_replica], names[replica]
     if phase == ENTRY:
@@ -204,10 +205,11 @@ def _divergence(scenario: Scenario, obs: Observation, replica: int, ref: Observa
     assert phase == STATE
     lines = [f"after log entry {index} every answer so far agreed, but the states of "
              f"{a} and {b} differ:", *(f"  {line}" for line in _show_state(obs, ref)),
-             "The entries since the previous checkpoint:"]
-    since = [e for e in scenario.entries if index - 16 < e.index <= index]
+             "The entry that made them differ:" if every == 1 else
+             "The entries since the previous checkpoint (the last ten):"]
+    since = [e for e in scenario.entries if index - every < e.index <= index]
     lines += [f"  {describe_entry(e)}" for e in since[-10:]]
-    queries = [q for q in scenario.queries if index - 16 <= q.after <= index]
+    queries = [q for q in scenario.queries if index - every < q.after <= index]
     if queries:
         lines.append("  and the queries " + ", ".join(safe_repr(q.query) for q in queries[:6])
                      + " (a query must not change the state: only the leader runs it)")

@@ -154,12 +154,15 @@ def pickle_at(data: bytes) -> int | None:
 
 
 def _whole_pickle(data: bytes) -> bool:
-    """``data`` starts with a pickle as ``pickle.dumps`` writes one: one PROTO, first; frames
-    that fit; one object built (``pickletools.dis`` checks the stack and memo) up to STOP."""
+    """``data`` starts with a pickle as ``pickle.dumps`` writes one: one PROTO, first; (from
+    protocol 4) a FRAME next, and frames that fit; one object built (``pickletools.dis``
+    checks the stack and memo) up to STOP."""
     try:
-        for op, arg, pos in pickletools.genops(io.BytesIO(data)):
+        for n, (op, arg, pos) in enumerate(pickletools.genops(io.BytesIO(data))):
             if (op.name == "PROTO") != (pos == 0):
                 return False
+            if n == 1 and data[1] >= 4 and op.name != "FRAME":
+                return False  # protocol 4 and later frame everything but tiny pickles
             if op.name == "FRAME" and arg > len(data) - pos - 9:
                 return False
             if op.name == "STOP":

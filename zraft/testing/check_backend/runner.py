@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from zraft.fsm.registry import canonical_name
 from zraft.testing.check_backend import env
-from zraft.testing.check_backend.compare import first_problem
+from zraft.testing.check_backend.compare import STATES_DIFFER, first_problem
 from zraft.testing.check_backend.generators import load, resolve
 from zraft.testing.check_backend.replica import ReplicaRun, Schedule, Trace
 from zraft.testing.check_backend.scenario import Scenario, build, generate
@@ -162,26 +162,39 @@ class _Checker:
         """One scenario on three replicas; raises CheckFailed on the first problem."""
         scenario = build(ops, seed)
         self.runs += 1
-        base = self.workdir / f"seed-{seed}-{self.runs}"
+        traces = self._traces(scenario, seed, self.schedule)
+        self.totals["entries"] += len(scenario.entries)
+        for trace in traces:
+            self.totals.update(trace.stats)
+        every = self.schedule.checkpoint_every
+        problem, count = first_problem(scenario, traces, ["n1", "n2", "n3"], every)
+        if problem is not None and problem.kind == STATES_DIFFER and every > 1:
+            # the states are compared every few entries: run the seed again comparing them
+            # after every entry, to name the entry that made them differ
+            narrow = self.schedule._replace(checkpoint_every=1)
+            again, _ = first_problem(scenario, self._traces(scenario, seed, narrow),
+                                     ["n1", "n2", "n3"], 1)
+            if again is not None and again.key <= problem.key:
+                problem = again._replace(text=again.text + "\n(found by a second run of "
+                                         "this seed comparing the states after every entry)")
+        if problem is not None:
+            more = f"\n({count} problems in this seed; the first in log order is shown)"
+            raise CheckFailed(self._report(seed, problem.text + more), seed, problem.kind,
+                              problem.key[0])
+
+    def _traces(self, scenario: Scenario, seed: int, schedule: Schedule) -> list[Trace]:
+        base = self.workdir / f"seed-{seed}-{self.runs}-{schedule.checkpoint_every}"
         try:
-            first = self.executor.run([(0, scenario, seed, base / "n1", [], self.schedule)])
+            first = self.executor.run([(0, scenario, seed, base / "n1", [], schedule)])
             foreign = first[0].snapshots
-            traces = first + self.executor.run(
-                [(n, scenario, seed, base / f"n{n + 1}", foreign, self.schedule)
+            return first + self.executor.run(
+                [(n, scenario, seed, base / f"n{n + 1}", foreign, schedule)
                  for n in range(1, REPLICAS)])
         except WorkerDied as exc:
             raise CheckFailed(self._report(seed, f"a replica process failed: {exc}"), seed,
                               "replica_died") from None
         finally:
             shutil.rmtree(base, ignore_errors=True)
-        self.totals["entries"] += len(scenario.entries)
-        for trace in traces:
-            self.totals.update(trace.stats)
-        problem, count = first_problem(scenario, traces, ["n1", "n2", "n3"])
-        if problem is not None:
-            more = f"\n({count} problems in this seed; the first in log order is shown)"
-            raise CheckFailed(self._report(seed, problem.text + more), seed, problem.kind,
-                              problem.key[0])
 
     def _report(self, seed: int, body: str) -> str:
         replicas = "\n".join(f"  {line}" for line in self.describe)
@@ -234,14 +247,23 @@ def check(backend: Any, commands: Any = None, *, seeds: int = 10, steps: int = 2
     notes: list[str] = []
     schedule = schedule or Schedule()
     root = _workdir(workdir)
-    commands_arg = f" --commands {commands}" if isinstance(commands, str) else ""
-    hash_arg = ("" if tuple(hash_seeds) == DEFAULT_HASH_SEEDS else
-                " --hash-seeds " + ",".join(map(str, hash_seeds)))
+    # the command line that replays a failure: every argument that shaped the run
+    args = ""
+    commands_spec = commands if isinstance(commands, str) else (
+        _spec_of(commands) if commands is not None else None)
+    if commands_spec:
+        args += f" --commands {commands_spec}"
+    if state_of is not None and _spec_of(state_of):
+        args += f" --state-of {_spec_of(state_of)}"
+    if tuple(hash_seeds) != DEFAULT_HASH_SEEDS:
+        args += " --hash-seeds " + ",".join(map(str, hash_seeds))
+    if processes is False:
+        args += " --inline"
 
     def replay(s: int) -> str:
         what = "seed" if kind == "function" else "hypothesis seed"
         shown = backend if isinstance(backend, str) else name
-        return (f"python -m zraft.testing.check_backend {shown}{commands_arg}{hash_arg} "
+        return (f"python -m zraft.testing.check_backend {shown}{args} "
                 f"--seed {s} --seeds 1 --steps {steps}  (or check(..., seed={s}, seeds=1, "
                 f"steps={steps}); the {what} replays the run exactly)")
 
