@@ -13,7 +13,7 @@ from tests.testing import check_backend_planted as planted
 from zraft.fsm import commands as cmd
 from zraft.fsm.codec import packb, unpackb
 from zraft.fsm.registry import BUILTIN_BACKENDS
-from zraft.testing.check_backend import DEFAULTS, CheckFailed, check
+from zraft.testing.check_backend import DEFAULTS, CheckFailed, check, query, write
 from zraft.testing.check_backend.__main__ import main
 from zraft.testing.check_backend.replica import pickle_at
 from zraft.testing.check_backend.scenario import build, describe_entry, generate
@@ -218,3 +218,18 @@ def test_the_command_line_exit_codes(capsys: pytest.CaptureFixture[str]) -> None
     assert "ModuleNotFoundError" in capsys.readouterr().err
     assert main([f"{PLANTED}:KV"]) == 2  # no generator: it says what to pass
     assert "no command generator" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- hypothesis strategies
+
+
+def test_a_hypothesis_strategy_drives_the_check_and_shrinks_within_its_budget() -> None:
+    from hypothesis import strategies as st
+
+    ops = st.one_of(
+        st.builds(lambda k, v: write(["add", k, v]), st.sampled_from("abc"), st.integers(1, 3)),
+        st.builds(lambda k: query(["get", k]), st.sampled_from("abc")))
+    assert check(planted.KV, ops, seeds=2, steps=12, processes=False).mode == "inline"
+    with pytest.raises(CheckFailed) as info:
+        check(planted.RandomKV, ops, seeds=2, steps=12, processes=False, shrink_seconds=1)
+    assert info.value.kind == "answers_differ" and "plain write ['add'," in info.value.report
