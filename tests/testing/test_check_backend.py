@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pickle
 import random
+import re
+import shlex
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -233,3 +236,28 @@ def test_a_hypothesis_strategy_drives_the_check_and_shrinks_within_its_budget() 
     with pytest.raises(CheckFailed) as info:
         check(planted.RandomKV, ops, seeds=2, steps=12, processes=False, shrink_seconds=1)
     assert info.value.kind == "answers_differ" and "plain write ['add'," in info.value.report
+
+
+# ----------------------------------------------------------------- the README's examples
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+SECTION = README[README.index("## Checking your state machine"):
+                 README.index("## Testing and evidence")]
+
+
+def test_the_readme_pytest_example_runs() -> None:
+    block = re.search(r"```python\n(.*?)```", SECTION, re.S)
+    assert block is not None
+    namespace: dict[str, Any] = {}
+    exec(compile(block.group(1), "README.md", "exec"), namespace)
+    namespace["test_my_backend_is_deterministic"]()
+
+
+def test_the_readme_command_for_the_dict_backend_runs(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    line = re.search(r"```sh\n(.*?)\n", SECTION, re.S)
+    assert line is not None
+    argv = shlex.split(line.group(1).split(" #")[0])
+    assert argv[:3] == [".venv/bin/python", "-m", "zraft.testing.check_backend"]
+    assert main(argv[3:]) == 0
+    assert "5 seeds x 200 steps passed" in capsys.readouterr().out
