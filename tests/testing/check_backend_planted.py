@@ -340,3 +340,11 @@ class QueryWritesKV(KV):
         data, owner, members, reads = unpackb((Path(directory) / "state").read_bytes())
         self.data, self.owner, self.members = dict(data), dict(owner), set(members)
         self.reads = reads
+
+
+class UnorderedExpiryKV(KV):
+    """Correct: an expiry lists the deleted keys in a set's order (they are a set of keys
+    that fire watches, so their order is free)."""
+
+    def expire_session(self, session_id: str) -> list[str]:
+        return list(set(super().expire_session(session_id)))

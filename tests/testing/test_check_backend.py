@@ -261,3 +261,10 @@ def test_the_readme_command_for_the_dict_backend_runs(capsys: pytest.CaptureFixt
     assert argv[:3] == [".venv/bin/python", "-m", "zraft.testing.check_backend"]
     assert main(argv[3:]) == 0
     assert "5 seeds x 200 steps passed" in capsys.readouterr().out
+
+
+def test_keys_that_fire_watches_may_come_in_any_order() -> None:
+    # seed 4 expires a session owning two keys, listed in another order by each replica
+    summary = check(planted.UnorderedExpiryKV, planted.kv_commands, seed=4, seeds=1,
+                    steps=STEPS, state_of=planted.kv_state)
+    assert summary.mode == "processes"

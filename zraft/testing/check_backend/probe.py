@@ -58,6 +58,15 @@ def pack(value: Any) -> bytes | None:
         return None
 
 
+def pack_keys(keys: list[Any]) -> bytes | None:
+    """Keys that fire watches, as msgpack, in a canonical order: they are a set (each fires
+    its watches), so replicas may list them in any order."""
+    packed = [pack(key) for key in keys]
+    if any(p is None for p in packed):
+        return None
+    return pack(sorted(keys, key=pack))
+
+
 def _exc_detail(exc: BaseException) -> list[Any]:
     if isinstance(exc, BadCommand):
         return ["raised BadCommand", str(exc)[:200]]
@@ -137,7 +146,7 @@ class Probe:
             except TypeError:
                 self._find(NOT_MSGPACK, f"{name} gave the trigger key {safe_repr(key)}, which "
                            "cannot be made hashable: its watches could never fire")
-        packed = pack(keys)
+        packed = pack_keys(keys)
         if packed is None:
             self._find(NOT_MSGPACK, f"{name} gave trigger keys msgpack cannot encode: "
                        f"{safe_repr(keys)}")
@@ -150,7 +159,7 @@ class Probe:
         except BaseException as exc:
             self._record("expire_session", [*_exc_detail(exc), session_id], ())
             raise
-        self._record("expire_session", [pack(answer), session_id], reads)
+        self._record("expire_session", [pack_keys(answer), session_id], reads)
         return answer
 
     def _record(self, method: str, detail: list[Any], reads: tuple[Any, ...]) -> None:
@@ -223,4 +232,4 @@ def _unpack(data: bytes) -> Any:
 
 
 __all__ = ["BAD_SNAPSHOT_JOB", "MUTATED_INPUT", "NOT_MSGPACK", "Call", "Finding", "Probe",
-           "pack"]
+           "pack", "pack_keys"]
