@@ -348,3 +348,21 @@ class UnorderedExpiryKV(KV):
 
     def expire_session(self, session_id: str) -> list[str]:
         return list(set(super().expire_session(session_id)))
+
+
+class ExitKV(KV):
+    """Kills its process on ``pop`` (a backend calling os._exit, or crashing the interpreter)."""
+
+    def pop_member(self) -> Any:
+        import os
+
+        os._exit(3)
+
+
+class HangKV(KV):
+    """Never returns from ``pop``."""
+
+    def pop_member(self) -> Any:
+        import time
+
+        time.sleep(3600)

@@ -3,13 +3,17 @@ one rule: every one is caught, with the first command that shows it named in the
 
 from __future__ import annotations
 
+import datetime
+import os
 import pickle
 import random
 import re
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.testing import check_backend_planted as planted
@@ -268,3 +272,35 @@ def test_keys_that_fire_watches_may_come_in_any_order() -> None:
     summary = check(planted.UnorderedExpiryKV, planted.kv_commands, seed=4, seeds=1,
                     steps=STEPS, state_of=planted.kv_state)
     assert summary.mode == "processes"
+
+
+# ----------------------------------------------------------------- the checker's own hygiene
+
+
+def _worker_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True)
+            if "zraft.testing.check_backend.worker" in " ".join(p.cmdline())]
+
+
+def test_a_replica_process_that_exits_is_reported_and_none_is_left_behind() -> None:
+    exc = _failure(planted.ExitKV, processes=True, seeds=1)
+    assert exc.kind == "replica_died" and "it exited; exit code 3" in exc.report
+    assert _worker_children() == []
+
+
+def test_a_backend_call_that_never_returns_stops_the_replica_after_the_timeout() -> None:
+    with pytest.raises(CheckFailed) as info:
+        check(planted.HangKV, planted.kv_commands, seeds=1, steps=STEPS, timeout=3)
+    assert info.value.kind == "replica_died" and "no answer in 3 s" in info.value.report
+    assert _worker_children() == []
+
+
+def test_the_fake_clocks_and_random_are_put_back() -> None:
+    real = (time.time, time.monotonic, time.perf_counter, random.random, random.randint,
+            os.urandom, datetime.datetime, datetime.date)
+    check(planted.KV, planted.kv_commands, seeds=1, steps=40, processes=False)
+    _failure(planted.RandomKV)
+    assert main([f"{PLANTED}:KV", "--commands", f"{PLANTED}:kv_commands", "--seeds", "1",
+                 "--steps", "20", "--inline"]) == 0
+    assert (time.time, time.monotonic, time.perf_counter, random.random, random.randint,
+            os.urandom, datetime.datetime, datetime.date) == real

@@ -75,8 +75,10 @@ class Worker:
         env["PYTHONHASHSEED"] = str(hash_seed)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env["ZRAFT_MALLOC_TRIM"] = "0"  # no trimmer timers in a short-lived helper
+        # -c, not -m: the package imports this module, and runpy warns when running it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zraft.testing.check_backend.worker"],
+            [sys.executable, "-c",
+             "from zraft.testing.check_backend.worker import _main; _main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in, self._out = self.proc.stdin, self.proc.stdout.fileno()
@@ -89,7 +91,9 @@ class Worker:
             raise self._died(f"cannot send to it ({type(exc).__name__})") from None
 
     def ready(self) -> None:
-        reply = self._receive(self.timeout)
+        # starting Python and importing the backend is not a backend call: on a busy
+        # machine it may take longer than a short per-run timeout
+        reply = self._receive(max(self.timeout, 60.0))
         if reply[0] != "ready":
             raise WorkerDied(str(reply[1]))
 
@@ -107,14 +111,19 @@ class Worker:
         try:
             return _read_frame(self._out, time.monotonic() + timeout)
         except TimeoutError:
+            self.proc.kill()  # it is stuck in a backend call: it would not read "stop"
+            died = self._died(f"no answer in {timeout:g} s (a backend call that never "
+                              "returns?); it was stopped")
             self.close()
-            raise self._died(f"no answer in {timeout:g} s (a backend call that never "
-                             "returns?); it was stopped") from None
+            raise died from None
         except (EOFError, OSError):
             raise self._died("it exited") from None
 
     def _died(self, what: str) -> WorkerDied:
-        code = self.proc.poll()
+        try:
+            code = self.proc.wait(timeout=5)  # its pipe closed first: let it finish exiting
+        except subprocess.TimeoutExpired:
+            code = None
         self._stderr.seek(0)
         tail = self._stderr.read()[-3000:].decode(errors="replace")
         return WorkerDied(f"replica n{self.number + 1} (PYTHONHASHSEED={self.hash_seed}): "
@@ -131,7 +140,8 @@ class Worker:
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 stream.close()
-        self._stderr.close()
+        if not self._stderr.closed:
+            self._stderr.close()
 
 
 def _main() -> None:
