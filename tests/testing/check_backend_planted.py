@@ -363,6 +363,8 @@ class HangKV(KV):
     """Never returns from ``pop``."""
 
     def pop_member(self) -> Any:
+        import sys
         import time
 
+        print("HangKV: pop hangs now", file=sys.stderr, flush=True)  # in the report
         time.sleep(3600)

@@ -292,6 +292,7 @@ def test_a_backend_call_that_never_returns_stops_the_replica_after_the_timeout()
     with pytest.raises(CheckFailed) as info:
         check(planted.HangKV, planted.kv_commands, seeds=1, steps=STEPS, timeout=3)
     assert info.value.kind == "replica_died" and "no answer in 3 s" in info.value.report
+    assert "HangKV: pop hangs now" in info.value.report  # its stderr: stopped in the hang
     assert _worker_children() == []
 
 
