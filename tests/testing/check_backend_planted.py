@@ -368,3 +368,18 @@ class HangKV(KV):
 
         print("HangKV: pop hangs now", file=sys.stderr, flush=True)  # in the report
         time.sleep(3600)
+
+
+class BornAtKV(KV):
+    """Stamps each instance with the time it was made (in ``__init__``) and answers ``del``
+    with it: a replica restarted later answers differently."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.born = time.time()
+
+    def _apply(self, command: Any, sid: str | None) -> Any:
+        if isinstance(command, list) and command[:1] == ["del"]:
+            return int(self.born)
+        return super()._apply(command, sid)

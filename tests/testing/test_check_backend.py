@@ -124,6 +124,13 @@ def test_a_query_that_changes_the_state_is_caught() -> None:
     assert "and the queries ['get'," in exc.report
 
 
+def test_a_clock_read_in_the_constructor_is_caught() -> None:
+    # backends are made in the replica's surroundings too: the fake clocks differ by months
+    exc = _failure(planted.BornAtKV)
+    first = _first_entry(exc.seed, "del")
+    assert exc.kind == "answers_differ" and exc.index == first.index
+
+
 def test_a_snapshot_that_loses_data_is_caught() -> None:
     exc = _failure(planted.LossyKV)
     assert exc.kind == "snapshot_roundtrip"

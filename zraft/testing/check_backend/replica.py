@@ -214,7 +214,9 @@ class ReplicaRun:
     # ------------------------------------------------------------------ helpers
 
     def _new_machine(self) -> tuple[StateMachine, Probe]:
-        probe = Probe(self.factory(), self.env, self.findings)
+        with self.env.active():  # a constructor that reads the clock sees the fake one
+            backend = self.factory()
+        probe = Probe(backend, self.env, self.findings)
         return StateMachine(probe, self.peer_id), probe
 
     def _find(self, key: tuple[int, int, int], kind: str, message: str) -> None:
