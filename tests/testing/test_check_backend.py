@@ -9,6 +9,8 @@ import pickle
 import random
 import re
 import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -220,8 +222,10 @@ PLANTED = "tests.testing.check_backend_planted"
 def test_the_command_line_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--commands", f"{PLANTED}:kv_commands", "--seeds", "2", "--steps", "60",
             "--inline"]
+    path = list(sys.path)
     assert main([f"{PLANTED}:KV", *args]) == 0
     assert "2 seeds x 60 steps passed" in capsys.readouterr().out
+    assert sys.path == path
     assert main([f"{PLANTED}:RandomKV", *args]) == 1
     out = capsys.readouterr().out
     assert "failed at scenario seed 0" in out and "differently" in out
@@ -312,3 +316,17 @@ def test_the_fake_clocks_and_random_are_put_back() -> None:
                  "--steps", "20", "--inline"]) == 0
     assert (time.time, time.monotonic, time.perf_counter, random.random, random.randint,
             os.urandom, datetime.datetime, datetime.date) == real
+
+
+def test_the_command_line_imports_the_backend_from_python_path(tmp_path: Path) -> None:
+    # from another directory, with nothing of the tests on the path: only --python-path
+    # lets this process and the replica processes import the module
+    here = str(Path(__file__).parent)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "zraft.testing.check_backend", "check_backend_planted:KV",
+         "--python-path", here, "--commands", "check_backend_planted:kv_commands",
+         "--seeds", "1", "--steps", "60"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "1 seeds x 60 steps passed" in proc.stdout and "(processes)" in proc.stdout

@@ -7,6 +7,7 @@ backend or generator cannot be loaded or an option is wrong.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -42,8 +43,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for directory in reversed(args.python_path):
-        sys.path.insert(0, directory)
+    saved_path = list(sys.path)
+    # absolute: the replica processes get this path and may start elsewhere
+    sys.path[:0] = [os.path.abspath(d) for d in args.python_path]
+    try:
+        return _check(args)
+    finally:
+        sys.path[:] = saved_path
+
+
+def _check(args: argparse.Namespace) -> int:
     # Fake clocks go in before the backend's module is imported, so that a module-level
     # ``from time import time`` in it is seen too (the worker processes do the same).
     from zraft.testing.check_backend import env
