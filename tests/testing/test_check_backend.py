@@ -330,3 +330,14 @@ def test_the_command_line_imports_the_backend_from_python_path(tmp_path: Path) -
         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "1 seeds x 60 steps passed" in proc.stdout and "(processes)" in proc.stdout
+
+
+def test_a_class_defined_in_a_test_runs_inline_and_the_summary_says_so() -> None:
+    class Local(planted.KV):
+        pass
+
+    summary = check(Local, planted.kv_commands, seeds=1, steps=40)
+    assert summary.mode == "inline"
+    assert "set and str-hash order was not varied" in str(summary)
+    with pytest.raises(ValueError, match="must be importable by name"):
+        check(Local, planted.kv_commands, seeds=1, steps=40, processes=True)
