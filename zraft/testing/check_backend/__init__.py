@@ -19,9 +19,11 @@ its own process with its own PYTHONHASHSEED, fake clock and random streams, over
 random plain, session and temporary writes, session connects/pings/retries/closes and
 expiries, leader changes and queries; each replica takes snapshots, crashes and replays,
 and installs another's snapshot at its own random points. It fails on the first command
-where replicas answer or end up differently, and when a snapshot does not restore into
-the same state, an async snapshot job reads live state, apply mutates its command, or a
-result or snapshot is not msgpack-clean. Modules: ``scenario`` (the log), ``replica`` (one
+where replicas answer or end up differently (a difference in state found at a checkpoint
+is narrowed to its entry by a second run), and when a snapshot does not restore into the
+same state, an async snapshot job reads live state, apply or query mutates its input, a
+query changes the state, or a result is not msgpack-encodable or a snapshot holds a pickle.
+Modules: ``scenario`` (the log), ``replica`` (one
 replica's run), ``probe`` (the backend wrapper), ``env`` (fake clocks and random),
 ``compare`` (first problem), ``worker`` (replica processes), ``generators`` (commands),
 ``runner`` (``check``), ``__main__`` (the command line).
