@@ -23,10 +23,10 @@ where replicas answer or end up differently (a difference in state found at a ch
 is narrowed to its entry by a second run), and when a snapshot does not restore into the
 same state, an async snapshot job reads live state, apply or query mutates its input, a
 query changes the state, or a result is not msgpack-encodable or a snapshot holds a pickle.
-Modules: ``scenario`` (the log), ``replica`` (one
-replica's run), ``probe`` (the backend wrapper), ``env`` (fake clocks and random),
-``compare`` (first problem), ``worker`` (replica processes), ``generators`` (commands),
-``runner`` (``check``), ``__main__`` (the command line).
+Modules: ``scenario`` (the log), ``replica`` (one replica's run), ``probe`` (the backend
+wrapper), ``env`` (fake clocks and random), ``compare`` (first problem), ``worker`` (replica
+processes), ``generators`` (commands), ``runner`` (``check``), ``__main__`` (the command
+line).
 """
 
 from zraft.testing.check_backend.generators import DEFAULTS, dict_commands, query, write
