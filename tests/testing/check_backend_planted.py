@@ -383,3 +383,10 @@ class BornAtKV(KV):
         if isinstance(command, list) and command[:1] == ["del"]:
             return int(self.born)
         return super()._apply(command, sid)
+
+
+class NotABackend:
+    """Has apply but none of the rest of the Backend protocol."""
+
+    def apply(self, command: Any) -> Any:
+        return command

@@ -234,6 +234,8 @@ def test_the_command_line_exit_codes(capsys: pytest.CaptureFixture[str]) -> None
     assert replay in out
     assert main(["no_such_module_zz:X", *args]) == 2
     assert "ModuleNotFoundError" in capsys.readouterr().err
+    assert main([f"{PLANTED}:NotABackend", *args]) == 2  # loaded as a node loads it
+    assert "does not implement the Backend protocol" in capsys.readouterr().err
     assert main([f"{PLANTED}:KV"]) == 2  # no generator: it says what to pass
     assert "no command generator" in capsys.readouterr().err
 

@@ -59,6 +59,7 @@ def _check(args: argparse.Namespace) -> int:
 
     env.install()
     try:
+        from zraft.errors import ZRaftError
         from zraft.testing.check_backend.runner import CheckFailed, check
         from zraft.testing.check_backend.scenario import GeneratorError
 
@@ -74,7 +75,8 @@ def _check(args: argparse.Namespace) -> int:
         except CheckFailed as exc:
             print(exc.report)
             return 1
-        except (ImportError, AttributeError, ValueError, TypeError, GeneratorError) as exc:
+        except (ImportError, AttributeError, ValueError, TypeError, GeneratorError,
+                ZRaftError) as exc:
             print(f"check_backend: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         print(summary)

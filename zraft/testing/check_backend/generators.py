@@ -114,6 +114,17 @@ def load(spec: str) -> Any:
     return obj
 
 
+def backend_factory(spec: str | None, cls: type) -> Callable[[], Any]:
+    """What makes a fresh backend: the node's own loader (``zraft.fsm.registry``) when the
+    class has a plain ``module:Class`` name, so the checker runs what a node would run
+    (e.g. a class the registry wraps in an adapter), else the class itself."""
+    from zraft.fsm.registry import load_backend
+
+    if spec is not None and "." not in spec.partition(":")[2]:
+        return lambda: load_backend(spec, [spec])
+    return cls
+
+
 def is_strategy(obj: Any) -> bool:
     try:
         from hypothesis.strategies import SearchStrategy
@@ -164,5 +175,5 @@ def resolve(backend_name: str, backend_class: type, commands: Any) -> tuple[str,
                      "check_commands attribute")
 
 
-__all__ = ["DEFAULTS", "Op", "as_generator", "dict_commands", "is_strategy", "load", "query",
-           "resolve", "write"]
+__all__ = ["DEFAULTS", "Op", "as_generator", "backend_factory", "dict_commands", "is_strategy",
+           "load", "query", "resolve", "write"]

@@ -30,7 +30,7 @@ from zraft.fsm.codec import packb
 from zraft.fsm.registry import canonical_name
 from zraft.testing.check_backend import env
 from zraft.testing.check_backend.compare import STATES_DIFFER, first_problem
-from zraft.testing.check_backend.generators import load, resolve
+from zraft.testing.check_backend.generators import backend_factory, load, resolve
 from zraft.testing.check_backend.replica import ReplicaRun, Schedule, Trace
 from zraft.testing.check_backend.scenario import Scenario, build, check_op, generate
 from zraft.testing.check_backend.worker import Worker, WorkerDied
@@ -107,7 +107,7 @@ class _Inline:
     mode = "inline"
 
     def __init__(self, cls: type, state_of: Callable[[Any], Any] | None) -> None:
-        self.cls, self.state_of = cls, state_of
+        self.cls, self.state_of = backend_factory(_spec_of(cls), cls), state_of
         env.install()
 
     def run(self, jobs: list[tuple[int, Scenario, int, Path, Any, Schedule]]) -> list[Trace]:
@@ -244,6 +244,7 @@ def check(backend: Any, commands: Any = None, *, seeds: int = 10, steps: int = 2
     comparisons). With a hypothesis strategy, a failure is shrunk for ``shrink_seconds``."""
     started = time.monotonic()
     name, cls = _backend(backend)
+    backend_factory(_spec_of(cls), cls)()  # a backend that cannot load fails here, once
     kind, generator = resolve(name, cls, commands)
     if len(set(hash_seeds)) != REPLICAS or not all(0 < h < 2**32 for h in hash_seeds):
         raise ValueError(f"hash_seeds: {REPLICAS} different ints in 1..2**32-1")

@@ -154,9 +154,9 @@ def _main() -> None:
     fd = sys.stdin.fileno()
     _, backend_spec, state_of_spec, number, peer_id = _read_frame(fd)
     try:
-        from zraft.testing.check_backend.generators import load
+        from zraft.testing.check_backend.generators import backend_factory, load
 
-        factory = load(backend_spec)
+        factory = backend_factory(backend_spec, load(backend_spec))
         state_of = load(state_of_spec) if state_of_spec else None
     except BaseException as exc:
         _write_frame(protocol_out, ["error", f"cannot import {backend_spec} in a replica "
