@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from tests.testing import check_backend_planted as planted
+from tests.testing import example_commands
 from zraft.fsm import commands as cmd
 from zraft.fsm.codec import packb, unpackb
 from zraft.fsm.registry import BUILTIN_BACKENDS
@@ -26,6 +27,9 @@ from zraft.testing.check_backend import DEFAULTS, CheckFailed, check, query, wri
 from zraft.testing.check_backend.__main__ import main
 from zraft.testing.check_backend.replica import pickle_at
 from zraft.testing.check_backend.scenario import build, describe_entry, generate
+from zraft.testing.check_backend.shipped import SHIPPED
+
+ROOT = Path(__file__).resolve().parents[2]
 
 STEPS = 120
 
@@ -70,6 +74,27 @@ def test_every_shipped_backend_passes_in_replica_processes(name: str) -> None:
     # the run did exercise every path it claims to: snapshots, restores, crashes, installs
     for what in ("snapshots", "restores", "crashes", "installs", "queries"):
         assert summary.totals[what] > 0, (what, summary)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_every_ready_made_object_passes(name: str) -> None:
+    summary = check(name, seeds=2, steps=120, processes=False)
+    assert summary.notes == []
+    for what in ("snapshots", "restores", "crashes", "queries"):
+        assert summary.totals[what] > 0, (what, summary)
+
+
+@pytest.mark.parametrize("spec, commands", [
+    ("examples.jobqueue:JobQueue", example_commands.jobqueue_commands),
+    ("inventory:Inventory", example_commands.inventory_commands),
+])
+def test_the_example_apps_pass(spec: str, commands: Any,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "objects"))
+    summary = check(spec, commands, seeds=3, steps=150, processes=False)
+    assert summary.notes == []
+    assert summary.totals["restores"] > 0 and summary.totals["crashes"] > 0
 
 
 def test_a_correct_backend_passes() -> None:

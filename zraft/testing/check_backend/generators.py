@@ -103,6 +103,15 @@ DEFAULTS: dict[str, Callable[[random.Random], Op]] = {
 }
 
 
+def _add_shipped() -> None:
+    from zraft.testing.check_backend.shipped import SHIPPED  # it imports this module
+
+    DEFAULTS.update(SHIPPED)
+
+
+_add_shipped()
+
+
 def load(spec: str) -> Any:
     """The object named ``module:attribute`` (dotted attributes allowed)."""
     module_name, sep, attribute = spec.partition(":")
