@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -42,12 +43,23 @@ def _create_peers(acc: Acceptance, node: int, names: list[str]) -> list[tuple[st
             pool.request(n.address, "ping", [], lambda _status, _payload: ready.release())
         for _ in pools:
             assert ready.acquire(timeout=15), "a client could not connect"
-        for pool, name in zip(pools, names, strict=True):  # ... then all ask at once
-            pool.request(f"{name}@{n.address}", "create_peer", [name, "dict"],
-                         lambda status, payload: (replies.append((status, payload)),
-                                                  answered.release()))
-        for _ in names:
-            assert answered.acquire(timeout=15), "a create_peer got no answer"
+        waiting = list(zip(pools, names, strict=True))
+        for _attempt in range(50):  # ... then all ask at once; "retry" (node busy) asks again
+            got: list[tuple[Any, str, Any]] = []
+            for pool, name in waiting:
+                pool.request(f"{name}@{n.address}", "create_peer", [name, "dict"],
+                             lambda status, payload, pool=pool, name=name, got=got: (
+                                 got.append(((pool, name), status, payload)),
+                                 answered.release()))
+            for _ in waiting:
+                assert answered.acquire(timeout=15), "a create_peer got no answer"
+            replies.extend((status, payload) for _, status, payload in got
+                           if status != "retry")
+            waiting = [who for who, status, _ in got if status == "retry"]
+            if not waiting:
+                break
+            time.sleep(0.05)  # a client's back-off before it asks again
+        assert not waiting, "create_peer still refused as busy"
     finally:
         for pool in pools:
             pool.close()

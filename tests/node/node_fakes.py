@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,13 @@ def peer_context(tmp_path: Path, failures: list[str], name: str = "p") -> PeerCo
         events=EventLog("127.0.0.1:7999"),
         report_failure=lambda n, r: failures.append(f"{n}: {r}"),
         peer_removed=lambda n: None)
+
+
+def wait(pred: Any, what: str, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise TimeoutError(what)

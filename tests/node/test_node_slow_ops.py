@@ -5,12 +5,10 @@ thread each, and the node answers the others once the slow ones end."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from node_fakes import Conn
+from node_fakes import Conn, wait
 
 from zraft.config import NodeConfig
 from zraft.node.server import MAX_SLOW_OPS, Node
@@ -31,16 +29,6 @@ class Slow(DictBackend):
 '''
 
 
-def wait(pred: Any, what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise TimeoutError(what)
-
-
 def test_backend_probes_past_the_cap_are_refused_not_threaded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "slow_probe_backend.py").write_text(SLOW_MODULE)
@@ -55,7 +43,7 @@ def test_backend_probes_past_the_cap_are_refused_not_threaded(
         for req_id in range(total):
             node._node_op(conn, req_id, "check_exists", [f"g{req_id}", "slow_probe_backend:Slow"])
         wait(lambda: len(slow_probe_backend.STARTED) == MAX_SLOW_OPS, "the probes to start")
-        busy = ("error", {"message": f"check_exists: node busy ({MAX_SLOW_OPS} admin "
+        busy = ("retry", {"message": f"check_exists: node busy ({MAX_SLOW_OPS} admin "
                                      "requests in progress); retry"})
         assert sorted(conn.replies) == list(range(MAX_SLOW_OPS, total))
         assert all(reply == busy for reply in conn.replies.values())

@@ -4,26 +4,15 @@ never a crash loop, never a peer running Raft with no state machine."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import pytest
-from node_fakes import Conn, peer_context
+from node_fakes import Conn, peer_context, wait
 
 from zraft.actors.messages import ClientBatch, ClientRequest, Tick
 from zraft.actors.peer import RaftPeerActor
 from zraft.backends.dict import DictBackend
 from zraft.fsm.registry import BackendLoadError
-
-
-def wait(pred: Any, what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise TimeoutError(what)
 
 
 class InitRaises(DictBackend):

@@ -3,27 +3,14 @@ schema): a malformed request that reaches it is answered and never ends the peer
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 import pytest
-from node_fakes import Conn, peer_context
+from node_fakes import Conn, peer_context, wait
 
 from zraft.actors.messages import ClientBatch, ClientRequest, Tick
 from zraft.actors.peer import RaftPeerActor
 from zraft.fsm.commands import encode_write
 
 CMD = encode_write(["k", "v"])
-
-
-def wait(pred: Any, what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise TimeoutError(what)
 
 
 @pytest.fixture

@@ -482,10 +482,11 @@ class Node:
     def _slow_op(self, op: str, target: Callable[..., None], conn: Any, req_id: int,
                  *args: Any) -> None:
         """Run ``target(conn, req_id, *args)`` on a thread of its own, if fewer than
-        MAX_SLOW_OPS run; else refuse this request at once (``error``: retry later)."""
+        MAX_SLOW_OPS run; else refuse this request at once with ``retry`` (the status
+        clients back off on and send again, as for ``loading``)."""
         if not self._slow_ops.acquire(blocking=False):
             self.counters["refused_slow_ops"] += 1
-            self.reply(conn, req_id, "error", {"message": f"{op}: node busy ({MAX_SLOW_OPS} "
+            self.reply(conn, req_id, "retry", {"message": f"{op}: node busy ({MAX_SLOW_OPS} "
                                                           "admin requests in progress); retry"})
             return
 

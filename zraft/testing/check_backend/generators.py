@@ -29,19 +29,8 @@ from typing import Any
 
 from zraft.fsm.codec import NOT_FOUND
 from zraft.fsm.registry import BUILTIN_BACKENDS
-
-Op = tuple[str, Any]
-
-
-def write(payload: Any) -> Op:
-    """A write operation (sent as a plain, session or temporary write)."""
-    return ("write", payload)
-
-
-def query(q: Any) -> Op:
-    """A read operation."""
-    return ("query", q)
-
+from zraft.testing.check_backend.ops import Op, query, write
+from zraft.testing.check_backend.shipped import SHIPPED
 
 _STR_KEYS = ("a", "b", "c", "k/1", "k/2", "k/10", "k/\u00e9", "zz")
 _OTHER_KEYS: tuple[Any, ...] = (b"a", b"k/1", 7, -1, ["t", 1], ["t", ["u", b"v"]])
@@ -100,16 +89,8 @@ def dict_commands(rng: random.Random) -> Op:
 
 DEFAULTS: dict[str, Callable[[random.Random], Op]] = {
     BUILTIN_BACKENDS["dict"]: dict_commands,
+    **SHIPPED,
 }
-
-
-def _add_shipped() -> None:
-    from zraft.testing.check_backend.shipped import SHIPPED  # it imports this module
-
-    DEFAULTS.update(SHIPPED)
-
-
-_add_shipped()
 
 
 def load(spec: str) -> Any:

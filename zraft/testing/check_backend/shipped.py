@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from zraft.testing.check_backend.generators import Op, query, write
+from zraft.testing.check_backend.ops import Op, query, write
 
 _KEYS: tuple[Any, ...] = ("a", "b", "c", "k/1", "k/\u00e9", 1, 2, b"x")
 _VALUES: tuple[Any, ...] = (0, 1, 2, -5, "v", "", b"\x00", None, True, [1, "x"], {"m": 1})
