@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 20000
 MINUTES ?= 30
 NETNS_MINUTES ?= 10
+# pytest workers: tests wait on node processes and sockets more than they compute
+TEST_JOBS ?= 2
 
 .PHONY: venv run demo-down test soak bench lint clean
 
@@ -27,7 +29,7 @@ demo-down: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check zraft supervisors tests bench
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_JOBS)
 
 # Long runs, not part of `make test`: the simulator over SEEDS seeds, Jepsen-style fault runs
 # against real nodes for MINUTES (and NETNS_MINUTES in network namespaces, skipped without
