@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zraft.core.entries import ENTRY_OVERHEAD
+from zraft.saferepr import safe_repr
 from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_SIZE
 
 # Room kept in a frame for an AppendEntries' own fields (kind, term, two peer ids, indexes,
@@ -76,6 +77,7 @@ class LogConfig:
     crash_log: str = "crash.log"
     size: int = 10485760
     count: int = 5
+    format: str = "text"  # or "json": one JSON object per line (zraft/logjson.py)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class NodeConfig:
     log_dir: str = "data"
     snapshot_dir: str = "data"
     fault_injection: bool = True  # accept authenticated partition/heal admin messages
+    # host:port of the Prometheus endpoint (GET /metrics); "" = off (zraft/node/metrics.py)
+    metrics_addr: str = ""
     # node-wide cap on memory held for partial (incomplete) frames, beyond 1 MiB each
     max_buffered_bytes: int = 256 * 1024 * 1024
     raft: RaftConfig = field(default_factory=RaftConfig)
@@ -172,11 +176,18 @@ def parse_config(raw: dict[str, Any]) -> NodeConfig:
     return cfg
 
 
+def _is_host_port(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    return bool(sep and host.strip("[]")) and port.isdigit() and 0 < int(port) < 65536
+
+
 def validate(cfg: NodeConfig) -> None:
     """Check relations and ranges; raise ConfigError with one line on the first problem."""
-    host, sep, port = cfg.listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not _is_host_port(cfg.listen):
         raise ConfigError(f"node.listen must be host:port (port 1..65535), got {cfg.listen!r}")
+    if cfg.metrics_addr and not _is_host_port(cfg.metrics_addr):
+        raise ConfigError("node.metrics_addr must be host:port (port 1..65535) or \"\" (off), "
+                          f"got {safe_repr(cfg.metrics_addr, 80)}")
     r = cfg.raft
     if r.election_timeout < 10:
         raise ConfigError(f"raft.election_timeout must be >= 10 ms, got {r.election_timeout}")
@@ -207,6 +218,9 @@ def validate(cfg: NodeConfig) -> None:
                           f"{FRAME_ENVELOPE + ENTRY_OVERHEAD}), got {r.max_entry_size}")
     if cfg.logging.level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"logging.level must be debug/info/warning/error: {cfg.logging.level!r}")
+    if cfg.logging.format not in ("text", "json"):
+        raise ConfigError(f"logging.format must be \"text\" or \"json\", "
+                          f"got {safe_repr(cfg.logging.format, 40)}")
     if cfg.logging.size < 1024 or cfg.logging.count < 0:
         raise ConfigError("logging.size must be >= 1024 and logging.count >= 0")
     if not cfg.backends:

@@ -16,6 +16,7 @@ import threading
 from typing import IO, Any
 
 from zraft.config import LogConfig
+from zraft.logjson import JsonFormatter
 
 _FORMAT = "%(asctime)s.%(msecs)03d [%(levelname)s] %(name)s: %(message)s"
 _DATEFMT = "%Y-%m-%d %H:%M:%S"
@@ -29,12 +30,18 @@ class _CrashFilter(logging.Filter):
         return record.exc_info is not None and record.levelno >= logging.ERROR
 
 
+def _formatter(cfg: LogConfig) -> logging.Formatter:
+    if cfg.format == "json":
+        return JsonFormatter()
+    return logging.Formatter(_FORMAT, _DATEFMT)
+
+
 def _rotating(path: str, level: int, cfg: LogConfig) -> logging.Handler:
     handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=cfg.size, backupCount=cfg.count, encoding="utf-8"
     )
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter(_FORMAT, _DATEFMT))
+    handler.setFormatter(_formatter(cfg))
     return handler
 
 
@@ -55,7 +62,7 @@ def setup_logging(cfg: LogConfig, node_label: str = "") -> None:
     if cfg.console:
         stream = logging.StreamHandler(sys.stderr)
         stream.setLevel(level)
-        stream.setFormatter(logging.Formatter(_FORMAT, _DATEFMT))
+        stream.setFormatter(_formatter(cfg))
         root.addHandler(stream)
 
     def excepthook(exc_type: Any, exc: Any, tb: Any) -> None:

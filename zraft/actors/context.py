@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from zraft.actors.peer_metrics import PeerMetrics
+
 
 class Replier(Protocol):
     def __call__(self, conn: Any, req_id: int, status: str, payload: Any) -> None: ...
@@ -38,3 +40,5 @@ class PeerContext:
     snapshot_log_ratio: float = 1.0  # see StateMachine.should_snapshot
     # (name, one-line message) -> None: the peer stopped because its backend cannot run
     backend_failed: Any = field(default=lambda _name, _text: None)
+    # figures for the metrics endpoint, one object for every restart of this peer
+    metrics: PeerMetrics = field(default_factory=PeerMetrics)

@@ -19,6 +19,7 @@ import pykka
 
 from zraft.actors.fast_inbox import FastInboxActor
 from zraft.actors.messages import ChildFailed, Persisted, StorageFailed, WriteOps
+from zraft.actors.peer_metrics import PeerMetrics
 from zraft.storage import LogWriter
 from zraft.storage.errors import DiskStorageError
 
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 class LogWriterActor(FastInboxActor):
     def __init__(self, storage: Any, peer: pykka.ActorRef[Any], name: str,
                  stats: dict[str, Any] | None = None,
-                 send_raft: Callable[[list[Any]], None] | None = None) -> None:
+                 send_raft: Callable[[list[Any]], None] | None = None,
+                 metrics: PeerMetrics | None = None) -> None:
         super().__init__()
         self.writer = LogWriter(storage)
         self.peer = peer
@@ -38,6 +40,7 @@ class LogWriterActor(FastInboxActor):
         self.entries = 0
         self.seconds = 0.0
         self.published = stats if stats is not None else {}
+        self.metrics = metrics if metrics is not None else PeerMetrics()
         self.failed = False
         # Test-only slow disk (ZRAFT_TEST_DISK_DELAY_MS): legal behaviour that widens the
         # window in which a deliberately broken rule (ack before fsync) can lose data.
@@ -62,9 +65,14 @@ class LogWriterActor(FastInboxActor):
                 with contextlib.suppress(pykka.ActorDeadError):
                     self.peer.tell(StorageFailed(reason, self.writer.storage.last_index()))
                 return None
-            self.seconds += time.perf_counter() - started
+            took = time.perf_counter() - started
+            self.seconds += took
             self.batches += 1
-            self.entries += sum(len(arg) for op, arg in message.ops if op == "append")
+            appended = sum(len(arg) for op, arg in message.ops if op == "append")
+            self.entries += appended
+            metrics = self.metrics
+            metrics.fsync_seconds.observe(took)
+            metrics.entries_written += appended
             if message.after and self.send_raft is not None:
                 self.send_raft(message.after)
             self.published[self.name] = self.stats()

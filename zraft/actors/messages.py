@@ -6,6 +6,11 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 
+class Probe(NamedTuple):
+    """Asked (``ref.ask``) by the metrics scrape: the peer answers ``probe()``, a few
+    figures of its core (zraft/node/metrics.py)."""
+
+
 class Tick(NamedTuple):
     now_ms: int
 

@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import time
+from collections import deque
 from typing import Any
 
 import pykka
@@ -45,6 +46,7 @@ from zraft.actors.messages import (
     ClientRequest,
     InstallSnapshot,
     Persisted,
+    Probe,
     ProposeInternal,
     RaftInbound,
     Read,
@@ -102,6 +104,10 @@ class RaftPeerActor(FastInboxActor):
         # every request with the failure (storage_failure.py, backend_failure.py)
         self._failure: StorageFailure | BackendFailure | None = None
         self._alarms: dict[tuple[str, str], int] = {}  # (kind, sender) -> refused so far
+        # metrics: (last index, perf_counter at propose, count) per proposed batch, oldest
+        # first, until it commits (one entry per batch: the latency histogram's input)
+        self.metrics = ctx.metrics
+        self._proposed: deque[tuple[int, float, int]] = deque()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -131,7 +137,7 @@ class RaftPeerActor(FastInboxActor):
         config = dataclasses.replace(ctx.core_config(), cluster_id=storage.meta.cluster_id)
         self.core = RaftCore(self.peer_id, storage, config, random.Random(seed))
         self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats,
-                                           ctx.send_raft)
+                                           ctx.send_raft, ctx.metrics)
         self.sm = StateMachineActor.start(ctx, self.actor_ref, storage, backend)
         log.info("peer %s started: %s", self.peer_id, self._brief())
         self._drain()
@@ -221,9 +227,11 @@ class RaftPeerActor(FastInboxActor):
     def _other_leader(self) -> str | None:
         return self._leader if self._leader != self.peer_id else None
 
-    def _receive_while_failed(self, message: Any) -> None:
+    def _receive_while_failed(self, message: Any) -> Any:
         failure = self._failure
         assert failure is not None
+        if type(message) is Probe:
+            return self.probe()
         if type(message) is Tick:
             if failure.due():
                 self._retry_storage(failure)
@@ -350,6 +358,9 @@ class RaftPeerActor(FastInboxActor):
     def _on_child_failed(self, msg: ChildFailed) -> None:
         raise RuntimeError(f"peer {self.peer_id}: helper {msg.name} failed: {msg.reason}")
 
+    def _on_probe(self, _msg: Probe) -> dict[str, Any]:
+        return self.probe()
+
     _handlers: dict[type, Any] = {
         Tick: _on_tick,
         RaftInbound: _on_inbound,
@@ -362,6 +373,7 @@ class RaftPeerActor(FastInboxActor):
         ChildFailed: _on_child_failed,
         StorageFailed: _on_storage_failed,
         BackendFailed: _on_backend_failed,
+        Probe: _on_probe,
     }
 
     # ---------------------------------------------------------------- client ops
@@ -387,6 +399,7 @@ class RaftPeerActor(FastInboxActor):
         try:
             placed = self.core.propose([r.args[1] for r in datas], _now_ms())
         except NotLeader as exc:
+            self.metrics.proposals_refused += len(datas)
             for req in datas:
                 self.ctx.reply(req.conn, req.req_id, "not_leader", {"leader": exc.leader})
             return
@@ -399,6 +412,9 @@ class RaftPeerActor(FastInboxActor):
         waiters = self._waiters
         for req, (index, term) in zip(datas, placed, strict=True):
             waiters[index] = (term, req.conn, req.req_id)
+        if placed:
+            self.metrics.proposals += len(placed)
+            self._proposed.append((placed[-1][0], time.perf_counter(), len(placed)))
 
     def _client_op(self, req: ClientRequest) -> None:
         assert self.core is not None
@@ -493,6 +509,8 @@ class RaftPeerActor(FastInboxActor):
             if not self._write_inflight:
                 self._flush_writes()
         if rd.committed:
+            if self._proposed:
+                self._committed_at(rd.committed[-1].index)
             waiters = self._waiters
             mine = {}
             if waiters:
@@ -520,6 +538,13 @@ class RaftPeerActor(FastInboxActor):
                 self.sm.tell(Read(read_index, released))
         for event in rd.events:
             self._handle_event(event)
+
+    def _committed_at(self, index: int) -> None:
+        """Proposal latency: each proposed batch up to ``index`` committed now."""
+        now, proposed, hist = time.perf_counter(), self._proposed, self.metrics.proposal_seconds
+        while proposed and proposed[0][0] <= index:
+            _last, at, count = proposed.popleft()
+            hist.observe(now - at, count)
 
     def _flush_writes(self) -> None:
         assert self.writer is not None
@@ -558,10 +583,14 @@ class RaftPeerActor(FastInboxActor):
         ctx = self.ctx
         if isinstance(event, m.RoleChanged):
             was_leader = self._role == "leader"
+            if event.leader != self._leader:
+                self.metrics.leader_changes += 1
             self._role, self._leader = event.role, event.leader
             log.info("peer %s: %s in term %d (leader %s)", self.peer_id, event.role, event.term,
                      event.leader)
             is_leader = event.role == "leader"
+            if not is_leader:
+                self._proposed.clear()  # what we proposed may never commit at those indexes
             if is_leader != was_leader and self.sm is not None:
                 self.sm.tell(SetLeader(is_leader, event.leader))
             ctx.events.record("role", peer=self.peer_id, role=event.role, term=event.term,
@@ -617,6 +646,17 @@ class RaftPeerActor(FastInboxActor):
         if log_stats:
             st["log_writer"] = dict(log_stats)
         return st
+
+    def probe(self) -> dict[str, Any]:
+        """The scrape's figures: the core's scalars only (``stat`` builds much more)."""
+        core = self.core
+        if core is None or self._failure is not None:
+            return {"role": "down" if self._failure is not None else "starting"}
+        log_ = core.log
+        return {"role": core.role, "term": core.term, "commit": core.commit,
+                "applied": core.applied, "last_index": log_.last_index(),
+                "snapshot_index": log_.snapshot.index,
+                "leader": core.leader, "pending_client_writes": len(self._waiters)}
 
     def _brief(self) -> str:
         st = self.core.status() if self.core else {}

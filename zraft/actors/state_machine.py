@@ -82,6 +82,7 @@ class StateMachineActor(FastInboxActor):
         self.deferred: list[Read] = []
         self._unrestored: Any = None  # the local snapshot, until something needs the state
         self.snapshots_taken = 0
+        self._snapshot_started = 0.0  # perf_counter when the snapshot in progress began
         self.snapshots_installed = 0
         self._expiry_proposed: dict[str, int] = {}
         # The last configuration applied: snapshots carry it, so a snapshot's manifest says
@@ -190,6 +191,7 @@ class StateMachineActor(FastInboxActor):
     # ------------------------------------------------------------------ apply
 
     def _apply(self, msg: Apply) -> None:
+        started = time.perf_counter()
         machine = self.machine
         for entry in msg.entries:
             if entry.type == CONFIG and entry.index > self.config_index:
@@ -219,6 +221,9 @@ class StateMachineActor(FastInboxActor):
                 self._push(event.sid, Push(event.kind, [self.ctx.peer_name, event.sid]))
         if self.deferred:
             self._release_deferred()
+        metrics = self.ctx.metrics
+        metrics.apply_seconds.observe(time.perf_counter() - started)
+        metrics.entries_applied += len(msg.entries)
         if machine.should_snapshot() and machine.applied_index >= self._snapshot_after:
             self._take_snapshot()
         self._publish_stats()
@@ -300,6 +305,7 @@ class StateMachineActor(FastInboxActor):
     # ------------------------------------------------------------------ snapshots
 
     def _take_snapshot(self) -> None:
+        self._snapshot_started = time.perf_counter()
         machine = self.machine
         try:
             image = machine.take_snapshot()
@@ -363,6 +369,12 @@ class StateMachineActor(FastInboxActor):
             reraise_interrupt(exc)
             self._snapshot_error(f"{type(self.backend).__name__}.snapshot_done raised", exc)
         self.snapshots_taken += 1
+        metrics = self.ctx.metrics
+        took = time.perf_counter() - self._snapshot_started
+        metrics.snapshots_taken += 1
+        metrics.snapshot_seconds_total += took
+        metrics.snapshot_last_seconds = took
+        metrics.snapshot_bytes_total += sum(f.size for f in info.files) if info else 0
         self.ctx.events.record("snapshot", peer=self.ctx.peer_id, index=msg.image.index)
         self.peer.tell(SnapshotTaken(msg.image.index))
         self._publish_stats()

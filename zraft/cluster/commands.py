@@ -90,7 +90,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster = LocalCluster(args.dir, args.nodes, election_timeout=args.election_timeout,
                                max_log_count=args.max_log_count, backend=args.backend,
                                base_port=args.base_port, peer_name=args.peer_name,
-                               python_path=args.python_path)
+                               python_path=args.python_path, metrics=args.metrics)
     pool = admin.pool_for(cluster)
     try:
         cluster.record_fault("up")
@@ -110,12 +110,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         lines = [f"cluster {'restarted' if existing else 'up'} in {took:.1f}s: "
                  f"{len(cluster.nodes)} nodes in {cluster.directory}"]
         lines += [f"  node {n.index}: {cluster.peer_id(n)} pid {n.pid}"
-                  + ("  (leader)" if n is leader else "") for n in cluster.nodes]
+                  + ("  (leader)" if n is leader else "")
+                  + (f"  metrics http://127.0.0.1:{n.metrics_port}/metrics"
+                     if n.metrics_port else "") for n in cluster.nodes]
         lines.append(f"peers: {','.join(cluster.peers)}")
         lines.append(f"cookie file: {cluster.cookie_file}")
         return _done(args, "\n".join(lines), dir=str(cluster.directory), peers=cluster.peers,
                      leader=cluster.peer_id(leader), seconds=round(took, 2),
-                     pids=[n.pid for n in cluster.nodes], cookie_file=str(cluster.cookie_file))
+                     pids=[n.pid for n in cluster.nodes], cookie_file=str(cluster.cookie_file),
+                     metrics=[f"127.0.0.1:{n.metrics_port}" for n in cluster.nodes
+                              if n.metrics_port])
     finally:
         pool.close()
 
@@ -358,6 +362,8 @@ def register(subparsers: Any) -> None:
                         "(repeatable; relative to the current directory)")
     p.add_argument("--peer-name", default="zraft")
     p.add_argument("--timeout", type=timeout_arg, default=30.0, help="seconds to get a leader")
+    p.add_argument("--metrics", action="store_true",
+                   help="each node serves Prometheus /metrics on a free 127.0.0.1 port")
 
     p = add("down", cmd_down, "stop every node process (by pid); --purge deletes the data",
             context=False)

@@ -31,19 +31,25 @@ def _node_logs(directory: Path) -> Iterator[Path]:
             yield log_dir / "console.log"
 
 
+def _event_of(line: str) -> Any:
+    """The event of a text line (``... EVENT {json}``) or a JSON log line (its ``event``)."""
+    try:
+        if line.startswith("{"):  # [logging] format = "json"
+            record = json.loads(line)
+            return record.get("event") if isinstance(record, dict) else None
+        at = line.find(_MARK)
+        return json.loads(line[at + len(_MARK):]) if at >= 0 else None
+    except ValueError:
+        return None
+
+
 def node_events(directory: str | Path) -> list[dict[str, Any]]:
     events = []
     for path in _node_logs(Path(directory)):
         try:
             with open(path, errors="replace") as f:
                 for line in f:
-                    at = line.find(_MARK)
-                    if at < 0:
-                        continue
-                    try:
-                        event = json.loads(line[at + len(_MARK):])
-                    except ValueError:
-                        continue
+                    event = _event_of(line)
                     if isinstance(event, dict) and "t" in event:
                         events.append(event)
         except OSError:

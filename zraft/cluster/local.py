@@ -71,6 +71,7 @@ class NodeProcess:
     proc: psutil.Process | None = None
     extra_raft: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # extra environment of this node only
+    metrics_port: int = 0  # its /metrics endpoint on 127.0.0.1 (0: off)
 
     @property
     def address(self) -> str:
@@ -140,12 +141,15 @@ class LocalCluster:
                  backend: str = "dict", base_port: int | None = None,
                  peer_name: str = "zraft", extra_raft: dict[str, Any] | None = None,
                  env: dict[str, str] | None = None, backends: list[str] | None = None,
-                 python_path: list[str | os.PathLike[str]] | None = None) -> None:
+                 python_path: list[str | os.PathLike[str]] | None = None,
+                 metrics: bool = False) -> None:
         """``backend``: the group's backend (``create`` uses it); ``backends``: what every
         node may run (default ``["dict"]``; ``backend`` is always added); ``python_path``:
         directories the nodes import backend modules from (made absolute here). ``env``:
         extra environment for every node process (e.g. ZRAFT_TEST_MUTATIONS);
-        ``nodes[i].env`` adds to it for one node."""
+        ``nodes[i].env`` adds to it for one node. ``metrics``: each node serves
+        ``/metrics`` on a free port of 127.0.0.1 (``nodes[i].metrics_port``)."""
+        self.metrics = metrics
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.election_timeout = election_timeout
@@ -177,12 +181,14 @@ class LocalCluster:
                       max_log_count=doc.get("max_log_count", 1000),
                       backend=doc.get("backend", "dict"), peer_name=doc.get("peer_name", "zraft"),
                       extra_raft=doc.get("extra_raft"), env=doc.get("env"),
-                      backends=doc.get("backends"), python_path=doc.get("python_path"))
+                      backends=doc.get("backends"), python_path=doc.get("python_path"),
+                      metrics=bool(doc.get("metrics")))
         cluster.cookie_file = Path(doc.get("cookie_file") or cluster.cookie_file)
         for item in doc.get("nodes", []):
             port = int(str(item["address"]).rpartition(":")[2])
             n = NodeProcess(int(item["index"]), port, Path(item["dir"]),
-                            extra_raft=dict(cluster.extra_raft), env=dict(item.get("env") or {}))
+                            extra_raft=dict(cluster.extra_raft), env=dict(item.get("env") or {}),
+                            metrics_port=int(item.get("metrics_port") or 0))
             n.proc = attach(item.get("pid"), item.get("create_time"))
             cluster.nodes.append(n)
         return cluster
@@ -194,7 +200,8 @@ class LocalCluster:
         index = max(used, default=0) + 1
         port = self.base_port + index - 1 if self.base_port else free_port()
         n = NodeProcess(index, port, self.directory / f"node{index}",
-                        extra_raft=dict(self.extra_raft))
+                        extra_raft=dict(self.extra_raft),
+                        metrics_port=free_port() if self.metrics else 0)
         self.nodes.append(n)
         return n
 
@@ -237,6 +244,8 @@ class LocalCluster:
                  f"python_path = {json.dumps(self.python_path)}", "", "[raft]"]
         for key, value in raft.items():
             lines.append(f"{key} = {json.dumps(value)}")
+        if n.metrics_port:
+            lines.insert(1, f'metrics_addr = "127.0.0.1:{n.metrics_port}"')
         lines += ["", "[logging]", f'dir = "{n.directory / "log"}"', 'level = "info"']
         n.config_path.write_text("\n".join(lines) + "\n")
 
@@ -419,11 +428,12 @@ class LocalCluster:
             "backends": self.backends, "python_path": self.python_path,
             "cookie_file": str(self.cookie_file),
             "election_timeout": self.election_timeout, "max_log_count": self.max_log_count,
-            "extra_raft": self.extra_raft, "env": self.env,
+            "extra_raft": self.extra_raft, "env": self.env, "metrics": self.metrics,
             "nodes": [{"index": n.index, "address": n.address, "peer": self.peer_id(n),
                        "pid": n.pid if n.alive() else None,
                        "create_time": n.create_time if n.alive() else None,
-                       "dir": str(n.directory), "env": n.env}
+                       "dir": str(n.directory), "env": n.env,
+                       "metrics_port": n.metrics_port}
                       for n in self.nodes],
             "peers": self.peers,
         }

@@ -1,8 +1,9 @@
 """The node's event timeline: elections, leader changes, config changes, snapshots, faults.
 
 Each event is one log line on the ``zraft.events`` logger with a stable, machine-readable
-form (``EVENT {json}``), so `zraft cluster events` can rebuild the timeline from the nodes'
-console logs, and a bounded in-memory tail for `node_status`.
+form (``EVENT {json}``; in JSON logs, the line's ``event`` field), so `zraft cluster events`
+can rebuild the timeline from the nodes' console logs, and a bounded in-memory tail for
+`node_status`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ class EventLog:
         event = {"t": round(time.time(), 3), "node": self.node, "kind": kind, **fields}
         with self._lock:
             self._tail.append(event)
-        log.info("EVENT %s", json.dumps(event, sort_keys=True, default=str))
+        # extra: the fields again, as a JSON log line's "event" (``[logging] format = "json"``)
+        log.info("EVENT %s", json.dumps(event, sort_keys=True, default=str),
+                 extra={"event": event})
 
     def tail(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -45,6 +45,7 @@ from supervisors import (
 from zraft.actors.context import PeerContext
 from zraft.actors.messages import ClientBatch, ClientRequest, RaftInbound
 from zraft.actors.peer import RaftPeerActor
+from zraft.actors.peer_metrics import PeerMetrics
 from zraft.actors.replies import encode_reply
 from zraft.actors.ticker import Ticker
 from zraft.config import ConfigError, NodeConfig
@@ -131,6 +132,8 @@ class Node:
         # in start(), where a bad ZRAFT_TEST_MUTATIONS is a ConfigError (exit 2)
         self._client_peer_frames = False
         self.limits = Limits(max_entry_size=cfg.raft.max_entry_size)
+        self.peer_metrics: dict[str, PeerMetrics] = {}  # kept by the actors, for metrics
+        self.metrics: Any = None  # the /metrics endpoint when node.metrics_addr is set
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -166,6 +169,11 @@ class Node:
             self.transport.start(serve=False)  # hold the port; serve once the peers are up
         except OSError as exc:
             raise ConfigError(f"node.listen {cfg.listen}: {exc.strerror}") from None
+        if cfg.metrics_addr:  # bound before any peer starts: a busy address is exit 2
+            from zraft.node.metrics import MetricsServer  # prometheus_client only if used
+
+            self.metrics = MetricsServer(self, cfg.metrics_addr)
+            self.metrics.start()
         # Dial the members of our groups now: a leader whose link to us sits in reconnect
         # backoff adopts the fresh connection at once (a restarted follower catches up
         # without waiting for the leader's next attempt).
@@ -194,6 +202,8 @@ class Node:
         """Clean stop: peers in reverse start order, then the transport."""
         if self.ticker is not None:
             self.ticker.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.snapshots.close()  # cancel receives first: they block their actors
         if self.sup is not None and self.sup.is_alive():
             self.sup.stop(timeout=30)
@@ -261,7 +271,8 @@ class Node:
             snapshots=self.snapshots, events=self.events,
             report_failure=self._peer_failed, backend_failed=self._backend_failed,
             peer_removed=self._peer_removed, sm_stats=self.sm_stats, log_stats=self.log_stats,
-            mutations=test_mutations())
+            mutations=test_mutations(),
+            metrics=self.peer_metrics.setdefault(name, PeerMetrics()))
 
     def _start_peer(self, name: str, peer_id: str, backend: str, cluster_id: str = "") -> None:
         ctx = self._context(name, peer_id, backend, cluster_id)
@@ -298,6 +309,7 @@ class Node:
         """Called from the removed peer's own thread: never wait on the supervisor here."""
         with self._peers_lock:
             entry = self.peers.pop(name, None)
+        self.peer_metrics.pop(name, None)
         if entry is not None:
             self.events.record("peer_removed", peer=entry.peer_id)
             self.sup.proxy().terminate_child(name)  # future deliberately not awaited

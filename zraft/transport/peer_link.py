@@ -73,6 +73,8 @@ class PeerLink:
         self.duplicates_closed = 0
         self.connect_failures = 0
         self.frames_sent_done = 0  # frames written by connections that are gone
+        self.bytes_sent_done = 0  # ... and bytes they wrote and read (metrics)
+        self.bytes_received_done = 0
         self.last_error: str | None = None
         self._dialing = False
         self._failure_streak = 0
@@ -145,6 +147,8 @@ class PeerLink:
                 take = conn.inbound != smaller_dials
                 loser = current if take else conn
             if take:
+                if current is not None and current is not conn:
+                    self._retire_counts(current)
                 self.conn = conn
                 self.connects += 1
                 self._wanted = False
@@ -168,8 +172,14 @@ class PeerLink:
         with self._cond:
             if self.conn is conn:
                 self.conn = None
-                self.frames_sent_done += conn.frames_out
+                self._retire_counts(conn)
                 self._cond.notify_all()
+
+    def _retire_counts(self, conn: Connection) -> None:
+        """Keep what a connection that stops carrying the link moved (under ``_cond``)."""
+        self.frames_sent_done += conn.frames_out
+        self.bytes_sent_done += conn.bytes_out
+        self.bytes_received_done += conn.bytes_in
 
     # -- the dialing thread ---------------------------------------------------------------
 
@@ -286,6 +296,8 @@ class PeerLink:
             "dropped": self.queue.dropped,
             "frames_sent": self.frames_sent_done + (conn.frames_out if live and conn else 0),
             "frames_received": conn.frames_in if live and conn else 0,
+            "bytes_sent": self.bytes_sent_done + (conn.bytes_out if conn else 0),
+            "bytes_received": self.bytes_received_done + (conn.bytes_in if conn else 0),
         }
 
 
