@@ -142,14 +142,17 @@ class LocalCluster:
                  peer_name: str = "zraft", extra_raft: dict[str, Any] | None = None,
                  env: dict[str, str] | None = None, backends: list[str] | None = None,
                  python_path: list[str | os.PathLike[str]] | None = None,
-                 metrics: bool = False) -> None:
+                 metrics: bool = False,
+                 extra_logging: dict[str, Any] | None = None) -> None:
         """``backend``: the group's backend (``create`` uses it); ``backends``: what every
         node may run (default ``["dict"]``; ``backend`` is always added); ``python_path``:
         directories the nodes import backend modules from (made absolute here). ``env``:
         extra environment for every node process (e.g. ZRAFT_TEST_MUTATIONS);
         ``nodes[i].env`` adds to it for one node. ``metrics``: each node serves
-        ``/metrics`` on a free port of 127.0.0.1 (``nodes[i].metrics_port``)."""
+        ``/metrics`` on a free port of 127.0.0.1 (``nodes[i].metrics_port``);
+        ``extra_logging``: more ``[logging]`` keys (e.g. ``{"format": "json"}``)."""
         self.metrics = metrics
+        self.extra_logging = dict(extra_logging or {})
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.election_timeout = election_timeout
@@ -182,7 +185,7 @@ class LocalCluster:
                       backend=doc.get("backend", "dict"), peer_name=doc.get("peer_name", "zraft"),
                       extra_raft=doc.get("extra_raft"), env=doc.get("env"),
                       backends=doc.get("backends"), python_path=doc.get("python_path"),
-                      metrics=bool(doc.get("metrics")))
+                      metrics=bool(doc.get("metrics")), extra_logging=doc.get("extra_logging"))
         cluster.cookie_file = Path(doc.get("cookie_file") or cluster.cookie_file)
         for item in doc.get("nodes", []):
             port = int(str(item["address"]).rpartition(":")[2])
@@ -247,6 +250,7 @@ class LocalCluster:
         if n.metrics_port:
             lines.insert(1, f'metrics_addr = "127.0.0.1:{n.metrics_port}"')
         lines += ["", "[logging]", f'dir = "{n.directory / "log"}"', 'level = "info"']
+        lines += [f"{key} = {json.dumps(value)}" for key, value in self.extra_logging.items()]
         n.config_path.write_text("\n".join(lines) + "\n")
 
     def start_node(self, node: NodeProcess | int, wait: bool = True) -> NodeProcess:
@@ -429,6 +433,7 @@ class LocalCluster:
             "cookie_file": str(self.cookie_file),
             "election_timeout": self.election_timeout, "max_log_count": self.max_log_count,
             "extra_raft": self.extra_raft, "env": self.env, "metrics": self.metrics,
+            "extra_logging": self.extra_logging,
             "nodes": [{"index": n.index, "address": n.address, "peer": self.peer_id(n),
                        "pid": n.pid if n.alive() else None,
                        "create_time": n.create_time if n.alive() else None,
