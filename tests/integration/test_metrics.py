@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
+import tomllib
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import Harness
 from zraft.cluster.local import free_port, wait_until
+from zraft.config import parse_config
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +35,23 @@ def scrape(port: int, timeout: float = 5.0) -> dict[tuple[str, tuple[tuple[str, 
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
+
+
+def readme_metrics() -> set[str]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Metrics"):readme.index("### JSON logs")]
+    rows = [line for line in section.splitlines() if line.startswith("| `zraft_")]
+    return {name for row in rows for name in re.findall(r"`(zraft_\w+)`", row.split("|")[1])}
+
+
+def test_readme_metrics_config_parses() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Metrics"):readme.index("### Several machines")]
+    raw = tomllib.loads(re.search(r"```toml\n(.*?)```", section, re.S).group(1))
+    raw["node"]["cookie"] = "c"
+    assert parse_config(raw).metrics_addr == "127.0.0.1:9100"
+    line = re.search(r"```json\n(.*?)```", section, re.S).group(1)
+    assert {"time", "level", "logger", "message", "event"} <= set(json.loads(line))
 
 
 def test_scrape_moves_with_writes(make_cluster) -> None:
@@ -58,6 +78,13 @@ def test_scrape_moves_with_writes(make_cluster) -> None:
     assert value(after, "zraft_leader_changes_total", peer=peer) >= 1
     assert value(after, "zraft_client_connections") >= 1
     assert value(after, "zraft_metrics_errors_total") == 0
+    # the README's table names every metric family a node serves, and only those
+    with urllib.request.urlopen(f"http://127.0.0.1:{leader.metrics_port}/metrics") as resp:
+        served = re.findall(r"^# TYPE (\w+) ", resp.read().decode(), re.M)
+
+    def family(name: str) -> str:
+        return re.sub(r"_total$", "", name)
+    assert {family(n) for n in served} == {family(n) for n in readme_metrics()}
     for other in h.cluster.nodes:
         if other is leader:
             continue
