@@ -173,6 +173,27 @@ def test_hostile_scrapers_never_stop_the_node(make_cluster) -> None:
     assert node.alive()
 
 
+def test_idle_scraper_flood_costs_no_threads(make_cluster) -> None:
+    """Connections that never send hold at most MAX_SCRAPERS threads (the rest are closed
+    at once); the node serves on, and the endpoint again once they go."""
+    from zraft.node.metrics import MAX_SCRAPERS
+
+    h: Harness = make_cluster(1, metrics=True)
+    node = h.cluster.node(1)
+    threads_before = node.proc.num_threads()
+    idle = [socket.create_connection(("127.0.0.1", node.metrics_port), timeout=5)
+            for _ in range(4 * MAX_SCRAPERS)]
+    try:
+        assert h.write(["during", 1]) == "ok"
+        assert node.proc.num_threads() <= threads_before + MAX_SCRAPERS + 2
+    finally:
+        for s in idle:
+            s.close()
+    wait_until(lambda: value(scrape(node.metrics_port, timeout=2), "zraft_peers") == 1.0,
+               15, "the endpoint after the flood")
+    assert node.alive()
+
+
 def test_json_logs(make_cluster) -> None:
     h: Harness = make_cluster(1, extra_logging={"format": "json"})
     node = h.cluster.node(1)

@@ -414,7 +414,10 @@ class RaftPeerActor(FastInboxActor):
             waiters[index] = (term, req.conn, req.req_id)
         if placed:
             self.metrics.proposals += len(placed)
-            self._proposed.append((placed[-1][0], time.perf_counter(), len(placed)))
+            proposed = self._proposed
+            if len(proposed) >= _MAX_TIMED_BATCHES:  # a leader that cannot commit: keep
+                proposed.popleft()  # timing the newest (the waiters say what is pending)
+            proposed.append((placed[-1][0], time.perf_counter(), len(placed)))
 
     def _client_op(self, req: ClientRequest) -> None:
         assert self.core is not None
@@ -667,6 +670,8 @@ class RaftPeerActor(FastInboxActor):
 # Messages stepped into the core before its Ready is drained anyway: bounds the delay a
 # steady stream of input can add to the first of them.
 _COALESCE_MAX = 64
+# proposed batches timed until they commit (the proposal latency histogram): a bound
+_MAX_TIMED_BATCHES = 4096
 
 
 def _now_ms() -> int:

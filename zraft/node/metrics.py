@@ -17,17 +17,19 @@ Rules:
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from zraft.actors.messages import Probe
@@ -37,6 +39,8 @@ from zraft.config import ConfigError
 log = logging.getLogger(__name__)
 
 PROBE_DEADLINE_S = 2.0  # for every peer of one scrape together
+MAX_SCRAPERS = 8  # connections served at once; more are closed at once (threads are bounded)
+SCRAPER_TIMEOUT_S = 10.0  # a connection silent this long is dropped (its thread ends)
 ROLES = ("leader", "follower", "candidate", "down", "starting")
 
 
@@ -218,6 +222,40 @@ class NodeCollector(Collector):
         yield from (sent, received, up)
 
 
+class _QuietHandler(WSGIRequestHandler):
+    timeout = SCRAPER_TIMEOUT_S  # applied to the socket: a silent client cannot hold a thread
+
+    def log_message(self, format: str, *args: Any) -> None:  # one line per scrape: no
+        pass
+
+
+class _BoundedServer(ThreadingWSGIServer):
+    """prometheus_client's thread-per-connection server with at most MAX_SCRAPERS threads:
+    a connection beyond that is closed unread (a flood costs refusals, never threads)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_SCRAPERS)
+        self.refused = 0
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class MetricsServer:
     """The HTTP endpoint: bound in ``start`` (ConfigError if it cannot), stopped in
     ``stop`` (idempotent)."""
@@ -232,11 +270,19 @@ class MetricsServer:
     def start(self) -> None:
         host, _, port = self.addr.rpartition(":")
         try:
-            self._httpd, self._thread = start_http_server(int(port), host.strip("[]"),
-                                                          registry=self.registry)
+            family = socket.getaddrinfo(host.strip("[]"), int(port),
+                                        type=socket.SOCK_STREAM)[0][0]
+            server_class = type("MetricsHTTPServer", (_BoundedServer,),
+                                {"address_family": family})
+            httpd = make_server(host.strip("[]"), int(port), make_wsgi_app(self.registry),
+                                server_class, handler_class=_QuietHandler)
         except OSError as exc:
             raise ConfigError(f"node.metrics_addr {self.addr}: "
                               f"{exc.strerror or exc}") from None
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, name="zraft-metrics",
+                                        daemon=True)
+        self._thread.start()
         log.info("metrics on http://%s/metrics", self.addr)
 
     def stop(self) -> None:
