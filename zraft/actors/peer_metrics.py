@@ -4,6 +4,8 @@ Rules:
 1. Single writer: each field is written by one actor thread (the peer, its log writer or
    its state machine) and only read by the scrape. No lock: a scrape may see a histogram's
    sum one batch ahead of its buckets, which Prometheus tolerates; the writers never wait.
+   (While a restarted peer's old log writer finishes, two threads may write for a moment:
+   the worst case is one lost count.)
 2. Updated per batch, never per request: one ``observe(value, count)`` covers a whole
    group-commit batch (``count`` requests that shared the same latency).
 3. The object outlives the actors: the node keeps one per local peer and hands the same
