@@ -56,3 +56,22 @@ def test_json_line_carries_the_traceback() -> None:
     line = JsonFormatter().format(rec)
     assert "\n" not in line
     assert "ValueError: bad" in json.loads(line)["exc"]
+
+
+def test_a_failing_section_is_left_out_and_counted() -> None:
+    """A scrape section that raises costs that section, never the scrape or the node."""
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from zraft.node.metrics import NodeCollector
+
+    class Broken:  # every attribute the collector reads raises
+        def __getattr__(self, name: str) -> object:
+            raise RuntimeError(f"no {name}")
+
+    registry = CollectorRegistry(auto_describe=False)
+    collector = NodeCollector(Broken())
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    assert "zraft_metrics_errors_total 3.0" in text
+    assert collector.errors == 3
