@@ -2,7 +2,8 @@
 new ones private.
 
 - ``check_private(path, key)`` raises ``ConfigError`` with one line naming the file and
-  the ``chmod 600`` to run when group or others may read (or write) it. A node calls it
+  the ``chmod 600`` to run when group or others may read or write it (execute bits alone
+  leak nothing). A node calls it
   for every secret file its config names before it starts (``python -m zraft.node`` and
   ``zraft.Node`` alike), so a cookie left world-readable is found at the first start,
   not after someone else has read it.
@@ -28,8 +29,9 @@ def check_private(path: str | os.PathLike[str], key: str) -> None:
         mode = os.stat(path).st_mode
     except OSError:
         return
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{key} {os.fspath(path)} is readable by group or others "
+    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+        how = "readable" if mode & (stat.S_IRGRP | stat.S_IROTH) else "writable"
+        raise ConfigError(f"{key} {os.fspath(path)} is {how} by group or others "
                           f"(mode {stat.S_IMODE(mode):04o}): run chmod 600 {os.fspath(path)}")
 
 
