@@ -44,7 +44,7 @@ def test_a_separate_snapshot_directory_is_locked_too(tmp_path) -> None:
     other = NodeConfig(listen="127.0.0.1:7002", cookie="c", log_dir=str(tmp_path / "other"),
                        snapshot_dir=cfg.snapshot_dir)
     os.makedirs(other.log_dir)
-    with pytest.raises(ConfigError, match="node.snapshot_dir .* is in use by another node"):
+    with pytest.raises(ConfigError, match=r"node.snapshot_dir .* is in use by another node"):
         claim(other)
     held.release()
 
@@ -78,12 +78,13 @@ def test_a_peer_directory_of_another_cluster_is_refused(tmp_path) -> None:
     path = peer_log_path(cfg.log_dir, "a@127.0.0.1:7001")
     write_meta(path, RaftMeta(peer_id="a@127.0.0.1:7001", backend="dict",
                               cluster_id="cluster-2"))
-    with pytest.raises(ConfigError, match="is of cluster 'cluster-2', but .* records "
-                                          "'cluster-1'"):
+    with pytest.raises(ConfigError, match=r"is of cluster 'cluster-2', but .* records "
+                                          r"'cluster-1'"):
         claim(cfg)
 
 
-@pytest.mark.parametrize("text", ["", "{", "[]", '{"listen": 7}', '{"listen": "x", "peers": 1}'])
+@pytest.mark.parametrize("text", ["", "{", "[]", "[" * 100000, "\xff", '{"listen": 7}',
+                                  '{"listen": "x", "peers": 1}'])
 def test_a_corrupt_identity_file_is_refused(tmp_path, text: str) -> None:
     cfg = config(tmp_path)
     (tmp_path / "data" / IDENTITY_FILE).write_text(text)

@@ -6,10 +6,10 @@ Rules:
   The lock lives as long as the returned ``DataDirClaim`` (``release()``) or the process:
   the kernel drops it when the process dies, so a crashed node never leaves a stale lock.
   The lock file holds the owner's pid and address, for the error message only.
-- The identity is ``node.json`` in ``node.log_dir``: the address the node listens on, and
-  the cluster id of each of its peers (from their ``raft.meta``). Written at the first
-  start and refreshed at every start and stop; a directory from before this file existed
-  takes its address from the ids of the peers stored in it.
+- The identity is ``node.json`` in ``node.log_dir``: the address the node listens on,
+  and the cluster id of each of its peers (from their ``raft.meta``). Written
+  (atomically, fsynced) at the first start and refreshed at every start and stop; a
+  directory from before this file existed takes its address from its peers' ids.
 - A second node on a locked directory, a node whose ``node.listen`` is not the address
   the directory records, or a peer whose ``raft.meta`` names another cluster than the one
   ``node.json`` recorded for it, gets ``ConfigError`` with one line (what, which file,
@@ -28,6 +28,7 @@ from typing import Any
 from zraft.config import ConfigError, NodeConfig
 from zraft.ids import PeerId
 from zraft.saferepr import safe_repr
+from zraft.storage.framing import fsync_dir
 from zraft.storage.meta import RaftMeta, list_peers
 
 LOCK_FILE = "zraft.lock"
@@ -134,7 +135,7 @@ def read_identity(cfg: NodeConfig) -> dict[str, Any] | None:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
         doc = json.loads(data) if len(data) <= MAX_IDENTITY_BYTES else None
-    except ValueError:
+    except (ValueError, RecursionError):
         doc = None
     if (not isinstance(doc, dict) or not isinstance(doc.get("listen"), str)
             or not isinstance(doc.get("peers", {}), dict)):
@@ -199,8 +200,16 @@ def record_identity(cfg: NodeConfig) -> None:
             peers[meta.peer_id] = meta.cluster_id
     doc = {"version": IDENTITY_VERSION, "listen": cfg.listen, "peers": peers}
     tmp = path.with_name(IDENTITY_FILE + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    # fsynced before and after the rename: a power cut leaves the old file or the new one,
+    # never an empty one that would keep the node from starting
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 __all__ = [

@@ -14,8 +14,13 @@ Rules:
   and ``snapshot_dir`` (and the log files' directory to ``data_dir/log``). Everything is
   validated as a config file is: ``ConfigError`` with one line naming the key.
 - ``start()`` returns once the node listens and its stored peers run; it raises
-  ``ConfigError`` (bad config, port in use, unwritable directory) or ``DiskStorageError``
-  (a corrupt log), or whatever else failed, having stopped whatever it had started.
+  ``ConfigError`` (bad config, port in use, unwritable directory, a cookie file others
+  can read, a data directory another node holds or that belongs to another address) or
+  ``DiskStorageError`` (a corrupt log), or whatever else failed, having stopped whatever
+  it had started.
+- The node holds its data directories (``zraft.node.datadir``: an flock, and its address
+  in ``node.json``) from ``start()`` to ``stop()``, in this process as against others:
+  two ``zraft.Node`` on one directory cannot both start.
 - Logging is the application's: the node's loggers (``zraft.*``) propagate to whatever the
   application configured. ``log_to_files=True`` installs the node process's handlers
   (console.log, error.log, crash.log, excepthooks, faulthandler) instead; that takes over
