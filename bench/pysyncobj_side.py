@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from bench.sides import Side
+from zraft.filemodes import write_private
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYSYNCOBJ_VERSION = "0.3.17"
@@ -81,7 +82,7 @@ class PySyncObjSide(Side):
         self.client_ports = ports[3:]
         self.peers = [f"{self.peer_name}@127.0.0.1:{p}" for p in self.client_ports]
         cookie_file = self.dir / "cookie"
-        cookie_file.write_text(secrets.token_hex(16) + "\n")
+        write_private(cookie_file, secrets.token_hex(16) + "\n")
         self.cookie = cookie_file.read_text().strip().encode()
         self.cookie_file = cookie_file
         for i in range(3):

@@ -91,7 +91,9 @@ class NodeConfig:
     python_path: tuple[str, ...] = ()
     log_dir: str = "data"
     snapshot_dir: str = "data"
-    fault_injection: bool = True  # accept authenticated partition/heal admin messages
+    # accept partition/heal admin requests (they cut the node off its peers): off unless
+    # the config turns it on; `zraft cluster` local clusters do
+    fault_injection: bool = False
     # host:port of the Prometheus endpoint (GET /metrics); "" = off (zraft/node/metrics.py)
     metrics_addr: str = ""
     # node-wide cap on memory held for partial (incomplete) frames, beyond 1 MiB each
@@ -246,6 +248,10 @@ def ensure_dirs(cfg: NodeConfig) -> None:
             raise ConfigError(f"{key} {path!r} is not writable")
 
 
+# [node] keys holding a path: relative ones are resolved against the config file's directory
+FILE_PATH_KEYS = ("log_dir", "snapshot_dir", "cookie_file")
+
+
 def load_config(path: str | os.PathLike[str], **overrides: Any) -> NodeConfig:
     """Read a TOML file; ``overrides`` replace [node] keys (used by command-line flags)."""
     try:
@@ -257,13 +263,26 @@ def load_config(path: str | os.PathLike[str], **overrides: Any) -> NodeConfig:
         raise ConfigError(f"config file {str(path)!r}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"config file {str(path)!r}: {exc.strerror}") from None
-    node = dict(raw.get("node", {}))
-    node.update({k: v for k, v in overrides.items() if v is not None})
-    entries = node.get("python_path")
-    if isinstance(entries, list):  # relative to the config file, not to the cwd
-        base = Path(path).resolve().parent
-        node["python_path"] = [str(base / e) if isinstance(e, str) else e for e in entries]
-    raw["node"] = node
+    # Paths in the file are relative to the file's directory, not to the cwd (a node started
+    # from anywhere uses the same files); command-line overrides stay relative to the cwd.
+    base = Path(path).resolve().parent
+    node = raw.get("node", {})
+    if isinstance(node, dict):
+        node = dict(node)
+        for key in FILE_PATH_KEYS:  # the defaults too ("data" is next to the file)
+            value = node.get(key, getattr(NodeConfig, key))
+            if isinstance(value, str) and value:
+                node[key] = str(base / value)
+        entries = node.get("python_path")
+        if isinstance(entries, list):
+            node["python_path"] = [str(base / e) if isinstance(e, str) else e for e in entries]
+        node.update({k: v for k, v in overrides.items() if v is not None})
+        raw["node"] = node
+    logging_cfg = raw.get("logging", {})
+    if isinstance(logging_cfg, dict):
+        value = logging_cfg.get("dir", LogConfig.dir)
+        if isinstance(value, str):
+            raw["logging"] = {**logging_cfg, "dir": str(base / value)}
     return parse_config(raw)
 
 

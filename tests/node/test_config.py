@@ -115,3 +115,28 @@ def test_entry_and_batch_sizes_fit_a_frame() -> None:
         with pytest.raises(ConfigError) as info:
             parse_config({"node": {"cookie": "c"}, "raft": raft})
         assert str(info.value).startswith(key), info.value
+
+
+def test_relative_paths_resolve_against_the_config_files_directory(tmp_path,
+                                                                   monkeypatch) -> None:
+    """Not against the cwd: a node started from anywhere uses the same files. The defaults
+    ("data", "log") too; command-line overrides stay relative to the cwd."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "cookie").write_text("c\n")
+    config = etc / "node.toml"
+    config.write_text('[node]\ncookie_file = "cookie"\nlog_dir = "d/log"\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(config)
+    assert cfg.cookie_file == str(etc / "cookie") and cfg.resolved_cookie() == b"c"
+    assert cfg.log_dir == str(etc / "d" / "log")
+    assert cfg.snapshot_dir == str(etc / "data") and cfg.logging.dir == str(etc / "log")
+    absolute = load_config(write(tmp_path, f'[node]\ncookie = "c"\nlog_dir = "{tmp_path}"\n'))
+    assert absolute.log_dir == str(tmp_path)
+    assert load_config(config, log_dir="here").log_dir == "here"
+
+
+def test_fault_injection_is_off_by_default(tmp_path) -> None:
+    assert NodeConfig().fault_injection is False
+    cfg = load_config(write(tmp_path, '[node]\ncookie = "c"\nfault_injection = true\n'))
+    assert cfg.fault_injection is True

@@ -24,6 +24,7 @@ from tests.acceptance.harness import ROOT, _line, wait_for
 from tests.objects.test_objects_readme import readme_shop_commands
 from zraft.cluster.local import free_port
 from zraft.config import ConfigError
+from zraft.filemodes import write_private
 from zraft.node.embedded import build_config
 from zraft.objects import Counter
 
@@ -177,7 +178,7 @@ class App:
 
 def test_three_app_processes_share_one_object_through_a_leader_kill(tmp_path: Path) -> None:
     cookie_file = tmp_path / "cookie"
-    cookie_file.write_text("shop-cookie\n")
+    write_private(cookie_file, "shop-cookie\n")  # a node refuses a cookie others can read
     nodes = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     apps = [App(i, nodes, tmp_path, cookie_file) for i in range(3)]
     try:

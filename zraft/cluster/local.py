@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 
 from zraft.errors import ZRaftError
+from zraft.filemodes import write_private
 
 CLUSTER_FILE = "cluster.json"
 FAULTS_FILE = "faults.jsonl"
@@ -166,8 +167,7 @@ class LocalCluster:
         self.env = dict(env or {})
         self.cookie_file = self.directory / "cookie"
         if not self.cookie_file.exists():
-            self.cookie_file.write_text(secrets.token_hex(16) + "\n")
-            self.cookie_file.chmod(0o600)
+            write_private(self.cookie_file, secrets.token_hex(16) + "\n")
         self.nodes: list[NodeProcess] = []
         for _ in range(nodes):
             self._new_node()
@@ -244,7 +244,10 @@ class LocalCluster:
                  f'log_dir = "{n.directory / "data"}"',
                  f'snapshot_dir = "{n.directory / "data"}"',
                  f"backends = {json.dumps(self.backends)}",  # JSON strings are TOML strings
-                 f"python_path = {json.dumps(self.python_path)}", "", "[raft]"]
+                 f"python_path = {json.dumps(self.python_path)}",
+                 # a throwaway local cluster: `zraft cluster partition/heal` and the fault
+                 # runs partition it (a node started by hand refuses, by default)
+                 "fault_injection = true", "", "[raft]"]
         for key, value in raft.items():
             lines.append(f"{key} = {json.dumps(value)}")
         if n.metrics_port:

@@ -14,8 +14,13 @@ Rules:
   and ``snapshot_dir`` (and the log files' directory to ``data_dir/log``). Everything is
   validated as a config file is: ``ConfigError`` with one line naming the key.
 - ``start()`` returns once the node listens and its stored peers run; it raises
-  ``ConfigError`` (bad config, port in use, unwritable directory) or ``DiskStorageError``
-  (a corrupt log), or whatever else failed, having stopped whatever it had started.
+  ``ConfigError`` (bad config, port in use, unwritable directory, a cookie file others
+  can read, a data directory another node holds or that belongs to another address) or
+  ``DiskStorageError`` (a corrupt log), or whatever else failed, having stopped whatever
+  it had started.
+- The node holds its data directories (``zraft.node.datadir``: an flock, and its address
+  in ``node.json``) from ``start()`` to ``stop()``, in this process as against others:
+  two ``zraft.Node`` on one directory cannot both start.
 - Logging is the application's: the node's loggers (``zraft.*``) propagate to whatever the
   application configured. ``log_to_files=True`` installs the node process's handlers
   (console.log, error.log, crash.log, excepthooks, faulthandler) instead; that takes over
@@ -32,9 +37,11 @@ Rules:
 
 from __future__ import annotations
 
+import logging as _logging
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +53,12 @@ from zraft.config import (
     parse_config,
     use_python_path,
 )
+from zraft.filemodes import check_private, private_files
 from zraft.ids import PeerId
+from zraft.node.datadir import DataDirClaim, claim, record_identity
+from zraft.saferepr import exception_line
+
+log = _logging.getLogger("zraft.node")
 
 
 def build_config(config: NodeConfig | str | os.PathLike[str] | None = None, *,
@@ -109,6 +121,7 @@ class Node:
         self.log_to_files = log_to_files
         self._server: Any = None
         self._stopped = False
+        self._claim: DataDirClaim | None = None
 
     @property
     def address(self) -> str:
@@ -133,28 +146,37 @@ class Node:
         """What ``python -m zraft.node`` would exit with: 0 clean, 1 the node gave up."""
         return self._server.exit_code if self._server is not None else 0
 
-    def start(self) -> Node:
+    def start(self, *, prepare: Callable[[], None] | None = None) -> Node:
+        """Start the node; ``prepare()`` (if given) runs once the data directory is locked,
+        before any peer starts (``--clear-recovering`` edits stored peers there)."""
         if self._server is not None:
             raise RuntimeError("this node was started already (make a new Node to restart)")
         cfg = self.config
         ensure_dirs(cfg)
-        if self.log_to_files:
-            from zraft.logsetup import setup_logging
+        for key, path in private_files(cfg):
+            check_private(path, key)
+        self._claim = claim(cfg)  # ConfigError: another node's directory
+        try:
+            if self.log_to_files:
+                from zraft.logsetup import setup_logging
 
-            setup_logging(cfg.logging, cfg.listen)
-        use_python_path(cfg)  # before any backend is imported
-        from zraft.node.server import Node as ServerNode  # after logging: its loggers
+                setup_logging(cfg.logging, cfg.listen)
+            if prepare is not None:
+                prepare()
+            use_python_path(cfg)  # before any backend is imported
+            from zraft.node.server import Node as ServerNode  # after logging: its loggers
 
-        server = ServerNode(cfg)
+            server = ServerNode(cfg)
+        except BaseException:
+            self._claim.release()
+            raise
         self._server = server
         _stop_at_exit()
         _RUNNING.add(self)
         try:
             server.start()
         except BaseException:  # any failure: the application's process keeps no half-node
-            self._stopped = True
-            _RUNNING.discard(self)
-            server.stop()
+            self.stop()
             raise
         return self
 
@@ -169,7 +191,21 @@ class Node:
         if self._server is not None and not self._stopped:
             self._stopped = True
             _RUNNING.discard(self)
-            self._server.stop()
+            try:
+                self._server.stop()
+            finally:
+                self._release_claim()
+
+    def _release_claim(self) -> None:
+        """Record the peers' cluster ids (created since the start) and unlock the data
+        directory: the next node to use it may start."""
+        if self._claim is not None and self._claim.held:
+            try:
+                record_identity(self.config)
+            except Exception as exc:  # the next start records them
+                log.warning("could not record the node's identity: %s", exception_line(exc))
+            finally:
+                self._claim.release()
 
     def __enter__(self) -> Node:
         # ``with Node(...) as n`` starts it; ``with Node(...).start() as n`` is the same node

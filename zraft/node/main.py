@@ -2,8 +2,9 @@
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 if the node's supervisor gave up or its
 transport could not keep its serving threads alive (one line on stderr saying why), 2 for a
-bad configuration, an unwritable directory, a port in use or a corrupt log (one line on
-stderr saying what is wrong; nothing deleted).
+bad configuration, an unwritable directory, a port in use, a corrupt log, a cookie file
+others can read, or a data directory another node holds or that belongs to another address
+(one line on stderr saying what is wrong and what to do; nothing deleted).
 """
 
 from __future__ import annotations
@@ -74,12 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zraft node: {exc}", file=sys.stderr)
         return 2
     node = Node(cfg, log_to_files=True)  # the embedded node, with the process's handlers
-    try:
+
+    def prepare() -> None:  # with the data directory locked: no other node edits it
         for name in args.clear_recovering:
             clear_recovering(cfg.log_dir, name)
-        node.start()
+
+    try:
+        node.start(prepare=prepare)
     except (ConfigError, DiskStorageError) as exc:
-        log.error("node %s cannot start: %s", cfg.listen, exc)
+        if logging.getLogger().handlers:  # not yet set up: stderr gets the one line below
+            log.error("node %s cannot start: %s", cfg.listen, exc)
         print(f"zraft node: {exc}", file=sys.stderr)
         return 2
     stop_requested = threading.Event()
