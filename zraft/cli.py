@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "zraft.cluster.commands",  # zraft cluster ... (local clusters)
     "zraft.node.commands",     # zraft node ...
     "zraft.loadgen.commands",    # zraft bench ...
+    "zraft.backup.commands",     # zraft snapshot save / restore
 )
 
 
