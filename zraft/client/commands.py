@@ -97,7 +97,9 @@ class Target:
     """Where a command goes: peers, and a connection pool holding the cookie."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        peers_text = args.peers or os.environ.get("ZRAFT_PEERS", "")
+        # an explicit --dir names the cluster: $ZRAFT_PEERS (another one, maybe) must not
+        # take its place, as $ZRAFT_COOKIE_FILE does not take the place of its cookie
+        peers_text = args.peers or ("" if args.dir else os.environ.get("ZRAFT_PEERS", ""))
         cookie_file = args.cookie_file
         peers = _split_peers(peers_text) if peers_text else []
         self.election_timeout: float | None = None
@@ -323,7 +325,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--session-timeout", type=timeout_arg, default=10.0)
 
     conf = subparsers.add_parser("conf", help="cluster membership")
-    conf_sub = conf.add_subparsers(dest="conf_command", metavar="get|set", required=True)
+    conf_sub = conf.add_subparsers(dest="conf_command", metavar="get|set|add|remove",
+                                   required=True)
     add("get", cmd_conf_get, "show the leader and the committed peers", conf_sub)
     p = add("set", cmd_conf_set, "change the peers (joint consensus)", conf_sub)
     p.add_argument("new_peers", metavar="PEER,PEER,...")
@@ -331,3 +334,7 @@ def register(subparsers: Any) -> None:
 
     p = add("stat", cmd_stat, "status of one peer, or of every peer in --peers")
     p.add_argument("peer", nargs="?")
+
+    from zraft.client import admin_commands  # create, delete, conf add/remove
+
+    admin_commands.register(subparsers, conf_sub, add)
