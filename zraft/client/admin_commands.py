@@ -22,6 +22,7 @@ from zraft.client.commands import (
     _emit,
     _first_answer,
     _parse_value,
+    peer_arg,
 )
 from zraft.errors import AlreadyPresent, ZRaftError
 from zraft.ids import PeerId
@@ -99,12 +100,12 @@ def register(subparsers: Any, conf_sub: Any, add: Any) -> None:
     p.add_argument("key")
     p = add("add", cmd_conf_add, "add PEER: create it on its node (blank, this cluster), "
             "then join it (a learner until caught up)", conf_sub)
-    p.add_argument("peer", metavar="PEER")
+    p.add_argument("peer", metavar="PEER", type=peer_arg)
     p.add_argument("--no-create", action="store_true",
                    help="the peer exists already on its node: only change the membership")
     p = add("remove", cmd_conf_remove, "remove PEER from the membership (a peer that is not a "
             "member exits 3)", conf_sub)
-    p.add_argument("peer", metavar="PEER")
+    p.add_argument("peer", metavar="PEER", type=peer_arg)
 
 
 __all__ = ["cmd_conf_add", "cmd_conf_remove", "cmd_create", "cmd_delete", "register"]

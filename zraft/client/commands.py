@@ -93,6 +93,24 @@ def _split_peers(text: str) -> list[str]:
     return peers
 
 
+def peer_arg(text: str) -> str:
+    """argparse type of a peer id argument: a bad one is bad usage (exit 2), not a
+    traceback."""
+    try:
+        return str(PeerId.parse(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def peers_arg(text: str) -> str:
+    """argparse type of a ``PEER,PEER,...`` argument (checked, kept as text)."""
+    try:
+        _split_peers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 class Target:
     """Where a command goes: peers, and a connection pool holding the cookie."""
 
@@ -329,11 +347,12 @@ def register(subparsers: Any) -> None:
                                    required=True)
     add("get", cmd_conf_get, "show the leader and the committed peers", conf_sub)
     p = add("set", cmd_conf_set, "change the peers (joint consensus)", conf_sub)
-    p.add_argument("new_peers", metavar="PEER,PEER,...")
-    p.add_argument("--old", help="expected current peers (default: read them first)")
+    p.add_argument("new_peers", metavar="PEER,PEER,...", type=peers_arg)
+    p.add_argument("--old", type=peers_arg,
+                   help="expected current peers (default: read them first)")
 
     p = add("stat", cmd_stat, "status of one peer, or of every peer in --peers")
-    p.add_argument("peer", nargs="?")
+    p.add_argument("peer", nargs="?", type=peer_arg)
 
     from zraft.client import admin_commands  # create, delete, conf add/remove
 
