@@ -11,12 +11,16 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import msgpack
 import pytest
 
 import zraft
-from tests.acceptance.harness import ROOT, Acceptance
+from tests.acceptance.harness import ROOT, Acceptance, wait_for
+from zraft.backup.fileformat import iter_files
+from zraft.backup.save import save
 from zraft.client import api
 from zraft.cluster import LocalCluster
 from zraft.errors import BadRequest, ZRaftError
@@ -119,6 +123,47 @@ def test_restore_member_by_member_serves_a_replicated_object(make_cluster,
     assert again.returncode == 2 and again.stdout == ""
     assert again.stderr == (f"zraft snapshot restore: {dst.cluster.nodes[0].directory / 'data'} "
                             f"already holds data of peer {dst.peers[0]}\n")
+
+
+def test_saves_hold_every_acked_write_while_snapshots_are_slow_or_fail(make_cluster,
+                                                                      tmp_path: Path) -> None:
+    """The leader is nearly always writing an older snapshot when a backup's read index is
+    applied: the backup must wait for a snapshot of its own, not take that one; a snapshot
+    that fails fails the save (exit 1, named), and the next save works."""
+    backend = "slow_snapshot:SlowCounter"
+    fail = tmp_path / "fail-snapshots"
+    acc = make_cluster(3, create=False, backend=backend, max_log_count=3,
+                       python_path=[Path(__file__).parent / "user_backends"],
+                       env={"SLOW_SNAPSHOT_FAIL": str(fail)})
+    api.create(acc.peers, backend, 20.0, pool=acc.pool)
+    acked = [0]
+    stop = threading.Event()
+
+    def write() -> None:
+        light = acc.light()
+        while not stop.is_set():
+            value, light = api.write(light, ["add", 1], pool=acc.pool)
+            acked[0] = value
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        wait_for(lambda: acked[0] >= 10, 20, "writes")
+        for i in range(3):
+            before = acked[0]
+            header = save(acc.light(), tmp_path / f"{i}.zrb", 30.0, acc.pool)
+            data = {f.path: b"".join(blocks) for f, blocks in iter_files(tmp_path / f"{i}.zrb")}
+            assert msgpack.unpackb(data["data/state.msgpack"])["state"] >= before, header
+        fail.touch()
+        failed = _zraft(acc, "snapshot", "save", str(tmp_path / "x.zrb"))
+        assert failed.returncode == 1
+        assert failed.stderr.startswith("ZRaftError: snapshot failed: "), failed.stderr
+        assert not (tmp_path / "x.zrb").exists()
+        fail.unlink()
+        assert _zraft(acc, "snapshot", "save", str(tmp_path / "x.zrb")).returncode == 0
+    finally:
+        stop.set()
+        writer.join(10)
 
 
 def test_save_without_a_cluster_exits_1_naming_the_error(tmp_path: Path) -> None:
