@@ -173,3 +173,8 @@ def test_save_without_a_cluster_exits_1_naming_the_error(tmp_path: Path) -> None
                   "zraft@127.0.0.1:1", "--cookie-file", str(cookie), "--timeout", "1")
     assert done.returncode == 1 and done.stderr.startswith("AllFailed")
     assert not (tmp_path / "b.zrb").exists() and not (tmp_path / "b.zrb.tmp").exists()
+    nowhere = _zraft(None, "snapshot", "save", str(tmp_path / "no" / "b.zrb"), "--peers",
+                     "zraft@127.0.0.1:1", "--cookie-file", str(cookie))
+    assert nowhere.returncode == 2 and nowhere.stderr.splitlines()[-1] == (
+        f"zraft snapshot save: error: {tmp_path / 'no' / 'b.zrb'}: no directory "
+        f"{tmp_path / 'no'}")

@@ -33,7 +33,15 @@ def _summary(header: BackupHeader) -> dict[str, Any]:
 
 
 def cmd_save(args: argparse.Namespace, t: Target) -> int:
-    header = save(t.session(), args.file, t.timeout, t.pool)
+    folder = Path(args.file).resolve().parent
+    if not folder.is_dir():  # before the leader takes a snapshot for nothing
+        args.parser.error(f"{args.file}: no directory {folder}")  # exits 2
+    try:
+        header = save(t.session(), args.file, t.timeout, t.pool)
+    except OSError as exc:  # this machine's disk, not the cluster
+        print(f"zraft snapshot save: cannot write {args.file}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     doc = {"file": args.file, **_summary(header)}
     _emit(args, doc, f"saved index {header.index} term {header.term} from {header.source} "
                      f"({header.body_size} bytes of {header.backend}) to {args.file}")
