@@ -1,4 +1,5 @@
-"""The ``zraft`` command's client subcommands: write, read, watch, conf get/set, stat.
+"""The ``zraft`` command's client subcommands: write, read, watch, conf get/set, stat
+(create, delete, conf add/remove: ``admin_commands``).
 
 Every subcommand takes ``--peers name@host:port,...`` (or ``ZRAFT_PEERS``), ``--cookie`` /
 ``--cookie-file`` (or ``ZRAFT_COOKIE`` / ``ZRAFT_COOKIE_FILE``), ``--timeout`` (seconds) and
