@@ -6,8 +6,9 @@ Rules:
   installed yet is skipped, so others can add ``zraft node``, ``zraft cluster ...``,
   ``zraft bench`` by creating the module (and listing it here).
 - Exit codes: 0 success, 1 the operation failed (the error's name is printed) or the reader
-  of stdout went away (quietly), 2 bad usage (argparse's own code), 3 ``zraft read``: the
-  key does not exist.
+  of stdout went away (quietly), 2 bad usage (argparse's own code; also a backup file
+  ``zraft snapshot restore`` refuses), 3 ``zraft read`` / ``zraft delete``: the key does
+  not exist, ``zraft conf remove``: the peer is not a member.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "zraft.cluster.commands",  # zraft cluster ... (local clusters)
     "zraft.node.commands",     # zraft node ...
     "zraft.loadgen.commands",    # zraft bench ...
+    "zraft.backup.commands",     # zraft snapshot save / restore
 )
 
 

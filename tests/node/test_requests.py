@@ -41,6 +41,8 @@ VALID = {
     "get_conf": ["zraft"],
     "set_conf": ["zraft", 3, [PEER_ID, "zraft@127.0.0.1:7002"], 1000],
     "stat": ["zraft"],
+    "snapshot_save": ["zraft"],
+    "snapshot_read": ["zraft", "snapshot-12-3", "data/state", 0],
     "bootstrap": ["zraft"],
     "create_peer": ["zraft", "dict"],
     "check_exists": ["zraft"],
@@ -209,3 +211,14 @@ def test_the_fast_path_agrees_with_the_schema() -> None:
             accepted += 1
             assert walk(op, args, LIMITS) == args, (op, args)
     assert accepted == 6  # a known name, a good command or no watch, each valid sid
+
+
+def test_snapshot_read_names_only_a_snapshot_directory_and_a_bounded_path() -> None:
+    for name in ("../snapshot-1-1", "snapshot-1-1/..", "tmp-1", "snapshot-1", "x" * 65):
+        err = refused("snapshot_read", ["zraft", name, "sessions", 0])
+        assert err.code == BAD_REQUEST and err.message.startswith("snapshot_read: snapshot ")
+    assert refused("snapshot_read", ["zraft", "snapshot-1-1", "p" * 1025, 0]).message \
+        .startswith("snapshot_read: path ")
+    assert refused("snapshot_read", ["zraft", "snapshot-1-1", "sessions", -1]).message \
+        .startswith("snapshot_read: offset ")
+    assert refused("snapshot_save", ["zraft", 1]).code == BAD_REQUEST

@@ -427,7 +427,7 @@ class RaftPeerActor(FastInboxActor):
             assert self.sm is not None  # mutation: a follower answers from its own state
             self.sm.tell(Read(0, [req._replace(op="query_local")]))
             return
-        if op in ("query", "get_conf"):
+        if op in ("query", "get_conf", "snapshot_save"):
             self._read_seq += 1
             ctx = self._read_seq
             self._reads[ctx] = req

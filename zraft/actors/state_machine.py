@@ -24,6 +24,10 @@ Rules:
    it; the peer stops (backend_failure.py). A backend ``snapshot()`` (or its
    ``snapshot_done``/``snapshot_failed``) that raises only fails that snapshot, logged and
    counted in ``stat``; the next try waits another ``max_log_count`` entries.
+8. ``snapshot_save`` (a backup, leader only) reaches this actor as a confirmed read: once
+   applied >= its read index a snapshot is taken at once (after the one in progress, if
+   any, which may predate the read index) and the request is answered with that
+   snapshot's manifest (``backup_reply``), or the error that failed it.
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ class StateMachineActor(FastInboxActor):
         self.snapshot_errors = 0
         self._last_snapshot_error: str | None = None
         self._snapshot_after = 0  # after a failed snapshot(), no new try before this index
+        self._backups_taking: list[ClientRequest] = []  # answered by the snapshot in progress
+        self._backups_next: list[ClientRequest] = []  # need a snapshot after that one
         self.deferred: list[Read] = []
         self._unrestored: Any = None  # the local snapshot, until something needs the state
         self.snapshots_taken = 0
@@ -250,6 +256,9 @@ class StateMachineActor(FastInboxActor):
         """Answer reads, one send per connection (as for write replies)."""
         out: dict[Any, list[ClientReply]] = {}
         for req in reqs:
+            if req.op == "snapshot_save":
+                self._backup(req)
+                continue
             out.setdefault(req.conn, []).append(self._answer(req))
         _send_per_connection(out)
 
@@ -330,6 +339,22 @@ class StateMachineActor(FastInboxActor):
         threading.Thread(target=work, name=f"zraft-snapshot-{self.ctx.peer_name}",
                          daemon=True).start()
 
+    def _backup(self, req: ClientRequest) -> None:
+        """A backup whose read index is applied: snapshot now, or after the one in progress
+        (taken at an index that may be older than this read)."""
+        if self.machine.snapshot_in_progress:
+            self._backups_next.append(req)
+            return
+        self._backups_taking.append(req)
+        self._take_snapshot()
+
+    def _answer_backups(self, status: str, payload: Any) -> None:
+        taking, self._backups_taking = self._backups_taking, []
+        _send_per_connection(_by_conn(taking, status, payload))
+        if self._backups_next and not self.machine.snapshot_in_progress:
+            self._backups_taking, self._backups_next = self._backups_next, []
+            self._take_snapshot()
+
     @staticmethod
     def _write(image: Any, pending: Any) -> _SnapshotWritten:
         try:
@@ -351,6 +376,9 @@ class StateMachineActor(FastInboxActor):
         log.error("peer %s: snapshot failed: %s", self.ctx.peer_id, self._last_snapshot_error,
                   exc_info=exc)
         self._publish_stats()
+        if self._backups_taking or self._backups_next:
+            self._answer_backups("error", {"message": f"snapshot failed: "
+                                                      f"{self._last_snapshot_error}"})
 
     def _snapshot_written(self, msg: _SnapshotWritten) -> None:
         if msg.error is not None:
@@ -360,6 +388,8 @@ class StateMachineActor(FastInboxActor):
                 reraise_interrupt(exc)
                 self._snapshot_error(f"{type(self.backend).__name__}.snapshot_failed raised",
                                      exc)
+            if self._backups_taking or self._backups_next:
+                self._answer_backups("error", {"message": f"snapshot failed: {msg.error}"})
             return
         info = msg.pending.info
         try:
@@ -378,6 +408,8 @@ class StateMachineActor(FastInboxActor):
         self.ctx.events.record("snapshot", peer=self.ctx.peer_id, index=msg.image.index)
         self.peer.tell(SnapshotTaken(msg.image.index))
         self._publish_stats()
+        if (self._backups_taking or self._backups_next) and info is not None:
+            self._answer_backups("ok", backup_reply(info, self.ctx.backend_name))
 
     def _install(self, msg: InstallSnapshot) -> None:
         if self._unrestored is not None:
@@ -419,6 +451,23 @@ class StateMachineActor(FastInboxActor):
 
     def _publish_stats(self) -> None:
         self.ctx.sm_stats[self.ctx.peer_name] = self.stats()
+
+
+def backup_reply(info: Any, backend: str) -> dict[str, Any]:
+    """What ``snapshot_save`` answers: the snapshot's directory name and its manifest."""
+    meta = info.meta
+    return {"name": info.path.name, "index": meta.index, "term": meta.term,
+            "config_index": meta.config_index,
+            "config": [list(meta.config.old), list(meta.config.new)], "backend": backend,
+            "files": [[f.path, f.size, f.sha256] for f in info.files]}
+
+
+def _by_conn(reqs: list[ClientRequest], status: str, payload: Any
+             ) -> dict[Any, list[ClientReply]]:
+    out: dict[Any, list[ClientReply]] = {}
+    for req in reqs:
+        out.setdefault(req.conn, []).append(ClientReply(req.req_id, status, payload))
+    return out
 
 
 def _send_per_connection(out: dict[Any, list[ClientReply]]) -> None:

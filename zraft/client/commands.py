@@ -1,4 +1,5 @@
-"""The ``zraft`` command's client subcommands: write, read, watch, conf get/set, stat.
+"""The ``zraft`` command's client subcommands: write, read, watch, conf get/set, stat
+(create, delete, conf add/remove: ``admin_commands``).
 
 Every subcommand takes ``--peers name@host:port,...`` (or ``ZRAFT_PEERS``), ``--cookie`` /
 ``--cookie-file`` (or ``ZRAFT_COOKIE`` / ``ZRAFT_COOKIE_FILE``), ``--timeout`` (seconds) and
@@ -93,11 +94,31 @@ def _split_peers(text: str) -> list[str]:
     return peers
 
 
+def peer_arg(text: str) -> str:
+    """argparse type of a peer id argument: a bad one is bad usage (exit 2), not a
+    traceback."""
+    try:
+        return str(PeerId.parse(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def peers_arg(text: str) -> str:
+    """argparse type of a ``PEER,PEER,...`` argument (checked, kept as text)."""
+    try:
+        _split_peers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 class Target:
     """Where a command goes: peers, and a connection pool holding the cookie."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        peers_text = args.peers or os.environ.get("ZRAFT_PEERS", "")
+        # an explicit --dir names the cluster: $ZRAFT_PEERS (another one, maybe) must not
+        # take its place, as $ZRAFT_COOKIE_FILE does not take the place of its cookie
+        peers_text = args.peers or ("" if args.dir else os.environ.get("ZRAFT_PEERS", ""))
         cookie_file = args.cookie_file
         peers = _split_peers(peers_text) if peers_text else []
         self.election_timeout: float | None = None
@@ -323,11 +344,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--session-timeout", type=timeout_arg, default=10.0)
 
     conf = subparsers.add_parser("conf", help="cluster membership")
-    conf_sub = conf.add_subparsers(dest="conf_command", metavar="get|set", required=True)
+    conf_sub = conf.add_subparsers(dest="conf_command", metavar="get|set|add|remove",
+                                   required=True)
     add("get", cmd_conf_get, "show the leader and the committed peers", conf_sub)
     p = add("set", cmd_conf_set, "change the peers (joint consensus)", conf_sub)
-    p.add_argument("new_peers", metavar="PEER,PEER,...")
-    p.add_argument("--old", help="expected current peers (default: read them first)")
+    p.add_argument("new_peers", metavar="PEER,PEER,...", type=peers_arg)
+    p.add_argument("--old", type=peers_arg,
+                   help="expected current peers (default: read them first)")
 
     p = add("stat", cmd_stat, "status of one peer, or of every peer in --peers")
-    p.add_argument("peer", nargs="?")
+    p.add_argument("peer", nargs="?", type=peer_arg)
+
+    from zraft.client import admin_commands  # create, delete, conf add/remove
+
+    admin_commands.register(subparsers, conf_sub, add)

@@ -55,6 +55,7 @@ from zraft.errors import BackendError, BackendNotAllowed
 from zraft.fsm.heap_trim import request_trim
 from zraft.fsm.registry import canonical_name, is_allowed, load_backend, probe_backend
 from zraft.ids import PeerId, is_cluster_id, node_of
+from zraft.node.backup_reads import SnapshotGone, read_chunk
 from zraft.node.events import EventLog
 from zraft.node.requests import NODE_OPS, Limits, RequestError, fast_ok, validate
 from zraft.node.sessions import SessionRegistry
@@ -459,6 +460,8 @@ class Node:
                 self._slow_op(op, self._create_peer, conn, req_id, args)
             elif op == "node_status":
                 self._slow_op(op, self._node_status, conn, req_id)
+            elif op == "snapshot_read":  # file I/O: keep the reader thread free
+                self._slow_op(op, self._snapshot_read, conn, req_id, args)
             elif op == "partition":
                 # [[addrs]] or [[addrs], "in" | "out" | "both"]: a one-way partition blocks
                 # one direction on one node
@@ -562,6 +565,19 @@ class Node:
         except Exception as exc:
             log.exception("create_peer failed")
             self.reply(conn, req_id, "error", {"message": f"{type(exc).__name__}: {exc}"})
+
+    def _snapshot_read(self, conn: Any, req_id: int, args: list[Any]) -> None:
+        """``[peer_name, snapshot, path, offset]``: a chunk of a backup (backup_reads)."""
+        entry = self.peers.get(args[0])
+        if entry is None:
+            self.reply(conn, req_id, "not_found", {"message": "snapshot_read: no such peer"})
+            return
+        try:
+            data = read_chunk(self.cfg.snapshot_dir, entry.peer_id, *args[1:4])
+        except SnapshotGone as exc:
+            self.reply(conn, req_id, "not_found", {"message": f"snapshot_read: {exc}"})
+            return
+        self.reply(conn, req_id, "ok", data)
 
     def _node_status(self, conn: Any, req_id: int) -> None:
         peers = {}

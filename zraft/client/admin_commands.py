@@ -1,0 +1,111 @@
+"""Operator subcommands: ``zraft create``, ``zraft delete KEY``, ``zraft conf add/remove``.
+
+Same options, output and exit codes as ``zraft.client.commands`` (0 ok, 1 the operation
+failed with the error named, 2 bad usage), plus: ``delete`` of a missing key exits 3 with
+``not found: KEY`` on stderr (``--json``: exit 0, ``"deleted": false``), as ``read`` does;
+``conf remove`` of a peer that is not a member exits 3 with ``not a member: PEER`` on
+stderr (``--json``: exit 0, ``"changed": false``). ``conf add`` of a member changes
+nothing and exits 0 (``"changed": false``), as ``conf set`` with the same peers does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import Any
+
+from zraft.client import api
+from zraft.client.commands import (
+    EXIT_NOT_FOUND,
+    Target,
+    _emit,
+    _first_answer,
+    _parse_value,
+    peer_arg,
+)
+from zraft.errors import AlreadyPresent, ZRaftError
+from zraft.ids import PeerId
+from zraft.transport.sentinels import NOT_FOUND
+
+
+def cmd_create(args: argparse.Namespace, t: Target) -> int:
+    peers = api.create(t.peers, args.backend, t.timeout, pool=t.pool)
+    leader = api.stat(peers[0], t.timeout, pool=t.pool) if args.json else None
+    _emit(args, {"peers": peers, "backend": args.backend,
+                 "cluster_id": (leader or {}).get("cluster_id")},
+          f"created: {len(peers)} peers, backend {args.backend}\npeers: {','.join(peers)}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, t: Target) -> int:
+    key = _parse_value(args.key, True)
+    result, session = api.write(t.session(), ["delete", key], t.timeout, pool=t.pool)
+    deleted = result is not NOT_FOUND
+    if not deleted and not args.json:
+        print(f"not found: {args.key}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    _emit(args, {"key": args.key, "deleted": deleted, "leader": session.leader}, "ok")
+    return 0
+
+
+def _conf(t: Target) -> tuple[str, list[str]]:
+    leader, peers = _first_answer(t, lambda peer: api.get_conf(peer, t.timeout, pool=t.pool))
+    return str(leader), list(peers)
+
+
+def cmd_conf_add(args: argparse.Namespace, t: Target) -> int:
+    new = str(PeerId.parse(args.peer))
+    leader, old = _conf(t)
+    if new in old:
+        _emit(args, {"peers": old, "changed": False}, f"peers: {','.join(old)}")
+        return 0
+    info = api.stat(leader, t.timeout, pool=t.pool)
+    if not args.no_create:
+        # a blank peer of this cluster, on its node: it catches up as a learner; one made
+        # earlier (an `add` that failed later, or by hand) is used as it is
+        with contextlib.suppress(AlreadyPresent):
+            api.create_peer(new, str(info["backend"]), t.timeout, pool=t.pool,
+                            cluster_id=info.get("cluster_id") or None)
+    peers = api.set_new_conf(leader, [*old, new], old, t.timeout, pool=t.pool)
+    _emit(args, {"peers": peers, "changed": True}, f"peers: {','.join(peers)}")
+    return 0
+
+
+def cmd_conf_remove(args: argparse.Namespace, t: Target) -> int:
+    gone = str(PeerId.parse(args.peer))
+    leader, old = _conf(t)
+    if gone not in old:
+        if args.json:
+            _emit(args, {"peers": old, "changed": False}, "")
+            return 0
+        print(f"not a member: {args.peer}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    new = [p for p in old if p != gone]
+    if not new:
+        raise ZRaftError("cannot remove the last peer")
+    peers = api.set_new_conf(leader, new, old, t.timeout, pool=t.pool)
+    _emit(args, {"peers": peers, "changed": True}, f"peers: {','.join(peers)}")
+    return 0
+
+
+def register(subparsers: Any, conf_sub: Any, add: Any) -> None:
+    """Called by ``zraft.client.commands.register`` with its ``add`` helper."""
+    p = add("create", cmd_create, "create a group on running nodes: a peer on each of "
+            "--peers, bootstrapped, then every one a member")
+    p.add_argument("--backend", default="dict", metavar="SPEC",
+                   help="dict, or package.module:Class (allowed by the nodes' backends)")
+    p = add("delete", cmd_delete, "delete KEY through the leader (dict backend); a missing "
+            "key exits 3 (not found: KEY on stderr)")
+    p.add_argument("key")
+    p = add("add", cmd_conf_add, "add PEER: create it on its node (blank, this cluster), "
+            "then join it (a learner until caught up)", conf_sub)
+    p.add_argument("peer", metavar="PEER", type=peer_arg)
+    p.add_argument("--no-create", action="store_true",
+                   help="the peer exists already on its node: only change the membership")
+    p = add("remove", cmd_conf_remove, "remove PEER from the membership (a peer that is not a "
+            "member exits 3)", conf_sub)
+    p.add_argument("peer", metavar="PEER", type=peer_arg)
+
+
+__all__ = ["cmd_conf_add", "cmd_conf_remove", "cmd_create", "cmd_delete", "register"]
