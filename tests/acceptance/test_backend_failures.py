@@ -21,6 +21,7 @@ import zraft
 from tests.acceptance.harness import Acceptance, wait_for
 from zraft.client import api
 from zraft.cluster import admin, status
+from zraft.node.datadir import IDENTITY_FILE, LOCK_FILE
 from zraft.storage.naming import peer_dir_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -52,7 +53,8 @@ def _nothing_left(acc: Acceptance, other: list[str]) -> None:
     for n in acc.cluster.nodes:
         api.check_exists(acc.peer(n.index), timeout=5, pool=acc.pool)  # no AlreadyPresent
         assert set(admin.node_status(acc.pool, acc.cluster, n, 5.0)["peers"]) == {"other"}
-        made = {p.name for p in (n.directory / "data").iterdir()} - kept
+        node_files = {LOCK_FILE, IDENTITY_FILE}  # the node's own, not a group's
+        made = {p.name for p in (n.directory / "data").iterdir()} - kept - node_files
         assert not made, f"a peer directory was made: {made}"
         assert n.alive(), "a failed create must never stop a node"
 
