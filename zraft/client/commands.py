@@ -1,4 +1,5 @@
-"""The ``zraft`` command's client subcommands: write, read, watch, conf get/set, stat.
+"""The ``zraft`` command's client subcommands: write, read, watch, conf get/set/
+transfer-leader, stat.
 
 Every subcommand takes ``--peers name@host:port,...`` (or ``ZRAFT_PEERS``), ``--cookie`` /
 ``--cookie-file`` (or ``ZRAFT_COOKIE`` / ``ZRAFT_COOKIE_FILE``), ``--timeout`` (seconds) and
@@ -260,6 +261,22 @@ def cmd_conf_set(args: argparse.Namespace, t: Target) -> int:
     return 0
 
 
+def cmd_conf_transfer_leader(args: argparse.Namespace, t: Target) -> int:
+    try:
+        to = str(PeerId.parse(args.to)) if args.to else None
+        if args.peer:
+            PeerId.parse(args.peer)
+    except ValueError as exc:
+        args.parser.error(str(exc))  # exits 2
+    if args.peer:
+        leader = api.transfer_leader(args.peer, to, t.timeout, pool=t.pool)
+    else:
+        leader = _first_answer(
+            t, lambda peer: api.transfer_leader(peer, to, t.timeout, pool=t.pool))
+    _emit(args, {"leader": leader}, f"leader: {leader}")
+    return 0
+
+
 def cmd_stat(args: argparse.Namespace, t: Target) -> int:
     if args.peer:
         info = api.stat(args.peer, t.timeout, pool=t.pool)
@@ -323,11 +340,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--session-timeout", type=timeout_arg, default=10.0)
 
     conf = subparsers.add_parser("conf", help="cluster membership")
-    conf_sub = conf.add_subparsers(dest="conf_command", metavar="get|set", required=True)
+    conf_sub = conf.add_subparsers(dest="conf_command", metavar="get|set|transfer-leader",
+                                   required=True)
     add("get", cmd_conf_get, "show the leader and the committed peers", conf_sub)
     p = add("set", cmd_conf_set, "change the peers (joint consensus)", conf_sub)
     p.add_argument("new_peers", metavar="PEER,PEER,...")
     p.add_argument("--old", help="expected current peers (default: read them first)")
+    p = add("transfer-leader", cmd_conf_transfer_leader, "hand leadership to --to (default: "
+            "the most up-to-date member); writes pause meanwhile (clients retry)", conf_sub)
+    p.add_argument("--peer", help="member to ask (default: each of --peers in turn)")
+    p.add_argument("--to", help="the new leader's peer id")
 
     p = add("stat", cmd_stat, "status of one peer, or of every peer in --peers")
     p.add_argument("peer", nargs="?")

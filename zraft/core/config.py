@@ -23,7 +23,8 @@ KNOWN_MUTATIONS = frozenset(
         "vote_while_recovering",  # a peer that lost acknowledged entries votes anyway
         "heal_early",  # a recovering peer is whole again on the leader's word, caught up or not
         "transfer_force_vote",  # a transfer election's votes skip the log check
-        "transfer_without_catchup",  # TimeoutNow before the target holds the leader's log
+        # TimeoutNow sent before the target holds the leader's log, and acted on anyway
+        "transfer_without_catchup",
     }
 )
 

@@ -33,6 +33,7 @@ from zraft.core.messages import (
     AppendEntries,
     AppendReply,
     InstallSnapshot,
+    TimeoutNow,
     VoteReply,
     VoteRequest,
 )
@@ -262,7 +263,9 @@ def raft_messages(cluster: str) -> st.SearchStrategy[Any]:
         [Entry(i + 1, 1, DATA, b"x", 1) for i in range(n)]))
     meta = st.just(SnapshotMeta())
     return st.one_of(
-        st.builds(VoteRequest, uints, ids, ids, uints, uints, st.booleans(), st.just(cluster)),
+        st.builds(VoteRequest, uints, ids, ids, uints, uints, st.booleans(), st.just(cluster),
+                  st.booleans()),
+        st.builds(TimeoutNow, uints, ids, ids, uints, uints, st.just(cluster)),
         st.builds(VoteReply, uints, ids, ids, st.booleans(), st.booleans(), st.booleans(),
                   st.just(cluster)),
         st.builds(AppendEntries, uints, ids, ids, st.just(0), uints, entries, uints, uints,

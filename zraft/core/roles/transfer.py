@@ -112,6 +112,9 @@ class TransferRole:
     def _on_timeout_now(self: Any, msg: TimeoutNow) -> None:
         if self.leader is not None and msg.src != self.leader:
             return  # not from the leader we follow in this term
-        if self.log.term(msg.last_index) != msg.last_term or not self.promotable():
+        if not self.promotable():
+            return
+        if self.log.term(msg.last_index) != msg.last_term \
+                and "transfer_without_catchup" not in self.mutations:
             return
         self._become_candidate(transfer=True)
