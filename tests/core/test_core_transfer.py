@@ -188,3 +188,17 @@ def test_appends_from_the_new_leader_end_the_old_leaders_transfer():
     net.drive()
     assert any(isinstance(m, AppendEntries) for m in net.sent if m.src == "b")
     assert results(net, "a")[0].error is None
+
+
+def test_old_leader_waits_an_election_timeout_more_for_the_new_leaders_first_append():
+    net = formed()
+    a = net.cores["a"]
+    net.filter = lambda m: not (isinstance(m, AppendEntries) and m.src == "b" and m.dst == "a")
+    a.transfer_leader("b", 1, timeout_ticks=2)
+    net.drive()
+    assert a.role == "follower" and net.cores["b"].role == "leader"
+    net.tick("a", n=3)  # past the caller's 2 ticks: still waiting to hear who leads
+    assert results(net, "a") == []
+    net.filter = None
+    net.tick("b", n=2)
+    assert results(net, "a") == [TransferResult(1, None, "b", "b")]

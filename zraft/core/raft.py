@@ -327,6 +327,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
         if was_leader:
             self._abandon_leadership()
         if self.transfer is not None:
+            if was_leader:  # most likely to the target: give its appends time to arrive
+                self.transfer.ticks_left = max(self.transfer.ticks_left, self.cfg.election_ticks)
             self._transfer_watch()
 
     def _tick_election(self) -> None:

@@ -15,7 +15,10 @@ Rules:
 - The transfer ends with ``TransferResult``: success when the target is known to lead;
   ``other_leader`` when another peer won; ``timeout`` after ``timeout_ticks`` (the leader,
   if still leading, takes proposals again). A leader that steps down keeps waiting (as a
-  follower) to learn who leads, within the same bound.
+  follower) to learn who leads, at least one more election timeout (the new leader's
+  first append takes a moment after its win). A TimeoutNow that arrives after its
+  transfer was abandoned, while its leader has appended nothing since, still starts an
+  election: a needless one, never an unsafe one (the vote rules are unchanged).
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ class Profile:
 
 class Scenario:
     def __init__(self, seed: int, mutations: frozenset[str] = frozenset(),
-                 transcript: bool = False) -> None:
+                 transcript: bool = False, transfers: bool | None = None) -> None:
         profile_rng = random.Random(seed ^ 0x5EED)
         self.profile = profile = Profile.draw(profile_rng)
         config = CoreConfig(election_ticks=profile.election_ticks, heartbeat_ticks=2,
@@ -117,7 +117,8 @@ class Scenario:
         ]
         self._next_process = profile.clients
         self._healing: tuple[str, str] | None = None  # (damaged peer, leader) see _after_heal
-        self.transfers = random.Random(seed ^ 0x7EA5F).random() < 0.5
+        drawn = random.Random(seed ^ 0x7EA5F).random() < 0.5
+        self.transfers = drawn if transfers is None else transfers  # None: by the seed
 
     # -- the step -------------------------------------------------------------------------
 
