@@ -125,3 +125,15 @@ def test_cli_transfer_leader(make_cluster) -> None:
     assert json.loads(failed.stdout)["error"] == "TransferFailed"
     assert _zraft(acc, "conf", "transfer-leader", "--to", "not-a-peer").returncode == 2
     wait_for(lambda: acc.leader(), 10, "a leader")
+
+
+def test_rolling_restart_under_load_hands_over_once_and_loses_nothing(make_cluster) -> None:
+    from bench.rolling_restart import measure
+
+    acc = make_cluster()
+    figures = measure(acc.cluster, acc.pool, transfer=True, writers=3)
+    print(f"\nrolling restart (election timeout {ET * 1000:.0f} ms): longest gap in acked "
+          f"writes {figures['max_gap_ms']} ms, {figures['acked']} acked")
+    assert not figures["errors"] and not figures["lost"], figures["errors"][:3]
+    assert [s["handed_to"] is not None for s in figures["steps"]] == [False, False, True]
+    acc.leader()
