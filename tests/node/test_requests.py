@@ -40,6 +40,7 @@ VALID = {
     "query_local": ["zraft", "k"],
     "get_conf": ["zraft"],
     "set_conf": ["zraft", 3, [PEER_ID, "zraft@127.0.0.1:7002"], 1000],
+    "transfer_leader": ["zraft", PEER_ID, 500],
     "stat": ["zraft"],
     "bootstrap": ["zraft"],
     "create_peer": ["zraft", "dict"],
@@ -209,3 +210,11 @@ def test_the_fast_path_agrees_with_the_schema() -> None:
             accepted += 1
             assert walk(op, args, LIMITS) == args, (op, args)
     assert accepted == 6  # a known name, a good command or no watch, each valid sid
+
+
+def test_transfer_leader_target_and_timeout_are_optional_and_checked() -> None:
+    assert validate("transfer_leader", ["zraft"], LIMITS) == ["zraft", None, None]
+    assert validate("transfer_leader", ["zraft", None, 10], LIMITS) == ["zraft", None, 10]
+    assert refused("transfer_leader", ["zraft", "not-a-peer"]).message.startswith(
+        "transfer_leader: to must be a peer id")
+    assert refused("transfer_leader", ["zraft", PEER_ID, 0]).code == BAD_REQUEST

@@ -15,7 +15,8 @@ it, so a fuzzer can check the answer and not only that the node survived:
   another cluster on a node connection: refused by the core, logged).
 
 Requests that would legitimately change the cluster (``set_conf``, ``bootstrap``,
-``create_peer``, ``partition``, ``heal``) are only ever generated malformed: the fuzzer
+``create_peer``, ``partition``, ``heal``, ``transfer_leader``) are only ever generated
+malformed: the fuzzer
 tests refusal, not operations.
 """
 
@@ -46,7 +47,8 @@ TOO_LARGE: Final = "too_large"
 CLOSE: Final = "close"
 SILENT: Final = "silent"
 
-DESTRUCTIVE: Final = frozenset({"set_conf", "bootstrap", "create_peer", "partition", "heal"})
+DESTRUCTIVE: Final = frozenset({"set_conf", "bootstrap", "create_peer", "partition", "heal",
+                                "transfer_leader"})
 HEADER: Final = struct.Struct(">I")
 
 
