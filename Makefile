@@ -38,6 +38,7 @@ test: $(STAMP)
 soak: $(STAMP)
 	$(PY) -m pytest -q -s -m slow tests/acceptance/test_session_takeover.py
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2
+	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2 --transfers on
 	$(PY) -m zraft.testing.jepsen.run --minutes $(MINUTES) --workdir soak-runs/jepsen
 	$(PY) -m zraft.testing.jepsen.run --netns --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
 	$(PY) -m zraft.testing.jepsen.fuzz --cases 2000 --workdir soak-runs/fuzz

@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 import zraft
-from zraft.client.commands import load_cluster_dir
+from zraft.client.cli_support import load_cluster_dir
 
 SESSION_TIMEOUT = 2.0  # seconds: how long a dead worker's claims survive it
 

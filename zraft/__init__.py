@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "configure": "zraft.client", "create": "zraft.client", "light_session": "zraft.client",
     "write": "zraft.client", "query": "zraft.objects.methods", "query_local": "zraft.client",
     "get_conf": "zraft.client", "set_new_conf": "zraft.client",
+    "transfer_leader": "zraft.client",
     "check_exists": "zraft.client", "stat": "zraft.client", "create_peer": "zraft.client",
     "bootstrap": "zraft.client", "LightSession": "zraft.client",
     "ConnectionPool": "zraft.client",
@@ -38,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "SessionExpired": "zraft.errors", "BackendError": "zraft.errors",
     "BadCommand": "zraft.errors", "NoCookie": "zraft.errors",
     "BackendNotAllowed": "zraft.errors", "BackendFailed": "zraft.errors",
-    "StorageFailed": "zraft.errors",
+    "StorageFailed": "zraft.errors", "TransferFailed": "zraft.errors",
     "BadRequest": "zraft.errors", "TooLarge": "zraft.errors",
     # state machines
     "Backend": "zraft.fsm", "ApplyResult": "zraft.fsm", "QueryResult": "zraft.fsm",

@@ -150,13 +150,23 @@ class StorageFailed(ZRaftError):
     code = "storage_failed"
 
 
+class TransferFailed(ZRaftError):
+    """A leadership transfer did not happen: ``details["reason"]`` is ``timeout`` (the
+    target did not take over within the bound, e.g. unreachable or far behind; the leader
+    takes writes again), ``other_leader`` (another peer was elected), ``unknown_peer`` (the
+    target is not a voting member), ``no_target`` (no other voter) or
+    ``transfer_in_progress``. ``details["leader"]`` is the known leader."""
+
+    code = "transfer_failed"
+
+
 _BY_CODE: dict[str, type[ZRaftError]] = {
     cls.code: cls
     for cls in (
         Timeout, AllFailed, Unreachable, NotLeader, LeaderChanged, Loading, PeersChanged,
         NotStable, NewerExists, ProcessPrevChange, AlreadyPresent, Initialized,
         SessionExpired, BackendError, BackendNotAllowed, BackendFailed, BadCommand,
-        BadRequest, TooLarge, NoPeers, StorageFailed,
+        BadRequest, TooLarge, NoPeers, StorageFailed, TransferFailed,
     )
 }
 

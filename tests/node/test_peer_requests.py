@@ -44,6 +44,8 @@ def test_malformed_requests_that_reach_the_peer_never_end_it(leader) -> None:
         ClientRequest(conn, 17, "query", ["p", "k", {"a": 1}, 5]),        # a map as sid
         ClientRequest(conn, 18, "query", ["p", "k", "s", {"a": 1}]),      # a map as watch
         ClientRequest(conn, 19, "no_such_op", ["p"]),
+        ClientRequest(conn, 20, "transfer_leader", ["p", 5, 100]),        # an int target
+        ClientRequest(conn, 21, "transfer_leader", ["p", None, "1"]),     # a str timeout
     ]
     for _ in range(3):  # more than the node's restart intensity, had each one crashed
         ref.tell(ClientBatch([ClientRequest(conn, 2, "propose", ["p", CMD, None]), *bad]))
@@ -93,3 +95,14 @@ def test_encode_reply_replaces_what_cannot_be_sent() -> None:
     assert conn.replies[1][0] == conn.replies[2][0] == "backend_error"
     assert conn.replies[3][0] == "too_large"
     assert conn.replies[4] == ("ok", "y") and conn.replies[5][0] == "backend_error"
+
+
+def test_transfer_leader_on_a_lone_peer_fails_clearly_and_the_peer_goes_on(leader) -> None:
+    ref, conn, failures = leader
+    ref.tell(ClientBatch([ClientRequest(conn, 30, "transfer_leader", ["p", None, 200])]))
+    status, payload = wait(lambda: conn.replies.get(30), "the transfer's answer")
+    assert status == "transfer_failed" and payload["reason"] == "no_target"
+    assert "no other voting member" in payload["message"]
+    ref.tell(ClientBatch([ClientRequest(conn, 31, "propose", ["p", CMD, None])]))
+    assert wait(lambda: conn.replies.get(31), "a write") == ("ok", "ok")
+    assert failures == []

@@ -40,6 +40,7 @@ VALID = {
     "query_local": ["zraft", "k"],
     "get_conf": ["zraft"],
     "set_conf": ["zraft", 3, [PEER_ID, "zraft@127.0.0.1:7002"], 1000],
+    "transfer_leader": ["zraft", PEER_ID, 500],
     "stat": ["zraft"],
     "snapshot_save": ["zraft"],
     "snapshot_read": ["zraft", "snapshot-12-3", "data/state", 0],
@@ -222,3 +223,11 @@ def test_snapshot_read_names_only_a_snapshot_directory_and_a_bounded_path() -> N
     assert refused("snapshot_read", ["zraft", "snapshot-1-1", "sessions", -1]).message \
         .startswith("snapshot_read: offset ")
     assert refused("snapshot_save", ["zraft", 1]).code == BAD_REQUEST
+
+
+def test_transfer_leader_target_and_timeout_are_optional_and_checked() -> None:
+    assert validate("transfer_leader", ["zraft"], LIMITS) == ["zraft", None, None]
+    assert validate("transfer_leader", ["zraft", None, 10], LIMITS) == ["zraft", None, 10]
+    assert refused("transfer_leader", ["zraft", "not-a-peer"]).message.startswith(
+        "transfer_leader: to must be a peer id")
+    assert refused("transfer_leader", ["zraft", PEER_ID, 0]).code == BAD_REQUEST

@@ -9,6 +9,7 @@ from zraft.core.messages import (
     AppendEntries,
     AppendReply,
     InstallSnapshot,
+    TimeoutNow,
     VoteReply,
     VoteRequest,
 )
@@ -67,7 +68,9 @@ def append_entries(draw: st.DrawFn) -> AppendEntries:
 
 
 raft_messages = st.one_of(
-    st.builds(VoteRequest, uints, ids, ids, uints, uints, st.booleans(), clusters),
+    st.builds(VoteRequest, uints, ids, ids, uints, uints, st.booleans(), clusters,
+              st.booleans()),
+    st.builds(TimeoutNow, uints, ids, ids, uints, uints, clusters),
     st.builds(VoteReply, uints, ids, ids, st.booleans(), st.booleans(), st.booleans(),
               clusters),
     append_entries(),

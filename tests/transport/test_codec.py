@@ -16,6 +16,7 @@ from zraft.core.messages import (
     AppendEntries,
     AppendReply,
     InstallSnapshot,
+    TimeoutNow,
     VoteReply,
     VoteRequest,
 )
@@ -39,7 +40,9 @@ def test_every_frame_round_trips(frame):
 def test_raft_frames_are_kind_code_fields(msg):
     raw = msgpack.unpackb(encode(msg), raw=False)
     assert raw[:2] == [1, MESSAGE_CODES[type(msg)]]
-    assert len(raw) == 2 + len(msg)
+    # a VoteRequest without the transfer flag goes in the 7-field form older nodes read
+    short = type(msg) is VoteRequest and not msg.transfer
+    assert len(raw) == 2 + len(msg) - short
 
 
 @settings(max_examples=100, deadline=None)
@@ -117,7 +120,8 @@ BAD_BOOL = [0, 1, "true", None, 1.0]
 
 # (message, kinds of its fields)
 SAMPLES = [
-    (VoteRequest(3, "a", "b", 5, 2, False, "c1"), "ussuubc"),
+    (VoteRequest(3, "a", "b", 5, 2, False, "c1", True), "ussuubcb"),
+    (TimeoutNow(3, "a", "b", 5, 2, "c1"), "ussuuc"),
     (VoteReply(3, "a", "b", True, False, False, "c1"), "ussbbbc"),
     (AppendEntries(3, "a", "b", 4, 2, [Entry(5, 3, DATA, b"x", 1)], 4, 9, 2, "c1"),
      "ussuuEuuuc"),
@@ -187,14 +191,16 @@ def test_decoder_rejects_each_bad_field(msg, pos, bad):
 @pytest.mark.parametrize(("msg", "kinds"), SAMPLES)
 def test_decoder_rejects_wrong_arity(msg, kinds):
     raw = _raw(msg)
-    for bad in (raw[:-1], [*raw, 0], raw[:2]):
+    # (a VoteRequest without its last field is the valid form of nodes before transfers)
+    shorter = raw[:-2] if type(msg) is VoteRequest else raw[:-1]
+    for bad in (shorter, [*raw, 0], raw[:2]):
         with pytest.raises(DecodeError):
             decode(msgpack.packb(bad, use_bin_type=True))
 
 
 BAD_BODIES = [
     msgpack.packb([1, 0, 1, "a", "b", 1, 1, False]),  # unknown message code
-    msgpack.packb([1, 6, 1, "a", "b", 1, 1, False]),
+    msgpack.packb([1, 7, 1, "a", "b", 1, 1, False]),
     msgpack.packb([1, "1", 1, "a", "b", 1, 1, False]),
     msgpack.packb([1, True, 1, "a", "b", 1, 1, False]),
     msgpack.packb([1]),
@@ -256,3 +262,12 @@ def test_noop_with_bytes_data_is_tolerated():
     raw = _raw(AppendEntries(1, "a", "b", 0, 0, [Entry(1, 1, NOOP, None, 0)], 0, 0))
     raw[7][0][3] = b""
     assert decode(msgpack.packb(raw, use_bin_type=True)).entries[0].data == b""
+
+
+def test_vote_request_reads_the_older_seven_field_form_and_the_transfer_flag():
+    old = msgpack.packb([1, MESSAGE_CODES[VoteRequest], 3, "a", "b", 5, 2, False, "c1"])
+    assert decode(old) == VoteRequest(3, "a", "b", 5, 2, False, "c1", False)
+    msg = VoteRequest(3, "a", "b", 5, 2, False, "c1", True)
+    assert decode(encode(msg)) == msg
+    assert _raw(VoteRequest(3, "a", "b", 5, 2, False, "c1"))[2:] == [3, "a", "b", 5, 2, False,
+                                                                     "c1"]

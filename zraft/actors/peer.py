@@ -61,7 +61,7 @@ from zraft.actors.messages import (
 from zraft.actors.state_machine import StateMachineActor
 from zraft.actors.storage_failure import StorageFailure
 from zraft.core import messages as m
-from zraft.core.errors import InvariantViolation, NotLeader
+from zraft.core.errors import InvariantViolation, NotLeader, TransferInProgress
 from zraft.core.raft import RaftCore
 from zraft.errors import BackendError
 from zraft.saferepr import exception_line, safe_repr
@@ -398,6 +398,11 @@ class RaftPeerActor(FastInboxActor):
             return
         try:
             placed = self.core.propose([r.args[1] for r in datas], _now_ms())
+        except TransferInProgress as exc:  # nothing appended: ask again (the next leader)
+            for req in datas:
+                self.ctx.reply(req.conn, req.req_id, "retry",
+                               {"message": f"leadership transfer to {exc.target} in progress"})
+            return
         except NotLeader as exc:
             self.metrics.proposals_refused += len(datas)
             for req in datas:
@@ -439,6 +444,8 @@ class RaftPeerActor(FastInboxActor):
             self.sm.tell(Read(0, [req]))
         elif op == "set_conf":
             self._set_conf(req)
+        elif op == "transfer_leader":
+            self._transfer_leader(req)
         elif op == "stat":
             self.ctx.reply(req.conn, req.req_id, "ok", self.stat())
         elif op == "bootstrap":
@@ -466,6 +473,21 @@ class RaftPeerActor(FastInboxActor):
         _, prev_index, peers, timeout_ms = args
         ticks = max(1, timeout_ms // self.ctx.tick_ms)
         self.core.change_config(peers, prev_index, (req.conn, req.req_id), ticks)
+
+    def _transfer_leader(self, req: ClientRequest) -> None:
+        """``[peer_name, to or None, timeout_ms or None]``, checked at the boundary. The
+        core's bound (proposals pause meanwhile) is at most 2 election timeouts."""
+        assert self.core is not None
+        args = req.args
+        to = args[1] if len(args) > 1 else None
+        timeout_ms = args[2] if len(args) > 2 and args[2] is not None else 0
+        if not (to is None or type(to) is str) or type(timeout_ms) is not int:
+            self.ctx.reply(req.conn, req.req_id, "bad_request",
+                           {"message": "transfer_leader: takes [peer_name, to, timeout_ms]"})
+            return
+        cap = 2 * self.core.cfg.election_ticks
+        ticks = min(cap, max(1, timeout_ms // self.ctx.tick_ms)) if timeout_ms else cap
+        self.core.transfer_leader(to, (req.conn, req.req_id), ticks)
 
     # ---------------------------------------------------------------- Ready
 
@@ -607,6 +629,8 @@ class RaftPeerActor(FastInboxActor):
                                   peers=list(cfg[0]))
             else:
                 ctx.reply(conn, req_id, event.error, {"leader": event.leader})
+        elif isinstance(event, m.TransferResult):
+            self._transfer_result(event)
         elif isinstance(event, m.SafetyAlarm):
             self._safety_alarm(event)
         elif isinstance(event, m.ClusterAdopted):
@@ -630,6 +654,22 @@ class RaftPeerActor(FastInboxActor):
             self.storage.mark_removed()
             ctx.peer_removed(self.name)
             self.stop()  # a normal exit: the node's supervisor does not restart it
+
+    def _transfer_result(self, event: m.TransferResult) -> None:
+        conn, req_id = event.ctx
+        if event.error is None:
+            log.info("peer %s: leadership handed to %s", self.peer_id, event.leader)
+            self.ctx.events.record("transfer", peer=self.peer_id, to=event.leader)
+            self.ctx.reply(conn, req_id, "ok", {"leader": event.leader})
+        elif event.error == "not_leader":
+            self.ctx.reply(conn, req_id, "not_leader", {"leader": event.leader})
+        else:
+            log.warning("peer %s: leadership transfer to %s failed: %s", self.peer_id,
+                        event.target, event.error)
+            self.ctx.reply(conn, req_id, "transfer_failed", {
+                "reason": event.error, "leader": event.leader, "target": event.target,
+                "message": f"leadership transfer to {event.target or 'a voter'} failed: "
+                           f"{_TRANSFER_WHY.get(event.error, event.error)}"})
 
     # ---------------------------------------------------------------- status
 
@@ -672,6 +712,16 @@ class RaftPeerActor(FastInboxActor):
 _COALESCE_MAX = 64
 # proposed batches timed until they commit (the proposal latency histogram): a bound
 _MAX_TIMED_BATCHES = 4096
+
+
+_TRANSFER_WHY = {
+    "transfer_in_progress": "another transfer is in progress",
+    "unknown_peer": "the target is not a voting member",
+    "no_target": "there is no other voting member",
+    "timeout": "the target did not take over in time (unreachable or too far behind); "
+               "the leader takes writes again",
+    "other_leader": "another peer was elected",
+}
 
 
 def _now_ms() -> int:

@@ -20,7 +20,7 @@ from zraft.backup.fileformat import BackupCorrupt, BackupHeader, read_backup
 from zraft.backup.restore import RestoreRefused, restore_member, seed_peer
 from zraft.backup.save import save
 from zraft.client import commands as client_commands
-from zraft.client.commands import Target, _emit, _runner
+from zraft.client.cli_support import Target, _emit, _runner
 from zraft.ids import PeerId, new_cluster_id
 
 EXIT_REFUSED = 2

@@ -19,6 +19,7 @@ from zraft.client.api import (
     query_local,
     set_new_conf,
     stat,
+    transfer_leader,
     write,
 )
 from zraft.client.client_actor import Client, ClientProxy, connect
@@ -47,5 +48,6 @@ __all__ = [
     "query_local",
     "set_new_conf",
     "stat",
+    "transfer_leader",
     "write",
 ]

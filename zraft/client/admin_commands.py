@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from zraft.client import api
-from zraft.client.commands import (
+from zraft.client.cli_support import (
     EXIT_NOT_FOUND,
     Target,
     _emit,

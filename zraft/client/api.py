@@ -257,6 +257,26 @@ def set_conf_call(pool: PoolBase, leader: str, index: int, new: list[str], deadl
                        lambda name: [name, index, new, timeout_ms], left, **kw)
 
 
+def transfer_leader(peer: Peer, to: Peer | None = None, timeout: float = DEFAULT_TIMEOUT,
+                    *, pool: ConnectionPool | None = None) -> str:
+    """Hand leadership to ``to`` (None: the most up-to-date voting member) and return the
+    new leader. ``peer``: any member (the request follows redirects to the leader). The
+    leader pauses writes (clients are told to retry) while it catches the target up, for at
+    most two election timeouts. Raises ``TransferFailed`` (``details["reason"]``: timeout,
+    other_leader, unknown_peer, no_target, transfer_in_progress) or ``Timeout``."""
+    timeout = check_timeout(timeout)
+    deadline = time.monotonic() + timeout
+    target = peer_str(to) if to is not None else None
+
+    def args(name: str) -> list[Any]:
+        return [name, target, max(1, int((deadline - time.monotonic()) * 1000))]
+
+    payload, answered = PeerCall(_pool(pool), peer, "transfer_leader", args, timeout,
+                                 ok_fn=peer_result).run()
+    leader = payload.get("leader") if isinstance(payload, dict) else None
+    return leader if isinstance(leader, str) else answered
+
+
 # -- single-peer operations ------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from zraft.client.checks import timeout_arg
 from zraft.client.connection import ConnectionPool
-from zraft.cluster import admin, events, status
+from zraft.cluster import admin, events, rolling, status
 from zraft.cluster.local import CLUSTER_FILE, LocalCluster, NodeProcess, wait_until
 from zraft.errors import ZRaftError
 
@@ -267,6 +267,18 @@ def cmd_start(args: argparse.Namespace, ctx: Context) -> int:
     return _done(args, f"node {n.index} started (pid {n.pid})", node=n.index, pid=n.pid)
 
 
+def cmd_rolling_restart(args: argparse.Namespace, ctx: Context) -> int:
+    def show(step: dict[str, Any]) -> None:
+        if not args.json:
+            handed = f", leadership handed to {step['handed_to']}" if step["handed_to"] else ""
+            print(f"node {step['node']} restarted (pid {step['pid']}) in "
+                  f"{step['seconds']:.1f}s{handed}", flush=True)
+
+    steps = rolling.rolling_restart(ctx.pool, ctx.cluster, transfer=not args.no_transfer,
+                                    timeout=args.timeout, report=show)
+    return _done(args, f"{len(steps)} nodes restarted", steps=steps)
+
+
 def cmd_partition(args: argparse.Namespace, ctx: Context) -> int:
     groups = [[ctx.node(part) for part in group.split(",") if part] for group in args.groups]
     blocked = admin.partition(ctx.pool, ctx.cluster, groups)
@@ -397,6 +409,13 @@ def register(subparsers: Any) -> None:
         p.add_argument("node", metavar="NODE", help="1..N, nodeK, address, peer id or 'leader'")
         if name == "remove-node":
             p.add_argument("--timeout", type=timeout_arg, default=30.0)
+
+    p = add("rolling-restart", cmd_rolling_restart, "restart every node in turn on its data, "
+            "handing leadership over before the leader's node goes down")
+    p.add_argument("--no-transfer", action="store_true",
+                   help="restart the leader without handing over (for comparison)")
+    p.add_argument("--timeout", type=timeout_arg, default=30.0,
+                   help="seconds per node to come back and catch up")
 
     p = add("partition", cmd_partition,
             "split the network: `partition 1,2 3` (unlisted nodes form one more group)")

@@ -22,6 +22,9 @@ KNOWN_MUTATIONS = frozenset(
         "apply_before_durable",  # hand out committed entries before they are on disk here
         "vote_while_recovering",  # a peer that lost acknowledged entries votes anyway
         "heal_early",  # a recovering peer is whole again on the leader's word, caught up or not
+        "transfer_force_vote",  # a transfer election's votes skip the log check
+        # TimeoutNow sent before the target holds the leader's log, and acted on anyway
+        "transfer_without_catchup",
     }
 )
 

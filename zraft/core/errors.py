@@ -20,6 +20,17 @@ class NotLeader(CoreError):
         self.leader = leader
 
 
+class TransferInProgress(NotLeader):
+    """The leader is handing leadership to ``target`` and takes no proposal meanwhile: retry
+    (on the new leader once it is elected). A NotLeader, so code that only knows that
+    treats it as a refusal that changed nothing."""
+
+    def __init__(self, leader: str | None, target: str) -> None:
+        super().__init__(leader)
+        self.args = (f"leadership transfer to {target} in progress",)
+        self.target = target
+
+
 class InvariantViolation(CoreError):
     """A Raft safety invariant would be broken (zraft_lib's ``commit_collision``)."""
 

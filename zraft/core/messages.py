@@ -1,10 +1,12 @@
 """Messages between Raft peers, and the events a core reports to its driver.
 
 Every message is a NamedTuple whose first three fields are ``term``, ``src`` and ``dst``
-(peer ids) and whose last is ``cluster``: the identity of the cluster it belongs to
+(peer ids) and which has a ``cluster`` field: the identity of the cluster it belongs to
 (generated at create, stored with every peer); a core refuses a message of another
-cluster. The transport encodes a message as ``[type_code, *fields]`` (see
-``MESSAGE_CODES``); names follow zraft_lib's records (``vote_request``, ...).
+cluster. ``cluster`` is the last field except in VoteRequest, whose ``transfer`` flag was
+added after it (the wire omits it when false, so older nodes still read the message).
+The transport encodes a message as ``[type_code, *fields]`` (see ``MESSAGE_CODES``);
+names follow zraft_lib's records (``vote_request``, ...).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from zraft.core.entries import Entry, SnapshotMeta
 
 
 class VoteRequest(NamedTuple):
-    """RequestVote, or a PreVote probe when ``prevote`` (the sender's term is not bumped)."""
+    """RequestVote, or a PreVote probe when ``prevote`` (the sender's term is not bumped).
+    ``transfer``: the election was started by a TimeoutNow from the leader (leadership
+    transfer): voters answer it even while they believe a leader is alive (stickiness /
+    check-quorum lease do not apply to it); the log check applies as always."""
 
     term: int
     src: str
@@ -24,6 +29,7 @@ class VoteRequest(NamedTuple):
     last_term: int
     prevote: bool = False
     cluster: str = ""
+    transfer: bool = False
 
 
 class VoteReply(NamedTuple):
@@ -95,7 +101,22 @@ class InstallSnapshot(NamedTuple):
     cluster: str = ""
 
 
-Message = VoteRequest | VoteReply | AppendEntries | AppendReply | InstallSnapshot
+class TimeoutNow(NamedTuple):
+    """Leadership transfer (Raft thesis 3.10): the leader tells ``dst``, whose log it made
+    match its own through ``last_index`` (of ``last_term``), to start an election now. The
+    target acts on it only if its log holds that entry (a stale or replayed TimeoutNow to a
+    peer that lacks it is ignored)."""
+
+    term: int
+    src: str
+    dst: str
+    last_index: int
+    last_term: int
+    cluster: str = ""
+
+
+Message = (VoteRequest | VoteReply | AppendEntries | AppendReply | InstallSnapshot
+           | TimeoutNow)
 
 # Wire type codes (stable: never renumber; add new codes at the end).
 MESSAGE_CODES: dict[type, int] = {
@@ -104,6 +125,7 @@ MESSAGE_CODES: dict[type, int] = {
     AppendEntries: 3,
     AppendReply: 4,
     InstallSnapshot: 5,
+    TimeoutNow: 6,
 }
 
 
@@ -123,7 +145,8 @@ class RoleChanged(NamedTuple):
 class ConfigChangeResult(NamedTuple):
     """Outcome of ``change_config``: ``error`` is ``None`` on success, else one of
     ``not_stable``, ``newer_exists``, ``process_prev_change``, ``leader_changed``,
-    ``timeout``, ``not_leader``. ``leader`` is the known leader (for redirects)."""
+    ``timeout``, ``not_leader``, ``retry`` (a leadership transfer is under way: ask the
+    next leader). ``leader`` is the known leader (for redirects)."""
 
     ctx: Any
     error: str | None
@@ -186,3 +209,17 @@ class Healed(NamedTuple):
     which it could have acknowledged what it lost: it votes again."""
 
     term: int
+
+
+class TransferResult(NamedTuple):
+    """Outcome of ``transfer_leader``: ``error`` is ``None`` once ``leader`` (the target)
+    leads, else one of ``not_leader``, ``transfer_in_progress``, ``unknown_peer``
+    (the target is not a voter), ``no_target`` (no other voter), ``timeout`` (the target
+    did not take over within the bound: the old leader resumed, or nobody leads yet) or
+    ``other_leader`` (another peer than the target was elected). ``leader``: the known
+    leader, if any."""
+
+    ctx: Any
+    error: str | None
+    leader: str | None
+    target: str | None

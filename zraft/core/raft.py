@@ -48,6 +48,7 @@ from zraft.core.messages import (
     Removed,
     RoleChanged,
     SafetyAlarm,
+    TimeoutNow,
     VoteReply,
     VoteRequest,
 )
@@ -57,10 +58,11 @@ from zraft.core.roles import CANDIDATE, FOLLOWER, LEADER, PRECANDIDATE
 from zraft.core.roles.election import ElectionRole
 from zraft.core.roles.follower import FollowerRole
 from zraft.core.roles.leader import LeaderRole
+from zraft.core.roles.transfer import PendingTransfer, TransferRole
 from zraft.core.storage import LogStorage
 
 
-class RaftCore(ElectionRole, FollowerRole, LeaderRole):
+class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
     """One Raft peer's rules. Not thread-safe: one driver calls it."""
 
     _HANDLERS: dict[str, dict[type, Any]]  # role -> message type -> handler (set below)
@@ -100,6 +102,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         self.progress: dict[str, Progress] = {}
         self.term_start = 0
         self.change: PendingChange | None = None
+        self.transfer: PendingTransfer | None = None  # see roles/transfer.py
         self.departing: dict[str, list[int]] = {}  # peer -> [ticks, ticks when acked]
         self._dirty: set[str] = set()
         self._bcast = False
@@ -323,8 +326,14 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
         self._reset_election_timer()
         if was_leader:
             self._abandon_leadership()
+        if self.transfer is not None:
+            if was_leader:  # most likely to the target: give its appends time to arrive
+                self.transfer.ticks_left = max(self.transfer.ticks_left, self.cfg.election_ticks)
+            self._transfer_watch()
 
     def _tick_election(self) -> None:
+        if self.transfer is not None:
+            self._tick_transfer()
         self.election_elapsed += 1
         if self.election_elapsed >= self.timeout:
             self._reset_election_timer()
@@ -417,6 +426,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole):
             "pending_reads": len(self._read_pending) + len(self._read_new)
             + len(self._read_wait),
             "config_change": self.change.phase if self.change else None,
+            "transfer": self.transfer.target if self.transfer else None,
             "progress": {p: pr.as_dict() for p, pr in self.progress.items()},
         }
 
@@ -430,11 +440,13 @@ RaftCore._HANDLERS = {
     FOLLOWER: {
         AppendEntries: RaftCore._on_append,
         InstallSnapshot: RaftCore._on_install_snapshot,
+        TimeoutNow: RaftCore._on_timeout_now,
     },
     PRECANDIDATE: {
         AppendEntries: RaftCore._on_append,
         InstallSnapshot: RaftCore._on_install_snapshot,
         VoteReply: RaftCore._on_vote_reply,
+        TimeoutNow: RaftCore._on_timeout_now,
     },
     CANDIDATE: {
         AppendEntries: RaftCore._on_append,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zraft.client.checks import timeout_arg
-from zraft.client.commands import load_cluster_dir
+from zraft.client.cli_support import load_cluster_dir
 from zraft.client.connection import ConnectionPool, resolve_cookie
 from zraft.loadgen.faults import Fault, FaultSchedule
 from zraft.loadgen.workload import BenchConfig, Workload

@@ -15,7 +15,8 @@ it, so a fuzzer can check the answer and not only that the node survived:
   another cluster on a node connection: refused by the core, logged).
 
 Requests that would legitimately change the cluster (``set_conf``, ``bootstrap``,
-``create_peer``, ``partition``, ``heal``) are only ever generated malformed: the fuzzer
+``create_peer``, ``partition``, ``heal``, ``transfer_leader``) are only ever generated
+malformed: the fuzzer
 tests refusal, not operations.
 """
 
@@ -33,6 +34,7 @@ from zraft.core.messages import (
     AppendEntries,
     AppendReply,
     InstallSnapshot,
+    TimeoutNow,
     VoteReply,
     VoteRequest,
 )
@@ -45,7 +47,8 @@ TOO_LARGE: Final = "too_large"
 CLOSE: Final = "close"
 SILENT: Final = "silent"
 
-DESTRUCTIVE: Final = frozenset({"set_conf", "bootstrap", "create_peer", "partition", "heal"})
+DESTRUCTIVE: Final = frozenset({"set_conf", "bootstrap", "create_peer", "partition", "heal",
+                                "transfer_leader"})
 HEADER: Final = struct.Struct(">I")
 
 
@@ -262,7 +265,9 @@ def raft_messages(cluster: str) -> st.SearchStrategy[Any]:
         [Entry(i + 1, 1, DATA, b"x", 1) for i in range(n)]))
     meta = st.just(SnapshotMeta())
     return st.one_of(
-        st.builds(VoteRequest, uints, ids, ids, uints, uints, st.booleans(), st.just(cluster)),
+        st.builds(VoteRequest, uints, ids, ids, uints, uints, st.booleans(), st.just(cluster),
+                  st.booleans()),
+        st.builds(TimeoutNow, uints, ids, ids, uints, uints, st.just(cluster)),
         st.builds(VoteReply, uints, ids, ids, st.booleans(), st.booleans(), st.booleans(),
                   st.just(cluster)),
         st.builds(AppendEntries, uints, ids, ids, st.just(0), uints, entries, uints, uints,
@@ -289,7 +294,9 @@ def peer_frame_cases(draw: st.DrawFn, target: Target) -> Case:
         raw[i] = draw(wrong_types.filter(lambda v: type(v) is not type(raw[i])))
         return Case(frame(raw), CLOSE, "node", "raft:bad_field")
     if how == "arity":
-        raw = raw[: draw(st.integers(1, len(raw) - 1))] if draw(st.booleans()) \
+        # (a VoteRequest without its transfer flag is the valid older form: cut deeper)
+        longest = len(raw) - (2 if type(msg) is VoteRequest and msg.transfer else 1)
+        raw = raw[: draw(st.integers(1, longest))] if draw(st.booleans()) \
             else [*raw, None]
         return Case(frame(raw), CLOSE, "node", "raft:arity")
     if how == "snapshot":

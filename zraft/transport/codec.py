@@ -43,6 +43,7 @@ from zraft.core.messages import (
     AppendReply,
     InstallSnapshot,
     Message,
+    TimeoutNow,
     VoteReply,
     VoteRequest,
 )
@@ -144,6 +145,8 @@ def _wire_tuple(obj: Any) -> tuple[Any, ...]:
     cls = type(obj)
     code = MESSAGE_CODES.get(cls)
     if code is not None:
+        if cls is VoteRequest and not obj.transfer:
+            return (RAFT, code, *obj[:-1])  # the form nodes before transfers read
         return (RAFT, code, *obj)
     kind = _GENERIC_KINDS.get(cls)
     if kind is not None:
@@ -336,7 +339,10 @@ def _cluster(value: Any) -> str:
 
 
 def _vote_request(raw: list[Any]) -> VoteRequest:
-    term, src, dst, last_index, last_term, prevote, cluster = _fields(raw, VoteRequest, 7)
+    # 7 fields, or 8 with the leadership-transfer flag (sent only when true)
+    transfer = _bool(raw[9], "transfer") if len(raw) == 10 else False
+    term, src, dst, last_index, last_term, prevote, cluster = _fields(
+        raw[:9] if len(raw) == 10 else raw, VoteRequest, 7)
     return VoteRequest(
         _uint(term, "term"),
         _str(src, "src"),
@@ -345,6 +351,15 @@ def _vote_request(raw: list[Any]) -> VoteRequest:
         _uint(last_term, "last_term"),
         _bool(prevote, "prevote"),
         _cluster(cluster),
+        transfer,
+    )
+
+
+def _timeout_now(raw: list[Any]) -> TimeoutNow:
+    term, src, dst, last_index, last_term, cluster = _fields(raw, TimeoutNow, 6)
+    return TimeoutNow(
+        _uint(term, "term"), _str(src, "src"), _str(dst, "dst"),
+        _uint(last_index, "last_index"), _uint(last_term, "last_term"), _cluster(cluster),
     )
 
 
@@ -411,6 +426,7 @@ _RAFT_DECODERS: Final[dict[int, Callable[[list[Any]], Message]]] = {
     MESSAGE_CODES[AppendEntries]: _append_entries,
     MESSAGE_CODES[AppendReply]: _append_reply,
     MESSAGE_CODES[InstallSnapshot]: _install_snapshot,
+    MESSAGE_CODES[TimeoutNow]: _timeout_now,
 }
 
 

@@ -12,6 +12,8 @@ Rules:
   up-to-date check would be a lie; pre-votes alike). Every vote request and reply
   (pre-votes too) is a persisted message, so it leaves only once the term and vote it
   depends on are durable.
+- A VoteRequest with ``transfer`` (an election started by the leader's TimeoutNow, see
+  transfer.py) is answered despite stickiness; every other rule applies to it.
 - A voter whose COMMITTED stable config excludes the candidate, and whose log shows the
   candidate has not even seen that config, answers ``removed=True`` without looking at the
   term; the candidate then stops for good (emits Removed).
@@ -43,7 +45,7 @@ class ElectionRole:
         self._send_vote_requests(self.term + 1, prevote=True)
         self._tally()
 
-    def _become_candidate(self: Any) -> None:
+    def _become_candidate(self: Any, transfer: bool = False) -> None:
         self.term += 1
         self.vote = self.id
         self.role = CANDIDATE
@@ -54,7 +56,7 @@ class ElectionRole:
         self.votes = {}
         self._self_vote_ready = -1
         self._reset_election_timer()
-        self._send_vote_requests(self.term, prevote=False)
+        self._send_vote_requests(self.term, prevote=False, transfer=transfer)
         self._tally()
 
     def _count_own_vote(self: Any) -> None:
@@ -63,14 +65,15 @@ class ElectionRole:
             self.votes[self.id] = True
             self._tally()
 
-    def _send_vote_requests(self: Any, term: int, prevote: bool) -> None:
+    def _send_vote_requests(self: Any, term: int, prevote: bool,
+                            transfer: bool = False) -> None:
         log = self.log
         last_index, last_term = log.last_index(), log.last_term()
         out = self._pmsgs  # every vote request and reply waits for durability
         for peer in sorted(log.config()[1].voters()):
             if peer != self.id:
                 out.append(VoteRequest(term, self.id, peer, last_index, last_term, prevote,
-                                       self.cluster))
+                                       self.cluster, transfer))
 
     def _tally(self: Any) -> None:
         result = vote_result(self.log.config()[1], self.votes)
@@ -100,7 +103,7 @@ class ElectionRole:
             self.leader is not None and self.election_elapsed < self.cfg.min_election_timeout
         )
         if msg.term > self.term:
-            if in_lease:
+            if in_lease and not msg.transfer:
                 return
             if not msg.prevote:
                 self.become_follower(msg.term, None)
@@ -116,6 +119,8 @@ class ElectionRole:
         up_to_date = "vote_stale_log" in self.mutations or log.is_up_to_date(
             msg.last_index, msg.last_term
         )
+        if msg.transfer and "transfer_force_vote" in self.mutations:
+            up_to_date = True
         if self.recovering and "vote_while_recovering" not in self.mutations:
             up_to_date = False
         if msg.prevote:  # answered without any state change

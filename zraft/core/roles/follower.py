@@ -32,6 +32,8 @@ class FollowerRole:
             self.become_follower(msg.term, msg.src)
         elif self.leader is None:
             self.leader = msg.src
+            if self.transfer is not None:
+                self._transfer_watch()
         elif self.leader != msg.src:
             self._safety_alarm("second_leader", msg,
                                f"{type(msg).__name__} in term {self.term} led by {self.leader}")

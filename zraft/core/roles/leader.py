@@ -16,6 +16,7 @@ Rules:
 - request timeout (zraft_lib's ``request_timeout``): a REPLICATE follower with appends in
   flight that answered nothing for ``effective_request_timeout`` ticks goes back to PROBE,
   so a follower that lost them (or restarted) is not pipelined to blindly.
+- Leadership transfer: see transfer.py (no proposal and no membership change meanwhile).
 - Membership: see membership.py; a leader that commits a stable config without itself
   tells everyone the commit, emits Removed and steps down.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from zraft.core.entries import CONFIG, DATA, NOOP, ClusterConfig, Entry
-from zraft.core.errors import CoreError, NotLeader
+from zraft.core.errors import CoreError, NotLeader, TransferInProgress
 from zraft.core.membership import (
     FINAL,
     JOINT,
@@ -55,6 +56,8 @@ class LeaderRole:
         """Append DATA entries (leader only); returns (index, term) of each."""
         if self.role != LEADER:
             raise NotLeader(self.leader)
+        if self.transfer is not None:
+            raise TransferInProgress(self.id, self.transfer.target)
         log = self.log
         base = log.last_index()
         term = self.term
@@ -87,6 +90,9 @@ class LeaderRole:
         )
         if err is not None:
             self._events.append(ConfigChangeResult(ctx, err, cidx, cfg, self.leader))
+            return
+        if self.transfer is not None:  # handing over: ask the next leader
+            self._events.append(ConfigChangeResult(ctx, "retry", cidx, cfg, self.id))
             return
         new = tuple(sorted(set(new_peers)))
         if not new:
@@ -123,6 +129,8 @@ class LeaderRole:
         self.term_start = noop.index
         self._append_local([noop])
         self._maybe_commit()
+        if self.transfer is not None:  # we stepped down handing over, and won again
+            self._transfer_watch()
 
     def _abandon_leadership(self: Any) -> None:
         leader = self.leader
@@ -201,6 +209,8 @@ class LeaderRole:
                     return
             for pr in self.progress.values():
                 pr.recent_active = False
+        if self.transfer is not None:
+            self._tick_transfer()
         ch = self.change
         if ch is not None and ch.phase == STAGING:
             ch.ticks_left -= 1
@@ -395,6 +405,9 @@ class LeaderRole:
                     self._maybe_finish_staging()
                 elif not pr.departing:
                     self._maybe_commit()
+            tr = self.transfer
+            if tr is not None and tr.target == msg.src and self.role == LEADER:
+                self._transfer_check(msg.src, pr)
             return
         if pr.state == SNAPSHOT:
             return

@@ -72,6 +72,7 @@ class SimCluster:
         self._positions: dict[int, tuple[int, int]] = {}  # id(op) -> (index, term) proposed
         self.effects: dict[int, tuple[float, Any]] = {}  # op id -> (first applied, result)
         self.config_results: list[tuple[str, Any]] = []
+        self.transfer_results: list[tuple[str, Any]] = []
         self.leader_hint: str | None = None
         self.now = 0
         self.transcript: list[str] | None = [] if transcript else None
@@ -413,6 +414,28 @@ class SimCluster:
             if result.ctx == ctx:
                 return result
         return None
+
+    # -- leadership transfer --------------------------------------------------------------
+
+    def transfer_leader(self, to: str | None, timeout_ticks: int = 0) -> int | None:
+        """Ask the current leader to hand leadership to ``to`` (None: the most up-to-date
+        voter). Returns the request's ctx (see ``transfer_results``), or None without a
+        leader."""
+        self.now += 1
+        leader = self.leader()
+        if leader is None:
+            return None
+        ctx = self._next_ctx
+        self._next_ctx += 1
+        self.log(f"transfer_leader {leader} -> {to}")
+        node = self.nodes[leader]
+        node.core.transfer_leader(to, ctx, timeout_ticks)
+        node.drain()
+        return ctx
+
+    def transfer_result(self, peer: str, result: Any) -> None:
+        self.log(f"transfer result {peer} {result.error} leader={result.leader}")
+        self.transfer_results.append((peer, result))
 
     def node_removed(self, peer: str) -> None:
         self.log(f"removed {peer}")

@@ -28,6 +28,7 @@ from zraft.core.messages import (
     RoleChanged,
     SafetyAlarm,
     SnapshotNeeded,
+    TransferResult,
 )
 from zraft.testing.linearizability import FAIL, OK, Operation
 from zraft.testing.sim.invariants import InvariantViolation, ShadowLog
@@ -60,6 +61,7 @@ class SimCluster(Protocol):
     def complete(self, op: Operation, outcome: str, result: Any) -> None: ...
     def record_effect(self, op_id: int, result: Any) -> None: ...
     def config_result(self, peer: str, result: Any) -> None: ...
+    def transfer_result(self, peer: str, result: Any) -> None: ...
     def node_removed(self, peer: str) -> None: ...
 
 _MAX_IMAGES = 4
@@ -269,6 +271,8 @@ class SimNode:
             self._send_snapshot(event)
         elif isinstance(event, ConfigChangeResult):
             cluster.config_result(self.id, event)
+        elif isinstance(event, TransferResult):
+            cluster.transfer_result(self.id, event)
         elif isinstance(event, Removed):
             cluster.node_removed(self.id)
         elif isinstance(event, SafetyAlarm):

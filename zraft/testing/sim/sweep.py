@@ -2,6 +2,7 @@
 
     python -m zraft.testing.sim.sweep --seeds N --steps M [--start S] [--mutation NAME]
                                   [--jobs J] [--verbose] [--stop-on-first]
+                                  [--transfers on|off]
 
 Rules:
 - Seed ``s`` always replays the same run (see ``zraft.testing.sim.cluster``); a failure prints
@@ -46,8 +47,9 @@ class SeedResult:
 
 
 def run_seed(seed: int, steps: int, mutations: frozenset[str] = frozenset(),
-             verbose: bool = False) -> SeedResult:
-    scenario = Scenario(seed, mutations, transcript=verbose)
+             verbose: bool = False, transfers: bool | None = None) -> SeedResult:
+    """``transfers``: force leadership transfers on or off (None: half the seeds)."""
+    scenario = Scenario(seed, mutations, transcript=verbose, transfers=transfers)
     cluster = scenario.cluster
     violation = kind = None
     try:
@@ -78,7 +80,7 @@ def run_seed(seed: int, steps: int, mutations: frozenset[str] = frozenset(),
                       cluster.transcript, repr(scenario.profile))
 
 
-def _run_packed(args: tuple[int, int, frozenset[str], bool]) -> SeedResult:
+def _run_packed(args: tuple[int, int, frozenset[str], bool, bool | None]) -> SeedResult:
     return run_seed(*args)
 
 
@@ -92,11 +94,11 @@ class SweepReport:
 
 def sweep(seeds: int, steps: int, start: int = 0, mutations: frozenset[str] = frozenset(),
           jobs: int = 1, stop_on_first: bool = False, verbose: bool = False,
-          safety_only: bool = False) -> SweepReport:
+          safety_only: bool = False, transfers: bool | None = None) -> SweepReport:
     """Run seeds ``start .. start+seeds-1``. ``safety_only`` ignores liveness failures (a
     mutation hunt wants a broken safety property, not a stalled cluster)."""
     started = time.perf_counter()
-    work = [(s, steps, mutations, verbose) for s in range(start, start + seeds)]
+    work = [(s, steps, mutations, verbose, transfers) for s in range(start, start + seeds)]
     failures: list[SeedResult] = []
     ran = total_steps = 0
     if jobs <= 1:
@@ -124,10 +126,13 @@ def sweep(seeds: int, steps: int, start: int = 0, mutations: frozenset[str] = fr
     return SweepReport(ran, total_steps, time.perf_counter() - started, failures)
 
 
-def replay_command(seed: int, steps: int, mutations: frozenset[str]) -> str:
+def replay_command(seed: int, steps: int, mutations: frozenset[str],
+                   transfers: bool | None = None) -> str:
     cmd = f"python -m zraft.testing.sim.sweep --seeds 1 --start {seed} --steps {steps}"
     for m in sorted(mutations):
         cmd += f" --mutation {m}"
+    if transfers is not None:
+        cmd += f" --transfers {'on' if transfers else 'off'}"
     return cmd + " --verbose"
 
 
@@ -143,12 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-on-first", action="store_true")
     parser.add_argument("--safety-only", action="store_true",
                         help="do not count runs that merely fail to converge")
+    parser.add_argument("--transfers", choices=("on", "off"),
+                        help="leadership transfers in every seed / in none (default: half)")
     parser.add_argument("--verbose", action="store_true",
                         help="record and print the transcript of failing seeds")
     args = parser.parse_args(argv)
     mutations = frozenset(args.mutation)
+    transfers = None if args.transfers is None else args.transfers == "on"
     report = sweep(args.seeds, args.steps, args.start, mutations, args.jobs,
-                   args.stop_on_first, args.verbose, args.safety_only)
+                   args.stop_on_first, args.verbose, args.safety_only, transfers)
     print(f"seeds {report.seeds}  steps {report.steps}  seconds {report.seconds:.1f}  "
           f"violations {len(report.failures)}")
     for failure in report.failures:
@@ -160,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  transcript ({len(failure.transcript)} steps): {path}; the last 40:")
             for line in failure.transcript[-40:]:
                 print("   ", line)
-        print(f"  replay: {replay_command(failure.seed, args.steps, mutations)}")
+        print(f"  replay: {replay_command(failure.seed, args.steps, mutations, transfers)}")
     return 1 if report.failures else 0
 
 

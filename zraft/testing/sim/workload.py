@@ -17,6 +17,10 @@ Rules:
   two nodes at once can lose a committed entry whatever the protocol does. The
   ``vote_while_recovering`` mutation (a node that lost acknowledged entries votes anyway)
   must then lose acknowledged writes.
+- Half the seeds (chosen by a generator of their own, so the other half run exactly as
+  before transfers existed) also hand leadership over now and then, to a named member or
+  to the most up-to-date one (leadership transfer, TimeoutNow): clients then meet
+  ``TransferInProgress`` (a refusal: the op fails, nothing was appended).
 - Clients behave like real ones: each has at most one call outstanding; one that gives up
   (timeout) is replaced by a fresh client (a new process in the history), as in Jepsen.
   This bounds concurrency, which keeps the linearizability search small.
@@ -85,7 +89,7 @@ class Profile:
 
 class Scenario:
     def __init__(self, seed: int, mutations: frozenset[str] = frozenset(),
-                 transcript: bool = False) -> None:
+                 transcript: bool = False, transfers: bool | None = None) -> None:
         profile_rng = random.Random(seed ^ 0x5EED)
         self.profile = profile = Profile.draw(profile_rng)
         config = CoreConfig(election_ticks=profile.election_ticks, heartbeat_ticks=2,
@@ -113,6 +117,8 @@ class Scenario:
         ]
         self._next_process = profile.clients
         self._healing: tuple[str, str] | None = None  # (damaged peer, leader) see _after_heal
+        drawn = random.Random(seed ^ 0x7EA5F).random() < 0.5
+        self.transfers = drawn if transfers is None else transfers  # None: by the seed
 
     # -- the step -------------------------------------------------------------------------
 
@@ -322,6 +328,8 @@ class Scenario:
                  "heal", "weather", "snapshot_failures", "slow_disk_leader", "snapshot"]
         if self.profile.disk_damage:
             kinds += ["damage", "damage"]
+        if self.transfers:
+            kinds += ["transfer", "transfer", "transfer", "transfer_any"]
         if (self.profile.membership and not self.growing
                 and not any(cluster.recovering(p) for p in cluster.nodes)):
             # (never while a bootstrapped cluster still grows: growing re-adds the initial
@@ -393,6 +401,11 @@ class Scenario:
             cluster.log(f"weather drop={net.drop} dup={net.duplicate} reorder={net.reorder}")
             self.clock_speed = dict.fromkeys(self.clock_speed, 1.0)
             self.disk_speed = {p: min(v * 4, 1.0) for p, v in self.disk_speed.items()}
+        elif kind in ("transfer", "transfer_any"):
+            to = None
+            if kind == "transfer" and members:
+                to = rng.choice(members)
+            cluster.transfer_leader(to, rng.choice((0, 0, 3, 30)))
         elif kind == "snapshot_failures":
             cluster.snapshot_failure_rate = rng.choice((0.0, 0.3, 1.0))
         elif kind == "add":
