@@ -191,16 +191,25 @@ def commands(target: Target) -> st.SearchStrategy[bytes]:
 # requests
 
 
-@st.composite
-def request_cases(draw: st.DrawFn, target: Target) -> Case:
-    mode = draw(st.sampled_from(["valid", "valid", "valid", "one_bad", "one_bad", "arity",
-                                 "not_list", "unknown_op", "too_large", "deep"]))
+def _drawn_op(draw: st.DrawFn, mode: str) -> str:
     if mode == "too_large":
-        op = "propose"
-    elif mode == "valid":
-        op = draw(st.sampled_from(sorted(set(R.OPS) - DESTRUCTIVE)))
+        return "propose"
+    if mode == "valid":
+        return draw(st.sampled_from(sorted(set(R.OPS) - DESTRUCTIVE)))
+    return draw(st.sampled_from(sorted(R.OPS)))
+
+
+@st.composite
+def request_cases(draw: st.DrawFn, target: Target, only_op: str | None = None) -> Case:
+    """A request frame; ``only_op``: of that op (a destructive one is never sent valid)."""
+    if only_op is not None:
+        op = only_op
+        modes = ["one_bad", "arity", "not_list", "deep"]
+        mode = draw(st.sampled_from(modes if op in DESTRUCTIVE else ["valid", *modes]))
     else:
-        op = draw(st.sampled_from(sorted(R.OPS)))
+        mode = draw(st.sampled_from(["valid", "valid", "valid", "one_bad", "one_bad",
+                                     "arity", "not_list", "unknown_op", "too_large", "deep"]))
+        op = _drawn_op(draw, mode)
     spec = R.OPS[op]
     args: Any = [draw(_valid(f.type, target)) for f in spec.fields]
     if op == "query":

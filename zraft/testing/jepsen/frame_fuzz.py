@@ -40,6 +40,7 @@ from zraft.client import api
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.local import LocalCluster
 from zraft.errors import ZRaftError
+from zraft.node import requests as R
 from zraft.testing import protocol_strategies as ps
 from zraft.transport.handshake import client_handshake
 
@@ -230,6 +231,17 @@ def campaign(cases: int, seed: int, workdir: Path, stop_on_failure: bool = False
                 raise AssertionError(failure)
 
         one()
+        for op in sorted(R.OPS):  # every op at least twice, whatever the seed drew
+            @hypothesis_seed(seed)
+            @settings(max_examples=2, database=None, deadline=None, phases=[Phase.generate],
+                      suppress_health_check=list(HealthCheck))
+            @given(ps.request_cases(target, only_op=op))
+            def of_op(case: ps.Case) -> None:
+                failure = fuzzer.check(case)
+                if failure is not None and stop_on_failure:
+                    raise AssertionError(failure)
+
+            of_op()
         witness.stop()
         fuzzer.final_checks(pool)
     finally:
