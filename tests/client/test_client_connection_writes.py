@@ -76,7 +76,9 @@ def test_requests_from_many_threads_arrive_whole_and_in_each_threads_order():
     assert len(frames) == per_thread * threads_n
     for t in range(threads_n):
         assert [f[3][1] for f in frames if f[3][0] == t] == list(range(per_thread))
-    assert conn.requests_sent == per_thread * threads_n + 1
+    # the writer thread counts a batch after sendall returns: the server may have read it
+    # all before that (a bare assert here failed 1 run in ~20 under load: 801 of 1601)
+    wait_for(lambda: conn.requests_sent == per_thread * threads_n + 1)
     print(f"{len(partial)} partial direct writes")
     conn.close()
 

@@ -228,10 +228,10 @@ class Connection:
                     failed: OSError | None = exc
                 else:
                     failed = None
+                    self.requests_sent += sent  # under _wlock, as _send_now counts
             if failed is not None:
                 self._fail(f"send to {self.address} failed: {failed}")
                 return
-            self.requests_sent += sent
 
     def _read_loop(self, sock: socket.socket) -> None:
         decoder = FrameDecoder()
