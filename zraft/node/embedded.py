@@ -90,8 +90,6 @@ def build_config(config: NodeConfig | str | os.PathLike[str] | None = None, *,
 
 
 _RUNNING: weakref.WeakSet[Node] = weakref.WeakSet()
-_hook_lock = threading.Lock()
-_hook_installed = False
 
 
 def _stop_running_nodes() -> None:
@@ -99,17 +97,12 @@ def _stop_running_nodes() -> None:
         node.stop()
 
 
-def _stop_at_exit() -> None:
-    """Stop forgotten nodes at interpreter exit, before the non-daemon threads are joined:
-    ``atexit`` runs after that join, so only threading's own exit hook comes early enough."""
-    global _hook_installed
-    with _hook_lock:
-        if _hook_installed:
-            return
-        _hook_installed = True
-    register = getattr(threading, "_register_atexit", None)  # CPython >= 3.9
-    if register is not None:
-        register(_stop_running_nodes)
+# Forgotten nodes are stopped at interpreter exit, before the non-daemon threads are joined:
+# ``atexit`` runs after that join, so only threading's own exit hook (CPython >= 3.9) comes
+# early enough. Registered once, at import.
+_register_exit_hook = getattr(threading, "_register_atexit", None)
+if _register_exit_hook is not None:
+    _register_exit_hook(_stop_running_nodes)
 
 
 class Node:
@@ -171,7 +164,6 @@ class Node:
             self._claim.release()
             raise
         self._server = server
-        _stop_at_exit()
         _RUNNING.add(self)
         try:
             server.start()
