@@ -24,8 +24,6 @@ import contextlib
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -34,7 +32,7 @@ from typing import Any, NamedTuple
 import psutil
 import pytest
 
-from tests.acceptance.test_readme_examples import _cleanup
+from tests.acceptance.test_readme_examples import _cleanup, run_bash
 from zraft.config import parse_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -151,22 +149,7 @@ def _run_python(block: Block, namespace: dict[str, Any], where: str) -> None:
 def _run_shell(code: str, cwd: Path, where: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZRAFT_")}
     env.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
-    proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", code], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=SHELL_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"{where}: shell example did not finish in {SHELL_TIMEOUT}s:\n"
-                    f"{out.decode()}")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    print(out.decode())
-    assert proc.returncode == 0, f"{where}: exit {proc.returncode}:\n{out.decode()}"
+    run_bash(code, cwd, env, where, SHELL_TIMEOUT)
 
 
 def _check_toml(code: str, where: str, cwd: Path) -> None:

@@ -84,16 +84,22 @@ def _run_shell(code: str, acc: Acceptance, cwd: Path, where: str) -> None:
     env.update(ZRAFT_PEERS=",".join(acc.peers), ZRAFT_COOKIE_FILE=acc.cookie_file,
                PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p))
+    run_bash(code, cwd, env, where, SHELL_TIMEOUT)
+
+
+def run_bash(code: str, cwd: Path, env: dict[str, str], where: str, timeout: float) -> None:
+    """Run a shell example under ``bash -euo pipefail``; fail the test unless it exits 0
+    within ``timeout``. Its whole process group is killed after (whatever it left behind)."""
     proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", code], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=SHELL_TIMEOUT)
+        out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # bash and anything it left in the background
         out, _ = proc.communicate()
-        pytest.fail(f"{where}: shell example did not finish in {SHELL_TIMEOUT}s:\n"
+        pytest.fail(f"{where}: shell example did not finish in {timeout}s:\n"
                     f"{out.decode()}")
     finally:
         with contextlib.suppress(ProcessLookupError):
