@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
+from tests.transport.helpers import wait_for
 from zraft.actors.context import PeerContext
 from zraft.actors.replies import encode_reply
 from zraft.backends.dict import DictBackend
@@ -65,10 +65,8 @@ def peer_context(tmp_path: Path, failures: list[str], name: str = "p") -> PeerCo
 
 
 def wait(pred: Any, what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise TimeoutError(what)
+    """``wait_for`` naming what it waited for when it gives up."""
+    try:
+        return wait_for(pred, timeout, interval=0.01)
+    except AssertionError:
+        raise TimeoutError(what) from None
