@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from bench.sides import Side
+from zraft.cluster.ports import free_port
 from zraft.filemodes import write_private
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -48,18 +49,6 @@ def available() -> tuple[bool, str]:
     return True, f"pysyncobj {VERSION}"
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 class PySyncObjSide(Side):
     system = "pysyncobj"
     peer_name = "pso"
@@ -77,7 +66,7 @@ class PySyncObjSide(Side):
     def start(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
-        ports = _free_ports(6)
+        ports = [free_port() for _ in range(6)]
         self.raft_addrs = [f"127.0.0.1:{p}" for p in ports[:3]]
         self.client_ports = ports[3:]
         self.peers = [f"{self.peer_name}@127.0.0.1:{p}" for p in self.client_ports]

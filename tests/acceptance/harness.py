@@ -131,8 +131,14 @@ class Acceptance:
             started.append((n, _ready_lines(n.directory)))
             self.cluster.start_node(n, wait=False)
         for n, before in started:
-            wait_for(lambda n=n, before=before: _ready_lines(n.directory) > before, timeout,
-                     f"node {n.index} to be ready")
+            # ready, or exited: a node that cannot start (a port taken, say) fails the test
+            # at once with its own words instead of after the whole timeout
+            wait_for(lambda n=n, before=before: (_ready_lines(n.directory) > before
+                                                 or not n.alive()),
+                     timeout, f"node {n.index} to be ready")
+            if _ready_lines(n.directory) <= before:
+                tail = (n.directory / "stdout.log").read_text(errors="replace")[-2000:]
+                raise AssertionError(f"node {n.index} exited before it was ready:\n{tail}")
 
     def restart(self, peer: str, timeout: float = 15.0) -> None:
         """Start a stopped node again and wait until its peer answers (loaded from disk)."""

@@ -22,6 +22,7 @@ import psutil
 
 from zraft.client import api
 from zraft.client.connection import ConnectionPool
+from zraft.cluster.ports import free_port
 from zraft.errors import ZRaftError
 
 COOKIE = b"real-cluster-cookie"
@@ -38,12 +39,6 @@ def node_available() -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _listening(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
         return True
@@ -54,7 +49,7 @@ class RealCluster:
     def __init__(self, root: Path, n: int = 3, election_timeout_ms: int = 200) -> None:
         self.root = root
         self.cookie = COOKIE
-        self.ports = [_free_port() for _ in range(n)]
+        self.ports = [free_port() for _ in range(n)]
         self.peers = [f"p{i + 1}@127.0.0.1:{port}" for i, port in enumerate(self.ports)]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pool = ConnectionPool(self.cookie)

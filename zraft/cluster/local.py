@@ -32,19 +32,13 @@ from typing import Any
 
 import psutil
 
+from zraft.cluster.ports import free_port
 from zraft.errors import ZRaftError
 from zraft.filemodes import write_private
 
 CLUSTER_FILE = "cluster.json"
 FAULTS_FILE = "faults.jsonl"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (bound then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
