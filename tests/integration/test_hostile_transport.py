@@ -22,6 +22,7 @@ from tests.integration.conftest import Harness
 from zraft.client import api
 from zraft.cluster import LocalCluster
 from zraft.cluster.local import NodeProcess, wait_until
+from zraft.cluster.ports import free_port
 from zraft.transport import codec
 from zraft.transport.framing import HEADER, frame
 from zraft.transport.handshake import NONCE_SIZE, _recv, client_handshake
@@ -222,9 +223,7 @@ def test_half_sent_large_frames_cannot_grow_memory_past_the_cap(tuned) -> None:
 
 
 def test_a_node_whose_reactor_keeps_dying_exits_1_with_one_line(tmp_path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cfg = tmp_path / "node.toml"
     cfg.write_text(f'[node]\ncookie = "c"\nlisten = "127.0.0.1:{port}"\n'
                    f'log_dir = "{tmp_path / "d"}"\nsnapshot_dir = "{tmp_path / "d"}"\n'
