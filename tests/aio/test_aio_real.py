@@ -234,3 +234,25 @@ def test_temporary_data_goes_when_its_owner_dies(real: RealCluster) -> None:
         await pool.wait_closed()
 
     run(main())
+
+
+def test_transfer_leader_hands_over_and_reports_the_new_leader(real: RealCluster) -> None:
+    peers = real.peers
+
+    async def main() -> None:
+        pool = za.ConnectionPool(real.cookie)
+        try:
+            leader, _ = await za.get_conf(peers[0], pool=pool)
+            target = next(p for p in peers if p != leader)
+            assert await za.transfer_leader(leader, target, timeout=10, pool=pool) == target
+            info = await za.stat(target, pool=pool)
+            assert info["role"] == "leader"
+            async with za.connect(peers, pool=pool) as client:
+                await client.get_conf()  # learns the leader; a free choice names a member
+                new_leader = await client.transfer_leader(timeout=10)
+                assert new_leader in peers and new_leader != target
+        finally:
+            pool.close()
+            await pool.wait_closed()
+
+    run(main())

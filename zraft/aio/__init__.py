@@ -31,6 +31,7 @@ from zraft.aio.api import (
     query_local,
     set_new_conf,
     stat,
+    transfer_leader,
     write,
 )
 from zraft.aio.client import Client, connect
@@ -61,5 +62,6 @@ __all__ = [
     "query_local",
     "set_new_conf",
     "stat",
+    "transfer_leader",
     "write",
 ]

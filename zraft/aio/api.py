@@ -168,6 +168,24 @@ async def set_new_conf(peer: Peer, new_peers: Iterable[Peer], old_peers: Iterabl
     return new
 
 
+async def transfer_leader(peer: Peer, to: Peer | None = None, timeout: float = DEFAULT_TIMEOUT,
+                          *, pool: ConnectionPool | None = None) -> str:
+    """Hand leadership to ``to`` (None: the most up-to-date voting member) and return the
+    new leader, as ``zraft.transfer_leader`` (same errors: ``TransferFailed``, ``Timeout``)."""
+    timeout = check_timeout(timeout)
+    deadline = time.monotonic() + timeout
+    target = peer_str(to) if to is not None else None
+
+    def args(name: str) -> list[Any]:
+        return [name, target, max(1, int((deadline - time.monotonic()) * 1000))]
+
+    payload, answered = await calls.run(PeerCall(_pool(pool), peer, "transfer_leader", args,
+                                                 timeout, ok_fn=blocking.peer_result,
+                                                 **calls.call_kwargs()))
+    leader = payload.get("leader") if isinstance(payload, dict) else None
+    return leader if isinstance(leader, str) else answered
+
+
 # -- single-peer operations ------------------------------------------------------------
 
 

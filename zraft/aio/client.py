@@ -112,6 +112,12 @@ class Client:
                      timeout: float | None = None) -> list[str]:
         return await api.create(peers, backend, self._timeout(timeout), pool=self.pool)
 
+    async def transfer_leader(self, to: Peer | None = None,
+                              timeout: float | None = None) -> str:
+        """Hand leadership to ``to`` (None: the most up-to-date member); the new leader."""
+        return await api.transfer_leader(self.leader, to, self._timeout(timeout),
+                                         pool=self.pool)
+
     async def stat(self, peer: Peer | None = None,
                    timeout: float | None = None) -> dict[str, Any]:
         """A peer's status (default: the believed leader)."""
