@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +22,14 @@ from zraft.client.light_session import LightSession
 from zraft.errors import ZRaftError
 from zraft.ids import PeerId
 from zraft.transport.sentinels import NOT_FOUND
+from zraft.transport.tls import TlsError, TlsFiles, client_context
 
 
 class ClusterDir(NamedTuple):
     peers: list[str]
     cookie_file: str | None
     election_timeout: float | None  # seconds, to tune the client's leader tracking
+    tls: dict[str, str] | None = None  # "ca", "cert", "key" files of a TLS cluster
 
 
 ClusterDirLoader = Callable[[str], ClusterDir]
@@ -47,7 +50,10 @@ def load_cluster_dir(path: str) -> ClusterDir:
         cookie_file = str(Path(path) / cookie_file)
     et = data.get("election_timeout")
     election_timeout = float(et) / 1000 if isinstance(et, (int, float)) and et > 0 else None
-    return ClusterDir([str(p) for p in peers], cookie_file, election_timeout)
+    tls = data.get("tls")
+    tls = {k: str(Path(path) / v) for k, v in tls.items() if isinstance(v, str) and v} \
+        if isinstance(tls, dict) else None
+    return ClusterDir([str(p) for p in peers], cookie_file, election_timeout, tls or None)
 
 
 CLUSTER_DIR_LOADER: ClusterDirLoader = load_cluster_dir
@@ -67,6 +73,13 @@ def _common() -> argparse.ArgumentParser:
     group.add_argument("--cookie-file", help="file whose first line is the cookie")
     group.add_argument("--dir", help="local cluster directory (reads DIR/cluster.json; "
                        "default: $ZRAFT_CLUSTER_DIR when no peers are given)")
+    group.add_argument("--tls-ca", help="TLS: the cluster CA certificate (PEM) the nodes' "
+                       "certificates are checked against (default: $ZRAFT_TLS_CA, or "
+                       "the --dir cluster's); without one the client speaks plaintext")
+    group.add_argument("--tls-cert", help="TLS: client certificate (PEM), for nodes that "
+                       "verify clients (default: $ZRAFT_TLS_CERT)")
+    group.add_argument("--tls-key", help="TLS: the client certificate's private key "
+                       "(default: $ZRAFT_TLS_KEY)")
     group.add_argument("--timeout", type=timeout_arg, default=api.DEFAULT_TIMEOUT,
                        help="seconds per operation (default 5)")
     group.add_argument("--json", action="store_true", help="JSON output for scripts")
@@ -118,15 +131,23 @@ class Target:
             peers = peers or found.peers
             cookie_file = cookie_file or found.cookie_file
             self.election_timeout = found.election_timeout
+            tls_found = found.tls or {}
+        else:
+            tls_found = {}
         if not peers:
             raise UsageError("no peers: give --peers, --dir or $ZRAFT_PEERS")
         try:
             cookie = resolve_cookie(args.cookie, cookie_file)
         except (ValueError, OSError) as exc:
             raise UsageError(str(exc)) from None
+        try:
+            tls = tls_context(getattr(args, "tls_ca", None), getattr(args, "tls_cert", None),
+                              getattr(args, "tls_key", None), tls_found)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         self.peers = peers
         self.timeout: float = args.timeout
-        self.pool = ConnectionPool(cookie)
+        self.pool = ConnectionPool(cookie, tls=tls)
 
     def session(self) -> LightSession:
         return api.light_session(self.peers, election_timeout=self.election_timeout)
@@ -134,6 +155,22 @@ class Target:
 
 class UsageError(Exception):
     pass
+
+
+def tls_context(ca: str | None, cert: str | None, key: str | None,
+                found: dict[str, str]) -> ssl.SSLContext | None:
+    """The client's TLS context from the flags, else ``$ZRAFT_TLS_{CA,CERT,KEY}``, else a
+    cluster directory's files (as the cookie is found); None (plaintext) without a CA.
+    ``TlsError`` (a ValueError, one line) if the files do not work."""
+    env = os.environ
+    ca = ca or env.get("ZRAFT_TLS_CA") or found.get("ca")
+    cert = cert or env.get("ZRAFT_TLS_CERT") or found.get("cert")
+    key = key or env.get("ZRAFT_TLS_KEY") or found.get("key")
+    if not ca:
+        if cert or key:
+            raise TlsError("--tls-cert/--tls-key need --tls-ca (the cluster CA)")
+        return None
+    return client_context(TlsFiles(cert or "", key or "", ca))
 
 
 def _jsonable(value: Any) -> Any:
