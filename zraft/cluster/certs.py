@@ -78,6 +78,14 @@ def make_ca(directory: Path, name: str = "ca", days: int = 3650) -> Authority:
     return Authority(path, cert, key)
 
 
+def load_ca(directory: Path, name: str = "ca") -> Authority:
+    """The CA ``make_ca`` wrote in ``directory`` (to issue more certificates)."""
+    cert = x509.load_pem_x509_certificate((directory / f"{name}.pem").read_bytes())
+    key = serialization.load_pem_private_key((directory / f"{name}.key").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return Authority(directory / f"{name}.pem", cert, key)
+
+
 def _san(host: str) -> x509.GeneralName:
     try:
         return x509.IPAddress(ipaddress.ip_address(host.strip("[]")))
@@ -135,4 +143,5 @@ def make_cluster_certs(directory: Path, hosts: list[str]) -> ClusterCerts:
     return ClusterCerts(ca.cert_path, node, client)
 
 
-__all__ = ["Authority", "ClusterCerts", "Issued", "issue", "make_ca", "make_cluster_certs"]
+__all__ = ["Authority", "ClusterCerts", "Issued", "issue", "load_ca", "make_ca",
+           "make_cluster_certs"]

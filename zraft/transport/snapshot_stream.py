@@ -100,7 +100,8 @@ class SnapshotStats:
     and fsyncing included) and ``receive_sync_seconds`` the fsyncs and rename of them."""
 
     COUNTS = ("sends_started", "sends_ok", "sends_failed", "sendfile_bytes", "files_sent",
-              "receives_ok", "receives_failed", "bytes_received")
+              "receives_ok", "receives_failed", "bytes_received",
+              "tls_sent_bytes")  # sent through TLS: read and encrypted in user space
     SECONDS = ("manifest_seconds", "sendfile_seconds", "send_seconds", "receive_seconds",
                "receive_sync_seconds")
 

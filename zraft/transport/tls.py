@@ -52,7 +52,7 @@ from typing import Any, Final
 from zraft.saferepr import safe_repr
 from zraft.transport.errors import HandshakeError
 
-PLAINTEXT_WAIT: Final = 1.0  # seconds a node waits for a TLS client hello before refusing
+PLAINTEXT_WAIT: Final = 0.5  # seconds a node waits for a TLS client hello before refusing
 _TLS_HANDSHAKE_RECORD: Final = 0x16
 KTLS_AVAILABLE: Final = hasattr(ssl, "OP_ENABLE_KTLS")
 
