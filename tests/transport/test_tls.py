@@ -220,3 +220,26 @@ def test_reactor_reads_what_the_ssl_object_holds(certs):
     finally:
         conn.close()
         t.close()
+
+
+def test_aio_client_over_tls_and_refused_in_plaintext(server, certs):
+    import asyncio
+
+    from zraft.aio.connection import ConnectionPool as AioPool
+
+    async def ask(tls: ssl.SSLContext | None) -> tuple[str, object]:
+        pool = AioPool(COOKIE, tls=tls)
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        pool.request(f"p@{server.address}", "echo", ["aio"],
+                     lambda status, payload: done.done() or done.set_result((status, payload)))
+        try:
+            return await asyncio.wait_for(done, 10)
+        finally:
+            pool.close()
+            await pool.wait_closed()
+
+    assert asyncio.run(ask(client_tls(certs))) == ("ok", ["aio"])
+    status, payload = asyncio.run(ask(None))
+    assert status == "noproc" and "requires TLS" in payload["message"]
+    status, payload = asyncio.run(ask(client_tls(certs, ca="other_ca")))
+    assert status == "noproc" and "TLS handshake failed" in payload["message"]

@@ -17,12 +17,11 @@ from typing import Any, NamedTuple
 
 from zraft.client import api
 from zraft.client.checks import timeout_arg
-from zraft.client.connection import ConnectionPool, resolve_cookie
+from zraft.client.connection import ConnectionPool, resolve_cookie, resolve_tls
 from zraft.client.light_session import LightSession
 from zraft.errors import ZRaftError
 from zraft.ids import PeerId
 from zraft.transport.sentinels import NOT_FOUND
-from zraft.transport.tls import TlsError, TlsFiles, client_context
 
 
 class ClusterDir(NamedTuple):
@@ -159,18 +158,9 @@ class UsageError(Exception):
 
 def tls_context(ca: str | None, cert: str | None, key: str | None,
                 found: dict[str, str]) -> ssl.SSLContext | None:
-    """The client's TLS context from the flags, else ``$ZRAFT_TLS_{CA,CERT,KEY}``, else a
-    cluster directory's files (as the cookie is found); None (plaintext) without a CA.
-    ``TlsError`` (a ValueError, one line) if the files do not work."""
-    env = os.environ
-    ca = ca or env.get("ZRAFT_TLS_CA") or found.get("ca")
-    cert = cert or env.get("ZRAFT_TLS_CERT") or found.get("cert")
-    key = key or env.get("ZRAFT_TLS_KEY") or found.get("key")
-    if not ca:
-        if cert or key:
-            raise TlsError("--tls-cert/--tls-key need --tls-ca (the cluster CA)")
-        return None
-    return client_context(TlsFiles(cert or "", key or "", ca))
+    """The CLI's TLS context: the flags, else ``$ZRAFT_TLS_*``, else the cluster
+    directory's files (as the cookie is found); None (plaintext) without a CA."""
+    return resolve_tls(ca, cert, key, found)
 
 
 def _jsonable(value: Any) -> Any:

@@ -51,7 +51,7 @@ from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_SIZE
 from zraft.transport.framing import HEADER, FrameDecoder
 from zraft.transport.handshake import client_handshake, cookie_bytes
 from zraft.transport.reactor import Reactor
-from zraft.transport.tls import TlsSocket, connect_tls
+from zraft.transport.tls import TlsError, TlsFiles, TlsSocket, client_context, connect_tls
 
 log = logging.getLogger("zraft.client.connection")
 
@@ -511,3 +511,27 @@ def resolve_cookie(cookie: str | bytes | None = None, cookie_file: str | None = 
             raise NoCookie(f"the cookie file {path!r} is empty")
         return text.encode()
     raise NoCookie(f"no cluster cookie: {_HOW_TO_GIVE_A_COOKIE}")
+
+
+def resolve_tls(ca: str | None = None, cert: str | None = None, key: str | None = None,
+                found: dict[str, str] | None = None) -> ssl.SSLContext | None:
+    """A client TLS context: the files given, else ``$ZRAFT_TLS_CA`` / ``$ZRAFT_TLS_CERT`` /
+    ``$ZRAFT_TLS_KEY``, else ``found`` (a cluster directory's); None (plaintext) without a
+    CA. ``TlsError`` (a ValueError, one line) if the files do not work."""
+    env = os.environ
+    found = found or {}
+    ca = ca or env.get("ZRAFT_TLS_CA") or found.get("ca")
+    cert = cert or env.get("ZRAFT_TLS_CERT") or found.get("cert")
+    key = key or env.get("ZRAFT_TLS_KEY") or found.get("key")
+    if not ca:
+        if cert or key:
+            raise TlsError("a TLS client certificate needs the cluster CA too (tls_ca)")
+        return None
+    return client_context(TlsFiles(cert or "", key or "", ca))
+
+
+def tls_client(ca: str, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+    """A client TLS context for ``zraft.configure(tls=...)`` / ``ConnectionPool(tls=...)``:
+    the nodes' certificates are checked against ``ca`` and the address dialed; ``cert`` and
+    ``key`` are presented to nodes that verify clients (``tls_verify_client``)."""
+    return client_context(TlsFiles(cert or "", key or "", ca))
