@@ -193,3 +193,42 @@ def test_a_plaintext_node_says_so_at_start(tmp_path: Path) -> None:
         assert len(line) == 1 and "WARNING" in line[0] and listen in line[0]
     finally:
         assert node.stop() == 0
+
+
+# -- the README's TLS section runs as written ---------------------------------------------
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+TLS_SECTION = README[README.index("### TLS"):README.index("### Several machines")]
+
+
+def test_readme_tls_commands_run(tmp_path: Path) -> None:
+    import re
+    import shlex
+
+    (body,) = re.findall(r"```sh\n(.*?)```", TLS_SECTION, re.S)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZRAFT_")}
+    outputs = []
+    for line in body.splitlines():
+        argv = shlex.split(line.replace("/tmp/zraft-tls-demo", str(tmp_path / "demo")))
+        assert argv[0] == "zraft"
+        out = subprocess.run([sys.executable, "-m", "zraft.cli", *argv[1:]],
+                             capture_output=True, text=True, timeout=120, env=env)
+        assert out.returncode == 0, (line, out.stdout[-1000:], out.stderr[-1000:])
+        outputs.append(out.stdout)
+    assert "TLS (mutual)" in outputs[0] and outputs[2].strip() == "hello"
+
+
+def test_readme_tls_config_parses(tmp_path: Path, cert_files: Path) -> None:
+    import re
+    import tomllib
+
+    from zraft.config import load_config
+
+    (block,) = re.findall(r"```toml\n(.*?)```", TLS_SECTION, re.S)
+    with_certs(tmp_path, cert_files)
+    (tmp_path / "cookie").write_text("c00kie\n")
+    config = tmp_path / "node.toml"
+    config.write_text(block)
+    cfg = load_config(config)
+    assert cfg.tls_verify_client and cfg.tls_cert == str(tmp_path / "node.pem")
+    assert cfg.node_tls() is not None and tomllib.loads(block)["node"]["tls_ca"] == "ca.pem"

@@ -243,3 +243,15 @@ def test_aio_client_over_tls_and_refused_in_plaintext(server, certs):
     assert status == "noproc" and "requires TLS" in payload["message"]
     status, payload = asyncio.run(ask(client_tls(certs, ca="other_ca")))
     assert status == "noproc" and "TLS handshake failed" in payload["message"]
+
+
+def test_contexts_trust_the_cluster_ca_only(certs):
+    """Never the system's CAs: a public CA's certificate must not pass for a node or a
+    client."""
+    tls = node_tls(certs)
+    for ctx in (tls.server, tls.client, client_tls(certs)):
+        assert ctx.cert_store_stats()["x509_ca"] == 1
+        assert [c["subject"] for c in ctx.get_ca_certs()] == [
+            ((("organizationName", "zraft"),), (("commonName", "zraft ca"),))]
+    assert tls.server.verify_mode == ssl.CERT_REQUIRED
+    assert tls.client.check_hostname and client_tls(certs).check_hostname

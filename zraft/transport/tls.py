@@ -101,9 +101,13 @@ def _load(ctx: ssl.SSLContext, files: TlsFiles, what: str) -> None:
                            "(not a PEM certificate)") from None
 
 
-def _base(purpose: ssl.Purpose) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(purpose)
+def _base(server: bool) -> ssl.SSLContext:
+    # Not ssl.create_default_context: it trusts the system's CAs too, and then any public
+    # CA's certificate would pass for a node (or, with mutual TLS, for a client). The
+    # cluster CA (tls_ca) is the only CA a zraft context trusts.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_COMPRESSION
     return ctx
 
 
@@ -114,7 +118,7 @@ def server_context(files: TlsFiles, verify_client: bool) -> ssl.SSLContext:
     if not files.ca:
         raise TlsError("node: TLS needs tls_ca (the CA its peers' certificates are checked "
                        "against)")
-    ctx = _base(ssl.Purpose.CLIENT_AUTH)
+    ctx = _base(server=True)
     _load(ctx, files, "node")
     ctx.verify_mode = ssl.CERT_REQUIRED if verify_client else ssl.CERT_NONE
     # no TLS 1.3 session tickets: nothing arrives after the handshake that a reader must
@@ -128,7 +132,7 @@ def client_context(files: TlsFiles, what: str = "client") -> ssl.SSLContext:
     checked against ``files.ca`` and the dialed host; ``files.cert`` is presented if set."""
     if not files.ca:
         raise TlsError(f"{what}: TLS needs a CA file (tls_ca) to check the node's certificate")
-    ctx = _base(ssl.Purpose.SERVER_AUTH)
+    ctx = _base(server=False)
     _load(ctx, files, what)
     ctx.check_hostname = True
     ctx.verify_mode = ssl.CERT_REQUIRED
