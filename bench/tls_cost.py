@@ -9,7 +9,8 @@ of ``bench.cpu_cost`` (throughput, p50, CPU microseconds per operation per proce
 snapshot transfer is ``snapshot_stream`` in process over loopback, the same files both ways:
 plaintext goes through the kernel's ``sendfile`` and ``splice``; TLS through user space
 (read, encrypt, send; receive, decrypt, write), which is what replaces them here (no kernel
-TLS before Python 3.12: ``zraft.transport.tls``). Medians over the repeats.
+TLS before Python 3.12: ``zraft.transport.tls``); received into tmpfs by default, so the
+disk's fsync does not hide the stream's cost. Medians over the repeats.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def cluster_rows(base: Path, tls: bool, scale: float) -> dict[str, dict[str, Any
         shutil.rmtree(side.dir, ignore_errors=True)
 
 
-def snapshot_rate(base: Path, tls: bool, mb: int) -> float:
-    """MB/s (10^6) of one transfer of ``mb`` MiB in 4 files, connect to "ok" (fsync included)."""
+def snapshot_rate(base: Path, tls: bool, mb: int, dest_root: Path) -> float:
+    """MB/s (10^6) of one transfer of ``mb`` MiB in 4 files, connect to "ok", received into
+    ``dest_root`` (tmpfs by default: a disk's fsync would hide what the stream costs)."""
     src = base / "snap-src"
     if not src.exists():
         src.mkdir()
@@ -57,7 +59,7 @@ def snapshot_rate(base: Path, tls: bool, mb: int) -> float:
         server = NodeTls.build(files, verify_client=True).server
         client = client_context(TlsFiles(str(certs.client.cert), str(certs.client.key),
                                          str(certs.ca)))
-    dest = base / f"snap-dest-{'tls' if tls else 'plain'}"
+    dest = dest_root / f"snap-dest-{'tls' if tls else 'plain'}"
     shutil.rmtree(dest, ignore_errors=True)
     receiver = snapshot_stream.SnapshotReceiver(dest, COOKIE, "receiver",
                                                 listen_addr="127.0.0.1", tls=server)
@@ -85,23 +87,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--scale", type=float, default=0.4, help="operations x this")
     parser.add_argument("--snapshot-mb", type=int, default=256)
+    parser.add_argument("--snapshot-dest", default="/dev/shm" if os.path.isdir("/dev/shm")
+                        else None, help="where the snapshot is received (default: tmpfs)")
     args = parser.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="zraft-tls-cost-"))
+    dest_root = Path(tempfile.mkdtemp(prefix="zraft-tls-cost-", dir=args.snapshot_dest))
     runs: dict[bool, list[dict[str, dict[str, Any]]]] = {False: [], True: []}
     snaps: dict[bool, list[float]] = {False: [], True: []}
     try:
         for _ in range(args.repeats):
             for tls in (False, True):
                 runs[tls].append(cluster_rows(base, tls, args.scale))
-                snaps[tls].append(snapshot_rate(base, tls, args.snapshot_mb))
+                snaps[tls].append(snapshot_rate(base, tls, args.snapshot_mb, dest_root))
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(dest_root, ignore_errors=True)
 
     def med(tls: bool, w: str, key: str) -> float:
         return statistics.median(float(r[w][key]) for r in runs[tls])
 
     rows = [(label, med(False, w, k), med(True, w, k), unit) for label, w, k, unit in FIGURES]
-    rows.append((f"snapshot transfer ({args.snapshot_mb} MiB)", statistics.median(snaps[False]),
+    rows.append((f"snapshot stream, {args.snapshot_mb} MiB", statistics.median(snaps[False]),
                  statistics.median(snaps[True]), "MB/s"))
     print(f"TLS vs plaintext, {args.repeats} repeat(s), scale {args.scale}; kernel TLS "
           f"{'available' if KTLS_AVAILABLE else 'not available (Python < 3.12)'}")
