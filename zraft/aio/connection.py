@@ -63,6 +63,7 @@ from zraft.transport.handshake import (
     decode_message,
     encode_message,
 )
+from zraft.transport.tls import bounded
 
 log = logging.getLogger("zraft.aio.connection")
 
@@ -236,7 +237,7 @@ class Connection:
                         host.strip("[]"), int(port), limit=READ_SIZE, **self._tls_options(host))
             except ssl.SSLError as exc:  # the node's certificate, or a plaintext node
                 reason = (f"cannot reach node {self.address}: TLS handshake failed: "
-                          f"{safe_repr(getattr(exc, 'verify_message', None) or exc.reason, 120)}")
+                          f"{bounded(str(getattr(exc, 'verify_message', None) or exc))}")
                 return
             except (OSError, TimeoutError, ValueError) as exc:
                 reason = f"cannot reach node {self.address}: {exc or type(exc).__name__}"

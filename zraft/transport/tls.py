@@ -49,7 +49,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from zraft.saferepr import safe_repr
 from zraft.transport.errors import HandshakeError
 
 PLAINTEXT_WAIT: Final = 0.5  # seconds a node waits for a TLS client hello before refusing
@@ -154,8 +153,16 @@ class NodeTls:
 
 
 def _reason(exc: BaseException) -> str:
+    """OpenSSL's reason, bounded and printable (it may quote what the peer sent)."""
     reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
-    return safe_repr(str(reason or exc), 160)
+    return bounded(str(reason or exc))
+
+
+def bounded(text: str, limit: int = 160) -> str:
+    """``text`` cut to ``limit`` characters, non-printable ones replaced (no repr quotes:
+    safe_repr would cut a string to 20 characters)."""
+    cut = text[:limit] + ("..." if len(text) > limit else "")
+    return "".join(c if c.isprintable() else "?" for c in cut)
 
 
 def _wait(fd: int, events: int, timeout: float | None) -> bool:
@@ -211,7 +218,7 @@ def accept_tls(ssock: ssl.SSLSocket, deadline: float, plaintext_wait: float = PL
     except ssl.SSLError as exc:
         raise HandshakeError(f"TLS handshake failed: {_reason(exc)}") from None
     except OSError as exc:
-        raise HandshakeError(f"TLS handshake failed: {safe_repr(str(exc), 160)}") from None
+        raise HandshakeError(f"TLS handshake failed: {bounded(str(exc))}") from None
     except AttributeError:  # SSLSocket.shutdown (eviction) dropped the SSL object
         raise HandshakeError("TLS handshake interrupted") from None
 
@@ -234,18 +241,18 @@ def connect_tls(ctx: ssl.SSLContext, sock: socket.socket, host: str, timeout: fl
         ssock = ctx.wrap_socket(sock, server_hostname=host.strip("[]"),
                                 do_handshake_on_connect=False)
     except (ssl.SSLError, ValueError) as exc:
-        raise HandshakeError(f"TLS to {safe_repr(host, 80)}: {_reason(exc)}") from None
+        raise HandshakeError(f"TLS to {bounded(host, 80)}: {_reason(exc)}") from None
     try:
         _handshake(ssock, deadline)
     except ssl.SSLCertVerificationError as exc:
         ssock.close()
-        raise HandshakeError(f"TLS: the certificate of node {safe_repr(host, 80)} is not "
+        raise HandshakeError(f"TLS: the certificate of node {bounded(host, 80)} is not "
                              f"trusted: {_reason(exc)} (wrong tls_ca?)") from None
     except ssl.SSLError as exc:
         ssock.close()
         hint = (" (is the node plaintext?)" if "WRONG_VERSION" in str(exc).upper()
                 or "record layer" in str(exc) else "")
-        raise HandshakeError(f"TLS handshake with {safe_repr(host, 80)} failed: "
+        raise HandshakeError(f"TLS handshake with {bounded(host, 80)} failed: "
                              f"{_reason(exc)}{hint}") from None
     except BaseException:
         ssock.close()
