@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from zraft.saferepr import safe_repr
+from zraft.transport.tls import TlsSocket
 
 if TYPE_CHECKING:
     from zraft.transport.connection import Connection
@@ -166,8 +167,8 @@ class Reactor:
             else:
                 if frames:
                     ready.append((conn, frames))
-                pending = getattr(conn.sock, "pending", None)
-                if pending is not None and pending():
+                sock = conn.sock
+                if type(sock) is TlsSocket and sock.pending():  # (a plaintext read: 1 check)
                     self._again.add(conn)
         if ready:
             try:
