@@ -106,7 +106,9 @@ def _base(server: bool) -> ssl.SSLContext:
     # cluster CA (tls_ca) is the only CA a zraft context trusts.
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.options |= ssl.OP_NO_COMPRESSION
+    # no compression (CRIME); no TLS 1.2 renegotiation (a CPU sink a client could pull on,
+    # and a handshake in the middle of a stream two threads use)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     return ctx
 
 
