@@ -255,3 +255,27 @@ def test_contexts_trust_the_cluster_ca_only(certs):
             ((("organizationName", "zraft"),), (("commonName", "zraft ca"),))]
     assert tls.server.verify_mode == ssl.CERT_REQUIRED
     assert tls.client.check_hostname and client_tls(certs).check_hostname
+
+
+def test_node_names_are_checked_as_dns_names_and_ips(server, certs, tmp_path):
+    """The host of the address dialed must be a subjectAltName of the node's certificate:
+    a DNS name (localhost) and an IP (127.0.0.1) in it both work, a name missing is refused."""
+    port = parse_addr(server.address)[1]
+    for host in ("localhost", "127.0.0.1"):
+        ok = Inbox()
+        conn = connect(f"{host}:{port}", COOKIE, "c", ok, config=FAST, tls=client_tls(certs))
+        conn.send(ClientRequest(1, "echo", [host]))
+        assert ok.wait_count(1)[0].payload == [host]
+        conn.close()
+    # a node whose certificate names another host only
+    from zraft.cluster.certs import load_ca
+
+    other = issue(load_ca(certs["ca"].parent), tmp_path, "elsewhere", ["db.example.org"])
+    t = TcpTransport(COOKIE, Echo(), config=FAST, tls=NodeTls.build(
+        TlsFiles(str(other.cert), str(other.key), str(certs["ca"])), False))
+    t.start()
+    try:
+        with pytest.raises(HandshakeError, match=r"(?i)not trusted.*(hostname|ip address)"):
+            connect(t.address, COOKIE, "c", Inbox(), config=FAST, tls=client_tls(certs))
+    finally:
+        t.close()
