@@ -2,7 +2,7 @@
 from the ``[node] tls_*`` keys, handshakes with a deadline, and ``TlsSocket``, the wrapper
 that lets the transport's socket code run unchanged over TLS.
 
-What is verified:
+What is verified (only the cluster CA is trusted, never the system's CAs):
 - a node's server certificate, by every dialer (peer nodes, clients, the snapshot sender),
   against the cluster CA (``tls_ca``) AND against the host it dialed: the host of a peer id
   ``name@host:port`` (or a node address ``host:port``) must be a subjectAltName of the
@@ -33,9 +33,10 @@ once); a zraft client that waits for the node's plaintext hello instead gets a p
 ``zraft-denied`` "this node requires TLS", which it shows as its error.
 
 Kernel TLS: ``ssl.OP_ENABLE_KTLS`` (and with it ``SSLSocket.sendfile`` through the kernel)
-needs Python 3.12 and an OpenSSL built with ktls; here (3.11) ``sendfile`` on an
-``SSLSocket`` falls back to reading and ``send``-ing chunks in user space
-(``snapshot_stream``), which ``bench/tls_cost.py`` measures.
+needs Python 3.12, an OpenSSL built with ktls and the kernel's ``tls`` ULP; with 3.11 a TLS
+snapshot is read, encrypted and sent in user space (``snapshot_stream._send_encrypted``;
+``SSLSocket.sendfile`` would do the same in 8 KiB blocks), which ``bench/tls_cost.py``
+measures.
 """
 
 from __future__ import annotations
