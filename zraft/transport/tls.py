@@ -52,6 +52,8 @@ from typing import Any, Final
 
 from zraft.transport.errors import HandshakeError
 
+_DONTWAIT: Final = socket.MSG_DONTWAIT
+_DONTWAIT_BIT: Final = int(socket.MSG_DONTWAIT)
 PLAINTEXT_WAIT: Final = 0.5  # seconds a node waits for a TLS client hello before refusing
 _TLS_HANDSHAKE_RECORD: Final = 0x16
 KTLS_AVAILABLE: Final = hasattr(ssl, "OP_ENABLE_KTLS")
@@ -270,6 +272,12 @@ def describe_refusal(exc: BaseException) -> str:
     return f"TLS refused by the node: {_reason(exc)}"
 
 
+def _dontwait(flags: int) -> bool:
+    # ``flags & socket.MSG_DONTWAIT`` goes through enum.Flag.__and__ (1.7 us a call, as
+    # much as OpenSSL's own work on a small record): callers pass the member itself
+    return flags is _DONTWAIT or (flags != 0 and int(flags) & _DONTWAIT_BIT != 0)
+
+
 class TlsSocket:
     """A connected, handshaken ``SSLSocket`` with the plain-socket API the transport uses:
     ``recv_into``/``send`` honour ``MSG_DONTWAIT`` (``BlockingIOError``), ``sendall`` waits at
@@ -332,7 +340,7 @@ class TlsSocket:
             got, want = self._read_some(view, nbytes)
             if got is not None:
                 return got
-            if flags & socket.MSG_DONTWAIT:
+            if _dontwait(flags):
                 raise BlockingIOError("TLS: no complete record yet")
             _wait(self._fd, want, None)  # a shutdown (close) wakes it
 
@@ -369,7 +377,7 @@ class TlsSocket:
     def send(self, data: Any, flags: int = 0) -> int:
         """All of ``data`` or, with MSG_DONTWAIT, ``BlockingIOError`` (retry with a buffer
         starting with the same bytes: OpenSSL may have taken part of it)."""
-        if flags & socket.MSG_DONTWAIT:
+        if _dontwait(flags):
             with self._lock:
                 try:
                     return self._ssl.send(data)
