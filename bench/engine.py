@@ -82,9 +82,10 @@ class RunResult:
 
 
 def open_pools(cookie: bytes, target: str, op: Request, conns: int,
-               timeout: float = 30.0) -> list[ConnectionPool]:
-    """``conns`` pools, each with its connection to ``target`` up (one request answered)."""
-    pools = [ConnectionPool(cookie, connect_timeout=2.0) for _ in range(conns)]
+               timeout: float = 30.0, tls: Any = None) -> list[ConnectionPool]:
+    """``conns`` pools, each with its connection to ``target`` up (one request answered);
+    ``tls``: a client ``ssl.SSLContext`` (None: plaintext)."""
+    pools = [ConnectionPool(cookie, connect_timeout=2.0, tls=tls) for _ in range(conns)]
     left = threading.Semaphore(0)
     for pool in pools:
         pool.request(target, op[0], op[1], lambda _s, _p: left.release())

@@ -34,6 +34,7 @@ class Side:
     peer_name = "zraft"
 
     def __init__(self) -> None:
+        self.tls_context: Any = None  # a client ssl.SSLContext when the side runs TLS
         self.peers: list[str] = []
         self.cookie = b""
         self.pool: ConnectionPool | None = None
@@ -59,7 +60,7 @@ class Side:
 
     # -- common ------------------------------------------------------------------------
     def new_pool(self) -> ConnectionPool:
-        return ConnectionPool(self.cookie, connect_timeout=2.0)
+        return ConnectionPool(self.cookie, connect_timeout=2.0, tls=self.tls_context)
 
     def alive(self, i: int) -> bool:
         pid = self.pid(i)
@@ -129,8 +130,11 @@ class ZraftSide(Side):
     durability = "fsync (fdatasync) before ack, group commit"
 
     def __init__(self, base_dir: Path, election_timeout: int = 500,
-                 max_log_count: int = 1000, extra_raft: dict[str, Any] | None = None) -> None:
+                 max_log_count: int = 1000, extra_raft: dict[str, Any] | None = None,
+                 tls: bool = False) -> None:
+        """``tls``: mutual TLS everywhere (``LocalCluster(tls=True)``; bench/tls_cost.py)."""
         super().__init__()
+        self.tls = tls
         self.extra_raft = dict(extra_raft or {})
         self.label = "zraft"
         self.dir = base_dir
@@ -141,8 +145,9 @@ class ZraftSide(Side):
     def start(self) -> None:
         self.cluster = LocalCluster(self.dir, 3, election_timeout=self.election_timeout,
                                     max_log_count=self.max_log_count,
-                                    extra_raft=self.extra_raft)
+                                    extra_raft=self.extra_raft, tls=self.tls)
         self.cluster.start()
+        self.tls_context = self.cluster.client_tls()
         self.cookie = self.cluster.cookie.encode()
         self.peer_name = self.cluster.peer_name
         self.peers = list(self.cluster.peers)

@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "transfer_leader": "zraft.client",
     "check_exists": "zraft.client", "stat": "zraft.client", "create_peer": "zraft.client",
     "bootstrap": "zraft.client", "LightSession": "zraft.client",
-    "ConnectionPool": "zraft.client",
+    "ConnectionPool": "zraft.client", "tls_client": "zraft.client.connection",
     # actors
     "Client": "zraft.client", "ClientProxy": "zraft.client", "connect": "zraft.client",
     "Session": "zraft.client", "SessionState": "zraft.client", "WatchEvent": "zraft.client",

@@ -18,6 +18,7 @@ from typing import Any
 from zraft.core.entries import ENTRY_OVERHEAD
 from zraft.saferepr import safe_repr
 from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_SIZE
+from zraft.transport.tls import NodeTls, TlsError, TlsFiles
 
 # Room kept in a frame for an AppendEntries' own fields (kind, term, two peer ids, indexes,
 # the entries' array header) and a client request's (req_id, op, peer name, session id).
@@ -98,8 +99,31 @@ class NodeConfig:
     metrics_addr: str = ""
     # node-wide cap on memory held for partial (incomplete) frames, beyond 1 MiB each
     max_buffered_bytes: int = 256 * 1024 * 1024
+    # TLS on every connection (peers, clients, snapshots) when set: PEM files, relative to
+    # the config file; "" = plaintext (logged as a WARNING at start). See zraft/transport/tls.py
+    tls_cert: str = ""
+    tls_key: str = ""  # private: refused if group/others can read it
+    tls_ca: str = ""  # the cluster CA: checks peers' (and, below, clients') certificates
+    tls_verify_client: bool = False  # mutual TLS: clients and peers must present a CA cert
     raft: RaftConfig = field(default_factory=RaftConfig)
     logging: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert or self.tls_key or self.tls_ca)
+
+    def node_tls(self) -> NodeTls | None:
+        """The node's TLS contexts (None: plaintext); ``ConfigError`` (one line) if the
+        files are missing, unreadable, not PEM, or the key does not match the cert."""
+        if not self.tls_enabled:
+            if self.tls_verify_client:
+                raise ConfigError("node.tls_verify_client needs tls_cert, tls_key and tls_ca")
+            return None
+        files = TlsFiles(self.tls_cert, self.tls_key, self.tls_ca)
+        try:
+            return NodeTls.build(files, self.tls_verify_client)
+        except TlsError as exc:
+            raise ConfigError(str(exc).replace("node: ", "node.tls: ", 1)) from None
 
     @property
     def host(self) -> str:
@@ -234,6 +258,7 @@ def validate(cfg: NodeConfig) -> None:
         raise ConfigError(f"node.max_buffered_bytes must be >= {MIN_BUFFERED_BYTES} "
                           f"(16 MiB), got {cfg.max_buffered_bytes}")
     cfg.resolved_cookie()
+    cfg.node_tls()
 
 
 def ensure_dirs(cfg: NodeConfig) -> None:
@@ -249,7 +274,7 @@ def ensure_dirs(cfg: NodeConfig) -> None:
 
 
 # [node] keys holding a path: relative ones are resolved against the config file's directory
-FILE_PATH_KEYS = ("log_dir", "snapshot_dir", "cookie_file")
+FILE_PATH_KEYS = ("log_dir", "snapshot_dir", "cookie_file", "tls_cert", "tls_key", "tls_ca")
 
 
 def load_config(path: str | os.PathLike[str], **overrides: Any) -> NodeConfig:

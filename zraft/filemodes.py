@@ -1,4 +1,4 @@
-"""Secret files (the cluster cookie, later TLS keys): refuse ones others can read, write
+"""Secret files (the cluster cookie, the TLS private key): refuse ones others can read, write
 new ones private.
 
 - ``check_private(path, key)`` raises ``ConfigError`` with one line naming the file and
@@ -54,6 +54,9 @@ def private_files(cfg: object) -> list[tuple[str, str]]:
     cookie_file = getattr(cfg, "cookie_file", "")
     if cookie_file:  # checked even when node.cookie overrides it: it is a secret still
         found.append(("node.cookie_file", str(Path(cookie_file))))
+    tls_key = getattr(cfg, "tls_key", "")
+    if tls_key:
+        found.append(("node.tls_key", str(Path(tls_key))))
     return found
 
 

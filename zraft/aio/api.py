@@ -17,6 +17,7 @@ the ``ZRAFT_COOKIE(_FILE)`` environment (``NoCookie`` when there is none).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 import weakref
@@ -29,24 +30,29 @@ from zraft.client import api as blocking
 from zraft.client.api import DEFAULT_TIMEOUT, Peer, conf_change, conf_done
 from zraft.client.calls import PeerCall
 from zraft.client.checks import check_timeout
-from zraft.client.connection import resolve_cookie
+from zraft.client.connection import resolve_cookie, resolve_tls
 from zraft.client.light_session import LightSession
 from zraft.errors import NoPeers, ZRaftError
 from zraft.ids import PeerId, is_cluster_id, new_cluster_id, peer_str
 
 _cookie: bytes | None = None
+_tls: ssl.SSLContext | None = None
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ConnectionPool] = (
     weakref.WeakKeyDictionary())
 _lock = threading.Lock()
 
 
-def configure(cookie: str | bytes | None = None, cookie_file: str | None = None) -> None:
+def configure(cookie: str | bytes | None = None, cookie_file: str | None = None,
+              tls: ssl.SSLContext | None = None) -> None:
     """Set the cookie of the default pools (one per event loop; those made before are
-    closed). ``NoCookie`` if neither argument is given and the environment names none."""
-    global _cookie
+    closed). ``NoCookie`` if neither argument is given and the environment names none.
+    ``tls``: as ``zraft.configure``'s (default: ``$ZRAFT_TLS_*``, else plaintext)."""
+    global _cookie, _tls
     new = resolve_cookie(cookie, cookie_file)
+    new_tls = tls or resolve_tls()
     with _lock:
         _cookie = new
+        _tls = new_tls
         old = list(_pools.values())
         _pools.clear()
     for pool in old:
@@ -61,7 +67,8 @@ def default_pool() -> ConnectionPool:
         pool = _pools.get(loop)
         if pool is None or pool.closed:
             cookie = _cookie or blocking.configured_cookie() or resolve_cookie()
-            pool = _pools[loop] = ConnectionPool(cookie, loop=loop)
+            tls = (_tls if _cookie else blocking.configured_tls()) or resolve_tls()
+            pool = _pools[loop] = ConnectionPool(cookie, loop=loop, tls=tls)
         return pool
 
 
@@ -73,7 +80,7 @@ def pool_for(pool: ConnectionPool | None, cookie: str | bytes | None,
         return pool, False
     if cookie is None and cookie_file is None:
         return default_pool(), False
-    return ConnectionPool(resolve_cookie(cookie, cookie_file)), True
+    return ConnectionPool(resolve_cookie(cookie, cookie_file), tls=resolve_tls()), True
 
 
 def _pool(pool: ConnectionPool | None) -> ConnectionPool:

@@ -34,6 +34,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import ssl
 from typing import Any
 
 from zraft.client.connection import (
@@ -62,6 +63,7 @@ from zraft.transport.handshake import (
     decode_message,
     encode_message,
 )
+from zraft.transport.tls import bounded
 
 log = logging.getLogger("zraft.aio.connection")
 
@@ -121,8 +123,10 @@ class Connection:
         on_push: PushHandler,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
+        self._tls = tls
         self._cookie = cookie
         self._client_id = client_id
         self._on_push = on_push
@@ -215,6 +219,13 @@ class Connection:
         finally:
             self._draining = None
 
+    def _tls_options(self, host: str) -> dict[str, Any]:
+        """TLS for asyncio's streams: the node's certificate must name ``host``."""
+        if self._tls is None:
+            return {}
+        return {"ssl": self._tls, "server_hostname": host.strip("[]"),
+                "ssl_handshake_timeout": self._connect_timeout}
+
     async def _run(self) -> None:
         reason = f"node {self.address} closed the connection"
         writer: asyncio.StreamWriter | None = None
@@ -223,7 +234,11 @@ class Connection:
             try:
                 async with asyncio.timeout(self._connect_timeout):
                     reader, writer = await asyncio.open_connection(
-                        host.strip("[]"), int(port), limit=READ_SIZE)
+                        host.strip("[]"), int(port), limit=READ_SIZE, **self._tls_options(host))
+            except ssl.SSLError as exc:  # the node's certificate, or a plaintext node
+                reason = (f"cannot reach node {self.address}: TLS handshake failed: "
+                          f"{bounded(str(getattr(exc, 'verify_message', None) or exc))}")
+                return
             except (OSError, TimeoutError, ValueError) as exc:
                 reason = f"cannot reach node {self.address}: {exc or type(exc).__name__}"
                 return
@@ -312,8 +327,9 @@ class ConnectionPool(PoolBase):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(cookie, client_id, connect_timeout)
+        super().__init__(cookie, client_id, connect_timeout, tls=tls)
         self.loop = loop or asyncio.get_running_loop()
         self._all: list[Connection] = []
 
@@ -327,7 +343,7 @@ class ConnectionPool(PoolBase):
                                "(use it from the loop that made it)")
         self._all = [c for c in self._all if c.alive]
         conn = Connection(address, self.cookie, self.client_id, self._dispatch_push,
-                          self.connect_timeout)
+                          self.connect_timeout, tls=self.tls)
         self._all.append(conn)
         return conn
 

@@ -21,6 +21,7 @@ Rules:
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,7 +29,7 @@ from typing import Any
 
 from zraft.client.calls import PeerCall, RetryingCall, RetryLater, RingCall, backoff
 from zraft.client.checks import check_timeout
-from zraft.client.connection import ConnectionPool, PoolBase, resolve_cookie
+from zraft.client.connection import ConnectionPool, PoolBase, resolve_cookie, resolve_tls
 from zraft.client.light_session import DEFAULT_ELECTION_TIMEOUT, LightSession, RingCell
 from zraft.errors import LeaderChanged, NoPeers, PeersChanged, ZRaftError
 from zraft.ids import PeerId, is_cluster_id, new_cluster_id, peer_str
@@ -42,14 +43,17 @@ _default_lock = threading.Lock()
 
 
 def configure(
-    cookie: str | bytes | None = None, cookie_file: str | None = None
+    cookie: str | bytes | None = None, cookie_file: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> ConnectionPool:
     """Set the cookie of the default connection pool (closing the previous pool). The module
     functions, ``Session.start`` and ``Client.start`` use that pool when given no ``pool=``
     (and, for the last two, no ``cookie=`` / ``cookie_file=``). ``NoCookie`` if neither
-    argument is given and the environment names none."""
+    argument is given and the environment names none. ``tls``: a client context
+    (``zraft.tls_client(ca, cert, key)``); default: ``$ZRAFT_TLS_CA`` (and ``_CERT``,
+    ``_KEY``) if set, else plaintext."""
     global _default_pool
-    pool = ConnectionPool(resolve_cookie(cookie, cookie_file))
+    pool = ConnectionPool(resolve_cookie(cookie, cookie_file), tls=tls or resolve_tls())
     with _default_lock:
         old, _default_pool = _default_pool, pool
     if old is not None:
@@ -63,11 +67,17 @@ def configured_cookie() -> bytes | None:
         return None if _default_pool is None else _default_pool.cookie
 
 
+def configured_tls() -> ssl.SSLContext | None:
+    """The TLS context of ``configure``'s pool (None: none, or plaintext)."""
+    with _default_lock:
+        return None if _default_pool is None else _default_pool.tls
+
+
 def default_pool() -> ConnectionPool:
     global _default_pool
     with _default_lock:
         if _default_pool is None:
-            _default_pool = ConnectionPool(resolve_cookie())
+            _default_pool = ConnectionPool(resolve_cookie(), tls=resolve_tls())
         return _default_pool
 
 
@@ -79,7 +89,7 @@ def pool_for(pool: ConnectionPool | None, cookie: str | bytes | None,
         return pool, False
     if cookie is None and cookie_file is None:
         return default_pool(), False
-    return ConnectionPool(resolve_cookie(cookie, cookie_file)), True
+    return ConnectionPool(resolve_cookie(cookie, cookie_file), tls=resolve_tls()), True
 
 
 def _pool(pool: ConnectionPool | None) -> ConnectionPool:

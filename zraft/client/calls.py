@@ -191,7 +191,9 @@ class RetryingCall:
             self._timer.cancel()
         if status == "local_timeout" and self._cancel is not None:
             self._cancel()
-        if status != "ok":
+        if status != "ok" and not (status == "local_timeout" and self.last_error):
+            # (an attempt cut by the deadline says less than the failure before it, e.g. a
+            # node refusing a plaintext client: keep that one)
             message = payload.get("message") if isinstance(payload, dict) else payload
             self.last_error = f"{status} from {peer}: {message}"
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple
 
 from zraft.client import api
 from zraft.client.checks import timeout_arg
-from zraft.client.connection import ConnectionPool, resolve_cookie
+from zraft.client.connection import ConnectionPool, resolve_cookie, resolve_tls
 from zraft.client.light_session import LightSession
 from zraft.errors import ZRaftError
 from zraft.ids import PeerId
@@ -27,6 +28,7 @@ class ClusterDir(NamedTuple):
     peers: list[str]
     cookie_file: str | None
     election_timeout: float | None  # seconds, to tune the client's leader tracking
+    tls: dict[str, str] | None = None  # "ca", "cert", "key" files of a TLS cluster
 
 
 ClusterDirLoader = Callable[[str], ClusterDir]
@@ -47,7 +49,10 @@ def load_cluster_dir(path: str) -> ClusterDir:
         cookie_file = str(Path(path) / cookie_file)
     et = data.get("election_timeout")
     election_timeout = float(et) / 1000 if isinstance(et, (int, float)) and et > 0 else None
-    return ClusterDir([str(p) for p in peers], cookie_file, election_timeout)
+    tls = data.get("tls")
+    tls = {k: str(Path(path) / v) for k, v in tls.items() if isinstance(v, str) and v} \
+        if isinstance(tls, dict) else None
+    return ClusterDir([str(p) for p in peers], cookie_file, election_timeout, tls or None)
 
 
 CLUSTER_DIR_LOADER: ClusterDirLoader = load_cluster_dir
@@ -67,6 +72,13 @@ def _common() -> argparse.ArgumentParser:
     group.add_argument("--cookie-file", help="file whose first line is the cookie")
     group.add_argument("--dir", help="local cluster directory (reads DIR/cluster.json; "
                        "default: $ZRAFT_CLUSTER_DIR when no peers are given)")
+    group.add_argument("--tls-ca", help="TLS: the cluster CA certificate (PEM) the nodes' "
+                       "certificates are checked against (default: $ZRAFT_TLS_CA, or "
+                       "the --dir cluster's); without one the client speaks plaintext")
+    group.add_argument("--tls-cert", help="TLS: client certificate (PEM), for nodes that "
+                       "verify clients (default: $ZRAFT_TLS_CERT)")
+    group.add_argument("--tls-key", help="TLS: the client certificate's private key "
+                       "(default: $ZRAFT_TLS_KEY)")
     group.add_argument("--timeout", type=timeout_arg, default=api.DEFAULT_TIMEOUT,
                        help="seconds per operation (default 5)")
     group.add_argument("--json", action="store_true", help="JSON output for scripts")
@@ -118,15 +130,23 @@ class Target:
             peers = peers or found.peers
             cookie_file = cookie_file or found.cookie_file
             self.election_timeout = found.election_timeout
+            tls_found = found.tls or {}
+        else:
+            tls_found = {}
         if not peers:
             raise UsageError("no peers: give --peers, --dir or $ZRAFT_PEERS")
         try:
             cookie = resolve_cookie(args.cookie, cookie_file)
         except (ValueError, OSError) as exc:
             raise UsageError(str(exc)) from None
+        try:
+            tls = tls_context(getattr(args, "tls_ca", None), getattr(args, "tls_cert", None),
+                              getattr(args, "tls_key", None), tls_found)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         self.peers = peers
         self.timeout: float = args.timeout
-        self.pool = ConnectionPool(cookie)
+        self.pool = ConnectionPool(cookie, tls=tls)
 
     def session(self) -> LightSession:
         return api.light_session(self.peers, election_timeout=self.election_timeout)
@@ -134,6 +154,13 @@ class Target:
 
 class UsageError(Exception):
     pass
+
+
+def tls_context(ca: str | None, cert: str | None, key: str | None,
+                found: dict[str, str]) -> ssl.SSLContext | None:
+    """The CLI's TLS context: the flags, else ``$ZRAFT_TLS_*``, else the cluster
+    directory's files (as the cookie is found); None (plaintext) without a CA."""
+    return resolve_tls(ca, cert, key, found)
 
 
 def _jsonable(value: Any) -> Any:

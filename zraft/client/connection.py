@@ -36,6 +36,7 @@ import itertools
 import logging
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,7 @@ from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_SIZE
 from zraft.transport.framing import HEADER, FrameDecoder
 from zraft.transport.handshake import client_handshake, cookie_bytes
 from zraft.transport.reactor import Reactor
+from zraft.transport.tls import TlsError, TlsFiles, TlsSocket, client_context, connect_tls
 
 log = logging.getLogger("zraft.client.connection")
 
@@ -84,8 +86,10 @@ class Connection:
         on_push: PushHandler,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
+        self._tls = tls
         self._cookie = cookie
         self._client_id = client_id
         self._on_push = on_push
@@ -180,11 +184,15 @@ class Connection:
         sock = socket.create_connection((host.strip("[]"), int(port)), self._connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls is not None:  # the cookie handshake runs inside TLS
+                sock = connect_tls(self._tls, sock, host, self._connect_timeout)
             client_handshake(sock, self._cookie, self._client_id, self._connect_timeout)
         except BaseException:
             sock.close()
             raise
         set_send_timeout(sock, self._send_timeout)
+        if self._tls is not None:
+            return TlsSocket(sock, self._send_timeout)  # type: ignore[arg-type, return-value]
         return sock
 
     def _write_loop(self) -> None:
@@ -395,8 +403,12 @@ class PoolBase:
         cookie: str | bytes,
         client_id: str | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: a client context (``zraft.transport.tls.client_context``): every
+        connection is TLS, the node's certificate checked against its CA and address."""
         self.cookie = cookie_bytes(cookie)
+        self.tls = tls
         self.client_id = client_id or f"client-{os.getpid()}-{id(self):x}"
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
@@ -469,7 +481,7 @@ class ConnectionPool(PoolBase):
 
     def _new_connection(self, address: str) -> Connection:
         return Connection(address, self.cookie, self.client_id, self._dispatch_push,
-                          self.connect_timeout)
+                          self.connect_timeout, tls=self.tls)
 
 
 _HOW_TO_GIVE_A_COOKIE = (
@@ -499,3 +511,27 @@ def resolve_cookie(cookie: str | bytes | None = None, cookie_file: str | None = 
             raise NoCookie(f"the cookie file {path!r} is empty")
         return text.encode()
     raise NoCookie(f"no cluster cookie: {_HOW_TO_GIVE_A_COOKIE}")
+
+
+def resolve_tls(ca: str | None = None, cert: str | None = None, key: str | None = None,
+                found: dict[str, str] | None = None) -> ssl.SSLContext | None:
+    """A client TLS context: the files given, else ``$ZRAFT_TLS_CA`` / ``$ZRAFT_TLS_CERT`` /
+    ``$ZRAFT_TLS_KEY``, else ``found`` (a cluster directory's); None (plaintext) without a
+    CA. ``TlsError`` (a ValueError, one line) if the files do not work."""
+    env = os.environ
+    found = found or {}
+    ca = ca or env.get("ZRAFT_TLS_CA") or found.get("ca")
+    cert = cert or env.get("ZRAFT_TLS_CERT") or found.get("cert")
+    key = key or env.get("ZRAFT_TLS_KEY") or found.get("key")
+    if not ca:
+        if cert or key:
+            raise TlsError("a TLS client certificate needs the cluster CA too (tls_ca)")
+        return None
+    return client_context(TlsFiles(cert or "", key or "", ca))
+
+
+def tls_client(ca: str, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+    """A client TLS context for ``zraft.configure(tls=...)`` / ``ConnectionPool(tls=...)``:
+    the nodes' certificates are checked against ``ca`` and the address dialed; ``cert`` and
+    ``key`` are presented to nodes that verify clients (``tls_verify_client``)."""
+    return client_context(TlsFiles(cert or "", key or "", ca))

@@ -25,7 +25,8 @@ PARTITION_FILE = "partition.json"
 
 
 def pool_for(cluster: LocalCluster) -> ConnectionPool:
-    return ConnectionPool(cluster.cookie.encode(), connect_timeout=1.0)
+    return ConnectionPool(cluster.cookie.encode(), connect_timeout=1.0,
+                          tls=cluster.client_tls())
 
 
 def ask(pool: ConnectionPool, peer: str, op: str, args: Any, timeout: float) -> tuple[str, Any]:

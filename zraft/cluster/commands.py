@@ -90,7 +90,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster = LocalCluster(args.dir, args.nodes, election_timeout=args.election_timeout,
                                max_log_count=args.max_log_count, backend=args.backend,
                                base_port=args.base_port, peer_name=args.peer_name,
-                               python_path=args.python_path, metrics=args.metrics)
+                               python_path=args.python_path, metrics=args.metrics,
+                               tls=args.tls)
     pool = admin.pool_for(cluster)
     try:
         cluster.record_fault("up")
@@ -115,11 +116,13 @@ def cmd_up(args: argparse.Namespace) -> int:
                      if n.metrics_port else "") for n in cluster.nodes]
         lines.append(f"peers: {','.join(cluster.peers)}")
         lines.append(f"cookie file: {cluster.cookie_file}")
+        if cluster.tls:
+            lines.append(f"TLS (mutual): CA and certificates in {cluster.tls_dir}")
         return _done(args, "\n".join(lines), dir=str(cluster.directory), peers=cluster.peers,
                      leader=cluster.peer_id(leader), seconds=round(took, 2),
                      pids=[n.pid for n in cluster.nodes], cookie_file=str(cluster.cookie_file),
                      metrics=[f"127.0.0.1:{n.metrics_port}" for n in cluster.nodes
-                              if n.metrics_port])
+                              if n.metrics_port], tls=cluster.tls_files())
     finally:
         pool.close()
 
@@ -376,6 +379,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=timeout_arg, default=30.0, help="seconds to get a leader")
     p.add_argument("--metrics", action="store_true",
                    help="each node serves Prometheus /metrics on a free 127.0.0.1 port")
+    p.add_argument("--tls", action="store_true",
+                   help="mutual TLS everywhere: a throwaway CA, node and client certificates "
+                        "in DIR/tls (keys 0600); `zraft --dir DIR ...` uses them")
 
     p = add("down", cmd_down, "stop every node process (by pid); --purge deletes the data",
             context=False)

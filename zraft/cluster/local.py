@@ -138,15 +138,24 @@ class LocalCluster:
                  env: dict[str, str] | None = None, backends: list[str] | None = None,
                  python_path: list[str | os.PathLike[str]] | None = None,
                  metrics: bool = False,
-                 extra_logging: dict[str, Any] | None = None) -> None:
+                 extra_logging: dict[str, Any] | None = None,
+                 tls: bool = False) -> None:
         """``backend``: the group's backend (``create`` uses it); ``backends``: what every
         node may run (default ``["dict"]``; ``backend`` is always added); ``python_path``:
         directories the nodes import backend modules from (made absolute here). ``env``:
         extra environment for every node process (e.g. ZRAFT_TEST_MUTATIONS);
         ``nodes[i].env`` adds to it for one node. ``metrics``: each node serves
         ``/metrics`` on a free port of 127.0.0.1 (``nodes[i].metrics_port``);
-        ``extra_logging``: more ``[logging]`` keys (e.g. ``{"format": "json"}``)."""
+        ``extra_logging``: more ``[logging]`` keys (e.g. ``{"format": "json"}``);
+        ``tls``: mutual TLS everywhere, with a throwaway CA and certificates made once in
+        ``DIR/tls`` (``certs.py``); ``client_tls()`` is the context clients connect with."""
         self.metrics = metrics
+        self.tls = tls
+        self.tls_dir = Path(directory).resolve() / "tls"
+        if tls and not (self.tls_dir / "node.pem").exists():
+            from zraft.cluster.certs import make_cluster_certs  # cryptography, only if used
+
+            make_cluster_certs(self.tls_dir, ["127.0.0.1"])
         self.extra_logging = dict(extra_logging or {})
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -179,7 +188,8 @@ class LocalCluster:
                       backend=doc.get("backend", "dict"), peer_name=doc.get("peer_name", "zraft"),
                       extra_raft=doc.get("extra_raft"), env=doc.get("env"),
                       backends=doc.get("backends"), python_path=doc.get("python_path"),
-                      metrics=bool(doc.get("metrics")), extra_logging=doc.get("extra_logging"))
+                      metrics=bool(doc.get("metrics")), extra_logging=doc.get("extra_logging"),
+                      tls=bool(doc.get("tls")))
         cluster.cookie_file = Path(doc.get("cookie_file") or cluster.cookie_file)
         for item in doc.get("nodes", []):
             port = int(str(item["address"]).rpartition(":")[2])
@@ -207,6 +217,23 @@ class LocalCluster:
     @property
     def cookie(self) -> str:
         return self.cookie_file.read_text().strip()
+
+    def tls_files(self) -> dict[str, str] | None:
+        """The client's TLS files (``ca``, ``cert``, ``key``), None without TLS."""
+        if not self.tls:
+            return None
+        d = self.tls_dir
+        return {"ca": str(d / "ca.pem"), "cert": str(d / "client.pem"),
+                "key": str(d / "client.key")}
+
+    def client_tls(self) -> Any:
+        """An ``ssl.SSLContext`` for clients of this cluster (None without TLS)."""
+        files = self.tls_files()
+        if files is None:
+            return None
+        from zraft.transport.tls import TlsFiles, client_context
+
+        return client_context(TlsFiles(files["cert"], files["key"], files["ca"]))
 
     def peer_id(self, node: NodeProcess | int | str) -> str:
         n = self.node(node)
@@ -246,6 +273,10 @@ class LocalCluster:
             lines.append(f"{key} = {json.dumps(value)}")
         if n.metrics_port:
             lines.insert(1, f'metrics_addr = "127.0.0.1:{n.metrics_port}"')
+        if self.tls:
+            d = self.tls_dir
+            lines[1:1] = [f'tls_cert = "{d / "node.pem"}"', f'tls_key = "{d / "node.key"}"',
+                          f'tls_ca = "{d / "ca.pem"}"', "tls_verify_client = true"]
         lines += ["", "[logging]", f'dir = "{n.directory / "log"}"', 'level = "info"']
         lines += [f"{key} = {json.dumps(value)}" for key, value in self.extra_logging.items()]
         n.config_path.write_text("\n".join(lines) + "\n")
@@ -431,6 +462,7 @@ class LocalCluster:
             "election_timeout": self.election_timeout, "max_log_count": self.max_log_count,
             "extra_raft": self.extra_raft, "env": self.env, "metrics": self.metrics,
             "extra_logging": self.extra_logging,
+            "tls": self.tls_files(),
             "nodes": [{"index": n.index, "address": n.address, "peer": self.peer_id(n),
                        "pid": n.pid if n.alive() else None,
                        "create_time": n.create_time if n.alive() else None,

@@ -26,7 +26,7 @@ from typing import Any
 
 from zraft.client.checks import timeout_arg
 from zraft.client.cli_support import load_cluster_dir
-from zraft.client.connection import ConnectionPool, resolve_cookie
+from zraft.client.connection import ConnectionPool, resolve_cookie, resolve_tls
 from zraft.loadgen.faults import Fault, FaultSchedule
 from zraft.loadgen.workload import BenchConfig, Workload
 
@@ -165,10 +165,12 @@ def format_result(result: dict[str, Any]) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     peers = [p for p in (args.peers or os.environ.get("ZRAFT_PEERS", "")).split(",") if p]
     cookie_file = args.cookie_file
+    tls_found: dict[str, str] = {}
     if args.dir:
         found = load_cluster_dir(args.dir)  # (peers, cookie_file, ...) tuple
         peers = peers or list(found[0])
         cookie_file = cookie_file or found[1]
+        tls_found = found.tls or {}  # a TLS cluster's CA and client certificate
     if not peers:
         args.parser.error("no peers: give --dir DIR or --peers")
     if args.fault and not args.dir:
@@ -176,6 +178,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         faults = [Fault.parse(f) for f in args.fault or []]
         cookie = resolve_cookie(args.cookie, cookie_file)
+        tls = resolve_tls(found=tls_found)
     except (ValueError, OSError) as exc:
         args.parser.error(str(exc))
     config = BenchConfig(clients=args.clients, inflight=args.inflight, duration=args.duration,
@@ -183,7 +186,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          request_timeout=args.request_timeout)
     progress = args.progress or (sys.stderr.isatty() and not args.quiet)
     try:
-        return _bench_and_report(args, ConnectionPool(cookie), peers, config, faults, progress)
+        pool = ConnectionPool(cookie, tls=tls)
+        return _bench_and_report(args, pool, peers, config, faults, progress)
     except KeyboardInterrupt:  # outside the measured run (start-up, drain, report)
         print("\nzraft bench: interrupted", file=sys.stderr)
         return 130

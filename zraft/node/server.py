@@ -160,16 +160,24 @@ class Node:
         period = max(1.0, 4 * cfg.raft.election_timeout / 1000)
         self.sup = OneForOneSupervisor.start(name=f"node {cfg.listen}", max_restarts=3,
                                              period_s=period, on_give_up=self._on_give_up)
+        self.tls = cfg.node_tls()  # checked at load: this only builds the contexts again
         self.transport = TcpTransport(cfg.resolved_cookie(), self._on_frames,
                                       listen=(cfg.host, cfg.port), node_id=cfg.listen,
                                       on_frames_many=self._on_frames_many,
                                       config=node_transport_config(cfg.max_buffered_bytes),
                                       on_fatal=self._on_transport_fatal,
-                                      on_shrink=request_trim)
+                                      on_shrink=request_trim, tls=self.tls)
         try:
             self.transport.start(serve=False)  # hold the port; serve once the peers are up
         except OSError as exc:
             raise ConfigError(f"node.listen {cfg.listen}: {exc.strerror}") from None
+        if self.tls is None:
+            log.warning("PLAINTEXT: node %s serves peers and clients without TLS: anyone on "
+                        "the network can read and alter its traffic (set [node] tls_cert, "
+                        "tls_key and tls_ca)", cfg.listen)
+        else:
+            log.info("TLS on %s (client certificates %s)", cfg.listen,
+                     "required" if self.tls.verify_client else "not required")
         if cfg.metrics_addr:  # bound before any peer starts: a busy address is exit 2
             from zraft.node.metrics import MetricsServer  # prometheus_client only if used
 

@@ -184,7 +184,7 @@ class SnapshotService:
             dest, cfg.resolved_cookie(), self.node.address,
             listen_addr=cfg.raft.snapshot_listener_addr,
             listen_port=cfg.raft.snapshot_listener_port,
-            accept_timeout=10.0, io_timeout=10.0)
+            accept_timeout=10.0, io_timeout=10.0, tls=_tls(self.node, "server"))
         try:
             host, port = receiver.start()
             self._track(receiver, True)
@@ -194,6 +194,12 @@ class SnapshotService:
         SnapshotReceiverActor.start(self, receiver, store, entry.name, leader_id, term, meta,
                                     cluster)
         conn.send(SnapshotControl("accept", [tid, host, port]))
+
+
+def _tls(node: object, side: str) -> Any:
+    """The node's TLS context for one side of a snapshot stream (None: plaintext)."""
+    tls = getattr(node, "tls", None)
+    return None if tls is None else getattr(tls, side)
 
 
 def _wire_str(value: Any, what: str) -> str:
@@ -272,7 +278,8 @@ class SnapshotSenderActor(pykka.ThreadingActor):
 
             result = snapshot_stream.send_snapshot(
                 info.path, host, port, cfg.resolved_cookie(), node.address,
-                on_progress=progress, manifest=stream_manifest(info))
+                on_progress=progress, manifest=stream_manifest(info),
+                tls=_tls(node, "client"))
             log.info("snapshot %d sent to %s: %d files, %d bytes, %.1f MB/s",
                      self.meta.index, self.target, result.files, result.bytes,
                      result.mb_per_s)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -53,6 +54,7 @@ from zraft.transport.framing import (
 )
 from zraft.transport.handshake import DEFAULT_HANDSHAKE_TIMEOUT, client_handshake, cookie_bytes
 from zraft.transport.joining import join_started
+from zraft.transport.tls import TlsSocket, connect_tls
 
 log = logging.getLogger("zraft.transport.tcp")
 
@@ -659,21 +661,25 @@ def connect(
     on_frames: OnFrames,
     config: TransportConfig | None = None,
     on_close: Callable[[Connection], None] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Connection:
     """Open an authenticated client connection to a node (blocking, with timeouts); replies
     and pushes arrive through ``on_frames`` (on the connection's reader thread), and
     ``on_close(conn)`` runs once when the connection ends for any reason. Raises ``OSError``
     or ``HandshakeError``."""
     cfg = config or TransportConfig()
-    sock = socket.create_connection(parse_addr(addr), timeout=cfg.connect_timeout)
+    host, port = parse_addr(addr)
+    sock = socket.create_connection((host, port), timeout=cfg.connect_timeout)
     try:
+        if tls is not None:
+            sock = connect_tls(tls, sock, host, cfg.handshake_timeout)
         auth = client_handshake(sock, cookie_bytes(cookie), client_id, cfg.handshake_timeout)
         tune_socket(sock, cfg.write_timeout)
     except BaseException:
         sock.close()
         raise
     conn = Connection(
-        sock,
+        TlsSocket(sock, cfg.write_timeout) if tls is not None else sock,  # type: ignore[arg-type]
         auth.peer_id,
         inbound=False,
         on_frames=on_frames,

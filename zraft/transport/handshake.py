@@ -223,6 +223,12 @@ def client_answer(
 ) -> tuple[list[Any], ClientProof]:
     """The client's step 2, with no I/O (shared by the blocking and asyncio clients): check
     the server's hello, return the auth message to send and what ``client_finish`` needs."""
+    if hello[0] == _DENIED:  # e.g. a TLS node refusing a plaintext client (tls.py)
+        if len(hello) > 1 and type(hello[1]) is str:  # bounded, printable characters only
+            reason = "".join(c if c.isprintable() else "?" for c in hello[1][:160])
+        else:
+            reason = safe_repr(hello[1:], 60)
+        raise HandshakeError(f"server refused us: {reason}")
     if hello[0] != _HELLO or len(hello) != 4:
         raise HandshakeError(f"expected {_HELLO}, got {safe_repr(hello[0], 40)}")
     _, version, server_id, server_nonce = hello

@@ -27,6 +27,7 @@ from zraft.transport.connection import (
 )
 from zraft.transport.errors import HandshakeError
 from zraft.transport.handshake import client_handshake
+from zraft.transport.tls import NodeTls, TlsSocket, connect_tls
 
 log = logging.getLogger("zraft.transport.tcp")
 
@@ -38,6 +39,7 @@ class LinkHost(Protocol):
     node_id: str
     cookie: bytes
     on_frames: OnFrames
+    tls: NodeTls | None
 
     @property
     def blocked_in(self) -> frozenset[str]: ...
@@ -252,8 +254,12 @@ class PeerLink:
         if not self._should_dial():
             raise _Stopped()
         cfg = self._transport.config
-        sock = socket.create_connection(parse_addr(self.addr), timeout=cfg.connect_timeout)
+        host, port = parse_addr(self.addr)
+        sock = socket.create_connection((host, port), timeout=cfg.connect_timeout)
+        tls = self._transport.tls
         try:
+            if tls is not None:  # the peer's certificate must name the host we dial
+                sock = connect_tls(tls.client, sock, host, cfg.handshake_timeout)
             auth = client_handshake(
                 sock,
                 self._transport.cookie,
@@ -265,6 +271,8 @@ class PeerLink:
         except BaseException:
             sock.close()
             raise
+        if tls is not None:
+            return TlsSocket(sock, cfg.write_timeout), auth  # type: ignore[arg-type]
         return sock, auth
 
     def _note_failure(self, state: tenacity.RetryCallState) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from zraft.saferepr import safe_repr
+from zraft.transport.tls import TlsSocket
 
 if TYPE_CHECKING:
     from zraft.transport.connection import Connection
@@ -66,6 +67,9 @@ class Reactor:
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._incoming: deque[Connection] = deque()
         self._conns: set[Connection] = set()
+        # TLS connections whose SSL object still holds decrypted bytes after a full read:
+        # epoll cannot see those, so the next round reads them without waiting (tls.py)
+        self._again: set[Any] = set()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         if start:
@@ -140,10 +144,12 @@ class Reactor:
 
     def _round(self) -> None:
         self._admit()
-        events = self._sel.select(0.5)
+        again, self._again = self._again, set()
+        events = self._sel.select(0 if again else 0.5)
         ready: list[tuple[Connection, list[Any]]] = []
-        for key, _mask in events:
-            conn = key.data
+        conns = [key.data for key, _mask in events]
+        conns += [conn for conn in again if conn in self._conns and conn not in conns]
+        for conn in conns:
             if conn is None:
                 with contextlib.suppress(BlockingIOError, OSError):
                     while self._wake_r.recv(4096):
@@ -158,8 +164,12 @@ class Reactor:
                 continue
             if frames is None:
                 self._drop(conn, finished=True)
-            elif frames:
-                ready.append((conn, frames))
+            else:
+                if frames:
+                    ready.append((conn, frames))
+                sock = conn.sock
+                if type(sock) is TlsSocket and sock.pending():  # (a plaintext read: 1 check)
+                    self._again.add(conn)
         if ready:
             try:
                 self._on_round(ready)

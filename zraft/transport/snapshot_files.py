@@ -26,6 +26,7 @@ import os
 import queue
 import selectors
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -101,7 +102,8 @@ def receive_file(sock: socket.socket, path: Path, size: int, name: str,
             _fill(sock, view, size, name)
             f.write(view[:size])
             digest.update(view[:size])
-        elif USE_SPLICE and hasattr(os, "splice"):
+        elif USE_SPLICE and hasattr(os, "splice") and not isinstance(sock, ssl.SSLSocket):
+            # (TLS: the bytes on the socket are records, decrypted in user space)
             digest = _receive_spliced(sock, f, path, size, name, cancelled)
         else:
             with _Hasher() as hasher:

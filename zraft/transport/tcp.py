@@ -84,6 +84,7 @@ from zraft.transport.joining import join_started
 from zraft.transport.limits import RESOURCE_ERRNOS, AcceptBackoff
 from zraft.transport.peer_link import PeerLink
 from zraft.transport.reactor import Reactor
+from zraft.transport.tls import NodeTls, TlsSocket, accept_tls, wrap_server
 
 log = logging.getLogger("zraft.transport.tcp")
 
@@ -118,10 +119,13 @@ class TcpTransport:
         on_frames_many: Callable[[list[tuple[Connection, list[Any]]]], None] | None = None,
         on_fatal: Callable[[str], None] | None = None,
         on_shrink: Callable[[], object] | None = None,
+        tls: NodeTls | None = None,
     ) -> None:
         """``on_fatal(message)``: a serving thread kept dying (see the module rules);
-        ``on_shrink()``: a large partial frame's memory was freed (e.g. trim the heap)."""
+        ``on_shrink()``: a large partial frame's memory was freed (e.g. trim the heap);
+        ``tls``: every connection, both ways, is TLS (``tls.py``), the cookie on top."""
         self.cookie = cookie_bytes(cookie)
+        self.tls = tls
         self.on_frames = on_frames
         # Client connections are read by one Reactor thread; what one round read from all
         # of them arrives in one on_frames_many call (or one on_frames call per connection).
@@ -439,6 +443,8 @@ class TcpTransport:
                 self._closing.wait(0.05)
             return
         backoff.succeeded()
+        if self.tls is not None:  # no I/O here: the handshake thread does the handshake
+            sock = wrap_server(self.tls.server, sock)
         self._admit(sock)
 
     def _admit(self, sock: socket.socket) -> None:
@@ -516,9 +522,13 @@ class TcpTransport:
         this thread must read it, else None (refused, or read elsewhere)."""
         cfg = self.config
         try:
+            if self.tls is not None:
+                accept_tls(sock, time.monotonic() + cfg.handshake_timeout)  # type: ignore[arg-type]
             auth = server_handshake(sock, self.cookie, self.node_id, cfg.handshake_timeout)
             tune_socket(sock, cfg.write_timeout)
-        except HandshakeError:
+        except HandshakeError as exc:
+            if self.tls is not None and "TLS" in str(exc):
+                log.warning("refused connection from %s: %s", _peer_of(sock), exc)
             with self._lock:
                 evicted = self._handshaking.pop(sock, None) is None
             if not evicted:
@@ -548,7 +558,7 @@ class TcpTransport:
             sock.close()
             return None
         conn = Connection(
-            sock,
+            TlsSocket(sock, cfg.write_timeout) if self.tls is not None else sock,  # type: ignore[arg-type]
             auth.peer_id,
             inbound=True,
             role=auth.role,
@@ -624,3 +634,11 @@ class TcpTransport:
             "fatal": self.fatal,
             **self.counters,
         }
+
+
+def _peer_of(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+    except (OSError, ValueError):
+        return "?"
+    return format_addr(host, port)
