@@ -1,0 +1,478 @@
+"""``backend = "sqlite"``: a replicated SQLite database whose state lives on disk.
+
+Writes (applied on every replica, in log order, each in one SQLite transaction):
+
+- ``["exec", sql, params]``: one statement; ``["execmany", sql, [params, ...]]``: the
+  statement once per row; ``["tx", [[sql, params], ...]]``: the statements in order, all
+  or nothing. ``params`` is a list (``?``) or a map of str (``:name``), or nil.
+  The answer is ``{"rows_affected": n, "last_row_id": id | None}`` (a list of them for
+  ``tx``), plus ``"columns"`` and ``"rows"`` for a statement with ``RETURNING``. An SQL
+  error answers ``bad_command: IntegrityError: UNIQUE constraint failed: t.k`` (the
+  class and SQLite's message: the same on every replica) and the write has no effect
+  (a ``tx``: none of its statements).
+- Temporary writes (``temporary=True`` in a session): rows they insert belong to the
+  session and are deleted when it ends (rowid tables that exist before the write).
+
+Reads: ``["query", sql, params]`` answers ``{"columns": [...], "rows": [[...], ...]}``,
+through the leader (``query``) or on any replica (``query_local``), from a read-only
+connection: a read cannot write. A watched read fires ``data_changed`` when a write
+changes one of the tables it read.
+
+Determinism, limits and files: ``sqlite_rules`` and ``sqlite_store``. The time functions
+read the entry's time stamp (the leader's clock when it accepted the write, in the log),
+``random()`` and other functions whose answer differs per replica are refused.
+
+Restart: every write stores the applied log index in the same transaction
+(``_zraft_applied``) and its reply (``_zraft_replies``, the last ``KEEP_REPLIES``
+entries). A node that restarts keeps its database; the entries the log replays up to the
+stored index are answered from the stored replies without running their SQL. The index
+comes from the state machine's ``at_index`` hook; ``attach_directory`` (called by the node
+before ``init``) says where the live database lives (a private temporary directory if no
+node calls it, e.g. in tests and the conformance checker).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+from zraft.backends import sqlite_rules as rules
+from zraft.backends import sqlite_store as store
+from zraft.fsm.backend import ApplyResult, BadCommand, QueryResult, SnapshotJob
+from zraft.fsm.codec import packb, unpackb
+
+log = logging.getLogger(__name__)
+
+
+class SqliteFailed(RuntimeError):
+    """The database met an error of this machine (disk full, I/O, corruption): this replica
+    cannot know what the others applied, so it refuses everything from then on."""
+
+
+class SqliteBackend:
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+        self._own_dir: Path | None = None
+        self._db: sqlite3.Connection | None = None
+        self._ro: sqlite3.Connection | None = None
+        self._calc = sqlite3.connect(":memory:", check_same_thread=False)
+        self._write_rules = rules.WriteRules()
+        self._read_rules = rules.ReadRules()
+        self._budget = rules.StepBudget()
+        self._time_ms = 0
+        self._index = 0  # log index of the entry being applied (at_index)
+        self._step = 0  # mutating calls so far within that entry
+        self._stored: tuple[int, int] = (0, 0)  # the database's applied (index, step)
+        self._base: int | None = None  # the machine's index before its first entry
+        self._owner: str | None = None  # session of the temporary write in progress
+        self._owned_triggers: set[str] = set()
+        self._failed: str | None = None
+        self._snapshot_conn: sqlite3.Connection | None = None
+        self._snapshot_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def attach_directory(self, directory: Path) -> None:
+        """Where the live database lives (the node calls it before ``init``)."""
+        self._dir = Path(directory)
+
+    def init(self, peer_id: str) -> None:
+        if self._dir is None:
+            self._own_dir = Path(tempfile.mkdtemp(prefix="zraft-sqlite-"))
+            weakref.finalize(self, shutil.rmtree, self._own_dir, True)
+            self._dir = self._own_dir
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._open()
+        self._base = None  # decided by the first entry (or an install_snapshot)
+
+    def _open(self) -> None:
+        assert self._dir is not None
+        db = store.open_writer(self._dir / store.LIVE)
+        db.set_authorizer(self._write_rules)
+        db.set_progress_handler(self._budget, rules.STEP_CHECK)
+        db.create_function("zraft_owner", 0, lambda: self._owner)
+        rules.install_entry_clock(db, self._calc, lambda: self._time_ms)
+        ro = store.open_reader(self._dir / store.LIVE)
+        ro.set_authorizer(self._read_rules)
+        ro.set_progress_handler(self._budget, rules.STEP_CHECK)
+        self._db, self._ro = db, ro
+        self._stored = store.applied(db)
+        self._owned_triggers = set()
+        with self._internal():
+            tables = [t for (t,) in db.execute("SELECT DISTINCT tbl FROM _zraft_owned")]
+        for table in tables:
+            self._ensure_triggers(table)
+
+    def _close(self) -> None:
+        for conn in (self._ro, self._db):
+            if conn is not None:
+                conn.close()
+        self._db = self._ro = None
+
+    def close(self) -> None:
+        """Release the files (tests and tools; a node's peer just stops)."""
+        self._close()
+
+    # ---------------------------------------------------------------- index hook
+
+    def at_index(self, index: int) -> None:
+        """The state machine's next calls belong to log entry ``index``."""
+        if self._base is None:
+            self._begin_replay(index - 1)
+        self._index, self._step = index, 0
+
+    def _begin_replay(self, base: int) -> None:
+        """The machine starts at ``base``: the database may be ahead (a restart). If the
+        stored replies cannot cover the entries between, start over from empty (the log
+        from ``base`` replays everything: ``base`` is 0 or a snapshot this database is
+        not behind... see install_snapshot)."""
+        self._base = base
+        if self._stored[0] > base and not store.covers(self._stored, base):
+            log.info("sqlite backend: database at %d, machine at %d: rebuilding from the log",
+                     self._stored[0], base)
+            self._close()
+            assert self._dir is not None
+            store.remove_live(self._dir)
+            self._open()
+
+    # ---------------------------------------------------------------- writes
+
+    def apply(self, command: Any, *, time_ms: int = 0) -> Any:
+        return self._write(command, None, time_ms)
+
+    def apply_in_session(self, command: Any, session_id: str, *, time_ms: int = 0) -> Any:
+        return self._write(command, session_id, time_ms)
+
+    def _write(self, command: Any, owner: str | None, time_ms: int) -> Any:
+        self._check_failed()
+        kind, statements = rules.parse_write(command)
+        replayed = self._replayed()
+        if replayed is not None:
+            status, value, tables = replayed
+            if status == "error":
+                raise BadCommand(value)
+            return ApplyResult(value, tuple(tables))
+        self._time_ms = time_ms
+        touched: set[str] = set()
+        if owner is not None:
+            self._prepare_ownership()
+        self._owner = owner
+        try:
+            status, value = self._transaction(
+                lambda: self._run(kind, statements, touched), touched)
+        finally:
+            self._owner = None
+        if status == "error":
+            raise BadCommand(value)
+        return ApplyResult(value, tuple(sorted(touched)))
+
+    def _run(self, kind: str, statements: list[tuple[str, Any]], touched: set[str]) -> Any:
+        db = self._db
+        assert db is not None
+        results = []
+        for sql, args in statements:
+            self._write_rules.reset()
+            self._budget.reset()
+            try:
+                cursor = db.execute(sql, args)
+                rows = cursor.fetchall() if cursor.description else None
+            except sqlite3.Error as exc:
+                raise self._sql_error(exc, self._write_rules.denied) from None
+            touched |= self._write_rules.tables
+            for table in sorted(self._write_rules.dropped):
+                self._forget_table(table)
+            result: dict[str, Any] = {
+                "rows_affected": max(cursor.rowcount, 0),
+                "last_row_id": cursor.lastrowid if self._write_rules.inserted
+                and cursor.rowcount > 0 else None}
+            if rows is not None:
+                result["columns"] = [d[0] for d in cursor.description]
+                result["rows"] = [list(r) for r in rows]
+            results.append(result)
+        if kind == "exec":
+            return results[0]
+        if kind == "execmany":
+            return {"rows_affected": sum(r["rows_affected"] for r in results),
+                    "last_row_id": next((r["last_row_id"] for r in reversed(results)
+                                         if r["last_row_id"] is not None), None)}
+        return results
+
+    def expire_session(self, session_id: str) -> list[str]:
+        self._check_failed()
+        replayed = self._replayed()
+        if replayed is not None:
+            return list(replayed[2])
+        touched: set[str] = set()
+        self._transaction(lambda: self._expire(session_id, touched), touched)
+        return sorted(touched)
+
+    def _expire(self, session_id: str, touched: set[str]) -> None:
+        db = self._db
+        assert db is not None
+        with self._internal():
+            owned = db.execute("SELECT tbl, rid FROM _zraft_owned WHERE sid = ? "
+                               "ORDER BY tbl, rid", (session_id,)).fetchall()
+            for table, rid in owned:
+                if self._table_exists(table):
+                    db.execute(f"DELETE FROM main.{_quote(table)} WHERE rowid = ?", (rid,))
+                    touched.add(table.lower())
+            db.execute("DELETE FROM _zraft_owned WHERE sid = ?", (session_id,))
+
+    # ---------------------------------------------------------------- transactions
+
+    def _replayed(self) -> tuple[str, Any, list[str]] | None:
+        """Count this call; if the database already holds its effect (a restart replaying
+        the log), its stored reply ``(status, value, tables)``; None: run it."""
+        if self._index == 0:
+            return None
+        self._step += 1
+        key = (self._index, self._step)
+        if key > self._stored:
+            return None
+        db = self._db
+        assert db is not None
+        row = db.execute("SELECT reply FROM _zraft_replies WHERE idx = ? AND step = ?",
+                         key).fetchone()
+        if row is None:
+            self._failed = (f"no stored reply for entry {key[0]} call {key[1]}, below the "
+                            f"database's index {self._stored}")
+            raise SqliteFailed(self._failed)
+        status, value, tables = unpackb(row[0])
+        return status, value, tables
+
+    def _transaction(self, body: Any, touched: set[str]) -> tuple[str, Any]:
+        """Run ``body`` in a transaction that also records the applied index and the reply;
+        a refused or failing statement undoes the body's effect only (the index still
+        advances: the entry was applied, its answer is the error)."""
+        db = self._db
+        assert db is not None
+        try:
+            with self._internal():
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("SAVEPOINT work")
+            try:
+                outcome: tuple[str, Any] = ("ok", body())
+            except BadCommand as exc:
+                with self._internal():
+                    if db.in_transaction:
+                        db.execute("ROLLBACK TO work")
+                    else:  # SQLite rolled back the whole transaction (an interrupt)
+                        db.execute("BEGIN IMMEDIATE")
+                        db.execute("SAVEPOINT work")
+                touched.clear()
+                outcome = ("error", str(exc))
+            with self._internal():
+                db.execute("RELEASE work")
+                self._record(outcome, touched)
+                db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                with self._internal():
+                    db.execute("ROLLBACK")
+            if isinstance(exc, (sqlite3.Error, SqliteFailed)):
+                self._failed = rules.error_text(exc)
+                log.error("sqlite backend failed: %s", self._failed)
+                raise SqliteFailed(self._failed) from None
+            raise
+        return outcome
+
+    def _record(self, outcome: tuple[str, Any], touched: set[str]) -> None:
+        if self._index == 0:
+            return
+        key = (self._index, self._step)
+        db = self._db
+        assert db is not None
+        reply = packb([outcome[0], outcome[1], sorted(touched)])
+        with self._internal():
+            db.execute("UPDATE _zraft_applied SET idx = ?, step = ? WHERE id = 0", key)
+            db.execute("DELETE FROM _zraft_replies WHERE idx <= ?",
+                       (self._index - store.KEEP_REPLIES,))
+            db.execute("INSERT OR REPLACE INTO _zraft_replies VALUES (?, ?, ?)",
+                       (*key, reply))
+        self._stored = key
+
+    def _sql_error(self, exc: sqlite3.Error, denied: str | None) -> BaseException:
+        if denied is not None:
+            return BadCommand(f"not allowed: {denied}")
+        if self._budget.exhausted:
+            return BadCommand(f"stopped after {rules.MAX_VM_STEPS:,} SQLite steps "
+                              "(the backend's work limit per statement)")
+        if rules.is_environment_error(exc):
+            return SqliteFailed(rules.error_text(exc))
+        return BadCommand(rules.error_text(exc))
+
+    def _check_failed(self) -> None:
+        if self._failed is not None:
+            raise SqliteFailed(f"this replica's database failed earlier: {self._failed}")
+
+    def _internal(self) -> _Internal:
+        return _Internal(self._write_rules)
+
+    # ---------------------------------------------------------------- temporary rows
+
+    def _prepare_ownership(self) -> None:
+        """Triggers that record the rows a temporary write inserts (TEMP triggers: they
+        are per connection, made again at open for every table that has owned rows)."""
+        db = self._db
+        assert db is not None
+        with self._internal():
+            tables = [name for (name, wr) in db.execute(
+                "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' "
+                "AND type = 'table' AND name NOT LIKE 'sqlite%' "
+                "AND name NOT LIKE '\\_zraft%' ESCAPE '\\'") if not wr]
+        for table in tables:
+            self._ensure_triggers(table)
+
+    def _ensure_triggers(self, table: str) -> None:
+        if table in self._owned_triggers:
+            return
+        db = self._db
+        assert db is not None
+        tag, name = table.encode().hex(), _quote(table)
+        literal = "'" + table.replace("'", "''") + "'"
+        with self._internal():
+            if not self._table_exists(table):
+                return
+            db.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS _zraft_own_{tag} AFTER INSERT "
+                       f"ON main.{name} WHEN zraft_owner() IS NOT NULL BEGIN "
+                       f"INSERT OR REPLACE INTO _zraft_owned VALUES ({literal}, "
+                       f"new.rowid, zraft_owner()); END")
+            db.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS _zraft_disown_{tag} AFTER DELETE "
+                       f"ON main.{name} BEGIN DELETE FROM _zraft_owned WHERE "
+                       f"tbl = {literal} AND rid = old.rowid; END")
+        self._owned_triggers.add(table)
+
+    def _forget_table(self, table: str) -> None:
+        """A table dropped or altered: if it is gone (renamed too), its rows' ownership
+        goes with it, so a new table of that name never loses rows to an old session."""
+        if self._table_exists(table):
+            return
+        db = self._db
+        assert db is not None
+        tag = table.encode().hex()
+        with self._internal():
+            db.execute("DELETE FROM _zraft_owned WHERE tbl = ?", (table,))
+            db.execute(f"DROP TRIGGER IF EXISTS temp._zraft_own_{tag}")
+            db.execute(f"DROP TRIGGER IF EXISTS temp._zraft_disown_{tag}")
+        self._owned_triggers.discard(table)
+
+    def _table_exists(self, table: str) -> bool:
+        db = self._db
+        assert db is not None
+        with self._internal():
+            return db.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' "
+                              "AND name = ?", (table,)).fetchone() is not None
+
+    def temporary_count(self) -> int:
+        assert self._ro is not None
+        self._read_rules.reset()
+        return int(self._ro.execute("SELECT count(*) FROM _zraft_owned").fetchone()[0])
+
+    # ---------------------------------------------------------------- reads
+
+    def query(self, query: Any) -> QueryResult:
+        self._check_failed()
+        sql, args = rules.parse_query(query)
+        ro = self._ro
+        assert ro is not None
+        self._read_rules.reset()
+        self._budget.reset()
+        try:
+            cursor = ro.execute(sql, args)
+            columns = [d[0] for d in cursor.description] if cursor.description else []
+            rows, size = [], 0
+            for row in cursor:
+                rows.append(list(row))
+                size += sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
+                if len(rows) > rules.MAX_ROWS_OUT or size > rules.MAX_RESULT_BYTES:
+                    raise BadCommand(f"the result is larger than {rules.MAX_ROWS_OUT:,} "
+                                     f"rows or {rules.MAX_RESULT_BYTES >> 20} MiB: use LIMIT")
+        except sqlite3.Error as exc:
+            raise self._sql_error(exc, self._read_rules.denied) from None
+        finally:
+            if ro.in_transaction:
+                ro.execute("ROLLBACK")
+        return QueryResult({"columns": columns, "rows": rows},
+                           tuple(sorted(self._read_rules.tables)))
+
+    # ---------------------------------------------------------------- snapshots
+
+    def snapshot(self) -> SnapshotJob:
+        """A read transaction opened now pins the database as of this index; the copy is
+        made from it on the snapshot thread while writes go on (WAL: readers and the
+        writer do not block each other)."""
+        self._check_failed()
+        assert self._dir is not None
+        source = store.open_reader(self._dir / store.LIVE)
+        source.execute("BEGIN")
+        source.execute("SELECT idx FROM _zraft_applied").fetchone()  # starts the read
+        with self._snapshot_lock:
+            self._snapshot_conn = source
+
+        def write(directory: Path) -> None:
+            try:
+                store.write_copy(source, Path(directory))
+            finally:
+                self._end_snapshot(source)
+
+        return SnapshotJob("async", write)
+
+    def _end_snapshot(self, source: sqlite3.Connection | None = None) -> None:
+        with self._snapshot_lock:
+            conn, self._snapshot_conn = self._snapshot_conn, None
+        for c in {id(x): x for x in (conn, source) if x is not None}.values():
+            c.close()
+
+    def snapshot_done(self) -> None:
+        self._end_snapshot()
+
+    def snapshot_failed(self, reason: str) -> None:
+        self._end_snapshot()
+
+    def install_snapshot(self, directory: Path) -> None:
+        """Replace the database by the snapshot's, unless this database already holds a
+        later state of the same log that the stored replies can replay from the
+        snapshot's index (a restart: the node installs its last snapshot first)."""
+        # the index of the snapshot's last write (the machine's snapshot index may be
+        # later: entries without a backend call, such as no-ops, store nothing)
+        index, _step = store.snapshot_index(Path(directory))
+        if self._failed is None and self._stored[0] >= index > 0 \
+                and store.covers(self._stored, index):
+            self._base = index
+            log.info("sqlite backend: keeping the database at %s over snapshot %d",
+                     self._stored, index)
+            return
+        self._close()
+        assert self._dir is not None
+        store.replace_live(self._dir, Path(directory))
+        self._open()
+        self._failed = None
+        self._base = index
+
+
+class _Internal:
+    """The backend's own statements pass the write authorizer."""
+
+    def __init__(self, rules_: rules.WriteRules) -> None:
+        self.rules = rules_
+
+    def __enter__(self) -> None:
+        self._was, self.rules.internal = self.rules.internal, True
+
+    def __exit__(self, *exc: Any) -> None:
+        self.rules.internal = self._was
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+__all__ = ["SqliteBackend", "SqliteFailed"]
