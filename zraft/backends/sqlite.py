@@ -75,6 +75,7 @@ class SqliteBackend:
         self._owner: str | None = None  # session of the temporary write in progress
         self._owned_triggers: set[str] = set()
         self._failed: str | None = None
+        self._replayed_calls = 0
         self._snapshot_conn: sqlite3.Connection | None = None
         self._snapshot_lock = threading.Lock()
 
@@ -241,6 +242,7 @@ class SqliteBackend:
         assert db is not None
         row = db.execute("SELECT reply FROM _zraft_replies WHERE idx = ? AND step = ?",
                          key).fetchone()
+        self._replayed_calls += 1
         if row is None:
             self._failed = (f"no stored reply for entry {key[0]} call {key[1]}, below the "
                             f"database's index {self._stored}")
@@ -370,6 +372,17 @@ class SqliteBackend:
         with self._internal():
             return db.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' "
                               "AND name = ?", (table,)).fetchone() is not None
+
+    def backend_stats(self) -> dict[str, Any]:
+        """In ``stat()["fsm"]["backend"]``: the database's applied index, how many calls a
+        replay answered from stored replies (no SQL run) since start, and its size."""
+        size = 0
+        if self._dir is not None:
+            for suffix in ("", "-wal"):
+                path = self._dir / (store.LIVE + suffix)
+                size += path.stat().st_size if path.exists() else 0
+        return {"db_index": self._stored[0], "replayed_calls": self._replayed_calls,
+                "db_bytes": size, "failed": self._failed}
 
     def temporary_count(self) -> int:
         assert self._ro is not None

@@ -528,6 +528,9 @@ class StateMachine:
             "cached_replies": self.sessions.cached_reply_count(),
             "watchers": len(self.watches),
             "temporary_keys": temporary() if callable(temporary) else None,
+            **({"backend": extra()} if callable(extra := getattr(self.backend,
+                                                                 "backend_stats", None))
+               else {}),
         }
 
 
