@@ -124,6 +124,12 @@ def test_a_failed_tx_leaves_nothing_and_says_why(log: Log) -> None:
     (["exec", "CREATE TRIGGER _zraft_own_74 AFTER INSERT ON t BEGIN "
               "DELETE FROM _zraft_owned; END"], "belong to zraft"),
     (["exec", "INSERT INTO nowhere VALUES (1)"], "OperationalError: no such table: nowhere"),
+    # the texts of the backend's own statements (compiled and cached as internal) are
+    # compiled again for a client, and refused
+    (["exec", "COMMIT"], "use a tx write"),
+    (["exec", "BEGIN IMMEDIATE"], "use a tx write"),
+    (["exec", "INSERT OR REPLACE INTO _zraft_replies VALUES (?, ?, ?)", [9, 9, b""]],
+     "belong to zraft"),
 ])
 def test_hostile_writes_are_refused_and_change_nothing(log: Log, command: Any,
                                                        reason: str) -> None:
@@ -326,3 +332,23 @@ def test_environment_errors_stop_the_replica(log: Log, monkeypatch: Any) -> None
         log.b.apply(["exec", "INSERT INTO t VALUES ('a', 1)"])
     with pytest.raises(SqliteFailed):
         log.b.query(["query", "SELECT 1"])
+
+
+def test_watch_keys_follow_the_schema_when_a_statement_comes_from_the_cache(log: Log) -> None:
+    """The write connection caches compiled statements; what one changes (its trigger
+    keys) is what it did when compiled for the current schema, on every replica alike."""
+    def keys(command: Any) -> tuple[Any, ...]:
+        log.index += 1
+        log.b.at_index(log.index)
+        return log.b.apply(command).trigger_keys
+
+    drop = ["exec", "DROP TABLE IF EXISTS u"]
+    assert keys(["exec", "CREATE TABLE u(a)"]) == ("u",)
+    assert keys(drop) == ("u",)
+    assert keys(drop) == ()  # the same text, now dropping nothing
+    assert keys(["exec", "CREATE TABLE IF NOT EXISTS u(a)"]) == ("u",)
+    assert keys(drop) == ("u",)
+    assert keys(drop) == ()
+    fresh = backend()  # a replica whose connection never compiled these
+    fresh.at_index(1)
+    assert fresh.apply(drop).trigger_keys == ()

@@ -34,11 +34,13 @@ node calls it, e.g. in tests and the conformance checker).
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import sqlite3
 import tempfile
 import threading
 import weakref
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,8 @@ from zraft.fsm.backend import ApplyResult, BadCommand, QueryResult, SnapshotJob
 from zraft.fsm.codec import packb, unpackb
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY = 64
+COMPILED_KEPT = 8 * store.STATEMENT_CACHE
 
 
 class SqliteFailed(RuntimeError):
@@ -76,8 +80,14 @@ class SqliteBackend:
         self._owned_triggers: set[str] = set()
         self._failed: str | None = None
         self._replayed_calls = 0
+        self._temp_count: int | None = None
+        self._owner_wrote = False
         self._snapshot_conn: sqlite3.Connection | None = None
         self._snapshot_lock = threading.Lock()
+        self._tag = f" /* zraft {secrets.token_hex(8)} */"
+        # what the authorizer recorded for each statement text when it was compiled (a
+        # statement served from the connection's cache is not authorized again)
+        self._compiled: OrderedDict[tuple[str, int], rules.Touches] = OrderedDict()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -96,6 +106,7 @@ class SqliteBackend:
 
     def _open(self) -> None:
         assert self._dir is not None
+        self._temp_count = None
         db = store.open_writer(self._dir / store.LIVE)
         db.set_authorizer(self._write_rules)
         db.set_progress_handler(self._budget, rules.STEP_CHECK)
@@ -108,7 +119,7 @@ class SqliteBackend:
         self._stored = store.applied(db)
         self._owned_triggers = set()
         with self._internal():
-            tables = [t for (t,) in db.execute("SELECT DISTINCT tbl FROM _zraft_owned")]
+            tables = [t for (t,) in self._x("SELECT DISTINCT tbl FROM _zraft_owned")]
         for table in tables:
             self._ensure_triggers(table)
 
@@ -164,6 +175,7 @@ class SqliteBackend:
         self._time_ms = time_ms
         touched: set[str] = set()
         if owner is not None:
+            self._owner_wrote = True
             self._prepare_ownership()
         self._owner = owner
         try:
@@ -180,19 +192,24 @@ class SqliteBackend:
         assert db is not None
         results = []
         for sql, args in statements:
+            with self._internal():  # a cached statement is valid for this schema only
+                version = self._x("PRAGMA schema_version").fetchone()[0]
             self._write_rules.reset()
             self._budget.reset()
             try:
                 cursor = db.execute(sql, args)
                 rows = cursor.fetchall() if cursor.description else None
             except sqlite3.Error as exc:
+                if self._write_rules.denied is None:
+                    self._touches(sql, version)  # compiled (so cached), failed to run
                 raise self._sql_error(exc, self._write_rules.denied) from None
-            touched |= self._write_rules.tables
-            for table in sorted(self._write_rules.dropped):
+            seen = self._touches(sql, version)
+            touched |= seen.tables
+            for table in sorted(seen.dropped):
                 self._forget_table(table)
             result: dict[str, Any] = {
                 "rows_affected": max(cursor.rowcount, 0),
-                "last_row_id": cursor.lastrowid if self._write_rules.inserted
+                "last_row_id": cursor.lastrowid if seen.inserted
                 and cursor.rowcount > 0 else None}
             if rows is not None:
                 result["columns"] = [d[0] for d in cursor.description]
@@ -205,6 +222,22 @@ class SqliteBackend:
                     "last_row_id": next((r["last_row_id"] for r in reversed(results)
                                          if r["last_row_id"] is not None), None)}
         return results
+
+    def _touches(self, sql: str, version: int) -> rules.Touches:
+        """What ``sql`` touches, as the authorizer recorded it when the statement was
+        compiled for this schema ``version``: now, or earlier if the connection's cache
+        served it (the cache keeps the most recently run ``STATEMENT_CACHE`` texts, this
+        the most recent ``COMPILED_KEPT``; a schema change makes SQLite compile a cached
+        statement again). Compiled without a single authorizer call (CREATE TABLE IF NOT
+        EXISTS of a table that exists): it touches nothing."""
+        compiled, key = self._compiled, (sql, version)
+        seen = compiled.get(key)
+        if self._write_rules.compiled or seen is None:
+            seen = compiled[key] = self._write_rules.touches()
+            if len(compiled) > COMPILED_KEPT:
+                compiled.popitem(last=False)
+        compiled.move_to_end(key)
+        return seen
 
     def expire_session(self, session_id: str) -> list[str]:
         self._check_failed()
@@ -219,13 +252,13 @@ class SqliteBackend:
         db = self._db
         assert db is not None
         with self._internal():
-            owned = db.execute("SELECT tbl, rid FROM _zraft_owned WHERE sid = ? "
+            owned = self._x("SELECT tbl, rid FROM _zraft_owned WHERE sid = ? "
                                "ORDER BY tbl, rid", (session_id,)).fetchall()
             for table, rid in owned:
                 if self._table_exists(table):
-                    db.execute(f"DELETE FROM main.{_quote(table)} WHERE rowid = ?", (rid,))
+                    self._x(f"DELETE FROM main.{_quote(table)} WHERE rowid = ?", (rid,))
                     touched.add(table.lower())
-            db.execute("DELETE FROM _zraft_owned WHERE sid = ?", (session_id,))
+            self._x("DELETE FROM _zraft_owned WHERE sid = ?", (session_id,))
 
     # ---------------------------------------------------------------- transactions
 
@@ -240,7 +273,7 @@ class SqliteBackend:
             return None
         db = self._db
         assert db is not None
-        row = db.execute("SELECT reply FROM _zraft_replies WHERE idx = ? AND step = ?",
+        row = self._x("SELECT reply FROM _zraft_replies WHERE idx = ? AND step = ?",
                          key).fetchone()
         self._replayed_calls += 1
         if row is None:
@@ -258,27 +291,24 @@ class SqliteBackend:
         assert db is not None
         try:
             with self._internal():
-                db.execute("BEGIN IMMEDIATE")
-                db.execute("SAVEPOINT work")
+                self._x("BEGIN IMMEDIATE")
             try:
                 outcome: tuple[str, Any] = ("ok", body())
             except BadCommand as exc:
+                # undo this call's effect only: the transaction holds nothing else
                 with self._internal():
                     if db.in_transaction:
-                        db.execute("ROLLBACK TO work")
-                    else:  # SQLite rolled back the whole transaction (an interrupt)
-                        db.execute("BEGIN IMMEDIATE")
-                        db.execute("SAVEPOINT work")
+                        self._x("ROLLBACK")
+                    self._x("BEGIN IMMEDIATE")
                 touched.clear()
                 outcome = ("error", str(exc))
             with self._internal():
-                db.execute("RELEASE work")
                 self._record(outcome, touched)
-                db.execute("COMMIT")
+                self._x("COMMIT")
         except BaseException as exc:
             if db.in_transaction:
                 with self._internal():
-                    db.execute("ROLLBACK")
+                    self._x("ROLLBACK")
             if isinstance(exc, (sqlite3.Error, SqliteFailed)):
                 self._failed = rules.error_text(exc)
                 log.error("sqlite backend failed: %s", self._failed)
@@ -294,11 +324,10 @@ class SqliteBackend:
         assert db is not None
         reply = packb([outcome[0], outcome[1], sorted(touched)])
         with self._internal():
-            db.execute("UPDATE _zraft_applied SET idx = ?, step = ? WHERE id = 0", key)
-            db.execute("DELETE FROM _zraft_replies WHERE idx <= ?",
-                       (self._index - store.KEEP_REPLIES,))
-            db.execute("INSERT OR REPLACE INTO _zraft_replies VALUES (?, ?, ?)",
-                       (*key, reply))
+            if self._index % PRUNE_EVERY == 0:  # by index: the same rows on every replica
+                self._x("DELETE FROM _zraft_replies WHERE idx <= ?",
+                        (self._index - store.KEEP_REPLIES,))
+            self._x("INSERT OR REPLACE INTO _zraft_replies VALUES (?, ?, ?)", (*key, reply))
         self._stored = key
 
     def _sql_error(self, exc: sqlite3.Error, denied: str | None) -> BaseException:
@@ -318,6 +347,15 @@ class SqliteBackend:
     def _internal(self) -> _Internal:
         return _Internal(self._write_rules)
 
+    def _x(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        """The backend's own statement. The write connection caches compiled statements
+        by their text, and a statement compiled here passed the authorizer as internal:
+        the text carries a per-process random tag, so no client's SQL can be that text
+        and reuse it."""
+        db = self._db
+        assert db is not None
+        return db.execute(sql + self._tag, args)
+
     # ---------------------------------------------------------------- temporary rows
 
     def _prepare_ownership(self) -> None:
@@ -326,7 +364,7 @@ class SqliteBackend:
         db = self._db
         assert db is not None
         with self._internal():
-            tables = [name for (name, wr) in db.execute(
+            tables = [name for (name, wr) in self._x(
                 "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' "
                 "AND type = 'table' AND name NOT LIKE 'sqlite%' "
                 "AND name NOT LIKE '\\_zraft%' ESCAPE '\\'") if not wr]
@@ -343,11 +381,11 @@ class SqliteBackend:
         with self._internal():
             if not self._table_exists(table):
                 return
-            db.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS _zraft_own_{tag} AFTER INSERT "
+            self._x(f"CREATE TEMP TRIGGER IF NOT EXISTS _zraft_own_{tag} AFTER INSERT "
                        f"ON main.{name} WHEN zraft_owner() IS NOT NULL BEGIN "
                        f"INSERT OR REPLACE INTO _zraft_owned VALUES ({literal}, "
                        f"new.rowid, zraft_owner()); END")
-            db.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS _zraft_disown_{tag} AFTER DELETE "
+            self._x(f"CREATE TEMP TRIGGER IF NOT EXISTS _zraft_disown_{tag} AFTER DELETE "
                        f"ON main.{name} BEGIN DELETE FROM _zraft_owned WHERE "
                        f"tbl = {literal} AND rid = old.rowid; END")
         self._owned_triggers.add(table)
@@ -361,16 +399,16 @@ class SqliteBackend:
         assert db is not None
         tag = table.encode().hex()
         with self._internal():
-            db.execute("DELETE FROM _zraft_owned WHERE tbl = ?", (table,))
-            db.execute(f"DROP TRIGGER IF EXISTS temp._zraft_own_{tag}")
-            db.execute(f"DROP TRIGGER IF EXISTS temp._zraft_disown_{tag}")
+            self._x("DELETE FROM _zraft_owned WHERE tbl = ?", (table,))
+            self._x(f"DROP TRIGGER IF EXISTS temp._zraft_own_{tag}")
+            self._x(f"DROP TRIGGER IF EXISTS temp._zraft_disown_{tag}")
         self._owned_triggers.discard(table)
 
     def _table_exists(self, table: str) -> bool:
         db = self._db
         assert db is not None
         with self._internal():
-            return db.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' "
+            return self._x("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' "
                               "AND name = ?", (table,)).fetchone() is not None
 
     def backend_stats(self) -> dict[str, Any]:
@@ -385,9 +423,15 @@ class SqliteBackend:
                 "db_bytes": size, "failed": self._failed}
 
     def temporary_count(self) -> int:
-        assert self._ro is not None
-        self._read_rules.reset()
-        return int(self._ro.execute("SELECT count(*) FROM _zraft_owned").fetchone()[0])
+        """Rows owned by sessions (``stat``, after every batch: counted again only after a
+        write that may have changed it)."""
+        if self._temp_count is None or self._temp_count > 0 or self._owner_wrote:
+            assert self._ro is not None
+            self._read_rules.reset()
+            self._temp_count = int(self._ro.execute(
+                "SELECT count(*) FROM _zraft_owned").fetchone()[0])
+            self._owner_wrote = False
+        return self._temp_count
 
     # ---------------------------------------------------------------- reads
 
@@ -399,6 +443,15 @@ class SqliteBackend:
         self._read_rules.reset()
         self._budget.reset()
         try:
+            # a read transaction first: its first read checks the schema, so the query is
+            # compiled against the current one (a stale schema gave "no such table" where
+            # another replica said "not allowed")
+            self._read_rules.internal = True
+            try:
+                ro.execute("BEGIN")
+                ro.execute("SELECT format FROM _zraft_applied").fetchone()
+            finally:
+                self._read_rules.internal = False
             cursor = ro.execute(sql, args)
             columns = [d[0] for d in cursor.description] if cursor.description else []
             rows, size = [], 0
@@ -412,7 +465,11 @@ class SqliteBackend:
             raise self._sql_error(exc, self._read_rules.denied) from None
         finally:
             if ro.in_transaction:
-                ro.execute("ROLLBACK")
+                self._read_rules.internal = True
+                try:
+                    ro.execute("ROLLBACK")
+                finally:
+                    self._read_rules.internal = False
         return QueryResult({"columns": columns, "rows": rows},
                            tuple(sorted(self._read_rules.tables)))
 
@@ -426,7 +483,7 @@ class SqliteBackend:
         assert self._dir is not None
         source = store.open_reader(self._dir / store.LIVE)
         source.execute("BEGIN")
-        source.execute("SELECT idx FROM _zraft_applied").fetchone()  # starts the read
+        source.execute("SELECT format FROM _zraft_applied").fetchone()  # starts the read
         with self._snapshot_lock:
             self._snapshot_conn = source
 

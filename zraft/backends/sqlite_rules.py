@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from zraft.fsm.backend import BadCommand
 
@@ -69,8 +69,12 @@ _REFUSED = {
 }
 
 
-class Denied(Exception):
-    """A statement the rules refused (raised as BadCommand by the backend)."""
+class Touches(NamedTuple):
+    """What one compiled write statement does."""
+
+    tables: frozenset[str]  # tables changed (watch triggers)
+    dropped: frozenset[str]  # tables dropped or altered (ownership check)
+    inserted: bool  # a top-level INSERT (last_row_id is meaningful)
 
 
 def _table_arg(action: int, arg1: Any, arg2: Any) -> Any:
@@ -92,15 +96,20 @@ class WriteRules:
         self.dropped: set[str] = set()  # tables dropped or altered (ownership check)
         self.inserted = False  # a top-level INSERT (last_row_id is meaningful)
         self.temp_drop = False
+        self.compiled = False  # the authorizer ran: the statement was compiled now
 
     def reset(self) -> None:
         self.denied = None
         self.tables, self.dropped, self.inserted = set(), set(), False
-        self.temp_drop = False
+        self.temp_drop = self.compiled = False
+
+    def touches(self) -> Touches:
+        return Touches(frozenset(self.tables), frozenset(self.dropped), self.inserted)
 
     def __call__(self, action: int, arg1: Any, arg2: Any, db: Any, source: Any) -> int:
         if self.internal:
             return _A.SQLITE_OK
+        self.compiled = True
         reason = self._check(action, arg1, arg2, db, source)
         if reason is None:
             return _A.SQLITE_OK
@@ -159,11 +168,14 @@ class ReadRules:
     def __init__(self) -> None:
         self.denied: str | None = None
         self.tables: set[str] = set()
+        self.internal = False  # the backend's own BEGIN/ROLLBACK around a read
 
     def reset(self) -> None:
         self.denied, self.tables = None, set()
 
     def __call__(self, action: int, arg1: Any, arg2: Any, db: Any, source: Any) -> int:
+        if self.internal:
+            return _A.SQLITE_OK
         if action in _READ_ONLY:
             if action == _A.SQLITE_FUNCTION and isinstance(arg2, str) \
                     and arg2.lower() in NONDETERMINISTIC:

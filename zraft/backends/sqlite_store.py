@@ -5,12 +5,12 @@ Layout: ``<directory>/live.db`` (+ ``-wal``/``-shm``, WAL mode); a snapshot is o
 
 Durability (``PRAGMA synchronous=NORMAL`` in WAL mode): a commit is not fsynced, a
 checkpoint is. After a power loss the database is consistent but may lack the last
-commits; since every commit also stores the applied index (``_zraft_applied``), the
-database and its index go back together and the Raft log, which is durable, replays what is
-missing. The one case the log cannot replay is an index below the last local snapshot (the
-log before it is compacted): the backend then installs that snapshot instead
-(``covers``). ``FULL`` would fsync the WAL at every write for nothing the log does not
-already give.
+commits; since every commit also stores the applied index (its reply's key in
+``_zraft_replies``), the database and its index go back together and the Raft log, which
+is durable, replays what is missing. The one case the log cannot replay is an index below
+the last local snapshot (the log before it is compacted): the backend then installs that
+snapshot instead (``covers``). ``FULL`` would fsync the WAL at every write for nothing
+the log does not already give.
 
 Snapshot bytes: two replicas that applied the same entries hold the same database pages
 (SQLite's b-tree changes are a function of the pages and the statement), but the header's
@@ -33,11 +33,12 @@ LIVE = "live.db"
 SNAPSHOT_FILE = "db.sqlite"
 FORMAT = 1
 KEEP_REPLIES = 10_000  # replies kept for the entries this far behind the newest
+STATEMENT_CACHE = 128  # compiled statements the write connection keeps
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _zraft_applied(id INTEGER PRIMARY KEY CHECK (id = 0), "
-    "format INTEGER NOT NULL, idx INTEGER NOT NULL, step INTEGER NOT NULL)",
-    "INSERT OR IGNORE INTO _zraft_applied VALUES (0, 1, 0, 0)",
+    "format INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO _zraft_applied VALUES (0, 1)",
     "CREATE TABLE IF NOT EXISTS _zraft_replies(idx INTEGER, step INTEGER, reply BLOB, "
     "PRIMARY KEY (idx, step)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS _zraft_owned(tbl TEXT, rid INTEGER, sid TEXT NOT NULL, "
@@ -47,7 +48,7 @@ SCHEMA = (
 
 
 def open_writer(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, cached_statements=0,
+    conn = sqlite3.connect(path, isolation_level=None, cached_statements=STATEMENT_CACHE,
                            check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -65,8 +66,13 @@ def open_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
+_LAST = "SELECT idx, step FROM _zraft_replies ORDER BY idx DESC, step DESC LIMIT 1"
+
+
 def applied(conn: sqlite3.Connection) -> tuple[int, int]:
-    row = conn.execute("SELECT idx, step FROM _zraft_applied WHERE id = 0").fetchone()
+    """The (index, call) of the last write: its reply is the newest one kept (pruning keeps
+    the last ``KEEP_REPLIES`` entries), written in the same transaction as its data."""
+    row = conn.execute(_LAST).fetchone()
     return (row[0], row[1]) if row else (0, 0)
 
 
@@ -114,7 +120,8 @@ def snapshot_index(directory: Path) -> tuple[int, int]:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
         try:
-            row = conn.execute("SELECT format, idx, step FROM _zraft_applied").fetchone()
+            row = conn.execute("SELECT format FROM _zraft_applied").fetchone()
+            index = applied(conn)
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -122,7 +129,7 @@ def snapshot_index(directory: Path) -> tuple[int, int]:
     if row is None or row[0] != FORMAT:
         raise SnapshotCorrupted(f"{path}: format {row[0] if row else None}; this code reads "
                                 f"format {FORMAT}")
-    return row[1], row[2]
+    return index
 
 
 def replace_live(directory: Path, snapshot_dir: Path) -> None:
