@@ -88,6 +88,10 @@ def test_restart_replays_only_after_the_stored_index_and_lagging_follower_instal
     follower = next(p for p in acc.peers if p != leader)
     wait_for(lambda: acc.stat(follower)["fsm"]["applied_index"]
              >= acc.stat(leader)["fsm"]["applied_index"], 10)
+    _q(acc, follower, "SELECT 1", local=True)  # a read commits the open transaction
+    _w(acc, leader, ["exec", "INSERT INTO n VALUES (?)", [60]])  # stat is published
+    wait_for(lambda: acc.stat(follower)["fsm"]["applied_index"]  # after a batch
+             >= acc.stat(leader)["fsm"]["applied_index"], 10)
     before = acc.stat(follower)["fsm"]
     assert before["snapshot_index"] > 0
     assert before["backend"]["db_index"] > before["snapshot_index"]
@@ -101,13 +105,13 @@ def test_restart_replays_only_after_the_stored_index_and_lagging_follower_instal
     assert after["backend"]["replayed_calls"] <= before["backend"]["db_index"] \
         - before["snapshot_index"]
     assert _q(acc, follower, "SELECT count(*), sum(i) FROM n", local=True)["rows"] == \
-        [[60, sum(range(60))]]
+        [[61, sum(range(61))]]
 
     # a follower stopped while the leader compacts far past it gets the snapshot
     leader = acc.leader()
     lagging = next(p for p in acc.peers if p != leader)
     acc.kill(lagging)
-    for i in range(60, 200):
+    for i in range(61, 200):
         _w(acc, leader, ["exec", "INSERT INTO n VALUES (?)", [i]])
     wait_for(lambda: acc.stat(leader)["fsm"]["snapshot_index"] > before["applied_index"]
              + 40, 10)
@@ -120,3 +124,37 @@ def test_restart_replays_only_after_the_stored_index_and_lagging_follower_instal
     assert stat["fsm"]["snapshots_installed"] >= 1, stat["fsm"]
     assert time.monotonic() - started < 30
     assert _q(acc, lagging, "SELECT sum(i) FROM n", local=True)["rows"] == [[sum(range(200))]]
+
+
+def test_sql_shell(make_cluster: Any, capsys: pytest.CaptureFixture[str],
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import json
+
+    from zraft.cli import main as zraft_main
+
+    acc = _cluster(make_cluster)
+    base = ["sql", "--dir", str(acc.cluster.directory)]
+
+    def run(*argv: str, stdin: str | None = None) -> tuple[int, str, str]:
+        if stdin is not None:
+            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        code = zraft_main([*base, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert run("CREATE TABLE t(name TEXT, n INTEGER, b BLOB)")[0] == 0
+    code, out, _ = run("INSERT INTO t VALUES ('a', 1, x'00ff'), ('bb', 22, NULL)")
+    assert (code, out) == (0, "rows affected: 2, last row id: 2\n")
+    code, out, _ = run("SELECT name, n, b FROM t ORDER BY name")
+    assert out == ("name   n  b      \n----  --  -------\na      1  x'00ff'\nbb    22  NULL\n"
+                   "(2 rows)\n").replace("b      \n", "b\n")
+    code, out, _ = run("--json", "--local", "SELECT count(*) AS c FROM t")
+    assert json.loads(out) == {"columns": ["c"], "rows": [[2]]}
+    code, out, err = run("--query", "DELETE FROM t")
+    assert code == 1 and "not allowed" in err
+    code, out, err = run(stdin="INSERT INTO t VALUES ('c', 3, NULL);\nSELECT\n  count(*)\n"
+                               "FROM t;\nSELECT nope FROM t;\n")
+    assert code == 1 and "rows affected: 1" in out and "(1 row)" in out and "3" in out
+    assert "no such column: nope" in err

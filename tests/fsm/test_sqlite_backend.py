@@ -164,6 +164,7 @@ def test_a_read_cannot_write(log: Log, sql: str) -> None:
 
 def test_the_read_connection_is_read_only_below_the_authorizer(log: Log) -> None:
     """Enforced twice: even with the authorizer gone, the connection cannot write."""
+    log.b._commit()
     log.b._ro.set_authorizer(None)
     with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only|query_only"):
         log.b._ro.execute("INSERT INTO t VALUES ('x', 1)")
@@ -352,3 +353,28 @@ def test_watch_keys_follow_the_schema_when_a_statement_comes_from_the_cache(log:
     fresh = backend()  # a replica whose connection never compiled these
     fresh.at_index(1)
     assert fresh.apply(drop).trigger_keys == ()
+
+
+@pytest.mark.parametrize("rollback", [
+    ["exec", "INSERT OR ROLLBACK INTO t VALUES ('a', 3)"],
+    ["tx", [["INSERT INTO t VALUES ('z', 0)"],
+            ["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+             "INSERT INTO t SELECT 'r' || x, x FROM c"]]],
+])
+def test_a_statement_that_rolls_back_the_whole_transaction_keeps_the_earlier_calls(
+        log: Log, rollback: Any, monkeypatch: Any) -> None:
+    """Writes are committed in groups; SQLite rolls back the whole open transaction on an
+    interrupt or INSERT OR ROLLBACK: the calls before it in that transaction run again."""
+    monkeypatch.setattr(log.b._budget, "limit", 200_000)
+    log.write(["exec", "INSERT INTO t VALUES ('a', 1)"])
+    log.index += 1
+    log.b.at_index(log.index)
+    log.b.apply_in_session(["exec", "INSERT INTO t VALUES ('tmp', 2)"], "sid")
+    assert log.b._db.in_transaction and len(log.b._pending) >= 2
+    log.fails(rollback)
+    log.write(["exec", "INSERT INTO t VALUES ('b', 4)"])
+    assert rows(log.b, "SELECT k, v FROM t ORDER BY k") == [["a", 1], ["b", 4], ["tmp", 2]]
+    log.index += 1
+    log.b.at_index(log.index)
+    assert log.b.expire_session("sid") == ["t"]  # the redone write still belongs to it
+    assert rows(log.b, "SELECT k FROM t ORDER BY k") == [["a"], ["b"]]

@@ -33,6 +33,7 @@ node calls it, e.g. in tests and the conformance checker).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import shutil
@@ -42,7 +43,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from zraft.backends import sqlite_rules as rules
 from zraft.backends import sqlite_store as store
@@ -51,6 +52,7 @@ from zraft.fsm.codec import packb, unpackb
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 64
+COMMIT_EVERY = 64  # calls per commit at most (a read or a snapshot commits first)
 COMPILED_KEPT = 8 * store.STATEMENT_CACHE
 
 
@@ -75,11 +77,13 @@ class SqliteBackend:
         self._index = 0  # log index of the entry being applied (at_index)
         self._step = 0  # mutating calls so far within that entry
         self._stored: tuple[int, int] = (0, 0)  # the database's applied (index, step)
+        self._committed: tuple[int, int] = (0, 0)  # ... as committed to its file
         self._base: int | None = None  # the machine's index before its first entry
         self._owner: str | None = None  # session of the temporary write in progress
         self._owned_triggers: set[str] = set()
         self._failed: str | None = None
         self._replayed_calls = 0
+        self._pending: list[_Call] = []  # calls in the open transaction
         self._temp_count: int | None = None
         self._owner_wrote = False
         self._snapshot_conn: sqlite3.Connection | None = None
@@ -116,14 +120,21 @@ class SqliteBackend:
         ro.set_authorizer(self._read_rules)
         ro.set_progress_handler(self._budget, rules.STEP_CHECK)
         self._db, self._ro = db, ro
-        self._stored = store.applied(db)
+        self._stored = self._committed = store.applied(db)
+        self._pending = []
+        self._compiled.clear()  # a new connection: nothing compiled yet
         self._owned_triggers = set()
+        self._restore_triggers()
+
+    def _restore_triggers(self) -> None:
         with self._internal():
             tables = [t for (t,) in self._x("SELECT DISTINCT tbl FROM _zraft_owned")]
         for table in tables:
             self._ensure_triggers(table)
 
     def _close(self) -> None:
+        if self._db is not None and self._failed is None:
+            self._commit()
         for conn in (self._ro, self._db):
             if conn is not None:
                 conn.close()
@@ -180,7 +191,7 @@ class SqliteBackend:
         self._owner = owner
         try:
             status, value = self._transaction(
-                lambda: self._run(kind, statements, touched), touched)
+                lambda seen: self._run(kind, statements, seen), touched)
         finally:
             self._owner = None
         if status == "error":
@@ -245,7 +256,7 @@ class SqliteBackend:
         if replayed is not None:
             return list(replayed[2])
         touched: set[str] = set()
-        self._transaction(lambda: self._expire(session_id, touched), touched)
+        self._transaction(lambda seen: self._expire(session_id, seen), touched)
         return sorted(touched)
 
     def _expire(self, session_id: str, touched: set[str]) -> None:
@@ -284,51 +295,114 @@ class SqliteBackend:
         return status, value, tables
 
     def _transaction(self, body: Any, touched: set[str]) -> tuple[str, Any]:
-        """Run ``body`` in a transaction that also records the applied index and the reply;
-        a refused or failing statement undoes the body's effect only (the index still
-        advances: the entry was applied, its answer is the error)."""
+        """Run ``body(touched)`` and record the applied index and the reply with it, in the
+        open transaction (committed every ``COMMIT_EVERY`` calls, and before any read or
+        snapshot: the database's commits need not follow the log's, its stored index goes
+        with its data). A refused or failing statement undoes the body's effect only,
+        in a savepoint (the index still advances: the entry was applied, its answer is the
+        error)."""
         db = self._db
         assert db is not None
+        call = _Call(body, self._owner, self._time_ms, self._index, self._step)
         try:
             with self._internal():
-                self._x("BEGIN IMMEDIATE")
-            try:
-                outcome: tuple[str, Any] = ("ok", body())
-            except BadCommand as exc:
-                # undo this call's effect only: the transaction holds nothing else
-                with self._internal():
-                    if db.in_transaction:
-                        self._x("ROLLBACK")
+                if not db.in_transaction:
                     self._x("BEGIN IMMEDIATE")
-                touched.clear()
-                outcome = ("error", str(exc))
-            with self._internal():
-                self._record(outcome, touched)
-                self._x("COMMIT")
+                    self._pending = []
+            outcome = self._attempt(call, touched)
+            self._pending.append(call._replace(outcome=outcome, touched=frozenset(touched)))
+            if len(self._pending) >= COMMIT_EVERY:
+                self._commit()
         except BaseException as exc:
-            if db.in_transaction:
-                with self._internal():
-                    self._x("ROLLBACK")
-            if isinstance(exc, (sqlite3.Error, SqliteFailed)):
-                self._failed = rules.error_text(exc)
-                log.error("sqlite backend failed: %s", self._failed)
-                raise SqliteFailed(self._failed) from None
-            raise
+            self._abandon(exc)
+            raise SqliteFailed(self._failed) from None
         return outcome
 
-    def _record(self, outcome: tuple[str, Any], touched: set[str]) -> None:
-        if self._index == 0:
-            return
-        key = (self._index, self._step)
+    def _attempt(self, call: _Call, touched: set[str]) -> tuple[str, Any]:
+        with self._internal():
+            self._x("SAVEPOINT work")
+        try:
+            outcome: tuple[str, Any] = ("ok", call.body(touched))
+            with self._internal():
+                self._x("RELEASE work")
+        except BadCommand as exc:
+            self._undo_call()
+            touched.clear()
+            outcome = ("error", str(exc))
+        self._record(outcome, touched, (call.index, call.step))
+        return outcome
+
+    def _undo_call(self) -> None:
+        """Undo the failed call only. An interrupt, ``INSERT OR ROLLBACK`` or
+        ``RAISE(ROLLBACK)`` makes SQLite roll back the whole transaction, with the earlier
+        calls since the last commit: they are run again, in order (the same state and
+        commands give the same effects)."""
         db = self._db
         assert db is not None
+        with self._internal():
+            if db.in_transaction:
+                self._x("ROLLBACK TO work")
+                self._x("RELEASE work")
+                return
+            self._x("BEGIN IMMEDIATE")
+        self._owned_triggers = set()  # made in the transaction: gone with it
+        self._restore_triggers()
+        pending, self._pending = self._pending, []
+        owner, time_ms = self._owner, self._time_ms
+        try:
+            for call in pending:
+                self._owner, self._time_ms = call.owner, call.time_ms
+                if call.owner is not None:
+                    self._prepare_ownership()
+                with self._internal():
+                    self._x("SAVEPOINT work")
+                if call.outcome[0] == "ok":
+                    call.body(set())
+                with self._internal():
+                    self._x("RELEASE work")
+                self._record(call.outcome, set(call.touched), (call.index, call.step))
+                self._pending.append(call)
+        except BadCommand as exc:
+            raise SqliteFailed(f"a call replayed after a rollback failed: {exc}") from None
+        finally:
+            self._owner, self._time_ms = owner, time_ms
+
+    def _commit(self) -> None:
+        db = self._db
+        if db is not None and db.in_transaction:
+            try:
+                with self._internal():
+                    self._x("COMMIT")
+            except BaseException as exc:
+                self._abandon(exc)
+                raise SqliteFailed(self._failed) from None
+        self._pending = []
+        self._committed = self._stored
+
+    def _abandon(self, exc: BaseException) -> None:
+        """The open transaction cannot be trusted: roll it back, and stop this replica (the
+        calls it held are applied for the state machine but not in the database)."""
+        db = self._db
+        if db is not None and db.in_transaction:
+            with contextlib.suppress(sqlite3.Error), self._internal():
+                self._x("ROLLBACK")
+        self._pending = []
+        self._failed = self._failed or (
+            exc.args[0] if isinstance(exc, SqliteFailed) and exc.args
+            else rules.error_text(exc))
+        log.error("sqlite backend failed: %s", self._failed)
+
+    def _record(self, outcome: tuple[str, Any], touched: set[str],
+                key: tuple[int, int]) -> None:
+        if key[0] == 0:
+            return
         reply = packb([outcome[0], outcome[1], sorted(touched)])
         with self._internal():
-            if self._index % PRUNE_EVERY == 0:  # by index: the same rows on every replica
+            if key[0] % PRUNE_EVERY == 0 and key[1] == 1:  # by index: alike on every replica
                 self._x("DELETE FROM _zraft_replies WHERE idx <= ?",
-                        (self._index - store.KEEP_REPLIES,))
+                        (key[0] - store.KEEP_REPLIES,))
             self._x("INSERT OR REPLACE INTO _zraft_replies VALUES (?, ?, ?)", (*key, reply))
-        self._stored = key
+        self._stored = max(self._stored, key)
 
     def _sql_error(self, exc: sqlite3.Error, denied: str | None) -> BaseException:
         if denied is not None:
@@ -412,20 +486,24 @@ class SqliteBackend:
                               "AND name = ?", (table,)).fetchone() is not None
 
     def backend_stats(self) -> dict[str, Any]:
-        """In ``stat()["fsm"]["backend"]``: the database's applied index, how many calls a
-        replay answered from stored replies (no SQL run) since start, and its size."""
+        """In ``stat()["fsm"]["backend"]``: the applied index committed to the database
+        file, how many calls a replay answered from stored replies (no SQL run) since
+        start, and the file's size."""
         size = 0
         if self._dir is not None:
             for suffix in ("", "-wal"):
                 path = self._dir / (store.LIVE + suffix)
                 size += path.stat().st_size if path.exists() else 0
-        return {"db_index": self._stored[0], "replayed_calls": self._replayed_calls,
+        return {"db_index": self._committed[0], "replayed_calls": self._replayed_calls,
                 "db_bytes": size, "failed": self._failed}
 
     def temporary_count(self) -> int:
         """Rows owned by sessions (``stat``, after every batch: counted again only after a
         write that may have changed it)."""
         if self._temp_count is None or self._temp_count > 0 or self._owner_wrote:
+            if self._failed is not None:
+                return self._temp_count or 0
+            self._commit()
             assert self._ro is not None
             self._read_rules.reset()
             self._temp_count = int(self._ro.execute(
@@ -437,6 +515,7 @@ class SqliteBackend:
 
     def query(self, query: Any) -> QueryResult:
         self._check_failed()
+        self._commit()  # the read connection sees committed writes only
         sql, args = rules.parse_query(query)
         ro = self._ro
         assert ro is not None
@@ -480,6 +559,7 @@ class SqliteBackend:
         made from it on the snapshot thread while writes go on (WAL: readers and the
         writer do not block each other)."""
         self._check_failed()
+        self._commit()
         assert self._dir is not None
         source = store.open_reader(self._dir / store.LIVE)
         source.execute("BEGIN")
@@ -526,6 +606,18 @@ class SqliteBackend:
         self._open()
         self._failed = None
         self._base = index
+
+
+class _Call(NamedTuple):
+    """One call in the open transaction, enough to run it again (``_undo_call``)."""
+
+    body: Any
+    owner: str | None
+    time_ms: int
+    index: int
+    step: int
+    outcome: tuple[str, Any] = ("ok", None)
+    touched: frozenset[str] = frozenset()
 
 
 class _Internal:

@@ -12,10 +12,12 @@ the last local snapshot (the log before it is compacted): the backend then insta
 snapshot instead (``covers``). ``FULL`` would fsync the WAL at every write for nothing
 the log does not already give.
 
-Snapshot bytes: two replicas that applied the same entries hold the same database pages
-(SQLite's b-tree changes are a function of the pages and the statement), but the header's
-change counter depends on when each one checkpointed; ``normalize_header`` sets it (and
-its copy, "version-valid-for") to 1 in a snapshot, so equal states give equal files.
+Snapshot bytes: two replicas that applied the same entries hold the same rows, but not the
+same pages (the layout depends on how writes were grouped into commits, and a header's
+change counter on when each checkpointed). A snapshot is the backup copy rebuilt by
+``VACUUM`` (its layout a function of the content), with the change counter, the schema
+cookie and "version-valid-for" set to 1 (``normalize_header``): equal states give equal
+files.
 """
 
 from __future__ import annotations
@@ -89,14 +91,14 @@ def remove_live(directory: Path) -> None:
 
 
 def normalize_header(path: Path) -> None:
-    """Change counter and version-valid-for := 1 (see the module docstring)."""
+    """Change counter, schema cookie and version-valid-for := 1 (see the module
+    docstring)."""
     one = struct.pack(">I", 1)
     with open(path, "r+b") as f:
         if os.fstat(f.fileno()).st_size >= 100:
-            f.seek(24)
-            f.write(one)
-            f.seek(92)
-            f.write(one)
+            for offset in (24, 40, 92):
+                f.seek(offset)
+                f.write(one)
         f.flush()
         os.fsync(f.fileno())
 
@@ -107,6 +109,10 @@ def write_copy(source: sqlite3.Connection, directory: Path) -> None:
     dst = sqlite3.connect(target, isolation_level=None)
     try:
         source.backup(dst)
+        # rebuilt from its content: the page layout of the live database depends on how
+        # its writes were grouped into commits, which differs between replicas
+        dst.execute("PRAGMA journal_mode=DELETE")
+        dst.execute("VACUUM")
     finally:
         dst.close()
     normalize_header(target)

@@ -2,7 +2,8 @@
 
 Every shape the backend takes: schema changes (also of a table that then disappears, so
 rows owned by a session lose their table), exec/execmany/tx with positional and named
-parameters, RETURNING, constraint failures (a tx that fails half-way), the time functions
+parameters, RETURNING, constraint failures (a tx that fails half-way, INSERT OR ROLLBACK),
+the time functions
 ('now' is the entry's time), refused statements (random(), PRAGMA, TEMP objects, writes in
 a query), and queries over the tables. Temporary writes come from the checker itself (it
 sends some of these writes with ``temporary=True``).
@@ -45,8 +46,11 @@ def sqlite_commands(rng: random.Random) -> Op:
         return write(["exec", f"UPDATE {table} SET v = :v, at = datetime('now') "
                               "WHERE k = :k RETURNING k, v, at",
                       {"k": rng.choice(_KEYS), "v": rng.choice(_VALUES)}])
-    if r < 0.62:
+    if r < 0.60:
         return write(["exec", f"DELETE FROM {table} WHERE k = ?", [rng.choice(_KEYS)]])
+    if r < 0.62:  # a conflict rolls back the whole open transaction (earlier writes too)
+        return write(["exec", f"INSERT OR ROLLBACK INTO {table}(k, v) VALUES (?, 1)",
+                      [rng.choice(_KEYS)]])
     if r < 0.66:
         return write(rng.choice((
             ["exec", "SELECT random()"], ["exec", "PRAGMA user_version = 3"],
