@@ -203,8 +203,8 @@ class SqliteBackend:
         assert db is not None
         results = []
         for sql, args in statements:
-            with self._internal():  # a cached statement is valid for this schema only
-                version = self._x("PRAGMA schema_version").fetchone()[0]
+            # a cached statement is valid for this schema only
+            version = self._x("PRAGMA schema_version").fetchone()[0]
             self._write_rules.reset()
             self._budget.reset()
             try:
@@ -305,10 +305,9 @@ class SqliteBackend:
         assert db is not None
         call = _Call(body, self._owner, self._time_ms, self._index, self._step)
         try:
-            with self._internal():
-                if not db.in_transaction:
-                    self._x("BEGIN IMMEDIATE")
-                    self._pending = []
+            if not db.in_transaction:
+                self._x("BEGIN IMMEDIATE")
+                self._pending = []
             outcome = self._attempt(call, touched)
             self._pending.append(call._replace(outcome=outcome, touched=frozenset(touched)))
             if len(self._pending) >= COMMIT_EVERY:
@@ -319,12 +318,10 @@ class SqliteBackend:
         return outcome
 
     def _attempt(self, call: _Call, touched: set[str]) -> tuple[str, Any]:
-        with self._internal():
-            self._x("SAVEPOINT work")
+        self._x("SAVEPOINT work")
         try:
             outcome: tuple[str, Any] = ("ok", call.body(touched))
-            with self._internal():
-                self._x("RELEASE work")
+            self._x("RELEASE work")
         except BadCommand as exc:
             self._undo_call()
             touched.clear()
@@ -397,11 +394,10 @@ class SqliteBackend:
         if key[0] == 0:
             return
         reply = packb([outcome[0], outcome[1], sorted(touched)])
-        with self._internal():
-            if key[0] % PRUNE_EVERY == 0 and key[1] == 1:  # by index: alike on every replica
-                self._x("DELETE FROM _zraft_replies WHERE idx <= ?",
-                        (key[0] - store.KEEP_REPLIES,))
-            self._x("INSERT OR REPLACE INTO _zraft_replies VALUES (?, ?, ?)", (*key, reply))
+        if key[0] % PRUNE_EVERY == 0 and key[1] == 1:  # by index: alike on every replica
+            self._x("DELETE FROM _zraft_replies WHERE idx <= ?",
+                    (key[0] - store.KEEP_REPLIES,))
+        self._x("INSERT OR REPLACE INTO _zraft_replies VALUES (?, ?, ?)", (*key, reply))
         self._stored = max(self._stored, key)
 
     def _sql_error(self, exc: sqlite3.Error, denied: str | None) -> BaseException:
@@ -422,13 +418,18 @@ class SqliteBackend:
         return _Internal(self._write_rules)
 
     def _x(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
-        """The backend's own statement. The write connection caches compiled statements
+        """The backend's own statement (the authorizer lets it through). The write
+        connection caches compiled statements
         by their text, and a statement compiled here passed the authorizer as internal:
         the text carries a per-process random tag, so no client's SQL can be that text
         and reuse it."""
-        db = self._db
+        db, rules_ = self._db, self._write_rules
         assert db is not None
-        return db.execute(sql + self._tag, args)
+        was, rules_.internal = rules_.internal, True
+        try:
+            return db.execute(sql + self._tag, args)
+        finally:
+            rules_.internal = was
 
     # ---------------------------------------------------------------- temporary rows
 
