@@ -158,3 +158,59 @@ def test_sql_shell(make_cluster: Any, capsys: pytest.CaptureFixture[str],
                                "FROM t;\nSELECT nope FROM t;\n")
     assert code == 1 and "rows affected: 1" in out and "(1 row)" in out and "3" in out
     assert "no such column: nope" in err
+
+
+def test_bank_transfers_keep_the_total_through_a_leader_kill(make_cluster: Any) -> None:
+    """A short bank run: transfers in `tx` from several threads while the leader is killed
+    and restarted; no transfer creates or loses money (CHECK keeps balances >= 0, a tx is
+    all or nothing), and every replica ends with the same rows."""
+    import random
+    import threading
+
+    from zraft.errors import ZRaftError
+
+    acc = _cluster(make_cluster)
+    names = [f"a{i}" for i in range(5)]
+    _w(acc, acc.peers[0], ["exec", SCHEMA])
+    _w(acc, acc.peers[0], ["execmany", "INSERT INTO acct VALUES (?, 1000)",
+                           [[n] for n in names]])
+    stop = threading.Event()
+    done = [0]
+
+    def transfers(seed: int) -> None:
+        rng = random.Random(seed)
+        light = acc.light()  # follows the leader
+        while not stop.is_set():
+            src, dst = rng.sample(names, 2)
+            step = {"n": rng.randint(1, 400), "src": src, "dst": dst}
+            try:
+                api.write(light, ["tx", [  # credit first: an overdraw fails second
+                    ["UPDATE acct SET cents = cents + :n WHERE name = :dst", step],
+                    ["UPDATE acct SET cents = cents - :n WHERE name = :src", step]]],
+                    timeout=5, pool=acc.pool)
+                done[0] += 1
+            except BadCommand:
+                pass  # overdraw refused: nothing applied
+            except ZRaftError:
+                pass  # unknown outcome (the leader died): either way the total holds
+
+    threads = [threading.Thread(target=transfers, args=(s,), daemon=True) for s in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: done[0] >= 30, 30)
+        leader = acc.leader()
+        acc.kill(leader)
+        wait_for(lambda: done[0] >= 80, 60)
+        acc.restart(leader)
+        wait_for(lambda: done[0] >= 120, 60)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    total = [[len(names) * 1000]]
+    assert _q(acc, acc.peers[0], "SELECT sum(cents) FROM acct")["rows"] == total
+    want = _q(acc, acc.peers[0], "SELECT name, cents FROM acct ORDER BY name")
+    for peer in acc.peers:
+        wait_for(lambda peer=peer: _q(acc, peer, "SELECT name, cents FROM acct ORDER BY "
+                                      "name", local=True) == want, 20)
