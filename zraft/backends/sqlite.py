@@ -34,6 +34,7 @@ node calls it, e.g. in tests and the conformance checker).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import secrets
 import shutil
@@ -91,7 +92,7 @@ class SqliteBackend:
         self._tag = f" /* zraft {secrets.token_hex(8)} */"
         # what the authorizer recorded for each statement text when it was compiled (a
         # statement served from the connection's cache is not authorized again)
-        self._compiled: OrderedDict[tuple[str, int], rules.Touches] = OrderedDict()
+        self._compiled: OrderedDict[tuple[bytes, int], rules.Touches] = OrderedDict()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -241,7 +242,10 @@ class SqliteBackend:
         the most recent ``COMPILED_KEPT``; a schema change makes SQLite compile a cached
         statement again). Compiled without a single authorizer call (CREATE TABLE IF NOT
         EXISTS of a table that exists): it touches nothing."""
-        compiled, key = self._compiled, (sql, version)
+        # keyed by a digest: the texts themselves (up to MAX_SQL_CHARS each) would make
+        # this hold up to COMPILED_KEPT of them
+        compiled = self._compiled
+        key = (hashlib.blake2b(sql.encode(), digest_size=16).digest(), version)
         seen = compiled.get(key)
         if self._write_rules.compiled or seen is None:
             seen = compiled[key] = self._write_rules.touches()
