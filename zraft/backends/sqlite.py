@@ -1,6 +1,7 @@
 """``backend = "sqlite"``: a replicated SQLite database whose state lives on disk.
 
-Writes (applied on every replica, in log order, each in one SQLite transaction):
+Writes (applied on every replica, in log order, each in a savepoint of a transaction
+committed every ``COMMIT_EVERY`` calls and before any read or snapshot):
 
 - ``["exec", sql, params]``: one statement; ``["execmany", sql, [params, ...]]``: the
   statement once per row; ``["tx", [[sql, params], ...]]``: the statements in order, all
@@ -22,13 +23,14 @@ Determinism, limits and files: ``sqlite_rules`` and ``sqlite_store``. The time f
 read the entry's time stamp (the leader's clock when it accepted the write, in the log),
 ``random()`` and other functions whose answer differs per replica are refused.
 
-Restart: every write stores the applied log index in the same transaction
-(``_zraft_applied``) and its reply (``_zraft_replies``, the last ``KEEP_REPLIES``
-entries). A node that restarts keeps its database; the entries the log replays up to the
-stored index are answered from the stored replies without running their SQL. The index
-comes from the state machine's ``at_index`` hook; ``attach_directory`` (called by the node
-before ``init``) says where the live database lives (a private temporary directory if no
-node calls it, e.g. in tests and the conformance checker).
+Restart: every write stores its reply keyed by its log index (``_zraft_replies``, the
+last ``KEEP_REPLIES`` entries) in the same transaction as its data, so the newest reply is
+the database's applied index. A node that restarts keeps its database; the entries the
+log replays up to the stored index are answered from the stored replies without running
+their SQL. The index comes from the state machine's ``at_index`` hook;
+``attach_directory`` (called by the node before ``init``) says where the live database
+lives (a private temporary directory if no node calls it, e.g. in tests and the
+conformance checker).
 """
 
 from __future__ import annotations
@@ -154,11 +156,15 @@ class SqliteBackend:
         self._index, self._step = index, 0
 
     def _begin_replay(self, base: int) -> None:
-        """The machine starts at ``base``: the database may be ahead (a restart). If the
-        stored replies cannot cover the entries between, start over from empty (the log
-        from ``base`` replays everything: ``base`` is 0 or a snapshot this database is
-        not behind... see install_snapshot)."""
+        """The machine's first entry follows ``base`` and no snapshot was installed, so
+        ``base`` is 0 (install_snapshot decides otherwise): the database may be ahead (a
+        restart without a snapshot). If the stored replies cannot cover the entries up to
+        it, start over from empty: the log from index 1 replays everything."""
         self._base = base
+        if base > 0 and self._stored[0] != base:
+            self._failed = (f"the state machine starts after entry {base} without a "
+                            f"snapshot, the database is at {self._stored[0]}")
+            raise SqliteFailed(self._failed)
         if self._stored[0] > base and not store.covers(self._stored, base):
             log.info("sqlite backend: database at %d, machine at %d: rebuilding from the log",
                      self._stored[0], base)
