@@ -129,10 +129,8 @@ class ZraftSide(Side):
     durability = "fsync (fdatasync) before ack, group commit"
 
     def __init__(self, base_dir: Path, election_timeout: int = 500,
-                 max_log_count: int = 1000, extra_raft: dict[str, Any] | None = None,
-                 backend: str = "dict") -> None:
+                 max_log_count: int = 1000, extra_raft: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.backend = backend
         self.extra_raft = dict(extra_raft or {})
         self.label = "zraft"
         self.dir = base_dir
@@ -143,13 +141,13 @@ class ZraftSide(Side):
     def start(self) -> None:
         self.cluster = LocalCluster(self.dir, 3, election_timeout=self.election_timeout,
                                     max_log_count=self.max_log_count,
-                                    extra_raft=self.extra_raft, backend=self.backend)
+                                    extra_raft=self.extra_raft)
         self.cluster.start()
         self.cookie = self.cluster.cookie.encode()
         self.peer_name = self.cluster.peer_name
         self.peers = list(self.cluster.peers)
         self.pool = self.new_pool()
-        admin.create(self.pool, self.cluster, self.backend, 30.0)
+        admin.create(self.pool, self.cluster, "dict", 30.0)
 
     def stop(self) -> None:
         if self.pool is not None:

@@ -25,6 +25,8 @@ from bench.engine import Ops, Request
 from bench.sides import ZraftSide
 from bench.workloads import Sizes, _run, _summary, w5_large_values
 from zraft.client import api
+from zraft.cluster import admin
+from zraft.cluster.local import LocalCluster
 
 UPSERT = "INSERT OR REPLACE INTO kv(k, v) VALUES (?, ?)"
 
@@ -40,8 +42,23 @@ class SqlOps(Ops):
                            msgpack.packb([1, ["exec", UPSERT, [key, value]]]), None]
 
 
+class SqliteSide(ZraftSide):
+    """``ZraftSide`` whose group runs the sqlite backend."""
+
+    def start(self) -> None:
+        self.cluster = LocalCluster(self.dir, 3, election_timeout=self.election_timeout,
+                                    max_log_count=self.max_log_count,
+                                    extra_raft=self.extra_raft, backend="sqlite")
+        self.cluster.start()
+        self.cookie = self.cluster.cookie.encode()
+        self.peer_name = self.cluster.peer_name
+        self.peers = list(self.cluster.peers)
+        self.pool = self.new_pool()
+        admin.create(self.pool, self.cluster, "sqlite", 30.0)
+
+
 def _side(backend: str, base: Path) -> ZraftSide:
-    side = ZraftSide(base / backend, backend=backend)
+    side = (SqliteSide if backend == "sqlite" else ZraftSide)(base / backend)
     side.start()
     if backend == "sqlite":
         leader = side.peers[side.leader()]
