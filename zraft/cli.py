@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "zraft.node.commands",     # zraft node ...
     "zraft.loadgen.commands",    # zraft bench ...
     "zraft.backup.commands",     # zraft snapshot save / restore
+    "zraft.client.sql_command",  # zraft sql (the sqlite backend)
 )
 
 

@@ -86,7 +86,7 @@ class NodeConfig:
     listen: str = "127.0.0.1:7000"
     cookie: str = ""
     cookie_file: str = ""
-    backends: tuple[str, ...] = ("dict",)
+    backends: tuple[str, ...] = ("dict", "sqlite")
     # directories put first on the node's import path (sys.path), in order, so the
     # modules of the allowed backends can be imported; relative to the config file
     python_path: tuple[str, ...] = ()

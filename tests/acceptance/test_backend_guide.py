@@ -1,6 +1,7 @@
 """Every example of the backend guide runs, as a reader would run it, on real nodes.
 
-Checked: all of ``docs/backends.md``, and the README subsection "Your own state machine".
+Checked: all of ``docs/backends.md``, and the README sections "Your own state machine" and
+"Replicated SQLite".
 Each document runs in its own empty directory (the reader's project), in order:
 - a fenced block right after ``<!-- file: NAME -->`` is written to that file (the reader's
   module; the nodes import it from there: ``--python-path .``);
@@ -94,7 +95,8 @@ def test_blocks_are_found_with_their_files_and_sections() -> None:
     assert len(blocks(text)) == 4
 
 
-DOCS = [("docs/backends.md", None), ("README.md", "Your own state machine")]
+DOCS = [("docs/backends.md", None), ("README.md", "Your own state machine"),
+        ("README.md", "Replicated SQLite")]
 _PRINT = re.compile(r"^\s*print\((.*?)\)\s*(?:#\s?(.*))?$")
 
 
@@ -176,7 +178,8 @@ def _kill_recorded_nodes(directory: Path) -> None:
                             proc.kill()
 
 
-@pytest.mark.parametrize("doc, section", DOCS, ids=[d for d, _ in DOCS])
+@pytest.mark.parametrize("doc, section", DOCS,
+                         ids=[d if s is None else f"{d}: {s}" for d, s in DOCS])
 def test_guide_examples_run_on_real_nodes(doc: str, section: str | None, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     found = blocks((ROOT / doc).read_text(), section)

@@ -42,3 +42,5 @@ class PeerContext:
     backend_failed: Any = field(default=lambda _name, _text: None)
     # figures for the metrics endpoint, one object for every restart of this peer
     metrics: PeerMetrics = field(default_factory=PeerMetrics)
+    # where a backend that keeps files (``attach_directory``) keeps them; None: nowhere
+    backend_dir: Any = None

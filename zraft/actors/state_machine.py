@@ -100,7 +100,11 @@ class StateMachineActor(FastInboxActor):
         ctx = self.ctx
         election_ms = ctx.core_config().election_ticks * ctx.tick_ms
         self.store = ctx.snapshot_store()
+        attach = getattr(self.backend, "attach_directory", None)
         try:
+            if attach is not None and ctx.backend_dir is not None:
+                # a backend that keeps its state in files (sqlite): beside the peer's log
+                attach(ctx.backend_dir)
             self.machine = StateMachine(self.backend, ctx.peer_id,
                                         max_log_count=ctx.max_log_count,
                                         snapshot_log_ratio=ctx.snapshot_log_ratio,

@@ -17,6 +17,10 @@ Rules:
   raised by a command escapes ``apply``. The backend's state is left as the raising call
   left it (no rollback): the same on every replica, since the same deterministic code ran
   on the same state (docs/backends.md, "When apply raises").
+- A backend with an ``at_index(index)`` method is told the log index of each entry before
+  the entry's calls (its session expiries, then its apply): a backend that stores its
+  state durably keeps the index with it and, replaying the log after a restart, skips what
+  it already holds (zraft/backends/sqlite.py). Others are not called.
 - A backend whose ``apply`` / ``apply_in_session`` takes a keyword ``time_ms`` is given the
   entry's time (the leader's clock when it accepted the write, the same on every replica),
   the only clock a backend may read; others are called without it (no cost for them).
@@ -217,6 +221,9 @@ class StateMachine:
         self._backend_apply_in_session: Callable[[Any, str], Any] = (
             self._timed(backend.apply_in_session) if takes_time(backend.apply_in_session)
             else backend.apply_in_session)
+        # optional: a backend that keeps its own durable state (sqlite) learns the log
+        # index of the entry each following call belongs to; others are not called
+        self._at_index: Callable[[int], None] | None = getattr(backend, "at_index", None)
         backend.init(peer_id)
 
     def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -229,6 +236,7 @@ class StateMachine:
     def apply(self, entries: Iterable[Entry]) -> ApplyBatch:
         out = ApplyBatch(applied_index=self.applied_index)
         replies_append = out.replies.append
+        at_index = self._at_index
         for entry in entries:
             if entry.index <= self.applied_index:
                 continue
@@ -236,6 +244,8 @@ class StateMachine:
                 raise ValueError(
                     f"entry {entry.index} applied after {self.applied_index}: gap in the log"
                 )
+            if at_index is not None:
+                at_index(entry.index)
             if entry.term > self.sessions.leader_term and entry.type == DATA:
                 self.sessions.new_leader(entry.term, entry.time)
             self._expire_due(entry.time, out)
@@ -518,6 +528,9 @@ class StateMachine:
             "cached_replies": self.sessions.cached_reply_count(),
             "watchers": len(self.watches),
             "temporary_keys": temporary() if callable(temporary) else None,
+            **({"backend": extra()} if callable(extra := getattr(self.backend,
+                                                                 "backend_stats", None))
+               else {}),
         }
 
 

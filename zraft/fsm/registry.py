@@ -29,7 +29,8 @@ from zraft.saferepr import exception_line, safe_repr
 
 log = logging.getLogger(__name__)
 
-BUILTIN_BACKENDS: dict[str, str] = {"dict": "zraft.backends.dict:DictBackend"}
+BUILTIN_BACKENDS: dict[str, str] = {"dict": "zraft.backends.dict:DictBackend",
+                                   "sqlite": "zraft.backends.sqlite:SqliteBackend"}
 BACKEND_METHODS = ("init", "query", "apply", "apply_in_session", "expire_session", "snapshot",
                    "snapshot_done", "snapshot_failed", "install_snapshot")
 

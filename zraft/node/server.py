@@ -281,7 +281,8 @@ class Node:
             report_failure=self._peer_failed, backend_failed=self._backend_failed,
             peer_removed=self._peer_removed, sm_stats=self.sm_stats, log_stats=self.log_stats,
             mutations=test_mutations(),
-            metrics=self.peer_metrics.setdefault(name, PeerMetrics()))
+            metrics=self.peer_metrics.setdefault(name, PeerMetrics()),
+            backend_dir=peer_log_path(cfg.log_dir, peer_id) / "backend")
 
     def _start_peer(self, name: str, peer_id: str, backend: str, cluster_id: str = "") -> None:
         ctx = self._context(name, peer_id, backend, cluster_id)

@@ -176,8 +176,12 @@ class SnapshotService:
             conn.send(SnapshotControl("reject", [tid, "another cluster"]))
             return
         cfg = self.node.cfg
+        # retain=2, as the peer's own store: placing the received snapshot must not delete
+        # the local one a restarted peer's state machine has yet to load (it loads it
+        # lazily; a message needing the state before the install loaded a deleted
+        # snapshot and stopped the peer: backend_failed, seen with the sqlite backend)
         store = SnapshotStore.for_peer(cfg.snapshot_dir, entry.peer_id,
-                                       backup=cfg.raft.snapshot_backup)
+                                       backup=cfg.raft.snapshot_backup, retain=2)
         dest = store.new_tmp_dir()
         dest.rmdir()  # the receiver creates it atomically when the transfer is complete
         receiver = snapshot_stream.SnapshotReceiver(

@@ -31,6 +31,7 @@ from zraft.fsm.codec import NOT_FOUND
 from zraft.fsm.registry import BUILTIN_BACKENDS
 from zraft.testing.check_backend.ops import Op, query, write
 from zraft.testing.check_backend.shipped import SHIPPED
+from zraft.testing.check_backend.sqlite_commands import sqlite_commands
 
 _STR_KEYS = ("a", "b", "c", "k/1", "k/2", "k/10", "k/\u00e9", "zz")
 _OTHER_KEYS: tuple[Any, ...] = (b"a", b"k/1", 7, -1, ["t", 1], ["t", ["u", b"v"]])
@@ -89,6 +90,7 @@ def dict_commands(rng: random.Random) -> Op:
 
 DEFAULTS: dict[str, Callable[[random.Random], Op]] = {
     BUILTIN_BACKENDS["dict"]: dict_commands,
+    BUILTIN_BACKENDS["sqlite"]: sqlite_commands,
     **SHIPPED,
 }
 

@@ -1,0 +1,105 @@
+"""The sqlite backend against the dict backend, side by side in one run (issue 14).
+
+``python -m bench.sqlite_compare [--w2-ops N] [--w5-ops N] [--quick]``: for each backend a
+fresh 3-node cluster (``ZraftSide``, the nodes and client of ``bench.workloads``) runs
+- W2-style durable inserts: 1 connection x 1,000 outstanding writes of 100-byte values
+  (dict: ``["put", k, v]``; sqlite: ``INSERT OR REPLACE INTO kv(k, v) VALUES (?, ?)``
+  over the same 10,000 keys), ops/s;
+- W5: 4 KiB values, 1,000 outstanding, RSS per node after the writes and once idle, then
+  the follower catch-up of ``bench.workloads.catch_up`` (by snapshot).
+Prints one JSON document; the ratio sqlite/dict of W2 is ``w2_ratio``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from bench.engine import Ops, Request
+from bench.sides import ZraftSide
+from bench.workloads import Sizes, _run, _summary, w5_large_values
+from zraft.client import api
+from zraft.cluster import admin
+from zraft.cluster.local import LocalCluster
+
+UPSERT = "INSERT OR REPLACE INTO kv(k, v) VALUES (?, ?)"
+
+
+class SqlOps(Ops):
+    """The same keys and values as ``Ops``, as SQL writes."""
+
+    def put(self, i: int) -> Request:
+        return self.put_kv(f"k{i % 10_000}", self.values[i % len(self.values)])
+
+    def put_kv(self, key: str, value: bytes) -> Request:
+        return "propose", [self.peer_name,
+                           msgpack.packb([1, ["exec", UPSERT, [key, value]]]), None]
+
+
+class SqliteSide(ZraftSide):
+    """``ZraftSide`` whose group runs the sqlite backend."""
+
+    def start(self) -> None:
+        self.cluster = LocalCluster(self.dir, 3, election_timeout=self.election_timeout,
+                                    max_log_count=self.max_log_count,
+                                    extra_raft=self.extra_raft, backend="sqlite")
+        self.cluster.start()
+        self.cookie = self.cluster.cookie.encode()
+        self.peer_name = self.cluster.peer_name
+        self.peers = list(self.cluster.peers)
+        self.pool = self.new_pool()
+        admin.create(self.pool, self.cluster, "sqlite", 30.0)
+
+
+def _side(backend: str, base: Path) -> ZraftSide:
+    side = (SqliteSide if backend == "sqlite" else ZraftSide)(base / backend)
+    side.start()
+    if backend == "sqlite":
+        leader = side.peers[side.leader()]
+        api.write(leader, ["exec", "CREATE TABLE kv(k TEXT PRIMARY KEY, v BLOB)"],
+                  timeout=10, pool=side.pool)
+    return side
+
+
+def run(backend: str, sizes: Sizes, base: Path) -> dict[str, Any]:
+    side = _side(backend, base)
+    make = SqlOps if backend == "sqlite" else Ops
+    try:
+        ops = make(side.peer_name, 100)
+        w2 = _summary(_run(side, ops.put, sizes.w2_ops, 1_000, 1, sizes.time_limit,
+                           ops.put(0)))
+        w5 = w5_large_values(side, sizes, make(side.peer_name, 4096, 256))
+        return {"W2": w2, "W5": w5}
+    finally:
+        side.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sqlite_compare",
+                                     description=__doc__)
+    parser.add_argument("--w2-ops", type=int, default=20_000)
+    parser.add_argument("--w5-ops", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="a few hundred operations")
+    args = parser.parse_args(argv)
+    sizes = Sizes.quick() if args.quick else Sizes(w2_ops=args.w2_ops, w5_ops=args.w5_ops,
+                                                   time_limit=60.0)
+    base = Path(tempfile.mkdtemp(prefix="zraft-sqlite-bench-"))
+    out: dict[str, Any] = {"machine": f"{platform.machine()} {platform.processor()} "
+                                      f"{__import__('os').cpu_count()} cpus",
+                           "python": platform.python_version()}
+    for backend in ("dict", "sqlite"):
+        out[backend] = run(backend, sizes, base)
+    dict_w2 = out["dict"]["W2"]["ops_per_s"]
+    out["w2_ratio"] = round(out["sqlite"]["W2"]["ops_per_s"] / dict_w2, 3) if dict_w2 else None
+    print(json.dumps(out, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
