@@ -121,3 +121,14 @@ def test_off_and_limits() -> None:
     assert decoder_limit(0xFFFFFFFF, auth) == 0xFFFFFFFF
     with pytest.raises(ValueError):
         FrameAuth(b"same" * 8, b"same" * 8)
+
+
+def test_a_batch_of_frames_in_one_string_is_sealed_frame_by_frame() -> None:
+    """A node sends a batch of replies as one string: each frame gets its own MAC (sealing
+    the string as one frame delivered a body with two msgpack values in it)."""
+    client, server = _pair()
+    bodies = [b"one", b"two" * 600, b"three"]
+    sealed = client.seal_frames(b"".join(frame(b) for b in bodies))
+    assert server.open_many(FrameDecoder().feed(sealed)) == bodies
+    with pytest.raises(ValueError, match="not whole frames"):
+        client.seal_frames(frame(b"a") + frame(b"bc")[:-1])
