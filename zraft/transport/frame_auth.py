@@ -80,7 +80,7 @@ class _Mac:
                                       digest_size=TAG_SIZE)
         self._large = hmac.new(hmac.digest(key, b"hmac-sha256", "sha256"), digestmod="sha256")
 
-    def tag(self, seq: bytes | memoryview, body: memoryview) -> bytes:
+    def tag(self, seq: bytes, body: bytes | memoryview) -> bytes:
         if len(body) < _SMALL:
             h = self._small.copy()
             h.update(seq)
@@ -117,11 +117,15 @@ class FrameAuth:
     def seal(self, frame: bytes | bytearray | memoryview) -> bytes:
         """A length-prefixed frame (``HEADER`` + body) -> the same frame with its sequence
         number and tag appended (and its length header updated)."""
-        view = memoryview(frame)[HEADER_SIZE:]
+        n = len(frame) - HEADER_SIZE
+        # small bodies: slicing copies less than a memoryview costs; large: no copy
+        body = frame[HEADER_SIZE:] if n < _SMALL else memoryview(frame)[HEADER_SIZE:]
         seq = SEQ.pack(self.sent)
-        tag = self._send.tag(seq, view)
+        tag = self._send.tag(seq, body)
         self.sent += 1
-        return b"".join((HEADER.pack(len(view) + TRAILER_SIZE), view, seq, tag))
+        if n < _SMALL:
+            return HEADER.pack(n + TRAILER_SIZE) + body + seq + tag  # type: ignore[operator]
+        return b"".join((HEADER.pack(n + TRAILER_SIZE), body, seq, tag))
 
     def seal_many(self, frames: Iterable[bytes]) -> list[bytes]:
         return [self.seal(f) for f in frames]
@@ -147,19 +151,25 @@ class FrameAuth:
     def open(self, body: bytes | bytearray | memoryview) -> bytes:
         """A received frame body (without its length header) -> the authenticated body;
         ``FrameAuthError`` if it fails."""
-        view = memoryview(body)
-        n = len(view) - TRAILER_SIZE
+        n = len(body) - TRAILER_SIZE
         if n <= 0:
-            raise self._failed(f"{len(view)} bytes, too short for a sequence number and a MAC")
-        tag = self._recv.tag(view[n:n + SEQ.size], view[:n])
-        if not hmac.compare_digest(tag, view[n + SEQ.size:]):
+            raise self._failed(f"{len(body)} bytes, too short for a sequence number and a MAC")
+        m = n + SEQ.size
+        if n < _SMALL and type(body) is bytes:  # slicing small bytes beats memoryviews
+            data: bytes | memoryview = body[:n]
+            seq_bytes, tag = body[n:m], body[m:]
+        else:
+            view = memoryview(body)
+            data, seq_bytes, tag = view[:n], bytes(view[n:m]), view[m:]
+        if not hmac.compare_digest(self._recv.tag(seq_bytes, data), tag):
             raise self._failed("bad MAC (altered, truncated, injected or reflected)")
-        (seq,) = SEQ.unpack_from(view, n)
+        (seq,) = SEQ.unpack(seq_bytes)
         if seq != self.received:
             raise self._failed(f"sequence number {seq} (a genuine frame replayed, dropped or "
                                "reordered)")
         self.received += 1
-        return bytes(view[:n])  # bytes, as the decoder gave: nothing pins the read buffer
+        # bytes, as the decoder gave them: nothing pins the read buffer
+        return data if type(data) is bytes else bytes(data)
 
     def _failed(self, why: str) -> FrameAuthError:
         return FrameAuthError(f"frame {self.received} failed authentication: {why}")
