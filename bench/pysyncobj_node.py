@@ -107,7 +107,7 @@ class FrontConn:
         try:
             with self.lock:  # sealed in the order written
                 n = len(out)
-                data = b"".join(self.auth.seal_many(out[:n]))
+                data = self.auth.seal_frames(b"".join(out[:n]))
                 del out[:n]
                 self.sock.sendall(data)
         except OSError:

@@ -6,7 +6,9 @@ import os
 
 import pytest
 
+from zraft.transport.errors import DecodeError
 from zraft.transport.frame_auth import (
+    RECORD_BYTES,
     TRAILER_SIZE,
     FrameAuth,
     FrameAuthError,
@@ -33,7 +35,7 @@ def test_round_trip_both_directions(size: int) -> None:
     for i in range(3):
         body = bytes([i]) * size
         sealed = client.seal(frame(body))
-        assert len(sealed) == HEADER.size + size + TRAILER_SIZE
+        assert len(sealed) == 2 * HEADER.size + size + TRAILER_SIZE  # the frame, inside
         assert bytes(server.open(_wire(sealed))) == body
         assert bytes(client.open(_wire(server.seal(frame(body))))) == body
     assert client.sent == server.received == 3
@@ -117,7 +119,7 @@ def test_off_and_limits() -> None:
     assert for_connection(b"k" * 32, True, enabled=False) is None
     auth = for_connection(b"k" * 32, True)
     assert decoder_limit(100, None) == 100
-    assert decoder_limit(100, auth) == 100 + TRAILER_SIZE
+    assert decoder_limit(100, auth) == 100 + 4 + TRAILER_SIZE  # a frame's header inside
     assert decoder_limit(0xFFFFFFFF, auth) == 0xFFFFFFFF
     with pytest.raises(ValueError):
         FrameAuth(b"same" * 8, b"same" * 8)
@@ -129,6 +131,25 @@ def test_a_batch_of_frames_in_one_string_is_sealed_frame_by_frame() -> None:
     client, server = _pair()
     bodies = [b"one", b"two" * 600, b"three"]
     sealed = client.seal_frames(b"".join(frame(b) for b in bodies))
+    assert client.sent == 1  # one record, one MAC, for the batch
     assert server.open_many(FrameDecoder().feed(sealed)) == bodies
+    with pytest.raises(DecodeError, match="whole frames"):  # authenticated, but cut
+        server.open_many(FrameDecoder().feed(client.seal_frames(frame(b"a") + b"\0\0\0\5bc")))
+
+
+def test_a_large_batch_is_sealed_in_records_of_at_most_64_kib() -> None:
+    client, server = _pair()
+    bodies = [bytes([i % 251]) * 1000 for i in range(300)] + [b"x" * 200_000, b"end"]
+    sealed = client.seal_frames(b"".join(frame(b) for b in bodies))
+    records = FrameDecoder(1 << 20).feed(sealed)
+    assert len(records) == client.sent and 5 <= len(records) <= 10
+    assert all(len(r) <= RECORD_BYTES + TRAILER_SIZE for r in records[:4])
+    assert server.open_many(records) == bodies
     with pytest.raises(ValueError, match="not whole frames"):
-        client.seal_frames(frame(b"a") + frame(b"bc")[:-1])
+        client.seal_frames(b"".join(frame(b) for b in bodies)[:-1])
+
+
+def test_a_record_with_several_frames_is_refused_where_one_is_expected() -> None:
+    client, server = _pair()
+    with pytest.raises(DecodeError, match="holds 2 frames"):
+        server.open(_wire(client.seal(frame(b"a") + frame(b"b"))))

@@ -228,9 +228,11 @@ class Connection:
                     self._outbox.clear()
                     head, self._head = self._head, None
                 sent = len(frames) + (head is not None)
-                if auth is not None:  # under _wlock: sequence numbers in wire order
-                    frames = auth.seal_many(frames)
-                batch = b"".join([head, *frames] if head is not None else frames)
+                batch = b"".join(frames)
+                if auth is not None and batch:  # under _wlock: sequence numbers in wire order
+                    batch = auth.seal_frames(batch)  # one MAC per 64 KiB of requests
+                if head is not None:
+                    batch = head + batch
                 if not batch:
                     continue
                 try:

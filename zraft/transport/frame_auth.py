@@ -1,32 +1,40 @@
-"""Per-frame authentication after the cookie handshake (wire protocol version 2).
+"""Frame authentication after the cookie handshake (wire protocol version 2).
 
 The handshake proves both ends know the cookie, but on its own it leaves every later frame
 open to an on-path relay: forward the handshake untouched, then rewrite, inject, drop,
-reorder, replay or reflect frames. So every frame after the handshake, in both directions,
-carries a sequence number and a MAC under a key only the two ends of THIS connection hold:
+reorder, replay or reflect frames. So after the handshake, in both directions, frames travel
+inside sealed records that carry a sequence number and a MAC under a key only the two ends
+of THIS connection hold:
 
-    [length: 4][body][seq: 8, big-endian][tag: 16]      length = len(body) + 24
-    tag = BLAKE2b-128(key_s, seq || body)              if len(body) <  1024
-    tag = HMAC-SHA256(key_l, seq || body)[:16]        if len(body) >= 1024
+    record = [length: 4][frames][seq: 8, big-endian][tag: 16]   length = len(frames) + 24
+    frames = one or more whole frames as before ([length: 4][msgpack body]), back to back
+    tag = BLAKE2b-128(key_s, seq || frames)              if len(frames) <  1024
+    tag = HMAC-SHA256(key_l, seq || frames)[:16]        if len(frames) >= 1024
+
+A writer seals what it writes at once (a batch of requests, a batch of replies) as one
+record of at most ``RECORD_BYTES`` (64 KiB; a larger frame goes alone), so a pipelined batch
+costs one MAC, not one per request.
 
 - Keys: one per direction, derived from the handshake's ``session_key`` (cookie + both
   nonces, so fresh per connection): ``HMAC-SHA256(session_key, label)`` with the labels
   ``zraft-frames initiator->acceptor`` / ``zraft-frames acceptor->initiator``. A frame sent
   back to its sender (reflected) is checked under the other key and fails; a frame copied
   from another connection fails under this one's keys.
-- Sequence numbers: per direction, from 0, +1 per frame, checked to be exactly the next one.
+- Sequence numbers: per direction, from 0, +1 per record, checked to be exactly the next.
   The MAC is checked first, so a bad tag means the frame was altered, truncated, injected or
   reflected; a good tag with the wrong number means a genuine frame was replayed, dropped or
   reordered.
 - Any failure raises ``FrameAuthError``: the connection is closed (one log line, counted as
-  ``closed_bad_mac``); nothing of the frame is decoded, and no other connection is touched.
+  ``closed_bad_mac``); nothing of the record is decoded, and no other connection is touched.
+  An authenticated record that does not hold whole frames is a ``DecodeError`` (malformed).
 - Frames are sealed when they are written to the socket (under the writer's lock), never when
   queued: a queue that drops its oldest frame must not leave a gap in the numbers, and a
   frame queued on a peer link may go out on the link's next connection.
 - On or off per connection (``for_connection(..., enabled=...)``), decided after the
   handshake; on by default. Under TLS the MAC adds nothing TLS lacks, but it costs about a
-  microsecond a frame (and a frame carries a whole batch), so it stays on unless the caller
-  turns it off; both ends must decide the same way (both know whether they speak TLS).
+  microsecond a record (and a record carries a whole batch), so it stays on unless the
+  caller turns it off; both ends must decide the same way (both know whether they speak
+  TLS).
 
 ``key_s`` / ``key_l`` are ``HMAC-SHA256(direction key, "blake2b" / "hmac-sha256")``. Both MACs
 run in C from a keyed template that is ``copy()``-ed per frame (no key set-up per call):
@@ -43,12 +51,13 @@ import struct
 from collections.abc import Iterable
 from typing import Final
 
-from zraft.transport.errors import TransportError
+from zraft.transport.errors import DecodeError, TransportError
 from zraft.transport.framing import HEADER, HEADER_SIZE
 
 TAG_SIZE: Final = 16
 SEQ: Final = struct.Struct(">Q")
-TRAILER_SIZE: Final = SEQ.size + TAG_SIZE  # bytes added to every frame body
+TRAILER_SIZE: Final = SEQ.size + TAG_SIZE  # bytes added to every record
+RECORD_BYTES: Final = 64 * 1024  # frames sealed together in one record, at most (or one)
 _SMALL: Final = 1024  # bodies below this are MAC'd with BLAKE2b, from it with HMAC-SHA256
 _INITIATOR_TO_ACCEPTOR: Final = b"zraft-frames initiator->acceptor"
 _ACCEPTOR_TO_INITIATOR: Final = b"zraft-frames acceptor->initiator"
@@ -114,43 +123,43 @@ class FrameAuth:
         out_key, in_key = direction_keys(session_key)
         return cls(out_key, in_key) if initiator else cls(in_key, out_key)
 
-    def seal(self, frame: bytes | bytearray | memoryview) -> bytes:
-        """A length-prefixed frame (``HEADER`` + body) -> the same frame with its sequence
-        number and tag appended (and its length header updated)."""
-        n = len(frame) - HEADER_SIZE
-        # small bodies: slicing copies less than a memoryview costs; large: no copy
-        body = frame[HEADER_SIZE:] if n < _SMALL else memoryview(frame)[HEADER_SIZE:]
+    def seal(self, frames: bytes | bytearray | memoryview) -> bytes:
+        """One or more whole length-prefixed frames (at most ``RECORD_BYTES`` together, or
+        one larger frame alone) -> one sealed record: the frames as they were, inside."""
+        n = len(frames)
         seq = SEQ.pack(self.sent)
-        tag = self._send.tag(seq, body)
+        tag = self._send.tag(seq, frames)
         self.sent += 1
         if n < _SMALL:
-            return HEADER.pack(n + TRAILER_SIZE) + body + seq + tag  # type: ignore[operator]
-        return b"".join((HEADER.pack(n + TRAILER_SIZE), body, seq, tag))
+            return HEADER.pack(n + TRAILER_SIZE) + bytes(frames) + seq + tag
+        return b"".join((HEADER.pack(n + TRAILER_SIZE), frames, seq, tag))
 
     def seal_many(self, frames: Iterable[bytes]) -> list[bytes]:
+        """Each frame as a record of its own."""
         return [self.seal(f) for f in frames]
 
     def seal_frames(self, data: bytes) -> bytes:
-        """``data`` is one or more whole length-prefixed frames back to back (a node sends
-        a batch of replies as one string): seal each. ``ValueError`` if a frame is cut."""
-        (length,) = HEADER.unpack_from(data)
-        if length + HEADER_SIZE == len(data):
-            return self.seal(data)  # the common case: one frame
+        """``data`` is whole length-prefixed frames back to back (a batch of replies, a
+        writer's batch): one record per ``RECORD_BYTES`` of them (a larger frame alone),
+        so a batch of many requests costs about one MAC. ``ValueError`` if a frame is cut."""
+        if len(data) <= RECORD_BYTES:
+            return self.seal(data)  # the common case
         view = memoryview(data)
         out: list[bytes] = []
-        pos, n = 0, len(data)
+        pos, start, n = 0, 0, len(data)
         while pos < n:
             (length,) = HEADER.unpack_from(view, pos)
             end = pos + HEADER_SIZE + length
             if length == 0 or end > n:
                 raise ValueError(f"not whole frames: {n - pos} bytes left at offset {pos}")
-            out.append(self.seal(view[pos:end]))
+            if end - start > RECORD_BYTES and pos > start:
+                out.append(self.seal(view[start:pos]))
+                start = pos
             pos = end
+        out.append(self.seal(view[start:n]))
         return b"".join(out)
 
-    def open(self, body: bytes | bytearray | memoryview) -> bytes:
-        """A received frame body (without its length header) -> the authenticated body;
-        ``FrameAuthError`` if it fails."""
+    def _open_record(self, body: bytes | bytearray | memoryview) -> bytes | memoryview:
         n = len(body) - TRAILER_SIZE
         if n <= 0:
             raise self._failed(f"{len(body)} bytes, too short for a sequence number and a MAC")
@@ -168,14 +177,41 @@ class FrameAuth:
             raise self._failed(f"sequence number {seq} (a genuine frame replayed, dropped or "
                                "reordered)")
         self.received += 1
-        # bytes, as the decoder gave them: nothing pins the read buffer
-        return data if type(data) is bytes else bytes(data)
+        return data
+
+    def open_many(self, records: Iterable[bytes]) -> list[bytes]:
+        """Received records (frame bodies without their length header) -> the bodies of
+        the frames inside, in order; ``FrameAuthError`` if one fails authentication,
+        ``DecodeError`` if an authenticated record does not hold whole frames."""
+        out: list[bytes] = []
+        for record in records:
+            data = self._open_record(record)
+            size = len(data)
+            (length,) = HEADER.unpack_from(data) if size >= HEADER_SIZE else (0,)
+            if length and length + HEADER_SIZE == size:  # one frame: the common case
+                out.append(bytes(data[HEADER_SIZE:]))
+                continue
+            pos = 0
+            while pos < size:
+                (length,) = HEADER.unpack_from(data, pos) if size - pos >= HEADER_SIZE \
+                    else (0,)
+                end = pos + HEADER_SIZE + length
+                if length == 0 or end > size:
+                    raise DecodeError(f"record {self.received - 1} does not hold whole frames")
+                out.append(bytes(data[pos + HEADER_SIZE:end]))
+                pos = end
+        return out
+
+    def open(self, record: bytes | bytearray | memoryview) -> bytes:
+        """A record that must hold exactly one frame -> that frame's body."""
+        bodies = self.open_many([record])
+        if len(bodies) != 1:
+            raise DecodeError(f"record {self.received - 1} holds {len(bodies)} frames, not 1")
+        return bodies[0]
 
     def _failed(self, why: str) -> FrameAuthError:
         return FrameAuthError(f"frame {self.received} failed authentication: {why}")
 
-    def open_many(self, bodies: Iterable[bytes]) -> list[bytes]:
-        return [self.open(b) for b in bodies]
 
 
 def seal_stream(auth: FrameAuth | None, data: bytes) -> bytes:
@@ -208,7 +244,7 @@ def decoder_limit(max_frame_size: int, auth: FrameAuth | None) -> int:
     """The frame length a decoder accepts so a body of ``max_frame_size`` still fits."""
     if auth is None:
         return max_frame_size
-    return min(max_frame_size + TRAILER_SIZE, 0xFFFFFFFF)
+    return min(max_frame_size + HEADER_SIZE + TRAILER_SIZE, 0xFFFFFFFF)
 
 
 __all__ = ["SEQ", "TAG_SIZE", "TRAILER_SIZE", "FrameAuth", "FrameAuthError", "decoder_limit",
