@@ -184,21 +184,23 @@ class FrameAuth:
         the frames inside, in order; ``FrameAuthError`` if one fails authentication,
         ``DecodeError`` if an authenticated record does not hold whole frames."""
         out: list[bytes] = []
+        unpack = HEADER.unpack_from
         for record in records:
             data = self._open_record(record)
+            if type(data) is not bytes:
+                data = bytes(data)  # one copy; slicing bytes beats slicing a memoryview
             size = len(data)
-            (length,) = HEADER.unpack_from(data) if size >= HEADER_SIZE else (0,)
+            length = unpack(data)[0] if size >= HEADER_SIZE else 0
             if length and length + HEADER_SIZE == size:  # one frame: the common case
-                out.append(bytes(data[HEADER_SIZE:]))
+                out.append(data[HEADER_SIZE:])
                 continue
             pos = 0
             while pos < size:
-                (length,) = HEADER.unpack_from(data, pos) if size - pos >= HEADER_SIZE \
-                    else (0,)
+                length = unpack(data, pos)[0] if size - pos >= HEADER_SIZE else 0
                 end = pos + HEADER_SIZE + length
                 if length == 0 or end > size:
                     raise DecodeError(f"record {self.received - 1} does not hold whole frames")
-                out.append(bytes(data[pos + HEADER_SIZE:end]))
+                out.append(data[pos + HEADER_SIZE:end])
                 pos = end
         return out
 
