@@ -28,7 +28,7 @@ from zraft.core.messages import (
 from zraft.testing.authed_socket import authed
 from zraft.transport import codec
 from zraft.transport.errors import DecodeError
-from zraft.transport.frame_auth import TRAILER_SIZE
+from zraft.transport.frame_auth import RECORD_OVERHEAD
 from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE, HEADER, FrameDecoder
 from zraft.transport.handshake import client_handshake
 from zraft.transport.tcp import TcpTransport, TransportConfig, parse_addr
@@ -137,8 +137,8 @@ def make_inputs(rng: random.Random, n: int) -> list[bytes]:
 
 
 def classify(data: bytes) -> str:
-    # the node's limit: a frame's length may reach the body limit plus the MAC trailer
-    decoder = FrameDecoder(DEFAULT_MAX_FRAME_SIZE + TRAILER_SIZE)
+    # the node's limit: a record of one frame may reach the body limit plus 28 bytes
+    decoder = FrameDecoder(DEFAULT_MAX_FRAME_SIZE + RECORD_OVERHEAD)
     try:
         codec.decode_many(decoder.feed(data))
     except DecodeError:

@@ -58,6 +58,7 @@ TAG_SIZE: Final = 16
 SEQ: Final = struct.Struct(">Q")
 TRAILER_SIZE: Final = SEQ.size + TAG_SIZE  # bytes added to every record
 RECORD_BYTES: Final = 64 * 1024  # frames sealed together in one record, at most (or one)
+RECORD_OVERHEAD: Final = HEADER_SIZE + TRAILER_SIZE  # a record of one frame, beyond its body
 _SMALL: Final = 1024  # bodies below this are MAC'd with BLAKE2b, from it with HMAC-SHA256
 _INITIATOR_TO_ACCEPTOR: Final = b"zraft-frames initiator->acceptor"
 _ACCEPTOR_TO_INITIATOR: Final = b"zraft-frames acceptor->initiator"
@@ -246,8 +247,8 @@ def decoder_limit(max_frame_size: int, auth: FrameAuth | None) -> int:
     """The frame length a decoder accepts so a body of ``max_frame_size`` still fits."""
     if auth is None:
         return max_frame_size
-    return min(max_frame_size + HEADER_SIZE + TRAILER_SIZE, 0xFFFFFFFF)
+    return min(max_frame_size + RECORD_OVERHEAD, 0xFFFFFFFF)
 
 
-__all__ = ["SEQ", "TAG_SIZE", "TRAILER_SIZE", "FrameAuth", "FrameAuthError", "decoder_limit",
-           "direction_keys", "for_connection", "seal_stream"]
+__all__ = ["RECORD_BYTES", "RECORD_OVERHEAD", "SEQ", "TAG_SIZE", "TRAILER_SIZE", "FrameAuth",
+           "FrameAuthError", "decoder_limit", "direction_keys", "for_connection", "seal_stream"]

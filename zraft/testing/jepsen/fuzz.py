@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from zraft.testing.authed_socket import AuthedSocket, authed
 from zraft.transport import codec
 from zraft.transport.errors import HandshakeError, TransportError
-from zraft.transport.frame_auth import TRAILER_SIZE
+from zraft.transport.frame_auth import RECORD_OVERHEAD
 from zraft.transport.handshake import client_handshake
 
 HEADER = struct.Struct(">I")
@@ -371,7 +371,7 @@ def random_case(rng: random.Random) -> tuple[str, Any]:
                                  [1, "x", rng.randbytes(32), rng.randbytes(32), "root"],
                                  [2, "x", rng.randbytes(32), rng.randbytes(32), "client"]])
     if kind == "huge_length":
-        return kind, rng.choice([2**32 - 1, 2**31, 64 * 2**20 + TRAILER_SIZE + 1, 0])
+        return kind, rng.choice([2**32 - 1, 2**31, 64 * 2**20 + RECORD_OVERHEAD + 1, 0])
     if kind == "wrong_types":
         return kind, [rng.choice([1, 2, 5]), rng.choice([None, -1, "x", 2**64 - 1, [1]]),
                       rng.choice(["stat", 7, None, b"propose"]), rng.choice([None, 5, {}, []])]
