@@ -35,7 +35,8 @@ from typing import Any
 
 import msgpack
 
-from zraft.transport.framing import HEADER, FrameDecoder
+from zraft.transport.frame_auth import FrameAuth, decoder_limit
+from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE, HEADER, FrameDecoder
 from zraft.transport.handshake import server_handshake
 
 ERRORS = {1: "queue_full", 2: "no_leader", 3: "discarded", 4: "not_leader",
@@ -89,8 +90,9 @@ def install_group_commit_msync() -> None:
 class FrontConn:
     """One client connection: its socket, reply queue and send lock."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, auth: FrameAuth) -> None:
         self.sock = sock
+        self.auth = auth  # frames are authenticated as a zraft node's are (protocol 2)
         self.out: list[bytes] = []
         self.lock = threading.Lock()
 
@@ -102,11 +104,11 @@ class FrontConn:
         out = self.out
         if not out:
             return
-        n = len(out)
-        data = b"".join(out[:n])
-        del out[:n]
         try:
-            with self.lock:
+            with self.lock:  # sealed in the order written
+                n = len(out)
+                data = self.auth.seal_frames(b"".join(out[:n]))
+                del out[:n]
                 self.sock.sendall(data)
         except OSError:
             pass
@@ -189,20 +191,21 @@ def serve(args: argparse.Namespace) -> None:
     def serve_conn(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            server_handshake(sock, cookie, args.peer_ids.split(",")[args.index])
+            hello = server_handshake(sock, cookie, args.peer_ids.split(",")[args.index])
         except Exception:
             sock.close()
             return
-        conn = FrontConn(sock)
+        auth = FrameAuth.for_connection(hello.session_key, initiator=False)
+        conn = FrontConn(sock, auth)
         with conns_lock:
             conns.append(conn)
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(decoder_limit(DEFAULT_MAX_FRAME_SIZE, auth))
         try:
             while True:
                 data = sock.recv(1 << 18)
                 if not data:
                     break
-                for body in decoder.feed(data):
+                for body in auth.open_many(decoder.feed(data)):
                     _kind, req_id, op, args_ = msgpack.unpackb(body, raw=False)
                     handle(conn, req_id, op, args_)
         except (OSError, ValueError):

@@ -16,8 +16,9 @@ import zraft.aio as za
 from tests.aio.conftest import run
 from zraft.aio.connection import Connection
 from zraft.errors import Unreachable
+from zraft.testing.authed_socket import accepted
 from zraft.transport.codec import pack, unpack
-from zraft.transport.framing import HEADER, FrameDecoder
+from zraft.transport.framing import HEADER
 from zraft.transport.handshake import server_handshake
 
 COOKIE = b"scripted-cookie"
@@ -49,22 +50,21 @@ class ScriptedNode:
             return
         with sock:
             self.release.wait(10)
-            server_handshake(sock, COOKIE, self.address, 5)
+            peer = accepted(sock, server_handshake(sock, COOKIE, self.address, 5))
             if not self.read:
                 self.done.wait(20)
                 return
-            decoder = FrameDecoder()
             sock.settimeout(10)
             try:
                 while not self.done.is_set():
                     data = sock.recv(65536)
                     if not data:
                         return
-                    for body in decoder.feed(data):
+                    for body in peer.feed(data):
                         frame = unpack(body)
                         self.frames.append(frame)
                         if self.on_frame is not None:
-                            self.on_frame(sock, frame)
+                            self.on_frame(peer, frame)  # what it sends is sealed
             except OSError:
                 return
 

@@ -13,7 +13,8 @@ from bench import report
 from bench.engine import Ops, open_pools, percentile, pipelined
 from bench.loopback import sendfile_throughput
 from bench.profile import summarise, thread_kind
-from zraft.transport.framing import HEADER, FrameDecoder
+from zraft.testing.authed_socket import accepted
+from zraft.transport.framing import HEADER
 from zraft.transport.handshake import server_handshake
 
 
@@ -90,18 +91,17 @@ def fake_node():
     seen: list[int] = []
 
     def serve(sock: socket.socket) -> None:
-        server_handshake(sock, cookie, "fake")
-        decoder = FrameDecoder()
+        peer = accepted(sock, server_handshake(sock, cookie, "fake"))
         with sock:
             while data := sock.recv(65536):
                 out = []
-                for body in decoder.feed(data):
+                for body in peer.feed(data):
                     _kind, req_id, op, _args = msgpack.unpackb(body, raw=False)
                     seen.append(req_id)
                     status = "ok" if op == "propose" else "bad_request"
                     reply = msgpack.packb([3, req_id, status, None])
                     out.append(HEADER.pack(len(reply)) + reply)
-                sock.sendall(b"".join(out))
+                peer.sendall(b"".join(out))
 
     def accept() -> None:
         while True:

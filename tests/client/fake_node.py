@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zraft.transport.codec import pack, unpack
-from zraft.transport.framing import HEADER, FrameDecoder
+from zraft.transport.frame_auth import FrameAuth, decoder_limit
+from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE, HEADER, FrameDecoder
 from zraft.transport.handshake import server_handshake
 from zraft.transport.sentinels import NOT_FOUND
 
@@ -38,9 +39,10 @@ class FakeSession:
 
 
 class FakeConn:
-    def __init__(self, node: FakeNode, sock: socket.socket) -> None:
+    def __init__(self, node: FakeNode, sock: socket.socket, auth: FrameAuth) -> None:
         self.node = node
         self.sock = sock
+        self.auth = auth  # frames are authenticated as a real node's are
         self.lock = threading.Lock()
         self.closed = False
 
@@ -50,7 +52,7 @@ class FakeConn:
             if self.closed:
                 return
             try:
-                self.sock.sendall(HEADER.pack(len(body)) + body)
+                self.sock.sendall(self.auth.seal(HEADER.pack(len(body)) + body))
             except OSError:
                 self.closed = True
 
@@ -103,19 +105,20 @@ class FakeNode:
 
     def _serve(self, sock: socket.socket) -> None:
         try:
-            server_handshake(sock, self.cluster.cookie, self.peer_id, timeout=2.0)
+            hello = server_handshake(sock, self.cluster.cookie, self.peer_id, timeout=2.0)
         except Exception:
             sock.close()
             return
-        conn = FakeConn(self, sock)
+        auth = FrameAuth.for_connection(hello.session_key, initiator=False)
+        conn = FakeConn(self, sock, auth)
         self.conns.append(conn)
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(decoder_limit(DEFAULT_MAX_FRAME_SIZE, auth))
         try:
             while True:
                 data = sock.recv(65536)
                 if not data:
                     break
-                for body in decoder.feed(data):
+                for body in auth.open_many(decoder.feed(data)):
                     frame = unpack(body)
                     self.cluster.handle(self, conn, frame[1], frame[2], frame[3])
         except OSError:

@@ -8,8 +8,8 @@ import threading
 
 from tests.transport.helpers import wait_for
 from zraft.client.connection import Connection
+from zraft.testing.authed_socket import accepted
 from zraft.transport.codec import unpack
-from zraft.transport.framing import FrameDecoder
 from zraft.transport.handshake import server_handshake
 
 COOKIE = b"cookie"
@@ -22,15 +22,14 @@ def slow_reader_server(expected: int, out: list, ready: threading.Event) -> tupl
 
     def serve() -> None:
         sock, _ = lsock.accept()
-        server_handshake(sock, COOKIE, "node", 5.0)
+        peer = accepted(sock, server_handshake(sock, COOKIE, "node", 5.0))
         ready.set()
         sock.settimeout(10)
-        dec = FrameDecoder()
         while len(out) < expected:
             chunk = sock.recv(1500)  # small reads: the client's socket buffer fills up
             if not chunk:
                 break
-            out.extend(unpack(b) for b in dec.feed(chunk))
+            out.extend(unpack(b) for b in peer.feed(chunk))
         sock.close()
         lsock.close()
 
@@ -94,13 +93,12 @@ def echo_node(n_conns: int) -> tuple[str, socket.socket]:
         from zraft.transport.codec import pack
         from zraft.transport.framing import HEADER
         try:
-            server_handshake(sock, COOKIE, "node", 5.0)
-            dec = FrameDecoder()
+            peer = accepted(sock, server_handshake(sock, COOKIE, "node", 5.0))
             while chunk := sock.recv(65536):
-                for body in dec.feed(chunk):
+                for body in peer.feed(chunk):
                     _kind, req_id, _op, args = unpack(body)
                     reply = pack([3, req_id, "ok", args])
-                    sock.sendall(HEADER.pack(len(reply)) + reply)
+                    peer.sendall(HEADER.pack(len(reply)) + reply)
         except OSError:
             pass
         finally:

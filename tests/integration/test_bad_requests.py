@@ -17,8 +17,9 @@ from zraft.client.api import write_command
 from zraft.cluster.admin import ask
 from zraft.cluster.local import wait_until
 from zraft.errors import TooLarge
+from zraft.testing.authed_socket import authed
 from zraft.transport import codec
-from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
+from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE
 from zraft.transport.handshake import client_handshake
 
 pytestmark = pytest.mark.integration
@@ -69,8 +70,9 @@ class BadSender(threading.Thread):
 
     def __init__(self, h: Harness, node: int) -> None:
         super().__init__(daemon=True)
-        self.sock = socket.create_connection(("127.0.0.1", h.cluster.node(node).port), 5)
-        client_handshake(self.sock, h.cluster.cookie.encode(), "bad-sender", 5.0)
+        sock = socket.create_connection(("127.0.0.1", h.cluster.node(node).port), 5)
+        self.sock = authed(sock, client_handshake(sock, h.cluster.cookie.encode(),
+                                                  "bad-sender", 5.0))
         self.halt = threading.Event()
         self.sent = 0
         self.refused = 0
@@ -88,10 +90,9 @@ class BadSender(threading.Thread):
             self.sent += 1
 
     def _read(self) -> None:
-        decoder = FrameDecoder()
         with contextlib.suppress(OSError):
             while data := self.sock.recv(65536):
-                for body in decoder.feed(data):
+                for body in self.sock.feed(data):
                     if codec.decode(body).status == "bad_request":
                         self.refused += 1
 

@@ -23,6 +23,7 @@ from zraft.client import api
 from zraft.cluster import LocalCluster
 from zraft.cluster.local import NodeProcess, wait_until
 from zraft.cluster.ports import free_port
+from zraft.testing.authed_socket import AuthedSocket, authed
 from zraft.transport import codec
 from zraft.transport.framing import HEADER, frame
 from zraft.transport.handshake import NONCE_SIZE, _recv, client_handshake
@@ -73,10 +74,10 @@ def tuned(tmp_path) -> Iterator[Callable[..., Harness]]:
         harness.cluster.stop()
 
 
-def _authenticated(h: Harness, node: int, name: str) -> socket.socket:
+def _authenticated(h: Harness, node: int, name: str) -> AuthedSocket:
+    """A raw client that holds the cookie (its frames are sealed: they reach the decoder)."""
     sock = socket.create_connection(("127.0.0.1", h.cluster.node(node).port), timeout=5)
-    client_handshake(sock, h.cluster.cookie.encode(), name, 5.0)
-    return sock
+    return authed(sock, client_handshake(sock, h.cluster.cookie.encode(), name, 5.0))
 
 
 def _closed_by_node(sock: socket.socket) -> bool:

@@ -19,6 +19,7 @@ import pytest
 
 from zraft.cluster.local import free_port, wait_until
 from zraft.filemodes import write_private
+from zraft.testing.authed_socket import AuthedSocket, authed
 from zraft.transport import codec
 from zraft.transport.framing import frame
 from zraft.transport.handshake import client_handshake
@@ -92,19 +93,20 @@ def one_line(proc: subprocess.CompletedProcess[str]) -> str:
 def admin(port: int, op: str, args: list[object]) -> tuple[str, object]:
     """One admin request on a client connection: (status, value)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        client_handshake(sock, COOKIE.encode(), "operator", 10.0)
-        sock.sendall(frame(codec.encode(codec.AdminRequest(1, op, args))))
-        reply = _read_frame(sock)
+        peer = authed(sock, client_handshake(sock, COOKIE.encode(), "operator", 10.0))
+        peer.sendall(frame(codec.encode(codec.AdminRequest(1, op, args))))
+        reply = _read_frame(peer)
     status, value = reply[2], reply[3] if len(reply) > 3 else None
     return status, value
 
 
-def _read_frame(sock: socket.socket) -> list[object]:
+def _read_frame(sock: AuthedSocket) -> list[object]:
     head = _exactly(sock, 4)
-    return msgpack.unpackb(_exactly(sock, int.from_bytes(head, "big")), raw=False)
+    (body,) = sock.feed(head + _exactly(sock, int.from_bytes(head, "big")))
+    return msgpack.unpackb(body, raw=False)
 
 
-def _exactly(sock: socket.socket, n: int) -> bytes:
+def _exactly(sock: AuthedSocket, n: int) -> bytes:
     data = b""
     while len(data) < n:
         chunk = sock.recv(n - len(data))
@@ -164,8 +166,8 @@ def test_a_client_connection_cannot_send_raft_messages(tmp_path, started) -> Non
     msg = codec.AppendEntries(99, "zraft@127.0.0.1:1", f"zraft@127.0.0.1:{port}", 0, 0, [],
                               0, 0)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        client_handshake(sock, COOKIE.encode(), "intruder", 10.0)
-        sock.sendall(frame(codec.encode(msg)))
+        intruder = authed(sock, client_handshake(sock, COOKIE.encode(), "intruder", 10.0))
+        intruder.sendall(frame(codec.encode(msg)))  # sealed: refused for what it is
         sock.settimeout(10)
         assert sock.recv(1) == b""  # closed by the node
     assert admin(port, "ping", [])[0] == "ok"

@@ -16,6 +16,7 @@ from tests.integration.conftest import Harness
 from zraft.client import api
 from zraft.cluster.local import wait_until
 from zraft.storage.naming import peer_log_path
+from zraft.testing.authed_socket import authed
 from zraft.transport import codec
 from zraft.transport.errors import HandshakeError
 from zraft.transport.framing import frame
@@ -159,7 +160,7 @@ def test_ten_thousand_bad_frames_leave_the_node_serving(make_cluster) -> None:
                 sock.sendall(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64))))
                 sent += 1
                 continue
-            client_handshake(sock, h.cluster.cookie.encode(), "fuzzer", 5.0)
+            fuzzer = authed(sock, client_handshake(sock, h.cluster.cookie.encode(), "fuzzer", 5.0))
             burst = []
             for _ in range(50):
                 body = bytearray(rng.choice(good))
@@ -169,7 +170,7 @@ def test_ten_thousand_bad_frames_leave_the_node_serving(make_cluster) -> None:
                              else struct.pack(">I", rng.getrandbits(32)) + bytes(body))
                 sent += 1
             with contextlib.suppress(OSError):  # the node closing on us is the point
-                sock.sendall(b"".join(burst))
+                fuzzer.sendall(b"".join(burst))  # sealed: the fuzz reaches the decoder
     assert h.cluster.node(n.index).alive()
     assert h.write(["after", 2]) == "ok"
     assert h.query("before") == 1

@@ -22,6 +22,7 @@ from zraft.testing.jepsen.fuzz import (
     run_case,
     wrong_type_frames,
 )
+from zraft.transport.frame_auth import RECORD_OVERHEAD
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,8 @@ def test_unauthenticated_garbage_is_refused(target: FuzzTarget, data: bytes) -> 
     assert_survived(result)
 
 
-@pytest.mark.parametrize("length", [2**32 - 1, 2**31, 64 * 2**20 + 1])
+# the smallest refused length: a 64 MiB body in a record (28 bytes more), plus one
+@pytest.mark.parametrize("length", [2**32 - 1, 2**31, 64 * 2**20 + RECORD_OVERHEAD + 1])
 def test_huge_length_headers_close_the_connection(target: FuzzTarget, length: int) -> None:
     result = run_case(target, "huge_length", length)
     assert result.outcome == "closed", result

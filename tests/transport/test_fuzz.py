@@ -25,9 +25,11 @@ from zraft.core.messages import (
     VoteReply,
     VoteRequest,
 )
+from zraft.testing.authed_socket import authed
 from zraft.transport import codec
 from zraft.transport.errors import DecodeError
-from zraft.transport.framing import HEADER, FrameDecoder
+from zraft.transport.frame_auth import RECORD_OVERHEAD
+from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE, HEADER, FrameDecoder
 from zraft.transport.handshake import client_handshake
 from zraft.transport.tcp import TcpTransport, TransportConfig, parse_addr
 
@@ -135,7 +137,8 @@ def make_inputs(rng: random.Random, n: int) -> list[bytes]:
 
 
 def classify(data: bytes) -> str:
-    decoder = FrameDecoder()
+    # the node's limit: a record of one frame may reach the body limit plus 28 bytes
+    decoder = FrameDecoder(DEFAULT_MAX_FRAME_SIZE + RECORD_OVERHEAD)
     try:
         codec.decode_many(decoder.feed(data))
     except DecodeError:
@@ -149,12 +152,12 @@ FAKE_NODE = "127.0.0.1:9"  # some probes claim to be a peer node, to exercise pe
 def probe(addr: tuple[str, int], data: bytes, as_node: bool) -> tuple[str, bool]:
     """Send ``data`` on a fresh authenticated connection; report whether the server closed."""
     expected = classify(data)
-    with socket.create_connection(addr, timeout=5) as s:
+    with socket.create_connection(addr, timeout=5) as raw:
         if as_node:
-            client_handshake(s, COOKIE, FAKE_NODE, 5, role="node")
+            s = authed(raw, client_handshake(raw, COOKIE, FAKE_NODE, 5, role="node"))
         else:
-            client_handshake(s, COOKIE, "fuzzer", 5)
-        s.sendall(data)
+            s = authed(raw, client_handshake(raw, COOKIE, "fuzzer", 5))
+        s.sendall(data)  # sealed: the fuzz reaches the decoder behind the MAC
         if expected == "valid":
             return expected, True
         if expected == "incomplete":

@@ -17,6 +17,8 @@ from zraft.transport.handshake import client_handshake, cookie_bytes, server_han
 
 COOKIE = b"secret-cookie"
 
+V = handshake.PROTOCOL_VERSION
+
 
 class RecordingSocket:
     """Passes calls through to a socket and records what is sent."""
@@ -84,7 +86,7 @@ def test_server_with_wrong_cookie_is_detected_by_the_client():
 
         def fake_server():
             deadline = time.monotonic() + 2
-            handshake._send(s, ["zraft-hello", 1, "evil", b"n" * 32], deadline)
+            handshake._send(s, ["zraft-hello", V, "evil", b"n" * 32], deadline)
             box["auth"] = handshake._recv(s, deadline)
             handshake._send(s, ["zraft-ok", b"m" * 32], deadline)
 
@@ -145,8 +147,9 @@ def test_version_mismatch_refused():
 
 def test_client_refuses_unknown_server_version_and_wrong_node():
     for hello, match in (
-        (["zraft-hello", 2, "node-s", b"n" * 32], "protocol"),
-        (["zraft-hello", 1, "node-x", b"n" * 32], "expected node"),
+        (["zraft-hello", V + 1, "node-s", b"n" * 32], "protocol"),
+        (["zraft-hello", 1, "node-s", b"n" * 32], "wire protocol 1, we speak 2"),  # before MACs
+        (["zraft-hello", V, "node-x", b"n" * 32], "expected node"),
     ):
         s, c = socket.socketpair()
         with s, c:
@@ -187,9 +190,9 @@ def test_unknown_role_refused():
         t, box = run_server(s)
         deadline = time.monotonic() + 2
         hello = handshake._recv(c, deadline)
-        transcript = handshake._transcript(1, hello[2], "x", "admin", hello[3], b"c" * 32)
+        transcript = handshake._transcript(V, hello[2], "x", "admin", hello[3], b"c" * 32)
         mac = handshake._mac(COOKIE, b"zraft-client", transcript)
-        handshake._send(c, ["zraft-auth", 1, "x", b"c" * 32, mac, "admin"], deadline)
+        handshake._send(c, ["zraft-auth", V, "x", b"c" * 32, mac, "admin"], deadline)
         t.join(5)
         assert "role" in str(box["error"])
     with pytest.raises(ValueError):
@@ -203,8 +206,8 @@ def test_role_is_authenticated():
         t, box = run_server(s)
         deadline = time.monotonic() + 2
         hello = handshake._recv(c, deadline)
-        transcript = handshake._transcript(1, hello[2], "x", "client", hello[3], b"c" * 32)
+        transcript = handshake._transcript(V, hello[2], "x", "client", hello[3], b"c" * 32)
         mac = handshake._mac(COOKIE, b"zraft-client", transcript)
-        handshake._send(c, ["zraft-auth", 1, "x", b"c" * 32, mac, "node"], deadline)
+        handshake._send(c, ["zraft-auth", V, "x", b"c" * 32, mac, "node"], deadline)
         t.join(5)
         assert "cookie" in str(box["error"])

@@ -8,9 +8,9 @@ import threading
 import time
 
 from tests.transport.helpers import COOKIE, Inbox, wait_for
+from zraft.testing.authed_socket import AuthedSocket, authed
 from zraft.transport import codec
 from zraft.transport.codec import ClientReply, ClientRequest
-from zraft.transport.framing import FrameDecoder
 from zraft.transport.handshake import client_handshake
 from zraft.transport.tcp import (
     Connection,
@@ -45,11 +45,11 @@ class Rounds:
             return sum(len(f) for r in self.rounds for _, f in r)
 
 
-def raw_client(address: str, name: str) -> socket.socket:
+def raw_client(address: str, name: str) -> AuthedSocket:
     sock = socket.create_connection(parse_addr(address), timeout=5)
-    client_handshake(sock, COOKIE, name, 5.0)
+    auth = client_handshake(sock, COOKIE, name, 5.0)
     sock.settimeout(5)
-    return sock
+    return authed(sock, auth)
 
 
 def test_one_thread_reads_every_client_and_a_round_spans_connections():
@@ -68,8 +68,7 @@ def test_one_thread_reads_every_client_and_a_round_spans_connections():
         assert len(rounds.threads) == 1 and next(iter(rounds.threads)).startswith(
             "zraft-reactor")
         for i, sock in enumerate(socks):
-            dec = FrameDecoder()
-            (reply,) = codec.decode_many(dec.feed(sock.recv(65536)))
+            (reply,) = codec.decode_many(sock.feed(sock.recv(65536)))
             assert reply == ClientReply(i, "ok", i)
     finally:
         for sock in socks:
@@ -150,9 +149,9 @@ def test_replies_written_before_a_client_half_close_are_delivered():
         for i in range(200):
             sock.sendall(codec.encode_frame(ClientRequest(i, "echo", b"v" * 500)))
         sock.shutdown(socket.SHUT_WR)  # done sending, still reading
-        dec, got = FrameDecoder(), []
+        got = []
         while chunk := sock.recv(65536):
-            got.extend(codec.decode_many(dec.feed(chunk)))
+            got.extend(codec.decode_many(sock.feed(chunk)))
         assert [r.req_id for r in got] == list(range(200))
         wait_for(lambda: len(server._reactor) == 0)
     finally:
@@ -166,9 +165,9 @@ def _half_close_and_collect(server: TcpTransport, n: int) -> list[int]:
         for i in range(n):
             sock.sendall(codec.encode_frame(ClientRequest(i, "echo", b"v" * 500)))
         sock.shutdown(socket.SHUT_WR)  # done sending, still reading
-        dec, got = FrameDecoder(), []
+        got = []
         while chunk := sock.recv(65536):
-            got.extend(codec.decode_many(dec.feed(chunk)))
+            got.extend(codec.decode_many(sock.feed(chunk)))
         return [r.req_id for r in got]
     finally:
         sock.close()
@@ -200,9 +199,9 @@ def test_replies_still_queued_when_the_client_half_closes_are_written(monkeypatc
     writer taking one frame per batch)."""
     original = SendQueue.take
 
-    def slow_take(self, timeout, max_bytes, owner=None):
+    def slow_take(self, timeout, max_bytes, owner=None, seal=None):
         time.sleep(0.002)
-        return original(self, timeout, max_bytes, owner)
+        return original(self, timeout, max_bytes, owner, seal)
 
     monkeypatch.setattr(SendQueue, "take", slow_take)
     cfg = TransportConfig(reconnect_initial=0.01, reconnect_max=0.1, join_timeout=2.0,

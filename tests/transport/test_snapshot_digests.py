@@ -179,6 +179,7 @@ def test_a_stalled_sender_inside_a_spliced_file_hits_the_io_timeout(tmp_path: Pa
     io_timeout (the spliced read waits on the non-blocking socket with that timeout)."""
     import socket as socket_module
 
+    from zraft.transport.frame_auth import FrameAuth
     from zraft.transport.handshake import client_handshake
 
     rx = SnapshotReceiver(tmp_path / "dest", COOKIE, "follower", listen_addr=LOOP,
@@ -188,9 +189,10 @@ def test_a_stalled_sender_inside_a_spliced_file_hits_the_io_timeout(tmp_path: Pa
     try:
         auth = client_handshake(sock, COOKIE, "leader", 5.0, role="snapshot")
         files = [["big", BIG]]
-        ss._send_frame(sock, [files, ss._manifest_mac(auth.session_key, files)])
-        assert ss._recv_frame(sock) == ["ready"]
-        ss._send_frame(sock, ["big", BIG])
+        fa = FrameAuth.for_connection(auth.session_key, initiator=True)  # control frames
+        ss._send_frame(sock, [files, ss._manifest_mac(auth.session_key, files)], fa)
+        assert ss._recv_frame(sock, fa) == ["ready"]
+        ss._send_frame(sock, ["big", BIG], fa)
         sock.sendall(b"x" * (2 * 1024 * 1024))  # then nothing more
         with pytest.raises(SnapshotTransferError, match=r"stalled|timed out"):
             rx.wait(10)
@@ -214,3 +216,23 @@ def test_writeback_starts_for_every_chunk_of_a_large_file(tmp_path: Path, monkey
     assert ranges[0][0] == 0
     assert all(a + n == b for (a, n), (b, _m) in itertools.pairwise(ranges))
     assert sum(n for _a, n in ranges) == BIG
+
+
+def test_a_forged_control_frame_fails_the_transfer(tmp_path: Path) -> None:
+    """The stream's control frames are authenticated like every frame after a handshake: a
+    sender whose manifest frame is not sealed (as an on-path relay would inject it) is
+    refused before the manifest is even read."""
+    import socket as socket_module
+
+    from zraft.transport.handshake import client_handshake
+
+    rx = SnapshotReceiver(tmp_path / "dest", COOKIE, "follower", listen_addr=LOOP,
+                          io_timeout=5)
+    host, port = rx.start()
+    with socket_module.create_connection((host, port), timeout=5) as sock:
+        auth = client_handshake(sock, COOKIE, "leader", 5.0, role="snapshot")
+        files = [["small", 1]]
+        ss._send_frame(sock, [files, ss._manifest_mac(auth.session_key, files)])  # no MAC
+        with pytest.raises(SnapshotTransferError, match="failed authentication"):
+            rx.wait(10)
+    assert not (tmp_path / "dest").exists()

@@ -15,6 +15,7 @@ from zraft.core.messages import AppendEntries, AppendReply, VoteRequest
 from zraft.transport import codec
 from zraft.transport.codec import ClientReply, ClientRequest
 from zraft.transport.errors import HandshakeError
+from zraft.transport.frame_auth import seal_stream
 from zraft.transport.handshake import client_handshake
 from zraft.transport.tcp import TcpTransport, TransportConfig, connect, parse_addr
 
@@ -73,7 +74,7 @@ def test_all_frames_of_one_read_arrive_in_one_callback(pair):
     conn = connect(b.address, COOKIE, "client-1", got, FAST)
     try:
         burst = codec.encode_frames(ClientRequest(i, "get", [i]) for i in range(50))
-        conn.sock.sendall(burst)  # one write of 50 small frames
+        conn.sock.sendall(seal_stream(conn.frame_auth, burst))  # one write of 50 frames
         inbox_b.wait_count(50)
         assert len(inbox_b.calls) < 50
         assert max(len(fs) for _, fs in inbox_b.calls) > 1

@@ -13,6 +13,7 @@ import pytest
 
 from tests.transport.helpers import COOKIE, Inbox, wait_for
 from zraft.saferepr import safe_repr
+from zraft.testing.authed_socket import authed
 from zraft.transport import codec
 from zraft.transport.codec import MAX_NESTING, ClientReply, ClientRequest
 from zraft.transport.errors import DecodeError, HandshakeError
@@ -153,8 +154,8 @@ def test_a_nested_frame_closes_its_connection_only(client_reactor):
     good = connect(server.address, COOKIE, "good", replies, cfg)
     bad = socket.create_connection(parse_addr(server.address), timeout=5)
     try:
-        client_handshake(bad, COOKIE, "bad", 5.0)
-        bad.sendall(HEADER.pack(len(DEEP)) + DEEP)
+        sealed = authed(bad, client_handshake(bad, COOKIE, "bad", 5.0))
+        sealed.sendall(HEADER.pack(len(DEEP)) + DEEP)  # authenticated: reaches the decoder
         assert bad.recv(100) == b""  # closed by the node
         wait_for(lambda: server.status()["malformed"] == 1)
         good.send(ClientRequest(7, "echo", "still here"))

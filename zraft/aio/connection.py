@@ -52,6 +52,7 @@ from zraft.client.connection import (
 from zraft.saferepr import safe_repr
 from zraft.transport.codec import pack, unpack
 from zraft.transport.errors import HandshakeError, TransportError
+from zraft.transport.frame_auth import FrameAuth, decoder_limit, for_connection
 from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_SIZE
 from zraft.transport.framing import HEADER, HEADER_SIZE, FrameDecoder
 from zraft.transport.handshake import (
@@ -138,6 +139,7 @@ class Connection:
         self._outbox: dict[int, bytes] = {}  # req_id -> frame not written yet, in order
         self._flush_scheduled = False
         self._writer: asyncio.StreamWriter | None = None
+        self._auth: FrameAuth | None = None  # set after the handshake, before _writer
         self._draining: asyncio.Task[None] | None = None
         self._dead: str | None = None
         self.requests_sent = 0
@@ -188,7 +190,12 @@ class Connection:
         writer = self._writer
         if writer is None or not self._outbox or self._dead is not None:
             return
-        batch = b"".join(self._outbox.values())
+        frames = self._outbox.values()
+        auth = self._auth
+        # sealed here, in the order they are written (one loop: nothing interleaves)
+        batch = b"".join(frames)
+        if auth is not None:
+            batch = auth.seal_frames(batch)  # one MAC per 64 KiB of requests
         self.requests_sent += len(self._outbox)
         self._outbox.clear()
         try:
@@ -247,21 +254,23 @@ class Connection:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
-                await client_handshake(reader, writer, self._cookie, self._client_id,
-                                       self._connect_timeout)
+                hello = await client_handshake(reader, writer, self._cookie, self._client_id,
+                                               self._connect_timeout)
             except TransportError as exc:
                 reason = f"cannot reach node {self.address}: {exc}"
                 return
             if self._dead is not None:
                 return
+            auth = self._auth = for_connection(hello.session_key, initiator=True)
             self._writer = writer
             self._flush()
-            decoder = FrameDecoder()
+            decoder = FrameDecoder(decoder_limit(MAX_FRAME_SIZE, auth))
             while True:
                 data = await reader.read(READ_SIZE)
                 if not data:
                     return
-                for body in decoder.feed(data):
+                bodies = decoder.feed(data)
+                for body in bodies if auth is None else auth.open_many(bodies):
                     self._dispatch(unpack(body))
         except (OSError, TransportError, ValueError) as exc:
             reason = f"connection to {self.address} failed: {exc}"

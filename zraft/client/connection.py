@@ -47,6 +47,7 @@ from zraft.ids import PeerId, node_of, peer_str
 from zraft.transport.codec import pack, unpack
 from zraft.transport.connection import set_send_timeout
 from zraft.transport.errors import TransportError
+from zraft.transport.frame_auth import FrameAuth, decoder_limit, for_connection
 from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE as MAX_FRAME_SIZE
 from zraft.transport.framing import HEADER, FrameDecoder
 from zraft.transport.handshake import client_handshake, cookie_bytes
@@ -97,7 +98,9 @@ class Connection:
         self._send_timeout = send_timeout
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
-        self._outbox: collections.deque[bytes] = collections.deque()
+        self._outbox: collections.deque[bytes] = collections.deque()  # frames, not sealed
+        self._head: bytes | None = None  # sealed rest of a frame the kernel took in part
+        self._auth: FrameAuth | None = None  # set with _sock, after the handshake
         self._pending: dict[int, ReplyCallback] = {}
         self._ids = itertools.count(1)
         self._sock: socket.socket | None = None
@@ -132,7 +135,8 @@ class Connection:
                 self._pending[req_id] = callback
                 frame = HEADER.pack(len(body)) + body
                 sock = self._sock
-                if (sock is None or self._outbox or len(self._pending) > _DIRECT_MAX_IN_FLIGHT
+                if (sock is None or self._outbox or self._head is not None
+                        or len(self._pending) > _DIRECT_MAX_IN_FLIGHT
                         or not self._wlock.acquire(False)):
                     self._outbox.append(frame)
                     self._wakeup.notify()
@@ -153,13 +157,15 @@ class Connection:
         the writer thread sends whatever the kernel did not take, before anything else."""
         failed: OSError | None = None
         try:
+            if self._auth is not None:
+                frame = self._auth.seal(frame)  # under _wlock: sequence numbers in wire order
             try:
                 sent = sock.send(frame, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 sent = 0
             if sent < len(frame):
                 with self._lock:
-                    self._outbox.appendleft(frame[sent:])
+                    self._head = frame[sent:]
                     self._wakeup.notify()
             else:
                 self.requests_sent += 1
@@ -179,25 +185,25 @@ class Connection:
 
     # -- threads ------------------------------------------------------------------------
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> tuple[socket.socket, FrameAuth | None]:
         host, _, port = self.address.rpartition(":")
         sock = socket.create_connection((host.strip("[]"), int(port)), self._connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tls is not None:  # the cookie handshake runs inside TLS
                 sock = connect_tls(self._tls, sock, host, self._connect_timeout)
-            client_handshake(sock, self._cookie, self._client_id, self._connect_timeout)
+            auth = client_handshake(sock, self._cookie, self._client_id, self._connect_timeout)
         except BaseException:
             sock.close()
             raise
         set_send_timeout(sock, self._send_timeout)
         if self._tls is not None:
-            return TlsSocket(sock, self._send_timeout)  # type: ignore[arg-type, return-value]
-        return sock
+            sock = TlsSocket(sock, self._send_timeout)  # type: ignore[arg-type, assignment]
+        return sock, for_connection(auth.session_key, initiator=True)
 
     def _write_loop(self) -> None:
         try:
-            sock = self._connect()
+            sock, auth = self._connect()
         except (OSError, TransportError, ValueError) as exc:
             self._fail(f"cannot reach node {self.address}: {exc}")
             return
@@ -205,6 +211,7 @@ class Connection:
             if self._dead is not None:
                 sock.close()
                 return
+            self._auth = auth  # before _sock: a direct send seals from the first frame
             self._sock = sock
             self.sock = sock  # the reactor's (it closes it once unregistered)
         if not client_reactor().add(self):
@@ -219,15 +226,21 @@ class Connection:
             reader.start()
         while True:
             with self._lock:
-                while not self._outbox and self._dead is None:
+                while not self._outbox and self._head is None and self._dead is None:
                     self._wakeup.wait()
                 if self._dead is not None:
                     return
             with self._wlock:
                 with self._lock:
-                    batch = b"".join(self._outbox)
-                    sent = len(self._outbox)
+                    frames = list(self._outbox)
                     self._outbox.clear()
+                    head, self._head = self._head, None
+                sent = len(frames) + (head is not None)
+                batch = b"".join(frames)
+                if auth is not None and batch:  # under _wlock: sequence numbers in wire order
+                    batch = auth.seal_frames(batch)  # one MAC per 64 KiB of requests
+                if head is not None:
+                    batch = head + batch
                 if not batch:
                     continue
                 try:
@@ -241,8 +254,14 @@ class Connection:
                 self._fail(f"send to {self.address} failed: {failed}")
                 return
 
+    def _bodies(self, decoder: FrameDecoder, data: memoryview) -> list[Any]:
+        """The frame bodies ``data`` completed, authenticated (FrameAuthError if not)."""
+        bodies = decoder.feed(data)
+        auth = self._auth
+        return auth.open_many(bodies) if auth is not None and bodies else bodies
+
     def _read_loop(self, sock: socket.socket) -> None:
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(decoder_limit(MAX_FRAME_SIZE, self._auth))
         reason = f"node {self.address} closed the connection"
         try:
             # one buffer for the reader's life (a fresh 256 KiB recv costs ~15 us a read)
@@ -253,7 +272,7 @@ class Connection:
                 n = recv_into(rbuf)
                 if not n:
                     break
-                for body in decoder.feed(rview[:n]):
+                for body in self._bodies(decoder, rview[:n]):
                     self._dispatch(unpack(body))
         except (OSError, TransportError, ValueError) as exc:
             reason = f"connection to {self.address} failed: {exc}"
@@ -262,7 +281,7 @@ class Connection:
     # -- reading through the process's client reactor ----------------------------------
 
     def reactor_attach(self) -> bool:
-        self._decoder = FrameDecoder()
+        self._decoder = FrameDecoder(decoder_limit(MAX_FRAME_SIZE, self._auth))
         self.reactor_eof = False
         self._read_end = f"node {self.address} closed the connection"
         return self._dead is None
@@ -285,7 +304,7 @@ class Connection:
             self.reactor_eof = True
             return None
         try:
-            for body in self._decoder.feed(data):
+            for body in self._bodies(self._decoder, data):
                 self._dispatch(unpack(body))
         except (TransportError, ValueError) as exc:
             self._read_end = f"connection to {self.address} failed: {exc}"
@@ -325,6 +344,7 @@ class Connection:
             pending = list(self._pending.values())
             self._pending.clear()
             self._outbox.clear()
+            self._head = None
             sock, self._sock = self._sock, None
             self._wakeup.notify_all()
         if sock is not None:

@@ -45,6 +45,7 @@ from typing import Any
 from zraft.saferepr import safe_repr
 from zraft.transport import codec
 from zraft.transport.errors import BufferLimitExceeded, DecodeError
+from zraft.transport.frame_auth import FrameAuth, FrameAuthError, decoder_limit, for_connection
 from zraft.transport.framing import (
     DEFAULT_ALLOWANCE,
     DEFAULT_MAX_BUFFERED,
@@ -172,9 +173,12 @@ class SendQueue:
         for data in items:
             self.put(data)
 
-    def take(self, timeout: float, max_bytes: int, owner: object = None) -> list[bytes]:
+    def take(self, timeout: float, max_bytes: int, owner: object = None,
+             seal: Callable[[bytes], bytes] | None = None) -> list[bytes]:
         """Wait up to ``timeout`` for frames; return a batch of about ``max_bytes``, led by
-        the head if ``owner`` owns it (a head of another owner is dropped: half a frame)."""
+        the head if ``owner`` owns it (a head of another owner is dropped: half a frame).
+        ``seal`` (frame_auth) is applied to each frame taken, not to the head (sealed when
+        it was first written)."""
         with self._cond:
             if not self._frames and self._head is None:
                 self._cond.wait(timeout)
@@ -193,7 +197,7 @@ class SendQueue:
                 data = frames.popleft()
                 size += len(data)
                 taken += len(data)
-                out.append(data)
+                out.append(data if seal is None else seal(data))
             self._bytes -= taken
             return out
 
@@ -245,8 +249,15 @@ class Connection:
         budget: BufferBudget | None = None,
         on_over_budget: Callable[[], None] = lambda: None,
         on_shrink: Callable[[], object] | None = None,
+        frame_auth: FrameAuth | None = None,
+        on_bad_mac: Callable[[], None] = lambda: None,
     ) -> None:
         self.sock = sock
+        # frames after the handshake are sealed when written and opened when read (None:
+        # not authenticated, e.g. under TLS, or a socket that had no handshake)
+        self._auth = frame_auth
+        self._seal = frame_auth.seal_frames if frame_auth is not None else None
+        self._on_bad_mac = on_bad_mac
         self.peer_id = peer_id
         self.role = role
         self.inbound = inbound
@@ -280,6 +291,11 @@ class Connection:
         self.bytes_out = 0
         self.dropped_in = 0
         self.opened_at = time.monotonic()
+
+    @property
+    def frame_auth(self) -> FrameAuth | None:
+        """The connection's frame authenticator (None: frames are not authenticated)."""
+        return self._auth
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -422,6 +438,8 @@ class Connection:
         try:
             if self._retired or self._closed.is_set() or not self._queue.idle():
                 return False
+            if self._seal is not None:
+                data = self._seal(data)  # under _wlock: sequence numbers in wire order
             try:
                 sent = self.sock.send(data, socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -458,7 +476,7 @@ class Connection:
                 if not queue.wait(0.5):
                     continue
                 with self._wlock:
-                    batch = queue.take(0, cfg.write_batch_bytes, self)
+                    batch = queue.take(0, cfg.write_batch_bytes, self, self._seal)
                     if not batch:
                         continue
                     data = batch[0] if len(batch) == 1 else b"".join(batch)
@@ -500,6 +518,8 @@ class Connection:
                 bodies = decoder.feed(rview[:n])  # copies what it keeps
                 if not bodies:
                     continue
+                if self._auth is not None:
+                    bodies = self._auth.open_many(bodies)
                 frames = self._accept_frames(codec.decode_many(bodies))
                 if not frames:
                     continue
@@ -517,8 +537,8 @@ class Connection:
 
     def _new_decoder(self) -> FrameDecoder:
         cfg = self._config
-        return FrameDecoder(cfg.max_frame_size, self._budget, cfg.partial_allowance,
-                            self._on_shrink)
+        return FrameDecoder(decoder_limit(cfg.max_frame_size, self._auth), self._budget,
+                            cfg.partial_allowance, self._on_shrink)
 
     def _bad_input(self, exc: Exception) -> None:
         """Whatever went wrong reading or decoding closes this connection only."""
@@ -526,6 +546,10 @@ class Connection:
             log.warning("%s (%s): partial frames over the node's buffer budget, closing: %s",
                         self._label, self.remote, exc)
             self._on_over_budget()
+        elif isinstance(exc, FrameAuthError):
+            log.warning("%s (%s): frame authentication failed, closing: %s", self._label,
+                        self.remote, exc)
+            self._on_bad_mac()
         elif isinstance(exc, DecodeError):
             log.warning("%s (%s): malformed input, closing: %s", self._label, self.remote,
                         safe_repr(str(exc), 200))
@@ -606,6 +630,8 @@ class Connection:
             bodies = decoder.feed(data)
             if not bodies:
                 return []
+            if self._auth is not None:
+                bodies = self._auth.open_many(bodies)
             return self._accept_frames(codec.decode_many(bodies))
         except Exception as exc:
             self._bad_input(exc)
@@ -686,6 +712,7 @@ def connect(
         config=cfg,
         on_close=on_close or (lambda _c: None),
         label=f"client:{addr}",
+        frame_auth=for_connection(auth.session_key, initiator=True),
     )
     conn.start_reader()
     return conn

@@ -6,6 +6,9 @@ Exchange, each message one length-prefixed msgpack array (at most 4 KiB):
 2. client -> server  ``["zraft-auth", version, client_id, client_nonce, client_mac, role]``
 3. server -> client  ``["zraft-ok", server_mac]``  or  ``["zraft-denied", reason]``
 
+After ``zraft-ok`` every frame in both directions is authenticated under keys derived from
+``session_key`` (protocol version 2, see ``frame_auth.py``).
+
 ``client_mac = HMAC-SHA256(cookie, "zraft-client" || T)`` and
 ``server_mac = HMAC-SHA256(cookie, "zraft-server" || T)`` where ``T`` is the msgpack transcript
 ``[version, server_id, client_id, role, server_nonce, client_nonce]``. ``role`` is ``node``
@@ -42,7 +45,9 @@ from zraft.transport.codec import check_nesting
 from zraft.transport.errors import DecodeError, HandshakeError
 from zraft.transport.framing import HEADER, HEADER_SIZE
 
-PROTOCOL_VERSION: Final = 1
+# 2: every frame after the handshake carries a sequence number and a MAC (frame_auth.py);
+# a version-1 end and a version-2 end refuse each other here, before any frame.
+PROTOCOL_VERSION: Final = 2
 NONCE_SIZE: Final = 32
 MAX_HANDSHAKE_FRAME: Final = 4096
 MAX_ID_LENGTH: Final = 512
@@ -181,7 +186,7 @@ def server_handshake(
         _, version, client_id, client_nonce, client_mac, role = msg
         if type(version) is not int or version != PROTOCOL_VERSION:
             _deny(sock, "version", deadline)
-            raise HandshakeError(f"protocol version {safe_repr(version, 20)} != {PROTOCOL_VERSION}")
+            raise HandshakeError(_version_mismatch("client", version))
         client_id = _check_id(client_id)
         client_nonce = _check_nonce(client_nonce)
         if type(role) is not str or role not in ROLES:
@@ -233,8 +238,7 @@ def client_answer(
         raise HandshakeError(f"expected {_HELLO}, got {safe_repr(hello[0], 40)}")
     _, version, server_id, server_nonce = hello
     if type(version) is not int or version != PROTOCOL_VERSION:
-        raise HandshakeError(
-            f"server speaks protocol {safe_repr(version, 20)}, not {PROTOCOL_VERSION}")
+        raise HandshakeError(_version_mismatch("server", version))
     server_id = _check_id(server_id)
     if expect_server_id is not None and server_id != expect_server_id:
         raise HandshakeError(
@@ -300,6 +304,12 @@ def client_handshake(
         raise failure from (exc if isinstance(exc, OSError) else None)
     sock.settimeout(None)
     return result
+
+
+def _version_mismatch(who: str, version: Any) -> str:
+    return (f"the {who} speaks wire protocol {safe_repr(version, 20)}, we speak "
+            f"{PROTOCOL_VERSION} (2 authenticates every frame): run the same zraft version "
+            "on both ends")
 
 
 def _deny(sock: socket.socket, reason: str, deadline: float) -> None:

@@ -26,6 +26,7 @@ from zraft.transport.connection import (
     tune_socket,
 )
 from zraft.transport.errors import HandshakeError
+from zraft.transport.frame_auth import for_connection
 from zraft.transport.handshake import client_handshake
 from zraft.transport.tls import NodeTls, TlsSocket, connect_tls
 
@@ -245,6 +246,7 @@ class PeerLink:
                 is_blocked=lambda _peer: self.addr in self._transport.blocked_in,
                 on_close=self.connection_closed,
                 label=f"link:{self.addr}",
+                frame_auth=for_connection(auth.session_key, initiator=True),
                 **self._transport.reading_options(),
             )
             self.install(conn)

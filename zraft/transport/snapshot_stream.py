@@ -57,6 +57,7 @@ import msgpack
 from zraft.saferepr import safe_repr
 from zraft.transport.codec import check_nesting
 from zraft.transport.errors import DecodeError, HandshakeError, SnapshotTransferError
+from zraft.transport.frame_auth import FrameAuth, FrameAuthError, decoder_limit
 from zraft.transport.framing import HEADER, HEADER_SIZE
 from zraft.transport.handshake import client_handshake, cookie_bytes, server_handshake
 from zraft.transport.snapshot_files import DigestsOf, file_digest, receive_file
@@ -125,9 +126,10 @@ STATS = SnapshotStats()
 # Shared helpers
 
 
-def _send_frame(sock: socket.socket, obj: Any) -> None:
+def _send_frame(sock: socket.socket, obj: Any, fa: FrameAuth | None = None) -> None:
     body = msgpack.packb(obj, use_bin_type=True)
-    sock.sendall(HEADER.pack(len(body)) + body)
+    data = HEADER.pack(len(body)) + body
+    sock.sendall(data if fa is None else fa.seal(data))
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -142,12 +144,20 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def _recv_frame(sock: socket.socket) -> Any:
+def _recv_frame(sock: socket.socket, fa: FrameAuth | None = None) -> Any:
+    """One control frame (authenticated with ``fa``: every control frame after the
+    handshake is; the file bytes between them are covered by the digests instead)."""
     (length,) = HEADER.unpack(_recv_exact(sock, HEADER_SIZE))
-    if not 0 < length <= MAX_CONTROL_FRAME:
+    if not 0 < length <= decoder_limit(MAX_CONTROL_FRAME, fa):
         raise SnapshotTransferError(f"control frame length {length} not allowed")
+    body = _recv_exact(sock, length)
+    if fa is not None:
+        try:
+            body = fa.open(body)
+        except FrameAuthError as exc:
+            raise SnapshotTransferError(str(exc)) from None
     try:
-        obj = msgpack.unpackb(_recv_exact(sock, length), raw=False)
+        obj = msgpack.unpackb(body, raw=False)
     except Exception as exc:
         raise SnapshotTransferError(f"bad control frame: {type(exc).__name__}") from None
     try:  # control frames hold lists of [path, size, digest]: never deep
@@ -335,10 +345,11 @@ def send_snapshot(
                 sock, cookie_bytes(cookie), node_id, handshake_timeout, role="snapshot"
             )
             sock.settimeout(io_timeout)  # non-blocking fd + timeouts for every later step
+            fa = FrameAuth.for_connection(auth.session_key, initiator=True)
             files = [[e.path, e.size] if e.sha256 is None else [e.path, e.size, e.sha256]
                      for e in entries]
-            _send_frame(sock, [files, _manifest_mac(auth.session_key, files)])
-            _expect(_recv_frame(sock), "ready")
+            _send_frame(sock, [files, _manifest_mac(auth.session_key, files)], fa)
+            _expect(_recv_frame(sock, fa), "ready")
             done = 0
 
             def advance(n: int) -> None:
@@ -348,20 +359,20 @@ def send_snapshot(
                     on_progress(done, total)
 
             for entry in entries:
-                _send_frame(sock, [entry.path, entry.size])
+                _send_frame(sock, [entry.path, entry.size], fa)
                 if entry.size:
                     t = time.monotonic()
                     _sendfile(sock, root / entry.path, entry.size, io_timeout, advance)
                     STATS.add("sendfile_seconds", time.monotonic() - t)
                 STATS.add("files_sent")
             if hashing is None:
-                _send_frame(sock, ["done"])
+                _send_frame(sock, ["done"], fa)
             else:
                 t = time.monotonic()
                 digests = hashing.result(io_timeout)
                 STATS.add("manifest_seconds", time.monotonic() - t)  # only the wait shows
-                _send_frame(sock, ["done", digests, _digests_mac(auth.session_key, digests)])
-            _expect(_recv_frame(sock), "ok")
+                _send_frame(sock, ["done", digests, _digests_mac(auth.session_key, digests)], fa)
+            _expect(_recv_frame(sock, fa), "ok")
     except SnapshotTransferError:
         STATS.add("sends_failed")
         raise
@@ -537,8 +548,9 @@ class SnapshotReceiver:
             return sock, auth.session_key
 
     def _receive(self, sock: socket.socket, session_key: bytes, started: float) -> TransferResult:
+        fa = FrameAuth.for_connection(session_key, initiator=False)
         try:
-            frame = _recv_frame(sock)
+            frame = _recv_frame(sock, fa)
             if type(frame) is not list or len(frame) != 2:
                 raise SnapshotTransferError("manifest frame must be [files, mac]")
             files, mac = frame
@@ -547,12 +559,12 @@ class SnapshotReceiver:
                 raise SnapshotTransferError("manifest MAC does not verify")
             entries = _check_manifest(files, self._max_total)
             self._tmp.mkdir(parents=True)
-            _send_frame(sock, ["ready"])
+            _send_frame(sock, ["ready"], fa)
             total = sum(e.size for e in entries)
             done = 0
             received: list[bytes] = []
             for entry in entries:
-                header = _recv_frame(sock)
+                header = _recv_frame(sock, fa)
                 if header != [entry.path, entry.size]:
                     raise SnapshotTransferError(
                         f"file header {safe_repr(header)} is not {entry.path}")
@@ -565,16 +577,16 @@ class SnapshotReceiver:
                     self._on_progress(done, total)
                 if self._cancelled.is_set():
                     raise SnapshotTransferError("cancelled")
-            self._check_done(_recv_frame(sock), entries, received, session_key)
+            self._check_done(_recv_frame(sock, fa), entries, received, session_key)
             self._install()
             STATS.add("receive_sync_seconds", self._sync_seconds)
             STATS.add("bytes_received", total)
-            _send_frame(sock, ["ok"])
+            _send_frame(sock, ["ok"], fa)
             return TransferResult(len(entries), total, time.monotonic() - started,
                                   {e.path: d for e, d in zip(entries, received, strict=True)})
         except SnapshotTransferError as exc:
             with contextlib.suppress(OSError):
-                _send_frame(sock, ["error", str(exc)])
+                _send_frame(sock, ["error", str(exc)], fa)
             raise
 
     @staticmethod

@@ -78,6 +78,7 @@ from zraft.transport.connection import (
     tune_socket,
 )
 from zraft.transport.errors import HandshakeError
+from zraft.transport.frame_auth import for_connection
 from zraft.transport.framing import BufferBudget
 from zraft.transport.handshake import cookie_bytes, server_handshake
 from zraft.transport.joining import join_started
@@ -162,6 +163,7 @@ class TcpTransport:
             "refused_over_limit": 0,
             "handshakes_evicted": 0,
             "closed_over_buffer_budget": 0,
+            "closed_bad_mac": 0,
             "accept_errors": 0,
             "thread_restarts": 0,
             "dropped_by_filter": 0,
@@ -492,6 +494,7 @@ class TcpTransport:
             "budget": self.buffers,
             "on_malformed": self.count_malformed,
             "on_over_budget": lambda: self._count("closed_over_buffer_budget"),
+            "on_bad_mac": lambda: self._count("closed_bad_mac"),
             "on_shrink": self._on_shrink,
         }
 
@@ -569,6 +572,7 @@ class TcpTransport:
             # conn.send on any connection of a peer node goes through its link, so a
             # reply sent on a duplicate that is being retired still gets out
             queue=link.queue if link is not None else None,
+            frame_auth=for_connection(auth.session_key, initiator=False),
             **self.reading_options(),
         )
         with self._lock:
