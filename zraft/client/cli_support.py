@@ -118,6 +118,8 @@ class Target:
             peers = peers or found.peers
             cookie_file = cookie_file or found.cookie_file
             self.election_timeout = found.election_timeout
+        if not peers and getattr(args, "peer_is_target", False) and args.peer:
+            peers = [args.peer]  # the command's own PEER argument is where it goes
         if not peers:
             raise UsageError("no peers: give --peers, --dir or $ZRAFT_PEERS")
         try:
