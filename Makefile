@@ -33,8 +33,9 @@ test: $(STAMP)
 
 # Long runs, not part of `make test`: the simulator over SEEDS seeds, Jepsen-style fault runs
 # against real nodes for MINUTES (and NETNS_MINUTES in network namespaces with host names,
-# skipped without root), a protocol fuzz campaign, and the `slow` tests (50 leader kills with live sessions
-# holding ephemeral keys). Each prints its figures and exits non-zero on a finding.
+# skipped without root), a protocol fuzz campaign, and the `slow` tests (50 leader kills
+# with live sessions holding ephemeral keys). Each prints its figures and exits non-zero
+# on a finding.
 soak: $(STAMP)
 	$(PY) -m pytest -q -s -m slow tests/acceptance/test_session_takeover.py
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2
