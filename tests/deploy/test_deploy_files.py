@@ -161,6 +161,12 @@ def test_deploy_scripts_parse_and_are_executable() -> None:
         assert subprocess.run(["sh", "-n", str(script)]).returncode == 0, script
 
 
+def test_healthcheck_without_its_peer_is_unhealthy_not_docker_reserved_2() -> None:
+    done = subprocess.run([str(DEPLOY / "bin" / "zraft-healthcheck")], env={"PATH": "/bin"},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "set ZRAFT_PEER" in done.stderr
+
+
 # -- systemd -----------------------------------------------------------------------------
 
 
