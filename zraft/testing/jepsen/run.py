@@ -235,10 +235,11 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
     turn = 0
     try:
         deadline = time.monotonic() + cfg.seconds
-        while time.monotonic() < deadline:
+        in_turn = "+" in cfg.kind  # and each listed kind at least once, however long they take
+        while time.monotonic() < deadline or (in_turn and turn < len(kinds)):
             time.sleep(cfg.gap)  # calm between faults (pacing, not synchronisation)
             # "a+b": every listed kind in turn, so a short run is sure to do each of them
-            kind = kinds[turn % len(kinds)] if "+" in cfg.kind else rng.choice(kinds)
+            kind = kinds[turn % len(kinds)] if in_turn else rng.choice(kinds)
             turn += 1
             text = nemesis.run_fault(kind)
             nemesis_log.write(f"{time.monotonic() - epoch:8.2f} {text}\n")
