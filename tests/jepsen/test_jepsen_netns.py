@@ -4,8 +4,10 @@ made; netem delay/loss are reported unsupported on kernels without the netem qdi
 
 from __future__ import annotations
 
+import secrets
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from zraft.client.calls import PeerCall
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.local import wait_until
 from zraft.testing.jepsen.names import _system_getaddrinfo as NAMES_SYSTEM_GETADDRINFO
-from zraft.testing.jepsen.netns import NETNS_ETC, NetnsCluster, netns_unavailable
+from zraft.testing.jepsen.netns import NETNS_ETC, NetnsCluster, ip, netns_unavailable
 from zraft.testing.jepsen.run import RunConfig, run_once
 
 pytestmark = pytest.mark.integration
@@ -123,3 +125,49 @@ def test_named_nodes_survive_leader_kill_and_link_down(tmp_path: Path) -> None:
     assert report.acked_lost == 0 and report.restarted is True, detail
     history = (Path(report.directory) / "history.jsonl").read_text()
     assert ".test:" in history  # the clients talked to the nodes by name
+
+
+SIMULATED_DOCKER_HOST = """
+import sys
+from zraft.client import api
+from zraft.client.connection import ConnectionPool
+from zraft.testing.jepsen.netns import NetnsCluster, bridge_traffic_filtered
+assert bridge_traffic_filtered()
+cluster = NetnsCluster(sys.argv[1], 3, names=True, election_timeout=300)
+pool = ConnectionPool(cluster.cookie.encode())
+try:
+    cluster.start()
+    api.create(cluster.peers, "dict", timeout=20.0, pool=pool)
+    light = api.light_session(cluster.peers, fail_timeout=1.0, election_timeout=0.3)
+    print(api.write(light, ["k", 1], timeout=20.0, pool=pool)[0])
+finally:
+    pool.close()
+    cluster.stop()
+"""
+
+
+@needs_netns
+@pytest.mark.timeout(120)
+def test_a_host_that_filters_bridged_traffic_like_docker_does(tmp_path: Path) -> None:
+    """A running Docker daemon loads br_netfilter and sets the FORWARD policy to DROP:
+    every packet between the nodes' namespaces was dropped and the runs timed out. The
+    host is simulated by a namespace of its own (its own iptables and bridge sysctls),
+    where the whole cluster and its controller run."""
+    host = f"zrhost{secrets.token_hex(2)}"
+    ip("netns", "add", host)
+    try:
+        setup = ("ip link set lo up && sysctl -q -w net.bridge.bridge-nf-call-iptables=1"
+                 " && iptables -P FORWARD DROP")
+        prepared = subprocess.run(["ip", "netns", "exec", host, "sh", "-c", setup],
+                                  capture_output=True, text=True, timeout=30)
+        if prepared.returncode != 0:
+            pytest.skip(f"cannot simulate a filtering host here: {prepared.stderr.strip()}")
+        done = subprocess.run(["ip", "netns", "exec", host, sys.executable, "-c",
+                               SIMULATED_DOCKER_HOST, str(tmp_path / "c")],
+                              capture_output=True, text=True, timeout=100)
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+        rules = subprocess.run(["ip", "netns", "exec", host, "iptables", "-S", "FORWARD"],
+                               capture_output=True, text=True, timeout=30).stdout
+        assert rules.splitlines() == ["-P FORWARD DROP"]  # our rule went with the cluster
+    finally:
+        ip("netns", "del", host, check=False)

@@ -25,8 +25,12 @@ Rules:
   is cut from everyone), a slow link (``tbf`` rate limit: queueing delay), and ``netem``
   delay/loss where the kernel has the netem qdisc (else the fault is reported unsupported,
   never silently skipped).
+- A host that filters bridged traffic (``br_netfilter`` with bridge-nf-call-iptables = 1
+  and the FORWARD policy DROP: what a running Docker daemon sets) would drop every packet
+  between the nodes; then one rule accepts traffic from our bridge to our bridge
+  (``iptables -I FORWARD -i zr<tag>b -o zr<tag>b -j ACCEPT``) while the cluster is up.
 - ``NetnsCluster.stop`` stops the nodes, then deletes every namespace (which removes the
-  veth pairs) and the bridge, also after failures.
+  veth pairs), the bridge and that rule, also after failures.
 """
 
 from __future__ import annotations
@@ -85,6 +89,19 @@ def netns_unavailable() -> str | None:
     return None
 
 
+def bridge_traffic_filtered() -> bool:
+    """True if iptables' FORWARD chain sees bridged packets and drops them by default."""
+    try:
+        nf = Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip()
+    except OSError:
+        return False  # br_netfilter not loaded: bridged packets never reach iptables
+    if nf != "1" or shutil.which("iptables") is None:
+        return False
+    out = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True,
+                         timeout=20).stdout
+    return "-P FORWARD DROP" in out.splitlines()
+
+
 def netem_unsupported(ns: str, dev: str) -> str | None:
     proc = tc(ns, "qdisc", "add", "dev", dev, "root", "netem", "delay", "1ms", check=False)
     if proc.returncode != 0:
@@ -128,6 +145,7 @@ class NetnsCluster(LocalCluster):
                       name=f"node{n.index}.zr{self.tag}.test" if names else "")
             for n in self.nodes]
         self.network_up = False
+        self.forward_rule: list[str] = []  # the iptables rule we added, if we had to
         self.resolver = NameMap(self.host_names)
 
     @property
@@ -143,6 +161,11 @@ class NetnsCluster(LocalCluster):
             self.network_up = True
             ip("addr", "add", f"{self.subnet}.254/24", "dev", self.bridge)
             ip("link", "set", self.bridge, "up")
+            if bridge_traffic_filtered():
+                rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
+                subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True,
+                               timeout=20)
+                self.forward_rule = rule
             for n in self.netns_nodes:
                 ip("netns", "add", n.namespace)
                 ip("link", "add", n.outer_dev, "type", "veth", "peer", "name", n.inner_dev)
@@ -166,6 +189,10 @@ class NetnsCluster(LocalCluster):
             ip("netns", "del", n.namespace, check=False)
             shutil.rmtree(NETNS_ETC / n.namespace, ignore_errors=True)
         ip("link", "del", self.bridge, check=False)
+        if self.forward_rule:
+            subprocess.run(["iptables", "-D", *self.forward_rule], capture_output=True,
+                           timeout=20)
+            self.forward_rule = []
         with contextlib.suppress(OSError):  # only if empty: other users may keep theirs
             NETNS_ETC.rmdir()
         self.network_up = False
