@@ -33,6 +33,12 @@ class ConfigError(Exception):
     """A configuration problem, with a one-line message naming the key."""
 
 
+class StartLater(Exception):
+    """The node cannot start now but may later, unchanged: its listen host name does not
+    resolve for the moment (DNS not reachable yet at boot). ``python -m zraft.node`` exits
+    1, which supervisors restart, not 2, which they must not (a config error)."""
+
+
 @dataclass(frozen=True)
 class RaftConfig:
     """zraft_lib's application environment (names and defaults as in zraft_lib)."""

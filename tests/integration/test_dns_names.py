@@ -122,3 +122,39 @@ def test_a_cluster_named_by_host_names_is_created_once_served_and_catches_up(
             create.wait(5)
         pool.close()
         cluster.stop()
+
+
+DNS_DOWN_NODE = """
+import socket, sys
+from zraft.transport import tcp
+
+def start(self, serve=True):  # what bind() raises while no name server answers
+    raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+tcp.TcpTransport.start = start
+from zraft.node.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("transient", [True, False])
+def test_a_listen_name_that_does_not_resolve_exits_1_if_it_may_later_else_2(
+        tmp_path: Path, transient: bool) -> None:
+    """Exit 2 is "do not restart" for the deploy files (systemd RestartPreventExitStatus=2):
+    a host name that cannot be resolved *for now* (DNS not up yet at boot) was exit 2 as
+    well, so the unit gave up on a node that a restart a moment later would have started.
+    An unknown name stays exit 2 (a config error)."""
+    (tmp_path / "cookie").write_text("secret\n")
+    (tmp_path / "cookie").chmod(0o600)
+    (tmp_path / "node.toml").write_text(
+        '[node]\nlisten = "no-such-host.invalid:7000"\ncookie_file = "cookie"\n'
+        '[logging]\ndir = "log"\n')
+    code = ["-c", DNS_DOWN_NODE] if transient else ["-m", "zraft.node"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZRAFT_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, *code, "--config", str(tmp_path / "node.toml")],
+                          env=env, capture_output=True, text=True, timeout=60)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("zraft node: node.listen no-such-host.invalid:7000: "), done.stderr
+    assert done.returncode == (1 if transient else 2), done.stderr
+    assert ("not resolve for now" in last) is transient
