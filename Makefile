@@ -9,7 +9,7 @@ NETNS_MINUTES ?= 10
 # pytest workers: tests wait on node processes and sockets more than they compute
 TEST_JOBS ?= 2
 
-.PHONY: venv run demo-down test soak bench lint clean
+.PHONY: venv run demo-down test soak bench lint clean deploy-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,15 +32,16 @@ test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" -n $(TEST_JOBS)
 
 # Long runs, not part of `make test`: the simulator over SEEDS seeds, Jepsen-style fault runs
-# against real nodes for MINUTES (and NETNS_MINUTES in network namespaces, skipped without
-# root), a protocol fuzz campaign, and the `slow` tests (50 leader kills with live sessions
-# holding ephemeral keys). Each prints its figures and exits non-zero on a finding.
+# against real nodes for MINUTES (and NETNS_MINUTES in network namespaces with host names,
+# skipped without root), a protocol fuzz campaign, and the `slow` tests (50 leader kills
+# with live sessions holding ephemeral keys). Each prints its figures and exits non-zero
+# on a finding.
 soak: $(STAMP)
 	$(PY) -m pytest -q -s -m slow tests/acceptance/test_session_takeover.py
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2 --transfers on
 	$(PY) -m zraft.testing.jepsen.run --minutes $(MINUTES) --workdir soak-runs/jepsen
-	$(PY) -m zraft.testing.jepsen.run --netns --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
+	$(PY) -m zraft.testing.jepsen.run --netns --names --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
 	$(PY) -m zraft.testing.jepsen.fuzz --cases 2000 --workdir soak-runs/fuzz
 	$(PY) -m zraft.testing.jepsen.frame_fuzz --cases 20000 --workdir soak-runs/frame-fuzz
 
@@ -53,6 +54,12 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench.compare --json bench/results/latest.json --table bench/results/latest.md $(BENCH_ARGS)
+
+# deploy/ checked as far as this machine can (README: Deploying): file consistency, configs
+# through zraft's loader, systemd-analyze verify, the Kubernetes schema, DNS-name peer ids.
+deploy-check: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,deploy-check]'
+	$(PY) -m pytest -q -p no:xdist tests/deploy tests/integration/test_dns_names.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check zraft supervisors tests bench

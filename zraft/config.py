@@ -26,9 +26,18 @@ FRAME_ENVELOPE = 64 * 1024
 
 MIN_BUFFERED_BYTES = 16 * 1024 * 1024
 
+# bind-to-every-interface addresses: fine to bind, meaningless to dial from another machine
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
 
 class ConfigError(Exception):
     """A configuration problem, with a one-line message naming the key."""
+
+
+class StartLater(Exception):
+    """The node cannot start now but may later, unchanged: its listen host name does not
+    resolve for the moment (DNS not reachable yet at boot). ``python -m zraft.node`` exits
+    1, which supervisors restart, not 2, which they must not (a config error)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,9 @@ class RaftConfig:
     # that answers nothing for this long is probed again (zraft_lib: per-request timeout)
     request_timeout: int = 0
     snapshot_listener_port: int = 0  # 0 = any free port
-    snapshot_listener_addr: str = "127.0.0.1"  # zraft_lib: 0.0.0.0; loopback is safer
+    # "" = the host of node.listen (the address peers already reach this node on);
+    # zraft_lib: 0.0.0.0. A wildcard binds everywhere and advertises node.listen's host
+    snapshot_listener_addr: str = ""
     snapshot_backup: bool = False
     max_segment_size: int = 10485760
     max_log_count: int = 1000
@@ -133,6 +144,18 @@ class NodeConfig:
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
 
+    def snapshot_endpoint(self) -> tuple[str, str]:
+        """(address the snapshot receiver binds, host it tells the leader to dial).
+
+        The leader dials what is advertised, from another machine: never a wildcard and
+        never an address guessed from this machine's host name (which may resolve to
+        127.0.1.1, or to nothing inside a container or a network namespace). A name is
+        advertised as the name, so the leader resolves it as it resolves peer ids."""
+        bind = self.raft.snapshot_listener_addr or self.host
+        if bind.strip("[]") in WILDCARD_HOSTS:
+            return bind.strip("[]"), self.host
+        return bind.strip("[]"), bind.strip("[]")
+
     def resolved_cookie(self) -> bytes:
         """The cookie bytes: ``cookie`` if set, else the first line of ``cookie_file``."""
         if self.cookie:
@@ -211,6 +234,10 @@ def validate(cfg: NodeConfig) -> None:
     """Check relations and ranges; raise ConfigError with one line on the first problem."""
     if not _is_host_port(cfg.listen):
         raise ConfigError(f"node.listen must be host:port (port 1..65535), got {cfg.listen!r}")
+    if cfg.host in WILDCARD_HOSTS:
+        raise ConfigError("node.listen is this node's id, the address peers and clients dial: "
+                          "give its host name or address (node1:7000), not a wildcard "
+                          f"({safe_repr(cfg.listen, 80)})")
     if cfg.metrics_addr and not _is_host_port(cfg.metrics_addr):
         raise ConfigError("node.metrics_addr must be host:port (port 1..65535) or \"\" (off), "
                           f"got {safe_repr(cfg.metrics_addr, 80)}")

@@ -86,6 +86,18 @@ def test_stat(fake: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"{fake.peer(1)}:\n" in out and "  role: leader" in out
 
 
+def test_stat_of_one_peer_needs_no_peers_option(
+    fake: FakeCluster, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``zraft stat PEER`` (its help: "status of one peer") stopped with "no peers: give
+    --peers" unless --peers, --dir or $ZRAFT_PEERS named some cluster as well."""
+    for var in ("ZRAFT_PEERS", "ZRAFT_CLUSTER_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    code = main(["stat", fake.peer(2), "--json", "--cookie", fake.cookie.decode()])
+    out, _ = capsys.readouterr()
+    assert code == 0 and json.loads(out)[fake.peer(2)]["role"] == "follower"
+
+
 def test_operation_failure_exits_1_with_the_error_name(
     fake: FakeCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -62,6 +62,8 @@ count = 2
         ('[raft]\nsnapshot_log_ratio = -1\n[node]\ncookie="c"\n', "between 0 and 1000"),
         ('[node]\ncookie="c"\nmax_buffered_bytes = 1000\n', "node.max_buffered_bytes must be >="),
         ('[node]\ncookie="c"\nmax_buffered_bytes = "1G"\n', "must be an integer"),
+        ('[node]\ncookie="c"\nlisten = "0.0.0.0:7000"\n', "not a wildcard"),
+        ('[node]\ncookie="c"\nlisten = "[::]:7000"\n', "not a wildcard"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path, text: str, needle: str) -> None:
@@ -140,3 +142,30 @@ def test_fault_injection_is_off_by_default(tmp_path) -> None:
     assert NodeConfig().fault_injection is False
     cfg = load_config(write(tmp_path, '[node]\ncookie = "c"\nfault_injection = true\n'))
     assert cfg.fault_injection is True
+
+
+@pytest.mark.parametrize(
+    ("listen", "snapshot_addr", "bind", "advertised"),
+    [
+        # the default follows node.listen: a name binds (resolved) and is advertised as is
+        ("node1.example.com:7000", "", "node1.example.com", "node1.example.com"),
+        ("10.0.0.5:7000", "", "10.0.0.5", "10.0.0.5"),
+        ("[fd00::5]:7000", "", "fd00::5", "fd00::5"),
+        # a wildcard binds everywhere and advertises the listen host, never a guess
+        ("node1.example.com:7000", "0.0.0.0", "0.0.0.0", "node1.example.com"),
+        ("node1:7000", "::", "::", "node1"),
+        # an explicit address is both
+        ("node1:7000", "10.0.0.9", "10.0.0.9", "10.0.0.9"),
+    ],
+)
+def test_snapshot_receiver_advertises_an_address_other_hosts_can_dial(
+        listen: str, snapshot_addr: str, bind: str, advertised: str) -> None:
+    """The leader dials what the follower advertises: with the old default (127.0.0.1) a
+    node on another host was told to dial its own loopback, and a wildcard advertised
+    whatever this machine's host name resolved to (127.0.1.1 on Debian, nothing in a
+    container's or namespace's own hosts file)."""
+    cfg = parse_config({"node": {"listen": listen, "cookie": "c"},
+                        "raft": {"snapshot_listener_addr": snapshot_addr}})
+    assert cfg.snapshot_endpoint() == (bind, advertised)
+    assert parse_config({"node": {"listen": listen, "cookie": "c"}}).snapshot_endpoint()[1] \
+        == listen.rpartition(":")[0].strip("[]")

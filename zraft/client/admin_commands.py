@@ -6,6 +6,11 @@ failed with the error named, 2 bad usage), plus: ``delete`` of a missing key exi
 ``conf remove`` of a peer that is not a member exits 3 with ``not a member: PEER`` on
 stderr (``--json``: exit 0, ``"changed": false``). ``conf add`` of a member changes
 nothing and exits 0 (``"changed": false``), as ``conf set`` with the same peers does.
+
+``create --wait S`` retries for up to S seconds while some node cannot be reached yet
+(nothing is created until every node answers); ``create --exist-ok`` exits 0 when every
+peer exists already and the group's committed members are exactly ``--peers`` (a rerun of
+a deployment's one-shot create job), and fails as without it in every other case.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from typing import Any
 
 from zraft.client import api
@@ -24,18 +30,56 @@ from zraft.client.cli_support import (
     _parse_value,
     peer_arg,
 )
-from zraft.errors import AlreadyPresent, ZRaftError
+from zraft.errors import AlreadyPresent, Timeout, Unreachable, ZRaftError
 from zraft.ids import PeerId
 from zraft.transport.sentinels import NOT_FOUND
 
 
 def cmd_create(args: argparse.Namespace, t: Target) -> int:
-    peers = api.create(t.peers, args.backend, t.timeout, pool=t.pool)
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            peers = api.create(t.peers, args.backend, t.timeout, pool=t.pool)
+            created = True
+            break
+        except AlreadyPresent as exc:
+            if not args.exist_ok:
+                raise
+            peers = _created_before(t, exc)
+            created = False
+            break
+        except ZRaftError as exc:
+            if not _not_up_yet(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     leader = api.stat(peers[0], t.timeout, pool=t.pool) if args.json else None
-    _emit(args, {"peers": peers, "backend": args.backend,
+    word = "created" if created else "exists already"
+    _emit(args, {"peers": peers, "backend": args.backend, "created": created,
                  "cluster_id": (leader or {}).get("cluster_id")},
-          f"created: {len(peers)} peers, backend {args.backend}\npeers: {','.join(peers)}")
+          f"{word}: {len(peers)} peers, backend {args.backend}\npeers: {','.join(peers)}")
     return 0
+
+
+def _not_up_yet(exc: ZRaftError) -> bool:
+    """A failure of create's checks only because some node does not answer yet (nothing
+    was created anywhere: every peer is checked before any is started)."""
+    failures = exc.details.get("failures")
+    return bool(failures) and all(isinstance(e, (Unreachable, Timeout)) for _p, e in failures)
+
+
+def _created_before(t: Target, exc: AlreadyPresent) -> list[str]:
+    """``--exist-ok``: the peers if every one exists and the committed members are exactly
+    them; else ``exc`` (the create's own error) or one saying what differs."""
+    failures = exc.details.get("failures") or []
+    if len(failures) != len(t.peers) or not all(isinstance(e, AlreadyPresent)
+                                                for _p, e in failures):
+        raise exc
+    _leader, members = _conf(t)
+    wanted = sorted(str(PeerId.parse(p)) for p in t.peers)
+    if sorted(members) != wanted:
+        raise AlreadyPresent(f"the peers exist, but the group's members are "
+                             f"{','.join(members)}, not {','.join(wanted)}")
+    return list(members)
 
 
 def cmd_delete(args: argparse.Namespace, t: Target) -> int:
@@ -95,6 +139,10 @@ def register(subparsers: Any, conf_sub: Any, add: Any) -> None:
             "--peers, bootstrapped, then every one a member")
     p.add_argument("--backend", default="dict", metavar="SPEC",
                    help="dict, or package.module:Class (allowed by the nodes' backends)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="retry while some node does not answer yet, up to SECONDS")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="exit 0 if this exact group exists already (every peer, same members)")
     p = add("delete", cmd_delete, "delete KEY through the leader (dict backend); a missing "
             "key exits 3 (not found: KEY on stderr)")
     p.add_argument("key")

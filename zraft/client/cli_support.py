@@ -133,6 +133,8 @@ class Target:
             tls_found = found.tls or {}
         else:
             tls_found = {}
+        if not peers and getattr(args, "peer_is_target", False) and args.peer:
+            peers = [args.peer]  # the command's own PEER argument is where it goes
         if not peers:
             raise UsageError("no peers: give --peers, --dir or $ZRAFT_PEERS")
         try:

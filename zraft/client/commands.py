@@ -193,6 +193,7 @@ def register(subparsers: Any) -> None:
 
     p = add("stat", cmd_stat, "status of one peer, or of every peer in --peers")
     p.add_argument("peer", nargs="?", type=peer_arg)
+    p.set_defaults(peer_is_target=True)  # `zraft stat PEER` needs no --peers
 
     from zraft.client import admin_commands  # create, delete, conf add/remove
 

@@ -1,7 +1,8 @@
 """Entry point of a node process.
 
-Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 if the node's supervisor gave up or its
-transport could not keep its serving threads alive (one line on stderr saying why), 2 for a
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 if the node's supervisor gave up, its
+transport could not keep its serving threads alive, or its listen host name does not resolve
+for the moment (a DNS failure that may pass; one line on stderr saying why), 2 for a
 bad configuration, an unwritable directory, a port in use, a corrupt log, a cookie file
 others can read, or a data directory another node holds or that belongs to another address
 (one line on stderr saying what is wrong and what to do; nothing deleted).
@@ -17,7 +18,7 @@ import threading
 
 import pykka
 
-from zraft.config import ConfigError, ensure_dirs, load_config
+from zraft.config import ConfigError, StartLater, ensure_dirs, load_config
 from zraft.fsm.heap_trim import limit_arenas
 from zraft.node.embedded import Node
 from zraft.storage.errors import DiskStorageError
@@ -87,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             log.error("node %s cannot start: %s", cfg.listen, exc)
         print(f"zraft node: {exc}", file=sys.stderr)
         return 2
+    except StartLater as exc:
+        log.error("node %s cannot start yet: %s", cfg.listen, exc)
+        print(f"zraft node: {exc}", file=sys.stderr)
+        return 1
     stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

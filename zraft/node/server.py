@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -48,7 +49,7 @@ from zraft.actors.peer import RaftPeerActor
 from zraft.actors.peer_metrics import PeerMetrics
 from zraft.actors.replies import encode_reply
 from zraft.actors.ticker import Ticker
-from zraft.config import ConfigError, NodeConfig
+from zraft.config import ConfigError, NodeConfig, StartLater
 from zraft.core.config import KNOWN_MUTATIONS, CoreConfig
 from zraft.core.messages import MESSAGE_CODES
 from zraft.errors import BackendError, BackendNotAllowed
@@ -170,6 +171,9 @@ class Node:
         try:
             self.transport.start(serve=False)  # hold the port; serve once the peers are up
         except OSError as exc:
+            if isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN:
+                raise StartLater(f"node.listen {cfg.listen}: {exc.strerror} (the name does "
+                                 "not resolve for now: exit 1, to be started again)") from None
             raise ConfigError(f"node.listen {cfg.listen}: {exc.strerror}") from None
         if self.tls is None:
             log.warning("PLAINTEXT: node %s serves peers and clients without TLS: anyone on "

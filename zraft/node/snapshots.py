@@ -184,10 +184,11 @@ class SnapshotService:
                                        backup=cfg.raft.snapshot_backup, retain=2)
         dest = store.new_tmp_dir()
         dest.rmdir()  # the receiver creates it atomically when the transfer is complete
+        bind, advertise = cfg.snapshot_endpoint()
         receiver = snapshot_stream.SnapshotReceiver(
             dest, cfg.resolved_cookie(), self.node.address,
-            listen_addr=cfg.raft.snapshot_listener_addr,
-            listen_port=cfg.raft.snapshot_listener_port,
+            listen_addr=bind, listen_port=cfg.raft.snapshot_listener_port,
+            advertise_addr=advertise,
             accept_timeout=10.0, io_timeout=10.0, tls=_tls(self.node, "server"))
         try:
             host, port = receiver.start()

@@ -9,17 +9,34 @@ Rules:
   /24 is reachable: no forwarding, no NAT, nothing leaves the bridge. The controller (the
   clients, the nemesis) reaches the nodes through the bridge address.
 - Nodes are started as ``ip netns exec <ns> python -m zraft.node`` (``ip`` execs python,
-  so the pid is the node's) and listen on their own address; their snapshot listener too.
+  so the pid is the node's) and listen on their own address; their snapshot listener too
+  (node 1 binds it to 0.0.0.0, the others leave it at the default, the listen host: both
+  must advertise an address the leader can dial).
+- ``names=True``: every node also has a host name (``node<k>.zr<tag>.test``, RFC 2606's
+  reserved TLD) and its peer ids use it (``zraft@node1.zr1a2b.test:7401``). Each namespace
+  gets ``/etc/netns/<ns>/hosts`` mapping every node name to its address (``ip netns exec``
+  mounts it over /etc/hosts), so the nodes resolve each other by name; the controller and
+  its client processes resolve them through a ``names.NameMap`` installed while the
+  cluster is up (the machine's /etc/hosts is never touched). Removed at ``stop``.
+- ``extra_node_config``: more ``[node]`` keys for every node (TLS: ``tls_cert``, ``tls_key``,
+  ``tls_ca``, ``tls_verify_client``, once the TLS work is merged; until then these runs are
+  plaintext, authenticated by the cookie handshake only).
 - Faults: a link down (``ip link set zr<tag>n<k> down`` inside the node's namespace: the node
   is cut from everyone), a slow link (``tbf`` rate limit: queueing delay), and ``netem``
   delay/loss where the kernel has the netem qdisc (else the fault is reported unsupported,
   never silently skipped).
+- A host that filters bridged traffic (``br_netfilter`` with bridge-nf-call-iptables = 1
+  and the FORWARD policy DROP: what a running Docker daemon sets) would drop every packet
+  between the nodes; then one rule accepts traffic from our bridge to our bridge
+  (``iptables -I FORWARD -i zr<tag>b -o zr<tag>b -j ACCEPT``) while the cluster is up.
 - ``NetnsCluster.stop`` stops the nodes, then deletes every namespace (which removes the
-  veth pairs) and the bridge, also after failures.
+  veth pairs), the bridge and that rule, also after failures.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import secrets
@@ -33,9 +50,11 @@ from typing import Any
 import zraft
 from zraft.cluster.local import LocalCluster, NodeProcess, wait_until
 from zraft.errors import ZRaftError
+from zraft.testing.jepsen.names import NameMap, hosts_file
 from zraft.testing.jepsen.nemesis import FaultUnsupported, Nemesis
 
 PACKAGE_ROOT = str(Path(zraft.__file__).resolve().parents[1])
+NETNS_ETC = Path("/etc/netns")
 NETNS_FAULT_KINDS = ("link_down_leader", "link_down_node", "link_down_minority", "slow_link",
                      "netem_delay", "netem_loss", "kill_leader")
 
@@ -70,6 +89,19 @@ def netns_unavailable() -> str | None:
     return None
 
 
+def bridge_traffic_filtered() -> bool:
+    """True if iptables' FORWARD chain sees bridged packets and drops them by default."""
+    try:
+        nf = Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip()
+    except OSError:
+        return False  # br_netfilter not loaded: bridged packets never reach iptables
+    if nf != "1" or shutil.which("iptables") is None:
+        return False
+    out = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True,
+                         timeout=20).stdout
+    return "-P FORWARD DROP" in out.splitlines()
+
+
 def netem_unsupported(ns: str, dev: str) -> str | None:
     proc = tc(ns, "qdisc", "add", "dev", dev, "root", "netem", "delay", "1ms", check=False)
     if proc.returncode != 0:
@@ -80,33 +112,46 @@ def netem_unsupported(ns: str, dev: str) -> str | None:
 
 @dataclass
 class NetnsNode(NodeProcess):
-    host: str = ""
+    host: str = ""  # its IP address
     namespace: str = ""
     inner_dev: str = ""
     outer_dev: str = ""
+    name: str = ""  # its host name ("" = peer ids use the IP address)
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.name or self.host}:{self.port}"
 
 
 class NetnsCluster(LocalCluster):
     """A LocalCluster whose nodes live in their own namespaces with their own addresses."""
 
-    def __init__(self, directory: str | os.PathLike[str], nodes: int = 3, **kw: Any) -> None:
+    def __init__(self, directory: str | os.PathLike[str], nodes: int = 3, *,
+                 names: bool = False, extra_node_config: dict[str, Any] | None = None,
+                 **kw: Any) -> None:
         super().__init__(directory, nodes, **kw)
         self.tag = secrets.token_hex(2)
         a, b = random.randrange(64, 250), random.randrange(1, 250)
         self.subnet = f"10.{a}.{b}"
         self.bridge = f"zr{self.tag}b"
+        self.extra_node_config = dict(extra_node_config or {})
         extra = dict(kw.get("extra_raft") or {})
         self.nodes = [
             NetnsNode(n.index, 7400 + n.index, n.directory,
-                      extra_raft={**extra, "snapshot_listener_addr": f"{self.subnet}.{n.index}"},
+                      extra_raft={**extra, **({"snapshot_listener_addr": "0.0.0.0"}
+                                              if n.index == 1 else {})},
                       host=f"{self.subnet}.{n.index}", namespace=f"zr{self.tag}-{n.index}",
-                      inner_dev=f"zr{self.tag}n{n.index}", outer_dev=f"zr{self.tag}h{n.index}")
+                      inner_dev=f"zr{self.tag}n{n.index}", outer_dev=f"zr{self.tag}h{n.index}",
+                      name=f"node{n.index}.zr{self.tag}.test" if names else "")
             for n in self.nodes]
         self.network_up = False
+        self.forward_rule: list[str] = []  # the iptables rule we added, if we had to
+        self.resolver = NameMap(self.host_names)
+
+    @property
+    def host_names(self) -> dict[str, str]:
+        """``{host name: IP}`` of every named node (empty without ``names``)."""
+        return {n.name: n.host for n in self.netns_nodes if n.name}
 
     # -- network ------------------------------------------------------------------------
 
@@ -116,6 +161,11 @@ class NetnsCluster(LocalCluster):
             self.network_up = True
             ip("addr", "add", f"{self.subnet}.254/24", "dev", self.bridge)
             ip("link", "set", self.bridge, "up")
+            if bridge_traffic_filtered():
+                rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
+                subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True,
+                               timeout=20)
+                self.forward_rule = rule
             for n in self.netns_nodes:
                 ip("netns", "add", n.namespace)
                 ip("link", "add", n.outer_dev, "type", "veth", "peer", "name", n.inner_dev)
@@ -124,14 +174,27 @@ class NetnsCluster(LocalCluster):
                 ip("-n", n.namespace, "addr", "add", f"{n.host}/24", "dev", n.inner_dev)
                 ip("-n", n.namespace, "link", "set", n.inner_dev, "up")
                 ip("-n", n.namespace, "link", "set", "lo", "up")
+                if self.host_names:
+                    etc = NETNS_ETC / n.namespace
+                    etc.mkdir(parents=True, exist_ok=True)
+                    (etc / "hosts").write_text(hosts_file(self.host_names))
+            self.resolver.install()
         except Exception:
             self.teardown_network()
             raise
 
     def teardown_network(self) -> None:
+        self.resolver.uninstall()
         for n in self.netns_nodes:
             ip("netns", "del", n.namespace, check=False)
+            shutil.rmtree(NETNS_ETC / n.namespace, ignore_errors=True)
         ip("link", "del", self.bridge, check=False)
+        if self.forward_rule:
+            subprocess.run(["iptables", "-D", *self.forward_rule], capture_output=True,
+                           timeout=20)
+            self.forward_rule = []
+        with contextlib.suppress(OSError):  # only if empty: other users may keep theirs
+            NETNS_ETC.rmdir()
         self.network_up = False
 
     @property
@@ -154,6 +217,13 @@ class NetnsCluster(LocalCluster):
         tc(n.namespace, "qdisc", "del", "dev", n.inner_dev, "root", check=False)
 
     # -- processes ----------------------------------------------------------------------
+
+    def write_config(self, n: NodeProcess) -> None:
+        super().write_config(n)
+        if self.extra_node_config:
+            keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.extra_node_config.items())
+            text = n.config_path.read_text()
+            n.config_path.write_text(text.replace("[node]\n", "[node]\n" + keys, 1))
 
     def node_command(self, n: NodeProcess) -> list[str]:
         assert isinstance(n, NetnsNode)

@@ -76,6 +76,8 @@ class RunConfig:
     sessions: bool = True
     restart_check: bool = True
     network: str = "loopback"  # or "netns": each node in its own namespace and address
+    names: bool = False  # netns: nodes have host names and peer ids use them
+    extra_node_config: dict[str, Any] = field(default_factory=dict)  # netns: more [node] keys
     mutations: str = ""  # test-only node mutations (ZRAFT_TEST_MUTATIONS)
     extra_env: dict[str, str] = field(default_factory=dict)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
@@ -137,14 +139,16 @@ def node_env(cfg: RunConfig) -> dict[str, str]:
 
 
 def make_cluster(cfg: RunConfig, directory: Path) -> LocalCluster:
-    cls: type[LocalCluster] = LocalCluster
+    kw: dict[str, Any] = {
+        "election_timeout": cfg.election_timeout, "max_log_count": cfg.max_log_count,
+        "extra_raft": {"max_segment_size": cfg.max_segment_size,
+                       "snapshot_log_ratio": snapshot_log_ratio(cfg)},
+        "env": node_env(cfg)}
     if cfg.network == "netns":
         from zraft.testing.jepsen.netns import NetnsCluster
-        cls = NetnsCluster
-    return cls(directory, cfg.nodes + cfg.spare, election_timeout=cfg.election_timeout,
-               max_log_count=cfg.max_log_count,
-               extra_raft={"max_segment_size": cfg.max_segment_size,
-                           "snapshot_log_ratio": snapshot_log_ratio(cfg)}, env=node_env(cfg))
+        return NetnsCluster(directory, cfg.nodes + cfg.spare, names=cfg.names,
+                            extra_node_config=cfg.extra_node_config, **kw)
+    return LocalCluster(directory, cfg.nodes + cfg.spare, **kw)
 
 
 def snapshot_log_ratio(cfg: RunConfig) -> float:
@@ -154,6 +158,9 @@ def snapshot_log_ratio(cfg: RunConfig) -> float:
 
 
 def fault_kinds(cfg: RunConfig) -> tuple[str, ...]:
+    """The kinds a run draws from; for ``a+b`` the nemesis does those kinds in turn."""
+    if "+" in cfg.kind:
+        return tuple(cfg.kind.split("+"))
     if cfg.kind != "mixed":
         return (cfg.kind,)
     if cfg.network == "netns":
@@ -171,7 +178,8 @@ def make_nemesis(cfg: RunConfig, topo: Topology, pool: ConnectionPool,
 
 
 def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
-    label = cfg.kind if cfg.network == "loopback" else f"{cfg.network}-{cfg.kind}"
+    network = "netns-names" if cfg.network == "netns" and cfg.names else cfg.network
+    label = cfg.kind if network == "loopback" else f"{network}-{cfg.kind}"
     directory = workdir / f"run-{label}-{cfg.seed}"
     if directory.exists():
         shutil.rmtree(directory)
@@ -214,7 +222,8 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
                             cfg.seed, keys=KeySpace(cfg.workload, epoch))
     procs = ProcessClients(cfg.client_processes, cfg.clients_per_process, cookie,
                            topo.all_peers(), cfg.workload, cfg.seed, directory, epoch,
-                           max_seconds=cfg.seconds + 120)
+                           max_seconds=cfg.seconds + 120,
+                           hosts=getattr(topo.cluster, "host_names", None))
     probe = SessionProbe(topo, cookie, history, rng.randrange(2**32)) if cfg.sessions else None
     nemesis = make_nemesis(cfg, topo, pool, rng)
     kinds = fault_kinds(cfg)
@@ -223,11 +232,15 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
     procs.start()
     if probe is not None:
         probe.start()
+    turn = 0
     try:
         deadline = time.monotonic() + cfg.seconds
-        while time.monotonic() < deadline:
+        in_turn = "+" in cfg.kind  # and each listed kind at least once, however long they take
+        while time.monotonic() < deadline or (in_turn and turn < len(kinds)):
             time.sleep(cfg.gap)  # calm between faults (pacing, not synchronisation)
-            kind = rng.choice(kinds)
+            # "a+b": every listed kind in turn, so a short run is sure to do each of them
+            kind = kinds[turn % len(kinds)] if in_turn else rng.choice(kinds)
+            turn += 1
             text = nemesis.run_fault(kind)
             nemesis_log.write(f"{time.monotonic() - epoch:8.2f} {text}\n")
             nemesis_log.flush()
@@ -368,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault kind(s); default every kind in turn")
     p.add_argument("--netns", action="store_true",
                    help="each node in its own network namespace (root; iproute2)")
+    p.add_argument("--names", action="store_true",
+                   help="--netns: nodes have host names (per-namespace hosts files) and peer "
+                        "ids use them")
     p.add_argument("--seconds", type=float, default=20.0, help="length of one run")
     p.add_argument("--seed", type=int, help="seed of a single run (default random)")
     p.add_argument("--nodes", type=int, default=3)
@@ -388,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     base = RunConfig(seconds=args.seconds, nodes=args.nodes, thread_clients=args.clients,
                      client_processes=args.client_processes,
                      election_timeout=args.election_timeout, max_log_count=args.max_log_count,
-                     mutations=args.mutations, network="netns" if args.netns else "loopback")
+                     mutations=args.mutations, network="netns" if args.netns else "loopback",
+                     names=args.names)
     if args.netns:
         from zraft.testing.jepsen.netns import netns_unavailable
         reason = netns_unavailable()

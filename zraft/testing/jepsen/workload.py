@@ -260,6 +260,9 @@ def client_process_main(spec_json: str) -> None:
     """Entry point of a client process: run clients until ``stop_file`` exists or the
     deadline passes, then write the ops to ``out``."""
     spec = json.loads(spec_json)
+    if spec.get("hosts"):  # node host names only the test's own mapping knows (netns runs)
+        from zraft.testing.jepsen.names import NameMap
+        NameMap(spec["hosts"]).install()
     cfg = WorkloadConfig(**spec["cfg"])
     history = History()
     peers = list(spec["peers"])
@@ -281,7 +284,8 @@ class ProcessClients:
 
     def __init__(self, processes: int, clients_each: int, cookie: bytes, peers: Sequence[str],
                  cfg: WorkloadConfig, seed: int, workdir: Path, epoch: float,
-                 first_worker: int = 1000, max_seconds: float = 3600.0) -> None:
+                 first_worker: int = 1000, max_seconds: float = 3600.0,
+                 hosts: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.stop_file = workdir / "clients.stop"
         self.outputs: list[Path] = []
@@ -294,7 +298,7 @@ class ProcessClients:
                     "clients": clients_each, "seed": seed * 7919 + p,
                     "first_worker": first_worker + p * 100, "epoch": epoch,
                     "stop_file": str(self.stop_file), "max_seconds": max_seconds,
-                    "out": str(out)}
+                    "out": str(out), "hosts": dict(hosts or {})}
             self.procs.append(ctx.Process(target=client_process_main, args=(json.dumps(spec),),
                                           daemon=True, name=f"jepsen-client-{p}"))
 
