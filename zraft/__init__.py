@@ -40,7 +40,7 @@ _EXPORTS: dict[str, str] = {
     "BadCommand": "zraft.errors", "NoCookie": "zraft.errors",
     "BackendNotAllowed": "zraft.errors", "BackendFailed": "zraft.errors",
     "StorageFailed": "zraft.errors", "TransferFailed": "zraft.errors",
-    "BadRequest": "zraft.errors", "TooLarge": "zraft.errors",
+    "BadRequest": "zraft.errors", "TooLarge": "zraft.errors", "NotAllowed": "zraft.errors",
     # state machines
     "Backend": "zraft.fsm", "ApplyResult": "zraft.fsm", "QueryResult": "zraft.fsm",
     "SnapshotJob": "zraft.fsm", "SimpleBackend": "zraft.fsm",

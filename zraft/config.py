@@ -97,6 +97,9 @@ class NodeConfig:
     listen: str = "127.0.0.1:7000"
     cookie: str = ""
     cookie_file: str = ""
+    # a second secret (first line of this file, mode 0600) for application clients: it
+    # admits reads, writes and sessions but no operator op (zraft.node.requests.OPERATOR_OPS)
+    client_cookie_file: str = ""
     backends: tuple[str, ...] = ("dict", "sqlite")
     # directories put first on the node's import path (sys.path), in order, so the
     # modules of the allowed backends can be imported; relative to the config file
@@ -169,6 +172,22 @@ class NodeConfig:
                 raise ConfigError(f"cookie_file {self.cookie_file!r} is empty")
             return text.encode()
         raise ConfigError("no cookie: set node.cookie or node.cookie_file")
+
+    def resolved_client_cookie(self) -> bytes | None:
+        """The client cookie's bytes (``client_cookie_file``), or None when there is none."""
+        if not self.client_cookie_file:
+            return None
+        try:
+            text = Path(self.client_cookie_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"client_cookie_file {self.client_cookie_file!r}: "
+                              f"{exc.strerror}") from None
+        if not text:
+            raise ConfigError(f"client_cookie_file {self.client_cookie_file!r} is empty")
+        if text.encode() == self.resolved_cookie():
+            raise ConfigError("node.client_cookie_file holds the cluster cookie itself: it "
+                              "must be a different secret (it admits fewer operations)")
+        return text.encode()
 
 
 _SECTIONS: dict[str, type] = {"raft": RaftConfig, "logging": LogConfig}
@@ -301,7 +320,8 @@ def ensure_dirs(cfg: NodeConfig) -> None:
 
 
 # [node] keys holding a path: relative ones are resolved against the config file's directory
-FILE_PATH_KEYS = ("log_dir", "snapshot_dir", "cookie_file", "tls_cert", "tls_key", "tls_ca")
+FILE_PATH_KEYS = ("log_dir", "snapshot_dir", "cookie_file", "client_cookie_file", "tls_cert",
+                  "tls_key", "tls_ca")
 
 
 def load_config(path: str | os.PathLike[str], **overrides: Any) -> NodeConfig:

@@ -160,13 +160,21 @@ class TransferFailed(ZRaftError):
     code = "transfer_failed"
 
 
+class NotAllowed(ZRaftError):
+    """The node refused an op this connection may not run: an operator op (membership,
+    create, leadership transfer, backups, fault injection) from a client that proved the
+    node's client cookie, or fault injection on a node whose config leaves it off."""
+
+    code = "not_allowed"
+
+
 _BY_CODE: dict[str, type[ZRaftError]] = {
     cls.code: cls
     for cls in (
         Timeout, AllFailed, Unreachable, NotLeader, LeaderChanged, Loading, PeersChanged,
         NotStable, NewerExists, ProcessPrevChange, AlreadyPresent, Initialized,
         SessionExpired, BackendError, BackendNotAllowed, BackendFailed, BadCommand,
-        BadRequest, TooLarge, NoPeers, StorageFailed, TransferFailed,
+        BadRequest, TooLarge, NoPeers, StorageFailed, TransferFailed, NotAllowed,
     )
 }
 

@@ -54,6 +54,9 @@ def private_files(cfg: object) -> list[tuple[str, str]]:
     cookie_file = getattr(cfg, "cookie_file", "")
     if cookie_file:  # checked even when node.cookie overrides it: it is a secret still
         found.append(("node.cookie_file", str(Path(cookie_file))))
+    client_cookie_file = getattr(cfg, "client_cookie_file", "")
+    if client_cookie_file:
+        found.append(("node.client_cookie_file", str(Path(client_cookie_file))))
     tls_key = getattr(cfg, "tls_key", "")
     if tls_key:
         found.append(("node.tls_key", str(Path(tls_key))))

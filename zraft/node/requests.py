@@ -307,6 +307,12 @@ OPS: Final[dict[str, OpSpec]] = {spec.name: spec for spec in (
 )}
 
 NODE_OPS: Final = frozenset(name for name, spec in OPS.items() if spec.target == NODE)
+# Ops that change who is in the cluster, who leads it, what its network sees, or read its
+# whole state out: refused (not_allowed) to a client that proved only the node's client
+# cookie (handshake.server_handshake); reads, writes, sessions and status stay open to it.
+OPERATOR_OPS: Final = frozenset({"set_conf", "transfer_leader", "snapshot_save",
+                                 "snapshot_read", "bootstrap", "create_peer", "partition",
+                                 "heal"})
 
 
 def validate(op: Any, args: Any, limits: Limits) -> list[Any]:
@@ -409,7 +415,8 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 __all__ = [
-    "BAD_REQUEST", "NODE", "NODE_OPS", "OPS", "PEER", "TOO_LARGE", "Address", "AnyValue",
+    "BAD_REQUEST", "NODE", "NODE_OPS", "OPERATOR_OPS", "OPS", "PEER", "TOO_LARGE", "Address",
+    "AnyValue",
     "Command", "Field", "Int", "Invalid", "Limits", "ListOf", "OneOf", "OpSpec", "PeerIdText",
     "PeerName", "RequestError", "Scalar", "Text", "describe", "fast_ok", "looks_like_command",
     "validate", "walk",

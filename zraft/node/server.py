@@ -58,7 +58,14 @@ from zraft.fsm.registry import canonical_name, is_allowed, load_backend, probe_b
 from zraft.ids import PeerId, is_cluster_id, node_of
 from zraft.node.backup_reads import SnapshotGone, read_chunk
 from zraft.node.events import EventLog
-from zraft.node.requests import NODE_OPS, Limits, RequestError, fast_ok, validate
+from zraft.node.requests import (
+    NODE_OPS,
+    OPERATOR_OPS,
+    Limits,
+    RequestError,
+    fast_ok,
+    validate,
+)
 from zraft.node.sessions import SessionRegistry
 from zraft.node.snapshots import SnapshotService
 from zraft.saferepr import safe_repr
@@ -167,7 +174,8 @@ class Node:
                                       on_frames_many=self._on_frames_many,
                                       config=node_transport_config(cfg.max_buffered_bytes),
                                       on_fatal=self._on_transport_fatal,
-                                      on_shrink=request_trim, tls=self.tls)
+                                      on_shrink=request_trim, tls=self.tls,
+                                      client_cookie=cfg.resolved_client_cookie())
         try:
             self.transport.start(serve=False)  # hold the port; serve once the peers are up
         except OSError as exc:
@@ -425,6 +433,11 @@ class Node:
                 args = validate(op, frame.args, self.limits)
                 if kind is codec.AdminRequest and op not in NODE_OPS:
                     raise RequestError("bad_request", f"{op}: not an admin op")
+                if op in OPERATOR_OPS and not getattr(conn, "privileged", True):
+                    self.counters["refused_operator_ops"] += 1
+                    raise RequestError("not_allowed", f"{op} is an operator op: this "
+                                       "connection proved the client cookie, not the "
+                                       "cluster cookie")
             except RequestError as exc:
                 self.reply(conn, frame.req_id, exc.code, {"message": exc.message})
                 return

@@ -241,6 +241,7 @@ class Connection:
         on_frames: OnFrames,
         config: TransportConfig,
         role: str = "client",
+        privileged: bool = True,
         queue: SendQueue | None = None,
         is_blocked: Callable[[str], bool] = lambda _: False,
         on_malformed: Callable[[], None] = lambda: None,
@@ -260,6 +261,8 @@ class Connection:
         self._on_bad_mac = on_bad_mac
         self.peer_id = peer_id
         self.role = role
+        # False: a client admitted by the client cookie (no operator ops; handshake.py)
+        self.privileged = privileged
         self.inbound = inbound
         self.remote = _remote_name(sock)
         self.local = _local_name(sock)

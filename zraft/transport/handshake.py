@@ -68,6 +68,9 @@ class Authenticated(NamedTuple):
     version: int
     session_key: bytes
     role: str = "client"
+    # False for a client that proved the client cookie (``client_cookie``), not the cluster
+    # cookie: it may read and write but not run operator ops (zraft.node.requests)
+    privileged: bool = True
 
 
 def cookie_bytes(cookie: str | bytes) -> bytes:
@@ -172,9 +175,14 @@ def server_handshake(
     cookie: bytes,
     server_id: str,
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    client_cookie: bytes | None = None,
 ) -> Authenticated:
     """Run the server side on a freshly accepted socket. Leaves the socket blocking (timeout
-    None) on success; raises ``HandshakeError`` (after logging) on failure."""
+    None) on success; raises ``HandshakeError`` (after logging) on failure.
+
+    ``client_cookie`` (the node's ``client_cookie_file``): a second secret that admits a
+    connection as an unprivileged ``client`` only; peer nodes, snapshot streams and
+    operators prove the cluster ``cookie``."""
     deadline = time.monotonic() + timeout
     peer = _peername(sock)
     try:
@@ -192,11 +200,12 @@ def server_handshake(
         if type(role) is not str or role not in ROLES:
             raise HandshakeError(f"unknown role {safe_repr(role, 20)}")
         transcript = _transcript(version, server_id, client_id, role, server_nonce, client_nonce)
-        expected = _mac(cookie, b"zraft-client", transcript)
-        if type(client_mac) is not bytes or not hmac.compare_digest(client_mac, expected):
+        used = _proven_cookie(client_mac, transcript, cookie,
+                              client_cookie if role == "client" else None)
+        if used is None:
             _deny(sock, "cookie", deadline)
             raise HandshakeError(f"bad cookie proof from {safe_repr(client_id)}")
-        _send(sock, [_OK, _mac(cookie, b"zraft-server", transcript)], deadline)
+        _send(sock, [_OK, _mac(used, b"zraft-server", transcript)], deadline)
     except HandshakeError as exc:
         log.warning("refused connection from %s: %s", peer, exc)
         raise
@@ -207,7 +216,22 @@ def server_handshake(
         log.warning("handshake with %s failed: %s", peer, type(exc).__name__)
         raise HandshakeError(f"handshake failed: {type(exc).__name__}") from None
     sock.settimeout(None)
-    return Authenticated(client_id, version, _mac(cookie, b"zraft-session", transcript), role)
+    return Authenticated(client_id, version, _mac(used, b"zraft-session", transcript), role,
+                         privileged=used is cookie)
+
+
+def _proven_cookie(client_mac: Any, transcript: bytes, cookie: bytes,
+                   client_cookie: bytes | None) -> bytes | None:
+    """The cookie ``client_mac`` proves (the cluster cookie first), or None; each proof is
+    compared in constant time."""
+    if type(client_mac) is not bytes:
+        return None
+    if hmac.compare_digest(client_mac, _mac(cookie, b"zraft-client", transcript)):
+        return cookie
+    if client_cookie is not None and hmac.compare_digest(
+            client_mac, _mac(client_cookie, b"zraft-client", transcript)):
+        return client_cookie
+    return None
 
 
 class ClientProof(NamedTuple):

@@ -121,11 +121,15 @@ class TcpTransport:
         on_fatal: Callable[[str], None] | None = None,
         on_shrink: Callable[[], object] | None = None,
         tls: NodeTls | None = None,
+        client_cookie: str | bytes | None = None,
     ) -> None:
-        """``on_fatal(message)``: a serving thread kept dying (see the module rules);
+        """``client_cookie``: a second secret admitting unprivileged clients only
+        (``handshake.server_handshake``); ``on_fatal(message)``: a serving thread kept
+        dying (see the module rules);
         ``on_shrink()``: a large partial frame's memory was freed (e.g. trim the heap);
         ``tls``: every connection, both ways, is TLS (``tls.py``), the cookie on top."""
         self.cookie = cookie_bytes(cookie)
+        self.client_cookie = cookie_bytes(client_cookie) if client_cookie else None
         self.tls = tls
         self.on_frames = on_frames
         # Client connections are read by one Reactor thread; what one round read from all
@@ -527,7 +531,8 @@ class TcpTransport:
         try:
             if self.tls is not None:
                 accept_tls(sock, time.monotonic() + cfg.handshake_timeout)  # type: ignore[arg-type]
-            auth = server_handshake(sock, self.cookie, self.node_id, cfg.handshake_timeout)
+            auth = server_handshake(sock, self.cookie, self.node_id, cfg.handshake_timeout,
+                                    self.client_cookie)
             tune_socket(sock, cfg.write_timeout)
         except HandshakeError as exc:
             if self.tls is not None and "TLS" in str(exc):
@@ -565,6 +570,7 @@ class TcpTransport:
             auth.peer_id,
             inbound=True,
             role=auth.role,
+            privileged=auth.privileged,
             on_frames=self.on_frames,
             config=cfg,
             is_blocked=self.is_blocked_id,
