@@ -21,6 +21,7 @@ from tests.integration.test_node_privilege import (
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.ports import free_port
 from zraft.filemodes import write_private
+from zraft.testing.authed_socket import authed
 from zraft.transport import codec
 from zraft.transport.errors import HandshakeError
 from zraft.transport.framing import frame
@@ -91,8 +92,8 @@ def test_the_client_cookie_is_no_peer_and_no_snapshot_sender(tmp_path, started) 
     msg = codec.AppendEntries(99, "zraft@127.0.0.1:1", f"zraft@127.0.0.1:{port}", 0, 0, [],
                               0, 0)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        client_handshake(sock, CLIENT_COOKIE.encode(), "app", 10.0)
-        sock.sendall(frame(codec.encode(msg)))
+        app = authed(sock, client_handshake(sock, CLIENT_COOKIE.encode(), "app", 10.0))
+        app.sendall(frame(codec.encode(msg)))
         sock.settimeout(10)
         assert sock.recv(1) == b""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, \
@@ -122,14 +123,14 @@ def _request(port: int, cookie: str, op: str, args: list[object]) -> tuple[str, 
     from tests.integration.test_node_privilege import _read_frame
 
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        client_handshake(sock, cookie.encode(), "cli", 10.0)
+        cli = authed(sock, client_handshake(sock, cookie.encode(), "cli", 10.0))
         if op in ("partition", "heal"):
             request = codec.AdminRequest(1, op, args)
         else:
             request = codec.ClientRequest(1, op, args)
-        sock.sendall(frame(codec.encode(request)))
+        cli.sendall(frame(codec.encode(request)))
         sock.settimeout(30)
-        reply = _read_frame(sock)
+        reply = _read_frame(cli)
     return reply[2], reply[3] if len(reply) > 3 else None
 
 
