@@ -111,12 +111,12 @@ def test_named_nodes_replicate_and_install_snapshots_by_name(tmp_path: Path) -> 
 @needs_netns
 def test_named_nodes_survive_leader_kill_and_link_down(tmp_path: Path) -> None:
     """The fault runs' checks (linearizability per key, no acked write lost, replicas
-    agree, restart from disk) with peer ids on host names, through a leader kill and a
-    partition (the leader's link down), each at least once. Plaintext until TLS is
-    merged: ``RunConfig.extra_node_config`` is where its [node] keys go."""
+    agree, restart from disk) with peer ids on host names and mutual TLS on every
+    connection (node links, clients, snapshot streams; certificates naming the hosts),
+    through a leader kill and a partition (the leader's link down), each at least once."""
     cfg = RunConfig(kind="kill_leader+link_down_leader", network="netns", names=True,
-                    seed=23, seconds=5.0, hold=1.2, client_processes=1)
-    report = run_once(cfg, tmp_path)
+                    tls=True, seed=23, seconds=5.0, hold=1.2, client_processes=1)
+    report = run_once(cfg, tmp_path, keep=True)
     detail = f"{report.line()} {report.violations} {report.diverged} {report.session_violations}"
     assert report.ok, detail
     assert report.faults.get("kill_leader", 0) >= 1, detail
@@ -125,6 +125,14 @@ def test_named_nodes_survive_leader_kill_and_link_down(tmp_path: Path) -> None:
     assert report.acked_lost == 0 and report.restarted is True, detail
     history = (Path(report.directory) / "history.jsonl").read_text()
     assert ".test:" in history  # the clients talked to the nodes by name
+    nodes = sorted((Path(report.directory) / "cluster").glob("node*/"))
+    assert len(nodes) == 4, nodes
+    for node in nodes:  # every node served TLS only, with client certificates required
+        assert "tls_verify_client = true" in (node / "node.toml").read_text()
+        assert "ready" in (node / "stdout.log").read_text(), node
+        logs = [f.read_text(errors="replace") for f in node.rglob("*.log")]
+        assert any("ready" in text for text in logs)
+        assert not any("PLAINTEXT" in text for text in logs), node  # the plaintext warning
 
 
 SIMULATED_DOCKER_HOST = """

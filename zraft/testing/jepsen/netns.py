@@ -18,9 +18,10 @@ Rules:
   mounts it over /etc/hosts), so the nodes resolve each other by name; the controller and
   its client processes resolve them through a ``names.NameMap`` installed while the
   cluster is up (the machine's /etc/hosts is never touched). Removed at ``stop``.
-- ``extra_node_config``: more ``[node]`` keys for every node (TLS: ``tls_cert``, ``tls_key``,
-  ``tls_ca``, ``tls_verify_client``, once the TLS work is merged; until then these runs are
-  plaintext, authenticated by the cookie handshake only).
+- ``extra_node_config``: more ``[node]`` keys for every node.
+- ``tls=True`` (LocalCluster's): mutual TLS on every connection, with a throwaway CA whose
+  node certificate names every node's address and host name; clients use
+  ``tls_files()`` / ``client_tls()``.
 - Faults: a link down (``ip link set zr<tag>n<k> down`` inside the node's namespace: the node
   is cut from everyone), a slow link (``tbf`` rate limit: queueing delay), and ``netem``
   delay/loss where the kernel has the netem qdisc (else the fault is reported unsupported,
@@ -147,6 +148,11 @@ class NetnsCluster(LocalCluster):
         self.network_up = False
         self.forward_rule: list[str] = []  # the iptables rule we added, if we had to
         self.resolver = NameMap(self.host_names)
+        if self.tls:  # the node certificate must name every node's address and host name
+            from zraft.cluster.certs import make_cluster_certs
+
+            make_cluster_certs(self.tls_dir, [*(n.host for n in self.netns_nodes),
+                                              *self.host_names])
 
     @property
     def host_names(self) -> dict[str, str]:

@@ -77,6 +77,7 @@ class RunConfig:
     restart_check: bool = True
     network: str = "loopback"  # or "netns": each node in its own namespace and address
     names: bool = False  # netns: nodes have host names and peer ids use them
+    tls: bool = False  # mutual TLS on every connection (a throwaway CA, as `cluster up --tls`)
     extra_node_config: dict[str, Any] = field(default_factory=dict)  # netns: more [node] keys
     mutations: str = ""  # test-only node mutations (ZRAFT_TEST_MUTATIONS)
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -147,8 +148,8 @@ def make_cluster(cfg: RunConfig, directory: Path) -> LocalCluster:
     if cfg.network == "netns":
         from zraft.testing.jepsen.netns import NetnsCluster
         return NetnsCluster(directory, cfg.nodes + cfg.spare, names=cfg.names,
-                            extra_node_config=cfg.extra_node_config, **kw)
-    return LocalCluster(directory, cfg.nodes + cfg.spare, **kw)
+                            extra_node_config=cfg.extra_node_config, tls=cfg.tls, **kw)
+    return LocalCluster(directory, cfg.nodes + cfg.spare, tls=cfg.tls, **kw)
 
 
 def snapshot_log_ratio(cfg: RunConfig) -> float:
@@ -188,7 +189,8 @@ def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
     started = time.monotonic()
     safety_box: list[SafetyReport] = []
     cluster = make_cluster(cfg, directory / "cluster")
-    pool = ConnectionPool(cluster.cookie.encode(), client_id=f"jepsen-admin-{cfg.seed}")
+    pool = ConnectionPool(cluster.cookie.encode(), client_id=f"jepsen-admin-{cfg.seed}",
+                          tls=cluster.client_tls())
     try:
         cluster.start()
         members = cluster.peers[: cfg.nodes]
@@ -218,13 +220,15 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
     history = History()
     cookie = topo.cluster.cookie.encode()
     epoch = time.monotonic()
+    tls = topo.cluster.tls_files()
     threads = ThreadClients(cfg.thread_clients, cookie, topo.all_peers, history, cfg.workload,
-                            cfg.seed, keys=KeySpace(cfg.workload, epoch))
+                            cfg.seed, keys=KeySpace(cfg.workload, epoch), tls=tls)
     procs = ProcessClients(cfg.client_processes, cfg.clients_per_process, cookie,
                            topo.all_peers(), cfg.workload, cfg.seed, directory, epoch,
                            max_seconds=cfg.seconds + 120,
-                           hosts=getattr(topo.cluster, "host_names", None))
-    probe = SessionProbe(topo, cookie, history, rng.randrange(2**32)) if cfg.sessions else None
+                           hosts=getattr(topo.cluster, "host_names", None), tls=tls)
+    probe = (SessionProbe(topo, cookie, history, rng.randrange(2**32), tls=tls)
+             if cfg.sessions else None)
     nemesis = make_nemesis(cfg, topo, pool, rng)
     kinds = fault_kinds(cfg)
     nemesis_log = open(directory / "nemesis.log", "w")  # noqa: SIM115 (closed below)

@@ -34,7 +34,7 @@ from zraft.client.watcher import SessionState
 from zraft.errors import ZRaftError
 from zraft.testing.jepsen.history import OK, READ, UNKNOWN, WRITE, History
 from zraft.testing.jepsen.nemesis import Topology
-from zraft.testing.jepsen.workload import call, classify
+from zraft.testing.jepsen.workload import call, classify, client_tls
 
 
 @dataclass
@@ -57,14 +57,16 @@ class SessionRecord:
 
 class SessionProbe:
     def __init__(self, topo: Topology, cookie: bytes, history: History, seed: int,
-                 session_timeout: float = 3.0, grace: float = 10.0) -> None:
+                 session_timeout: float = 3.0, grace: float = 10.0,
+                 tls: dict[str, str] | None = None) -> None:
         self.topo = topo
         self.cookie = cookie
         self.history = history
         self.rng = random.Random(seed)
         self.session_timeout = session_timeout
         self.grace = grace
-        self.pool = ConnectionPool(cookie, client_id=f"jepsen-probe-{seed}")
+        self.pool = ConnectionPool(cookie, client_id=f"jepsen-probe-{seed}",
+                                   tls=client_tls(tls))
         self.stop_event = threading.Event()
         self.sessions: list[SessionRecord] = []
         self.checks: dict[str, int] = {"sessions": 0, "start_failed": 0, "expired_early": 0,
@@ -123,7 +125,8 @@ class SessionProbe:
                 expired.set()
 
         session = Session.start(self.topo.member_peers(), self.session_timeout,
-                                cookie=self.cookie, listeners=[listener],
+                                pool=self.pool,  # the probe's (its TLS, if any)
+                                listeners=[listener],
                                 fail_timeout=0.5, election_timeout=0.3)
         rec = SessionRecord(session.sid)
         self.sessions.append(rec)

@@ -226,13 +226,25 @@ class Client:
                 stop.wait(self.cfg.pause_between)
 
 
+def client_tls(files: dict[str, str] | None) -> Any:
+    """A client ``ssl.SSLContext`` from a cluster's TLS files (``ca``, ``cert``, ``key``),
+    or None for a plaintext cluster."""
+    if not files:
+        return None
+    from zraft.client.connection import tls_client
+
+    return tls_client(files["ca"], files.get("cert"), files.get("key"))
+
+
 class ThreadClients:
     """``n`` clients on threads sharing one connection pool."""
 
     def __init__(self, n: int, cookie: bytes, peers: Callable[[], Sequence[str]],
                  history: History, cfg: WorkloadConfig, seed: int, first_worker: int = 1,
-                 keys: KeySpace | None = None) -> None:
-        self.pool = ConnectionPool(cookie, client_id=f"jepsen-threads-{seed}")
+                 keys: KeySpace | None = None, tls: dict[str, str] | None = None) -> None:
+        """``tls``: the cluster's client TLS files (``LocalCluster.tls_files()``), or None."""
+        self.pool = ConnectionPool(cookie, client_id=f"jepsen-threads-{seed}",
+                                   tls=client_tls(tls))
         self.keys = keys or KeySpace(cfg)
         self.stop_event = threading.Event()
         self.clients = [Client(f"t{first_worker + i}", self.pool, peers, history, self.keys, cfg,
@@ -268,7 +280,7 @@ def client_process_main(spec_json: str) -> None:
     peers = list(spec["peers"])
     clients = ThreadClients(spec["clients"], spec["cookie"].encode(), lambda: peers, history,
                             cfg, spec["seed"], spec["first_worker"],
-                            KeySpace(cfg, spec["epoch"]))
+                            KeySpace(cfg, spec["epoch"]), tls=spec.get("tls"))
     clients.start()
     stop_file = Path(spec["stop_file"])
     deadline = time.monotonic() + spec["max_seconds"]
@@ -285,7 +297,8 @@ class ProcessClients:
     def __init__(self, processes: int, clients_each: int, cookie: bytes, peers: Sequence[str],
                  cfg: WorkloadConfig, seed: int, workdir: Path, epoch: float,
                  first_worker: int = 1000, max_seconds: float = 3600.0,
-                 hosts: dict[str, str] | None = None) -> None:
+                 hosts: dict[str, str] | None = None,
+                 tls: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.stop_file = workdir / "clients.stop"
         self.outputs: list[Path] = []
@@ -298,7 +311,7 @@ class ProcessClients:
                     "clients": clients_each, "seed": seed * 7919 + p,
                     "first_worker": first_worker + p * 100, "epoch": epoch,
                     "stop_file": str(self.stop_file), "max_seconds": max_seconds,
-                    "out": str(out), "hosts": dict(hosts or {})}
+                    "out": str(out), "hosts": dict(hosts or {}), "tls": tls}
             self.procs.append(ctx.Process(target=client_process_main, args=(json.dumps(spec),),
                                           daemon=True, name=f"jepsen-client-{p}"))
 
@@ -327,4 +340,4 @@ class ProcessClients:
 
 
 __all__ = ["CERTAIN_FAILURES", "Client", "KeySpace", "ProcessClients", "ThreadClients",
-           "WorkloadConfig", "call", "classify", "client_process_main"]
+           "WorkloadConfig", "call", "classify", "client_process_main", "client_tls"]
