@@ -39,6 +39,7 @@ from typing import Any
 from zraft.client import api
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.local import LocalCluster
+from zraft.testing.jepsen.bank import BankConfig
 from zraft.testing.jepsen.history import (
     FAIL,
     OK,
@@ -79,6 +80,12 @@ class RunConfig:
     mutations: str = ""  # test-only node mutations (ZRAFT_TEST_MUTATIONS)
     extra_env: dict[str, str] = field(default_factory=dict)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    workload_name: str = "register"  # or "bank": transfers on a sqlite cluster (jepsen.bank)
+    bank: BankConfig = field(default_factory=BankConfig)
+
+    def sub_configs(self) -> dict[str, Any]:
+        """The nested configs (``asdict`` turns them into dicts) for ``RunConfig(**...)``."""
+        return {"workload": self.workload, "bank": self.bank}
 
 
 @dataclass
@@ -105,13 +112,15 @@ class RunReport:
     log_entries_compared: int = 0  # on-disk entries checked against another node's
     session_checks: dict[str, int] = field(default_factory=dict)
     session_violations: list[str] = field(default_factory=list)
+    bank: dict[str, int] = field(default_factory=dict)  # bank workload figures
+    bank_violations: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
     def ok(self) -> bool:
         return (self.linearizable and self.acked_lost == 0 and not self.diverged
                 and self.restarted is not False and not self.session_violations
-                and not self.error)
+                and not self.bank_violations and not self.error)
 
     def line(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"
@@ -122,6 +131,7 @@ class RunReport:
                 f"{self.keys_checked} (gave up {self.timed_out_keys}) "
                 f"{'linearizable' if self.linearizable else 'NOT LINEARIZABLE'} "
                 f"acked lost {self.acked_lost}/{self.acked_inserts}"
+                + (f" bank {self.bank}" if self.bank else "")
                 + (f" window {self.window_file}" if self.window_file else "")
                 + (f" error: {self.error}" if self.error else "")
                 + (f" UNSUPPORTED here: {sorted(self.faults_unsupported)}"
@@ -143,6 +153,7 @@ def make_cluster(cfg: RunConfig, directory: Path) -> LocalCluster:
         cls = NetnsCluster
     return cls(directory, cfg.nodes + cfg.spare, election_timeout=cfg.election_timeout,
                max_log_count=cfg.max_log_count,
+               backend="sqlite" if cfg.workload_name == "bank" else "dict",
                extra_raft={"max_segment_size": cfg.max_segment_size,
                            "snapshot_log_ratio": snapshot_log_ratio(cfg)}, env=node_env(cfg))
 
@@ -154,12 +165,20 @@ def snapshot_log_ratio(cfg: RunConfig) -> float:
 
 
 def fault_kinds(cfg: RunConfig) -> tuple[str, ...]:
+    """The kinds a run draws from: one kind, ``mixed`` (all), or ``a+b+c`` (those, in turn:
+    see ``next_fault``)."""
     if cfg.kind != "mixed":
-        return (cfg.kind,)
+        return tuple(cfg.kind.split("+"))
     if cfg.network == "netns":
         from zraft.testing.jepsen.netns import NETNS_FAULT_KINDS
         return NETNS_FAULT_KINDS
     return FAULT_KINDS
+
+
+def next_fault(cfg: RunConfig, kinds: tuple[str, ...], turn: int, rng: random.Random) -> str:
+    """A listed set of kinds runs in order (each kind gets its turn even in a short run);
+    ``mixed`` draws at random."""
+    return kinds[turn % len(kinds)] if "+" in cfg.kind else rng.choice(kinds)
 
 
 def make_nemesis(cfg: RunConfig, topo: Topology, pool: ConnectionPool,
@@ -172,6 +191,8 @@ def make_nemesis(cfg: RunConfig, topo: Topology, pool: ConnectionPool,
 
 def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
     label = cfg.kind if cfg.network == "loopback" else f"{cfg.network}-{cfg.kind}"
+    if cfg.workload_name == "bank":
+        label = f"bank-{label}"
     directory = workdir / f"run-{label}-{cfg.seed}"
     if directory.exists():
         shutil.rmtree(directory)
@@ -207,6 +228,10 @@ def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
 def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Path,
             report: RunReport) -> SafetyReport:
     rng = random.Random(cfg.seed)
+    if cfg.workload_name == "bank":
+        from zraft.testing.jepsen.bank_run import execute_bank
+        return execute_bank(cfg, topo, pool, directory, report,
+                            make_nemesis(cfg, topo, pool, rng), fault_kinds(cfg), rng)
     history = History()
     cookie = topo.cluster.cookie.encode()
     epoch = time.monotonic()
@@ -348,7 +373,7 @@ def soak(minutes: float, workdir: Path, base: RunConfig, kinds: list[str],
         left = deadline - time.monotonic()
         seconds = max(5.0, min(base.seconds, left - 15))
         cfg = RunConfig(**{**asdict(base), "kind": kind, "seed": random.SystemRandom().randrange(
-            2**31), "seconds": seconds, "workload": base.workload})
+            2**31), "seconds": seconds, **base.sub_configs()})
         report = run_once(cfg, workdir, keep)
         totals[kind].add(report)
         print(report.line(), file=out, flush=True)
@@ -375,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-processes", type=int, default=1)
     p.add_argument("--election-timeout", type=int, default=300)
     p.add_argument("--max-log-count", type=int, default=30)
+    p.add_argument("--workload", choices=("register", "bank"), default="register",
+                   help="register keys on the dict backend, or bank transfers on sqlite")
+    p.add_argument("--accounts", type=int, default=5, help="accounts per bank (bank)")
     p.add_argument("--mutations", default="", help="test-only node mutations (never in use)")
     p.add_argument("--workdir", help="where runs keep their files (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep node directories of passing runs")
@@ -388,7 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     base = RunConfig(seconds=args.seconds, nodes=args.nodes, thread_clients=args.clients,
                      client_processes=args.client_processes,
                      election_timeout=args.election_timeout, max_log_count=args.max_log_count,
-                     mutations=args.mutations, network="netns" if args.netns else "loopback")
+                     mutations=args.mutations, network="netns" if args.netns else "loopback",
+                     workload_name=args.workload, bank=BankConfig(accounts=args.accounts),
+                     sessions=args.workload == "register")
     if args.netns:
         from zraft.testing.jepsen.netns import netns_unavailable
         reason = netns_unavailable()
@@ -404,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
         cfg = RunConfig(**{**asdict(base), "kind": kind, "seed": seed,
-                           "workload": base.workload})
+                           **base.sub_configs()})
         report = run_once(cfg, workdir, args.keep)
         totals[kind].add(report)
         print(report.line(), flush=True)
