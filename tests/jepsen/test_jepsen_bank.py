@@ -21,7 +21,7 @@ KINDS = ("kill_leader", "pause", "partition_halves", "membership")
 
 
 def test_bank_under_kills_pauses_partitions_and_membership_changes(tmp_path: Path) -> None:
-    cfg = RunConfig(kind="+".join(KINDS), seed=23, seconds=6.0, hold=1.0, gap=0.3,
+    cfg = RunConfig(kind="+".join(KINDS), seed=23, seconds=4.0, hold=1.0, gap=0.3,
                     workload_name="bank", sessions=False)
     report = run_once(cfg, tmp_path)
     detail = f"{report.line()} {report.violations} {report.diverged}"

@@ -15,7 +15,7 @@ import random
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from zraft.client.connection import ConnectionPool
 from zraft.testing.jepsen.bank import (
@@ -42,7 +42,7 @@ SQLITE_VIEW = StateView(barrier_command, read_bank_state,
 def execute_bank(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Path,
                  report: RunReport, nemesis: Nemesis, kinds: tuple[str, ...],
                  rng: random.Random) -> SafetyReport:
-    from zraft.testing.jepsen.run import next_fault  # run imports this module lazily
+    from zraft.testing.jepsen.run import more_faults, next_fault  # run imports this module lazily
 
     bank: BankConfig = cfg.bank
     banks = bank.bank_count(cfg.seconds)
@@ -56,7 +56,7 @@ def execute_bank(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory
         try:
             deadline = time.monotonic() + cfg.seconds
             turn = 0
-            while time.monotonic() < deadline:
+            while more_faults(cfg, kinds, turn, deadline):
                 time.sleep(cfg.gap)  # calm between faults (pacing, not synchronisation)
                 kind = next_fault(cfg, kinds, turn, rng)
                 turn += 1
@@ -95,12 +95,4 @@ def execute_bank(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory
     return safety
 
 
-def bank_figures(reports: list[Any]) -> str:
-    """One line of bank totals over ``reports`` (for the soak summary)."""
-    total: Counter[str] = Counter()
-    for r in reports:
-        total.update(r.bank)
-    return ", ".join(f"{k} {v}" for k, v in sorted(total.items()))
-
-
-__all__ = ["SQLITE_VIEW", "bank_figures", "execute_bank"]
+__all__ = ["SQLITE_VIEW", "execute_bank"]

@@ -2,6 +2,7 @@
 
     python -m zraft.testing.jepsen.run --minutes 30            # soak: fresh seeds, every kind
     python -m zraft.testing.jepsen.run --kind pause --seconds 20 --seed 7   # one run
+    python -m zraft.testing.jepsen.run --workload bank --minutes 10   # bank on sqlite
 
 Rules:
 - One run = one fresh LocalCluster (``nodes`` members plus one blank spare for membership
@@ -19,6 +20,8 @@ Rules:
 - Every run leaves its directory (``--workdir``/run-<n>-<kind>-<seed>): node logs, the
   history (history.jsonl), the nemesis log and, on a violation, the offending window.
   Passing runs' node directories are deleted unless ``--keep``.
+- ``--workload bank``: the same faults and crash-safety checks on a ``sqlite`` cluster
+  whose clients transfer money between accounts (``bank``, ``bank_check``, ``bank_run``).
 - Exit code 0 when every run passed, 1 otherwise.
 """
 
@@ -175,6 +178,12 @@ def fault_kinds(cfg: RunConfig) -> tuple[str, ...]:
     return FAULT_KINDS
 
 
+def more_faults(cfg: RunConfig, kinds: tuple[str, ...], turn: int, deadline: float) -> bool:
+    """Until ``deadline``; a listed set of kinds also gets one full turn each first (on a
+    slow machine ``seconds`` may end before the last kind's turn)."""
+    return time.monotonic() < deadline or ("+" in cfg.kind and turn < len(kinds))
+
+
 def next_fault(cfg: RunConfig, kinds: tuple[str, ...], turn: int, rng: random.Random) -> str:
     """A listed set of kinds runs in order (each kind gets its turn even in a short run);
     ``mixed`` draws at random."""
@@ -250,9 +259,11 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
         probe.start()
     try:
         deadline = time.monotonic() + cfg.seconds
-        while time.monotonic() < deadline:
+        turn = 0
+        while more_faults(cfg, kinds, turn, deadline):
             time.sleep(cfg.gap)  # calm between faults (pacing, not synchronisation)
-            kind = rng.choice(kinds)
+            kind = next_fault(cfg, kinds, turn, rng)
+            turn += 1
             text = nemesis.run_fault(kind)
             nemesis_log.write(f"{time.monotonic() - epoch:8.2f} {text}\n")
             nemesis_log.flush()
@@ -319,6 +330,7 @@ class KindTotals:
     snapshots_sent: int = 0
     unsupported: int = 0
     notes: Counter[str] = field(default_factory=Counter)
+    bank: Counter[str] = field(default_factory=Counter)  # bank workload figures, summed
     windows: list[str] = field(default_factory=list)
 
     def add(self, r: RunReport) -> None:
@@ -336,6 +348,7 @@ class KindTotals:
         self.snapshots_sent += r.snapshot_transfers.get("sent", 0)
         self.unsupported += sum(r.faults_unsupported.values())
         self.notes.update(r.fault_notes)
+        self.bank.update(r.bank)
         if r.window_file:
             self.windows.append(r.window_file)
 
@@ -353,6 +366,8 @@ def summary(totals: dict[str, KindTotals]) -> str:
                      f"{t.failed_runs:>6}")
         for note, count in sorted(t.notes.items()):
             lines.append(f"    {note}: {count}")
+        if t.bank:
+            lines.append("    bank: " + ", ".join(f"{k} {v}" for k, v in sorted(t.bank.items())))
         if t.unsupported:
             lines.append(f"    not injectable on this machine: {t.unsupported}")
         for w in t.windows:
