@@ -35,11 +35,12 @@ from zraft.testing.jepsen.workload import CERTAIN_FAILURES, call, never_sent
 TRANSFER = "transfer"
 REFUSED = "refused"
 SCHEMA = (
-    "CREATE TABLE accounts(bank INTEGER NOT NULL, id INTEGER NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS accounts(bank INTEGER NOT NULL, id INTEGER NOT NULL, "
     "balance INTEGER NOT NULL CHECK (balance >= 0), PRIMARY KEY (bank, id))",
-    "CREATE TABLE ledger(seq INTEGER PRIMARY KEY, xfer TEXT NOT NULL, bank INTEGER NOT NULL, "
-    "src INTEGER NOT NULL, dst INTEGER NOT NULL, amount INTEGER NOT NULL)",
-    "CREATE TABLE barriers(name TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS ledger(seq INTEGER PRIMARY KEY, xfer TEXT NOT NULL, "
+    "bank INTEGER NOT NULL, src INTEGER NOT NULL, dst INTEGER NOT NULL, "
+    "amount INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS barriers(name TEXT PRIMARY KEY)",
 )
 READ_SQL = "SELECT id, balance FROM accounts WHERE bank = ? ORDER BY id"
 TRANSFER_TX = (  # credit first: an overdraft then fails the debit, and the tx rolls back
@@ -77,14 +78,14 @@ def bank_of(key: str) -> int:
 
 
 def setup(peers: Sequence[str], cfg: BankConfig, banks: int, pool: ConnectionPool) -> None:
-    """Create the tables and every bank's accounts (through the leader, retried: nothing
-    runs yet, and each statement is safe to repeat only before the rows exist)."""
+    """Create the tables and every bank's accounts (through the leader; a write the client
+    retries may apply twice, so every statement is idempotent)."""
     session = api.light_session(list(peers))
     for sql in SCHEMA:
         api.write(session, ["exec", sql, None], timeout=20.0, pool=pool)
     rows = [[b, i, cfg.initial] for b in range(banks) for i in range(cfg.accounts)]
     for start in range(0, len(rows), 500):
-        api.write(session, ["execmany", "INSERT INTO accounts VALUES (?, ?, ?)",
+        api.write(session, ["execmany", "INSERT OR IGNORE INTO accounts VALUES (?, ?, ?)",
                             rows[start:start + 500]], timeout=20.0, pool=pool)
 
 
