@@ -42,7 +42,11 @@ SQLITE_VIEW = StateView(barrier_command, read_bank_state,
 def execute_bank(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Path,
                  report: RunReport, nemesis: Nemesis, kinds: tuple[str, ...],
                  rng: random.Random) -> SafetyReport:
-    from zraft.testing.jepsen.run import more_faults, next_fault  # run imports this module lazily
+    from zraft.testing.jepsen.run import (  # run.py imports this module lazily
+        more_faults,
+        next_fault,
+        transfer_totals,
+    )
 
     bank: BankConfig = cfg.bank
     banks = bank.bank_count(cfg.seconds)
@@ -71,6 +75,7 @@ def execute_bank(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory
     report.faults_incomplete = dict(nemesis.failed)
     report.fault_notes = dict(nemesis.notes)
     report.faults_unsupported = dict(nemesis.unsupported)
+    report.snapshot_transfers = transfer_totals(nemesis)
     ops = history.snapshot()
     counts = Counter(op.outcome for op in ops)
     report.ops = {OK: counts[OK], FAIL: counts[FAIL], UNKNOWN: counts[UNKNOWN]}
