@@ -412,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of a single run (default random)")
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--clients", type=int, default=4, help="thread clients")
-    p.add_argument("--client-processes", type=int, default=1)
+    p.add_argument("--client-processes", type=int, default=1,
+                   help="client processes (register workload; bank clients are threads)")
     p.add_argument("--election-timeout", type=int, default=300)
     p.add_argument("--max-log-count", type=int, default=30)
     p.add_argument("--workload", choices=("register", "bank"), default="register",
