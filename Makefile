@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 20000
 MINUTES ?= 30
 NETNS_MINUTES ?= 10
+BANK_MINUTES ?= 10
 # pytest workers: tests wait on node processes and sockets more than they compute
 TEST_JOBS ?= 2
 
@@ -33,15 +34,16 @@ test: $(STAMP)
 
 # Long runs, not part of `make test`: the simulator over SEEDS seeds, Jepsen-style fault runs
 # against real nodes for MINUTES (and NETNS_MINUTES in network namespaces with host names,
-# skipped without root), a protocol fuzz campaign, and the `slow` tests (50 leader kills
-# with live sessions holding ephemeral keys). Each prints its figures and exits non-zero
-# on a finding.
+# skipped without root), the bank workload on the sqlite backend for BANK_MINUTES, a protocol
+# fuzz campaign, and the `slow` tests (50 leader kills with live sessions holding ephemeral
+# keys). Each prints its figures and exits non-zero on a finding.
 soak: $(STAMP)
 	$(PY) -m pytest -q -s -m slow tests/acceptance/test_session_takeover.py
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2 --transfers on
 	$(PY) -m zraft.testing.jepsen.run --minutes $(MINUTES) --workdir soak-runs/jepsen
-	$(PY) -m zraft.testing.jepsen.run --netns --names --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
+	$(PY) -m zraft.testing.jepsen.run --netns --names --tls --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
+	$(PY) -m zraft.testing.jepsen.run --workload bank --minutes $(BANK_MINUTES) --workdir soak-runs/bank
 	$(PY) -m zraft.testing.jepsen.fuzz --cases 2000 --workdir soak-runs/fuzz
 	$(PY) -m zraft.testing.jepsen.frame_fuzz --cases 20000 --workdir soak-runs/frame-fuzz
 

@@ -2,6 +2,7 @@
 
     python -m zraft.testing.jepsen.run --minutes 30            # soak: fresh seeds, every kind
     python -m zraft.testing.jepsen.run --kind pause --seconds 20 --seed 7   # one run
+    python -m zraft.testing.jepsen.run --workload bank --minutes 10   # bank on sqlite
 
 Rules:
 - One run = one fresh LocalCluster (``nodes`` members plus one blank spare for membership
@@ -19,6 +20,8 @@ Rules:
 - Every run leaves its directory (``--workdir``/run-<n>-<kind>-<seed>): node logs, the
   history (history.jsonl), the nemesis log and, on a violation, the offending window.
   Passing runs' node directories are deleted unless ``--keep``.
+- ``--workload bank``: the same faults and crash-safety checks on a ``sqlite`` cluster
+  whose clients transfer money between accounts (``bank``, ``bank_check``, ``bank_run``).
 - Exit code 0 when every run passed, 1 otherwise.
 """
 
@@ -39,6 +42,7 @@ from typing import Any
 from zraft.client import api
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.local import LocalCluster
+from zraft.testing.jepsen.bank import BankConfig
 from zraft.testing.jepsen.history import (
     FAIL,
     OK,
@@ -82,6 +86,12 @@ class RunConfig:
     mutations: str = ""  # test-only node mutations (ZRAFT_TEST_MUTATIONS)
     extra_env: dict[str, str] = field(default_factory=dict)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    workload_name: str = "register"  # or "bank": transfers on a sqlite cluster (jepsen.bank)
+    bank: BankConfig = field(default_factory=BankConfig)
+
+    def sub_configs(self) -> dict[str, Any]:
+        """The nested configs (``asdict`` turns them into dicts) for ``RunConfig(**...)``."""
+        return {"workload": self.workload, "bank": self.bank}
 
 
 @dataclass
@@ -108,13 +118,15 @@ class RunReport:
     log_entries_compared: int = 0  # on-disk entries checked against another node's
     session_checks: dict[str, int] = field(default_factory=dict)
     session_violations: list[str] = field(default_factory=list)
+    bank: dict[str, int] = field(default_factory=dict)  # bank workload figures
+    bank_violations: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
     def ok(self) -> bool:
         return (self.linearizable and self.acked_lost == 0 and not self.diverged
                 and self.restarted is not False and not self.session_violations
-                and not self.error)
+                and not self.bank_violations and not self.error)
 
     def line(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"
@@ -125,6 +137,7 @@ class RunReport:
                 f"{self.keys_checked} (gave up {self.timed_out_keys}) "
                 f"{'linearizable' if self.linearizable else 'NOT LINEARIZABLE'} "
                 f"acked lost {self.acked_lost}/{self.acked_inserts}"
+                + (f" bank {self.bank}" if self.bank else "")
                 + (f" window {self.window_file}" if self.window_file else "")
                 + (f" error: {self.error}" if self.error else "")
                 + (f" UNSUPPORTED here: {sorted(self.faults_unsupported)}"
@@ -144,7 +157,7 @@ def make_cluster(cfg: RunConfig, directory: Path) -> LocalCluster:
         "election_timeout": cfg.election_timeout, "max_log_count": cfg.max_log_count,
         "extra_raft": {"max_segment_size": cfg.max_segment_size,
                        "snapshot_log_ratio": snapshot_log_ratio(cfg)},
-        "env": node_env(cfg)}
+        "env": node_env(cfg), "backend": "sqlite" if cfg.workload_name == "bank" else "dict"}
     if cfg.network == "netns":
         from zraft.testing.jepsen.netns import NetnsCluster
         return NetnsCluster(directory, cfg.nodes + cfg.spare, names=cfg.names,
@@ -159,15 +172,26 @@ def snapshot_log_ratio(cfg: RunConfig) -> float:
 
 
 def fault_kinds(cfg: RunConfig) -> tuple[str, ...]:
-    """The kinds a run draws from; for ``a+b`` the nemesis does those kinds in turn."""
-    if "+" in cfg.kind:
-        return tuple(cfg.kind.split("+"))
+    """The kinds a run draws from: one kind, ``mixed`` (all), or ``a+b+c`` (those, in turn:
+    see ``next_fault``)."""
     if cfg.kind != "mixed":
-        return (cfg.kind,)
+        return tuple(cfg.kind.split("+"))
     if cfg.network == "netns":
         from zraft.testing.jepsen.netns import NETNS_FAULT_KINDS
         return NETNS_FAULT_KINDS
     return FAULT_KINDS
+
+
+def more_faults(cfg: RunConfig, kinds: tuple[str, ...], turn: int, deadline: float) -> bool:
+    """Until ``deadline``; a listed set of kinds also gets one full turn each first (on a
+    slow machine ``seconds`` may end before the last kind's turn)."""
+    return time.monotonic() < deadline or ("+" in cfg.kind and turn < len(kinds))
+
+
+def next_fault(cfg: RunConfig, kinds: tuple[str, ...], turn: int, rng: random.Random) -> str:
+    """A listed set of kinds runs in order (each kind gets its turn even in a short run);
+    ``mixed`` draws at random."""
+    return kinds[turn % len(kinds)] if "+" in cfg.kind else rng.choice(kinds)
 
 
 def make_nemesis(cfg: RunConfig, topo: Topology, pool: ConnectionPool,
@@ -181,6 +205,8 @@ def make_nemesis(cfg: RunConfig, topo: Topology, pool: ConnectionPool,
 def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
     network = "netns-names" if cfg.network == "netns" and cfg.names else cfg.network
     label = cfg.kind if network == "loopback" else f"{network}-{cfg.kind}"
+    if cfg.workload_name == "bank":
+        label = f"bank-{label}"
     directory = workdir / f"run-{label}-{cfg.seed}"
     if directory.exists():
         shutil.rmtree(directory)
@@ -217,6 +243,10 @@ def run_once(cfg: RunConfig, workdir: Path, keep: bool = False) -> RunReport:
 def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Path,
             report: RunReport) -> SafetyReport:
     rng = random.Random(cfg.seed)
+    if cfg.workload_name == "bank":
+        from zraft.testing.jepsen.bank_run import execute_bank
+        return execute_bank(cfg, topo, pool, directory, report,
+                            make_nemesis(cfg, topo, pool, rng), fault_kinds(cfg), rng)
     history = History()
     cookie = topo.cluster.cookie.encode()
     epoch = time.monotonic()
@@ -239,11 +269,9 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
     turn = 0
     try:
         deadline = time.monotonic() + cfg.seconds
-        in_turn = "+" in cfg.kind  # and each listed kind at least once, however long they take
-        while time.monotonic() < deadline or (in_turn and turn < len(kinds)):
+        while more_faults(cfg, kinds, turn, deadline):
             time.sleep(cfg.gap)  # calm between faults (pacing, not synchronisation)
-            # "a+b": every listed kind in turn, so a short run is sure to do each of them
-            kind = kinds[turn % len(kinds)] if in_turn else rng.choice(kinds)
+            kind = next_fault(cfg, kinds, turn, rng)
             turn += 1
             text = nemesis.run_fault(kind)
             nemesis_log.write(f"{time.monotonic() - epoch:8.2f} {text}\n")
@@ -311,6 +339,7 @@ class KindTotals:
     snapshots_sent: int = 0
     unsupported: int = 0
     notes: Counter[str] = field(default_factory=Counter)
+    bank: Counter[str] = field(default_factory=Counter)  # bank workload figures, summed
     windows: list[str] = field(default_factory=list)
 
     def add(self, r: RunReport) -> None:
@@ -328,6 +357,7 @@ class KindTotals:
         self.snapshots_sent += r.snapshot_transfers.get("sent", 0)
         self.unsupported += sum(r.faults_unsupported.values())
         self.notes.update(r.fault_notes)
+        self.bank.update(r.bank)
         if r.window_file:
             self.windows.append(r.window_file)
 
@@ -345,6 +375,8 @@ def summary(totals: dict[str, KindTotals]) -> str:
                      f"{t.failed_runs:>6}")
         for note, count in sorted(t.notes.items()):
             lines.append(f"    {note}: {count}")
+        if t.bank:
+            lines.append("    bank: " + ", ".join(f"{k} {v}" for k, v in sorted(t.bank.items())))
         if t.unsupported:
             lines.append(f"    not injectable on this machine: {t.unsupported}")
         for w in t.windows:
@@ -365,7 +397,7 @@ def soak(minutes: float, workdir: Path, base: RunConfig, kinds: list[str],
         left = deadline - time.monotonic()
         seconds = max(5.0, min(base.seconds, left - 15))
         cfg = RunConfig(**{**asdict(base), "kind": kind, "seed": random.SystemRandom().randrange(
-            2**31), "seconds": seconds, "workload": base.workload})
+            2**31), "seconds": seconds, **base.sub_configs()})
         report = run_once(cfg, workdir, keep)
         totals[kind].add(report)
         print(report.line(), file=out, flush=True)
@@ -388,13 +420,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", action="store_true",
                    help="--netns: nodes have host names (per-namespace hosts files) and peer "
                         "ids use them")
+    p.add_argument("--tls", action="store_true",
+                   help="mutual TLS on every connection (a throwaway CA, as `cluster up --tls`)")
     p.add_argument("--seconds", type=float, default=20.0, help="length of one run")
     p.add_argument("--seed", type=int, help="seed of a single run (default random)")
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--clients", type=int, default=4, help="thread clients")
-    p.add_argument("--client-processes", type=int, default=1)
+    p.add_argument("--client-processes", type=int, default=1,
+                   help="client processes (register workload; bank clients are threads)")
     p.add_argument("--election-timeout", type=int, default=300)
     p.add_argument("--max-log-count", type=int, default=30)
+    p.add_argument("--workload", choices=("register", "bank"), default="register",
+                   help="register keys on the dict backend, or bank transfers on sqlite")
+    p.add_argument("--accounts", type=int, default=5, help="accounts per bank (bank)")
     p.add_argument("--mutations", default="", help="test-only node mutations (never in use)")
     p.add_argument("--workdir", help="where runs keep their files (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep node directories of passing runs")
@@ -409,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
                      client_processes=args.client_processes,
                      election_timeout=args.election_timeout, max_log_count=args.max_log_count,
                      mutations=args.mutations, network="netns" if args.netns else "loopback",
-                     names=args.names)
+                     names=args.names, tls=args.tls, workload_name=args.workload,
+                     bank=BankConfig(accounts=args.accounts),
+                     sessions=args.workload == "register")
     if args.netns:
         from zraft.testing.jepsen.netns import netns_unavailable
         reason = netns_unavailable()
@@ -425,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
         cfg = RunConfig(**{**asdict(base), "kind": kind, "seed": seed,
-                           "workload": base.workload})
+                           **base.sub_configs()})
         report = run_once(cfg, workdir, args.keep)
         totals[kind].add(report)
         print(report.line(), flush=True)

@@ -20,6 +20,7 @@ Rules:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,27 @@ def read_state(peer: str, pool: ConnectionPool) -> dict[str, Any]:
     return {k: v for k, v in rows}
 
 
+def strip_barriers(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if not k.startswith(BARRIER_PREFIX)}
+
+
+@dataclass(frozen=True)
+class StateView:
+    """How the checks see a backend's whole state: the barrier write, one member's state
+    read from its own replica, whether a state holds a barrier, the state without them."""
+
+    barrier: Callable[[str], Any]
+    read: Callable[[str, ConnectionPool], dict[str, Any]]
+    has_barrier: Callable[[dict[str, Any], str], bool]
+    strip: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+DICT_VIEW = StateView(lambda name: ["put", name, 1], read_state,
+                      lambda state, name: name in state, strip_barriers)
+
+
 def converge(nemesis: Nemesis, pool: ConnectionPool, timeout: float = 60.0,
+             view: StateView = DICT_VIEW,
              ) -> tuple[dict[str, dict[str, Any]], dict[str, int], list[str]]:
     """(state per member, applied index per member, disagreements)."""
     members = nemesis.topo.member_peers()
@@ -71,7 +92,7 @@ def converge(nemesis: Nemesis, pool: ConnectionPool, timeout: float = 60.0,
 
     def put_barrier() -> bool:
         session = api.light_session(members)
-        api.write(session, ["put", barrier, 1], timeout=5.0, pool=pool)
+        api.write(session, view.barrier(barrier), timeout=5.0, pool=pool)
         return True
     wait_until(put_barrier, timeout, "the barrier write")  # peers may still be starting
     leader = nemesis.leader(timeout)
@@ -83,9 +104,9 @@ def converge(nemesis: Nemesis, pool: ConnectionPool, timeout: float = 60.0,
             before = int(nemesis.stat(peer, timeout=3.0)["applied"])
             if before < target:
                 return None
-            state = read_state(peer, pool)
+            state = view.read(peer, pool)
             after = int(nemesis.stat(peer, timeout=3.0)["applied"])
-            if before != after or barrier not in state:
+            if before != after or not view.has_barrier(state, barrier):
                 return None  # still applying: read again
             states[peer], applied[peer] = state, after
         if len(set(applied.values())) != 1:
@@ -149,12 +170,9 @@ def final_reads(states: dict[str, dict[str, Any]], ops: list[Op]) -> list[Op]:
     return finals
 
 
-def strip_barriers(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in state.items() if not k.startswith(BARRIER_PREFIX)}
-
-
 def restart_all(nemesis: Nemesis, pool: ConnectionPool,
-                before: dict[str, dict[str, Any]], report: SafetyReport) -> None:
+                before: dict[str, dict[str, Any]], report: SafetyReport,
+                view: StateView = DICT_VIEW) -> None:
     cluster = nemesis.cluster
     for n in cluster.nodes:
         cluster.kill(n)
@@ -164,7 +182,7 @@ def restart_all(nemesis: Nemesis, pool: ConnectionPool,
         for n in cluster.nodes:
             cluster.wait_listening(n)
         wait_until(lambda: nemesis.leader(timeout=1.0), 30.0, "a leader after restarting all")
-        states, applied, problems = converge(nemesis, pool)
+        states, applied, problems = converge(nemesis, pool, view=view)
         report.final_applied = min(applied.values())
     except (TimeoutError, ZRaftError) as exc:
         report.restarted = False
@@ -172,9 +190,9 @@ def restart_all(nemesis: Nemesis, pool: ConnectionPool,
         return
     report.restarted = True
     report.restart_problems.extend(problems)
-    reference = strip_barriers(next(iter(before.values())))
+    reference = view.strip(next(iter(before.values())))
     for peer, state in states.items():
-        if strip_barriers(state) != reference:
+        if view.strip(state) != reference:
             missing = sorted(set(reference) - set(state))[:5]
             report.restart_problems.append(
                 f"{peer} restarted with a different state (missing e.g. {missing})")
@@ -211,5 +229,5 @@ def compare_logs(cluster: LocalCluster, members: list[str], upto: int
     return problems, compared
 
 
-__all__ = ["SafetyReport", "check_after_run", "compare_logs", "converge", "final_reads",
-           "read_state", "restart_all"]
+__all__ = ["DICT_VIEW", "SafetyReport", "StateView", "check_after_run", "compare_logs",
+           "converge", "final_reads", "read_state", "restart_all", "strip_barriers"]

@@ -1,0 +1,43 @@
+"""Short bank runs for ``make test``: transfers in ``tx`` on a sqlite cluster of real node
+processes while the nemesis kills the leader, pauses a node, partitions the cluster and
+changes the membership, then every check; and the same run with followers that answer
+reads from their own state (a test-only mutation) must be caught as not linearizable.
+
+The long runs are ``python -m zraft.testing.jepsen.run --workload bank --minutes N``
+(``make soak``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zraft.testing.jepsen.bank import BankConfig
+from zraft.testing.jepsen.run import RunConfig, run_once
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+
+KINDS = ("kill_leader", "pause", "partition_halves", "membership")
+
+
+def test_bank_under_kills_pauses_partitions_and_membership_changes(tmp_path: Path) -> None:
+    cfg = RunConfig(kind="+".join(KINDS), seed=23, seconds=4.0, hold=1.0, gap=0.3,
+                    workload_name="bank", sessions=False)
+    report = run_once(cfg, tmp_path)
+    detail = f"{report.line()} {report.violations} {report.diverged}"
+    assert report.ok, detail
+    assert all(report.faults.get(k, 0) >= 1 for k in KINDS), report.faults
+    assert report.bank["transfers_acked"] > 50, detail
+    assert report.bank["reads"] > 20, detail
+    assert report.keys_checked >= 2 and report.timed_out_keys == 0, detail
+    assert report.restarted is True
+
+
+def test_bank_run_catches_followers_answering_reads_locally(tmp_path: Path) -> None:
+    cfg = RunConfig(kind="partition_halves", seed=11, seconds=5.0, hold=2.0,
+                    workload_name="bank", sessions=False, restart_check=False,
+                    mutations="follower_local_reads", bank=BankConfig(any_node_reads=0.5))
+    report = run_once(cfg, tmp_path)
+    assert not report.error, report.error
+    assert not report.linearizable, report.line()
+    assert report.window_file is not None and Path(report.window_file).exists()

@@ -1,0 +1,104 @@
+"""One bank run's body (``run.py --workload bank``): clients, the nemesis, then every check.
+
+Rules:
+- Same shape as the register run: thread clients while the nemesis cycles its faults for
+  ``seconds``, heal, stop the clients, converge every member (a barrier row, then each
+  member's whole database read from its own replica: equal on all of them), the bank
+  checks of ``bank_check``, and a kill -9 + restart of every node that must come back with
+  the same database. The session probe belongs to the register workload (it writes dict
+  commands) and does not run here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zraft.client.connection import ConnectionPool
+from zraft.testing.jepsen.bank import (
+    BankClients,
+    BankConfig,
+    barrier_command,
+    read_bank_state,
+    setup,
+)
+from zraft.testing.jepsen.bank_check import check_bank
+from zraft.testing.jepsen.history import FAIL, OK, UNKNOWN, History, save_ops
+from zraft.testing.jepsen.nemesis import Nemesis, Topology
+from zraft.testing.jepsen.safety import SafetyReport, StateView, converge, restart_all
+
+if TYPE_CHECKING:
+    from zraft.testing.jepsen.run import RunConfig, RunReport
+
+
+SQLITE_VIEW = StateView(barrier_command, read_bank_state,
+                        lambda state, name: name in state["barriers"],
+                        lambda state: {k: v for k, v in state.items() if k != "barriers"})
+
+
+def execute_bank(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Path,
+                 report: RunReport, nemesis: Nemesis, kinds: tuple[str, ...],
+                 rng: random.Random) -> SafetyReport:
+    from zraft.testing.jepsen.run import (  # run.py imports this module lazily
+        more_faults,
+        next_fault,
+        transfer_totals,
+    )
+
+    bank: BankConfig = cfg.bank
+    banks = bank.bank_count(cfg.seconds)
+    setup(topo.member_peers(), bank, banks, pool)
+    history = History()
+    epoch = time.monotonic()
+    clients = BankClients(cfg.thread_clients, topo.cluster.cookie.encode(), topo.all_peers,
+                          history, bank, banks, epoch, cfg.seed,
+                          tls=topo.cluster.tls_files())
+    with open(directory / "nemesis.log", "w") as nemesis_log:
+        clients.start()
+        try:
+            deadline = time.monotonic() + cfg.seconds
+            turn = 0
+            while more_faults(cfg, kinds, turn, deadline):
+                time.sleep(cfg.gap)  # calm between faults (pacing, not synchronisation)
+                kind = next_fault(cfg, kinds, turn, rng)
+                turn += 1
+                text = nemesis.run_fault(kind)
+                nemesis_log.write(f"{time.monotonic() - epoch:8.2f} {text}\n")
+                nemesis_log.flush()
+            time.sleep(cfg.gap)
+        finally:
+            clients.stop()
+            nemesis.heal_all()
+    report.faults = dict(nemesis.injected)
+    report.faults_incomplete = dict(nemesis.failed)
+    report.fault_notes = dict(nemesis.notes)
+    report.faults_unsupported = dict(nemesis.unsupported)
+    report.snapshot_transfers = transfer_totals(nemesis)
+    ops = history.snapshot()
+    counts = Counter(op.outcome for op in ops)
+    report.ops = {OK: counts[OK], FAIL: counts[FAIL], UNKNOWN: counts[UNKNOWN]}
+    safety = SafetyReport(members=topo.member_peers())
+    states, safety.applied, safety.diverged = converge(nemesis, pool, view=SQLITE_VIEW)
+    safety.final_applied = min(safety.applied.values())
+    verdict, checked = check_bank(ops, states, bank, directory)
+    save_ops(checked, directory / "history.jsonl")
+    if cfg.restart_check:
+        restart_all(nemesis, pool, states, safety, view=SQLITE_VIEW)
+    report.bank = verdict.figures()
+    report.bank_violations = verdict.violations
+    report.acked_inserts = verdict.transfers_acked
+    report.acked_lost = len(verdict.lost)
+    report.keys_checked = verdict.banks_checked
+    report.timed_out_keys = verdict.gave_up
+    report.linearizable = not verdict.nonlinearizable
+    report.window_file = verdict.window_file
+    report.violations.extend(verdict.violations)
+    report.diverged = safety.diverged + safety.restart_problems
+    report.restarted = safety.restarted
+    return safety
+
+
+__all__ = ["SQLITE_VIEW", "execute_bank"]
