@@ -36,6 +36,11 @@ def _w(acc: Any, peer: str, command: Any) -> Any:
     return api.write(peer, command, timeout=10, pool=acc.pool)[0]
 
 
+def _applied_to(acc: Any, peer: str, index: int) -> Any:
+    """``peer``'s fsm stats once it published them after applying ``index``."""
+    return wait_for(lambda: (f := acc.stat(peer)["fsm"])["applied_index"] >= index and f, 10)
+
+
 def test_sql_on_three_nodes(make_cluster: Any) -> None:
     acc = _cluster(make_cluster)
     p1, p2, p3 = acc.peers
@@ -86,13 +91,15 @@ def test_restart_replays_only_after_the_stored_index_and_lagging_follower_instal
     for i in range(60):  # past max_log_count: every peer has a snapshot, and log after it
         _w(acc, leader, ["exec", "INSERT INTO n VALUES (?)", [i]])
     follower = next(p for p in acc.peers if p != leader)
-    wait_for(lambda: acc.stat(follower)["fsm"]["applied_index"]
-             >= acc.stat(leader)["fsm"]["applied_index"], 10)
+    # "fsm" stats are published after an apply batch, and a leader answers a write before
+    # it publishes: its fsm applied_index may still be the batch before the last write.
+    # Wait on the leader's log instead (the peer's own, live): the follower has applied
+    # every entry in it, so the read below commits all of them
+    _applied_to(acc, follower, acc.stat(leader)["last_index"])
     _q(acc, follower, "SELECT 1", local=True)  # a read commits the open transaction
     _w(acc, leader, ["exec", "INSERT INTO n VALUES (?)", [60]])  # stat is published
-    wait_for(lambda: acc.stat(follower)["fsm"]["applied_index"]  # after a batch
-             >= acc.stat(leader)["fsm"]["applied_index"], 10)
-    before = acc.stat(follower)["fsm"]
+    # after the batch that applies this write: the first stat that shows the read's commit
+    before = _applied_to(acc, follower, acc.stat(leader)["last_index"])
     assert before["snapshot_index"] > 0
     assert before["backend"]["db_index"] > before["snapshot_index"]
     acc.kill(follower)
