@@ -15,7 +15,6 @@ import random
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from zraft.client.connection import ConnectionPool
 from zraft.testing.jepsen.bank import (
@@ -28,11 +27,14 @@ from zraft.testing.jepsen.bank import (
 from zraft.testing.jepsen.bank_check import check_bank
 from zraft.testing.jepsen.history import FAIL, OK, UNKNOWN, History, save_ops
 from zraft.testing.jepsen.nemesis import Nemesis, Topology
+from zraft.testing.jepsen.runconfig import (
+    RunConfig,
+    RunReport,
+    more_faults,
+    next_fault,
+    transfer_totals,
+)
 from zraft.testing.jepsen.safety import SafetyReport, StateView, converge, restart_all
-
-if TYPE_CHECKING:
-    from zraft.testing.jepsen.run import RunConfig, RunReport
-
 
 SQLITE_VIEW = StateView(barrier_command, read_bank_state,
                         lambda state, name: name in state["barriers"],
@@ -42,12 +44,6 @@ SQLITE_VIEW = StateView(barrier_command, read_bank_state,
 def execute_bank(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Path,
                  report: RunReport, nemesis: Nemesis, kinds: tuple[str, ...],
                  rng: random.Random) -> SafetyReport:
-    from zraft.testing.jepsen.run import (  # run.py imports this module lazily
-        more_faults,
-        next_fault,
-        transfer_totals,
-    )
-
     bank: BankConfig = cfg.bank
     banks = bank.bank_count(cfg.seconds)
     setup(topo.member_peers(), bank, banks, pool)
