@@ -31,10 +31,10 @@ costs one MAC, not one per request.
   queued: a queue that drops its oldest frame must not leave a gap in the numbers, and a
   frame queued on a peer link may go out on the link's next connection.
 - On or off per connection (``for_connection(..., enabled=...)``), decided after the
-  handshake; on by default. Under TLS the MAC adds nothing TLS lacks, but it costs about a
-  microsecond a record (and a record carries a whole batch), so it stays on unless the
-  caller turns it off; both ends must decide the same way (both know whether they speak
-  TLS).
+  handshake: on in plaintext, off under TLS (its records are authenticated and ordered
+  already; both ends know they speak TLS, so they agree): the node's accept side
+  (tcp.py), peer links, the blocking and asyncio clients. The snapshot stream keeps its
+  few sealed control frames under TLS too.
 
 ``key_s`` / ``key_l`` are ``HMAC-SHA256(direction key, "blake2b" / "hmac-sha256")``. Both MACs
 run in C from a keyed template that is ``copy()``-ed per frame (no key set-up per call):
