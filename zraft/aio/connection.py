@@ -261,7 +261,9 @@ class Connection:
                 return
             if self._dead is not None:
                 return
-            auth = self._auth = for_connection(hello.session_key, initiator=True)
+            # no frame MAC inside TLS (its records are authenticated; the node agrees)
+            auth = self._auth = for_connection(hello.session_key, initiator=True,
+                                               enabled=self._tls is None)
             self._writer = writer
             self._flush()
             decoder = FrameDecoder(decoder_limit(MAX_FRAME_SIZE, auth))

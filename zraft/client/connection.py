@@ -199,7 +199,8 @@ class Connection:
         set_send_timeout(sock, self._send_timeout)
         if self._tls is not None:
             sock = TlsSocket(sock, self._send_timeout)  # type: ignore[arg-type, assignment]
-        return sock, for_connection(auth.session_key, initiator=True)
+        # TLS authenticates and orders its records: no frame MAC inside it (the node agrees)
+        return sock, for_connection(auth.session_key, initiator=True, enabled=self._tls is None)
 
     def _write_loop(self) -> None:
         try:

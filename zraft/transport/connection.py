@@ -715,7 +715,7 @@ def connect(
         config=cfg,
         on_close=on_close or (lambda _c: None),
         label=f"client:{addr}",
-        frame_auth=for_connection(auth.session_key, initiator=True),
+        frame_auth=for_connection(auth.session_key, initiator=True, enabled=tls is None),
     )
     conn.start_reader()
     return conn

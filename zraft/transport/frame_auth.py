@@ -31,10 +31,10 @@ costs one MAC, not one per request.
   queued: a queue that drops its oldest frame must not leave a gap in the numbers, and a
   frame queued on a peer link may go out on the link's next connection.
 - On or off per connection (``for_connection(..., enabled=...)``), decided after the
-  handshake; on by default. Under TLS the MAC adds nothing TLS lacks, but it costs about a
-  microsecond a record (and a record carries a whole batch), so it stays on unless the
-  caller turns it off; both ends must decide the same way (both know whether they speak
-  TLS).
+  handshake: on in plaintext, off under TLS (its records are authenticated and ordered
+  already; both ends know they speak TLS, so they agree): the node's accept side
+  (tcp.py), peer links, the blocking and asyncio clients. The snapshot stream keeps its
+  few sealed control frames under TLS too.
 
 ``key_s`` / ``key_l`` are ``HMAC-SHA256(direction key, "blake2b" / "hmac-sha256")``. Both MACs
 run in C from a keyed template that is ``copy()``-ed per frame (no key set-up per call):
@@ -59,7 +59,12 @@ SEQ: Final = struct.Struct(">Q")
 TRAILER_SIZE: Final = SEQ.size + TAG_SIZE  # bytes added to every record
 RECORD_BYTES: Final = 64 * 1024  # frames sealed together in one record, at most (or one)
 RECORD_OVERHEAD: Final = HEADER_SIZE + TRAILER_SIZE  # a record of one frame, beyond its body
+SEQ_SIZE: Final = SEQ.size
 _SMALL: Final = 1024  # bodies below this are MAC'd with BLAKE2b, from it with HMAC-SHA256
+_pack_seq = SEQ.pack
+_unpack_seq = SEQ.unpack_from
+_pack_header = HEADER.pack
+_unpack_header = HEADER.unpack_from
 _INITIATOR_TO_ACCEPTOR: Final = b"zraft-frames initiator->acceptor"
 _ACCEPTOR_TO_INITIATOR: Final = b"zraft-frames acceptor->initiator"
 
@@ -83,16 +88,18 @@ class _Mac:
     make it twice BLAKE2b's speed on large bodies). Each has its own key derived from the
     direction key; the choice is a function of the body length, so both ends agree."""
 
-    __slots__ = ("_large", "_small")
+    __slots__ = ("_large", "small_copy")
 
     def __init__(self, key: bytes) -> None:
-        self._small = hashlib.blake2b(key=hmac.digest(key, b"blake2b", "sha256"),
-                                      digest_size=TAG_SIZE)
+        small = hashlib.blake2b(key=hmac.digest(key, b"blake2b", "sha256"),
+                                digest_size=TAG_SIZE)
+        # the bound copy of the keyed template: the small-record paths call it directly
+        self.small_copy = small.copy
         self._large = hmac.new(hmac.digest(key, b"hmac-sha256", "sha256"), digestmod="sha256")
 
-    def tag(self, seq: bytes, body: bytes | memoryview) -> bytes:
+    def tag(self, seq: bytes, body: bytes | bytearray | memoryview) -> bytes:
         if len(body) < _SMALL:
-            h = self._small.copy()
+            h = self.small_copy()
             h.update(seq)
             h.update(body)
             return h.digest()
@@ -128,12 +135,16 @@ class FrameAuth:
         """One or more whole length-prefixed frames (at most ``RECORD_BYTES`` together, or
         one larger frame alone) -> one sealed record: the frames as they were, inside."""
         n = len(frames)
-        seq = SEQ.pack(self.sent)
-        tag = self._send.tag(seq, frames)
+        seq = _pack_seq(self.sent)
         self.sent += 1
-        if n < _SMALL:
-            return HEADER.pack(n + TRAILER_SIZE) + bytes(frames) + seq + tag
-        return b"".join((HEADER.pack(n + TRAILER_SIZE), frames, seq, tag))
+        if n < _SMALL:  # a request or a reply alone: W3 seals one per operation, keep it lean
+            h = self._send.small_copy()
+            h.update(seq)
+            h.update(frames)
+            tag = h.digest()
+        else:
+            tag = self._send.tag(seq, frames)
+        return b"".join((_pack_header(n + TRAILER_SIZE), frames, seq, tag))  # one copy
 
     def seal_many(self, frames: Iterable[bytes]) -> list[bytes]:
         """Each frame as a record of its own."""
@@ -180,10 +191,25 @@ class FrameAuth:
         self.received += 1
         return data
 
-    def open_many(self, records: Iterable[bytes]) -> list[bytes]:
+    def open_many(self, records: list[bytes]) -> list[bytes]:
         """Received records (frame bodies without their length header) -> the bodies of
         the frames inside, in order; ``FrameAuthError`` if one fails authentication,
         ``DecodeError`` if an authenticated record does not hold whole frames."""
+        if len(records) == 1:  # the common case: one small record of one frame
+            record = records[0]
+            n = len(record) - TRAILER_SIZE
+            if HEADER_SIZE < n < _SMALL and type(record) is bytes:
+                m = n + SEQ_SIZE
+                seq = record[n:m]
+                h = self._recv.small_copy()
+                h.update(seq)
+                h.update(memoryview(record)[:n])
+                if (hmac.compare_digest(h.digest(), record[m:])
+                        and _unpack_seq(seq)[0] == self.received
+                        and _unpack_header(record)[0] + HEADER_SIZE == n):
+                    self.received += 1
+                    return [record[HEADER_SIZE:n]]
+                # else: the general path below says what is wrong (and raises)
         out: list[bytes] = []
         unpack = HEADER.unpack_from
         for record in records:

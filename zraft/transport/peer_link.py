@@ -246,7 +246,8 @@ class PeerLink:
                 is_blocked=lambda _peer: self.addr in self._transport.blocked_in,
                 on_close=self.connection_closed,
                 label=f"link:{self.addr}",
-                frame_auth=for_connection(auth.session_key, initiator=True),
+                frame_auth=for_connection(auth.session_key, initiator=True,  # none under TLS
+                                          enabled=not isinstance(sock, TlsSocket)),
                 **self._transport.reading_options(),
             )
             self.install(conn)

@@ -578,7 +578,10 @@ class TcpTransport:
             # conn.send on any connection of a peer node goes through its link, so a
             # reply sent on a duplicate that is being retired still gets out
             queue=link.queue if link is not None else None,
-            frame_auth=for_connection(auth.session_key, initiator=False),
+            # under TLS the records are authenticated and ordered already: no MAC (both
+            # ends know they speak TLS)
+            frame_auth=for_connection(auth.session_key, initiator=False,
+                                      enabled=self.tls is None),
             **self.reading_options(),
         )
         with self._lock:
