@@ -25,7 +25,10 @@ def test_connect_dials_with_nothing_queued() -> None:
     try:
         assert a.link_state(b.address) is None
         a.connect([b.address])
-        wait_for(lambda: (s := b.link_state(a.address)) and s["connected"])
+        # both ends, each in its own time: the acceptor may adopt the connection before the
+        # dialer has read the handshake's last message (no order between them is promised)
+        wait_for(lambda: (s := b.link_state(a.address)) and s["connected"]
+                 and a.link_state(b.address)["connected"])
         assert b.link_state(a.address)["direction"] == "inbound"
         assert a.link_state(b.address)["direction"] == "outbound"
         assert a.link_state(b.address)["frames_sent"] == 0
