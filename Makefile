@@ -38,7 +38,7 @@ test: $(STAMP)
 # fuzz campaign, and the `slow` tests (50 leader kills with live sessions holding ephemeral
 # keys). Each prints its figures and exits non-zero on a finding.
 soak: $(STAMP)
-	$(PY) -m pytest -q -s -m slow tests/acceptance/test_session_takeover.py
+	$(PY) -m pytest -q -s -m slow tests/acceptance/test_session_takeover.py tests/jepsen/test_jepsen_bank.py
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2 --transfers on
 	$(PY) -m zraft.testing.jepsen.run --minutes $(MINUTES) --workdir soak-runs/jepsen

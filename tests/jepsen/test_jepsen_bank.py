@@ -33,6 +33,7 @@ def test_bank_under_kills_pauses_partitions_and_membership_changes(tmp_path: Pat
     assert report.restarted is True
 
 
+@pytest.mark.slow  # make soak: the checker's planted defects are unit-tested (bank_checks)
 def test_bank_run_catches_followers_answering_reads_locally(tmp_path: Path) -> None:
     cfg = RunConfig(kind="partition_halves", seed=11, seconds=5.0, hold=2.0,
                     workload_name="bank", sessions=False, restart_check=False,

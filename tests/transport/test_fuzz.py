@@ -33,7 +33,7 @@ from zraft.transport.framing import DEFAULT_MAX_FRAME_SIZE, HEADER, FrameDecoder
 from zraft.transport.handshake import client_handshake
 from zraft.transport.tcp import TcpTransport, TransportConfig, parse_addr
 
-N_INPUTS = 10_000
+N_INPUTS = 4_000  # make soak's frame_fuzz campaign sends 20,000 schema-driven frames
 SEED = 20261126
 
 SAMPLES = [
@@ -170,7 +170,7 @@ def probe(addr: tuple[str, int], data: bytes, as_node: bool) -> tuple[str, bool]
         return expected, closed
 
 
-def test_server_survives_10000_malformed_inputs_and_keeps_serving():
+def test_server_survives_thousands_of_malformed_inputs_and_keeps_serving():
     rng = random.Random(SEED)
     inputs = make_inputs(rng, N_INPUTS)
     server_inbox, good_inbox = Inbox(), Inbox()
