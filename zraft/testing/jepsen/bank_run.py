@@ -27,13 +27,7 @@ from zraft.testing.jepsen.bank import (
 from zraft.testing.jepsen.bank_check import check_bank
 from zraft.testing.jepsen.history import FAIL, OK, UNKNOWN, History, save_ops
 from zraft.testing.jepsen.nemesis import Nemesis, Topology
-from zraft.testing.jepsen.runconfig import (
-    RunConfig,
-    RunReport,
-    more_faults,
-    next_fault,
-    transfer_totals,
-)
+from zraft.testing.jepsen.runconfig import RunConfig, RunReport, drive_faults, record_faults
 from zraft.testing.jepsen.safety import SafetyReport, StateView, converge, restart_all
 
 SQLITE_VIEW = StateView(barrier_command, read_bank_state,
@@ -55,24 +49,11 @@ def execute_bank(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory
     with open(directory / "nemesis.log", "w") as nemesis_log:
         clients.start()
         try:
-            deadline = time.monotonic() + cfg.seconds
-            turn = 0
-            while more_faults(cfg, kinds, turn, deadline):
-                time.sleep(cfg.gap)  # calm between faults (pacing, not synchronisation)
-                kind = next_fault(cfg, kinds, turn, rng)
-                turn += 1
-                text = nemesis.run_fault(kind)
-                nemesis_log.write(f"{time.monotonic() - epoch:8.2f} {text}\n")
-                nemesis_log.flush()
-            time.sleep(cfg.gap)
+            drive_faults(cfg, kinds, nemesis, rng, epoch, nemesis_log)
         finally:
             clients.stop()
             nemesis.heal_all()
-    report.faults = dict(nemesis.injected)
-    report.faults_incomplete = dict(nemesis.failed)
-    report.fault_notes = dict(nemesis.notes)
-    report.faults_unsupported = dict(nemesis.unsupported)
-    report.snapshot_transfers = transfer_totals(nemesis)
+    record_faults(report, nemesis)
     ops = history.snapshot()
     counts = Counter(op.outcome for op in ops)
     report.ops = {OK: counts[OK], FAIL: counts[FAIL], UNKNOWN: counts[UNKNOWN]}

@@ -52,13 +52,7 @@ from zraft.testing.jepsen.history import (
     save_ops,
 )
 from zraft.testing.jepsen.nemesis import FAULT_KINDS, Nemesis, Topology
-from zraft.testing.jepsen.runconfig import (
-    RunConfig,
-    RunReport,
-    more_faults,
-    next_fault,
-    transfer_totals,
-)
+from zraft.testing.jepsen.runconfig import RunConfig, RunReport, drive_faults, record_faults
 from zraft.testing.jepsen.safety import SafetyReport, check_after_run, compare_logs
 from zraft.testing.jepsen.sessions import SessionProbe
 from zraft.testing.jepsen.workload import KeySpace, ProcessClients, ThreadClients
@@ -178,17 +172,8 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
     procs.start()
     if probe is not None:
         probe.start()
-    turn = 0
     try:
-        deadline = time.monotonic() + cfg.seconds
-        while more_faults(cfg, kinds, turn, deadline):
-            time.sleep(cfg.gap)  # calm between faults (pacing, not synchronisation)
-            kind = next_fault(cfg, kinds, turn, rng)
-            turn += 1
-            text = nemesis.run_fault(kind)
-            nemesis_log.write(f"{time.monotonic() - epoch:8.2f} {text}\n")
-            nemesis_log.flush()
-        time.sleep(cfg.gap)
+        drive_faults(cfg, kinds, nemesis, rng, epoch, nemesis_log)
     finally:
         threads.stop()
         history.extend(procs.stop())
@@ -196,11 +181,7 @@ def execute(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory: Pat
             probe.stop()
         nemesis.heal_all()
         nemesis_log.close()
-    report.faults = dict(nemesis.injected)
-    report.faults_incomplete = dict(nemesis.failed)
-    report.fault_notes = dict(nemesis.notes)
-    report.faults_unsupported = dict(nemesis.unsupported)
-    report.snapshot_transfers = transfer_totals(nemesis)
+    record_faults(report, nemesis)
     ops = history.snapshot()
     safety, finals = check_after_run(nemesis, pool, ops, restart=cfg.restart_check)
     report.acked_inserts = safety.acked_inserts

@@ -119,4 +119,30 @@ def transfer_totals(nemesis: Nemesis) -> dict[str, int]:
     return dict(totals)
 
 
-__all__ = ["RunConfig", "RunReport", "more_faults", "next_fault", "transfer_totals"]
+def drive_faults(cfg: RunConfig, kinds: tuple[str, ...], nemesis: Nemesis,
+                 rng: random.Random, epoch: float, log: Any) -> None:
+    """The nemesis's part of a run: faults with calm between them until the run's time is
+    up (a listed set: each kind at least once), each line written to ``log``."""
+    deadline = time.monotonic() + cfg.seconds
+    turn = 0
+    while more_faults(cfg, kinds, turn, deadline):
+        time.sleep(cfg.gap)  # calm between faults (pacing, not synchronisation)
+        kind = next_fault(cfg, kinds, turn, rng)
+        turn += 1
+        text = nemesis.run_fault(kind)
+        log.write(f"{time.monotonic() - epoch:8.2f} {text}\n")
+        log.flush()
+    time.sleep(cfg.gap)
+
+
+def record_faults(report: RunReport, nemesis: Nemesis) -> None:
+    """What the nemesis did, into the run's report."""
+    report.faults = dict(nemesis.injected)
+    report.faults_incomplete = dict(nemesis.failed)
+    report.fault_notes = dict(nemesis.notes)
+    report.faults_unsupported = dict(nemesis.unsupported)
+    report.snapshot_transfers = transfer_totals(nemesis)
+
+
+__all__ = ["RunConfig", "RunReport", "drive_faults", "more_faults", "next_fault",
+           "record_faults", "transfer_totals"]
