@@ -46,6 +46,7 @@ VALID = {
     "snapshot_read": ["zraft", "snapshot-12-3", "data/state", 0],
     "bootstrap": ["zraft"],
     "create_peer": ["zraft", "dict"],
+    "create_peers": [["g1", "g2"], "dict", ["c1", "c2"], "check"],
     "check_exists": ["zraft"],
     "node_status": [],
     "list_peers": [],
@@ -190,6 +191,25 @@ def test_partition_and_create_peer_fields() -> None:
     assert validate("partition", [[]], LIMITS) == [[], None]
     assert refused("create_peer", ["zraft", ""]).message.startswith("create_peer: backend ")
     assert refused("create_peer", ["zraft", "b" * 257]).code == BAD_REQUEST
+
+
+def test_create_peers_fields_are_capped_and_checked() -> None:
+    from zraft.node.requests import MAX_CREATE_BATCH
+
+    assert validate("create_peers", [["g1"], "dict"], LIMITS) == [["g1"], "dict", None, None]
+    many = [f"g{i}" for i in range(MAX_CREATE_BATCH)]
+    assert validate("create_peers", [many, "dict", [""] * len(many)], LIMITS)[0] == many
+    too_many = refused("create_peers", [[*many, "x"], "dict"])
+    assert too_many.message.startswith("create_peers: peer_names must have 1-1000 items")
+    assert refused("create_peers", [[], "dict"]).code == BAD_REQUEST
+    bad_name = refused("create_peers", [["ok", "no/slash"], "dict"]).message
+    assert bad_name.startswith("create_peers: peer_names item 1 must be a peer name")
+    assert refused("create_peers", [["g1"], "dict", ["bad id!"]]).message.startswith(
+        "create_peers: cluster_ids item 0 ")
+    assert refused("create_peers", [["g1"], "dict", None, "maybe"]).message.startswith(
+        "create_peers: mode ")
+    assert refused("create_peers", ["g1", "dict"]).message.startswith(
+        "create_peers: peer_names must be a list")
 
 
 def test_the_fast_path_agrees_with_the_schema() -> None:

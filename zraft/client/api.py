@@ -364,6 +364,18 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
     return set_new_conf(ids[0], ids, [ids[0]], timeout, pool=pool)
 
 
+def create_many(groups: Sequence[Sequence[Peer]], backend: str,
+                timeout: float = DEFAULT_TIMEOUT, *, pool: ConnectionPool | None = None,
+                parallel: int = 32) -> list[list[str]]:
+    """Create many clusters at once, each as ``create`` would (``zraft.client.create_many``):
+    one ``create_peers`` request per node per batch of peers, every node checked before any
+    peer is created, then ``parallel`` groups bootstrapped and configured at a time, so the
+    groups' first elections overlap. Returns each group's sorted peer ids."""
+    from zraft.client.create_many import create_many as many
+
+    return many(groups, backend, timeout, _pool(pool), parallel)
+
+
 def create_failure(failures: list[tuple[str, ZRaftError]]) -> ZRaftError:
     """``create``'s error when some peers cannot be created: the first failure's class,
     naming every ``(peer, error)`` (also in ``.details["failures"]``)."""

@@ -37,6 +37,7 @@ MAX_ID_TEXT = 300  # a peer id or node address: name (64) + host (253) + port, r
 MAX_SID = 256
 MAX_PEERS = 255  # members named by one set_conf
 MAX_ADDRESSES = 1024  # nodes named by one partition
+MAX_CREATE_BATCH = 1000  # peers one create_peers starts (a batch holds one slow-op thread)
 MAX_TIMEOUT_MS = 24 * 3600 * 1000
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 
@@ -296,6 +297,13 @@ OPS: Final[dict[str, OpSpec]] = {spec.name: spec for spec in (
     _op("bootstrap", PEER, _PEER_NAME),
     _op("create_peer", NODE, _PEER_NAME, Field("backend", Text(1, 256)),
         Field("cluster_id", Text(0, 64, r"[A-Za-z0-9_-]{0,64}"), optional=True)),
+    _op("create_peers", NODE, Field("peer_names", ListOf(PeerName(), 1, MAX_CREATE_BATCH)),
+        Field("backend", Text(1, 256)),
+        Field("cluster_ids", ListOf(Text(0, 64, r"[A-Za-z0-9_-]{0,64}"), 1, MAX_CREATE_BATCH),
+              optional=True),
+        Field("mode", OneOf(("create", "check")), optional=True),
+        doc="many blank peers at once (cluster_ids: one per name); check: only whether "
+            "create would succeed, nothing started"),
     _op("check_exists", NODE, _PEER_NAME, Field("backend", Text(1, 256), optional=True),
         doc="with a backend: also whether this node could run it (allowed, loads)"),
     _op("node_status", NODE),
@@ -311,7 +319,8 @@ NODE_OPS: Final = frozenset(name for name, spec in OPS.items() if spec.target ==
 # whole state out: refused (not_allowed) to a client that proved only the node's client
 # cookie (handshake.server_handshake); reads, writes, sessions and status stay open to it.
 OPERATOR_OPS: Final = frozenset({"set_conf", "transfer_leader", "snapshot_save",
-                                 "snapshot_read", "bootstrap", "create_peer", "partition",
+                                 "snapshot_read", "bootstrap", "create_peer", "create_peers",
+                                 "partition",
                                  "heal"})
 
 
@@ -415,7 +424,8 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 __all__ = [
-    "BAD_REQUEST", "NODE", "NODE_OPS", "OPERATOR_OPS", "OPS", "PEER", "TOO_LARGE", "Address",
+    "BAD_REQUEST", "MAX_CREATE_BATCH", "NODE", "NODE_OPS", "OPERATOR_OPS", "OPS", "PEER",
+    "TOO_LARGE", "Address",
     "AnyValue",
     "Command", "Field", "Int", "Invalid", "Limits", "ListOf", "OneOf", "OpSpec", "PeerIdText",
     "PeerName", "RequestError", "Scalar", "Text", "describe", "fast_ok", "looks_like_command",

@@ -57,6 +57,7 @@ from zraft.fsm.heap_trim import request_trim
 from zraft.fsm.registry import canonical_name, is_allowed, load_backend, probe_backend
 from zraft.ids import PeerId, is_cluster_id, node_of
 from zraft.node.backup_reads import SnapshotGone, read_chunk
+from zraft.node.create_many import create_peers
 from zraft.node.events import EventLog
 from zraft.node.requests import (
     NODE_OPS,
@@ -484,6 +485,8 @@ class Node:
             elif op == "create_peer":
                 # Starting an actor waits for its on_start: keep the reader thread free.
                 self._slow_op(op, self._create_peer, conn, req_id, args)
+            elif op == "create_peers":  # a batch: one slow-op thread for all of it
+                self._slow_op(op, self._create_peers, conn, req_id, args)
             elif op == "node_status":
                 self._slow_op(op, self._node_status, conn, req_id)
             elif op == "snapshot_read":  # file I/O: keep the reader thread free
@@ -591,6 +594,9 @@ class Node:
         except Exception as exc:
             log.exception("create_peer failed")
             self.reply(conn, req_id, "error", {"message": f"{type(exc).__name__}: {exc}"})
+
+    def _create_peers(self, conn: Any, req_id: int, args: list[Any]) -> None:
+        create_peers(self, conn, req_id, args)
 
     def _snapshot_read(self, conn: Any, req_id: int, args: list[Any]) -> None:
         """``[peer_name, snapshot, path, offset]``: a chunk of a backup (backup_reads)."""
