@@ -26,8 +26,8 @@ from typing import Any
 
 import msgpack
 
-from bench.group_ops import fan_out
 from zraft.client.connection import ConnectionPool
+from zraft.cluster.fanout import fan_out
 from zraft.ids import node_of
 
 

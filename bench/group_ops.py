@@ -2,9 +2,8 @@
 ``bench.many_groups``.
 
 Rules:
-- ``fan_out`` sends many independent requests over one ``ConnectionPool`` with at most
-  ``window`` in flight, each answered or given up at the deadline (``timeout``): no
-  thread per request, no retry.
+- Requests to many peers go through ``zraft.cluster.fanout.fan_out`` (a window in flight,
+  one deadline, no thread per request).
 - A group is named by its peer name; its peers are ``name@node`` on every node.
 - ``NodeCost`` reads a node process from outside (psutil): threads, CPU seconds, RSS, and
   the disk its data directory really uses (allocated blocks, as ``du`` counts them: a
@@ -15,61 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from zraft.client.connection import ConnectionPool
-
-Request = tuple[str, str, list[Any]]  # (peer id, op, args)
-
-
-def fan_out(pool: ConnectionPool, requests: Sequence[Request], timeout: float,
-            window: int = 256) -> list[tuple[str, Any]]:
-    """Every request's ``(status, payload)`` in order; ``("timeout", None)`` for those not
-    answered by the deadline (not sent at all past it)."""
-    results: list[tuple[str, Any] | None] = [None] * len(requests)
-    lock = threading.Lock()
-    done = threading.Event()
-    state = {"next": 0, "answered": 0}
-    deadline = time.monotonic() + timeout
-    cancels: dict[int, Any] = {}
-
-    def send_next() -> None:
-        with lock:
-            i = state["next"]
-            if i >= len(requests) or time.monotonic() > deadline:
-                return
-            state["next"] = i + 1
-        peer, op, args = requests[i]
-        cancels[i] = pool.request(peer, op, args, lambda s, p: on_reply(i, s, p))
-
-    def on_reply(i: int, status: str, payload: Any) -> None:
-        with lock:
-            results[i] = (status, payload)
-            state["answered"] += 1
-            finished = state["answered"] >= len(requests)
-        cancels.pop(i, None)
-        if finished:
-            done.set()
-        else:
-            send_next()
-
-    if not requests:
-        return []
-    for _ in range(min(window, len(requests))):
-        send_next()
-    done.wait(max(0.0, deadline - time.monotonic()))
-    for i, cancel in list(cancels.items()):
-        if results[i] is None:
-            cancel()
-    return [r if r is not None else ("timeout", None) for r in results]
+from zraft.cluster.fanout import fan_out
 
 
 def group_leaders(pool: ConnectionPool, names: Sequence[str], nodes: Sequence[str],

@@ -37,19 +37,17 @@ from typing import Any
 import psutil
 
 from bench.group_load import SpreadWriter, verify
-from bench.group_ops import fan_out, fsync_count, group_leaders, measure_nodes
+from bench.group_ops import fsync_count, group_leaders, measure_nodes
 from zraft.client import api
 from zraft.client.connection import ConnectionPool
+from zraft.client.create_many import group_names, groups_on
 from zraft.cluster import admin
+from zraft.cluster.fanout import fan_out
 from zraft.cluster.local import LocalCluster
 
 
 def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def group_names(n: int, prefix: str = "g") -> list[str]:
-    return [f"{prefix}{i:05d}" for i in range(1, n + 1)]
 
 
 # ---------------------------------------------------------------- creation
@@ -60,6 +58,10 @@ def create_groups(cluster: LocalCluster, pool: ConnectionPool, names: list[str],
     """Create the groups (in order) until done or the deadline: ``{"created", "seconds",
     "complete"}``."""
     addrs = [n.address for n in cluster.nodes]
+
+    def addrs_from(k: int) -> list[str]:  # the node list rotated as group k's index
+        return [f"x@{a}" for a in addrs[k % len(addrs):] + addrs[:k % len(addrs)]]
+
     start = time.monotonic()
     deadline = start + deadline_s
     created = 0
@@ -67,7 +69,8 @@ def create_groups(cluster: LocalCluster, pool: ConnectionPool, names: list[str],
     step = 1 if mode == "single" else max(1, batch)
     while created < len(names) and time.monotonic() < deadline:
         chunk = names[created:created + step]
-        groups = [[f"{name}@{a}" for a in addrs] for name in chunk]
+        # group i is bootstrapped on node i % 3: leaders start spread over the nodes
+        groups = groups_on(addrs_from(created), chunk)
         if mode == "single":
             api.create(groups[0], cluster.backend, timeout=timeout, pool=pool)
         else:

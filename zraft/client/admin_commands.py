@@ -7,6 +7,10 @@ failed with the error named, 2 bad usage), plus: ``delete`` of a missing key exi
 stderr (``--json``: exit 0, ``"changed": false``). ``conf add`` of a member changes
 nothing and exits 0 (``"changed": false``), as ``conf set`` with the same peers does.
 
+``create --groups N [--prefix P]`` creates N groups named P00001.. at once (``api.create_many``:
+one request per node per batch, the groups' elections overlapped), each with a peer on every
+node of ``--peers``.
+
 ``create --wait S`` retries for up to S seconds while some node cannot be reached yet
 (nothing is created until every node answers); ``create --exist-ok`` exits 0 when every
 peer exists already and the group's committed members are exactly ``--peers`` (a rerun of
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 import time
 from typing import Any
@@ -25,17 +30,24 @@ from zraft.client import api
 from zraft.client.cli_support import (
     EXIT_NOT_FOUND,
     Target,
+    UsageError,
     _emit,
     _first_answer,
     _parse_value,
     peer_arg,
 )
+from zraft.client.create_many import group_names, groups_on
 from zraft.errors import AlreadyPresent, Timeout, Unreachable, ZRaftError
 from zraft.ids import PeerId
 from zraft.transport.sentinels import NOT_FOUND
 
+MAX_GROUPS = 100_000  # groups one `zraft create --groups` makes
+_PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,40}")  # + 5-6 digits: a peer name (<= 64)
+
 
 def cmd_create(args: argparse.Namespace, t: Target) -> int:
+    if args.groups is not None:
+        return _create_groups(args, t)
     deadline = time.monotonic() + args.wait
     while True:
         try:
@@ -58,6 +70,45 @@ def cmd_create(args: argparse.Namespace, t: Target) -> int:
                  "cluster_id": (leader or {}).get("cluster_id")},
           f"{word}: {len(peers)} peers, backend {args.backend}\npeers: {','.join(peers)}")
     return 0
+
+
+def _create_groups(args: argparse.Namespace, t: Target) -> int:
+    """``--groups N``: N groups named PREFIX00001.., a peer of each on every node of
+    --peers (the peers' names are not used), created in one go (``api.create_many``)."""
+    if args.exist_ok:
+        raise UsageError("--exist-ok is for one group: not with --groups")
+    names = group_names(args.groups, args.prefix)
+    groups = groups_on(t.peers, names)
+    deadline = time.monotonic() + args.wait
+    started = time.monotonic()
+    while True:
+        try:
+            api.create_many(groups, args.backend, t.timeout, pool=t.pool)
+            break
+        except ZRaftError as exc:
+            if not _not_up_yet(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    took = time.monotonic() - started
+    nodes = len(groups[0])
+    _emit(args, {"groups": len(names), "first": names[0], "last": names[-1],
+                 "nodes": nodes, "backend": args.backend, "seconds": round(took, 3)},
+          f"created {len(names)} groups ({names[0]}..{names[-1]}) of {nodes} peers, "
+          f"backend {args.backend}, in {took:.1f}s")
+    return 0
+
+
+def group_count_arg(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_GROUPS:
+        raise argparse.ArgumentTypeError(f"--groups must be 1..{MAX_GROUPS}")
+    return value
+
+
+def group_prefix_arg(text: str) -> str:
+    if not _PREFIX.fullmatch(text):
+        raise argparse.ArgumentTypeError("--prefix must be 1-40 of [A-Za-z0-9_.-]")
+    return text
 
 
 def _not_up_yet(exc: ZRaftError) -> bool:
@@ -143,6 +194,11 @@ def register(subparsers: Any, conf_sub: Any, add: Any) -> None:
                    help="retry while some node does not answer yet, up to SECONDS")
     p.add_argument("--exist-ok", action="store_true",
                    help="exit 0 if this exact group exists already (every peer, same members)")
+    p.add_argument("--groups", type=group_count_arg, metavar="N",
+                   help="create N groups at once, PREFIX00001.., a peer of each on every "
+                        "node of --peers")
+    p.add_argument("--prefix", type=group_prefix_arg, default="g",
+                   help="name prefix of --groups (default g)")
     p = add("delete", cmd_delete, "delete KEY through the leader (dict backend); a missing "
             "key exits 3 (not found: KEY on stderr)")
     p.add_argument("key")
@@ -156,4 +212,5 @@ def register(subparsers: Any, conf_sub: Any, add: Any) -> None:
     p.add_argument("peer", metavar="PEER", type=peer_arg)
 
 
-__all__ = ["cmd_conf_add", "cmd_conf_remove", "cmd_create", "cmd_delete", "register"]
+__all__ = ["cmd_conf_add", "cmd_conf_remove", "cmd_create", "cmd_delete", "group_count_arg",
+           "group_prefix_arg", "register"]

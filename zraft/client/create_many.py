@@ -72,6 +72,22 @@ def create_many(groups: Sequence[Sequence[PeerId | str]], backend: str, timeout:
         return list(ex.map(join, plan))
 
 
+def group_names(count: int, prefix: str = "g") -> list[str]:
+    """The names ``zraft create --groups N`` gives (and ``zraft bench --groups N`` writes
+    to): ``prefix`` and a number from 1, zero-padded to 5 digits (more past 99,999)."""
+    width = max(5, len(str(count)))
+    return [f"{prefix}{i:0{width}d}" for i in range(1, count + 1)]
+
+
+def groups_on(peers: Sequence[str], names: Sequence[str]) -> list[list[str]]:
+    """One group per name with a peer on every node of ``peers``; group ``i`` lists its
+    peers from node ``i % len(nodes)`` on, so the bootstrapped first peers (and the first
+    leaders) are spread over the nodes."""
+    nodes = list(dict.fromkeys(PeerId.parse(str(p)).node for p in peers))
+    return [[f"{name}@{a}" for a in nodes[i % len(nodes):] + nodes[:i % len(nodes)]]
+            for i, name in enumerate(names)]
+
+
 def _by_node(plan: list[list[str]]) -> dict[str, list[tuple[str, str]]]:
     """Node address -> its ``(peer name, cluster id)``s; a group's peers share one new id."""
     by_node: dict[str, list[tuple[str, str]]] = {}
@@ -112,4 +128,4 @@ def _create_on(pool: PoolBase, node: str, items: list[tuple[str, str]], backend:
             raise
 
 
-__all__ = ["PER_PEER_S", "create_many"]
+__all__ = ["PER_PEER_S", "create_many", "group_names", "groups_on"]

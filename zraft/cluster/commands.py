@@ -162,7 +162,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     while True:
-        doc = status.collect(ctx.cluster, ctx.pool, args.probe_timeout)
+        doc = status.collect(ctx.cluster, ctx.pool, args.probe_timeout, args.groups_timeout)
         if args.json:
             print(status.to_json(doc), flush=True)
         else:
@@ -389,10 +389,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=timeout_arg, default=20.0,
                    help="seconds to wait for a clean stop before SIGKILL (default 20)")
 
-    p = add("status", cmd_status, "one row per node: state, term, indexes, lag, RSS")
+    p = add("status", cmd_status, "one row per node: state, term, indexes, lag, RSS; then "
+            "the nodes' other groups (one line each when few, counts by state when many)")
     p.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--probe-timeout", type=timeout_arg, default=1.0)
+    p.add_argument("--groups-timeout", type=timeout_arg, default=10.0,
+                   help="bound of asking every group's peers (many groups)")
 
     p = add("events", cmd_events, "timeline of elections, leaders, configs, snapshots, faults",
             context=False)

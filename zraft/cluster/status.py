@@ -1,4 +1,6 @@
-"""``zraft cluster status``: one row per node, from psutil and each peer's ``stat``.
+"""``zraft cluster status``: one row per node, from psutil and each peer's ``stat``; then,
+when the nodes host more groups than the cluster's own, those groups by state
+(``group_status``: one line per group when few, counts per node when many).
 
 Rules: a node's state comes first from its process (``down`` when it does not run,
 ``paused`` when SIGSTOPped: a paused node is never asked anything, so status never waits on
@@ -18,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from zraft.client.connection import ConnectionPool
-from zraft.cluster import admin
+from zraft.cluster import admin, group_status
 from zraft.cluster.local import LocalCluster, NodeProcess
 
 STATES = ("leader", "follower", "candidate", "learner", "down", "paused", "unreachable",
@@ -27,8 +29,10 @@ COLUMNS = ("node", "peer", "pid", "state", "term", "commit", "applied", "last_in
            "snapshot_index", "lag", "rss_mb", "blocked")
 
 
-def collect(cluster: LocalCluster, pool: ConnectionPool, timeout: float = 1.0) -> dict[str, Any]:
-    """The status document: ``{"time", "leader", "term", "nodes": [row, ...]}``."""
+def collect(cluster: LocalCluster, pool: ConnectionPool, timeout: float = 1.0,
+            groups_timeout: float = 10.0) -> dict[str, Any]:
+    """The status document: ``{"time", "leader", "term", "nodes": [row, ...], "groups"}``
+    (``groups``: ``group_status.collect``, None when the nodes host only this group)."""
     def probe(n: NodeProcess) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         if not n.alive() or n.paused():
             return None, None
@@ -46,7 +50,8 @@ def collect(cluster: LocalCluster, pool: ConnectionPool, timeout: float = 1.0) -
             "leader": leader_stat.get("id") if leader_stat else None,
             "term": leader_stat.get("term") if leader_stat else None,
             "partition": (admin.current_partition(cluster) or {}).get("groups"),
-            "nodes": rows}
+            "nodes": rows, "groups": group_status.collect(cluster, pool, groups_timeout,
+                                                          timeout)}
 
 
 def _leader_stat(stats: dict[int, dict[str, Any] | None]) -> dict[str, Any] | None:
@@ -150,6 +155,8 @@ def render(doc: dict[str, Any]) -> str:
     if doc.get("partition"):
         groups = " | ".join(",".join(str(i) for i in g) for g in doc["partition"])
         out.append(f"partition in force: {groups}  (zraft cluster heal)")
+    if doc.get("groups"):
+        out += group_status.render(doc["groups"])
     return "\n".join(out)
 
 

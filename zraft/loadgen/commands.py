@@ -1,7 +1,10 @@
 """``zraft bench``: drive a workload against a cluster and report throughput and latency.
 
 ``zraft bench --dir DIR --clients C --inflight K --duration S --value-size B [--reads R]
-[--json] [--plot out.png] [--fault SECONDS:ACTION ...]``
+[--groups N [--prefix P]] [--json] [--plot out.png] [--fault SECONDS:ACTION ...]``
+
+``--groups N`` spreads the operations over the N groups ``zraft create --groups N`` made
+(P00001..), in turn, each with its own leader guess.
 
 Rules: the cluster comes from ``--dir`` (a local cluster's ``cluster.json``) or ``--peers``
 with a cookie; C x K requests are kept in flight over one connection pool. Percentiles come
@@ -24,9 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zraft.client.admin_commands import group_count_arg, group_prefix_arg
 from zraft.client.checks import timeout_arg
 from zraft.client.cli_support import load_cluster_dir
 from zraft.client.connection import ConnectionPool, resolve_cookie, resolve_tls
+from zraft.client.create_many import group_names
 from zraft.loadgen.faults import Fault, FaultSchedule
 from zraft.loadgen.workload import BenchConfig, Workload
 
@@ -72,6 +77,7 @@ def run_bench(pool: ConnectionPool, peers: list[str], config: BenchConfig,
     ops = recorder.completed()
     result: dict[str, Any] = {
         "config": {"clients": config.clients, "inflight": config.inflight,
+                   "groups": len(config.groups or []) or 1,
                    "duration": config.duration, "value_size": config.value_size,
                    "read_pct": round(config.read_ratio * 100, 3), "peers": peers},
         "ops": ops, "writes": recorder.by_kind["write"], "reads": recorder.by_kind["read"],
@@ -139,6 +145,7 @@ def format_result(result: dict[str, Any]) -> str:
     cfg, lat = result["config"], result["latency_ms"]
     lines = [
         f"zraft bench: {cfg['clients']} clients x {cfg['inflight']} in flight, "
+        + (f"spread over {cfg['groups']} groups, " if cfg.get("groups", 1) > 1 else "") +
         f"{cfg['duration']:g} s, {cfg['value_size']}-byte values, {cfg['read_pct']:g}% reads",
         *([f"interrupted after {result['measured_s']:.1f} s: figures cover that time"]
           if result.get("interrupted") else []),
@@ -183,7 +190,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.parser.error(str(exc))
     config = BenchConfig(clients=args.clients, inflight=args.inflight, duration=args.duration,
                          value_size=args.value_size, read_ratio=args.reads / 100,
-                         request_timeout=args.request_timeout)
+                         request_timeout=args.request_timeout,
+                         groups=group_names(args.groups, args.prefix) if args.groups else None)
     progress = args.progress or (sys.stderr.isatty() and not args.quiet)
     try:
         pool = ConnectionPool(cookie, tls=tls)
@@ -233,6 +241,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reads", type=_reads, default=0.0, metavar="R%",
                    help="percentage of linearizable reads (default 0)")
     p.add_argument("--request-timeout", type=timeout_arg, default=2.0)
+    p.add_argument("--groups", type=group_count_arg, metavar="N",
+                   help="spread the operations over N groups, PREFIX00001.. (as `zraft "
+                        "create --groups N` names them), each on the nodes of the peers")
+    p.add_argument("--prefix", type=group_prefix_arg, default="g", help="name prefix of --groups")
     p.add_argument("--fault", action="append", metavar="SECONDS:ACTION",
                    help="inject a fault during the run: kill-leader, pause-leader, "
                    "isolate-leader, heal, resume, restart (repeatable)")

@@ -5,7 +5,9 @@ Rules:
   next: the pool pipelines every slot's requests over one connection per node. Writes are
   plain ``propose`` of ``["put", key, value]`` (at-least-once, as zraft_lib's plain writes);
   reads are linearizable ``query`` of ``["get", key]``.
-- Requests go to the leader guess shared by all slots; ``not_leader`` with a hint moves the
+- With ``groups``, each operation goes to the next group in turn (their peers: each name on
+  the nodes of ``peers``), else to the peers' own group.
+- Requests go to the group's leader guess, shared by all slots; ``not_leader`` with a hint moves the
   guess and resends at once; an unreachable, timed-out or busy peer clears the guess and the
   slot retries on the next peer after a short pause. An operation's latency runs from its
   first attempt to its success, so faults show up as latency, not as lost samples.
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zraft.client.connection import ConnectionPool
+from zraft.ids import node_of
 from zraft.loadgen.recorder import Recorder
 from zraft.transport.codec import pack
 
@@ -47,6 +50,7 @@ class BenchConfig:
     request_timeout: float = 2.0
     keys_per_client: int = 1000
     bucket: float = 0.0  # timeline resolution; 0 = duration / 60, at least 0.2 s
+    groups: list[str] | None = None  # group names to spread over (None: the peers' group)
 
     def bucket_seconds(self) -> float:
         return self.bucket or max(0.2, self.duration / 60)
@@ -63,6 +67,7 @@ class _Slot:
     started: float = 0.0
     deadline: float = 0.0
     target: str = ""
+    group: str = ""
     cancel: Callable[[], None] | None = None
 
 
@@ -80,7 +85,12 @@ class Workload:
         self.rng = random.Random(seed)
         self.value = bytes(self.rng.getrandbits(8) for _ in range(config.value_size))
         self.lock = threading.Lock()
-        self.leader: str | None = None
+        # one leader guess per group; each group's peers are its name on the peers' nodes
+        self.groups = list(config.groups or [self.peer_name])
+        self.members = ({g: [f"{g}@{node_of(p)}" for p in self.peers] for g in self.groups}
+                        if config.groups else {self.peer_name: self.peers})
+        self.leaders: dict[str, str | None] = {}
+        self._next_group = itertools.count()
         self._rr = itertools.count()
         self.running = False
         self.redirects = 0
@@ -161,6 +171,7 @@ class Workload:
                 return
             slot.kind = "read" if self.rng.random() < self.config.read_ratio else "write"
             slot.key = f"bench/{slot.client}/{self.rng.randrange(self.config.keys_per_client)}"
+            slot.group = self.groups[next(self._next_group) % len(self.groups)]
             slot.started = time.monotonic()
             slot.busy = True
         self._send(slot)
@@ -170,16 +181,17 @@ class Workload:
             if not self.running:
                 slot.busy = False
                 return
-            target = self.leader or self.peers[next(self._rr) % len(self.peers)]
+            members = self.members[slot.group]
+            target = self.leaders.get(slot.group) or members[next(self._rr) % len(members)]
             slot.gen += 1
             gen = slot.gen
             slot.target = target
             slot.deadline = time.monotonic() + self.config.request_timeout
             slot.cancel = None
         if slot.kind == "write":
-            op, args = "propose", [self.peer_name, pack([1, ["put", slot.key, self.value]]), None]
+            op, args = "propose", [slot.group, pack([1, ["put", slot.key, self.value]]), None]
         else:
-            op, args = "query", [self.peer_name, ["get", slot.key], None, None]
+            op, args = "query", [slot.group, ["get", slot.key], None, None]
         cancel = self.pool.request(target, op, args,
                                    lambda status, payload: self._reply(slot, gen, status, payload))
         with self.lock:
@@ -200,7 +212,7 @@ class Workload:
         hint = payload.get("leader") if isinstance(payload, dict) else None
         if status == "not_leader" and isinstance(hint, str) and hint != target:
             with self.lock:
-                self.leader = hint
+                self.leaders[slot.group] = hint
                 self.redirects += 1
             self._send(slot)
             return
@@ -209,8 +221,8 @@ class Workload:
 
     def _retry_later(self, slot: _Slot, failed_target: str) -> None:
         with self.lock:
-            if self.leader == failed_target:
-                self.leader = None
+            if self.leaders.get(slot.group) == failed_target:
+                self.leaders[slot.group] = None
             self.retries += 1
             gen = slot.gen
             heapq.heappush(self._timers, (time.monotonic() + _RETRY_PAUSE,
