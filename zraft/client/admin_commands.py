@@ -30,7 +30,6 @@ from zraft.client import api
 from zraft.client.cli_support import (
     EXIT_NOT_FOUND,
     Target,
-    UsageError,
     _emit,
     _first_answer,
     _parse_value,
@@ -76,7 +75,7 @@ def _create_groups(args: argparse.Namespace, t: Target) -> int:
     """``--groups N``: N groups named PREFIX00001.., a peer of each on every node of
     --peers (the peers' names are not used), created in one go (``api.create_many``)."""
     if args.exist_ok:
-        raise UsageError("--exist-ok is for one group: not with --groups")
+        args.parser.error("--exist-ok is for one group: not with --groups")  # exits 2
     names = group_names(args.groups, args.prefix)
     groups = groups_on(t.peers, names)
     deadline = time.monotonic() + args.wait
