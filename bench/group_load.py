@@ -26,6 +26,7 @@ from typing import Any
 
 import msgpack
 
+from bench.group_ops import group_leaders
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.fanout import fan_out
 from zraft.ids import node_of
@@ -167,24 +168,29 @@ class SpreadWriter:
 
 
 def verify(pool: ConnectionPool, acked: Sequence[tuple[str, str, bytes]],
-           leaders: dict[str, str | None], timeout: float = 60.0) -> dict[str, Any]:
-    """Read every acknowledged write back: ``{"acked", "lost", "unread", "lost_by_group"}``."""
-    reqs = []
-    for group, key, _value in acked:
-        target = leaders.get(group) or ""
-        reqs.append((target, "query", [group, ["get", key], None, None]))
-    answers = fan_out(pool, [r for r in reqs if r[0]], timeout) if reqs else []
-    it = iter(answers)
+           leaders: dict[str, str | None], nodes: Sequence[str] = (), timeout: float = 60.0,
+           rounds: int = 4) -> dict[str, Any]:
+    """Read every acknowledged write back: ``{"acked", "lost", "unread", "lost_by_group"}``.
+    A read that fails (a leader moved, a timeout) is tried again in the next round, at the
+    leader found again on ``nodes``; ``unread`` counts those no round could read."""
+    leaders = dict(leaders)
+    pending = list(range(len(acked)))
     lost_by: Counter[str] = Counter()
-    unread = 0
-    for (group, _key, value), (target, _op, _args) in zip(acked, reqs, strict=True):
-        if not target:
-            unread += 1
-            continue
-        status, payload = next(it)
-        if status != "ok":
-            unread += 1
-        elif payload != value:
-            lost_by[group] += 1
-    return {"acked": len(acked), "lost": sum(lost_by.values()), "unread": unread,
+    for attempt in range(rounds):
+        if attempt and nodes:
+            groups = sorted({acked[i][0] for i in pending})
+            leaders.update(group_leaders(pool, groups, nodes))
+        sendable = [i for i in pending if leaders.get(acked[i][0])]
+        reqs = [(str(leaders[acked[i][0]]), "query", [acked[i][0], ["get", acked[i][1]],
+                                                      None, None]) for i in sendable]
+        failed = [i for i in pending if not leaders.get(acked[i][0])]
+        for i, (status, payload) in zip(sendable, fan_out(pool, reqs, timeout), strict=True):
+            if status != "ok":
+                failed.append(i)
+            elif payload != acked[i][2]:
+                lost_by[acked[i][0]] += 1
+        pending = failed
+        if not pending:
+            break
+    return {"acked": len(acked), "lost": sum(lost_by.values()), "unread": len(pending),
             "lost_by_group": dict(lost_by), "groups_written": len({a[0] for a in acked})}

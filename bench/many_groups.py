@@ -175,7 +175,7 @@ def kill_phase(cluster: LocalCluster, pool: ConnectionPool, names: list[str],
     thread.join(30.0)
     say(f"every group led again after {recovery}s (from the kill); verifying "
         f"{len(writer.acked)} acknowledged writes")
-    checked = verify(pool, writer.acked, new_leaders)
+    checked = verify(pool, writer.acked, new_leaders, survivors)
     return {"victim": victim.index, "leaders_on_victim": per_node[victim_addr],
             "recovery_s": recovery, "acked_before_kill": acked_before,
             "errors": dict(writer.errors), **checked, "killed": victim.index}

@@ -366,7 +366,7 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
 
 def create_many(groups: Sequence[Sequence[Peer]], backend: str,
                 timeout: float = DEFAULT_TIMEOUT, *, pool: ConnectionPool | None = None,
-                parallel: int = 32) -> list[list[str]]:
+                parallel: int = 128) -> list[list[str]]:
     """Create many clusters at once, each as ``create`` would (``zraft.client.create_many``):
     one ``create_peers`` request per node per batch of peers, every node checked before any
     peer is created, then ``parallel`` groups bootstrapped and configured at a time, so the

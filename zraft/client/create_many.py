@@ -36,7 +36,7 @@ PER_PEER_S = 0.1  # added to a create batch's timeout per peer it starts
 
 
 def create_many(groups: Sequence[Sequence[PeerId | str]], backend: str, timeout: float,
-                pool: PoolBase, parallel: int = 32) -> list[list[str]]:
+                pool: PoolBase, parallel: int = 128) -> list[list[str]]:
     """Create every group (a list of its peers); returns each group's sorted peer ids."""
     from zraft.client import api  # the module functions (bootstrap, set_new_conf)
 
