@@ -44,6 +44,7 @@ from zraft.client.create_many import group_names, groups_on
 from zraft.cluster import admin
 from zraft.cluster.fanout import fan_out
 from zraft.cluster.local import LocalCluster
+from zraft.errors import ZRaftError
 
 
 def say(text: str) -> None:
@@ -65,19 +66,25 @@ def create_groups(cluster: LocalCluster, pool: ConnectionPool, names: list[str],
     start = time.monotonic()
     deadline = start + deadline_s
     created = 0
+    error = None
     last_say = start
     step = 1 if mode == "single" else max(1, batch)
     while created < len(names) and time.monotonic() < deadline:
         chunk = names[created:created + step]
         # group i is bootstrapped on node i % 3: leaders start spread over the nodes
         groups = groups_on(addrs_from(created), chunk)
-        if mode == "single":
-            api.create(groups[0], cluster.backend, timeout=timeout, pool=pool)
-        else:
-            create_many = getattr(api, "create_many", None)
-            if create_many is None:
-                raise SystemExit("--create batch: this build has no api.create_many")
-            create_many(groups, cluster.backend, timeout=timeout, pool=pool)
+        try:
+            if mode == "single":
+                api.create(groups[0], cluster.backend, timeout=timeout, pool=pool)
+            else:
+                create_many = getattr(api, "create_many", None)
+                if create_many is None:
+                    raise SystemExit("--create batch: this build has no api.create_many")
+                create_many(groups, cluster.backend, timeout=timeout, pool=pool)
+        except ZRaftError as exc:  # measure what exists rather than lose the row
+            say(f"creation stopped after {created} groups: {type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            break
         created += len(chunk)
         now = time.monotonic()
         if now - last_say >= 5.0 or created == len(names):
@@ -86,7 +93,7 @@ def create_groups(cluster: LocalCluster, pool: ConnectionPool, names: list[str],
                 f"({rate:.3f}s per group)")
             last_say = now
     return {"created": created, "seconds": round(time.monotonic() - start, 2),
-            "complete": created == len(names)}
+            "complete": created == len(names), "error": error}
 
 
 def wait_all_led(pool: ConnectionPool, names: list[str], nodes: list[str],
@@ -279,7 +286,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             per = c["seconds"] / c["created"] if c["created"] else 0
             create = f"{c['seconds']:.0f} s ({per:.2f} s per group)"
             if not c["complete"]:
-                create += f", deadline: {c['created']} created"
+                why = "error" if c.get("error") else "deadline"
+                create += f", {why}: {c['created']} created"
         cells = [str(r["groups"]), create,
                  _span([n["threads"] for n in nodes], ".0f"),
                  _span([n["cpu_pct"] for n in nodes], ".1f") + "%",
@@ -315,7 +323,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--create", choices=("single", "batch"), default=None,
                    help="single: one api.create per group; batch: api.create_many "
                         "(default: batch when this build has it)")
-    p.add_argument("--batch", type=int, default=100, help="groups per create_many call")
+    p.add_argument("--batch", type=int, default=500, help="groups per create_many call")
     p.add_argument("--create-deadline", type=float, default=600.0,
                    help="stop creating after this many seconds")
     p.add_argument("--settle", type=float, default=5.0, help="rest before the idle window")
