@@ -10,7 +10,8 @@ all groups overlap and the per-peer requests become one request per node per bat
    a name taken or a backend the node cannot run fails the whole call, nothing created;
 2. every node creates its peers (``create_peers ... "create"``), nodes in parallel;
 3. each group's first peer is bootstrapped and the configuration set to all its peers
-   (``bootstrap`` + ``set_new_conf``), ``parallel`` groups at a time.
+   (``bootstrap`` + ``set_new_conf``, asked again if the group's leader changed meanwhile,
+   until ``timeout``), ``parallel`` groups at a time.
 
 Each group gets a cluster identity of its own. Errors: the first check failure's class
 (``.details["failures"]``: ``(node address, error)`` for each node that refused), a node's
@@ -28,7 +29,7 @@ from typing import Any
 from zraft.client.calls import PeerCall
 from zraft.client.checks import check_timeout
 from zraft.client.connection import PoolBase
-from zraft.errors import NoPeers, ZRaftError
+from zraft.errors import LeaderChanged, NoPeers, ZRaftError
 from zraft.ids import PeerId, new_cluster_id
 from zraft.node.requests import MAX_CREATE_BATCH
 
@@ -65,8 +66,16 @@ def create_many(groups: Sequence[Sequence[PeerId | str]], backend: str, timeout:
     def join(ids: list[str]) -> list[str]:
         deadline = time.monotonic() + timeout
         api.bootstrap(ids[0], timeout, pool=pool)  # type: ignore[arg-type]
-        return api.set_new_conf(ids[0], ids, [ids[0]], max(0.5, deadline - time.monotonic()),
-                                pool=pool)  # type: ignore[arg-type]
+        while True:
+            # on a busy node a young group may elect again meanwhile: set_new_conf is
+            # idempotent (done already: returns at once), so it is asked again
+            try:
+                return api.set_new_conf(ids[0], ids, [ids[0]],
+                                        max(0.5, deadline - time.monotonic()),
+                                        pool=pool)  # type: ignore[arg-type]
+            except LeaderChanged:
+                if time.monotonic() >= deadline:
+                    raise
 
     with ThreadPoolExecutor(max_workers=min(parallel, len(plan))) as ex:
         return list(ex.map(join, plan))
