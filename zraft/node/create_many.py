@@ -10,9 +10,10 @@ already checked every name, the count (at most ``MAX_CREATE_BATCH``) and every i
   the answer is ``already_present`` naming (at most ``SHOWN``) them and their count, and
   nothing is started. ``mode`` ``check`` stops there (``ok``, nothing started): clients
   check every node before creating on any.
-- Peers then start in order; the answer is ``ok`` with their peer ids. If one fails to
-  start, the answer is ``error`` with the ids started before it (``created``): those
-  exist, the rest do not.
+- Peers then start in order, still under the lock (another creation on this node waits
+  for the batch: the check above must stay true); the answer is ``ok`` with their ids.
+  If one fails to start, the answer is ``error`` with the ids started before it
+  (``created``): those exist, the rest do not.
 """
 
 from __future__ import annotations
