@@ -217,6 +217,17 @@ def restart_phase(cluster: LocalCluster, pool: ConnectionPool, names: list[str],
 # ---------------------------------------------------------------- one N
 
 
+def _guarded(name: str, phase: Any, *args: Any) -> dict[str, Any]:
+    """A phase that fails (a group never led, a timeout) gives its error, not the run's
+    end: the row keeps what was measured."""
+    try:
+        result: dict[str, Any] = phase(*args)
+        return result
+    except Exception as exc:
+        say(f"{name} phase failed: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
 def run_one(n_groups: int, args: argparse.Namespace, base: Path) -> dict[str, Any]:
     cluster = LocalCluster(base / f"groups-{n_groups}", 3,
                            election_timeout=args.election_timeout, metrics=args.active > 0)
@@ -242,13 +253,14 @@ def run_one(n_groups: int, args: argparse.Namespace, base: Path) -> dict[str, An
             f"node{i + 1} {c.threads} threads {c.cpu_pct:.1f}% cpu {c.rss_mb:.0f} MB rss "
             f"{c.disk_mb:.0f} MB disk" for i, c in enumerate(costs)))
         if args.active and names:
-            row["active"] = active_phase(cluster, pool, names, args)
+            row["active"] = _guarded("active", active_phase, cluster, pool, names, args)
         killed = None
         if args.kill and names:
-            row["kill"] = kill_phase(cluster, pool, names, args)
-            killed = row["kill"]["killed"]
+            row["kill"] = _guarded("kill", kill_phase, cluster, pool, names, args)
+            killed = row["kill"].get("killed")
         if args.restart and names:
-            row["restart"] = restart_phase(cluster, pool, names, args, killed)
+            row["restart"] = _guarded("restart", restart_phase, cluster, pool, names, args,
+                                      killed)
     finally:
         pool.close()
         cluster.stop()
@@ -295,7 +307,9 @@ def table(rows: list[dict[str, Any]]) -> str:
                  _span([n["disk_mb"] for n in nodes], ".1f") + " MB"]
         if extra[0]:
             a = r.get("active")
-            if a:
+            if a and "error" in a:
+                cells += [f"failed: {a['error'][:80]}", ""]
+            elif a:
                 f = a["spread"]["fsyncs_per_s"]
                 cells += [f"{a['spread']['ops_per_s']:.0f} ({a['spread']['groups']}) vs "
                           f"{a['w2_single']['ops_per_s']:.0f}",
@@ -304,13 +318,19 @@ def table(rows: list[dict[str, Any]]) -> str:
                 cells += ["", ""]
         if extra[1]:
             k = r.get("kill")
-            cells += ([f"{k['recovery_s']} s" if k["recovery_s"] is not None else "NOT ALL",
-                       f"{k['lost']} of {k['acked']} ({k['unread']} unread)"]
-                      if k else ["", ""])
+            if k and "error" in k:
+                cells += [f"failed: {k['error'][:80]}", ""]
+            else:
+                cells += ([f"{k['recovery_s']} s" if k["recovery_s"] is not None
+                           else "NOT ALL", f"{k['lost']} of {k['acked']} ({k['unread']} unread)"]
+                          if k else ["", ""])
         if extra[2]:
             s = r.get("restart")
-            cells += [(f"{s['serving_s']} s" if s["serving_s"] is not None
-                       else f"{s['not_serving']} not served") if s else ""]
+            if s and "error" in s:
+                cells += [f"failed: {s['error'][:80]}"]
+            else:
+                cells += [(f"{s['serving_s']} s" if s["serving_s"] is not None
+                           else f"{s['not_serving']} not served") if s else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
