@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -243,6 +244,25 @@ def test_create_checks_starts_bootstraps_and_configures(
     starts = [(p, "create_peer") for p in fake.peers]
     assert ops[:6] == checks + starts
     assert ops[6] == (fake.peer(1), "bootstrap")
+
+
+def test_create_asks_again_when_the_young_leader_changed(
+    fake: FakeCluster, pool: ConnectionPool
+) -> None:
+    """Under load a new group may elect again during its first configuration change:
+    create must finish the group, not fail with half of it made (seen at 122 groups)."""
+    refused: list[str] = []
+
+    def script(peer: str, op: str, args: list[Any]) -> Any:
+        if op == "set_conf" and not refused:
+            refused.append(peer)
+            return ("reply", "leader_changed", {"message": "a new leader"})
+        return None
+
+    fake.conf = [fake.peer(1)]  # as bootstrap leaves it
+    fake.script = script
+    assert api.create(fake.peers, "dict", pool=pool) == sorted(fake.peers)
+    assert refused and len(fake.ops("set_conf")) == 2 and fake.conf == sorted(fake.peers)
 
 
 def test_create_reports_every_existing_peer(fake: FakeCluster, pool: ConnectionPool) -> None:

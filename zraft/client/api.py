@@ -338,7 +338,8 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
     Raises: the first check failure's class (``.details["failures"]`` lists every
     ``(peer, error)``): ``AlreadyPresent``, ``BackendNotAllowed``, ``BackendError`` (the
     backend cannot be loaded on that node: nothing was created anywhere); a start failure
-    with ``.details["peer"]``; bootstrap and set_new_conf errors as they are (the cluster
+    with ``.details["peer"]``; bootstrap and set_new_conf errors as they are (set_new_conf
+    is asked again while the new group's leader changes, see ``join_new``; the cluster
     then exists with a partial configuration).
     """
     check_timeout(timeout)
@@ -360,8 +361,22 @@ def create(peers: Sequence[Peer], backend: str, timeout: float = DEFAULT_TIMEOUT
         except ZRaftError as exc:
             exc.details.setdefault("peer", peer)
             raise
+    return join_new(ids, timeout, pool)
+
+
+def join_new(ids: list[str], timeout: float, pool: ConnectionPool | None) -> list[str]:
+    """Bootstrap a new group's first peer, then make every peer a member. A young group on
+    a busy node may elect again while its configuration changes (``LeaderChanged``):
+    ``set_new_conf`` is idempotent, so it is asked again until ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
     bootstrap(ids[0], timeout, pool=pool)
-    return set_new_conf(ids[0], ids, [ids[0]], timeout, pool=pool)
+    while True:
+        try:
+            return set_new_conf(ids[0], ids, [ids[0]], max(0.5, deadline - time.monotonic()),
+                                pool=pool)
+        except LeaderChanged:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def create_many(groups: Sequence[Sequence[Peer]], backend: str,

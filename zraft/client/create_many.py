@@ -21,7 +21,6 @@ bootstrap / set_new_conf errors as ``create`` raises them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 from zraft.client.calls import PeerCall
 from zraft.client.checks import check_timeout
 from zraft.client.connection import PoolBase
-from zraft.errors import LeaderChanged, NoPeers, ZRaftError
+from zraft.errors import NoPeers, ZRaftError
 from zraft.ids import PeerId, new_cluster_id
 from zraft.node.requests import MAX_CREATE_BATCH
 
@@ -64,18 +63,7 @@ def create_many(groups: Sequence[Sequence[PeerId | str]], backend: str, timeout:
             fut.result()
 
     def join(ids: list[str]) -> list[str]:
-        deadline = time.monotonic() + timeout
-        api.bootstrap(ids[0], timeout, pool=pool)  # type: ignore[arg-type]
-        while True:
-            # on a busy node a young group may elect again meanwhile: set_new_conf is
-            # idempotent (done already: returns at once), so it is asked again
-            try:
-                return api.set_new_conf(ids[0], ids, [ids[0]],
-                                        max(0.5, deadline - time.monotonic()),
-                                        pool=pool)  # type: ignore[arg-type]
-            except LeaderChanged:
-                if time.monotonic() >= deadline:
-                    raise
+        return api.join_new(ids, timeout, pool)  # type: ignore[arg-type]
 
     with ThreadPoolExecutor(max_workers=min(parallel, len(plan))) as ex:
         return list(ex.map(join, plan))
