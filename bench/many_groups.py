@@ -180,8 +180,9 @@ def kill_phase(cluster: LocalCluster, pool: ConnectionPool, names: list[str],
     time.sleep(1.0)  # writes after the recovery too
     writer.stop()
     thread.join(30.0)
-    say(f"every group led again after {recovery}s (from the kill); verifying "
-        f"{len(writer.acked)} acknowledged writes")
+    led = (f"every group led again {recovery}s after the kill" if recovery is not None
+           else "NOT every group led again")
+    say(f"{led}; verifying {len(writer.acked)} acknowledged writes")
     checked = verify(pool, writer.acked, new_leaders, survivors)
     return {"victim": victim.index, "leaders_on_victim": per_node[victim_addr],
             "recovery_s": recovery, "acked_before_kill": acked_before,
