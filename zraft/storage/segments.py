@@ -579,7 +579,7 @@ class DiskLogStorage:
             self._doomed.append(self._segments.pop(0))
 
     def _write_meta(self) -> None:
-        write_meta(self.peer_path, self._meta)
+        write_meta(self.peer_path, self._meta, self._sync_service)
         self._meta_dirty = False
         self.meta_writes += 1
 

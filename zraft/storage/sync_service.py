@@ -24,6 +24,8 @@ Rules:
   switches the service to one fdatasync per file for the rest of the process: each
   descriptor then reports its own file's error (the kernel keeps an unseen error for
   descriptors opened later, too). Without syncfs (not Linux) it is fdatasync per file.
+- ``metadata=True`` asks for fsync rather than fdatasync in the per-file path: for a
+  directory (a create, rename or unlink in it) and the metadata file's temp copy.
 - Counters (`stats`): requests, batches, fsync calls made (fdatasync + syncfs).
 """
 
@@ -73,7 +75,7 @@ class SyncService:
         self._syncfs = syncfs
         self._fdatasync = fdatasync
         self._cond = threading.Condition(threading.Lock())
-        self._pending: list[int] = []
+        self._pending: list[tuple[int, bool]] = []  # (descriptor, fsync its metadata too)
         self._gen = 1          # the batch that requests arriving now belong to
         self._done = 0         # the last batch finished
         self._running = False
@@ -90,14 +92,14 @@ class SyncService:
     def uses_syncfs(self) -> bool:
         return self._syncfs is not None
 
-    def sync(self, fds: Sequence[int]) -> None:
+    def sync(self, fds: Sequence[int], *, metadata: bool = False) -> None:
         """Make what was written to ``fds`` durable (see the rules); OSError if not."""
         if not fds:
             return
         with self._cond:
             self.requests += 1
             gen = self._gen
-            self._pending.extend(fds)
+            self._pending.extend((fd, metadata) for fd in fds)
             self._waiters[gen] = self._waiters.get(gen, 0) + 1
             while self._done < gen and self._running:
                 self._cond.wait()
@@ -131,23 +133,29 @@ class SyncService:
         if error is not None:
             raise OSError(error.errno, error.strerror or str(error))
 
-    def _run(self, fds: list[int]) -> tuple[OSError | None, dict[int, OSError]] | None:
+    def _run(self, batch: list[tuple[int, bool]]) -> tuple[OSError | None,
+                                                         dict[int, OSError]] | None:
         """Sync a batch: None, or (an error for all, errors of single descriptors)."""
-        unique = list(dict.fromkeys(fds))
+        unique: dict[int, bool] = {}
+        for fd, metadata in batch:
+            unique[fd] = unique.get(fd, False) or metadata
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(unique))
         if self._syncfs is not None and len(unique) > self.syncfs_after:
             try:
-                self._sync_filesystems(unique)
+                self._sync_filesystems(list(unique))
             except OSError as exc:
                 return exc, {}
             return None
         fdatasync = self._fdatasync or os.fdatasync
         failed: dict[int, OSError] = {}
-        for fd in unique:  # each file's error goes to the callers that wrote it
+        for fd, metadata in unique.items():  # each file's error goes to its callers
             self.fdatasyncs += 1
             try:
-                fdatasync(fd)
+                if metadata:
+                    os.fsync(fd)
+                else:
+                    fdatasync(fd)
             except OSError as exc:
                 failed[fd] = exc
         return (None, failed) if failed else None
