@@ -313,3 +313,11 @@ def test_crash_during_group_commits_keeps_every_acknowledged_entry(tmp_path, mon
             assert last >= promised[k], f"group {k} lost acknowledged entries"
             assert recovered.entries(1, last + 1) == [data(i) for i in range(1, last + 1)]
             recovered.close()
+
+
+def test_syncfs_is_used_only_where_it_reports_write_errors():
+    from zraft.storage.sync_service import _reports_errors
+
+    assert _reports_errors("6.18.44-fc-v1147") and _reports_errors("5.8.0")
+    assert not _reports_errors("5.4.0-150-generic") and not _reports_errors("4.19.0")
+    assert not _reports_errors("garbage")

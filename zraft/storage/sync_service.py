@@ -23,7 +23,8 @@ Rules:
   batch that did could then see none. So the first syncfs error fails its whole batch and
   switches the service to one fdatasync per file for the rest of the process: each
   descriptor then reports its own file's error (the kernel keeps an unseen error for
-  descriptors opened later, too). Without syncfs (not Linux) it is fdatasync per file.
+  descriptors opened later, too). Without a syncfs that reports errors (not Linux, or
+  Linux before 5.8) it is fdatasync per file.
 - ``metadata=True`` asks for fsync rather than fdatasync in the per-file path: for a
   directory (a create, rename or unlink in it) and the metadata file's temp copy.
 - Counters (`stats`): requests, batches, fsync calls made (fdatasync + syncfs).
@@ -35,6 +36,8 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import platform
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,7 +48,19 @@ log = logging.getLogger(__name__)
 DEFAULT_SYNCFS_AFTER = 2
 
 
+def _reports_errors(release: str) -> bool:
+    """syncfs(2) returns write-back errors only since Linux 5.8 (before, it returns 0 even
+    when data was lost): only then may it stand in for fdatasync."""
+    parts = release.split(".")
+    try:
+        return (int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)) >= (5, 8)
+    except (ValueError, IndexError):
+        return False
+
+
 def _load_syncfs() -> Callable[[int], None] | None:
+    if sys.platform != "linux" or not _reports_errors(platform.release()):
+        return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         raw = libc.syncfs
