@@ -71,11 +71,11 @@ from zraft.node.snapshots import SnapshotService
 from zraft.saferepr import safe_repr
 from zraft.storage import DiskLogStorage, SnapshotStore, list_peers
 from zraft.storage.errors import DiskStorageError
-from zraft.storage.fd_cache import SEGMENT_FILES
+from zraft.storage.fd_cache import SEGMENT_FILES, default_limit
 from zraft.storage.naming import peer_log_path
 from zraft.storage.sync_service import SyncService
 from zraft.transport import codec
-from zraft.transport.limits import node_transport_config
+from zraft.transport.limits import node_transport_config, raise_fd_limit
 from zraft.transport.tcp import TcpTransport
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,8 @@ class Node:
                 log.info("peer %s was removed from its cluster: not restarted", meta.peer_id)
                 continue
             found.append(meta)
+        raise_fd_limit()  # now, not at the transport: the cap on open segments follows it
+        SEGMENT_FILES.limit = default_limit()
         for meta in found:  # recover every log before anything listens
             self._preopened[PeerId.parse(meta.peer_id).name] = self._open_storage(
                 meta.peer_id, meta.backend)
