@@ -1,6 +1,7 @@
 """What groups cost a node in storage: disk, files, descriptors, and fsyncs under writes.
 
     .venv/bin/python -m bench.group_storage --groups 100 --active 1,10,100
+    .venv/bin/python -m bench.group_storage --groups 10000 --logs-only
 
 Starts a 3-node local cluster (``zraft cluster``'s LocalCluster, in a temporary directory
 unless ``--dir``), creates ``--groups`` groups of 3 peers (one per node), then prints per
@@ -107,6 +108,42 @@ def run_writes(cluster: LocalCluster, pool: Any, groups: list[int],
             "errors": errors[0], "nodes": per_node}
 
 
+def logs_only(count: int, workdir: Path) -> None:
+    """N group logs in one process, as a node lays them out (no node, no network): disk
+    per group, descriptors held, and the time to reopen (recover) all of them."""
+    from zraft.core.entries import CONFIG, NOOP, ClusterConfig, Entry, HardState
+    from zraft.storage import DiskLogStorage
+    from zraft.storage.fd_cache import SEGMENT_FILES
+
+    root = workdir / "logs"
+    root.mkdir(parents=True, exist_ok=True)
+    base = disk_usage(root)["bytes"]
+    fds0 = open_fds(os.getpid())
+    started = time.perf_counter()
+    for i in range(count):
+        peers = [f"g{i}@127.0.0.1:{7000 + k}" for k in range(3)]
+        store = DiskLogStorage.open(root, peers[0], backend="dict")
+        store.stage_hard_state(HardState(2, peers[0]))
+        store.stage_append([Entry(1, 1, CONFIG, ClusterConfig((), tuple(peers)), 0),
+                            Entry(2, 2, NOOP, None, 0)])
+        store.sync()
+        (store.peer_path / "snapshots").mkdir(exist_ok=True)  # what the snapshot store makes
+        store.close()
+    made = time.perf_counter() - started
+    use = disk_usage(root)
+    print(f"{count} group logs written in {made:.1f} s: disk {(use['bytes'] - base) / 1e6:.1f} MB"
+          f" ({(use['bytes'] - base) / count / 1024:.0f} KiB per group), files {use['files']},"
+          f" dirs {use['dirs']}")
+    started = time.perf_counter()
+    stores = [DiskLogStorage.open(root, f"g{i}@127.0.0.1:7000") for i in range(count)]
+    took = time.perf_counter() - started
+    print(f"reopened (recovered) all {count} in {took:.1f} s; descriptors held: "
+          f"{open_fds(os.getpid()) - fds0} (open segment files {SEGMENT_FILES.open_files}, "
+          f"cap {SEGMENT_FILES.limit})")
+    for store in stores:
+        store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--groups", type=int, default=100)
@@ -114,8 +151,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=8, help="groups created at once")
     ap.add_argument("--dir")
+    ap.add_argument("--logs-only", action="store_true",
+                    help="only the group logs, in this process (no cluster)")
     args = ap.parse_args()
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="group-storage-"))
+    if args.logs_only:
+        logs_only(args.groups, workdir)
+        return
     cluster = LocalCluster(workdir / "cluster", nodes=3).start()
     pool = pool_for(cluster)
     try:

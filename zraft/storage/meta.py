@@ -146,11 +146,7 @@ def write_meta(peer_path: str | Path, meta: RaftMeta, sync: SyncService | None =
     if sync is None:
         fsync_dir(peer_path)
         return
-    dir_fd = os.open(peer_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        sync.sync([dir_fd], metadata=True)
-    finally:
-        os.close(dir_fd)
+    sync.sync_dir(peer_path)
 
 
 def read_meta(peer_path: str | Path) -> RaftMeta:

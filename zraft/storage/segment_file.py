@@ -35,11 +35,11 @@ from zraft.storage.framing import (
     SEGMENT_HEADER_SIZE,
     SEGMENT_MAGIC,
     find_valid_entry_after,
-    fsync_dir,
     is_all_zero,
     preallocate,
     unpack_entry,
 )
+from zraft.storage.sync_service import SHARED_SYNC, SyncService
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,9 @@ class Segment:
 
     @classmethod
     def create(cls, directory: Path, first_index: int, max_size: int,
-               cache: FdCache = SEGMENT_FILES) -> Segment:
-        """A new empty segment: header written, space preallocated, file and dir fsynced."""
+               cache: FdCache = SEGMENT_FILES, sync: SyncService = SHARED_SYNC) -> Segment:
+        """A new empty segment: header written, space preallocated, file and dir fsynced
+        (through ``sync``, so segments created by many groups at once share fsyncs)."""
         path = directory / segment_name(first_index)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -99,11 +100,11 @@ class Segment:
             target = allocation_for(SEGMENT_HEADER_SIZE, max_size)
             if preallocate(fd, SEGMENT_HEADER_SIZE, target - SEGMENT_HEADER_SIZE):
                 allocated = target
-            os.fsync(fd)
+            sync.sync([fd], metadata=True)
         except BaseException:
             os.close(fd)
             raise
-        fsync_dir(directory)
+        sync.sync_dir(directory)
         return cls(path, fd, first_index, array("Q"), SEGMENT_HEADER_SIZE, allocated,
                    max_size, cache)
 

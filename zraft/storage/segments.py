@@ -73,7 +73,7 @@ from zraft.storage.errors import (
     LogUnavailable,
 )
 from zraft.storage.fd_cache import SEGMENT_FILES, FdCache
-from zraft.storage.framing import SEGMENT_HEADER_SIZE, encode_entries, fsync_dir
+from zraft.storage.framing import SEGMENT_HEADER_SIZE, encode_entries
 from zraft.storage.log_index import ConfigHistory, EntryCache, TermIndex
 from zraft.storage.meta import RaftMeta, discard_temp_meta, read_meta, write_meta
 from zraft.storage.naming import peer_log_path
@@ -169,10 +169,11 @@ class DiskLogStorage:
         segment files (default: one per process)."""
         peer_path = peer_log_path(log_dir, peer_id)
         log_path = peer_path / "log"
+        syncer = sync_service if sync_service is not None else SHARED_SYNC
         if not log_path.is_dir():
             log_path.mkdir(parents=True, exist_ok=True)
-            fsync_dir(peer_path)
-            fsync_dir(peer_path.parent)
+            syncer.sync_dir(peer_path)
+            syncer.sync_dir(peer_path.parent)
         discard_temp_meta(peer_path)
         seg_files = _list_segments(log_path)
         try:
@@ -182,7 +183,7 @@ class DiskLogStorage:
                 raise CorruptMetaError(str(peer_path / "raft.meta"),
                                        "missing although log segments exist") from None
             meta = RaftMeta(peer_id=peer_id, backend=backend, cluster_id=cluster_id)
-            write_meta(peer_path, meta)
+            write_meta(peer_path, meta, syncer)
         if meta.peer_id != peer_id:
             raise DiskStorageError(f"{peer_path} belongs to {meta.peer_id!r}, not {peer_id!r}")
         if backend is not None and meta.backend not in (None, backend):
@@ -190,7 +191,7 @@ class DiskLogStorage:
                 f"peer {peer_id} was created with backend {meta.backend!r}, not {backend!r}")
         if backend is not None and meta.backend is None:
             meta = replace(meta, backend=backend)
-            write_meta(peer_path, meta)
+            write_meta(peer_path, meta, syncer)
         store = cls(peer_path, meta, max_segment_size, cache_entries, cache_bytes,
                     sync_service, files)
         store._recover(seg_files)
@@ -270,7 +271,7 @@ class DiskLogStorage:
                             torn.bad_reason)
             path.unlink()
         if to_delete:
-            fsync_dir(self.log_path)
+            self._sync_service.sync_dir(self.log_path)
         self._durable_last = self._last
         if lost_from is not None:
             self._mark_damaged(lost_from)
@@ -486,7 +487,8 @@ class DiskLogStorage:
                 return current
             if current.sync():
                 self.log_syncs += 1
-        segment = Segment.create(self.log_path, index, self.max_segment_size, self._files)
+        segment = Segment.create(self.log_path, index, self.max_segment_size, self._files,
+                                 self._sync_service)
         self._segments.append(segment)
         # before any record goes in: recovery then knows this segment must exist
         self._meta = replace(self._meta, newest_segment=index)
@@ -507,7 +509,7 @@ class DiskLogStorage:
                 self._segments.pop().delete()
                 removed = True
             if removed:
-                fsync_dir(self.log_path)
+                self._sync_service.sync_dir(self.log_path)
                 newest = self._segments[-1].first_index if self._segments else 0
                 self._meta = replace(self._meta, newest_segment=newest)
                 self._write_meta()
@@ -556,7 +558,7 @@ class DiskLogStorage:
                 segment.delete()
             self._segments.clear()
             self._doomed.clear()
-            fsync_dir(self.log_path)
+            self._sync_service.sync_dir(self.log_path)
             self._meta = replace(self._meta, snapshot=meta, newest_segment=0)
             self._write_meta()
             self._terms.reset(meta.index, meta.term)
@@ -609,7 +611,7 @@ class DiskLogStorage:
                 doomed, self._doomed = self._doomed, []
                 for segment in doomed:
                     segment.delete()
-            fsync_dir(self.log_path)
+            self._sync_service.sync_dir(self.log_path)
         with self._lock:
             self._durable_last = self._last
         return self._last

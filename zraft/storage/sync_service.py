@@ -148,6 +148,14 @@ class SyncService:
         if error is not None:
             raise OSError(error.errno, error.strerror or str(error))
 
+    def sync_dir(self, path: str | os.PathLike[str]) -> None:
+        """Make a create, rename or unlink inside directory ``path`` durable."""
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            self.sync([fd], metadata=True)
+        finally:
+            os.close(fd)
+
     def _run(self, batch: list[tuple[int, bool]]) -> tuple[OSError | None,
                                                          dict[int, OSError]] | None:
         """Sync a batch: None, or (an error for all, errors of single descriptors)."""
