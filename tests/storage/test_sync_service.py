@@ -321,3 +321,34 @@ def test_syncfs_is_used_only_where_it_reports_write_errors():
     assert _reports_errors("6.18.44-fc-v1147") and _reports_errors("5.8.0")
     assert not _reports_errors("5.4.0-150-generic") and not _reports_errors("4.19.0")
     assert not _reports_errors("garbage")
+
+
+def test_an_unexpected_failure_in_a_sync_releases_every_waiter():
+    gate = threading.Event()
+
+    def fdatasync(fd: int) -> None:
+        if fd == 100:
+            assert gate.wait(WAIT_S)
+            raise RuntimeError("bug")
+
+    service = SyncService(syncfs=None, fdatasync=fdatasync)
+    done: list[int] = []
+    errors: list[OSError] = []
+    raised: list[BaseException] = []
+
+    def lead() -> None:
+        try:
+            service.sync([100])
+        except RuntimeError as exc:
+            raised.append(exc)
+
+    leader = threading.Thread(target=lead, daemon=True)
+    leader.start()
+    wait_until(lambda: service.batches == 1)
+    waiter = run(service, [5], done, errors, 5)
+    wait_until(lambda: service.requests == 2)
+    gate.set()
+    leader.join(WAIT_S)
+    waiter.join(WAIT_S)
+    assert len(raised) == 1
+    assert done == [5]  # the next batch ran: the service is not stuck

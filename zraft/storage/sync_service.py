@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 import platform
@@ -126,13 +127,17 @@ class SyncService:
             else:
                 leader = False
         if leader:
-            outcome = self._run(batch)
-            with self._cond:
-                self._running = False
-                self._done = gen
-                if outcome is not None:
-                    self._errors[gen] = outcome
-                self._cond.notify_all()
+            outcome: tuple[OSError | None, dict[int, OSError]] | None = (
+                OSError(errno.EIO, "log sync did not complete"), {})
+            try:
+                outcome = self._run(batch)
+            finally:  # whatever happens, the waiters are released (with an error)
+                with self._cond:
+                    self._running = False
+                    self._done = gen
+                    if outcome is not None:
+                        self._errors[gen] = outcome
+                    self._cond.notify_all()
         with self._cond:
             error = None
             found = self._errors.get(gen)
