@@ -591,7 +591,20 @@ class DiskLogStorage:
         returns the durable last index."""
         if self._meta_dirty:
             self._write_meta()
-        dirty = [segment for segment in self._segments if segment.dirty]
+        last = self._segments[-1] if self._segments else None
+        if last is not None and last.dirty and (len(self._segments) == 1
+                                                or not self._segments[-2].dirty):
+            # the usual case: only the newest segment was written (rolls sync the full one)
+            fd = last.acquire_fd()
+            try:
+                self._sync_service.sync((fd,))
+            finally:
+                last.release_fd()
+            last.mark_synced()
+            self.log_syncs += 1
+            dirty = []
+        else:
+            dirty = [segment for segment in self._segments if segment.dirty]
         if dirty:
             pinned: list[Segment] = []
             try:

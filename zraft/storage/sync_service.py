@@ -114,6 +114,30 @@ class SyncService:
             return
         with self._cond:
             self.requests += 1
+            if not self._running and not self._pending and len(fds) <= self.syncfs_after:
+                # the lone writer: nobody to share with, sync its own files at once
+                self._running = True
+                gen = self._gen
+                self._gen += 1
+                lone = True
+            else:
+                lone = False
+        if lone:
+            try:
+                self.batches += 1
+                self.fdatasyncs += len(fds)
+                for fd in fds:
+                    if metadata:
+                        os.fsync(fd)
+                    else:
+                        (self._fdatasync or os.fdatasync)(fd)
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._done = gen
+                    self._cond.notify_all()
+            return
+        with self._cond:
             gen = self._gen
             self._pending.extend((fd, metadata) for fd in fds)
             self._waiters[gen] = self._waiters.get(gen, 0) + 1
