@@ -72,9 +72,11 @@ from zraft.node.snapshots import SnapshotService
 from zraft.saferepr import safe_repr
 from zraft.storage import DiskLogStorage, SnapshotStore, list_peers
 from zraft.storage.errors import DiskStorageError
+from zraft.storage.fd_cache import SEGMENT_FILES, default_limit
 from zraft.storage.naming import peer_log_path
+from zraft.storage.sync_service import SyncService
 from zraft.transport import codec
-from zraft.transport.limits import node_transport_config
+from zraft.transport.limits import node_transport_config, raise_fd_limit
 from zraft.transport.tcp import TcpTransport
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,7 @@ class Node:
         self.limits = Limits(max_entry_size=cfg.raft.max_entry_size)
         self.peer_metrics: dict[str, PeerMetrics] = {}  # kept by the actors, for metrics
         self.metrics: Any = None  # the /metrics endpoint when node.metrics_addr is set
+        self.log_sync = SyncService()  # one group commit for the logs of all groups
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -161,6 +164,8 @@ class Node:
                 log.info("peer %s was removed from its cluster: not restarted", meta.peer_id)
                 continue
             found.append(meta)
+        raise_fd_limit()  # now, not at the transport: the cap on open segments follows it
+        SEGMENT_FILES.limit = default_limit()
         for meta in found:  # recover every log before anything listens
             self._preopened[PeerId.parse(meta.peer_id).name] = self._open_storage(
                 meta.peer_id, meta.backend)
@@ -254,7 +259,8 @@ class Node:
         try:
             return DiskLogStorage.open(self.cfg.log_dir, peer_id, backend=backend,
                                        max_segment_size=self.cfg.raft.max_segment_size,
-                                       discard_after=discard_after, cluster_id=cluster_id)
+                                       discard_after=discard_after, cluster_id=cluster_id,
+                                       sync_service=self.log_sync)
         except OSError as exc:  # e.g. a read-only file system: one line, not a traceback
             where = exc.filename or peer_log_path(self.cfg.log_dir, peer_id)
             raise DiskStorageError(f"peer {peer_id}: cannot open its log ({where}): "
@@ -626,6 +632,7 @@ class Node:
             "transport": self.transport.status() if self.transport else None,
             "snapshots": self.snapshots.stats(),
             "refused": dict(self.counters),
+            "log_sync": {**self.log_sync.stats(), "open_segment_files": SEGMENT_FILES.open_files},
             "events": self.events.tail()[-20:],
         }
         self.reply(conn, req_id, "ok", status)

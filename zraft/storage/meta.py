@@ -9,8 +9,10 @@ Rules:
   newest log segment created, written before any record goes into it, so recovery can
   tell a segment that was lost from one a crash never finished creating.
 - Written atomically: write ``raft.meta.tmp``, fsync it, ``os.replace`` over ``raft.meta``,
-  fsync the directory. A crash leaves either the old or the new file, never a mix; a left
-  over temp file is ignored and removed on the next write or open.
+  fsync the directory. Both fsyncs go through the node's SyncService when one is given,
+  so the metadata writes of many groups (e.g. votes in an election storm) share them.
+  A crash leaves either the old or the new file, never a mix; a left over temp file is
+  ignored and removed on the next write or open.
 - ``first_index`` is always ``snapshot.index + 1`` (kept for readers of the file).
 - ``list_peers(log_dir)`` returns the metadata of every peer directory. A peer whose
   metadata is corrupt, truncated or unreadable, or missing although its log has segments,
@@ -33,6 +35,7 @@ from zraft.core.entries import BLANK_CONFIG, ClusterConfig, HardState, SnapshotM
 from zraft.storage.errors import CorruptMetaError
 from zraft.storage.framing import HEADER_SIZE, fsync_dir, read_record
 from zraft.storage.framing import frame as frame_record
+from zraft.storage.sync_service import SyncService
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +126,7 @@ def decode_meta(data: bytes, path: str = META_FILE) -> RaftMeta:
         raise CorruptMetaError(path, str(exc)) from exc
 
 
-def write_meta(peer_path: str | Path, meta: RaftMeta) -> None:
+def write_meta(peer_path: str | Path, meta: RaftMeta, sync: SyncService | None = None) -> None:
     """Atomically replace the metadata file (temp, fsync, rename, fsync dir)."""
     peer_path = Path(peer_path)
     tmp = peer_path / META_TMP
@@ -133,11 +136,17 @@ def write_meta(peer_path: str | Path, meta: RaftMeta) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if sync is None:
+            os.fsync(fd)
+        else:
+            sync.sync([fd], metadata=True)
     finally:
         os.close(fd)
     os.replace(tmp, peer_path / META_FILE)
-    fsync_dir(peer_path)
+    if sync is None:
+        fsync_dir(peer_path)
+        return
+    sync.sync_dir(peer_path)
 
 
 def read_meta(peer_path: str | Path) -> RaftMeta:

@@ -3,6 +3,11 @@
 Rules:
 - Layout: a 16-byte header (magic ``ZRSEG\\0\\0\\1`` + first index as u64) then records back
   to back (see `framing`); the rest of the file is zero padding from preallocation.
+- Preallocation grows with the segment: a new segment reserves ``INITIAL_ALLOCATION``
+  (64 KiB, or the maximum if smaller) and an append past the reserved space doubles it,
+  up to ``max_size`` (or the end of a record larger than that). An idle group then holds
+  64 KiB of log, not the 10 MB maximum; a busy one pays a size change (one metadata
+  commit in its next fdatasync) about eight times per 10 MB segment.
 - Record k of the file holds entry ``first_index + k``; ``offsets[k]`` is where it starts
   and ``end`` is where the next record will go. Only the last segment of a log is written.
 - Reads use ``os.pread`` (positional, so they never disturb the writer) and check CRCs.
@@ -21,6 +26,7 @@ from pathlib import Path
 
 from zraft.core.entries import Entry
 from zraft.storage.errors import CorruptLogError
+from zraft.storage.fd_cache import SEGMENT_FILES, FdCache
 from zraft.storage.framing import (
     HEADER_SIZE,
     MAX_RECORD_SIZE,
@@ -29,15 +35,27 @@ from zraft.storage.framing import (
     SEGMENT_HEADER_SIZE,
     SEGMENT_MAGIC,
     find_valid_entry_after,
-    fsync_dir,
     is_all_zero,
     preallocate,
     unpack_entry,
 )
+from zraft.storage.sync_service import SHARED_SYNC, SyncService
 
 log = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".seg"
+#: Space a new segment reserves (then doubled as it fills, up to the maximum size).
+INITIAL_ALLOCATION = 64 * 1024
+
+
+def allocation_for(needed: int, max_size: int) -> int:
+    """Bytes to reserve for a segment whose data ends at ``needed``: the smallest
+    ``INITIAL_ALLOCATION * 2**k`` that holds it, capped at ``max_size`` (never below
+    ``needed``: one record may be larger than the maximum)."""
+    size = min(INITIAL_ALLOCATION, max_size)
+    while size < needed and size < max_size:
+        size *= 2
+    return max(min(size, max_size), needed)
 
 
 def segment_name(first_index: int) -> str:
@@ -52,39 +70,54 @@ def parse_segment_name(name: str) -> int | None:
 
 
 class Segment:
-    """An open segment file and the offset of each of its records."""
+    """A segment file and the offset of each of its records. Its descriptor comes from a
+    `FdCache` (closed while the segment is idle and clean, reopened on use)."""
 
     def __init__(self, path: Path, fd: int, first_index: int, offsets: array, end: int,
-                 allocated: int) -> None:
+                 allocated: int, max_size: int, cache: FdCache) -> None:
         self.path = path
         self.fd = fd
         self.first_index = first_index
         self.offsets = offsets
         self.end = end
         self.allocated = allocated
+        self.max_size = max_size
         self.dirty = False
+        self.pins = 0
+        self.cache = cache
+        cache.adopt(self)
 
     @classmethod
-    def create(cls, directory: Path, first_index: int, max_size: int) -> Segment:
-        """A new empty segment: header written, space preallocated, file and dir fsynced."""
+    def create(cls, directory: Path, first_index: int, max_size: int,
+               cache: FdCache = SEGMENT_FILES, sync: SyncService = SHARED_SYNC) -> Segment:
+        """A new empty segment: header written, space preallocated, file and dir fsynced
+        (through ``sync``, so segments created by many groups at once share fsyncs)."""
         path = directory / segment_name(first_index)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.pwrite(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, first_index), 0)
             allocated = SEGMENT_HEADER_SIZE
-            if preallocate(fd, SEGMENT_HEADER_SIZE, max_size - SEGMENT_HEADER_SIZE):
-                allocated = max(max_size, SEGMENT_HEADER_SIZE)
-            os.fsync(fd)
+            target = allocation_for(SEGMENT_HEADER_SIZE, max_size)
+            if preallocate(fd, SEGMENT_HEADER_SIZE, target - SEGMENT_HEADER_SIZE):
+                allocated = target
+            sync.sync([fd], metadata=True)
         except BaseException:
             os.close(fd)
             raise
-        fsync_dir(directory)
-        return cls(path, fd, first_index, array("Q"), SEGMENT_HEADER_SIZE, allocated)
+        sync.sync_dir(directory)
+        return cls(path, fd, first_index, array("Q"), SEGMENT_HEADER_SIZE, allocated,
+                   max_size, cache)
 
     @classmethod
-    def reopen(cls, path: Path, first_index: int, offsets: array, end: int) -> Segment:
+    def reopen(cls, path: Path, first_index: int, offsets: array, end: int, max_size: int,
+               cache: FdCache = SEGMENT_FILES) -> Segment:
         fd = os.open(path, os.O_RDWR)
-        return cls(path, fd, first_index, offsets, end, os.fstat(fd).st_size)
+        try:
+            size = os.fstat(fd).st_size
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, first_index, offsets, end, size, max_size, cache)
 
     @property
     def count(self) -> int:
@@ -101,14 +134,29 @@ class Segment:
         stop = self.offsets[k + 1] if k + 1 < len(self.offsets) else self.end
         return start, stop
 
+    def acquire_fd(self) -> int:
+        """The descriptor, pinned open until `release_fd` (for a sync done elsewhere)."""
+        return self.cache.acquire(self)
+
+    def release_fd(self) -> None:
+        self.cache.release(self)
+
     def write(self, blob: bytes, sizes: list[int]) -> None:
         """Append framed records (not yet durable: `sync` makes them so)."""
-        view = memoryview(blob)
-        at = self.end
-        while view:  # a regular file may still take a short write (e.g. disk nearly full)
-            written = os.pwrite(self.fd, view, at)
-            view = view[written:]
-            at += written
+        fd = self.cache.acquire(self)
+        try:
+            self.dirty = True  # before any byte: the cache must not close it until synced
+            new_end = self.end + len(blob)
+            if new_end > self.allocated:
+                self._grow(fd, new_end)
+            view = memoryview(blob)
+            at = self.end
+            while view:  # a regular file may still take a short write (e.g. disk nearly full)
+                written = os.pwrite(fd, view, at)
+                view = view[written:]
+                at += written
+        finally:
+            self.cache.release(self)
         pos = self.end
         offsets = self.offsets
         for size in sizes:
@@ -116,12 +164,25 @@ class Segment:
             pos += size
         self.end = pos
         self.allocated = max(self.allocated, pos)
-        self.dirty = True
+
+    def _grow(self, fd: int, needed: int) -> None:
+        """Reserve zeroed space for data up to ``needed`` (doubling, see the module doc);
+        the size change becomes durable with the next fdatasync of the data."""
+        target = allocation_for(needed, self.max_size)
+        if preallocate(fd, self.allocated, target - self.allocated):
+            self.allocated = target
+
+    def mark_synced(self) -> None:
+        self.dirty = False
 
     def sync(self) -> bool:
         if not self.dirty:
             return False
-        os.fdatasync(self.fd)
+        fd = self.cache.acquire(self)
+        try:
+            os.fdatasync(fd)
+        finally:
+            self.cache.release(self)
         self.dirty = False
         return True
 
@@ -131,7 +192,11 @@ class Segment:
             return []
         start = self.offsets[lo - self.first_index]
         stop = self.record_span(hi - 1)[1]
-        buf = os.pread(self.fd, stop - start, start)
+        fd = self.cache.acquire(self)
+        try:
+            buf = os.pread(fd, stop - start, start)
+        finally:
+            self.cache.release(self)
         out: list[Entry] = []
         pos = 0
         for index in range(lo, hi):
@@ -147,7 +212,7 @@ class Segment:
             pos += HEADER_SIZE + length
         return out
 
-    def truncate_from(self, index: int, max_size: int) -> None:
+    def truncate_from(self, index: int) -> None:
         """Drop records >= index: cut the file there, zero-fill again, fsync (size changed)."""
         k = index - self.first_index
         if k >= len(self.offsets):
@@ -155,25 +220,29 @@ class Segment:
         new_end = self.offsets[k]
         del self.offsets[k:]
         self.end = new_end
-        os.ftruncate(self.fd, new_end)
-        self.allocated = new_end
-        if preallocate(self.fd, new_end, max_size - new_end):
-            self.allocated = max(max_size, new_end)
-        os.fsync(self.fd)
-        self.dirty = False
+        self._cut(new_end)
 
-    def repair_tail(self, good_end: int, max_size: int) -> None:
+    def repair_tail(self, good_end: int) -> None:
         """Recovery: wipe a torn tail after the last good record."""
-        os.ftruncate(self.fd, good_end)
-        self.allocated = good_end
-        if preallocate(self.fd, good_end, max_size - good_end):
-            self.allocated = max(max_size, good_end)
-        os.fsync(self.fd)
+        self._cut(good_end)
+
+    def _cut(self, new_end: int) -> None:
+        """Cut the file at ``new_end``, reserve zeroed space again (as much as a segment
+        of that length would have), fsync: no stale record can reappear on recovery."""
+        fd = self.cache.acquire(self)
+        try:
+            os.ftruncate(fd, new_end)
+            self.allocated = new_end
+            target = allocation_for(new_end, self.max_size)
+            if preallocate(fd, new_end, target - new_end):
+                self.allocated = target
+            os.fsync(fd)
+            self.dirty = False
+        finally:
+            self.cache.release(self)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self.cache.close(self)
 
     def delete(self) -> None:
         self.close()

@@ -7,7 +7,9 @@ Layout: ``<log_dir>/<peerdir>/raft.meta`` (see `meta`) and ``<log_dir>/<peerdir>
   only and are safe from any thread: one lock guards the in-memory indexes; fsyncs run
   outside it. Out-of-range reads raise `LogCompacted` / `LogUnavailable`.
 - Writes come from one writer thread. ``stage_*`` methods write without fsync and
-  `sync` makes everything staged durable with ONE fdatasync of the log (plus one atomic
+  `sync` makes everything staged durable with ONE group commit of the node's
+  `SyncService` (shared by all its groups: an fdatasync, or one syncfs for a batch of
+  many groups; see sync_service.py) (plus one atomic
   metadata write if term, vote or snapshot changed), then publishes the new last index.
   The plain ``set_hard_state`` / ``append`` / ``apply_snapshot`` / ``compact`` are
   stage + sync, for callers that want the simple contract.
@@ -70,7 +72,8 @@ from zraft.storage.errors import (
     LogCompacted,
     LogUnavailable,
 )
-from zraft.storage.framing import SEGMENT_HEADER_SIZE, encode_entries, fsync_dir
+from zraft.storage.fd_cache import SEGMENT_FILES, FdCache
+from zraft.storage.framing import SEGMENT_HEADER_SIZE, encode_entries
 from zraft.storage.log_index import ConfigHistory, EntryCache, TermIndex
 from zraft.storage.meta import RaftMeta, discard_temp_meta, read_meta, write_meta
 from zraft.storage.naming import peer_log_path
@@ -81,6 +84,7 @@ from zraft.storage.segment_file import (
     scan_segment,
     segment_name,
 )
+from zraft.storage.sync_service import SHARED_SYNC, SyncService
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +121,11 @@ class DiskLogStorage:
     """The core's LogStorage over segment files; see the module docstring for the rules."""
 
     def __init__(self, peer_path: Path, meta: RaftMeta, max_segment_size: int,
-                 cache_entries: int, cache_bytes: int) -> None:
+                 cache_entries: int, cache_bytes: int, sync_service: SyncService | None = None,
+                 files: FdCache | None = None) -> None:
         self.peer_path = peer_path
+        self._sync_service = sync_service if sync_service is not None else SHARED_SYNC
+        self._files = files if files is not None else SEGMENT_FILES
         self.log_path = peer_path / "log"
         self.max_segment_size = max_segment_size
         self._lock = threading.Lock()
@@ -150,18 +157,23 @@ class DiskLogStorage:
              backend: str | None = None,
              cache_entries: int = DEFAULT_CACHE_ENTRIES,
              cache_bytes: int = DEFAULT_CACHE_BYTES,
-             discard_after: int | None = None, cluster_id: str = "") -> DiskLogStorage:
+             discard_after: int | None = None, cluster_id: str = "",
+             sync_service: SyncService | None = None,
+             files: FdCache | None = None) -> DiskLogStorage:
         """Open (creating if new) and recover the log of `peer_id` under `log_dir`.
         ``discard_after``: reopening after a failed write or fsync, cut every entry after
         this index, the last one known durable (a failed fsync may leave pages in the
         cache that look written but never reached the disk). ``cluster_id`` is recorded
-        when the peer is created (an existing peer keeps its own)."""
+        when the peer is created (an existing peer keeps its own). ``sync_service``: the
+        node's group commit (default: one per process); ``files``: the cache of open
+        segment files (default: one per process)."""
         peer_path = peer_log_path(log_dir, peer_id)
         log_path = peer_path / "log"
+        syncer = sync_service if sync_service is not None else SHARED_SYNC
         if not log_path.is_dir():
             log_path.mkdir(parents=True, exist_ok=True)
-            fsync_dir(peer_path)
-            fsync_dir(peer_path.parent)
+            syncer.sync_dir(peer_path)
+            syncer.sync_dir(peer_path.parent)
         discard_temp_meta(peer_path)
         seg_files = _list_segments(log_path)
         try:
@@ -171,7 +183,7 @@ class DiskLogStorage:
                 raise CorruptMetaError(str(peer_path / "raft.meta"),
                                        "missing although log segments exist") from None
             meta = RaftMeta(peer_id=peer_id, backend=backend, cluster_id=cluster_id)
-            write_meta(peer_path, meta)
+            write_meta(peer_path, meta, syncer)
         if meta.peer_id != peer_id:
             raise DiskStorageError(f"{peer_path} belongs to {meta.peer_id!r}, not {peer_id!r}")
         if backend is not None and meta.backend not in (None, backend):
@@ -179,8 +191,9 @@ class DiskLogStorage:
                 f"peer {peer_id} was created with backend {meta.backend!r}, not {backend!r}")
         if backend is not None and meta.backend is None:
             meta = replace(meta, backend=backend)
-            write_meta(peer_path, meta)
-        store = cls(peer_path, meta, max_segment_size, cache_entries, cache_bytes)
+            write_meta(peer_path, meta, syncer)
+        store = cls(peer_path, meta, max_segment_size, cache_entries, cache_bytes,
+                    sync_service, files)
         store._recover(seg_files)
         if discard_after is not None and store.last_index() > discard_after:
             cut = max(discard_after, store.meta.snapshot.index) + 1
@@ -245,11 +258,12 @@ class DiskLogStorage:
             self._cache.append(entry)
         # Validation passed: only now touch the files.
         for scan in live:
-            segment = Segment.reopen(scan.path, scan.first_index, scan.offsets, scan.good_end)
+            segment = Segment.reopen(scan.path, scan.first_index, scan.offsets, scan.good_end,
+                                     self.max_segment_size, self._files)
             if scan is torn:
                 log.warning("log %s: cut torn tail at byte offset %d (%s)", scan.path,
                             scan.bad_offset, scan.bad_reason)
-                segment.repair_tail(scan.good_end, self.max_segment_size)
+                segment.repair_tail(scan.good_end)
             self._segments.append(segment)
         for path in to_delete:
             if torn is not None and path == torn.path:
@@ -257,7 +271,7 @@ class DiskLogStorage:
                             torn.bad_reason)
             path.unlink()
         if to_delete:
-            fsync_dir(self.log_path)
+            self._sync_service.sync_dir(self.log_path)
         self._durable_last = self._last
         if lost_from is not None:
             self._mark_damaged(lost_from)
@@ -473,7 +487,8 @@ class DiskLogStorage:
                 return current
             if current.sync():
                 self.log_syncs += 1
-        segment = Segment.create(self.log_path, index, self.max_segment_size)
+        segment = Segment.create(self.log_path, index, self.max_segment_size, self._files,
+                                 self._sync_service)
         self._segments.append(segment)
         # before any record goes in: recovery then knows this segment must exist
         self._meta = replace(self._meta, newest_segment=index)
@@ -494,12 +509,12 @@ class DiskLogStorage:
                 self._segments.pop().delete()
                 removed = True
             if removed:
-                fsync_dir(self.log_path)
+                self._sync_service.sync_dir(self.log_path)
                 newest = self._segments[-1].first_index if self._segments else 0
                 self._meta = replace(self._meta, newest_segment=newest)
                 self._write_meta()
             if self._segments:
-                self._segments[-1].truncate_from(index, self.max_segment_size)
+                self._segments[-1].truncate_from(index)
             self._terms.truncate_after(index - 1)
             self._configs.truncate_from(index)
             self._cache.truncate_from(index)
@@ -543,7 +558,7 @@ class DiskLogStorage:
                 segment.delete()
             self._segments.clear()
             self._doomed.clear()
-            fsync_dir(self.log_path)
+            self._sync_service.sync_dir(self.log_path)
             self._meta = replace(self._meta, snapshot=meta, newest_segment=0)
             self._write_meta()
             self._terms.reset(meta.index, meta.term)
@@ -566,24 +581,50 @@ class DiskLogStorage:
             self._doomed.append(self._segments.pop(0))
 
     def _write_meta(self) -> None:
-        write_meta(self.peer_path, self._meta)
+        write_meta(self.peer_path, self._meta, self._sync_service)
         self._meta_dirty = False
         self.meta_writes += 1
 
     @_poison_on_error
     def sync(self) -> int:
-        """Make everything staged durable (one fdatasync); returns the durable last index."""
+        """Make everything staged durable (one group commit of the node's SyncService);
+        returns the durable last index."""
         if self._meta_dirty:
             self._write_meta()
-        for segment in self._segments:
-            if segment.dirty and segment.sync():
-                self.log_syncs += 1
+        last = self._segments[-1] if self._segments else None
+        if last is not None and last.dirty and (len(self._segments) == 1
+                                                or not self._segments[-2].dirty):
+            # the usual case: only the newest segment was written (rolls sync the full one)
+            fd = last.acquire_fd()
+            try:
+                self._sync_service.sync((fd,))
+            finally:
+                last.release_fd()
+            last.mark_synced()
+            self.log_syncs += 1
+            dirty = []
+        else:
+            dirty = [segment for segment in self._segments if segment.dirty]
+        if dirty:
+            pinned: list[Segment] = []
+            try:
+                fds = []
+                for segment in dirty:
+                    fds.append(segment.acquire_fd())
+                    pinned.append(segment)
+                self._sync_service.sync(fds)
+            finally:
+                for segment in pinned:
+                    segment.release_fd()
+            for segment in dirty:
+                segment.mark_synced()
+            self.log_syncs += 1
         if self._doomed:
             with self._lock:
                 doomed, self._doomed = self._doomed, []
                 for segment in doomed:
                     segment.delete()
-            fsync_dir(self.log_path)
+            self._sync_service.sync_dir(self.log_path)
         with self._lock:
             self._durable_last = self._last
         return self._last
