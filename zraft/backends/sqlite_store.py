@@ -29,20 +29,26 @@ import sqlite3
 import struct
 from pathlib import Path
 
+from zraft.backends import sqlite_replies as replies
 from zraft.fsm.backend import SnapshotCorrupted
 
 LIVE = "live.db"
 SNAPSHOT_FILE = "db.sqlite"
-FORMAT = 1
+FORMAT = 2  # the stored replies in blocks (sqlite_replies); 1: a row per reply
+READS = (1, 2)  # the formats this code reads
 KEEP_REPLIES = 10_000  # replies kept for the entries this far behind the newest
 STATEMENT_CACHE = 128  # compiled statements the write connection keeps
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _zraft_applied(id INTEGER PRIMARY KEY CHECK (id = 0), "
     "format INTEGER NOT NULL)",
-    "INSERT OR IGNORE INTO _zraft_applied VALUES (0, 1)",
+    f"INSERT OR IGNORE INTO _zraft_applied VALUES (0, {FORMAT})",
+    # a database of format 1 is read as it is, and written as format 2 from now on
+    f"UPDATE _zraft_applied SET format = {FORMAT} WHERE format < {FORMAT}",
     "CREATE TABLE IF NOT EXISTS _zraft_replies(idx INTEGER, step INTEGER, reply BLOB, "
     "PRIMARY KEY (idx, step)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS _zraft_reply_blocks(blk INTEGER PRIMARY KEY, "
+    "calls BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS _zraft_owned(tbl TEXT, rid INTEGER, sid TEXT NOT NULL, "
     "PRIMARY KEY (tbl, rid)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS _zraft_owned_sid ON _zraft_owned(sid, tbl, rid)",
@@ -68,14 +74,10 @@ def open_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
-_LAST = "SELECT idx, step FROM _zraft_replies ORDER BY idx DESC, step DESC LIMIT 1"
-
-
 def applied(conn: sqlite3.Connection) -> tuple[int, int]:
     """The (index, call) of the last write: its reply is the newest one kept (pruning keeps
     the last ``KEEP_REPLIES`` entries), written in the same transaction as its data."""
-    row = conn.execute(_LAST).fetchone()
-    return (row[0], row[1]) if row else (0, 0)
+    return replies.applied(conn)
 
 
 def covers(stored: tuple[int, int], base: int) -> bool:
@@ -132,9 +134,9 @@ def snapshot_index(directory: Path) -> tuple[int, int]:
             conn.close()
     except sqlite3.Error as exc:
         raise SnapshotCorrupted(f"{path} is not a zraft sqlite snapshot: {exc}") from None
-    if row is None or row[0] != FORMAT:
+    if row is None or row[0] not in READS:
         raise SnapshotCorrupted(f"{path}: format {row[0] if row else None}; this code reads "
-                                f"format {FORMAT}")
+                                f"formats {READS}")
     return index
 
 
