@@ -8,13 +8,28 @@ fresh 3-node cluster (``ZraftSide``, the nodes and client of ``bench.workloads``
 - W5: 4 KiB values, 1,000 outstanding, RSS per node after the writes and once idle, then
   the follower catch-up of ``bench.workloads.catch_up`` (by snapshot).
 Prints one JSON document; the ratio sqlite/dict of W2 is ``w2_ratio``.
+
+The catch-up by snapshot (``by_snapshot`` of each backend, issue 14's figure): a follower
+stopped while the others wrote past their log compaction is restarted; the figure is the
+snapshot's bytes (what the leader's sendfile sent: the session table and the backend's
+files) over the time from when the follower's node accepted the leader's offer (its
+``snapshot_receiving`` event, before its receiver listens) to when its state machine had
+installed the snapshot (``snapshot_installed``: received, every byte checked against its
+sha256, fsynced and placed in the snapshot store, then the backend's install: sqlite
+copies the file beside its live database and renames it over; dict decodes it), both
+stamped by the follower's clock. It leaves out the restart itself and Raft finding that the
+follower needs a snapshot, and the entries after the snapshot that the follower then
+applies from the log (all in ``catch_up_s``). ``ratio`` is its rate over raw loopback
+sendfile of the same size measured in the same run (``bench.loopback``, best of 3).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -67,17 +82,41 @@ def _side(backend: str, base: Path) -> ZraftSide:
     return side
 
 
-def run(backend: str, sizes: Sizes, base: Path) -> dict[str, Any]:
+def run(backend: str, sizes: Sizes, base: Path, w5: bool = True) -> dict[str, Any]:
     side = _side(backend, base)
     make = SqlOps if backend == "sqlite" else Ops
     try:
         ops = make(side.peer_name, 100)
-        w2 = _summary(_run(side, ops.put, sizes.w2_ops, 1_000, 1, sizes.time_limit,
-                           ops.put(0)))
-        w5 = w5_large_values(side, sizes, make(side.peer_name, 4096, 256))
-        return {"W2": w2, "W5": w5}
+        out: dict[str, Any] = {"W2": _summary(_run(side, ops.put, sizes.w2_ops, 1_000, 1,
+                                                   sizes.time_limit, ops.put(0)))}
+        if w5:
+            out["W5"] = w5_large_values(side, sizes, make(side.peer_name, 4096, 256))
+            out["by_snapshot"] = by_snapshot(side, out["W5"])
+        return out
     finally:
         side.stop()
+
+
+def by_snapshot(side: ZraftSide, w5: dict[str, Any]) -> dict[str, Any] | None:
+    """The catch-up by snapshot of the module docstring, from the follower's events."""
+    sent = w5.get("catch_up_snapshot_bytes")
+    for i in range(len(side.peers)):
+        events = (side.node_status(i) or {}).get("events") or []
+        start = next((e for e in reversed(events) if e.get("kind") == "snapshot_receiving"),
+                     None)
+        if start is None or not sent:
+            continue
+        end = next((e for e in events if e.get("kind") == "snapshot_installed"
+                    and e["t"] >= start["t"]), None)
+        if end is None:
+            return {"error": "no snapshot_installed after snapshot_receiving"}
+        seconds = max(end["t"] - start["t"], 0.001)  # (events are stamped to the ms)
+        rate = sent / seconds / 1e6
+        raw = w5.get("sendfile_mb_per_s") or 0.0
+        return {"bytes": sent, "seconds": round(seconds, 3), "mb_per_s": round(rate, 1),
+                "sendfile_mb_per_s": round(raw, 1),
+                "ratio": round(rate / raw, 3) if raw else None}
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,15 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--w2-ops", type=int, default=20_000)
     parser.add_argument("--w5-ops", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="a few hundred operations")
+    parser.add_argument("--w2-only", action="store_true", help="W2 only (no W5, no catch-up)")
     args = parser.parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes(w2_ops=args.w2_ops, w5_ops=args.w5_ops,
                                                    time_limit=60.0)
     base = Path(tempfile.mkdtemp(prefix="zraft-sqlite-bench-"))
     out: dict[str, Any] = {"machine": f"{platform.machine()} {platform.processor()} "
-                                      f"{__import__('os').cpu_count()} cpus",
-                           "python": platform.python_version()}
+                                      f"{os.cpu_count()} cpus",
+                           "python": platform.python_version(),
+                           "sqlite": sqlite3.sqlite_version,
+                           "load_before": round(os.getloadavg()[0], 1)}
     for backend in ("dict", "sqlite"):
-        out[backend] = run(backend, sizes, base)
+        out[backend] = run(backend, sizes, base, w5=not args.w2_only)
+    out["load_after"] = round(os.getloadavg()[0], 1)
     dict_w2 = out["dict"]["W2"]["ops_per_s"]
     out["w2_ratio"] = round(out["sqlite"]["W2"]["ops_per_s"] / dict_w2, 3) if dict_w2 else None
     print(json.dumps(out, indent=1, default=str))

@@ -93,6 +93,8 @@ class SqliteBackend:
         self._owner_wrote = False
         self._snapshot_conn: sqlite3.Connection | None = None
         self._snapshot_lock = threading.Lock()
+        self._settle_lock = threading.Lock()  # installs vs the thread making one durable
+        self._installs = 0
         self._tag = f" /* zraft {secrets.token_hex(8)} */"
         # what the authorizer recorded for each statement text when it was compiled (a
         # statement served from the connection's cache is not authorized again)
@@ -114,6 +116,9 @@ class SqliteBackend:
             weakref.finalize(self, shutil.rmtree, self._own_dir, True)
             self._dir = self._own_dir
         self._dir.mkdir(parents=True, exist_ok=True)
+        if store.discard_unsynced(self._dir):
+            log.info("sqlite backend: the database installed before the stop may not have "
+                     "reached the disk: discarded")
         self._open()
         self._base = None  # decided by the first entry (or an install_snapshot)
 
@@ -644,10 +649,19 @@ class SqliteBackend:
             return
         self._close()
         assert self._dir is not None
+        with self._settle_lock:
+            self._installs += 1
+            generation = self._installs
         store.replace_live(self._dir, Path(directory))
         self._open()
         self._failed = None
         self._base = index
+        live_dir = self._dir
+
+        threading.Thread(target=store.settle_live,
+                         args=(live_dir, self._settle_lock,
+                               lambda: self._installs == generation),
+                         name="zraft-sqlite-settle", daemon=True).start()
 
 
 class _Call(NamedTuple):

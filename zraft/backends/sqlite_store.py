@@ -13,26 +13,45 @@ snapshot instead (``covers``). ``FULL`` would fsync the WAL at every write for n
 the log does not already give.
 
 Snapshot bytes: two replicas that applied the same entries hold the same rows, but not the
-same pages (the layout depends on how writes were grouped into commits, and a header's
-change counter on when each checkpointed). A snapshot is the backup copy rebuilt by
-``VACUUM`` (its layout a function of the content), with the change counter, the schema
-cookie and "version-valid-for" set to 1 (``normalize_header``): equal states give equal
-files.
+same pages (the layout depends on the database's history: a replica that installed a
+snapshot continues from its compact layout, the stored reply blocks are rewritten at each
+commit, and a header's change counter depends on when each checkpointed). A snapshot is
+the database rebuilt from its content (``VACUUM INTO``: its layout a function of the
+content) with the change counter, the schema cookie and "version-valid-for" set to 1
+(``normalize_header``): equal states give equal files. The rebuild reads a page copy made
+by the backup API from the read transaction that pins the snapshot's state (``VACUUM
+INTO`` cannot run inside a transaction, and would see later writes); it was ``VACUUM`` of
+that copy, which wrote the content three times (a temporary database, the rollback
+journal, the file) instead of once.
+
+Install (``replace_live``): the snapshot file is copied beside the live database (the
+snapshot itself stays in the node's store, to be sent on or restored) and renamed over it,
+without waiting for the copy to reach the disk: an ``UNSYNCED`` marker, durable before the
+rename, says the live database may be incomplete after a power loss, until a thread has
+fsynced it (``settle_live``). A database found with the marker at start is discarded
+(``discard_unsynced``): the node then installs its last snapshot again, or replays the log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sqlite3
 import struct
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from zraft.backends import sqlite_replies as replies
 from zraft.fsm.backend import SnapshotCorrupted
+from zraft.storage.framing import fsync_dir
+
+log = logging.getLogger(__name__)
 
 LIVE = "live.db"
+UNSYNCED = "live.unsynced"  # marker: the live database may not be on disk yet
 SNAPSHOT_FILE = "db.sqlite"
 FORMAT = 2  # the stored replies in blocks (sqlite_replies); 1: a row per reply
 READS = (1, 2)  # the formats this code reads
@@ -94,29 +113,29 @@ def remove_live(directory: Path) -> None:
 
 def normalize_header(path: Path) -> None:
     """Change counter, schema cookie and version-valid-for := 1 (see the module
-    docstring)."""
+    docstring). Not fsynced: the snapshot store fsyncs every file it commits."""
     one = struct.pack(">I", 1)
     with open(path, "r+b") as f:
         if os.fstat(f.fileno()).st_size >= 100:
             for offset in (24, 40, 92):
                 f.seek(offset)
                 f.write(one)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def write_copy(source: sqlite3.Connection, directory: Path) -> None:
-    """Copy ``source``'s database, as its open read transaction sees it, to a snapshot."""
+    """Write ``source``'s database, as its open read transaction sees it, to a snapshot:
+    a page copy (the backup API), rebuilt from its content into the snapshot file."""
     target = Path(directory) / SNAPSHOT_FILE
-    dst = sqlite3.connect(target, isolation_level=None)
+    pinned = Path(directory) / (SNAPSHOT_FILE + ".pinned")
+    copy = sqlite3.connect(pinned, isolation_level=None)
     try:
-        source.backup(dst)
-        # rebuilt from its content: the page layout of the live database depends on how
-        # its writes were grouped into commits, which differs between replicas
-        dst.execute("PRAGMA journal_mode=DELETE")
-        dst.execute("VACUUM")
+        source.backup(copy)
+        copy.execute("VACUUM INTO ?", (str(target),))
     finally:
-        dst.close()
+        copy.close()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(pinned) + suffix)
     normalize_header(target)
 
 
@@ -141,16 +160,42 @@ def snapshot_index(directory: Path) -> tuple[int, int]:
 
 
 def replace_live(directory: Path, snapshot_dir: Path) -> None:
-    """Make the snapshot the live database: copy, fsync, atomic rename (the connections
-    to the old one are closed by the caller)."""
+    """Make the snapshot the live database: the marker (durable first), a copy (in the
+    kernel), an atomic rename; ``settle_live`` makes it durable and removes the marker
+    (the connections to the old database are closed by the caller)."""
+    (directory / UNSYNCED).touch()
+    fsync_dir(directory)
     tmp = directory / (LIVE + ".tmp")
     shutil.copyfile(Path(snapshot_dir) / SNAPSHOT_FILE, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
     remove_live(directory)  # the old WAL must not be applied to the new file
     os.replace(tmp, directory / LIVE)
-    fd = os.open(directory, os.O_RDONLY)
+
+
+def settle_live(directory: Path, lock: threading.Lock,
+                still_current: Callable[[], bool]) -> None:
+    """fsync the live database and its directory, then remove the marker if no later
+    install replaced the database meanwhile (``still_current``, asked under ``lock``, which
+    the installs hold to count themselves). Runs on a thread of its own; errors leave the
+    marker (safe)."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(directory / LIVE, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(directory)
+        with lock:
+            if still_current():
+                os.unlink(directory / UNSYNCED)
+    except OSError as exc:
+        log.warning("sqlite backend: the installed database was not settled: %s", exc)
+
+
+def discard_unsynced(directory: Path) -> bool:
+    """At start: a live database that may not have reached the disk is removed (True)."""
+    if not (directory / UNSYNCED).exists():
+        return False
+    remove_live(directory)
+    os.unlink(directory / UNSYNCED)
+    fsync_dir(directory)
+    return True
