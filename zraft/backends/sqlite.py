@@ -1,7 +1,8 @@
 """``backend = "sqlite"``: a replicated SQLite database whose state lives on disk.
 
-Writes (applied on every replica, in log order, each in a savepoint of a transaction
-committed every ``COMMIT_EVERY`` calls and before any read or snapshot):
+Writes (applied on every replica, in log order, in a transaction committed every
+``COMMIT_EVERY`` calls and before any read or snapshot; a write of several statements
+in a savepoint, a one-statement write without: ``_undo_call`` says how a failure is undone):
 
 - ``["exec", sql, params]``: one statement; ``["execmany", sql, [params, ...]]``: the
   statement once per row; ``["tx", [[sql, params], ...]]``: the statements in order, all
@@ -23,14 +24,14 @@ Determinism, limits and files: ``sqlite_rules`` and ``sqlite_store``. The time f
 read the entry's time stamp (the leader's clock when it accepted the write, in the log),
 ``random()`` and other functions whose answer differs per replica are refused.
 
-Restart: every write stores its reply keyed by its log index (``_zraft_replies``, the
-last ``KEEP_REPLIES`` entries) in the same transaction as its data, so the newest reply is
-the database's applied index. A node that restarts keeps its database; the entries the
-log replays up to the stored index are answered from the stored replies without running
-their SQL. The index comes from the state machine's ``at_index`` hook;
-``attach_directory`` (called by the node before ``init``) says where the live database
-lives (a private temporary directory if no node calls it, e.g. in tests and the
-conformance checker).
+Restart: every write stores its reply keyed by its log index (``sqlite_replies``: in
+blocks of entries, the last ``KEEP_REPLIES`` entries) in the same transaction as its
+data, so the newest reply is the database's applied index. A node that restarts keeps
+its database; the entries the log replays up to the stored index are answered from the
+stored replies without running their SQL. The index comes from the state machine's
+``at_index`` hook; ``attach_directory`` (called by the node before ``init``) says where
+the live database lives (a private temporary directory if no node calls it, e.g. in tests
+and the conformance checker).
 """
 
 from __future__ import annotations
