@@ -77,8 +77,8 @@ SCHEMA = (
 def open_writer(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, cached_statements=STATEMENT_CACHE,
                            check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA journal_mode=WAL")
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     for statement in SCHEMA:
         conn.execute(statement)
@@ -167,6 +167,9 @@ def replace_live(directory: Path, snapshot_dir: Path) -> None:
     fsync_dir(directory)
     tmp = directory / (LIVE + ".tmp")
     shutil.copyfile(Path(snapshot_dir) / SNAPSHOT_FILE, tmp)
+    with open(tmp, "r+b") as f:  # WAL mode already: no journal_mode change (fsyncs) at open
+        f.seek(18)
+        f.write(b"\x02\x02")
     remove_live(directory)  # the old WAL must not be applied to the new file
     os.replace(tmp, directory / LIVE)
 
