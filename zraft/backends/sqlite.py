@@ -1,7 +1,8 @@
 """``backend = "sqlite"``: a replicated SQLite database whose state lives on disk.
 
-Writes (applied on every replica, in log order, each in a savepoint of a transaction
-committed every ``COMMIT_EVERY`` calls and before any read or snapshot):
+Writes (applied on every replica, in log order, in a transaction committed every
+``COMMIT_EVERY`` calls and before any read or snapshot; a write of several statements
+in a savepoint, a one-statement write without: ``_undo_call`` says how a failure is undone):
 
 - ``["exec", sql, params]``: one statement; ``["execmany", sql, [params, ...]]``: the
   statement once per row; ``["tx", [[sql, params], ...]]``: the statements in order, all
@@ -23,14 +24,14 @@ Determinism, limits and files: ``sqlite_rules`` and ``sqlite_store``. The time f
 read the entry's time stamp (the leader's clock when it accepted the write, in the log),
 ``random()`` and other functions whose answer differs per replica are refused.
 
-Restart: every write stores its reply keyed by its log index (``_zraft_replies``, the
-last ``KEEP_REPLIES`` entries) in the same transaction as its data, so the newest reply is
-the database's applied index. A node that restarts keeps its database; the entries the
-log replays up to the stored index are answered from the stored replies without running
-their SQL. The index comes from the state machine's ``at_index`` hook;
-``attach_directory`` (called by the node before ``init``) says where the live database
-lives (a private temporary directory if no node calls it, e.g. in tests and the
-conformance checker).
+Restart: every write stores its reply keyed by its log index (``sqlite_replies``: in
+blocks of entries, the last ``KEEP_REPLIES`` entries) in the same transaction as its
+data, so the newest reply is the database's applied index. A node that restarts keeps
+its database; the entries the log replays up to the stored index are answered from the
+stored replies without running their SQL. The index comes from the state machine's
+``at_index`` hook; ``attach_directory`` (called by the node before ``init``) says where
+the live database lives (a private temporary directory if no node calls it, e.g. in tests
+and the conformance checker).
 """
 
 from __future__ import annotations
@@ -48,15 +49,17 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from zraft.backends import sqlite_replies as replies
 from zraft.backends import sqlite_rules as rules
 from zraft.backends import sqlite_store as store
+from zraft.fsm import codec
 from zraft.fsm.backend import ApplyResult, BadCommand, QueryResult, SnapshotJob
-from zraft.fsm.codec import packb, unpackb
+from zraft.fsm.codec import unpackb
 
 log = logging.getLogger(__name__)
-PRUNE_EVERY = 64
 COMMIT_EVERY = 64  # calls per commit at most (a read or a snapshot commits first)
 COMPILED_KEPT = 8 * store.STATEMENT_CACHE
+SQL_KEY_CHARS = 256  # a longer SQL text is keyed by its digest in the compiled record
 
 
 class SqliteFailed(RuntimeError):
@@ -91,10 +94,16 @@ class SqliteBackend:
         self._owner_wrote = False
         self._snapshot_conn: sqlite3.Connection | None = None
         self._snapshot_lock = threading.Lock()
+        self._settle_lock = threading.Lock()  # installs vs the thread making one durable
+        self._installs = 0
         self._tag = f" /* zraft {secrets.token_hex(8)} */"
         # what the authorizer recorded for each statement text when it was compiled (a
         # statement served from the connection's cache is not authorized again)
-        self._compiled: OrderedDict[tuple[bytes, int], rules.Touches] = OrderedDict()
+        self._compiled: OrderedDict[tuple[str | bytes, int], rules.Touches] = OrderedDict()
+        self._version: int | None = None  # the schema version, None: read it again
+        self._replies = replies.ReplyLog(self._x, lambda: store.KEEP_REPLIES)
+        self._commit_now = False  # a failed call rolled the transaction back: commit
+        self._pack = codec.packer().pack  # (apply runs on one thread)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -108,6 +117,9 @@ class SqliteBackend:
             weakref.finalize(self, shutil.rmtree, self._own_dir, True)
             self._dir = self._own_dir
         self._dir.mkdir(parents=True, exist_ok=True)
+        if store.discard_unsynced(self._dir):
+            log.info("sqlite backend: the database installed before the stop may not have "
+                     "reached the disk: discarded")
         self._open()
         self._base = None  # decided by the first entry (or an install_snapshot)
 
@@ -125,6 +137,8 @@ class SqliteBackend:
         self._db, self._ro = db, ro
         self._stored = self._committed = store.applied(db)
         self._pending = []
+        self._replies.forget()
+        self._version = None
         self._compiled.clear()  # a new connection: nothing compiled yet
         self._owned_triggers = set()
         self._restore_triggers()
@@ -135,8 +149,18 @@ class SqliteBackend:
         for table in tables:
             self._ensure_triggers(table)
 
-    def _close(self) -> None:
-        if self._db is not None and self._failed is None:
+    def _close(self, discard: bool = False) -> None:
+        """``discard``: the database is about to be replaced: its open transaction is
+        rolled back, and the checkpoint SQLite makes when its last connection closes is
+        not fsynced (it was most of an install's time on a busy disk)."""
+        if discard and self._db is not None:
+            with contextlib.suppress(sqlite3.Error), self._internal():
+                if self._db.in_transaction:
+                    self._x("ROLLBACK")
+                self._x("PRAGMA synchronous=OFF")
+            self._pending = []
+            self._replies.forget()
+        elif self._db is not None and self._failed is None:
             self._commit()
         for conn in (self._ro, self._db):
             if conn is not None:
@@ -168,7 +192,7 @@ class SqliteBackend:
         if self._stored[0] > base and not store.covers(self._stored, base):
             log.info("sqlite backend: database at %d, machine at %d: rebuilding from the log",
                      self._stored[0], base)
-            self._close()
+            self._close(discard=True)
             assert self._dir is not None
             store.remove_live(self._dir)
             self._open()
@@ -198,7 +222,8 @@ class SqliteBackend:
         self._owner = owner
         try:
             status, value = self._transaction(
-                lambda seen: self._run(kind, statements, seen), touched)
+                lambda seen: self._run(kind, statements, seen), touched,
+                len(statements) > 1)
         finally:
             self._owner = None
         if status == "error":
@@ -210,8 +235,7 @@ class SqliteBackend:
         assert db is not None
         results = []
         for sql, args in statements:
-            # a cached statement is valid for this schema only
-            version = self._x("PRAGMA schema_version").fetchone()[0]
+            version = self._schema_version()  # a cached statement is valid for it only
             self._write_rules.reset()
             self._budget.reset()
             try:
@@ -222,6 +246,8 @@ class SqliteBackend:
                     self._touches(sql, version)  # compiled (so cached), failed to run
                 raise self._sql_error(exc, self._write_rules.denied) from None
             seen = self._touches(sql, version)
+            if self._write_rules.compiled or not seen.tables or seen.dropped:
+                self._version = None  # compiled now (DDL?), or DDL that did nothing
             touched |= seen.tables
             for table in sorted(seen.dropped):
                 self._forget_table(table)
@@ -248,10 +274,12 @@ class SqliteBackend:
         the most recent ``COMPILED_KEPT``; a schema change makes SQLite compile a cached
         statement again). Compiled without a single authorizer call (CREATE TABLE IF NOT
         EXISTS of a table that exists): it touches nothing."""
-        # keyed by a digest: the texts themselves (up to MAX_SQL_CHARS each) would make
-        # this hold up to COMPILED_KEPT of them
+        # a long text is keyed by its digest: the texts themselves (up to MAX_SQL_CHARS
+        # each) would make this hold up to COMPILED_KEPT of them
         compiled = self._compiled
-        key = (hashlib.blake2b(sql.encode(), digest_size=16).digest(), version)
+        text: str | bytes = sql if len(sql) <= SQL_KEY_CHARS else \
+            hashlib.blake2b(sql.encode(), digest_size=16).digest()
+        key = (text, version)
         seen = compiled.get(key)
         if self._write_rules.compiled or seen is None:
             seen = compiled[key] = self._write_rules.touches()
@@ -259,6 +287,15 @@ class SqliteBackend:
                 compiled.popitem(last=False)
         compiled.move_to_end(key)
         return seen
+
+    def _schema_version(self) -> int:
+        """``PRAGMA schema_version``, read again only after what may have changed it: a
+        statement compiled when it ran (a statement served from the cache was compiled for
+        the current schema, and one that changes the schema makes SQLite compile it again
+        at its next run), a DDL statement that did nothing, a rollback, an open."""
+        if self._version is None:
+            self._version = int(self._x("PRAGMA schema_version").fetchone()[0])
+        return self._version
 
     def expire_session(self, session_id: str) -> list[str]:
         self._check_failed()
@@ -292,66 +329,81 @@ class SqliteBackend:
         key = (self._index, self._step)
         if key > self._stored:
             return None
-        db = self._db
-        assert db is not None
-        row = self._x("SELECT reply FROM _zraft_replies WHERE idx = ? AND step = ?",
-                         key).fetchone()
+        reply = self._replies.lookup(key)
         self._replayed_calls += 1
-        if row is None:
+        if reply is None:
             self._failed = (f"no stored reply for entry {key[0]} call {key[1]}, below the "
                             f"database's index {self._stored}")
             raise SqliteFailed(self._failed)
-        status, value, tables = unpackb(row[0])
+        status, value, tables = unpackb(reply)
         return status, value, tables
 
-    def _transaction(self, body: Any, touched: set[str]) -> tuple[str, Any]:
+    def _transaction(self, body: Any, touched: set[str],
+                     guarded: bool = False) -> tuple[str, Any]:
         """Run ``body(touched)`` and record the applied index and the reply with it, in the
         open transaction (committed every ``COMMIT_EVERY`` calls, and before any read or
         snapshot: the database's commits need not follow the log's, its stored index goes
-        with its data). A refused or failing statement undoes the body's effect only,
-        in a savepoint (the index still advances: the entry was applied, its answer is the
-        error)."""
+        with its data). A refused or failing call leaves no effect (the index still
+        advances: the entry was applied, its answer is the error): ``guarded`` (a call of
+        several statements) runs in a savepoint, rolled back on failure; an unguarded call
+        (one statement: no savepoint on the hot path) is undone by ``_undo_call``."""
         db = self._db
         assert db is not None
-        call = _Call(body, self._owner, self._time_ms, self._index, self._step)
+        key = (self._index, self._step)
         try:
             if not db.in_transaction:
                 self._x("BEGIN IMMEDIATE")
                 self._pending = []
-            outcome = self._attempt(call, touched)
-            self._pending.append(call._replace(outcome=outcome, touched=frozenset(touched)))
-            if len(self._pending) >= COMMIT_EVERY:
+            outcome = self._attempt(body, key, touched, guarded)
+            self._pending.append(_Call(body, self._owner, self._time_ms, key, outcome,
+                                       frozenset(touched)))
+            if len(self._pending) >= COMMIT_EVERY or self._commit_now:
                 self._commit()
         except BaseException as exc:
             self._abandon(exc)
             raise SqliteFailed(self._failed) from None
         return outcome
 
-    def _attempt(self, call: _Call, touched: set[str]) -> tuple[str, Any]:
-        self._x("SAVEPOINT work")
+    def _attempt(self, body: Any, key: tuple[int, int], touched: set[str],
+                 guarded: bool) -> tuple[str, Any]:
+        if guarded:
+            self._x("SAVEPOINT work")
         try:
-            outcome: tuple[str, Any] = ("ok", call.body(touched))
-            self._x("RELEASE work")
+            outcome: tuple[str, Any] = ("ok", body(touched))
+            if guarded:
+                self._x("RELEASE work")
         except BadCommand as exc:
-            self._undo_call()
+            self._undo_call(guarded)
             touched.clear()
             outcome = ("error", str(exc))
-        self._record(outcome, touched, (call.index, call.step))
+        self._record(outcome, touched, key)
         return outcome
 
-    def _undo_call(self) -> None:
-        """Undo the failed call only. An interrupt, ``INSERT OR ROLLBACK`` or
-        ``RAISE(ROLLBACK)`` makes SQLite roll back the whole transaction, with the earlier
-        calls since the last commit: they are run again, in order (the same state and
-        commands give the same effects)."""
+    def _undo_call(self, guarded: bool) -> None:
+        """Undo the failed call only. Guarded: roll back its savepoint. A statement the
+        authorizer refused never ran. Otherwise the call may have changed rows before it
+        failed (``OR FAIL``, ``RAISE(FAIL)``), and an interrupt, ``INSERT OR ROLLBACK`` or
+        ``RAISE(ROLLBACK)`` makes SQLite roll back the whole transaction: the whole
+        transaction is rolled back, the earlier calls since the last commit are run again,
+        in order (the same state and commands give the same effects), and the transaction
+        is committed after the failed call, so that the next failure has few to run again
+        (failures cost at most twice the calls they follow)."""
         db = self._db
         assert db is not None
         with self._internal():
             if db.in_transaction:
-                self._x("ROLLBACK TO work")
-                self._x("RELEASE work")
-                return
+                if guarded:
+                    self._x("ROLLBACK TO work")
+                    self._x("RELEASE work")
+                    self._version = None  # the savepoint may have held DDL
+                    return
+                if self._write_rules.denied is not None:
+                    return  # refused while being compiled: nothing ran
+                self._x("ROLLBACK")
             self._x("BEGIN IMMEDIATE")
+        self._version = None
+        self._replies.forget()
+        self._commit_now = True
         self._owned_triggers = set()  # made in the transaction: gone with it
         self._restore_triggers()
         pending, self._pending = self._pending, []
@@ -361,13 +413,9 @@ class SqliteBackend:
                 self._owner, self._time_ms = call.owner, call.time_ms
                 if call.owner is not None:
                     self._prepare_ownership()
-                with self._internal():
-                    self._x("SAVEPOINT work")
                 if call.outcome[0] == "ok":
                     call.body(set())
-                with self._internal():
-                    self._x("RELEASE work")
-                self._record(call.outcome, set(call.touched), (call.index, call.step))
+                self._record(call.outcome, set(call.touched), call.key)
                 self._pending.append(call)
         except BadCommand as exc:
             raise SqliteFailed(f"a call replayed after a rollback failed: {exc}") from None
@@ -379,11 +427,13 @@ class SqliteBackend:
         if db is not None and db.in_transaction:
             try:
                 with self._internal():
+                    self._replies.flush(self._stored[0])
                     self._x("COMMIT")
             except BaseException as exc:
                 self._abandon(exc)
                 raise SqliteFailed(self._failed) from None
         self._pending = []
+        self._commit_now = False
         self._committed = self._stored
 
     def _abandon(self, exc: BaseException) -> None:
@@ -394,6 +444,7 @@ class SqliteBackend:
             with contextlib.suppress(sqlite3.Error), self._internal():
                 self._x("ROLLBACK")
         self._pending = []
+        self._replies.forget()
         self._failed = self._failed or (
             exc.args[0] if isinstance(exc, SqliteFailed) and exc.args
             else rules.error_text(exc))
@@ -403,11 +454,7 @@ class SqliteBackend:
                 key: tuple[int, int]) -> None:
         if key[0] == 0:
             return
-        reply = packb([outcome[0], outcome[1], sorted(touched)])
-        if key[0] % PRUNE_EVERY == 0 and key[1] == 1:  # by index: alike on every replica
-            self._x("DELETE FROM _zraft_replies WHERE idx <= ?",
-                    (key[0] - store.KEEP_REPLIES,))
-        self._x("INSERT OR REPLACE INTO _zraft_replies VALUES (?, ?, ?)", (*key, reply))
+        self._replies.record(key, self._pack([outcome[0], outcome[1], sorted(touched)]))
         self._stored = max(self._stored, key)
 
     def _sql_error(self, exc: sqlite3.Error, denied: str | None) -> BaseException:
@@ -611,12 +658,21 @@ class SqliteBackend:
             log.info("sqlite backend: keeping the database at %s over snapshot %d",
                      self._stored, index)
             return
-        self._close()
+        self._close(discard=True)
         assert self._dir is not None
+        with self._settle_lock:
+            self._installs += 1
+            generation = self._installs
         store.replace_live(self._dir, Path(directory))
         self._open()
         self._failed = None
         self._base = index
+        live_dir = self._dir
+
+        threading.Thread(target=store.settle_live,
+                         args=(live_dir, self._settle_lock,
+                               lambda: self._installs == generation),
+                         name="zraft-sqlite-settle", daemon=True).start()
 
 
 class _Call(NamedTuple):
@@ -625,10 +681,9 @@ class _Call(NamedTuple):
     body: Any
     owner: str | None
     time_ms: int
-    index: int
-    step: int
-    outcome: tuple[str, Any] = ("ok", None)
-    touched: frozenset[str] = frozenset()
+    key: tuple[int, int]  # (log index, call within the entry)
+    outcome: tuple[str, Any]
+    touched: frozenset[str]
 
 
 class _Internal:

@@ -270,7 +270,9 @@ def params(value: Any) -> list[Any] | dict[str, Any]:
     if type(value) is list:
         if len(value) > MAX_PARAMS:
             raise BadCommand(f"more than {MAX_PARAMS} parameters")
-        return [_scalar(v) for v in value]
+        for v in value:
+            _scalar(v)
+        return value  # (decoded from the command for this call only: not shared)
     if type(value) is dict:
         if len(value) > MAX_PARAMS:
             raise BadCommand(f"more than {MAX_PARAMS} parameters")
@@ -288,6 +290,10 @@ _SCALARS = (type(None), int, float, str, bytes, bool)
 
 def _scalar(value: Any) -> Any:
     kind = type(value)
+    if kind is str or kind is bytes:  # the common cases first
+        if len(value) > MAX_TEXT_BYTES:
+            raise BadCommand(f"a parameter longer than {MAX_TEXT_BYTES} bytes")
+        return value
     if kind not in _SCALARS:
         raise BadCommand("a parameter is nil, an int, a float, a str or bytes, not "
                          f"{kind.__name__[:40]}")

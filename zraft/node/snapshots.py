@@ -198,6 +198,9 @@ class SnapshotService:
             return
         SnapshotReceiverActor.start(self, receiver, store, entry.name, leader_id, term, meta,
                                     cluster)
+        # the start of a catch-up by snapshot (its end: the peer's "snapshot_installed")
+        self.node.events.record("snapshot_receiving", peer=entry.peer_id, index=meta.index,
+                                leader=leader_id)
         conn.send(SnapshotControl("accept", [tid, host, port]))
 
 
