@@ -172,7 +172,7 @@ def test_the_read_connection_is_read_only_below_the_authorizer(log: Log) -> None
 
 def test_bad_queries() -> None:
     b = backend()
-    for query, reason in ((["get", "k"], "a sqlite read is"), (["query", 1], "SQL must"),
+    for query, reason in ((["gets", "k"], "a sqlite read is"), (["query", 1], "SQL must"),
                           (["query", "SELECT * FROM nowhere"], "no such table")):
         with pytest.raises(BadCommand, match=reason):
             b.query(query)

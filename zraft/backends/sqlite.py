@@ -17,7 +17,9 @@ committed every ``COMMIT_EVERY`` calls and before any read or snapshot):
 Reads: ``["query", sql, params]`` answers ``{"columns": [...], "rows": [[...], ...]}``,
 through the leader (``query``) or on any replica (``query_local``), from a read-only
 connection: a read cannot write. A watched read fires ``data_changed`` when a write
-changes one of the tables it read.
+changes one of the tables it read. ``["get", table, key]`` reads one row by its primary
+key and, watched, fires for that row only on a table declared with the write
+``["watch_keys", table]`` (``sqlite_keys``).
 
 Determinism, limits and files: ``sqlite_rules`` and ``sqlite_store``. The time functions
 read the entry's time stamp (the leader's clock when it accepted the write, in the log),
@@ -48,6 +50,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from zraft.backends import sqlite_keys as keys
 from zraft.backends import sqlite_rules as rules
 from zraft.backends import sqlite_store as store
 from zraft.fsm.backend import ApplyResult, BadCommand, QueryResult, SnapshotJob
@@ -95,6 +98,7 @@ class SqliteBackend:
         # what the authorizer recorded for each statement text when it was compiled (a
         # statement served from the connection's cache is not authorized again)
         self._compiled: OrderedDict[tuple[bytes, int], rules.Touches] = OrderedDict()
+        self._keys = keys.KeyWatches(self._calc)  # key reads' triggers (sqlite_keys)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -127,6 +131,7 @@ class SqliteBackend:
         self._pending = []
         self._compiled.clear()  # a new connection: nothing compiled yet
         self._owned_triggers = set()
+        self._keys.attach(db)
         self._restore_triggers()
 
     def _restore_triggers(self) -> None:
@@ -134,6 +139,7 @@ class SqliteBackend:
             tables = [t for (t,) in self._x("SELECT DISTINCT tbl FROM _zraft_owned")]
         for table in tables:
             self._ensure_triggers(table)
+        self._keys.restore(self._x)  # the declared key-value tables' (sqlite_keys)
 
     def _close(self) -> None:
         if self._db is not None and self._failed is None:
@@ -183,7 +189,10 @@ class SqliteBackend:
 
     def _write(self, command: Any, owner: str | None, time_ms: int) -> Any:
         self._check_failed()
-        kind, statements = rules.parse_write(command)
+        if keys.is_declaration(command):  # ["watch_keys", table]: sqlite_keys
+            kind, statements = "watch_keys", [("", command)]
+        else:
+            kind, statements = rules.parse_write(command)
         replayed = self._replayed()
         if replayed is not None:
             status, value, tables = replayed
@@ -192,6 +201,7 @@ class SqliteBackend:
             return ApplyResult(value, tuple(tables))
         self._time_ms = time_ms
         touched: set[str] = set()
+        self._keys.changed.clear()
         if owner is not None:
             self._owner_wrote = True
             self._prepare_ownership()
@@ -203,11 +213,15 @@ class SqliteBackend:
             self._owner = None
         if status == "error":
             raise BadCommand(value)
+        if self._keys.changed:  # rows of tables with key reads (sqlite_keys)
+            return ApplyResult(value, (*sorted(touched), *self._keys.drain()))
         return ApplyResult(value, tuple(sorted(touched)))
 
     def _run(self, kind: str, statements: list[tuple[str, Any]], touched: set[str]) -> Any:
         db = self._db
         assert db is not None
+        if kind == "watch_keys":
+            return self._keys.declare(self._x, statements[0][1])
         results = []
         for sql, args in statements:
             # a cached statement is valid for this schema only
@@ -266,8 +280,9 @@ class SqliteBackend:
         if replayed is not None:
             return list(replayed[2])
         touched: set[str] = set()
+        self._keys.changed.clear()
         self._transaction(lambda seen: self._expire(session_id, seen), touched)
-        return sorted(touched)
+        return [*sorted(touched), *self._keys.drain()]
 
     def _expire(self, session_id: str, touched: set[str]) -> None:
         db = self._db
@@ -477,8 +492,11 @@ class SqliteBackend:
 
     def _forget_table(self, table: str) -> None:
         """A table dropped or altered: if it is gone (renamed too), its rows' ownership
-        goes with it, so a new table of that name never loses rows to an old session."""
-        if self._table_exists(table):
+        goes with it, so a new table of that name never loses rows to an old session.
+        Key watches on it fire (``sqlite_keys``)."""
+        exists = self._table_exists(table)
+        self._keys.schema_changed(self._x, table, exists)
+        if exists:
             return
         db = self._db
         assert db is not None
@@ -527,9 +545,13 @@ class SqliteBackend:
     def query(self, query: Any) -> QueryResult:
         self._check_failed()
         self._commit()  # the read connection sees committed writes only
-        sql, args = rules.parse_query(query)
         ro = self._ro
         assert ro is not None
+        watch: tuple[Any, ...] | None = None
+        if keys.is_get(query):  # ["get", table, key]: watches that row (sqlite_keys)
+            sql, args, watch = self._keys.prepare_get(query, self._read_internal)
+        else:
+            sql, args = rules.parse_query(query)
         self._read_rules.reset()
         self._budget.reset()
         try:
@@ -561,7 +583,17 @@ class SqliteBackend:
                 finally:
                     self._read_rules.internal = False
         return QueryResult({"columns": columns, "rows": rows},
-                           tuple(sorted(self._read_rules.tables)))
+                           watch or tuple(sorted(self._read_rules.tables)))
+
+    def _read_internal(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        """The backend's own statement on the read connection."""
+        ro, rules_ = self._ro, self._read_rules
+        assert ro is not None
+        was, rules_.internal = rules_.internal, True
+        try:
+            return ro.execute(sql, args)
+        finally:
+            rules_.internal = was
 
     # ---------------------------------------------------------------- snapshots
 
