@@ -11,9 +11,11 @@ the maximum per node for each phase (writing; writing while a snapshot is taken)
 for a follower and then for the leader: SIGKILL (by pid), start the process again and
 time, from the new process's start, until it listens, until it answers ``query_local``
 with the newest row (its own copy has caught up) and until a linearizable ``query`` sent
-to it is answered. Last, a follower killed before ``--catch-up-rows`` more rows are
-written restarts and catches up (by snapshot when the leader compacted past it): its
-time and bytes. Prints one JSON document.
+to it is answered (with the CPU seconds it used, and when its log says it recovered).
+Last, a follower killed before ``--catch-up-rows`` more rows are written restarts and
+catches up (by snapshot when the leader compacted past it): its time and bytes. Prints one
+JSON document. ``--keep`` keeps the cluster's files (stopped); ``--reuse DIR`` runs the
+restarts again on them without building.
 
 ``--rows 200000`` takes well under a minute (``make soak`` runs it); the full size takes
 minutes (the README gives the figures and the machine).
@@ -141,25 +143,57 @@ def _db_bytes(cluster: LocalCluster, index: int) -> int:
                if p.is_file())
 
 
+def _cpu(proc: psutil.Process) -> float | None:
+    try:
+        times = proc.cpu_times()
+    except psutil.Error:
+        return None
+    return round(times.user + times.system, 2)
+
+
+def _log_times(node_dir: Path, since: float) -> dict[str, float]:
+    """Seconds after ``since`` (the process start) of the node's own start-up lines: its
+    transport up (``open file limit``), its peer recovered (``started: term``), the
+    backend's database kept over the snapshot."""
+    marks = {"transport_up_s": "open file limit", "peer_recovered_s": "started: term",
+             "database_kept_s": "keeping the database"}
+    out: dict[str, float] = {}
+    log_file = node_dir / "log" / "console.log"
+    if not log_file.exists():
+        return out
+    for line in log_file.read_text(errors="replace").splitlines():
+        try:
+            stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) \
+                - time.timezone + float(line[19:23] or 0)
+        except ValueError:
+            continue
+        for key, text in marks.items():
+            if text in line and stamp >= since - 0.01 and key not in out:
+                out[key] = round(stamp - since, 2)
+    return out
+
+
 def restart_served(cluster: LocalCluster, pool: ConnectionPool, index: int,
                    newest: int) -> dict[str, Any]:
     """SIGKILL node ``index``, start it again; seconds from the new process's start until
     it listens, its own copy has row ``newest``, and a linearizable query sent to it is
-    answered."""
+    answered; the CPU seconds the process used until each (a measure the machine's load
+    inflates less than the wall clock); its start-up lines' times."""
     peer, node = cluster.peers[index], cluster.nodes[index]
     cluster.kill(node)
     cluster.start_node(node, wait=False)
     assert node.proc is not None
-    started = node.proc.create_time()  # the clock the process start is stamped with
-    cluster.wait_listening(node, 30)
-    listening = time.time() - started
-    local = linear = None
-    deadline = time.monotonic() + 120
+    proc = node.proc
+    started = proc.create_time()  # the clock the process start is stamped with
+    cluster.wait_listening(node, 60)
+    listening, cpu_listening = time.time() - started, _cpu(proc)
+    local = linear = cpu_local = None
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline and (local is None or linear is None):
         try:
             if local is None and api.query_local(peer, ["query", NEWEST], timeout=2,
                                                  pool=pool)["rows"] == [[newest]]:
-                local = time.time() - started
+                local, cpu_local = time.time() - started, _cpu(proc)
             if local is not None and linear is None:
                 api.query(peer, ["query", NEWEST], timeout=2, pool=pool)
                 linear = time.time() - started
@@ -170,6 +204,8 @@ def restart_served(cluster: LocalCluster, pool: ConnectionPool, index: int,
     return {"listening_s": round(listening, 2),
             "own_copy_current_s": None if local is None else round(local, 2),
             "linearizable_query_s": None if linear is None else round(linear, 2),
+            "cpu_s_until_listening": cpu_listening, "cpu_s_until_current": cpu_local,
+            **_log_times(node.directory, started),
             "rss_mb": round((node.rss() or 0) / MB, 1)}
 
 
@@ -205,6 +241,19 @@ def catch_up(cluster: LocalCluster, pool: ConnectionPool, args: argparse.Namespa
             "mb_per_s": None if not done else round(_db_bytes(cluster, index) / MB / done, 1)}
 
 
+def _wait_rows(cluster: LocalCluster, pool: ConnectionPool) -> int:
+    """The newest row of a reused cluster, once it answers."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return int(api.query(cluster.peers[0], ["query", NEWEST], timeout=5,
+                                 pool=pool)[0]["rows"][0][0])
+        except (ZRaftError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sqlite_big", description=__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -217,30 +266,39 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows written while a follower is down (0: skip)")
     parser.add_argument("--dir", help="parent of the run's temporary directory")
     parser.add_argument("--keep", action="store_true", help="keep the cluster's files")
+    parser.add_argument("--reuse", metavar="DIR",
+                        help="skip the build: the cluster a --keep run left in DIR")
     args = parser.parse_args(argv)
-    base = Path(tempfile.mkdtemp(prefix="zraft-sqlite-big-", dir=args.dir))
+    base = Path(args.reuse) if args.reuse else Path(
+        tempfile.mkdtemp(prefix="zraft-sqlite-big-", dir=args.dir))
     out: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, "
                    f"{psutil.virtual_memory().total // MB} MB RAM",
         "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-        "args": vars(args)}
-    cluster = LocalCluster(base / "cluster", 3, backend="sqlite",
-                           max_log_count=args.max_log_count,
-                           extra_raft={"snapshot_log_ratio": args.snapshot_log_ratio})
+        "args": vars(args), "directory": str(base)}
+    if args.reuse:
+        cluster = LocalCluster.load(base / "cluster")
+    else:
+        cluster = LocalCluster(base / "cluster", 3, backend="sqlite",
+                               max_log_count=args.max_log_count,
+                               extra_raft={"snapshot_log_ratio": args.snapshot_log_ratio})
     pool = ConnectionPool(cookie=cluster.cookie.encode())
     sampler = Sampler(cluster, pool)
     try:
         cluster.start()
-        api.create(cluster.peers, "sqlite", timeout=30, pool=pool)
-        api.write(_leader(cluster, pool), ["exec", TABLE], timeout=30, pool=pool)
-        sampler.start()
-        out["build"] = build(cluster, pool, args.rows, args.value_bytes, args.batch,
-                             args.writers)
-        sampler.stop.set()
-        sampler.join()
-        out["max_rss_mb"] = {phase: [round(r / MB, 1) for r in values]
-                             for phase, values in sampler.max_rss.items()}
-        out["snapshot_samples"] = sampler.snapshots_seen
+        if args.reuse:
+            args.rows = _wait_rows(cluster, pool)
+        else:
+            api.create(cluster.peers, "sqlite", timeout=30, pool=pool)
+            api.write(_leader(cluster, pool), ["exec", TABLE], timeout=30, pool=pool)
+            sampler.start()
+            out["build"] = build(cluster, pool, args.rows, args.value_bytes, args.batch,
+                                 args.writers)
+            sampler.stop.set()
+            sampler.join()
+            out["max_rss_mb"] = {phase: [round(r / MB, 1) for r in values]
+                                 for phase, values in sampler.max_rss.items()}
+            out["snapshot_samples"] = sampler.snapshots_seen
         out["db_mb"] = [round(_db_bytes(cluster, i) / MB, 1) for i in range(3)]
         leader = _leader(cluster, pool)
         out["snapshots"] = [api.stat(p, timeout=5, pool=pool)["fsm"].get("snapshot_index")
@@ -255,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         sampler.stop.set()
         cluster.stop()
         pool.close()
-        if not args.keep:
+        if not args.keep and not args.reuse:
             shutil.rmtree(base, ignore_errors=True)
     print(json.dumps(out, indent=1))
     return 0
