@@ -34,9 +34,11 @@ test: $(STAMP)
 
 # Long runs, not part of `make test`: the simulator over SEEDS seeds, Jepsen-style fault runs
 # against real nodes for MINUTES (and NETNS_MINUTES in network namespaces with host names,
-# skipped without root), the bank workload on the sqlite backend for BANK_MINUTES, a protocol
-# fuzz campaign, and the `slow` tests (50 leader kills with live sessions holding ephemeral
-# keys). Each prints its figures and exits non-zero on a finding.
+# skipped without root), the bank workload on the sqlite backend for BANK_MINUTES (and
+# NETNS_MINUTES in namespaces), a protocol fuzz campaign, the `slow` tests (50 leader kills
+# with live sessions holding ephemeral keys). Each prints its figures and exits non-zero on
+# a finding. Last, the figures of a short bench.sqlite_big (a 20 MB sqlite database: node
+# RSS, a killed node serving again, a follower catching up).
 soak: $(STAMP)
 	$(PY) -m pytest -q -s -m slow tests/acceptance/test_session_takeover.py tests/jepsen/test_jepsen_bank.py
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2
@@ -44,8 +46,10 @@ soak: $(STAMP)
 	$(PY) -m zraft.testing.jepsen.run --minutes $(MINUTES) --workdir soak-runs/jepsen
 	$(PY) -m zraft.testing.jepsen.run --netns --names --tls --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
 	$(PY) -m zraft.testing.jepsen.run --workload bank --minutes $(BANK_MINUTES) --workdir soak-runs/bank
+	$(PY) -m zraft.testing.jepsen.run --workload bank --netns --names --tls --minutes $(NETNS_MINUTES) --workdir soak-runs/netns-bank
 	$(PY) -m zraft.testing.jepsen.fuzz --cases 2000 --workdir soak-runs/fuzz
 	$(PY) -m zraft.testing.jepsen.frame_fuzz --cases 20000 --workdir soak-runs/frame-fuzz
+	$(PY) -m bench.sqlite_big --rows 200000 --catch-up-rows 100000
 
 # zraft against PySyncObj (W1-W6 of issue 7), alternating, 3 repeats: medians, ranges, ratios.
 BENCH_STAMP := $(VENV)/.bench-installed

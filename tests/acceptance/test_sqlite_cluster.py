@@ -32,6 +32,17 @@ def _q(acc: Any, peer: str, sql: str, params: Any = None, local: bool = False) -
     return api.query(peer, ["query", sql, params], timeout=5, pool=acc.pool)[0]
 
 
+def _caught_up(acc: Any, peer: str, sql: str) -> Any:
+    """``peer``'s own answer, None while its copy does not have the table yet (a restarted
+    replica before it caught up: its last commit may predate the table)."""
+    try:
+        return _q(acc, peer, sql, local=True)
+    except BadCommand as exc:
+        if "no such table" not in str(exc):
+            raise
+        return None
+
+
 def _w(acc: Any, peer: str, command: Any) -> Any:
     return api.write(peer, command, timeout=10, pool=acc.pool)[0]
 
@@ -83,6 +94,53 @@ def test_temporary_rows_and_watches(make_cluster: Any) -> None:
     assert _q(acc, acc.peers[1], "SELECT count(*) FROM lock")["rows"] == [[0]]
 
 
+def test_key_watches_fire_for_their_row_only_and_follow_the_leader(make_cluster: Any) -> None:
+    """A watched ["get", table, key] on a declared key-value table fires for that row
+    (update, delete, a temporary row's session ending), not for other rows; one-shot;
+    a leader change fires leader_changed and, re-armed on the new leader, it fires again."""
+    acc = _cluster(make_cluster)
+    _w(acc, acc.peers[0], ["exec", "CREATE TABLE kv(k TEXT PRIMARY KEY, v)"])
+    assert _w(acc, acc.peers[1], ["watch_keys", "kv"]) == {"table": "kv", "key": "k"}
+    _w(acc, acc.peers[0], ["execmany", "INSERT INTO kv VALUES (?, ?)", [["a", 1], ["b", 2]]])
+    observer = acc.session()
+    on_a: queue.Queue[Any] = queue.Queue()
+    on_b: queue.Queue[Any] = queue.Queue()
+
+    def arm(key: str, q: queue.Queue[Any]) -> Any:
+        return observer.query_sync(["get", "kv", key], watch=q, timeout=10)["rows"]
+
+    assert arm("a", on_a) == [["a", 1]]
+    assert arm("b", on_b) == [["b", 2]]
+    # b changes: b's watch fires; a's, armed on the same session and fired by the same
+    # apply batch if at all, has not
+    _w(acc, acc.peers[2], ["exec", "UPDATE kv SET v = 3 WHERE k = 'b'"])
+    assert on_b.get(timeout=10).reason == "data_changed"
+    assert on_a.empty()
+    _w(acc, acc.peers[0], ["exec", "UPDATE kv SET v = 4 WHERE k = 'a'"])
+    assert on_a.get(timeout=10).reason == "data_changed"
+    _w(acc, acc.peers[0], ["exec", "DELETE FROM kv"])  # one-shot: both already fired
+    # a temporary row: its watch fires when the holder's session ends
+    holder = acc.session()
+    holder.write_sync(["exec", "INSERT INTO kv VALUES ('lock', 'me')"], temporary=True)
+    assert arm("lock", on_a) == [["lock", "me"]]
+    assert arm("b", on_b) == []  # armed on a missing row: fires when it appears
+    holder.stop()
+    assert on_a.get(timeout=10).reason == "data_changed"
+    assert on_b.empty()
+    # leader change: the watch fires leader_changed; re-armed on the new leader (which has
+    # the same triggers, from the log), it fires for its row
+    leader = acc.leader()
+    new = api.transfer_leader(leader, timeout=15, pool=acc.pool)
+    assert new != leader
+    assert on_b.get(timeout=15).reason == "leader_changed"
+    acc.leader(exclude=leader)
+    assert arm("b", on_b) == []
+    assert arm("a", on_a) == []
+    _w(acc, acc.light(), ["exec", "INSERT INTO kv VALUES ('b', 5)"])
+    assert on_b.get(timeout=10).reason == "data_changed"
+    assert on_a.empty()
+
+
 def test_restart_replays_only_after_the_stored_index_and_lagging_follower_installs(
         make_cluster: Any) -> None:
     acc = _cluster(make_cluster, max_log_count=40, extra_raft={"snapshot_log_ratio": 0})
@@ -124,7 +182,7 @@ def test_restart_replays_only_after_the_stored_index_and_lagging_follower_instal
              + 40, 10)
     acc.restart(lagging)
     started = time.monotonic()
-    wait_for(lambda: _q(acc, lagging, "SELECT count(*) FROM n", local=True)["rows"]
+    wait_for(lambda: (_caught_up(acc, lagging, "SELECT count(*) FROM n") or {}).get("rows")
              == [[200]], 30)
     stat = acc.stat(lagging)
     assert stat["fsm"]["snapshot_index"] > before["applied_index"], stat["fsm"]
@@ -218,14 +276,6 @@ def test_bank_transfers_keep_the_total_through_a_leader_kill(make_cluster: Any) 
     total = [[len(names) * 1000]]
     assert _q(acc, acc.peers[0], "SELECT sum(cents) FROM acct")["rows"] == total
     want = _q(acc, acc.peers[0], "SELECT name, cents FROM acct ORDER BY name")
-    def replica_agrees(peer: str) -> bool:
-        # a local read is as stale as its replica: a restarted node that rebuilds its
-        # database from the log has no table at first ("no such table"), then catches up
-        try:
-            return _q(acc, peer, "SELECT name, cents FROM acct ORDER BY name",
-                      local=True) == want
-        except BadCommand:
-            return False
-
     for peer in acc.peers:
-        wait_for(lambda peer=peer: replica_agrees(peer), 20)
+        wait_for(lambda peer=peer: _caught_up(acc, peer, "SELECT name, cents FROM acct "
+                                              "ORDER BY name") == want, 20)

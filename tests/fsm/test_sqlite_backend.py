@@ -172,7 +172,7 @@ def test_the_read_connection_is_read_only_below_the_authorizer(log: Log) -> None
 
 def test_bad_queries() -> None:
     b = backend()
-    for query, reason in ((["get", "k"], "a sqlite read is"), (["query", 1], "SQL must"),
+    for query, reason in ((["gets", "k"], "a sqlite read is"), (["query", 1], "SQL must"),
                           (["query", "SELECT * FROM nowhere"], "no such table")):
         with pytest.raises(BadCommand, match=reason):
             b.query(query)
@@ -252,10 +252,11 @@ def _machine(b: SqliteBackend) -> tuple[StateMachine, Feeder]:
     return machine, Feeder(machine)
 
 
-def test_restart_replays_only_after_the_stored_index(tmp_path: Path) -> None:
+def test_restart_replays_only_after_the_stored_index(tmp_path: Path, monkeypatch: Any) -> None:
     """Through the real StateMachine: a restarted peer (its snapshot, then the log after
     it) runs no SQL for the entries its database already holds, answers them with the
-    stored replies (a session's cached reply too), and runs the rest."""
+    stored replies (a session's cached reply too) without checking their commands again
+    (a malformed one is refused as when it ran), and runs the rest."""
     live = tmp_path / "live"
     machine, feed = _machine(backend(live))
     entries = [feed.entry(cmd.encode_write(["exec", "CREATE TABLE c(n INTEGER)"]), T0)]
@@ -267,6 +268,8 @@ def test_restart_replays_only_after_the_stored_index(tmp_path: Path) -> None:
     tail = [cmd.encode_connect("s", 60_000),
             cmd.encode_write(["exec", "INSERT INTO c VALUES (1)"]),
             cmd.encode_session_write("s", 1, 0, ["exec", "INSERT INTO c VALUES (2)"]),
+            cmd.encode_write(["exec"]),  # malformed: no call counted, no reply stored
+            cmd.encode_write(["execmany", "INSERT INTO c VALUES (?)", [[4], [5]]]),
             cmd.encode_write(["exec", "INSERT INTO c VALUES ('x', 'y')"])]  # bad_command
     log, first = list(entries), []
     for data in tail:
@@ -281,7 +284,12 @@ def test_restart_replays_only_after_the_stored_index(tmp_path: Path) -> None:
     kept = restarted._db
     machine2.restore(tmp_path / "snap")
     assert restarted._db is kept  # the snapshot was not copied over the newer database
+    parsed: list[Any] = []
+    real_parse = sqlite_rules.parse_write
+    monkeypatch.setattr(sqlite_rules, "parse_write",
+                        lambda c: (parsed.append(c), real_parse(c))[1])
     batch = machine2.apply(log)
+    assert parsed == [["exec"]]  # only the malformed command, which has no stored reply
     assert [c for c in calls if "INTO c" in c] == []  # nothing ran again
     assert [(r.result, r.error) for r in batch.replies] == [(r.result, r.error)
                                                             for r in first]
@@ -290,7 +298,7 @@ def test_restart_replays_only_after_the_stored_index(tmp_path: Path) -> None:
     assert machine2.sessions.to_bytes() == machine.sessions.to_bytes()
     feed2 = Feeder(machine2)
     machine2.apply([feed2.entry(cmd.encode_write(["exec", "INSERT INTO c VALUES (3)"]), T0)])
-    assert rows(restarted, "SELECT n FROM c ORDER BY n") == [[1], [2], [3]]
+    assert rows(restarted, "SELECT n FROM c ORDER BY n") == [[1], [2], [3], [4], [5]]
     assert sqlite_store.applied(restarted._db)[0] == len(log) + 1
 
 

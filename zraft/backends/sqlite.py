@@ -18,7 +18,9 @@ in a savepoint, a one-statement write without: ``_undo_call`` says how a failure
 Reads: ``["query", sql, params]`` answers ``{"columns": [...], "rows": [[...], ...]}``,
 through the leader (``query``) or on any replica (``query_local``), from a read-only
 connection: a read cannot write. A watched read fires ``data_changed`` when a write
-changes one of the tables it read.
+changes one of the tables it read. ``["get", table, key]`` reads one row by its primary
+key and, watched, fires for that row only on a table declared with the write
+``["watch_keys", table]`` (``sqlite_keys``).
 
 Determinism, limits and files: ``sqlite_rules`` and ``sqlite_store``. The time functions
 read the entry's time stamp (the leader's clock when it accepted the write, in the log),
@@ -49,6 +51,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from zraft.backends import sqlite_keys as keys
 from zraft.backends import sqlite_replies as replies
 from zraft.backends import sqlite_rules as rules
 from zraft.backends import sqlite_store as store
@@ -104,6 +107,7 @@ class SqliteBackend:
         self._replies = replies.ReplyLog(self._x, lambda: store.KEEP_REPLIES)
         self._commit_now = False  # a failed call rolled the transaction back: commit
         self._pack = codec.packer().pack  # (apply runs on one thread)
+        self._keys = keys.KeyWatches(self._calc)  # key reads' triggers (sqlite_keys)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -141,6 +145,7 @@ class SqliteBackend:
         self._version = None
         self._compiled.clear()  # a new connection: nothing compiled yet
         self._owned_triggers = set()
+        self._keys.attach(db)
         self._restore_triggers()
 
     def _restore_triggers(self) -> None:
@@ -148,6 +153,7 @@ class SqliteBackend:
             tables = [t for (t,) in self._x("SELECT DISTINCT tbl FROM _zraft_owned")]
         for table in tables:
             self._ensure_triggers(table)
+        self._keys.restore(self._x)  # the declared key-value tables' (sqlite_keys)
 
     def _close(self, discard: bool = False) -> None:
         """``discard``: the database is about to be replaced: its open transaction is
@@ -207,7 +213,12 @@ class SqliteBackend:
 
     def _write(self, command: Any, owner: str | None, time_ms: int) -> Any:
         self._check_failed()
-        kind, statements = rules.parse_write(command)
+        if (stored := self._stored_reply()) is not None:  # a restart's replay: no parsing
+            return stored
+        if keys.is_declaration(command):  # ["watch_keys", table]: sqlite_keys
+            kind, statements = "watch_keys", [("", command)]
+        else:
+            kind, statements = rules.parse_write(command)
         replayed = self._replayed()
         if replayed is not None:
             status, value, tables = replayed
@@ -216,6 +227,7 @@ class SqliteBackend:
             return ApplyResult(value, tuple(tables))
         self._time_ms = time_ms
         touched: set[str] = set()
+        self._keys.changed.clear()
         if owner is not None:
             self._owner_wrote = True
             self._prepare_ownership()
@@ -228,11 +240,15 @@ class SqliteBackend:
             self._owner = None
         if status == "error":
             raise BadCommand(value)
+        if self._keys.changed:  # rows of tables with key reads (sqlite_keys)
+            return ApplyResult(value, (*sorted(touched), *self._keys.drain()))
         return ApplyResult(value, tuple(sorted(touched)))
 
     def _run(self, kind: str, statements: list[tuple[str, Any]], touched: set[str]) -> Any:
         db = self._db
         assert db is not None
+        if kind == "watch_keys":
+            return self._keys.declare(self._x, statements[0][1])
         results = []
         for sql, args in statements:
             version = self._schema_version()  # a cached statement is valid for it only
@@ -303,8 +319,9 @@ class SqliteBackend:
         if replayed is not None:
             return list(replayed[2])
         touched: set[str] = set()
+        self._keys.changed.clear()
         self._transaction(lambda seen: self._expire(session_id, seen), touched)
-        return sorted(touched)
+        return [*sorted(touched), *self._keys.drain()]
 
     def _expire(self, session_id: str, touched: set[str]) -> None:
         db = self._db
@@ -319,6 +336,26 @@ class SqliteBackend:
             self._x("DELETE FROM _zraft_owned WHERE sid = ?", (session_id,))
 
     # ---------------------------------------------------------------- transactions
+
+    def _stored_reply(self) -> Any:
+        """The answer of a call the database already holds (a restart replaying the log),
+        without checking its command again: checking an ``execmany`` of thousands of rows
+        cost several times more than decoding it, on every replayed entry. None: the call
+        is not stored (it runs), or no reply is stored for it (a malformed command, which
+        counted no call when it ran: ``_write`` parses and refuses it as then)."""
+        if self._index == 0 or (self._index, self._step + 1) > self._stored:
+            return None
+        assert self._db is not None
+        row = self._x("SELECT reply FROM _zraft_replies WHERE idx = ? AND step = ?",
+                      (self._index, self._step + 1)).fetchone()
+        if row is None:
+            return None
+        self._step += 1
+        self._replayed_calls += 1
+        status, value, tables = unpackb(row[0])
+        if status == "error":
+            raise BadCommand(value)
+        return ApplyResult(value, tuple(tables))
 
     def _replayed(self) -> tuple[str, Any, list[str]] | None:
         """Count this call; if the database already holds its effect (a restart replaying
@@ -524,8 +561,11 @@ class SqliteBackend:
 
     def _forget_table(self, table: str) -> None:
         """A table dropped or altered: if it is gone (renamed too), its rows' ownership
-        goes with it, so a new table of that name never loses rows to an old session."""
-        if self._table_exists(table):
+        goes with it, so a new table of that name never loses rows to an old session.
+        Key watches on it fire (``sqlite_keys``)."""
+        exists = self._table_exists(table)
+        self._keys.schema_changed(self._x, table, exists)
+        if exists:
             return
         db = self._db
         assert db is not None
@@ -574,9 +614,13 @@ class SqliteBackend:
     def query(self, query: Any) -> QueryResult:
         self._check_failed()
         self._commit()  # the read connection sees committed writes only
-        sql, args = rules.parse_query(query)
         ro = self._ro
         assert ro is not None
+        watch: tuple[Any, ...] | None = None
+        if keys.is_get(query):  # ["get", table, key]: watches that row (sqlite_keys)
+            sql, args, watch = self._keys.prepare_get(query, self._read_internal)
+        else:
+            sql, args = rules.parse_query(query)
         self._read_rules.reset()
         self._budget.reset()
         try:
@@ -608,7 +652,17 @@ class SqliteBackend:
                 finally:
                     self._read_rules.internal = False
         return QueryResult({"columns": columns, "rows": rows},
-                           tuple(sorted(self._read_rules.tables)))
+                           watch or tuple(sorted(self._read_rules.tables)))
+
+    def _read_internal(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        """The backend's own statement on the read connection."""
+        ro, rules_ = self._ro, self._read_rules
+        assert ro is not None
+        was, rules_.internal = rules_.internal, True
+        try:
+            return ro.execute(sql, args)
+        finally:
+            rules_.internal = was
 
     # ---------------------------------------------------------------- snapshots
 

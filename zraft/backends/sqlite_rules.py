@@ -119,6 +119,9 @@ class WriteRules:
     def _check(self, action: int, arg1: Any, arg2: Any, db: Any, source: Any) -> str | None:
         if action in _READ_ONLY:
             if action == _A.SQLITE_FUNCTION and isinstance(arg2, str):
+                if arg2.lower() in _TRIGGER_ONLY and not (
+                        isinstance(source, str) and source.startswith(INTERNAL_PREFIX)):
+                    return f"{arg2.lower()}() belongs to zraft"
                 return NONDETERMINISTIC.get(arg2.lower())
             return None
         if action in _REFUSED:
@@ -155,6 +158,10 @@ class WriteRules:
             return None
         return f"this kind of statement is not allowed (authorizer action {action})"
 
+
+# the backend's own functions, for its TEMP triggers only (a client calling one could
+# report changes that did not happen)
+_TRIGGER_ONLY = {"zraft_key_changed", "zraft_owner"}
 
 _TEMP_ACTIONS = {_A.SQLITE_CREATE_TEMP_INDEX, _A.SQLITE_CREATE_TEMP_TABLE,
                  _A.SQLITE_CREATE_TEMP_TRIGGER, _A.SQLITE_CREATE_TEMP_VIEW,
@@ -338,7 +345,7 @@ def parse_write(command: Any) -> tuple[str, list[tuple[str, Any]]]:
 def parse_query(query: Any) -> tuple[str, Any]:
     if type(query) is list and len(query) in (2, 3) and query[0] == "query":
         return sql_text(query[1]), params(query[2] if len(query) == 3 else None)
-    raise BadCommand("a sqlite read is [\"query\", sql, params]")
+    raise BadCommand("a sqlite read is [\"query\", sql, params] or [\"get\", table, key]")
 
 
 def error_text(exc: BaseException) -> str:

@@ -71,6 +71,9 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _zraft_owned(tbl TEXT, rid INTEGER, sid TEXT NOT NULL, "
     "PRIMARY KEY (tbl, rid)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS _zraft_owned_sid ON _zraft_owned(sid, tbl, rid)",
+    # key-value tables declared for key watches (sqlite_keys)
+    "CREATE TABLE IF NOT EXISTS _zraft_keyed(tbl TEXT PRIMARY KEY, col TEXT NOT NULL) "
+    "WITHOUT ROWID",
 )
 
 

@@ -5,8 +5,11 @@ Rules:
   ``seconds``, heal, stop the clients, converge every member (a barrier row, then each
   member's whole database read from its own replica: equal on all of them), the bank
   checks of ``bank_check``, and a kill -9 + restart of every node that must come back with
-  the same database. The session probe belongs to the register workload (it writes dict
-  commands) and does not run here.
+  the same database.
+- The session probe runs as in the register run (``cfg.sessions``), on rows of a key-value
+  table (``bank_sessions``): a session's temporary row lives exactly as long as the
+  session, its session writes apply exactly once (their own history, checked for
+  linearizability per key).
 """
 
 from __future__ import annotations
@@ -25,10 +28,19 @@ from zraft.testing.jepsen.bank import (
     setup,
 )
 from zraft.testing.jepsen.bank_check import check_bank
-from zraft.testing.jepsen.history import FAIL, OK, UNKNOWN, History, save_ops
+from zraft.testing.jepsen.bank_sessions import SqlDialect, setup_probe
+from zraft.testing.jepsen.history import (
+    FAIL,
+    OK,
+    UNKNOWN,
+    History,
+    check_linearizable,
+    save_ops,
+)
 from zraft.testing.jepsen.nemesis import Nemesis, Topology
 from zraft.testing.jepsen.runconfig import RunConfig, RunReport, drive_faults, record_faults
 from zraft.testing.jepsen.safety import SafetyReport, StateView, converge, restart_all
+from zraft.testing.jepsen.sessions import SessionProbe
 
 SQLITE_VIEW = StateView(barrier_command, read_bank_state,
                         lambda state, name: name in state["barriers"],
@@ -46,14 +58,34 @@ def execute_bank(cfg: RunConfig, topo: Topology, pool: ConnectionPool, directory
     clients = BankClients(cfg.thread_clients, topo.cluster.cookie.encode(), topo.all_peers,
                           history, bank, banks, epoch, cfg.seed,
                           tls=topo.cluster.tls_files())
+    probe_history = History()
+    probe = None
+    if cfg.sessions:
+        setup_probe(topo.member_peers(), pool)
+        probe = SessionProbe(topo, topo.cluster.cookie.encode(), probe_history,
+                             rng.randrange(2**32), tls=topo.cluster.tls_files(),
+                             dialect=SqlDialect())
     with open(directory / "nemesis.log", "w") as nemesis_log:
         clients.start()
+        if probe is not None:
+            probe.start()
         try:
             drive_faults(cfg, kinds, nemesis, rng, epoch, nemesis_log)
         finally:
             clients.stop()
+            if probe is not None:
+                probe.stop()
             nemesis.heal_all()
     record_faults(report, nemesis)
+    if probe is not None:
+        probe_ops = probe_history.snapshot()
+        report.session_checks = dict(probe.checks)
+        report.session_violations = probe.violations(probe_ops)
+        save_ops(probe_ops, directory / "probe-history.jsonl")
+        lin = check_linearizable(probe_ops, directory)
+        report.session_checks["probe_keys_checked"] = lin.keys
+        report.session_violations.extend(
+            f"session probe: not linearizable: {f}" for f in lin.failures)
     ops = history.snapshot()
     counts = Counter(op.outcome for op in ops)
     report.ops = {OK: counts[OK], FAIL: counts[FAIL], UNKNOWN: counts[UNKNOWN]}

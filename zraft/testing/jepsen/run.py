@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                      mutations=args.mutations, network="netns" if args.netns else "loopback",
                      names=args.names, tls=args.tls, workload_name=args.workload,
                      bank=BankConfig(accounts=args.accounts),
-                     sessions=args.workload == "register")
+                     sessions=True)
     if args.netns:
         from zraft.testing.jepsen.netns import netns_unavailable
         reason = netns_unavailable()

@@ -16,6 +16,9 @@ Rules:
   disappear within ``session_timeout + grace`` seconds of the later of that moment and the
   nemesis's last action (a new leader renews every session), or it came back after being
   seen gone.
+- The commands come from a ``Dialect``: ``DictDialect`` (the register run: ``put``/``get``
+  on the dict backend) or ``bank_sessions.SqlDialect`` (the bank run: rows of a key-value
+  table on the sqlite backend).
 """
 
 from __future__ import annotations
@@ -55,10 +58,25 @@ class SessionRecord:
     reappeared: bool = False
 
 
+class DictDialect:
+    """The probe's commands on the dict backend."""
+
+    def put(self, key: str, value: Any) -> Any:
+        return ["put", key, value]
+
+    def get(self, key: str) -> Any:
+        return ["get", key]
+
+    def value(self, payload: Any) -> Any:
+        """The value a read answered (None: absent)."""
+        return payload
+
+
 class SessionProbe:
     def __init__(self, topo: Topology, cookie: bytes, history: History, seed: int,
                  session_timeout: float = 3.0, grace: float = 10.0,
-                 tls: dict[str, str] | None = None) -> None:
+                 tls: dict[str, str] | None = None, dialect: Any = None) -> None:
+        self.dialect = dialect or DictDialect()
         self.topo = topo
         self.cookie = cookie
         self.history = history
@@ -93,8 +111,10 @@ class SessionProbe:
         peer = peers[self.turn % len(peers)]
         invoke = time.monotonic()
         status, payload = call(self.pool, peer, "query",
-                               [peer.partition("@")[0], ["get", key], None, None], 2.0)
+                               [peer.partition("@")[0], self.dialect.get(key), None, None], 2.0)
         outcome, value = classify(READ, status, payload)
+        if outcome == OK:
+            value = self.dialect.value(value)
         return outcome, value, invoke, time.monotonic()
 
     def read_until_ok(self, key: str, deadline: float) -> tuple[Any, float, float] | None:
@@ -134,7 +154,8 @@ class SessionProbe:
         ekey, rkey = f"e.{session.sid}", f"sk.{session.sid}"
         try:
             try:
-                session.write_sync(["put", ekey, session.sid], temporary=True, timeout=5.0)
+                session.write_sync(self.dialect.put(ekey, session.sid), temporary=True,
+                                   timeout=5.0)
                 rec.put_ok = True
             except (ZRaftError, pykka.Timeout):
                 pass
@@ -161,7 +182,7 @@ class SessionProbe:
         value = 2 * 10**12 + self.seq
         op = self.history.invoke(f"s:{session.sid}", WRITE, key, value)
         try:
-            session.write_sync(["put", key, value], timeout=3.0)
+            session.write_sync(self.dialect.put(key, value), timeout=3.0)
         except (ZRaftError, pykka.Timeout) as exc:
             History.complete(op, UNKNOWN, None, type(exc).__name__)
             return
@@ -214,4 +235,4 @@ class SessionProbe:
         return out
 
 
-__all__ = ["SessionProbe"]
+__all__ = ["DictDialect", "SessionProbe"]
