@@ -346,13 +346,12 @@ class SqliteBackend:
         if self._index == 0 or (self._index, self._step + 1) > self._stored:
             return None
         assert self._db is not None
-        row = self._x("SELECT reply FROM _zraft_replies WHERE idx = ? AND step = ?",
-                      (self._index, self._step + 1)).fetchone()
-        if row is None:
+        reply = self._replies.lookup((self._index, self._step + 1))
+        if reply is None:
             return None
         self._step += 1
         self._replayed_calls += 1
-        status, value, tables = unpackb(row[0])
+        status, value, tables = unpackb(reply)
         if status == "error":
             raise BadCommand(value)
         return ApplyResult(value, tuple(tables))
