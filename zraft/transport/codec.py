@@ -43,6 +43,7 @@ from zraft.core.messages import (
     AppendReply,
     InstallSnapshot,
     Message,
+    Quiesce,
     TimeoutNow,
     VoteReply,
     VoteRequest,
@@ -363,6 +364,15 @@ def _timeout_now(raw: list[Any]) -> TimeoutNow:
     )
 
 
+def _quiesce(raw: list[Any]) -> Quiesce:
+    term, src, dst, last_index, last_term, commit, epoch, cluster = _fields(raw, Quiesce, 8)
+    return Quiesce(
+        _uint(term, "term"), _str(src, "src"), _str(dst, "dst"),
+        _uint(last_index, "last_index"), _uint(last_term, "last_term"),
+        _uint(commit, "commit"), _uint(epoch, "epoch"), _cluster(cluster),
+    )
+
+
 def _vote_reply(raw: list[Any]) -> VoteReply:
     term, src, dst, granted, prevote, removed, cluster = _fields(raw, VoteReply, 7)
     return VoteReply(
@@ -427,6 +437,7 @@ _RAFT_DECODERS: Final[dict[int, Callable[[list[Any]], Message]]] = {
     MESSAGE_CODES[AppendReply]: _append_reply,
     MESSAGE_CODES[InstallSnapshot]: _install_snapshot,
     MESSAGE_CODES[TimeoutNow]: _timeout_now,
+    MESSAGE_CODES[Quiesce]: _quiesce,
 }
 
 

@@ -14,6 +14,9 @@ Rules:
   when the node that proposed it applies it, ``fail`` when NotLeader is raised or another
   entry is applied at its index, and stays ``unknown`` otherwise (crash, lost leadership).
   Reads are ``ok`` when the ReadState's index is applied on the node that confirmed it.
+- With quiescence on (``core_config.quiesce_ticks``), crashes, restarts and cuts produce
+  node-level failure signals (``zraft.testing.sim.signals``), delivered after each step
+  once due; without it no signal is drawn, so such runs replay as before.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from zraft.testing.sim.invariants import SafetyChecker
 from zraft.testing.sim.kv import encode
 from zraft.testing.sim.network import SimNetwork
 from zraft.testing.sim.node import SimNode
+from zraft.testing.sim.signals import RESTARTED, UNREACHABLE, SimSignals
 
 MS_PER_STEP = 10
 
@@ -65,6 +69,8 @@ class SimCluster:
         self.snapshot_failure_rate = 0.0
         self.snapshot_failures: list[tuple[str, str]] = []
         self.network = SimNetwork(self.rng)
+        self.signals = SimSignals(self.rng)
+        self.quiescent = self.core_config.quiesce_ticks > 0
         self.checker = SafetyChecker()
         self.nodes: dict[str, SimNode] = {}
         self.history: list[Operation] = []
@@ -183,7 +189,10 @@ class SimCluster:
         return True
 
     def after_step(self) -> None:
-        """Report snapshot transfers that failed during the step to their leaders."""
+        """Report snapshot transfers that failed during the step to their leaders, and
+        deliver the failure signals now due."""
+        if self.signals.pending:
+            self._deliver_signals()
         if self.network.lost:
             lost, self.network.lost = self.network.lost, []
             self.snapshot_failures.extend((e.src, e.dst) for e in lost)
@@ -204,6 +213,37 @@ class SimCluster:
     def tick_all(self) -> None:
         for peer in self.up_nodes():
             self.tick(peer)
+
+    # -- failure signals (quiescence) -----------------------------------------------------
+
+    def _signal_others(self, kind: str, about: str) -> None:
+        if self.quiescent:
+            for peer in sorted(self.nodes):
+                if peer != about and not self.nodes[peer].removed:
+                    self.signals.schedule(self.now, peer, kind, about)
+
+    def _signal_cuts(self, before: set[tuple[str, str]]) -> None:
+        """Links cut by the last fault: b will hear that a is unreachable."""
+        if self.quiescent:
+            for a, b in sorted(self.network.blocked - before):
+                self.signals.schedule(self.now, b, UNREACHABLE, a)
+
+    def _deliver_signals(self) -> None:
+        for dst, kind, about in self.signals.take_due(self.now):
+            node = self.nodes.get(dst)
+            if node is None or not node.up:
+                continue
+            if kind == UNREACHABLE:
+                other = self.nodes.get(about)
+                if other is not None and other.up and self.network.can_reach(about, dst):
+                    continue  # the silence ended before the detector's bound
+                self.log(f"signal {dst}: {about} unreachable")
+                node.core.peer_unreachable(about)
+            else:
+                self.log(f"signal {dst}: {about} restarted")
+                node.core.peer_restarted(about)
+            self.signals.delivered += 1
+            node.drain()
 
     # -- clients --------------------------------------------------------------------------
 
@@ -301,6 +341,7 @@ class SimCluster:
         self.log(f"crash {peer}")
         node.crash()
         self.network.discard_to(peer)
+        self._signal_others(UNREACHABLE, peer)
 
     def damage(self, peer: str, first_lost: int) -> None:
         """Crash ``peer``, then lose its durable log from ``first_lost`` on (a disk that
@@ -311,6 +352,7 @@ class SimCluster:
         if node.up:
             node.crash()
             self.network.discard_to(peer)
+            self._signal_others(UNREACHABLE, peer)
         storage = node.storage
         lost = storage.lose_tail(first_lost)
         hs = storage.hard_state
@@ -329,6 +371,12 @@ class SimCluster:
             return
         self.log(f"restart {peer}")
         self._start(peer)
+        if self.quiescent:
+            self._signal_others(RESTARTED, peer)
+            for other in sorted(self.nodes):  # what its own detector finds silent
+                if other != peer and (not self.nodes[other].up
+                                      or not self.network.can_reach(other, peer)):
+                    self.signals.schedule(self.now, peer, UNREACHABLE, other)
 
     def snapshot(self, peer: str) -> bool:
         """Take a local snapshot on ``peer`` now (an operator's ``snapshot`` command)."""
@@ -343,17 +391,23 @@ class SimCluster:
     def partition(self, side_a: list[str], side_b: list[str]) -> None:
         self.now += 1
         self.log(f"partition {side_a} | {side_b}")
+        before = set(self.network.blocked)
         self.network.partition(side_a, side_b)
+        self._signal_cuts(before)
 
     def isolate(self, peer: str) -> None:
         self.now += 1
         self.log(f"isolate {peer}")
+        before = set(self.network.blocked)
         self.network.isolate(peer, sorted(self.nodes))
+        self._signal_cuts(before)
 
     def cut_one_way(self, src: str, dst: str) -> None:
         self.now += 1
         self.log(f"cut {src}->{dst}")
+        before = set(self.network.blocked)
         self.network.cut_one_way(src, dst)
+        self._signal_cuts(before)
 
     def heal(self) -> None:
         self.now += 1
@@ -443,6 +497,7 @@ class SimCluster:
         node.removed = True
         node.crash()
         self.network.discard_to(peer)
+        self._signal_others(UNREACHABLE, peer)
 
     # -- running --------------------------------------------------------------------------
 
