@@ -10,6 +10,7 @@ A frame body is one msgpack array ``[kind, ...]``:
 - ``[4, op, args]``                ``SnapshotControl`` (offer / accept / result between nodes)
 - ``[5, req_id, op, args]``        ``AdminRequest``  (answered by a ``ClientReply``)
 - ``[6, kind, args]``              ``Push``          (unsolicited node -> client: watch, expiry)
+- ``[7, incarnation]``             ``NodeAlive``     (node -> node liveness, per node pair)
 
 Rules:
 - Encoding does no per-entry Python work: core messages are NamedTuples and msgpack packs
@@ -64,6 +65,7 @@ REPLY: Final = 3
 SNAPSHOT: Final = 4
 ADMIN: Final = 5
 PUSH: Final = 6
+ALIVE: Final = 7
 
 
 class ClientRequest(NamedTuple):
@@ -104,7 +106,16 @@ class Push(NamedTuple):
     args: Any = None
 
 
-Frame = Message | ClientRequest | ClientReply | SnapshotControl | AdminRequest | Push
+class NodeAlive(NamedTuple):
+    """``[7, incarnation]``: a node's liveness heartbeat to another node, one per pair of
+    nodes whatever the number of groups (``zraft.node.liveness``); ``incarnation`` changes
+    when the sender restarts. Only node connections may send it."""
+
+    incarnation: int
+
+
+Frame = (Message | ClientRequest | ClientReply | SnapshotControl | AdminRequest | Push
+         | NodeAlive)
 
 _GENERIC_KINDS: Final[dict[type, int]] = {
     ClientRequest: REQUEST,
@@ -112,6 +123,7 @@ _GENERIC_KINDS: Final[dict[type, int]] = {
     SnapshotControl: SNAPSHOT,
     AdminRequest: ADMIN,
     Push: PUSH,
+    NodeAlive: ALIVE,
 }
 
 # ---------------------------------------------------------------------------------------
@@ -482,6 +494,10 @@ def decode_object(raw: Any) -> Frame:
         if n != 3:
             raise _bad("push frame must be [6, kind, args]", raw)
         return Push(_op(raw[1], "kind"), check_nesting(raw[2], "args"))
+    if kind == ALIVE:
+        if n != 2:
+            raise _bad("alive frame must be [7, incarnation]", raw)
+        return NodeAlive(_uint(raw[1], "incarnation"))
     raise _bad("unknown frame kind", kind)
 
 
@@ -497,6 +513,7 @@ def decode_many(bodies: Iterable[bytes]) -> list[Frame]:
 
 __all__ = [
     "ADMIN",
+    "ALIVE",
     "MAX_NESTING",
     "PUSH",
     "RAFT",
@@ -508,6 +525,7 @@ __all__ = [
     "ClientRequest",
     "DecodeError",
     "Frame",
+    "NodeAlive",
     "Push",
     "SnapshotControl",
     "check_nesting",
