@@ -142,3 +142,18 @@ def test_the_leader_ignores_acknowledgements_of_its_quiesce():
     # a heartbeat from elsewhere of our term would be a second leader: it wakes (and alarms)
     a.step(AppendEntries(a.term, "b", "a", 0, 0, [], 0, 0, 0, a.cluster))
     assert not a.quiesced
+
+
+def test_a_quiesce_in_flight_from_a_dead_leader_cannot_put_its_followers_back_to_sleep():
+    # found by the sweep (seed 817): the signal woke b, then a Quiesce a sent before dying
+    # arrived; b slept again and nothing would ever wake it
+    net = Net(["a", "b", "c"], quiesce_ticks=3)
+    net.elect("a")
+    b = net.cores["b"]
+    stale = Quiesce(b.term, "a", "b", 2, b.term, 2, 1, b.cluster)
+    b.peer_unreachable("a")
+    b.step(stale)
+    assert b.leader == "a" and not b.quiesced
+    b.peer_reachable("a")  # a was only slow: its group may go quiet again
+    b.step(stale)
+    assert b.quiesced

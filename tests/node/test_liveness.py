@@ -6,7 +6,7 @@ from __future__ import annotations
 from zraft.actors.node_signals import apply_node_signal
 from zraft.core.config import CoreConfig
 from zraft.core.raft import RaftCore
-from zraft.node.liveness import RESTARTED, UNREACHABLE, NodeLiveness
+from zraft.node.liveness import REACHABLE, RESTARTED, UNREACHABLE, NodeLiveness
 from zraft.transport import codec
 
 
@@ -32,6 +32,8 @@ def test_one_heartbeat_per_node_and_silence_reported_once():
     assert reports[-1] == (UNREACHABLE, "a:1") and live.down() == ["a:1", "b:1"]
     live.heard("b:1", 3, now=1.7)
     assert live.down() == ["a:1"]
+    live.tick(1.8)
+    assert reports[-1] == (REACHABLE, "b:1")  # so its groups may quiesce under it again
 
 
 def test_a_new_incarnation_is_reported_as_a_restart():

@@ -12,6 +12,7 @@ from zraft.core.raft import RaftCore
 from zraft.ids import node_of
 
 RESTARTED = "restarted"
+REACHABLE = "reachable"
 
 
 def apply_node_signal(core: RaftCore, kind: str, node: str) -> int:
@@ -26,6 +27,8 @@ def apply_node_signal(core: RaftCore, kind: str, node: str) -> int:
             continue
         if kind == RESTARTED:
             core.peer_restarted(peer)
+        elif kind == REACHABLE:
+            core.peer_reachable(peer)
         else:
             core.peer_unreachable(peer)
         told += 1

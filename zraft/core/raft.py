@@ -104,6 +104,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole, QuiesceRole
         # quiescence (roles/quiesce.py): volatile, so a restarted core starts awake
         self.quiesced = False
         self._idle_ticks = 0
+        # peer -> the term in which it was reported unreachable (no quiescing under it then)
+        self._suspects: dict[str, int] = {}
         # candidate state
         self.votes: dict[str, bool] = {}
         self._self_vote_ready = 0  # -1: own vote awaits a Ready; >0: awaits its persist

@@ -7,9 +7,10 @@ Rules:
   the number of groups. Quiesced groups send nothing of their own.
 - ``heard(node, incarnation)`` records each NodeAlive received (the transport authenticated
   the sender: only node connections carry it). A node not heard from for longer than
-  ``bound_s`` (derived from the election timeout) is reported once as ``unreachable``
-  until it is heard again; a node heard with another incarnation than before is reported
-  as ``restarted`` (it restarted faster than the bound: its groups lost their leaders).
+  ``bound_s`` (derived from the election timeout) is reported once as ``unreachable``,
+  and as ``reachable`` once heard again; a node heard with another incarnation than before
+  is reported as ``restarted`` (its groups lost their leaders; it is alive again). The
+  reports about one node keep their order.
 - A node is known once we have a link to it or heard from it; a node known since our
   start that never spoke counts from our start.
 - ``check(now)`` is the whole decision, with the clock passed in (tested without time);
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterable
 log = logging.getLogger(__name__)
 
 UNREACHABLE = "unreachable"
+REACHABLE = "reachable"
 RESTARTED = "restarted"
 
 
@@ -46,8 +48,8 @@ class NodeLiveness:
         self._last: dict[str, float] = {}  # node -> when last heard (or first known)
         self._incarnations: dict[str, int] = {}
         self._down: set[str] = set()
-        self._restarted: list[str] = []
-        self.reports = {UNREACHABLE: 0, RESTARTED: 0}
+        self._heard_news: list[tuple[str, str]] = []  # (kind, node) for the next check
+        self.reports = {UNREACHABLE: 0, REACHABLE: 0, RESTARTED: 0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="zraft-liveness", daemon=True)
 
@@ -58,20 +60,22 @@ class NodeLiveness:
         now = time.monotonic() if now is None else now
         with self._lock:
             self._last[node] = now
-            self._down.discard(node)
             before = self._incarnations.get(node)
             self._incarnations[node] = incarnation
             if before is not None and before != incarnation:
-                self._restarted.append(node)
+                self._down.discard(node)
+                self._heard_news.append((RESTARTED, node))
+            elif node in self._down:
+                self._down.discard(node)
+                self._heard_news.append((REACHABLE, node))
 
     def check(self, now: float) -> list[tuple[str, str]]:
         """What to report now: (kind, node) pairs, each transition once."""
         out: list[tuple[str, str]] = []
         known = [n for n in self._known() if n != self.node_id]
         with self._lock:
-            for node in self._restarted:
-                out.append((RESTARTED, node))
-            self._restarted = []
+            out.extend(self._heard_news)
+            self._heard_news = []
             for node in known:
                 self._last.setdefault(node, now)
             for node, last in self._last.items():

@@ -15,10 +15,15 @@ Rules:
   from its leader or (leader) a success reply that changes nothing, and the driver's
   failure signals. Quiescence is volatile: a restarted core starts awake; any role or
   term change ends it.
-- Failure signals (the node's per-node-pair liveness heartbeats): ``peer_unreachable(p)``
-  and ``peer_restarted(p)``. A follower whose leader is ``p`` forgets it (no stickiness
-  any more) and campaigns within one ``election_ticks`` (awake or not); a leader with
-  ``p`` among its followers wakes (check-quorum then runs again).
+- Failure signals (the node's per-node-pair liveness heartbeats): ``peer_unreachable(p)``,
+  ``peer_reachable(p)`` (heard again) and ``peer_restarted(p)``. A follower whose leader
+  is ``p`` forgets it (no stickiness any more) and campaigns within one ``election_ticks``
+  (awake or not); a leader with ``p`` among its followers wakes (check-quorum then runs
+  again).
+- A follower never quiesces under a peer it was told is unreachable in this term, until
+  told it is reachable (or restarted: it is alive, and awake, so its own election timer
+  keeps the group live): a Quiesce still in flight from a dead leader must not put its
+  followers back to sleep after the signal that woke them.
 - Reads are never served on the strength of quiescence: a read wakes the leader and takes
   the usual quorum round (``_check_reads``), so a deposed quiesced leader answers none.
 """
@@ -78,6 +83,7 @@ class QuiesceRole:
                                       msg.cluster))
         log = self.log
         if (self.role == FOLLOWER and self.leader == msg.src and self.transfer is None
+                and self._suspects.get(msg.src) != self.term
                 and not self.recovering and log.last_index() == msg.last_index
                 and log.term(msg.last_index) == msg.last_term
                 and self.commit == msg.last_index == msg.commit):
@@ -118,11 +124,19 @@ class QuiesceRole:
 
     def peer_restarted(self: Any, peer: str) -> None:
         """The node holding ``peer`` restarted: whatever it led, it leads no more."""
-        self._failure_signal(peer)
+        self._failure_signal(peer, restarted=True)
 
-    def _failure_signal(self: Any, peer: str) -> None:
+    def peer_reachable(self: Any, peer: str) -> None:
+        """The node holding ``peer``, reported unreachable, was heard from again."""
+        self._suspects.pop(peer, None)
+
+    def _failure_signal(self: Any, peer: str, restarted: bool = False) -> None:
         if peer == self.id:
             return
+        if restarted:
+            self._suspects.pop(peer, None)
+        elif "quiesce_ignore_failure" not in self.mutations:
+            self._suspects[peer] = self.term
         if self.role == LEADER:
             if self.quiesced and peer in self.progress:
                 self._wake(heartbeat=True)

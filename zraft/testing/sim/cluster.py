@@ -35,7 +35,7 @@ from zraft.testing.sim.invariants import SafetyChecker
 from zraft.testing.sim.kv import encode
 from zraft.testing.sim.network import SimNetwork
 from zraft.testing.sim.node import SimNode
-from zraft.testing.sim.signals import RESTARTED, UNREACHABLE, SimSignals
+from zraft.testing.sim.signals import REACHABLE, RESTARTED, UNREACHABLE, SimSignals
 
 MS_PER_STEP = 10
 
@@ -218,29 +218,35 @@ class SimCluster:
 
     def _signal_others(self, kind: str, about: str) -> None:
         if self.quiescent:
+            if kind == UNREACHABLE:  # ``about`` crashed: what its detector had is gone
+                self.signals.forget_dst(about)
             for peer in sorted(self.nodes):
-                if peer != about and not self.nodes[peer].removed:
+                if peer != about and self.nodes[peer].up:  # a down node's detector is gone
                     self.signals.schedule(self.now, peer, kind, about)
 
     def _signal_cuts(self, before: set[tuple[str, str]]) -> None:
-        """Links cut by the last fault: b will hear that a is unreachable."""
+        """Links cut by the last fault: b will hear that a is unreachable; links healed:
+        that it is reachable again (if both are up: else a restart tells)."""
         if self.quiescent:
-            for a, b in sorted(self.network.blocked - before):
-                self.signals.schedule(self.now, b, UNREACHABLE, a)
+            after = self.network.blocked
+            for a, b in sorted(after - before):
+                if self.nodes[b].up:  # a down node's detector starts afresh on restart
+                    self.signals.schedule(self.now, b, UNREACHABLE, a)
+            for a, b in sorted(before - after):
+                if self.nodes[a].up and self.nodes[b].up:
+                    self.signals.schedule(self.now, b, REACHABLE, a)
 
     def _deliver_signals(self) -> None:
         for dst, kind, about in self.signals.take_due(self.now):
             node = self.nodes.get(dst)
             if node is None or not node.up:
                 continue
+            self.log(f"signal {dst}: {about} {kind}")
             if kind == UNREACHABLE:
-                other = self.nodes.get(about)
-                if other is not None and other.up and self.network.can_reach(about, dst):
-                    continue  # the silence ended before the detector's bound
-                self.log(f"signal {dst}: {about} unreachable")
                 node.core.peer_unreachable(about)
+            elif kind == REACHABLE:
+                node.core.peer_reachable(about)
             else:
-                self.log(f"signal {dst}: {about} restarted")
                 node.core.peer_restarted(about)
             self.signals.delivered += 1
             node.drain()
@@ -372,6 +378,7 @@ class SimCluster:
         self.log(f"restart {peer}")
         self._start(peer)
         if self.quiescent:
+            self.signals.forget_dst(peer)
             self._signal_others(RESTARTED, peer)
             for other in sorted(self.nodes):  # what its own detector finds silent
                 if other != peer and (not self.nodes[other].up
@@ -412,7 +419,9 @@ class SimCluster:
     def heal(self) -> None:
         self.now += 1
         self.log("heal")
+        before = set(self.network.blocked)
         self.network.heal()
+        self._signal_cuts(before)
 
     # -- membership -----------------------------------------------------------------------
 
@@ -549,7 +558,9 @@ class SimCluster:
 
     def stabilize(self, steps: int = 50_000) -> bool:
         """Heal, restart crashed members, calm the network, then run until converged."""
+        before = set(self.network.blocked)
         self.network.heal()
+        self._signal_cuts(before)
         self.network.calm()
         self.snapshot_failure_rate = 0.0
         for peer in self.down_nodes():
