@@ -145,9 +145,26 @@ class QuiesceRole:
             return
         # Our leader is gone (or maybe only slow: a wrong guess costs one pre-vote round,
         # which a live leader's answer ends). No stickiness for it any more, and an
-        # election within one election_ticks, randomised as usual.
+        # election within one election_ticks. The signal reaches every follower at about
+        # the same time, so plain random timers often split the vote: each voter takes a
+        # slot of its own in that window, in an order that differs per group (so the new
+        # leaders spread over the nodes), with a random offset inside the slot.
         self.quiesced = False
         self._idle_ticks = 0
         self.leader = None
         self._reset_election_timer()
-        self.election_elapsed = self.cfg.min_election_timeout
+        others = sorted((_fnv(self.cluster + p), p) for p in self.log.config()[1].voters()
+                        if p != peer)
+        ids = [p for _, p in others]
+        rank = ids.index(self.id) if self.id in ids else 0
+        slot = max(1, self.cfg.election_ticks // max(1, len(others)))
+        remaining = 1 + rank * slot + self.rng.randrange(slot)
+        self.election_elapsed = max(0, self.timeout - remaining)
+
+
+def _fnv(text: str) -> int:
+    """FNV-1a (32 bits) of ``text``: the same order on every node (``hash`` is salted)."""
+    h = 0x811C9DC5
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
