@@ -72,7 +72,8 @@ def test_a_failure_signal_about_the_leader_wakes_followers_who_elect_another():
     net.tick("b", n=10)  # within one election_ticks (10)
     net.tick("c", n=10)
     leader = net.leader()
-    assert leader is not None and leader.id in ("b", "c") and leader.term > 1
+    assert leader is not None and leader.id in ("b", "c")
+    assert leader.term == 3  # one election, no split vote: each follower has its own slot
 
 
 def test_a_signal_about_another_follower_leaves_a_follower_quiet():
@@ -157,3 +158,24 @@ def test_a_quiesce_in_flight_from_a_dead_leader_cannot_put_its_followers_back_to
     b.peer_reachable("a")  # a was only slow: its group may go quiet again
     b.step(stale)
     assert b.quiesced
+
+
+def test_followers_woken_by_the_signal_at_once_do_not_split_the_vote():
+    # the signal reaches every follower at the same moment: one shared random window split
+    # the vote often (real nodes took 2.7-5.6 s instead of ~1 s to lead 20 groups again)
+    splits = 0
+    for seed in range(20):
+        net = Net(["a", "b", "c", "d", "e"], seed=seed, quiesce_ticks=3)
+        net.elect("a")
+        net.tick(n=6)
+        net.isolate("a")
+        for p in "bcde":
+            net.cores[p].peer_unreachable("a")
+        for _ in range(10):  # one election_ticks, every follower ticking in step
+            for p in "bcde":
+                net.cores[p].tick()
+            net.drive()
+        leader = net.leader()
+        if leader is None or leader.id == "a" or leader.term != 3:
+            splits += 1
+    assert splits == 0

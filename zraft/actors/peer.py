@@ -199,6 +199,7 @@ class RaftPeerActor(FastInboxActor):
         self._teardown()
 
     def _teardown(self) -> None:
+        self.metrics.quiet = False  # a failed peer retries on ticks
         self._release()
         self.core = self.writer = self.sm = None
         self._waiters, self._reads = {}, {}
@@ -507,6 +508,7 @@ class RaftPeerActor(FastInboxActor):
             rd = core.ready()
             self._handle_ready(rd)
             core.advance(rd)
+        self.metrics.quiet = core.quiesced and core.role != "leader"
 
     def _handle_ready(self, rd: Any) -> None:
         ctx = self.ctx

@@ -204,7 +204,7 @@ class Node:
         for meta in found:
             self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id,
                              meta.backend or "dict", meta.cluster_id)
-        self.ticker = Ticker(self.tick_ms, self._peer_refs).start()
+        self.ticker = Ticker(self.tick_ms, self._ticked_refs).start()
         if cfg.raft.quiesce:
             self.liveness = self._start_liveness()
         self.transport.serve()
@@ -366,6 +366,15 @@ class Node:
         for ref in self._peer_refs():
             with contextlib.suppress(Exception):  # a peer stopping meanwhile
                 ref.tell(signal)
+
+    def _ticked_refs(self) -> list[Any]:
+        """The peers to tick: all but quiesced followers (their cores ignore ticks; any
+        message wakes them, and their next drain puts them back on this list)."""
+        metrics = self.peer_metrics
+        with self._peers_lock:
+            handles = [e.handle for e in self.peers.values()
+                       if not getattr(metrics.get(e.name), "quiet", False)]
+        return [ref for ref in (h.resolve() for h in handles) if ref is not None]
 
     def _peer_refs(self) -> list[Any]:
         with self._peers_lock:
