@@ -106,6 +106,9 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole, QuiesceRole
         self._idle_ticks = 0
         # peer -> the term in which it was reported unreachable (no quiescing under it then)
         self._suspects: dict[str, int] = {}
+        # a follower heard its leader since it last quiesced (or woke by another's message):
+        # a failure signal about that leader is then a false alarm (Raft's timer watches it)
+        self._leader_live = False
         # candidate state
         self.votes: dict[str, bool] = {}
         self._self_vote_ready = 0  # -1: own vote awaits a Ready; >0: awaits its persist
@@ -343,6 +346,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole, QuiesceRole
         was_leader = self.role == LEADER
         self.quiesced = False
         self._idle_ticks = 0
+        self._leader_live = False
         self.role = FOLLOWER
         self.leader = leader
         self.votes = {}

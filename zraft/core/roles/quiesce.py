@@ -17,9 +17,10 @@ Rules:
   term change ends it.
 - Failure signals (the node's per-node-pair liveness heartbeats): ``peer_unreachable(p)``,
   ``peer_reachable(p)`` (heard again) and ``peer_restarted(p)``. A follower whose leader
-  is ``p`` forgets it (no stickiness any more) and campaigns within one ``election_ticks``
-  (awake or not); a leader with ``p`` among its followers wakes (check-quorum then runs
-  again).
+  is ``p`` forgets it (no stickiness any more) and campaigns within one ``election_ticks``,
+  unless it heard from that leader while awake (since it last quiesced): then the signal
+  is a false alarm or Raft's own election timer is already watching; a leader with ``p``
+  among its followers wakes (check-quorum then runs again).
 - A follower never quiesces under a peer it was told is unreachable in this term, until
   told it is reachable (or restarted: it is alive, and awake, so its own election timer
   keeps the group live): a Quiesce still in flight from a dead leader must not put its
@@ -88,6 +89,7 @@ class QuiesceRole:
                 and log.term(msg.last_index) == msg.last_term
                 and self.commit == msg.last_index == msg.commit):
             self.quiesced = True
+            self._leader_live = False
 
     # -- waking --------------------------------------------------------------------------
 
@@ -141,8 +143,9 @@ class QuiesceRole:
             if self.quiesced and peer in self.progress:
                 self._wake(heartbeat=True)
             return
-        if peer != self.leader or "quiesce_ignore_failure" in self.mutations:
-            return
+        if peer != self.leader or self._leader_live \
+                or "quiesce_ignore_failure" in self.mutations:
+            return  # not our leader, or heard from awake: Raft's own timer watches it
         # Our leader is gone (or maybe only slow: a wrong guess costs one pre-vote round,
         # which a live leader's answer ends). No stickiness for it any more, and an
         # election within one election_ticks. The signal reaches every follower at about
