@@ -43,6 +43,7 @@ soak: $(STAMP)
 	$(PY) -m pytest -q -s -m slow tests/acceptance/test_session_takeover.py tests/jepsen/test_jepsen_bank.py
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2
 	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2 --transfers on
+	$(PY) -m zraft.testing.sim.sweep --seeds $(SEEDS) --steps 2000 --jobs 2 --quiesce on
 	$(PY) -m zraft.testing.jepsen.run --minutes $(MINUTES) --workdir soak-runs/jepsen
 	$(PY) -m zraft.testing.jepsen.run --netns --names --tls --minutes $(NETNS_MINUTES) --workdir soak-runs/netns
 	$(PY) -m zraft.testing.jepsen.run --workload bank --minutes $(BANK_MINUTES) --workdir soak-runs/bank

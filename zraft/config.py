@@ -63,6 +63,9 @@ class RaftConfig:
     # largest command (DATA entry) the node accepts: a larger write is refused with
     # too_large before it enters the log (so one entry's AppendEntries always fits a frame)
     max_entry_size: int = 8388608
+    # idle groups go quiet: no heartbeats, no timers, until a write, a read or a node-level
+    # failure signal (one liveness heartbeat per pair of nodes; docs/internals.md)
+    quiesce: bool = True
 
     @property
     def effective_request_timeout(self) -> int:

@@ -197,17 +197,24 @@ def test_excluded_node_campaigns_while_its_latest_config_is_uncommitted():
     assert c.role == "leader"  # b's vote alone is a majority of {b}; a's does not count
 
 
-def test_bootstrap_single_node_elects_itself_and_commits_noop():
+def test_bootstrap_single_node_leads_at_once_and_commits_noop():
+    # no election timeout: creating a group is fast (issue 15); its term and vote must be
+    # durable before it leads (the first Ready carries them with the config entry)
     st = MemoryStorage()
     c = make_core("s", st)
     c.bootstrap(1000)
-    rd = flush(c)
-    assert rd.hard_state.term == 1 and rd.entries[0].data == ClusterConfig.stable(["s"])
-    for _ in range(30):
-        c.tick()
-        while c.has_ready():
-            flush(c)
-    assert c.role == "leader" and c.commit == 2 and c.term == 2
+    rd = c.ready()
+    assert rd.hard_state.term == 2 and rd.hard_state.vote == "s"
+    assert rd.entries[0].term == 1 and rd.entries[0].data == ClusterConfig.stable(["s"])
+    assert c.role == "candidate"  # not before the vote is durable
+    st.set_hard_state(rd.hard_state)
+    st.append(rd.entries)
+    c.persisted(rd.number)
+    c.advance(rd)
+    assert c.role == "leader"  # no tick happened
+    while c.has_ready():
+        flush(c)
+    assert c.commit == 2 and c.term == 2
 
 
 def test_candidate_vote_requests_wait_for_durable_hard_state():

@@ -167,3 +167,20 @@ def test_only_a_peer_node_may_send_raft_messages_and_snapshot_control(node: Node
     peer = Conn("127.0.0.1:1", role="node")
     node._on_frames_many([(peer, [msg])])
     assert not peer.closed and routed == [msg]
+
+
+def test_only_a_peer_node_may_send_liveness_heartbeats(node: Node) -> None:
+    # a client must not make a node look alive (or restarted) to the failure detector
+    heard: list[Any] = []
+
+    class Liveness:
+        def heard(self, who: str, incarnation: int) -> None:
+            heard.append((who, incarnation))
+
+    node.liveness = Liveness()  # type: ignore[assignment]
+    client = Conn()
+    node._on_frames_many([(client, [codec.NodeAlive(5)])])
+    assert client.closed and heard == []
+    peer = Conn("127.0.0.1:1", role="node")
+    node._on_frames_many([(peer, [codec.NodeAlive(5)])])
+    assert not peer.closed and heard == [("127.0.0.1:1", 5)]

@@ -15,6 +15,14 @@ class Tick(NamedTuple):
     now_ms: int
 
 
+class NodeSignal(NamedTuple):
+    """A node-level failure signal (``zraft.node.liveness``): ``node`` is ``unreachable``
+    or ``restarted``; the peer tells its core about its group's members on that node."""
+
+    kind: str
+    node: str
+
+
 class RaftInbound(NamedTuple):
     """Raft messages for this peer decoded from one socket read."""
 

@@ -45,6 +45,7 @@ from zraft.actors.messages import (
     ClientBatch,
     ClientRequest,
     InstallSnapshot,
+    NodeSignal,
     Persisted,
     Probe,
     ProposeInternal,
@@ -58,6 +59,7 @@ from zraft.actors.messages import (
     Tick,
     WriteOps,
 )
+from zraft.actors.node_signals import apply_node_signal
 from zraft.actors.state_machine import StateMachineActor
 from zraft.actors.storage_failure import StorageFailure
 from zraft.core import messages as m
@@ -197,6 +199,7 @@ class RaftPeerActor(FastInboxActor):
         self._teardown()
 
     def _teardown(self) -> None:
+        self.metrics.quiet = False  # a failed peer retries on ticks
         self._release()
         self.core = self.writer = self.sm = None
         self._waiters, self._reads = {}, {}
@@ -361,6 +364,11 @@ class RaftPeerActor(FastInboxActor):
     def _on_probe(self, _msg: Probe) -> dict[str, Any]:
         return self.probe()
 
+    def _on_node_signal(self, msg: NodeSignal) -> None:
+        """Quiescence: a node holding members of our group is unreachable or restarted."""
+        assert self.core is not None
+        apply_node_signal(self.core, msg.kind, msg.node)
+
     _handlers: dict[type, Any] = {
         Tick: _on_tick,
         RaftInbound: _on_inbound,
@@ -374,6 +382,7 @@ class RaftPeerActor(FastInboxActor):
         StorageFailed: _on_storage_failed,
         BackendFailed: _on_backend_failed,
         Probe: _on_probe,
+        NodeSignal: _on_node_signal,
     }
 
     # ---------------------------------------------------------------- client ops
@@ -499,6 +508,7 @@ class RaftPeerActor(FastInboxActor):
             rd = core.ready()
             self._handle_ready(rd)
             core.advance(rd)
+        self.metrics.quiet = core.quiesced and core.role != "leader"
 
     def _handle_ready(self, rd: Any) -> None:
         ctx = self.ctx

@@ -25,6 +25,8 @@ KNOWN_MUTATIONS = frozenset(
         "transfer_force_vote",  # a transfer election's votes skip the log check
         # TimeoutNow sent before the target holds the leader's log, and acted on anyway
         "transfer_without_catchup",
+        # quiescence: a follower ignores the failure signals about its leader's node
+        "quiesce_ignore_failure",
     }
 )
 
@@ -50,6 +52,12 @@ class CoreConfig:
     request_timeout_ticks: int = 0
     # the cluster's identity (stored with the peer, stamped on every message); "" = none
     cluster_id: str = ""
+    # quiescence (docs/internals.md): a leader idle this many ticks (everything committed
+    # and on every follower) stops heartbeats and tells followers to stop their election
+    # timers. 0 = never quiesce. Only safe with failure signals from the driver
+    # (``peer_unreachable`` / ``peer_restarted``): without them a dead quiesced leader's
+    # group would stay leaderless.
+    quiesce_ticks: int = 0
 
     def validate(self) -> CoreConfig:
         if self.election_ticks < 1:
@@ -62,6 +70,8 @@ class CoreConfig:
             raise ConfigError("snapshot_retry_ticks must be >= 1")
         if self.request_timeout_ticks < 0:
             raise ConfigError("request_timeout_ticks must be >= 0")
+        if self.quiesce_ticks < 0:
+            raise ConfigError("quiesce_ticks must be >= 0")
         if self.max_batch_bytes < 1:
             raise ConfigError("max_batch_bytes must be >= 1")
         unknown = set(self.mutations) - KNOWN_MUTATIONS

@@ -115,8 +115,24 @@ class TimeoutNow(NamedTuple):
     cluster: str = ""
 
 
+class Quiesce(NamedTuple):
+    """An idle leader's last heartbeat (see docs/internals.md, "Quiescence"): our logs match
+    through ``last_index`` (of ``last_term``), all of it committed (``commit``); stop your
+    election timer until any other message, or a failure signal about the leader's node.
+    The follower handles it as a heartbeat first (it answers with an AppendReply)."""
+
+    term: int
+    src: str
+    dst: str
+    last_index: int
+    last_term: int
+    commit: int
+    epoch: int
+    cluster: str = ""
+
+
 Message = (VoteRequest | VoteReply | AppendEntries | AppendReply | InstallSnapshot
-           | TimeoutNow)
+           | TimeoutNow | Quiesce)
 
 # Wire type codes (stable: never renumber; add new codes at the end).
 MESSAGE_CODES: dict[type, int] = {
@@ -126,6 +142,7 @@ MESSAGE_CODES: dict[type, int] = {
     AppendReply: 4,
     InstallSnapshot: 5,
     TimeoutNow: 6,
+    Quiesce: 7,
 }
 
 

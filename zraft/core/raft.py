@@ -24,6 +24,10 @@ Rules kept here (role-specific rules live in ``zraft.core.roles``):
   by a peer that has a cluster id, any message without that id. A peer without one (made
   by ``create_peer`` without an id, or before clusters had one) takes the id of the first
   leader that sends it an append or a snapshot (``ClusterAdopted``).
+- Quiescence (roles/quiesce.py): a quiesced core ignores ticks; any input that is not a
+  no-op for an idle group wakes it first.
+- ``bootstrap`` campaigns at once: the sole voter of its new group leads as soon as its
+  vote is durable, without waiting an election timeout.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from zraft.core.messages import (
     ClusterAdopted,
     Healed,
     InstallSnapshot,
+    Quiesce,
     Removed,
     RoleChanged,
     SafetyAlarm,
@@ -58,11 +63,12 @@ from zraft.core.roles import CANDIDATE, FOLLOWER, LEADER, PRECANDIDATE
 from zraft.core.roles.election import ElectionRole
 from zraft.core.roles.follower import FollowerRole
 from zraft.core.roles.leader import LeaderRole
+from zraft.core.roles.quiesce import QuiesceRole
 from zraft.core.roles.transfer import PendingTransfer, TransferRole
 from zraft.core.storage import LogStorage
 
 
-class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
+class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole, QuiesceRole):
     """One Raft peer's rules. Not thread-safe: one driver calls it."""
 
     _HANDLERS: dict[str, dict[type, Any]]  # role -> message type -> handler (set below)
@@ -95,6 +101,14 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
         self.heartbeat_elapsed = 0
         self.timeout = 0
         self._reset_election_timer()
+        # quiescence (roles/quiesce.py): volatile, so a restarted core starts awake
+        self.quiesced = False
+        self._idle_ticks = 0
+        # peer -> the term in which it was reported unreachable (no quiescing under it then)
+        self._suspects: dict[str, int] = {}
+        # a follower heard its leader since it last quiesced (or woke by another's message):
+        # a failure signal about that leader is then a false alarm (Raft's timer watches it)
+        self._leader_live = False
         # candidate state
         self.votes: dict[str, bool] = {}
         self._self_vote_ready = 0  # -1: own vote awaits a Ready; >0: awaits its persist
@@ -126,6 +140,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
     # Inputs
 
     def tick(self) -> None:
+        if self.quiesced:
+            return
         if self.role == LEADER:
             self._tick_leader()
         else:
@@ -136,7 +152,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
             return
         kind = type(msg)
         if msg.cluster != self.cluster:
-            if not self.cluster and (kind is AppendEntries or kind is InstallSnapshot) \
+            if not self.cluster and (kind is AppendEntries or kind is InstallSnapshot
+                                     or kind is Quiesce) \
                     and msg.term >= self.term:
                 # a peer created without an id joins the cluster of its first leader
                 self.cluster = msg.cluster
@@ -146,6 +163,8 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
                                    f"{type(msg).__name__} of cluster {msg.cluster[:40]!r}, "
                                    f"we are {self.cluster!r}")
                 return
+        if self.quiesced and self._wakes(msg):
+            self._wake(heartbeat=True)
         if kind is VoteRequest:
             self._on_vote_request(msg)
             return
@@ -153,12 +172,12 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
             self._on_removed_reply(msg)
             return
         if msg.term > self.term:
-            if kind is AppendEntries or kind is InstallSnapshot:
+            if kind is AppendEntries or kind is InstallSnapshot or kind is Quiesce:
                 self.become_follower(msg.term, msg.src)
             elif not (kind is VoteReply and msg.prevote and msg.granted):
                 self.become_follower(msg.term, None)
         elif msg.term < self.term:
-            if kind is AppendEntries or kind is InstallSnapshot:
+            if kind is AppendEntries or kind is InstallSnapshot or kind is Quiesce:
                 self._pmsgs.append(
                     AppendReply(self.term, self.id, msg.src, False, 0, 0, 0, msg.epoch,
                                 bool(self.recovering), self.cluster)
@@ -177,10 +196,15 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
         entry = Entry(1, 1, CONFIG, ClusterConfig.stable([self.id]), now_ms)
         self.log.append([entry])
         self._reset_election_timer()
+        # the sole voter leads as soon as its vote is durable: creating a group does not
+        # wait an election timeout (the vote's durability rule still applies)
+        self._start_election()
 
     def campaign(self) -> None:
         """Start an election now (zraft_lib force_timeout); a no-op on a leader."""
         if self.role != LEADER:
+            if self.quiesced:
+                self._wake()
             self._start_election()
 
     def snapshot_taken(self, index: int) -> None:
@@ -320,6 +344,9 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
             self.term = term
             self.vote = None
         was_leader = self.role == LEADER
+        self.quiesced = False
+        self._idle_ticks = 0
+        self._leader_live = False
         self.role = FOLLOWER
         self.leader = leader
         self.votes = {}
@@ -427,6 +454,7 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole):
             + len(self._read_wait),
             "config_change": self.change.phase if self.change else None,
             "transfer": self.transfer.target if self.transfer else None,
+            "quiesced": self.quiesced,
             "progress": {p: pr.as_dict() for p, pr in self.progress.items()},
         }
 
@@ -441,15 +469,18 @@ RaftCore._HANDLERS = {
         AppendEntries: RaftCore._on_append,
         InstallSnapshot: RaftCore._on_install_snapshot,
         TimeoutNow: RaftCore._on_timeout_now,
+        Quiesce: RaftCore._on_quiesce,
     },
     PRECANDIDATE: {
         AppendEntries: RaftCore._on_append,
         InstallSnapshot: RaftCore._on_install_snapshot,
         VoteReply: RaftCore._on_vote_reply,
         TimeoutNow: RaftCore._on_timeout_now,
+        Quiesce: RaftCore._on_quiesce,
     },
     CANDIDATE: {
         AppendEntries: RaftCore._on_append,
+        Quiesce: RaftCore._on_quiesce,
         InstallSnapshot: RaftCore._on_install_snapshot,
         VoteReply: RaftCore._on_vote_reply,
     },
@@ -457,6 +488,7 @@ RaftCore._HANDLERS = {
         AppendReply: RaftCore._on_append_reply,
         AppendEntries: RaftCore._leader_conflict,
         InstallSnapshot: RaftCore._leader_conflict,
+        Quiesce: RaftCore._leader_conflict,
     },
 }
 

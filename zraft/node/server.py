@@ -44,7 +44,7 @@ from supervisors import (
     Restart,
 )
 from zraft.actors.context import PeerContext
-from zraft.actors.messages import ClientBatch, ClientRequest, RaftInbound
+from zraft.actors.messages import ClientBatch, ClientRequest, NodeSignal, RaftInbound
 from zraft.actors.peer import RaftPeerActor
 from zraft.actors.peer_metrics import PeerMetrics
 from zraft.actors.replies import encode_reply
@@ -59,6 +59,7 @@ from zraft.ids import PeerId, is_cluster_id, node_of
 from zraft.node.backup_reads import SnapshotGone, read_chunk
 from zraft.node.create_many import create_peers
 from zraft.node.events import EventLog
+from zraft.node.liveness import NodeLiveness
 from zraft.node.requests import (
     NODE_OPS,
     OPERATOR_OPS,
@@ -137,6 +138,7 @@ class Node:
         self.transport: TcpTransport | None = None
         self.sup: Any = None
         self.ticker: Ticker | None = None
+        self.liveness: NodeLiveness | None = None
         self.snapshots = SnapshotService(self)
         self.counters: Counter[str] = Counter()  # refusals the node made, for node_status
         self.backend_failures: dict[str, str] = {}  # peer name -> why it stopped
@@ -208,7 +210,9 @@ class Node:
         for meta in found:
             self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id,
                              meta.backend or "dict", meta.cluster_id)
-        self.ticker = Ticker(self.tick_ms, self._peer_refs).start()
+        self.ticker = Ticker(self.tick_ms, self._ticked_refs).start()
+        if cfg.raft.quiesce:
+            self.liveness = self._start_liveness()
         self.transport.serve()
         self.events.record("node_start", pid=os.getpid(), peers=sorted(self.peers))
         log.info("node %s up (pid %d), peers: %s", cfg.listen, os.getpid(),
@@ -229,6 +233,8 @@ class Node:
         """Clean stop: peers in reverse start order, then the transport."""
         if self.ticker is not None:
             self.ticker.stop()
+        if self.liveness is not None:
+            self.liveness.stop()
         if self.metrics is not None:
             self.metrics.stop()
         self.snapshots.close()  # cancel receives first: they block their actors
@@ -283,7 +289,9 @@ class Node:
                               request_timeout_ticks=max(
                                   1, cfg.raft.effective_request_timeout // self.tick_ms),
                               max_batch_bytes=cfg.raft.max_batch_bytes,
-                              mutations=test_mutations() & KNOWN_MUTATIONS)
+                              mutations=test_mutations() & KNOWN_MUTATIONS,
+                              quiesce_ticks=2 * cfg.raft.election_ticks if cfg.raft.quiesce
+                              else 0)
 
         return PeerContext(
             peer_id=peer_id, peer_name=name, backend_name=backend, tick_ms=self.tick_ms,
@@ -342,6 +350,38 @@ class Node:
         if entry is not None:
             self.events.record("peer_removed", peer=entry.peer_id)
             self.sup.proxy().terminate_child(name)  # future deliberately not awaited
+
+    def _start_liveness(self) -> NodeLiveness:
+        """One liveness heartbeat per pair of nodes; its failure signals wake quiesced
+        groups (docs/internals.md, "Quiescence"). A node silent for 1.5 election timeouts
+        is unreachable: with the follower's election within one more, a dead leader's
+        groups lead again within 2 x election_timeout + a round trip."""
+        transport = self.transport
+        assert transport is not None
+        timeout_s = self.cfg.raft.election_timeout / 1000
+
+        def send(node: str, incarnation: int) -> None:
+            transport.send(node, codec.NodeAlive(incarnation))
+
+        return NodeLiveness(self.address, transport.link_addrs, send, self._node_signal,
+                            interval_s=timeout_s / 5, bound_s=1.5 * timeout_s).start()
+
+    def _node_signal(self, kind: str, node: str) -> None:
+        """Every local peer hears it; its core picks the members on ``node``."""
+        self.events.record("node_signal", signal=kind, node=node)
+        signal = NodeSignal(kind, node)
+        for ref in self._peer_refs():
+            with contextlib.suppress(Exception):  # a peer stopping meanwhile
+                ref.tell(signal)
+
+    def _ticked_refs(self) -> list[Any]:
+        """The peers to tick: all but quiesced followers (their cores ignore ticks; any
+        message wakes them, and their next drain puts them back on this list)."""
+        metrics = self.peer_metrics
+        with self._peers_lock:
+            handles = [e.handle for e in self.peers.values()
+                       if not getattr(metrics.get(e.name), "quiet", False)]
+        return [ref for ref in (h.resolve() for h in handles) if ref is not None]
 
     def _peer_refs(self) -> list[Any]:
         with self._peers_lock:
@@ -434,6 +474,11 @@ class Node:
                 self.snapshots.on_control(conn, frame)
             else:
                 raft.append(frame)
+        elif kind is codec.NodeAlive:
+            if getattr(conn, "role", "client") != "node":
+                self._not_for_clients(conn, kind)
+            elif self.liveness is not None:
+                self.liveness.heard(conn.peer_id, frame.incarnation)
         elif kind is codec.ClientRequest or kind is codec.AdminRequest:
             op = frame.op
             try:
@@ -630,6 +675,8 @@ class Node:
             "uptime": round(time.time() - self.started_at, 1),
             "peers": peers,
             "transport": self.transport.status() if self.transport else None,
+            "liveness": None if self.liveness is None else {
+                "down": self.liveness.down(), "reports": dict(self.liveness.reports)},
             "snapshots": self.snapshots.stats(),
             "refused": dict(self.counters),
             "log_sync": {**self.log_sync.stats(), "open_segment_files": SEGMENT_FILES.open_files},

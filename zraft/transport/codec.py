@@ -10,6 +10,7 @@ A frame body is one msgpack array ``[kind, ...]``:
 - ``[4, op, args]``                ``SnapshotControl`` (offer / accept / result between nodes)
 - ``[5, req_id, op, args]``        ``AdminRequest``  (answered by a ``ClientReply``)
 - ``[6, kind, args]``              ``Push``          (unsolicited node -> client: watch, expiry)
+- ``[7, incarnation]``             ``NodeAlive``     (node -> node liveness, per node pair)
 
 Rules:
 - Encoding does no per-entry Python work: core messages are NamedTuples and msgpack packs
@@ -43,6 +44,7 @@ from zraft.core.messages import (
     AppendReply,
     InstallSnapshot,
     Message,
+    Quiesce,
     TimeoutNow,
     VoteReply,
     VoteRequest,
@@ -63,6 +65,7 @@ REPLY: Final = 3
 SNAPSHOT: Final = 4
 ADMIN: Final = 5
 PUSH: Final = 6
+ALIVE: Final = 7
 
 
 class ClientRequest(NamedTuple):
@@ -103,7 +106,16 @@ class Push(NamedTuple):
     args: Any = None
 
 
-Frame = Message | ClientRequest | ClientReply | SnapshotControl | AdminRequest | Push
+class NodeAlive(NamedTuple):
+    """``[7, incarnation]``: a node's liveness heartbeat to another node, one per pair of
+    nodes whatever the number of groups (``zraft.node.liveness``); ``incarnation`` changes
+    when the sender restarts. Only node connections may send it."""
+
+    incarnation: int
+
+
+Frame = (Message | ClientRequest | ClientReply | SnapshotControl | AdminRequest | Push
+         | NodeAlive)
 
 _GENERIC_KINDS: Final[dict[type, int]] = {
     ClientRequest: REQUEST,
@@ -111,6 +123,7 @@ _GENERIC_KINDS: Final[dict[type, int]] = {
     SnapshotControl: SNAPSHOT,
     AdminRequest: ADMIN,
     Push: PUSH,
+    NodeAlive: ALIVE,
 }
 
 # ---------------------------------------------------------------------------------------
@@ -363,6 +376,15 @@ def _timeout_now(raw: list[Any]) -> TimeoutNow:
     )
 
 
+def _quiesce(raw: list[Any]) -> Quiesce:
+    term, src, dst, last_index, last_term, commit, epoch, cluster = _fields(raw, Quiesce, 8)
+    return Quiesce(
+        _uint(term, "term"), _str(src, "src"), _str(dst, "dst"),
+        _uint(last_index, "last_index"), _uint(last_term, "last_term"),
+        _uint(commit, "commit"), _uint(epoch, "epoch"), _cluster(cluster),
+    )
+
+
 def _vote_reply(raw: list[Any]) -> VoteReply:
     term, src, dst, granted, prevote, removed, cluster = _fields(raw, VoteReply, 7)
     return VoteReply(
@@ -427,6 +449,7 @@ _RAFT_DECODERS: Final[dict[int, Callable[[list[Any]], Message]]] = {
     MESSAGE_CODES[AppendReply]: _append_reply,
     MESSAGE_CODES[InstallSnapshot]: _install_snapshot,
     MESSAGE_CODES[TimeoutNow]: _timeout_now,
+    MESSAGE_CODES[Quiesce]: _quiesce,
 }
 
 
@@ -471,6 +494,10 @@ def decode_object(raw: Any) -> Frame:
         if n != 3:
             raise _bad("push frame must be [6, kind, args]", raw)
         return Push(_op(raw[1], "kind"), check_nesting(raw[2], "args"))
+    if kind == ALIVE:
+        if n != 2:
+            raise _bad("alive frame must be [7, incarnation]", raw)
+        return NodeAlive(_uint(raw[1], "incarnation"))
     raise _bad("unknown frame kind", kind)
 
 
@@ -486,6 +513,7 @@ def decode_many(bodies: Iterable[bytes]) -> list[Frame]:
 
 __all__ = [
     "ADMIN",
+    "ALIVE",
     "MAX_NESTING",
     "PUSH",
     "RAFT",
@@ -497,6 +525,7 @@ __all__ = [
     "ClientRequest",
     "DecodeError",
     "Frame",
+    "NodeAlive",
     "Push",
     "SnapshotControl",
     "check_nesting",

@@ -618,6 +618,10 @@ class TcpTransport:
 
     # -- status ---------------------------------------------------------------------------
 
+    def link_addrs(self) -> list[str]:
+        """The nodes this node has a link to (sent to, or dialed at start)."""
+        return list(self._links)
+
     def link_state(self, addr: str) -> dict[str, Any] | None:
         link = self._links.get(addr)
         return link.stats() if link else None

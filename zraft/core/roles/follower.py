@@ -39,6 +39,7 @@ class FollowerRole:
                                f"{type(msg).__name__} in term {self.term} led by {self.leader}")
             return False
         self._reset_election_timer()
+        self._leader_live = True
         return True
 
     def _on_append(self: Any, msg: AppendEntries) -> None:

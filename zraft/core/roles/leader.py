@@ -58,6 +58,8 @@ class LeaderRole:
             raise NotLeader(self.leader)
         if self.transfer is not None:
             raise TransferInProgress(self.id, self.transfer.target)
+        if self.quiesced:
+            self._wake()  # the append itself wakes the followers
         log = self.log
         base = log.last_index()
         term = self.term
@@ -73,7 +75,10 @@ class LeaderRole:
         """ReadIndex: answered later by ReadState(ctx, index) or ReadFailed in Ready.reads."""
         if self.role != LEADER:
             self._reads.append(ReadFailed(ctx, "not_leader", self.leader))
-        elif self.commit < self.term_start:
+            return
+        if self.quiesced:
+            self._wake()  # and the read's quorum round wakes the followers
+        if self.commit < self.term_start:
             self._read_wait.append(ctx)
         else:
             self._read_new.append(ctx)
@@ -82,6 +87,8 @@ class LeaderRole:
         self: Any, new_peers: Any, prev_index: int, ctx: Any, timeout_ticks: int
     ) -> None:
         """zraft_lib set_new_configuration; answered by ConfigChangeResult in Ready.events."""
+        if self.quiesced:
+            self._wake(heartbeat=True)
         log = self.log
         cidx, cfg = log.config()
         err = check_change(
@@ -120,6 +127,7 @@ class LeaderRole:
         self.votes = {}
         self.heartbeat_elapsed = 0
         self.election_elapsed = 0
+        self._idle_ticks = 0
         self.progress = {}
         self.departing = {}
         self._dirty = set()
@@ -252,6 +260,8 @@ class LeaderRole:
                     self._send_append(p, pr, True, with_entries=not pr.probe_sent)
                 else:
                     self._send_heartbeat(p, pr)
+        if cfg.quiesce_ticks:
+            self._maybe_quiesce()
 
     def _tick_departing(self: Any) -> None:
         """Departing members are replicated to until they acked the config that removed

@@ -51,6 +51,8 @@ class TransferRole:
         if self.role != LEADER:
             self._events.append(TransferResult(ctx, NOT_LEADER, self.leader, to))
             return
+        if self.quiesced:
+            self._wake(heartbeat=True)
         if self.transfer is not None:
             self._events.append(TransferResult(ctx, IN_PROGRESS, self.id, self.transfer.target))
             return

@@ -14,6 +14,9 @@ Rules:
   when the node that proposed it applies it, ``fail`` when NotLeader is raised or another
   entry is applied at its index, and stays ``unknown`` otherwise (crash, lost leadership).
   Reads are ``ok`` when the ReadState's index is applied on the node that confirmed it.
+- With quiescence on (``core_config.quiesce_ticks``), crashes, restarts and cuts produce
+  node-level failure signals (``zraft.testing.sim.signals``), delivered after each step
+  once due; without it no signal is drawn, so such runs replay as before.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from zraft.testing.sim.invariants import SafetyChecker
 from zraft.testing.sim.kv import encode
 from zraft.testing.sim.network import SimNetwork
 from zraft.testing.sim.node import SimNode
+from zraft.testing.sim.signals import REACHABLE, RESTARTED, UNREACHABLE, SimSignals
 
 MS_PER_STEP = 10
 
@@ -65,6 +69,8 @@ class SimCluster:
         self.snapshot_failure_rate = 0.0
         self.snapshot_failures: list[tuple[str, str]] = []
         self.network = SimNetwork(self.rng)
+        self.signals = SimSignals(self.rng)
+        self.quiescent = self.core_config.quiesce_ticks > 0
         self.checker = SafetyChecker()
         self.nodes: dict[str, SimNode] = {}
         self.history: list[Operation] = []
@@ -183,7 +189,10 @@ class SimCluster:
         return True
 
     def after_step(self) -> None:
-        """Report snapshot transfers that failed during the step to their leaders."""
+        """Report snapshot transfers that failed during the step to their leaders, and
+        deliver the failure signals now due."""
+        if self.signals.pending:
+            self._deliver_signals()
         if self.network.lost:
             lost, self.network.lost = self.network.lost, []
             self.snapshot_failures.extend((e.src, e.dst) for e in lost)
@@ -204,6 +213,43 @@ class SimCluster:
     def tick_all(self) -> None:
         for peer in self.up_nodes():
             self.tick(peer)
+
+    # -- failure signals (quiescence) -----------------------------------------------------
+
+    def _signal_others(self, kind: str, about: str) -> None:
+        if self.quiescent:
+            if kind == UNREACHABLE:  # ``about`` crashed: what its detector had is gone
+                self.signals.forget_dst(about)
+            for peer in sorted(self.nodes):
+                if peer != about and self.nodes[peer].up:  # a down node's detector is gone
+                    self.signals.schedule(self.now, peer, kind, about)
+
+    def _signal_cuts(self, before: set[tuple[str, str]]) -> None:
+        """Links cut by the last fault: b will hear that a is unreachable; links healed:
+        that it is reachable again (if both are up: else a restart tells)."""
+        if self.quiescent:
+            after = self.network.blocked
+            for a, b in sorted(after - before):
+                if self.nodes[b].up:  # a down node's detector starts afresh on restart
+                    self.signals.schedule(self.now, b, UNREACHABLE, a)
+            for a, b in sorted(before - after):
+                if self.nodes[a].up and self.nodes[b].up:
+                    self.signals.schedule(self.now, b, REACHABLE, a)
+
+    def _deliver_signals(self) -> None:
+        for dst, kind, about in self.signals.take_due(self.now):
+            node = self.nodes.get(dst)
+            if node is None or not node.up:
+                continue
+            self.log(f"signal {dst}: {about} {kind}")
+            if kind == UNREACHABLE:
+                node.core.peer_unreachable(about)
+            elif kind == REACHABLE:
+                node.core.peer_reachable(about)
+            else:
+                node.core.peer_restarted(about)
+            self.signals.delivered += 1
+            node.drain()
 
     # -- clients --------------------------------------------------------------------------
 
@@ -301,6 +347,7 @@ class SimCluster:
         self.log(f"crash {peer}")
         node.crash()
         self.network.discard_to(peer)
+        self._signal_others(UNREACHABLE, peer)
 
     def damage(self, peer: str, first_lost: int) -> None:
         """Crash ``peer``, then lose its durable log from ``first_lost`` on (a disk that
@@ -311,6 +358,7 @@ class SimCluster:
         if node.up:
             node.crash()
             self.network.discard_to(peer)
+            self._signal_others(UNREACHABLE, peer)
         storage = node.storage
         lost = storage.lose_tail(first_lost)
         hs = storage.hard_state
@@ -329,6 +377,13 @@ class SimCluster:
             return
         self.log(f"restart {peer}")
         self._start(peer)
+        if self.quiescent:
+            self.signals.forget_dst(peer)
+            self._signal_others(RESTARTED, peer)
+            for other in sorted(self.nodes):  # what its own detector finds silent
+                if other != peer and (not self.nodes[other].up
+                                      or not self.network.can_reach(other, peer)):
+                    self.signals.schedule(self.now, peer, UNREACHABLE, other)
 
     def snapshot(self, peer: str) -> bool:
         """Take a local snapshot on ``peer`` now (an operator's ``snapshot`` command)."""
@@ -343,22 +398,30 @@ class SimCluster:
     def partition(self, side_a: list[str], side_b: list[str]) -> None:
         self.now += 1
         self.log(f"partition {side_a} | {side_b}")
+        before = set(self.network.blocked)
         self.network.partition(side_a, side_b)
+        self._signal_cuts(before)
 
     def isolate(self, peer: str) -> None:
         self.now += 1
         self.log(f"isolate {peer}")
+        before = set(self.network.blocked)
         self.network.isolate(peer, sorted(self.nodes))
+        self._signal_cuts(before)
 
     def cut_one_way(self, src: str, dst: str) -> None:
         self.now += 1
         self.log(f"cut {src}->{dst}")
+        before = set(self.network.blocked)
         self.network.cut_one_way(src, dst)
+        self._signal_cuts(before)
 
     def heal(self) -> None:
         self.now += 1
         self.log("heal")
+        before = set(self.network.blocked)
         self.network.heal()
+        self._signal_cuts(before)
 
     # -- membership -----------------------------------------------------------------------
 
@@ -443,6 +506,7 @@ class SimCluster:
         node.removed = True
         node.crash()
         self.network.discard_to(peer)
+        self._signal_others(UNREACHABLE, peer)
 
     # -- running --------------------------------------------------------------------------
 
@@ -494,7 +558,9 @@ class SimCluster:
 
     def stabilize(self, steps: int = 50_000) -> bool:
         """Heal, restart crashed members, calm the network, then run until converged."""
+        before = set(self.network.blocked)
         self.network.heal()
+        self._signal_cuts(before)
         self.network.calm()
         self.snapshot_failure_rate = 0.0
         for peer in self.down_nodes():

@@ -2,14 +2,17 @@
 
     python -m zraft.testing.sim.sweep --seeds N --steps M [--start S] [--mutation NAME]
                                   [--jobs J] [--verbose] [--stop-on-first]
-                                  [--transfers on|off]
+                                  [--transfers on|off] [--quiesce on|off]
 
 Rules:
 - Seed ``s`` always replays the same run (see ``zraft.testing.sim.cluster``); a failure prints
   the one command that replays exactly that seed.
 - A run fails on: a broken invariant (checked after every step), an error raised by a core, a
   cluster that does not converge once the network is healed (liveness), an acknowledged
-  write missing on a live member, or a non-linearizable client history.
+  write missing on a live member, or a non-linearizable client history; with quiescence
+  (half the seeds, or ``--quiesce``) also on an idle group that does not go quiet, or one
+  that has no leader within a bound after its quiesced leader crashed
+  (``zraft.testing.sim.quiet``).
 - ``--jobs`` spreads seeds over processes; results are reported in seed order.
 - Exit status 0 when no seed failed, 1 otherwise.
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 from zraft.core.errors import CoreError
 from zraft.testing.linearizability import check_history
 from zraft.testing.sim.invariants import InvariantViolation
+from zraft.testing.sim.quiet import quiet_failover
 from zraft.testing.sim.workload import Scenario
 
 STABILIZE_STEPS = 30_000
@@ -40,21 +44,27 @@ class SeedResult:
     steps: int
     operations: int
     violation: str | None
-    kind: str | None  # invariant | core | liveness | linearizability | error
+    kind: str | None  # invariant | core | liveness | quiescence | linearizability | error
     digest: str
     transcript: list[str] | None = None
     profile: str = ""
 
 
 def run_seed(seed: int, steps: int, mutations: frozenset[str] = frozenset(),
-             verbose: bool = False, transfers: bool | None = None) -> SeedResult:
-    """``transfers``: force leadership transfers on or off (None: half the seeds)."""
-    scenario = Scenario(seed, mutations, transcript=verbose, transfers=transfers)
+             verbose: bool = False, transfers: bool | None = None,
+             quiesce: bool | None = None) -> SeedResult:
+    """``transfers``, ``quiesce``: force leadership transfers or quiescence on or off
+    (None: half the seeds each)."""
+    scenario = Scenario(seed, mutations, transcript=verbose, transfers=transfers,
+                        quiesce=quiesce)
     cluster = scenario.cluster
     violation = kind = None
     try:
         scenario.run(steps)
-        if not cluster.stabilize(STABILIZE_STEPS):
+        found = quiet_failover(cluster) if scenario.quiesce else None
+        if found is not None:
+            kind, violation = found
+        elif not cluster.stabilize(STABILIZE_STEPS):
             kind = "liveness"
             violation = (f"no convergence within {STABILIZE_STEPS} steps after healing: "
                          f"{cluster.describe()}")
@@ -80,7 +90,8 @@ def run_seed(seed: int, steps: int, mutations: frozenset[str] = frozenset(),
                       cluster.transcript, repr(scenario.profile))
 
 
-def _run_packed(args: tuple[int, int, frozenset[str], bool, bool | None]) -> SeedResult:
+def _run_packed(args: tuple[int, int, frozenset[str], bool, bool | None, bool | None]
+                ) -> SeedResult:
     return run_seed(*args)
 
 
@@ -94,11 +105,13 @@ class SweepReport:
 
 def sweep(seeds: int, steps: int, start: int = 0, mutations: frozenset[str] = frozenset(),
           jobs: int = 1, stop_on_first: bool = False, verbose: bool = False,
-          safety_only: bool = False, transfers: bool | None = None) -> SweepReport:
+          safety_only: bool = False, transfers: bool | None = None,
+          quiesce: bool | None = None) -> SweepReport:
     """Run seeds ``start .. start+seeds-1``. ``safety_only`` ignores liveness failures (a
     mutation hunt wants a broken safety property, not a stalled cluster)."""
     started = time.perf_counter()
-    work = [(s, steps, mutations, verbose, transfers) for s in range(start, start + seeds)]
+    work = [(s, steps, mutations, verbose, transfers, quiesce)
+            for s in range(start, start + seeds)]
     failures: list[SeedResult] = []
     ran = total_steps = 0
     if jobs <= 1:
@@ -114,7 +127,7 @@ def sweep(seeds: int, steps: int, start: int = 0, mutations: frozenset[str] = fr
             ran += 1
             total_steps += result.steps
             if result.violation is not None and not (
-                safety_only and result.kind == "liveness"
+                safety_only and result.kind in ("liveness", "quiescence")
             ):
                 failures.append(result)
                 if stop_on_first:
@@ -127,12 +140,14 @@ def sweep(seeds: int, steps: int, start: int = 0, mutations: frozenset[str] = fr
 
 
 def replay_command(seed: int, steps: int, mutations: frozenset[str],
-                   transfers: bool | None = None) -> str:
+                   transfers: bool | None = None, quiesce: bool | None = None) -> str:
     cmd = f"python -m zraft.testing.sim.sweep --seeds 1 --start {seed} --steps {steps}"
     for m in sorted(mutations):
         cmd += f" --mutation {m}"
     if transfers is not None:
         cmd += f" --transfers {'on' if transfers else 'off'}"
+    if quiesce is not None:
+        cmd += f" --quiesce {'on' if quiesce else 'off'}"
     return cmd + " --verbose"
 
 
@@ -150,13 +165,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not count runs that merely fail to converge")
     parser.add_argument("--transfers", choices=("on", "off"),
                         help="leadership transfers in every seed / in none (default: half)")
+    parser.add_argument("--quiesce", choices=("on", "off"),
+                        help="quiescence in every seed / in none (default: half)")
     parser.add_argument("--verbose", action="store_true",
                         help="record and print the transcript of failing seeds")
     args = parser.parse_args(argv)
     mutations = frozenset(args.mutation)
     transfers = None if args.transfers is None else args.transfers == "on"
+    quiesce = None if args.quiesce is None else args.quiesce == "on"
     report = sweep(args.seeds, args.steps, args.start, mutations, args.jobs,
-                   args.stop_on_first, args.verbose, args.safety_only, transfers)
+                   args.stop_on_first, args.verbose, args.safety_only, transfers, quiesce)
     print(f"seeds {report.seeds}  steps {report.steps}  seconds {report.seconds:.1f}  "
           f"violations {len(report.failures)}")
     for failure in report.failures:
@@ -168,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  transcript ({len(failure.transcript)} steps): {path}; the last 40:")
             for line in failure.transcript[-40:]:
                 print("   ", line)
-        print(f"  replay: {replay_command(failure.seed, args.steps, mutations, transfers)}")
+        replay = replay_command(failure.seed, args.steps, mutations, transfers, quiesce)
+        print(f"  replay: {replay}")
     return 1 if report.failures else 0
 
 

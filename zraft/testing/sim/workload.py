@@ -21,6 +21,10 @@ Rules:
   before transfers existed) also hand leadership over now and then, to a named member or
   to the most up-to-date one (leadership transfer, TimeoutNow): clients then meet
   ``TransferInProgress`` (a refusal: the op fails, nothing was appended).
+- Half the seeds (again by a generator of their own) run with quiescence: idle groups stop
+  their timers (``quiesce_ticks`` 1, 3 or 10), crashes, restarts and cuts produce failure
+  signals (``zraft.testing.sim.signals``: delays and loss drawn per seed), and an "idle"
+  fault stops the clients for a while so that the group goes quiet while faults go on.
 - Clients behave like real ones: each has at most one call outstanding; one that gives up
   (timeout) is replaced by a fresh client (a new process in the history), as in Jepsen.
   This bounds concurrency, which keeps the linearizability search small.
@@ -89,17 +93,27 @@ class Profile:
 
 class Scenario:
     def __init__(self, seed: int, mutations: frozenset[str] = frozenset(),
-                 transcript: bool = False, transfers: bool | None = None) -> None:
+                 transcript: bool = False, transfers: bool | None = None,
+                 quiesce: bool | None = None) -> None:
         profile_rng = random.Random(seed ^ 0x5EED)
         self.profile = profile = Profile.draw(profile_rng)
+        quiet_rng = random.Random(seed ^ 0x9013C)
+        self.quiesce = quiet_rng.random() < 0.5 if quiesce is None else quiesce
+        quiesce_ticks = quiet_rng.choice((1, 3, 10)) if self.quiesce else 0
         config = CoreConfig(election_ticks=profile.election_ticks, heartbeat_ticks=2,
                             max_inflight=profile.max_inflight,
                             max_batch_bytes=profile.max_batch_bytes, prevote=profile.prevote,
-                            check_quorum=profile.check_quorum, mutations=mutations)
+                            check_quorum=profile.check_quorum, mutations=mutations,
+                            quiesce_ticks=quiesce_ticks)
         self.cluster = SimCluster(seed, nodes=profile.nodes, core_config=config,
                                   snapshot_every=profile.snapshot_every, transcript=transcript,
                                   bootstrap=profile.bootstrap)
         self.growing = profile.bootstrap
+        if self.quiesce:
+            signals = self.cluster.signals
+            signals.max_delay = quiet_rng.choice((20, 150, 400))
+            signals.loss = quiet_rng.choice((0.0, 0.0, 0.3, 0.7))
+        self.idle_until = 0  # clients pause until this step ("idle" fault)
         self._grow_ctx: int | None = None
         net = self.cluster.network
         net.drop, net.duplicate, net.reorder = profile.drop, profile.duplicate, profile.reorder
@@ -141,7 +155,8 @@ class Scenario:
         elif roll < profile.fault_rate:
             self.fault()
         elif roll < profile.fault_rate + profile.client_rate:
-            self.client()
+            if self.steps >= self.idle_until:
+                self.client()
         else:
             roll = rng.random()
             if roll < 0.6 and cluster.network.in_flight:
@@ -330,6 +345,8 @@ class Scenario:
             kinds += ["damage", "damage"]
         if self.transfers:
             kinds += ["transfer", "transfer", "transfer", "transfer_any"]
+        if self.quiesce:
+            kinds += ["idle", "idle"]
         if (self.profile.membership and not self.growing
                 and not any(cluster.recovering(p) for p in cluster.nodes)):
             # (never while a bootstrapped cluster still grows: growing re-adds the initial
@@ -406,6 +423,10 @@ class Scenario:
             if kind == "transfer" and members:
                 to = rng.choice(members)
             cluster.transfer_leader(to, rng.choice((0, 0, 3, 30)))
+        elif kind == "idle":
+            # clients pause: the group goes quiet while the faults go on
+            self.idle_until = self.steps + rng.randint(100, 1500)
+            cluster.log(f"idle until step {self.idle_until}")
         elif kind == "snapshot_failures":
             cluster.snapshot_failure_rate = rng.choice((0.0, 0.3, 1.0))
         elif kind == "add":
