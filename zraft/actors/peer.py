@@ -36,7 +36,6 @@ import pykka
 
 from zraft.actors.backend_failure import BackendFailure
 from zraft.actors.context import PeerContext
-from zraft.actors.fast_inbox import FastInboxActor
 from zraft.actors.log_writer import LogWriterActor
 from zraft.actors.messages import (
     Apply,
@@ -58,6 +57,7 @@ from zraft.actors.messages import (
     Tick,
     WriteOps,
 )
+from zraft.actors.pooled import PooledActor
 from zraft.actors.state_machine import StateMachineActor
 from zraft.actors.storage_failure import StorageFailure
 from zraft.core import messages as m
@@ -73,12 +73,16 @@ class PeerRemovedError(Exception):
     """The peer was removed from its cluster; it must not be restarted."""
 
 
-class RaftPeerActor(FastInboxActor):
+class RaftPeerActor(PooledActor):
     """Drives one RaftCore. Created by the node's supervisor, one per local peer."""
+
+    dispatcher = "raft"  # the node's pool for Raft work (pooled.py); never blocks on I/O
 
     def __init__(self, ctx: PeerContext) -> None:
         super().__init__()
         self.ctx = ctx
+        if ctx.pools:
+            self.dispatcher = ctx.pools["raft"]
         self.peer_id = ctx.peer_id
         self.name = ctx.peer_name
         self.core: RaftCore | None = None
@@ -137,7 +141,8 @@ class RaftPeerActor(FastInboxActor):
         config = dataclasses.replace(ctx.core_config(), cluster_id=storage.meta.cluster_id)
         self.core = RaftCore(self.peer_id, storage, config, random.Random(seed))
         self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats,
-                                           ctx.send_raft, ctx.metrics)
+                                           ctx.send_raft, ctx.metrics,
+                                           ctx.pools["io"] if ctx.pools else "io")
         self.sm = StateMachineActor.start(ctx, self.actor_ref, storage, backend)
         log.info("peer %s started: %s", self.peer_id, self._brief())
         self._drain()

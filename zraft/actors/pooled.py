@@ -37,7 +37,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import pykka
 from pykka import ActorRegistry
@@ -171,11 +171,16 @@ class _Inbox:
     def __init__(self) -> None:
         self._q: deque[Any] = deque()
         self._claim = threading.Lock()
+        self._claim.acquire()  # held until the actor starts: puts before that only queue
         self._submit: Callable[[Callable[[], None]], None] | None = None
         self._run: Callable[[], None] | None = None
 
-    def bind(self, submit: Callable[[Callable[[], None]], None], run: Callable[[], None]) -> None:
+    def start(self, submit: Callable[[Callable[[], None]], None],
+              run: Callable[[], None]) -> None:
+        """Bind to a dispatcher and make the actor runnable (its first turn runs on_start
+        and whatever was put meanwhile)."""
         self._submit, self._run = submit, run
+        submit(run)
 
     def put(self, envelope: Any, /) -> None:
         self._q.append(envelope)
@@ -187,10 +192,6 @@ class _Inbox:
 
     def empty(self) -> bool:
         return not self._q
-
-    def schedule(self) -> None:
-        if self._claim.acquire(False):
-            self._submit(self._run)  # type: ignore[misc]
 
     def release(self) -> None:
         """The worker is done with the actor: let the next put claim it, and claim it back
@@ -239,16 +240,13 @@ def dispatchers() -> dict[str, Dispatcher]:
 
 class PooledActor(pykka.Actor):
     """A Pykka actor whose messages are handled by a dispatcher's workers (see module
-    docstring). ``dispatcher`` names a process-wide dispatcher or is one."""
+    docstring). ``dispatcher`` names a process-wide dispatcher or is one; an instance may
+    set its own in ``__init__`` (the node gives its actors the node's dispatchers): it is
+    read when the actor starts."""
 
-    dispatcher: ClassVar[str | Dispatcher] = "raft"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        d = self.dispatcher
-        self._dispatcher = d if isinstance(d, Dispatcher) else dispatcher(d)
-        self._started = False
-        self.actor_inbox.bind(self._dispatcher.submit, self._turn)  # type: ignore[attr-defined]
+    dispatcher: str | Dispatcher = "raft"
+    _pool: Dispatcher
+    _started = False
 
     @staticmethod
     def _create_actor_inbox() -> Any:
@@ -259,7 +257,9 @@ class PooledActor(pykka.Actor):
         return PooledFuture()
 
     def _start_actor_loop(self) -> None:
-        self.actor_inbox.schedule()  # type: ignore[attr-defined]  # on_start runs first
+        d = self.dispatcher
+        self._pool = d if isinstance(d, Dispatcher) else dispatcher(d)
+        self.actor_inbox.start(self._pool.submit, self._turn)  # type: ignore[attr-defined]
 
     def _turn(self) -> None:
         """One turn on a worker: on_start once, then up to ``budget`` messages."""
@@ -273,7 +273,7 @@ class PooledActor(pykka.Actor):
                     self._handle_failure(*sys.exc_info())
             stopped = self.actor_stopped
             q = inbox._q  # type: ignore[attr-defined]
-            n = self._dispatcher.budget
+            n = self._pool.budget
             while q and not stopped.is_set() and n:
                 n -= 1
                 self._handle_envelope(q.popleft())

@@ -47,6 +47,7 @@ from zraft.actors.context import PeerContext
 from zraft.actors.messages import ClientBatch, ClientRequest, RaftInbound
 from zraft.actors.peer import RaftPeerActor
 from zraft.actors.peer_metrics import PeerMetrics
+from zraft.actors.pooled import Dispatcher
 from zraft.actors.replies import encode_reply
 from zraft.actors.ticker import Ticker
 from zraft.config import ConfigError, NodeConfig, StartLater
@@ -143,6 +144,7 @@ class Node:
         self.limits = Limits(max_entry_size=cfg.raft.max_entry_size)
         self.peer_metrics: dict[str, PeerMetrics] = {}  # kept by the actors, for metrics
         self.metrics: Any = None  # the /metrics endpoint when node.metrics_addr is set
+        self.pools: dict[str, Dispatcher] = {}  # the node's actor pools (actors/pooled.py)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -163,6 +165,8 @@ class Node:
         for meta in found:  # recover every log before anything listens
             self._preopened[PeerId.parse(meta.peer_id).name] = self._open_storage(
                 meta.peer_id, meta.backend)
+        self.pools = {"raft": Dispatcher("raft", cfg.raft_threads),
+                      "io": Dispatcher("io", cfg.io_threads)}
         # The supervisor exists before anything can arrive: a create_peer racing the start
         # must find it (bugs-issue4 #1).
         period = max(1.0, 4 * cfg.raft.election_timeout / 1000)
@@ -230,6 +234,8 @@ class Node:
             self.sup.stop(timeout=30)
         if self.transport is not None:
             self.transport.close()
+        for pool in self.pools.values():
+            pool.close()
         for storage in self._preopened.values():
             storage.close()
         self.events.record("node_stop")
@@ -294,7 +300,7 @@ class Node:
             peer_removed=self._peer_removed, sm_stats=self.sm_stats, log_stats=self.log_stats,
             mutations=test_mutations(),
             metrics=self.peer_metrics.setdefault(name, PeerMetrics()),
-            backend_dir=peer_log_path(cfg.log_dir, peer_id) / "backend")
+            backend_dir=peer_log_path(cfg.log_dir, peer_id) / "backend", pools=self.pools)
 
     def _start_peer(self, name: str, peer_id: str, backend: str, cluster_id: str = "") -> None:
         ctx = self._context(name, peer_id, backend, cluster_id)
