@@ -46,3 +46,6 @@ class PeerContext:
     backend_dir: Any = None
     # the node's actor pools by name ("raft", "io"; pooled.py); None: the process-wide ones
     pools: Any = None
+    # the node's DeadlineTimer (ticker.py): peers register their next due tick with it;
+    # None: the peer ticks only when told a Tick (tests)
+    timer: Any = None

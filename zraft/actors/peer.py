@@ -60,6 +60,7 @@ from zraft.actors.messages import (
 from zraft.actors.pooled import PooledActor
 from zraft.actors.state_machine import StateMachineActor
 from zraft.actors.storage_failure import StorageFailure
+from zraft.actors.ticker import TickClock, tell_or_skip
 from zraft.core import messages as m
 from zraft.core.errors import InvariantViolation, NotLeader, TransferInProgress
 from zraft.core.raft import RaftCore
@@ -101,6 +102,11 @@ class RaftPeerActor(PooledActor):
         self._reads: dict[int, ClientRequest] = {}
         self._read_seq = 0
         self._ticks = 0
+        # ticks against real time, delivered before any input; woken by the node's timer
+        # only when the core has a tick due (ticker.py)
+        self._clock: TickClock | None = None
+        self._wake_at = float("inf")  # the deadline registered with the timer
+        self._wake = tell_or_skip(self.actor_ref, _WAKE)
         self._role = "follower"
         self._leader: str | None = None
         self.removed = False
@@ -140,6 +146,7 @@ class RaftPeerActor(PooledActor):
                               recovering=storage.meta.recovering)
         config = dataclasses.replace(ctx.core_config(), cluster_id=storage.meta.cluster_id)
         self.core = RaftCore(self.peer_id, storage, config, random.Random(seed))
+        self._clock = TickClock(ctx.tick_ms, max_burst=3 * config.election_ticks)
         self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats,
                                            ctx.send_raft, ctx.metrics,
                                            ctx.pools["io"] if ctx.pools else "io")
@@ -159,6 +166,8 @@ class RaftPeerActor(PooledActor):
 
     def _release(self) -> None:
         """Stop the helpers and close the log, whatever way this incarnation ends."""
+        if self.ctx.timer is not None:
+            self.ctx.timer.cancel(self.actor_urn)
         for child in (self.sm, self.writer):
             if child is not None and child.is_alive():
                 child.stop(timeout=10)
@@ -209,6 +218,8 @@ class RaftPeerActor(PooledActor):
         self._write_inflight = False
         self._pending_number = self._last_write_number = self._durable_number = 0
         self._role = "follower"
+        self._clock = None
+        self._wake_for_retry()
 
     _ALARM_HINTS = {
         "second_leader": "two leaders in one term cannot happen in a correct cluster",
@@ -238,6 +249,7 @@ class RaftPeerActor(PooledActor):
         if type(message) is Probe:
             return self.probe()
         if type(message) is Tick:
+            self._wake_at = float("inf")
             if failure.due():
                 self._retry_storage(failure)
         elif type(message) is ClientBatch:
@@ -250,6 +262,7 @@ class RaftPeerActor(PooledActor):
                                     "leader": self._other_leader()})
         # Raft messages, write acknowledgements and snapshot news are dropped: the core
         # they were for is gone, and a fresh one learns everything again.
+        self._wake_for_retry()
 
     def _retry_storage(self, failure: StorageFailure | BackendFailure) -> None:
         assert isinstance(failure, StorageFailure)
@@ -275,6 +288,9 @@ class RaftPeerActor(PooledActor):
     def on_receive(self, message: Any) -> Any:
         if self._failure is not None:
             return self._receive_while_failed(message)
+        clock = self._clock
+        if clock is not None and (due := clock.due()):
+            self._deliver_ticks(due)
         handler = self._handlers.get(type(message))
         if handler is None:
             log.warning("peer %s: unexpected message %r", self.peer_id, type(message))
@@ -290,11 +306,45 @@ class RaftPeerActor(PooledActor):
         return result
 
     def _on_tick(self, msg: Tick) -> None:
-        assert self.core is not None
-        self.core.tick()
-        self._ticks += 1
-        if self._role == "leader" and self._ticks % 5 == 0 and self.sm is not None:
-            self.sm.tell(msg)
+        """A wake-up: the ticks it was due for were delivered by ``on_receive``."""
+        self._wake_at = float("inf")  # the registered deadline fired (or a test ticked)
+
+    def _deliver_ticks(self, n: int) -> None:
+        core = self.core
+        if core is None:
+            return
+        tick = core.tick
+        for _ in range(n):
+            tick()
+        before, self._ticks = self._ticks, self._ticks + n
+        # the state machine checks session expiry every 5th tick while we lead
+        if self._role == "leader" and self._ticks // 5 != before // 5 and self.sm is not None:
+            self.sm.tell(Tick(_now_ms()))
+
+    def _arm(self) -> None:
+        """Register our next due tick with the node's timer, if it moved earlier (a later
+        one costs one early wake-up, which re-arms)."""
+        core, clock = self.core, self._clock
+        if core is None or clock is None or self.ctx.timer is None:
+            return
+        ticks = core.ticks_to_next_event()
+        if self._role == "leader":
+            ticks = min(ticks, 5 - self._ticks % 5)
+        at = clock.at(ticks)
+        if at < self._wake_at:
+            self._wake_at = at
+            self.ctx.timer.schedule(self.actor_urn, at, self._wake)
+
+    def _wake_for_retry(self) -> None:
+        """While the log cannot be written: be woken for the next retry (a backend that
+        cannot run is never retried, so it is never woken)."""
+        timer, failure = self.ctx.timer, self._failure
+        if timer is None or not isinstance(failure, StorageFailure):
+            return
+        at = failure.next_retry
+        if at < self._wake_at:
+            self._wake_at = at
+            timer.schedule(self.actor_urn, at, self._wake)
 
     def _on_inbound(self, msg: RaftInbound) -> None:
         assert self.core is not None
@@ -504,6 +554,7 @@ class RaftPeerActor(PooledActor):
             rd = core.ready()
             self._handle_ready(rd)
             core.advance(rd)
+        self._arm()
 
     def _handle_ready(self, rd: Any) -> None:
         ctx = self.ctx
@@ -727,6 +778,9 @@ _TRANSFER_WHY = {
                "the leader takes writes again",
     "other_leader": "another peer was elected",
 }
+
+
+_WAKE = Tick(0)  # what the node's timer tells a peer whose tick is due
 
 
 def _now_ms() -> int:

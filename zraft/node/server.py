@@ -49,7 +49,7 @@ from zraft.actors.peer import RaftPeerActor
 from zraft.actors.peer_metrics import PeerMetrics
 from zraft.actors.pooled import Dispatcher
 from zraft.actors.replies import encode_reply
-from zraft.actors.ticker import Ticker
+from zraft.actors.ticker import DeadlineTimer
 from zraft.config import ConfigError, NodeConfig, StartLater
 from zraft.core.config import KNOWN_MUTATIONS, CoreConfig
 from zraft.core.messages import MESSAGE_CODES
@@ -134,7 +134,7 @@ class Node:
         self.started_at = time.time()
         self.transport: TcpTransport | None = None
         self.sup: Any = None
-        self.ticker: Ticker | None = None
+        self.timer: DeadlineTimer | None = None  # wakes peers when a tick is due
         self.snapshots = SnapshotService(self)
         self.counters: Counter[str] = Counter()  # refusals the node made, for node_status
         self.backend_failures: dict[str, str] = {}  # peer name -> why it stopped
@@ -167,6 +167,7 @@ class Node:
                 meta.peer_id, meta.backend)
         self.pools = {"raft": Dispatcher("raft", cfg.raft_threads),
                       "io": Dispatcher("io", cfg.io_threads)}
+        self.timer = DeadlineTimer().start()
         # The supervisor exists before anything can arrive: a create_peer racing the start
         # must find it (bugs-issue4 #1).
         period = max(1.0, 4 * cfg.raft.election_timeout / 1000)
@@ -206,7 +207,6 @@ class Node:
         for meta in found:
             self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id,
                              meta.backend or "dict", meta.cluster_id)
-        self.ticker = Ticker(self.tick_ms, self._peer_refs).start()
         self.transport.serve()
         self.events.record("node_start", pid=os.getpid(), peers=sorted(self.peers))
         log.info("node %s up (pid %d), peers: %s", cfg.listen, os.getpid(),
@@ -225,8 +225,6 @@ class Node:
 
     def stop(self) -> None:
         """Clean stop: peers in reverse start order, then the transport."""
-        if self.ticker is not None:
-            self.ticker.stop()
         if self.metrics is not None:
             self.metrics.stop()
         self.snapshots.close()  # cancel receives first: they block their actors
@@ -236,6 +234,8 @@ class Node:
             self.transport.close()
         for pool in self.pools.values():
             pool.close()
+        if self.timer is not None:
+            self.timer.stop()
         for storage in self._preopened.values():
             storage.close()
         self.events.record("node_stop")
@@ -300,7 +300,8 @@ class Node:
             peer_removed=self._peer_removed, sm_stats=self.sm_stats, log_stats=self.log_stats,
             mutations=test_mutations(),
             metrics=self.peer_metrics.setdefault(name, PeerMetrics()),
-            backend_dir=peer_log_path(cfg.log_dir, peer_id) / "backend", pools=self.pools)
+            backend_dir=peer_log_path(cfg.log_dir, peer_id) / "backend", pools=self.pools,
+            timer=self.timer)
 
     def _start_peer(self, name: str, peer_id: str, backend: str, cluster_id: str = "") -> None:
         ctx = self._context(name, peer_id, backend, cluster_id)
@@ -341,11 +342,6 @@ class Node:
         if entry is not None:
             self.events.record("peer_removed", peer=entry.peer_id)
             self.sup.proxy().terminate_child(name)  # future deliberately not awaited
-
-    def _peer_refs(self) -> list[Any]:
-        with self._peers_lock:
-            handles = [e.handle for e in self.peers.values()]
-        return [ref for ref in (h.resolve() for h in handles) if ref is not None]
 
     def _handle(self, name: Any) -> ChildHandle | None:
         entry = self.peers.get(name) if isinstance(name, str) else None
