@@ -168,6 +168,7 @@ class RaftPeerActor(PooledActor):
         """Stop the helpers and close the log, whatever way this incarnation ends."""
         if self.ctx.timer is not None:
             self.ctx.timer.cancel(self.actor_urn)
+            self._wake_at = float("inf")
         for child in (self.sm, self.writer):
             if child is not None and child.is_alive():
                 child.stop(timeout=10)
