@@ -21,6 +21,7 @@ import psutil
 from zraft.client import api
 from zraft.client.connection import ConnectionPool
 from zraft.cluster.local import LocalCluster
+from zraft.errors import AlreadyPresent
 
 
 def _create(cluster: LocalCluster, pool: Any, i: int) -> None:
@@ -29,7 +30,9 @@ def _create(cluster: LocalCluster, pool: Any, i: int) -> None:
         try:
             api.create(peers, "dict", timeout=30.0, pool=pool)
             return
-        except Exception:  # a busy node (retry): try again, the peers may half exist
+        except AlreadyPresent:  # an earlier attempt made it (its answer timed out)
+            return
+        except Exception:  # a busy node (retry): try again
             if attempt == 4:
                 raise
             time.sleep(1.0)
