@@ -623,5 +623,16 @@ class Node:
             "snapshots": self.snapshots.stats(),
             "refused": dict(self.counters),
             "events": self.events.tail()[-20:],
+            "threads": self._threads_status(),
         }
         self.reply(conn, req_id, "ok", status)
+
+    def _threads_status(self) -> dict[str, Any]:
+        """Threads of the process, the actor pools' workers and the timer's wake-ups."""
+        timer = self.timer
+        return {"total": threading.active_count(),
+                "pools": {name: {"workers": p.threads, "size": p.size,
+                                 "spares_started": p.spares_started}
+                          for name, p in self.pools.items()},
+                "timer_deadlines": len(timer) if timer else 0,
+                "timer_wakeups": timer.fired if timer else 0}
