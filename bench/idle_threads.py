@@ -20,6 +20,7 @@ import psutil
 
 from zraft.client import api
 from zraft.client.connection import ConnectionPool
+from zraft.cluster.admin import ask
 from zraft.cluster.local import LocalCluster
 from zraft.errors import AlreadyPresent
 
@@ -38,8 +39,20 @@ def _create(cluster: LocalCluster, pool: Any, i: int) -> None:
             time.sleep(1.0)
 
 
-def measure(cluster: LocalCluster, idle_s: float) -> list[dict[str, Any]]:
+def _wakeups(cluster: LocalCluster, pool: Any) -> list[int | None]:
+    """Each node's timer wake-ups so far (node_status; None: a build without the timer)."""
+    out: list[int | None] = []
+    for n in cluster.nodes:
+        status, payload = ask(pool, cluster.peer_id(n), "node_status", [], 10.0)
+        threads = payload.get("threads") if status == "ok" and isinstance(payload, dict) \
+            else None
+        out.append(threads["timer_wakeups"] if isinstance(threads, dict) else None)
+    return out
+
+
+def measure(cluster: LocalCluster, pool: Any, idle_s: float) -> list[dict[str, Any]]:
     procs = [psutil.Process(n.pid) for n in cluster.nodes]
+    woken = _wakeups(cluster, pool)
     before = [p.cpu_times() for p in procs]
     time.sleep(idle_s)
     out = []
@@ -48,6 +61,8 @@ def measure(cluster: LocalCluster, idle_s: float) -> list[dict[str, Any]]:
         cpu = (t.user + t.system - b.user - b.system) / idle_s * 100
         out.append({"threads": p.num_threads(), "cpu_pct": round(cpu, 1),
                     "rss_mb": round(p.memory_info().rss / 2**20, 1)})
+    for row, w0, w1 in zip(out, woken, _wakeups(cluster, pool), strict=True):
+        row["wakeups_s"] = None if w0 is None or w1 is None else round((w1 - w0) / idle_s)
     return out
 
 
@@ -72,12 +87,18 @@ def main() -> None:
                 took = time.monotonic() - started
                 made = max(made, count)
                 time.sleep(args.settle_s)
-                rows = measure(cluster, args.idle_s)
+                rows = measure(cluster, pool, args.idle_s)
                 threads = "/".join(str(r["threads"]) for r in rows)
                 cpu = "/".join(f"{r['cpu_pct']}" for r in rows)
                 rss = "/".join(f"{r['rss_mb']:.0f}" for r in rows)
+                # peer wake-ups per second: the timer's on a build with it, else the
+                # ticker's (a Tick to every peer every tick: tick = election_timeout / 10)
+                wake = "/".join(str(r["wakeups_s"]) if r["wakeups_s"] is not None
+                                else f"{count * 10_000 // cluster.election_timeout}(ticks)"
+                                for r in rows)
                 print(f"groups {count:5d}: threads {threads}  idle CPU % {cpu}  "
-                      f"RSS MB {rss}  (created in {took:.1f}s)", flush=True)
+                      f"RSS MB {rss}  wake-ups/s {wake}  (created in {took:.1f}s)",
+                      flush=True)
         finally:
             pool.close()
             cluster.stop()

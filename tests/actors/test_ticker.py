@@ -54,6 +54,11 @@ def test_tick_clock_counts_real_time_and_caps_a_burst() -> None:
     clock.base -= 10.0  # a long pause: at most max_burst, the rest dropped
     assert clock.due() == 5 and clock.due() == 0
     assert abs(clock.at(2) - (clock.base + (clock.done + 2) * 0.01)) < 1e-9
+    grid = time.monotonic() - 1.0  # a node's epoch: clocks made later share its ticks
+    late = TickClock(10, max_burst=5, base=grid)
+    assert late.base == grid and late.done >= 100
+    steps = (late.at(1) - grid) / 0.01  # its deadlines fall on the grid's ticks
+    assert abs(steps - round(steps)) < 1e-6
 
 
 def test_a_peer_is_woken_by_the_timer_only_when_a_tick_is_due(tmp_path) -> None:

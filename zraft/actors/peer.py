@@ -146,7 +146,8 @@ class RaftPeerActor(PooledActor):
                               recovering=storage.meta.recovering)
         config = dataclasses.replace(ctx.core_config(), cluster_id=storage.meta.cluster_id)
         self.core = RaftCore(self.peer_id, storage, config, random.Random(seed))
-        self._clock = TickClock(ctx.tick_ms, max_burst=3 * config.election_ticks)
+        self._clock = TickClock(ctx.tick_ms, max_burst=3 * config.election_ticks,
+                                base=ctx.timer.epoch if ctx.timer is not None else None)
         self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats,
                                            ctx.send_raft, ctx.metrics,
                                            ctx.pools["io"] if ctx.pools else "io")

@@ -14,6 +14,11 @@ Rules:
 3. The timer thread never blocks on a peer: a wake-up is a ``tell``; a dead one is skipped.
 4. After a pause (a stopped process) a peer catches up at most ``max_burst`` ticks; the
    rest are dropped, as the ticker they replace did not burst to catch up.
+5. Every peer's ticks fall on one node-wide grid (the timer's ``epoch``): peers due on the
+   same tick are woken by one timer pass, so their heartbeats leave together and the
+   transport batches them per node pair, as when one ticker told every peer at once
+   (peers ticking on their own phases cost a socket write and read per heartbeat: the
+   leader node of 100 idle groups used more CPU than with the ticker).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class DeadlineTimer:
     """One thread; at most one pending deadline per key (a later ``schedule`` replaces it)."""
 
     def __init__(self, name: str = "zraft-timer") -> None:
+        self.epoch = time.monotonic()  # tick 0 of every peer's clock (rule 5)
         self._cond = threading.Condition(threading.Lock())
         self._heap: list[tuple[float, int, Any]] = []
         self._entries: dict[Any, tuple[int, float, Callable[[], None]]] = {}
@@ -107,10 +113,11 @@ class TickClock:
 
     __slots__ = ("base", "done", "max_burst", "tick_s")
 
-    def __init__(self, tick_ms: int, max_burst: int) -> None:
+    def __init__(self, tick_ms: int, max_burst: int, base: float | None = None) -> None:
         self.tick_s = tick_ms / 1000.0
-        self.base = time.monotonic()
-        self.done = 0
+        now = time.monotonic()
+        self.base = now if base is None else base  # the node's tick grid (rule 5)
+        self.done = int((now - self.base) / self.tick_s)
         self.max_burst = max_burst
 
     def due(self) -> int:
