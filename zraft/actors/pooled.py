@@ -203,25 +203,12 @@ class _Inbox:
 
 _dispatchers: dict[str, Dispatcher] = {}
 _dispatchers_lock = threading.Lock()
-# Default pool sizes; ``configure`` (the node, from its config) or ZRAFT_POOL_<NAME> set them
-# before a pool's first use.
-_sizes: dict[str, int] = {"raft": 4, "io": 4}
-
-
-def configure(**sizes: int) -> None:
-    """Set the size of named dispatchers not yet started (``configure(raft=4, io=8)``)."""
-    with _dispatchers_lock:
-        for name, size in sizes.items():
-            if size < 1:
-                raise ValueError(f"dispatcher {name}: size must be >= 1")
-            if name in _dispatchers and _dispatchers[name].size != size:
-                log.warning("dispatcher %s already runs %d workers; %d ignored", name,
-                            _dispatchers[name].size, size)
-            _sizes[name] = size
 
 
 def dispatcher(name: str) -> Dispatcher:
-    """The process-wide dispatcher called ``name``, started on first use."""
+    """The process-wide dispatcher called ``name`` (actors started outside a node, e.g. in
+    tests; a node gives its actors its own), started on first use with
+    ``ZRAFT_POOL_<NAME>`` workers (default 4)."""
     d = _dispatchers.get(name)
     if d is not None:
         return d
@@ -229,13 +216,9 @@ def dispatcher(name: str) -> Dispatcher:
         d = _dispatchers.get(name)
         if d is None:
             env = os.environ.get(f"ZRAFT_POOL_{name.upper()}", "")
-            size = int(env) if env.isdigit() and int(env) > 0 else _sizes.get(name, 4)
+            size = int(env) if env.isdigit() and 0 < int(env) <= 64 else 4
             d = _dispatchers[name] = Dispatcher(name, size)
         return d
-
-
-def dispatchers() -> dict[str, Dispatcher]:
-    return dict(_dispatchers)
 
 
 class PooledActor(pykka.Actor):

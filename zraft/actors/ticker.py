@@ -121,7 +121,8 @@ class TickClock:
         self.max_burst = max_burst
 
     def due(self) -> int:
-        n = int((time.monotonic() - self.base) / self.tick_s) - self.done
+        # (+1e-9: woken at a tick's exact time, float rounding must not make it the one before)
+        n = int((time.monotonic() - self.base) / self.tick_s + 1e-9) - self.done
         if n <= 0:
             return 0
         if n > self.max_burst:  # a pause: drop the surplus (rule 4)
