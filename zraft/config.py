@@ -116,6 +116,10 @@ class NodeConfig:
     metrics_addr: str = ""
     # node-wide cap on memory held for partial (incomplete) frames, beyond 1 MiB each
     max_buffered_bytes: int = 256 * 1024 * 1024
+    # worker threads of the node's actor pools (zraft/actors/pooled.py): peers run on the
+    # ``raft`` pool, log writers and state machines (fsync, a backend's apply) on ``io``
+    raft_threads: int = 4
+    io_threads: int = 4
     # TLS on every connection (peers, clients, snapshots) when set: PEM files, relative to
     # the config file; "" = plaintext (logged as a WARNING at start). See zraft/transport/tls.py
     tls_cert: str = ""
@@ -263,6 +267,9 @@ def validate(cfg: NodeConfig) -> None:
     if cfg.metrics_addr and not _is_host_port(cfg.metrics_addr):
         raise ConfigError("node.metrics_addr must be host:port (port 1..65535) or \"\" (off), "
                           f"got {safe_repr(cfg.metrics_addr, 80)}")
+    for key in ("raft_threads", "io_threads"):
+        if not 1 <= getattr(cfg, key) <= 64:
+            raise ConfigError(f"node.{key} must be between 1 and 64, got {getattr(cfg, key)}")
     r = cfg.raft
     if r.election_timeout < 10:
         raise ConfigError(f"raft.election_timeout must be >= 10 ms, got {r.election_timeout}")

@@ -44,3 +44,8 @@ class PeerContext:
     metrics: PeerMetrics = field(default_factory=PeerMetrics)
     # where a backend that keeps files (``attach_directory``) keeps them; None: nowhere
     backend_dir: Any = None
+    # the node's actor pools by name ("raft", "io"; pooled.py); None: the process-wide ones
+    pools: Any = None
+    # the node's DeadlineTimer (ticker.py): peers register their next due tick with it;
+    # None: the peer ticks only when told a Tick (tests)
+    timer: Any = None

@@ -17,21 +17,24 @@ from typing import Any
 
 import pykka
 
-from zraft.actors.fast_inbox import FastInboxActor
 from zraft.actors.messages import ChildFailed, Persisted, StorageFailed, WriteOps
 from zraft.actors.peer_metrics import PeerMetrics
+from zraft.actors.pooled import PooledActor
 from zraft.storage import LogWriter
 from zraft.storage.errors import DiskStorageError
 
 log = logging.getLogger(__name__)
 
 
-class LogWriterActor(FastInboxActor):
+class LogWriterActor(PooledActor):
+    dispatcher = "io"  # fsyncs block: on the I/O pool, never the peers' (pooled.py)
+
     def __init__(self, storage: Any, peer: pykka.ActorRef[Any], name: str,
                  stats: dict[str, Any] | None = None,
                  send_raft: Callable[[list[Any]], None] | None = None,
-                 metrics: PeerMetrics | None = None) -> None:
+                 metrics: PeerMetrics | None = None, dispatcher: Any = "io") -> None:
         super().__init__()
+        self.dispatcher = dispatcher
         self.writer = LogWriter(storage)
         self.peer = peer
         self.name = name

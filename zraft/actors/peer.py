@@ -36,7 +36,6 @@ import pykka
 
 from zraft.actors.backend_failure import BackendFailure
 from zraft.actors.context import PeerContext
-from zraft.actors.fast_inbox import FastInboxActor
 from zraft.actors.log_writer import LogWriterActor
 from zraft.actors.messages import (
     Apply,
@@ -60,8 +59,10 @@ from zraft.actors.messages import (
     WriteOps,
 )
 from zraft.actors.node_signals import apply_node_signal
+from zraft.actors.pooled import PooledActor
 from zraft.actors.state_machine import StateMachineActor
 from zraft.actors.storage_failure import StorageFailure
+from zraft.actors.ticker import TickClock, tell_or_skip
 from zraft.core import messages as m
 from zraft.core.errors import InvariantViolation, NotLeader, TransferInProgress
 from zraft.core.raft import RaftCore
@@ -75,12 +76,16 @@ class PeerRemovedError(Exception):
     """The peer was removed from its cluster; it must not be restarted."""
 
 
-class RaftPeerActor(FastInboxActor):
+class RaftPeerActor(PooledActor):
     """Drives one RaftCore. Created by the node's supervisor, one per local peer."""
+
+    dispatcher = "raft"  # the node's pool for Raft work (pooled.py); never blocks on I/O
 
     def __init__(self, ctx: PeerContext) -> None:
         super().__init__()
         self.ctx = ctx
+        if ctx.pools:
+            self.dispatcher = ctx.pools["raft"]
         self.peer_id = ctx.peer_id
         self.name = ctx.peer_name
         self.core: RaftCore | None = None
@@ -99,6 +104,11 @@ class RaftPeerActor(FastInboxActor):
         self._reads: dict[int, ClientRequest] = {}
         self._read_seq = 0
         self._ticks = 0
+        # ticks against real time, delivered before any input; woken by the node's timer
+        # only when the core has a tick due (ticker.py)
+        self._clock: TickClock | None = None
+        self._wake_at = float("inf")  # the deadline registered with the timer
+        self._wake = tell_or_skip(self.actor_ref, _WAKE)
         self._role = "follower"
         self._leader: str | None = None
         self.removed = False
@@ -138,8 +148,11 @@ class RaftPeerActor(FastInboxActor):
                               recovering=storage.meta.recovering)
         config = dataclasses.replace(ctx.core_config(), cluster_id=storage.meta.cluster_id)
         self.core = RaftCore(self.peer_id, storage, config, random.Random(seed))
+        self._clock = TickClock(ctx.tick_ms, max_burst=3 * config.election_ticks,
+                                base=ctx.timer.epoch if ctx.timer is not None else None)
         self.writer = LogWriterActor.start(storage, self.actor_ref, self.name, ctx.log_stats,
-                                           ctx.send_raft, ctx.metrics)
+                                           ctx.send_raft, ctx.metrics,
+                                           ctx.pools["io"] if ctx.pools else "io")
         self.sm = StateMachineActor.start(ctx, self.actor_ref, storage, backend)
         log.info("peer %s started: %s", self.peer_id, self._brief())
         self._drain()
@@ -156,6 +169,9 @@ class RaftPeerActor(FastInboxActor):
 
     def _release(self) -> None:
         """Stop the helpers and close the log, whatever way this incarnation ends."""
+        if self.ctx.timer is not None:
+            self.ctx.timer.cancel(self.actor_urn)
+            self._wake_at = float("inf")
         for child in (self.sm, self.writer):
             if child is not None and child.is_alive():
                 child.stop(timeout=10)
@@ -207,6 +223,8 @@ class RaftPeerActor(FastInboxActor):
         self._write_inflight = False
         self._pending_number = self._last_write_number = self._durable_number = 0
         self._role = "follower"
+        self._clock = None
+        self._wake_for_retry()
 
     _ALARM_HINTS = {
         "second_leader": "two leaders in one term cannot happen in a correct cluster",
@@ -236,6 +254,7 @@ class RaftPeerActor(FastInboxActor):
         if type(message) is Probe:
             return self.probe()
         if type(message) is Tick:
+            self._wake_at = float("inf")
             if failure.due():
                 self._retry_storage(failure)
         elif type(message) is ClientBatch:
@@ -248,6 +267,7 @@ class RaftPeerActor(FastInboxActor):
                                     "leader": self._other_leader()})
         # Raft messages, write acknowledgements and snapshot news are dropped: the core
         # they were for is gone, and a fresh one learns everything again.
+        self._wake_for_retry()
 
     def _retry_storage(self, failure: StorageFailure | BackendFailure) -> None:
         assert isinstance(failure, StorageFailure)
@@ -273,6 +293,9 @@ class RaftPeerActor(FastInboxActor):
     def on_receive(self, message: Any) -> Any:
         if self._failure is not None:
             return self._receive_while_failed(message)
+        clock = self._clock
+        if clock is not None and (due := clock.due()):
+            self._deliver_ticks(due)
         handler = self._handlers.get(type(message))
         if handler is None:
             log.warning("peer %s: unexpected message %r", self.peer_id, type(message))
@@ -288,11 +311,45 @@ class RaftPeerActor(FastInboxActor):
         return result
 
     def _on_tick(self, msg: Tick) -> None:
-        assert self.core is not None
-        self.core.tick()
-        self._ticks += 1
-        if self._role == "leader" and self._ticks % 5 == 0 and self.sm is not None:
-            self.sm.tell(msg)
+        """A wake-up: the ticks it was due for were delivered by ``on_receive``."""
+        self._wake_at = float("inf")  # the registered deadline fired (or a test ticked)
+
+    def _deliver_ticks(self, n: int) -> None:
+        core = self.core
+        if core is None:
+            return
+        tick = core.tick
+        for _ in range(n):
+            tick()
+        before, self._ticks = self._ticks, self._ticks + n
+        # the state machine checks session expiry every 5th tick while we lead
+        if self._role == "leader" and self._ticks // 5 != before // 5 and self.sm is not None:
+            self.sm.tell(Tick(_now_ms()))
+
+    def _arm(self) -> None:
+        """Register our next due tick with the node's timer, if it moved earlier (a later
+        one costs one early wake-up, which re-arms)."""
+        core, clock = self.core, self._clock
+        if core is None or clock is None or self.ctx.timer is None:
+            return
+        ticks = core.ticks_to_next_event()
+        if self._role == "leader":
+            ticks = min(ticks, 5 - self._ticks % 5)
+        at = clock.at(ticks)
+        if at < self._wake_at:
+            self._wake_at = at
+            self.ctx.timer.schedule(self.actor_urn, at, self._wake)
+
+    def _wake_for_retry(self) -> None:
+        """While the log cannot be written: be woken for the next retry (a backend that
+        cannot run is never retried, so it is never woken)."""
+        timer, failure = self.ctx.timer, self._failure
+        if timer is None or not isinstance(failure, StorageFailure):
+            return
+        at = failure.next_retry
+        if at < self._wake_at:
+            self._wake_at = at
+            timer.schedule(self.actor_urn, at, self._wake)
 
     def _on_inbound(self, msg: RaftInbound) -> None:
         assert self.core is not None
@@ -509,6 +566,7 @@ class RaftPeerActor(FastInboxActor):
             self._handle_ready(rd)
             core.advance(rd)
         self.metrics.quiet = core.quiesced and core.role != "leader"
+        self._arm()
 
     def _handle_ready(self, rd: Any) -> None:
         ctx = self.ctx
@@ -732,6 +790,9 @@ _TRANSFER_WHY = {
                "the leader takes writes again",
     "other_leader": "another peer was elected",
 }
+
+
+_WAKE = Tick(0)  # what the node's timer tells a peer whose tick is due
 
 
 def _now_ms() -> int:

@@ -40,7 +40,6 @@ from typing import Any, NamedTuple
 import pykka
 
 from zraft.actors.context import PeerContext
-from zraft.actors.fast_inbox import FastInboxActor
 from zraft.actors.messages import (
     Apply,
     BackendFailed,
@@ -53,6 +52,7 @@ from zraft.actors.messages import (
     SnapshotTaken,
     Tick,
 )
+from zraft.actors.pooled import PooledActor
 from zraft.actors.replies import encode_replies
 from zraft.core.entries import BLANK_CONFIG, CONFIG, SnapshotMeta
 from zraft.fsm.backend import Backend, reraise_interrupt
@@ -71,11 +71,15 @@ class _SnapshotWritten(NamedTuple):
     error: str | None
 
 
-class StateMachineActor(FastInboxActor):
+class StateMachineActor(PooledActor):
+    dispatcher = "io"  # a backend's apply and snapshot I/O may block: the I/O pool
+
     def __init__(self, ctx: PeerContext, peer: pykka.ActorRef[Any], storage: Any,
                  backend: Backend) -> None:
         super().__init__()
         self.ctx = ctx
+        if ctx.pools:
+            self.dispatcher = ctx.pools["io"]
         self.peer = peer
         self.storage = storage
         self.backend = backend

@@ -42,7 +42,7 @@ from zraft.core.config import CoreConfig
 from zraft.core.entries import CONFIG, ClusterConfig, Entry, HardState, SnapshotMeta
 from zraft.core.errors import CoreError
 from zraft.core.log import NO_LIMIT, RaftLog
-from zraft.core.membership import PendingChange
+from zraft.core.membership import STAGING, PendingChange
 from zraft.core.messages import (
     AppendEntries,
     AppendReply,
@@ -57,7 +57,7 @@ from zraft.core.messages import (
     VoteReply,
     VoteRequest,
 )
-from zraft.core.progress import Progress
+from zraft.core.progress import REPLICATE, Progress
 from zraft.core.ready import Ready
 from zraft.core.roles import CANDIDATE, FOLLOWER, LEADER, PRECANDIDATE
 from zraft.core.roles.election import ElectionRole
@@ -66,6 +66,8 @@ from zraft.core.roles.leader import LeaderRole
 from zraft.core.roles.quiesce import QuiesceRole
 from zraft.core.roles.transfer import PendingTransfer, TransferRole
 from zraft.core.storage import LogStorage
+
+QUIESCED_TICKS = 1 << 30  # ticks_to_next_event of a quiesced core: no tick is ever due
 
 
 class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole, QuiesceRole):
@@ -146,6 +148,30 @@ class RaftCore(ElectionRole, FollowerRole, LeaderRole, TransferRole, QuiesceRole
             self._tick_leader()
         else:
             self._tick_election()
+
+    def ticks_to_next_event(self) -> int:
+        """How many ``tick()`` calls until one may do more than count: the first k-1 only
+        advance counters (no message, event, role or state change), so a driver may hold
+        them back and deliver them in a burst when the k-th is due, or before any other
+        input (then the core sees exactly what a punctual ticker would show it). Always
+        >= 1; 1 when unsure. Any new per-tick behaviour must be reflected here."""
+        if self.quiesced:  # ignores ticks: only an input (message, signal, call) wakes it
+            return QUIESCED_TICKS
+        if self.transfer is not None:
+            return 1
+        if self.role != LEADER:
+            return max(1, self.timeout - self.election_elapsed)
+        ch = self.change
+        if self._commit_notify or self.departing or (ch is not None and ch.phase == STAGING):
+            return 1
+        cfg = self.cfg
+        due = min(cfg.heartbeat_ticks - self.heartbeat_elapsed,
+                  cfg.election_ticks - self.election_elapsed)
+        request_timeout = cfg.effective_request_timeout
+        for pr in self.progress.values():
+            if pr.inflight and pr.state == REPLICATE:  # a silent follower becomes a probe
+                due = min(due, request_timeout - pr.silent_ticks)
+        return max(1, due)
 
     def step(self, msg: Any) -> None:
         if msg.dst != self.id:

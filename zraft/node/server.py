@@ -47,8 +47,9 @@ from zraft.actors.context import PeerContext
 from zraft.actors.messages import ClientBatch, ClientRequest, NodeSignal, RaftInbound
 from zraft.actors.peer import RaftPeerActor
 from zraft.actors.peer_metrics import PeerMetrics
+from zraft.actors.pooled import Dispatcher
 from zraft.actors.replies import encode_reply
-from zraft.actors.ticker import Ticker
+from zraft.actors.ticker import DeadlineTimer
 from zraft.config import ConfigError, NodeConfig, StartLater
 from zraft.core.config import KNOWN_MUTATIONS, CoreConfig
 from zraft.core.messages import MESSAGE_CODES
@@ -137,8 +138,8 @@ class Node:
         self.started_at = time.time()
         self.transport: TcpTransport | None = None
         self.sup: Any = None
-        self.ticker: Ticker | None = None
         self.liveness: NodeLiveness | None = None
+        self.timer: DeadlineTimer | None = None  # wakes peers when a tick is due
         self.snapshots = SnapshotService(self)
         self.counters: Counter[str] = Counter()  # refusals the node made, for node_status
         self.backend_failures: dict[str, str] = {}  # peer name -> why it stopped
@@ -149,6 +150,7 @@ class Node:
         self.peer_metrics: dict[str, PeerMetrics] = {}  # kept by the actors, for metrics
         self.metrics: Any = None  # the /metrics endpoint when node.metrics_addr is set
         self.log_sync = SyncService()  # one group commit for the logs of all groups
+        self.pools: dict[str, Dispatcher] = {}  # the node's actor pools (actors/pooled.py)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -171,6 +173,9 @@ class Node:
         for meta in found:  # recover every log before anything listens
             self._preopened[PeerId.parse(meta.peer_id).name] = self._open_storage(
                 meta.peer_id, meta.backend)
+        self.pools = {"raft": Dispatcher("raft", cfg.raft_threads),
+                      "io": Dispatcher("io", cfg.io_threads)}
+        self.timer = DeadlineTimer().start()
         # The supervisor exists before anything can arrive: a create_peer racing the start
         # must find it (bugs-issue4 #1).
         period = max(1.0, 4 * cfg.raft.election_timeout / 1000)
@@ -210,7 +215,6 @@ class Node:
         for meta in found:
             self._start_peer(PeerId.parse(meta.peer_id).name, meta.peer_id,
                              meta.backend or "dict", meta.cluster_id)
-        self.ticker = Ticker(self.tick_ms, self._ticked_refs).start()
         if cfg.raft.quiesce:
             self.liveness = self._start_liveness()
         self.transport.serve()
@@ -231,8 +235,6 @@ class Node:
 
     def stop(self) -> None:
         """Clean stop: peers in reverse start order, then the transport."""
-        if self.ticker is not None:
-            self.ticker.stop()
         if self.liveness is not None:
             self.liveness.stop()
         if self.metrics is not None:
@@ -242,6 +244,10 @@ class Node:
             self.sup.stop(timeout=30)
         if self.transport is not None:
             self.transport.close()
+        for pool in self.pools.values():
+            pool.close()
+        if self.timer is not None:
+            self.timer.stop()
         for storage in self._preopened.values():
             storage.close()
         self.events.record("node_stop")
@@ -309,7 +315,8 @@ class Node:
             peer_removed=self._peer_removed, sm_stats=self.sm_stats, log_stats=self.log_stats,
             mutations=test_mutations(),
             metrics=self.peer_metrics.setdefault(name, PeerMetrics()),
-            backend_dir=peer_log_path(cfg.log_dir, peer_id) / "backend")
+            backend_dir=peer_log_path(cfg.log_dir, peer_id) / "backend", pools=self.pools,
+            timer=self.timer)
 
     def _start_peer(self, name: str, peer_id: str, backend: str, cluster_id: str = "") -> None:
         ctx = self._context(name, peer_id, backend, cluster_id)
@@ -373,15 +380,6 @@ class Node:
         for ref in self._peer_refs():
             with contextlib.suppress(Exception):  # a peer stopping meanwhile
                 ref.tell(signal)
-
-    def _ticked_refs(self) -> list[Any]:
-        """The peers to tick: all but quiesced followers (their cores ignore ticks; any
-        message wakes them, and their next drain puts them back on this list)."""
-        metrics = self.peer_metrics
-        with self._peers_lock:
-            handles = [e.handle for e in self.peers.values()
-                       if not getattr(metrics.get(e.name), "quiet", False)]
-        return [ref for ref in (h.resolve() for h in handles) if ref is not None]
 
     def _peer_refs(self) -> list[Any]:
         with self._peers_lock:
@@ -681,5 +679,16 @@ class Node:
             "refused": dict(self.counters),
             "log_sync": {**self.log_sync.stats(), "open_segment_files": SEGMENT_FILES.open_files},
             "events": self.events.tail()[-20:],
+            "threads": self._threads_status(),
         }
         self.reply(conn, req_id, "ok", status)
+
+    def _threads_status(self) -> dict[str, Any]:
+        """Threads of the process, the actor pools' workers and the timer's wake-ups."""
+        timer = self.timer
+        return {"total": threading.active_count(),
+                "pools": {name: {"workers": p.threads, "size": p.size,
+                                 "spares_started": p.spares_started}
+                          for name, p in self.pools.items()},
+                "timer_deadlines": len(timer) if timer else 0,
+                "timer_wakeups": timer.fired if timer else 0}
