@@ -388,7 +388,7 @@ def create_many(groups: Sequence[Sequence[Peer]], backend: str,
     groups' first elections overlap. Returns each group's sorted peer ids."""
     from zraft.client.create_many import create_many as many
 
-    return many(groups, backend, timeout, _pool(pool), parallel)
+    return many(groups, backend, timeout, _pool(pool), parallel, join_new, create_failure)
 
 
 def create_failure(failures: list[tuple[str, ZRaftError]]) -> ZRaftError:

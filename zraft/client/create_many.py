@@ -21,7 +21,7 @@ bootstrap / set_new_conf errors as ``create`` raises them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,10 +36,12 @@ PER_PEER_S = 0.1  # added to a create batch's timeout per peer it starts
 
 
 def create_many(groups: Sequence[Sequence[PeerId | str]], backend: str, timeout: float,
-                pool: PoolBase, parallel: int = 128) -> list[list[str]]:
-    """Create every group (a list of its peers); returns each group's sorted peer ids."""
-    from zraft.client import api  # the module functions (bootstrap, set_new_conf)
-
+                pool: PoolBase, parallel: int, join_new: Callable[..., list[str]],
+                create_failure: Callable[[list[tuple[str, ZRaftError]]], ZRaftError]
+                ) -> list[list[str]]:
+    """Create every group (a list of its peers); returns each group's sorted peer ids.
+    ``join_new`` and ``create_failure`` are zraft.client.api's (passed in: this module
+    must not import its importer)."""
     check_timeout(timeout)
     if parallel < 1:
         raise ValueError("parallel must be at least 1")
@@ -56,14 +58,14 @@ def create_many(groups: Sequence[Sequence[PeerId | str]], backend: str, timeout:
                 failures.append((node, exc))
                 break
     if failures:
-        raise api.create_failure(failures)
+        raise create_failure(failures)
     with ThreadPoolExecutor(max_workers=len(by_node)) as ex:
         for fut in [ex.submit(_create_on, pool, node, items, backend, timeout)
                     for node, items in by_node.items()]:
             fut.result()
 
     def join(ids: list[str]) -> list[str]:
-        return api.join_new(ids, timeout, pool)  # type: ignore[arg-type]
+        return join_new(ids, timeout, pool)
 
     with ThreadPoolExecutor(max_workers=min(parallel, len(plan))) as ex:
         return list(ex.map(join, plan))

@@ -170,13 +170,18 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    peers = [p for p in (args.peers or os.environ.get("ZRAFT_PEERS", "")).split(",") if p]
+    # --peers, else the --dir cluster's, else $ZRAFT_PEERS: an explicit --dir is never
+    # overridden by an environment default (which named another cluster in a shell that
+    # had one set, and every request answered noproc)
+    peers = [p for p in (args.peers or "").split(",") if p]
     cookie_file = args.cookie_file
     tls_found: dict[str, str] = {}
     if args.dir:
         found = load_cluster_dir(args.dir)  # (peers, cookie_file, ...) tuple
         peers = peers or list(found[0])
         cookie_file = cookie_file or found[1]
+    if not peers:
+        peers = [p for p in os.environ.get("ZRAFT_PEERS", "").split(",") if p]
         tls_found = found.tls or {}  # a TLS cluster's CA and client certificate
     if not peers:
         args.parser.error("no peers: give --dir DIR or --peers")

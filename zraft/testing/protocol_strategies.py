@@ -15,7 +15,7 @@ it, so a fuzzer can check the answer and not only that the node survived:
   another cluster on a node connection: refused by the core, logged).
 
 Requests that would legitimately change the cluster (``set_conf``, ``bootstrap``,
-``create_peer``, ``partition``, ``heal``, ``transfer_leader``) are only ever generated
+``create_peer``, ``create_peers``, ``partition``, ``heal``, ``transfer_leader``) are only ever generated
 malformed: the fuzzer
 tests refusal, not operations.
 """
@@ -48,8 +48,8 @@ TOO_LARGE: Final = "too_large"
 CLOSE: Final = "close"
 SILENT: Final = "silent"
 
-DESTRUCTIVE: Final = frozenset({"set_conf", "bootstrap", "create_peer", "partition", "heal",
-                                "transfer_leader"})
+DESTRUCTIVE: Final = frozenset({"set_conf", "bootstrap", "create_peer", "create_peers",
+                                "partition", "heal", "transfer_leader"})
 HEADER: Final = struct.Struct(">I")
 
 
