@@ -15,9 +15,8 @@ it, so a fuzzer can check the answer and not only that the node survived:
   another cluster on a node connection: refused by the core, logged).
 
 Requests that would legitimately change the cluster (``set_conf``, ``bootstrap``,
-``create_peer``, ``create_peers``, ``partition``, ``heal``, ``transfer_leader``) are only ever generated
-malformed: the fuzzer
-tests refusal, not operations.
+``create_peer``, ``create_peers``, ``partition``, ``heal``, ``transfer_leader``) are only
+ever generated malformed: the fuzzer tests refusal, not operations.
 """
 
 from __future__ import annotations
