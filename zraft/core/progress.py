@@ -36,6 +36,7 @@ class Progress:
         "pending_snapshot",
         "probe_sent",
         "recent_active",
+        "heard_awake",
         "sent_commit",
         "sent_epoch",
         "silent_ticks",
@@ -54,6 +55,9 @@ class Progress:
         self.learner = learner
         self.departing = False
         self.recent_active = False
+        # a reply since the leader last woke (quiescence needs one from every follower: a
+        # follower that restarted blank, or whose peer did not exist yet, has not answered)
+        self.heard_awake = False
         self.epoch = 0
         self.sent_commit = 0
         self.sent_epoch = 0

@@ -387,6 +387,7 @@ class LeaderRole:
         if pr is None:
             return
         pr.recent_active = True
+        pr.heard_awake = True
         pr.silent_ticks = 0
         if msg.recovering:
             if not pr.heal_to:

@@ -70,7 +70,7 @@ class QuiesceRole:
             return False
         for pr in self.progress.values():
             if (pr.state != REPLICATE or pr.match != last or pr.inflight or pr.learner
-                    or pr.departing or pr.heal_to):
+                    or pr.departing or pr.heal_to or not pr.heard_awake):
                 return False
         return True
 
@@ -112,6 +112,7 @@ class QuiesceRole:
             self.heartbeat_elapsed = 0
             for peer, pr in self.progress.items():
                 pr.recent_active = False
+                pr.heard_awake = False  # quiesce again only after every follower answered
                 if heartbeat:
                     self._send_heartbeat(peer, pr)
         else:
