@@ -484,8 +484,9 @@ class Connection:
                         continue
                     data = batch[0] if len(batch) == 1 else b"".join(batch)
                     sock.sendall(data)
-                self.frames_out += len(batch)
-                self.bytes_out += len(data)  # of a head, only its unsent rest
+                    # under the lock, as the direct writes count theirs: no lost update
+                    self.frames_out += len(batch)
+                    self.bytes_out += len(data)  # of a head, only its unsent rest
         except OSError as exc:
             if not self._closed.is_set():
                 log.info("%s: write failed, closing: %s", self._label, exc)
