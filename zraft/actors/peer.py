@@ -215,7 +215,6 @@ class RaftPeerActor(PooledActor):
         self._teardown()
 
     def _teardown(self) -> None:
-        self.metrics.quiet = False  # a failed peer retries on ticks
         self._release()
         self.core = self.writer = self.sm = None
         self._waiters, self._reads = {}, {}
@@ -565,7 +564,6 @@ class RaftPeerActor(PooledActor):
             rd = core.ready()
             self._handle_ready(rd)
             core.advance(rd)
-        self.metrics.quiet = core.quiesced and core.role != "leader"
         self._arm()
 
     def _handle_ready(self, rd: Any) -> None:

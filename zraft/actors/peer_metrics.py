@@ -59,9 +59,6 @@ class PeerMetrics:
     proposals: int = 0  # commands accepted into the leader's log
     proposals_refused: int = 0  # proposals answered not_leader
     leader_changes: int = 0  # times this peer saw the leader change (to another or none)
-    # a quiesced follower: its core ignores ticks, so the node's ticker skips it (a quiet
-    # leader keeps its ticks: its state machine expires sessions on them)
-    quiet: bool = False
     proposal_seconds: BatchHistogram = field(default_factory=BatchHistogram)
     # the log writer
     fsync_seconds: BatchHistogram = field(default_factory=BatchHistogram)
